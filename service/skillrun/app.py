@@ -1,0 +1,77 @@
+"""The app factory: the served spec, connexion's routing and validation, our services."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Any, AsyncIterator
+
+import connexion
+from connexion.middleware import MiddlewarePosition
+from connexion.options import SwaggerUIOptions
+
+from .auth import KeyRing, hash_key, read_hash_file
+from .bodylimit import BodyLimitMiddleware
+from .capabilities import builtin_registry
+from .engine import Engine, load_skills
+from .ratelimit import RateLimiter, RateLimitMiddleware
+from .runs import MemoryStore, RunManager
+from .services import Services, ServicesMiddleware
+from .settings import BUNDLED_SKILLS, Settings
+from .spec import SkillrunResolver, build_spec
+from .validation import VALIDATOR_MAP
+
+log = logging.getLogger(__name__)
+
+
+def build_services(settings: Settings) -> Services:
+    registry = builtin_registry()
+    dirs = [BUNDLED_SKILLS] if settings.include_bundled_skills else []
+    catalog, _problems = load_skills([*dirs, *settings.skill_dirs], registry)
+    hashes = [hash_key(k) for k in settings.api_keys]
+    if settings.api_keys_file is not None:
+        hashes += read_hash_file(settings.api_keys_file)
+    engine = Engine(registry)
+    store = MemoryStore()
+    return Services(
+        settings=settings,
+        catalog=catalog,
+        engine=engine,
+        store=store,
+        runs=RunManager(store, engine),
+        keys=KeyRing(hashes),
+        limiter=RateLimiter(settings.rate_limit, settings.rate_limit_storage),
+    )
+
+
+def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
+    """A new app; its services hang off ``app.services`` (no module state)."""
+    settings = settings or Settings.from_env()
+    services = build_services(settings)
+    if not len(services.keys):
+        log.warning("no API key configured: every authenticated request will get 401")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Any) -> AsyncIterator[None]:
+        yield
+        await services.runs.drain(settings.shutdown_grace_s)
+
+    app = connexion.AsyncApp(
+        __name__,
+        lifespan=lifespan,
+        validator_map=VALIDATOR_MAP,
+    )
+    app.add_api(
+        build_spec(services.catalog),
+        resolver=SkillrunResolver(),
+        validate_responses=settings.validate_responses,
+        strict_validation=True,
+        swagger_ui_options=SwaggerUIOptions(swagger_ui_path="/docs"),
+    )
+    # Outermost: every request can reach this app's services.
+    app.add_middleware(ServicesMiddleware, MiddlewarePosition.BEFORE_EXCEPTION, services=services)
+    # After the security check (401 first), before body validation: 429, then 413.
+    app.add_middleware(RateLimitMiddleware, MiddlewarePosition.BEFORE_VALIDATION)
+    app.add_middleware(BodyLimitMiddleware, MiddlewarePosition.BEFORE_VALIDATION)
+    app.services = services  # type: ignore[attr-defined]
+    return app

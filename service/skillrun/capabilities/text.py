@@ -1,0 +1,105 @@
+"""Text capabilities: sentence splitting, keywords, extractive summary."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from typing import Any
+
+from ..engine.capability import Capability
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[^\s])")
+_WORD = re.compile(r"[^\W\d_][\w'-]*", re.UNICODE)
+STOPWORDS = frozenset(
+    """a about above after again against all am an and any are as at be because been before being
+    below between both but by can could did do does doing down during each few for from further had
+    has have having he her here hers herself him himself his how i if in into is it its itself just
+    me more most my myself no nor not now of off on once only or other our ours ourselves out over
+    own same she should so some such than that the their theirs them themselves then there these
+    they this those through to too under until up very was we were what when where which while who
+    whom why will with would you your yours yourself yourselves also may might must shall us""".split()
+)
+
+
+def split_sentences(text: str) -> list[str]:
+    return [s.strip() for s in _SENTENCE_END.split(text.strip()) if s.strip()]
+
+
+def _words(text: str) -> list[str]:
+    return [w.lower() for w in _WORD.findall(text)]
+
+
+_NOT_WORDS = re.compile(r"\S+@\S+|\b(?:https?|ftp)://\S+", re.IGNORECASE)
+
+
+def _content_words(text: str) -> list[str]:
+    # Addresses and URLs are not words: their parts must not surface as keywords.
+    text = _NOT_WORDS.sub(" ", text)
+    return [w for w in _words(text) if w not in STOPWORDS and len(w) > 1]
+
+
+async def _split(args: dict[str, Any]) -> dict[str, Any]:
+    sentences = split_sentences(args["text"])
+    return {"sentences": sentences, "count": len(sentences)}
+
+
+async def _keywords(args: dict[str, Any]) -> dict[str, Any]:
+    limit = int(args.get("limit", 8))
+    counts = Counter(_content_words(args["text"]))
+    # Most frequent first; ties in order of first appearance (Counter keeps insertion order).
+    return {"keywords": [w for w, _ in counts.most_common(limit)]}
+
+
+async def _summary(args: dict[str, Any]) -> dict[str, Any]:
+    sentences = args.get("sentences")
+    if sentences is None:
+        sentences = split_sentences(args.get("text", ""))
+    k = int(args.get("max_sentences", 2))
+    freq = Counter(w for s in sentences for w in _content_words(s))
+    scored = []
+    for pos, sentence in enumerate(sentences):
+        words = _content_words(sentence)
+        score = sum(freq[w] for w in words) / (len(words) + 1)
+        scored.append((score, -pos, pos))
+    best = sorted(p for _, _, p in sorted(scored, reverse=True)[:k])
+    return {"summary": " ".join(sentences[p] for p in best)}
+
+
+_TEXT = {"type": "string", "maxLength": 10_000_000}
+
+CAPABILITIES = [
+    Capability(
+        "text.split_sentences",
+        _split,
+        "Split a text into sentences.",
+        {"type": "object", "required": ["text"], "additionalProperties": False, "properties": {"text": _TEXT}},
+        {"type": "object", "properties": {"sentences": {"type": "array"}, "count": {"type": "integer"}}},
+    ),
+    Capability(
+        "text.keywords",
+        _keywords,
+        "The most frequent content words of a text.",
+        {
+            "type": "object",
+            "required": ["text"],
+            "additionalProperties": False,
+            "properties": {"text": _TEXT, "limit": {"type": "integer", "minimum": 1}},
+        },
+        {"type": "object", "properties": {"keywords": {"type": "array", "items": {"type": "string"}}}},
+    ),
+    Capability(
+        "text.extractive_summary",
+        _summary,
+        "Pick the most representative sentences, in their original order.",
+        {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "text": _TEXT,
+                "sentences": {"type": "array", "items": {"type": "string"}},
+                "max_sentences": {"type": "integer", "minimum": 1},
+            },
+        },
+        {"type": "object", "properties": {"summary": {"type": "string"}}},
+    ),
+]

@@ -1,0 +1,159 @@
+"""``skillrun serve | validate | keys``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from .settings import Settings
+
+log = logging.getLogger("skillrun")
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .app import create_app
+    from .auth import generate_key
+
+    settings = Settings.from_env()
+    settings.skill_dirs += [Path(d) for d in args.skills]
+    if not settings.api_keys and settings.api_keys_file is None:
+        key = generate_key()
+        settings.api_keys = [key]
+        # Never an open server: print a fresh key once, keep only its hash.
+        print(f"No SKILLRUN_API_KEYS set; generated an API key for this run:\n\n    {key}\n", flush=True)
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        # uvicorn alone waits forever for open streams; ours end within the grace.
+        timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 5,
+    )
+    server = DrainingServer(config, app.services.runs, settings.shutdown_grace_s)  # type: ignore[attr-defined]
+    print(f"Skillrun on http://{args.host}:{args.port}  (docs: /docs, spec: /openapi.json)", flush=True)
+    server.run()
+    return 0
+
+
+class DrainingServer:
+    """uvicorn's server, but SIGTERM/SIGINT first drains runs so every stream ends with ``done``.
+
+    On the first signal: stop accepting connections, let runs finish for the
+    grace period, interrupt the rest (their logs end with ``done``, so every open
+    stream gets its final events and closes), then let uvicorn shut down. A
+    second signal exits at once.
+    """
+
+    def __init__(self, config: Any, runs: Any, grace_s: float) -> None:
+        import uvicorn
+
+        outer = self
+
+        class _Server(uvicorn.Server):
+            def handle_exit(self, sig: int, frame: Any) -> None:
+                if outer._draining or outer._loop is None:
+                    super().handle_exit(sig, frame)
+                    return
+                outer._draining = True
+                outer._loop.call_soon_threadsafe(lambda: outer._loop.create_task(outer._drain()))  # type: ignore[union-attr]
+
+        self.server = _Server(config)
+        self.runs = runs
+        self.grace_s = grace_s
+        self._draining = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def _drain(self) -> None:
+        for s in getattr(self.server, "servers", []):
+            s.close()  # stop accepting; open connections go on
+        log.info("draining: up to %.1f s for %d run(s)", self.grace_s, self.runs.live)
+        await self.runs.drain(self.grace_s)
+        await asyncio.sleep(0.2)  # let followers write the final frames
+        self.server.should_exit = True
+
+    async def _serve(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        await self.server.serve()
+
+    def run(self) -> None:
+        asyncio.run(self._serve())
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from .capabilities import builtin_registry
+    from .engine import SkillLoadError, load_skill_file
+
+    registry = builtin_registry()
+    bad = 0
+    for name in args.files:
+        try:
+            skill = load_skill_file(Path(name), registry)
+        except SkillLoadError as exc:
+            bad += 1
+            for p in exc.problems:
+                print(p, file=sys.stderr)
+            continue
+        print(f"{name}: ok ({skill.id} {skill.version}, {len(skill.steps)} steps)")
+    return 1 if bad else 0
+
+
+def _keys_hash(args: argparse.Namespace) -> int:
+    from .auth import hash_key
+
+    key = args.key if args.key is not None else sys.stdin.readline().strip()
+    if not key:
+        print("no key given (pass it as an argument or on stdin)", file=sys.stderr)
+        return 2
+    print(hash_key(key))
+    return 0
+
+
+def _keys_new(_args: argparse.Namespace) -> int:
+    from .auth import generate_key, hash_key
+
+    key = generate_key()
+    print(f"key:    {key}\nsha256: {hash_key(key)}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="skillrun", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the HTTP server")
+    serve.add_argument("--host", default=os.environ.get("SKILLRUN_HOST", "127.0.0.1"))
+    serve.add_argument("--port", type=int, default=int(os.environ.get("SKILLRUN_PORT", "8080")))
+    serve.add_argument("--skills", action="append", default=[], metavar="DIR", help="a directory of user skills (repeatable)")
+    serve.add_argument("--log-level", default="info")
+    serve.set_defaults(func=_serve)
+
+    validate = sub.add_parser("validate", help="check skill files; exit 1 on any problem")
+    validate.add_argument("files", nargs="+", metavar="FILE")
+    validate.set_defaults(func=_validate)
+
+    keys = sub.add_parser("keys", help="API key helpers")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    h = keys_sub.add_parser("hash", help="print a key's SHA-256 for SKILLRUN_API_KEYS_FILE")
+    h.add_argument("key", nargs="?", help="the key (read from stdin when absent)")
+    h.set_defaults(func=_keys_hash)
+    n = keys_sub.add_parser("new", help="generate a key and print it with its hash")
+    n.set_defaults(func=_keys_new)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

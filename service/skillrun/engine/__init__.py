@@ -1,0 +1,29 @@
+"""The engine: pure asyncio, no HTTP. Skills in, events out.
+
+- ``model``: the skill and step model (what a YAML file becomes).
+- ``expressions``: CEL conditions and ``${...}`` templates.
+- ``loader``: YAML files -> ``Skill`` with problems named by file and line.
+- ``capability``: the capability registry steps call into.
+- ``runner``: runs a skill, emitting every step's fate into an ``Emitter``.
+"""
+
+from .capability import Capability, CapabilityError, CapabilityRegistry, GateResult
+from .loader import SkillCatalog, SkillLoadError, load_skill_file, load_skills
+from .model import Skill, Step
+from .runner import Emitter, Engine, RunOutcome
+
+__all__ = [
+    "Capability",
+    "CapabilityError",
+    "CapabilityRegistry",
+    "Emitter",
+    "Engine",
+    "GateResult",
+    "RunOutcome",
+    "Skill",
+    "SkillCatalog",
+    "SkillLoadError",
+    "Step",
+    "load_skill_file",
+    "load_skills",
+]

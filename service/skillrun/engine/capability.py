@@ -1,0 +1,58 @@
+"""Capabilities: the named operations steps call, registered with their schemas."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Iterable
+
+StepFn = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+GateFn = Callable[[dict[str, Any]], Awaitable["GateResult"]]
+
+
+class CapabilityError(Exception):
+    """A capability failed; ``kind`` names how (it becomes the step's error kind)."""
+
+    def __init__(self, message: str, kind: str = "capability_error") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+@dataclass(frozen=True, slots=True)
+class GateResult:
+    """What a gate found (kinds and counts only) and the output with it redacted."""
+
+    findings: list[dict[str, Any]]
+    redacted: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Capability:
+    name: str
+    fn: Callable[[dict[str, Any]], Awaitable[Any]]
+    description: str = ""
+    input_schema: dict[str, Any] = field(default_factory=lambda: {"type": "object"})
+    output_schema: dict[str, Any] = field(default_factory=lambda: {"type": "object"})
+    gate: bool = False
+
+
+class CapabilityRegistry:
+    """Capabilities by name. One instance per app; no module-level registry."""
+
+    def __init__(self, capabilities: Iterable[Capability] = ()) -> None:
+        self._by_name: dict[str, Capability] = {}
+        for cap in capabilities:
+            self.register(cap)
+
+    def register(self, capability: Capability) -> None:
+        if capability.name in self._by_name:
+            raise ValueError(f"capability {capability.name!r} is registered twice")
+        self._by_name[capability.name] = capability
+
+    def get(self, name: str) -> Capability | None:
+        return self._by_name.get(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._by_name
+
+    def names(self) -> list[str]:
+        return sorted(self._by_name)

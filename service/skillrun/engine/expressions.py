@@ -1,0 +1,152 @@
+"""CEL conditions and ``${...}`` templates, compiled once at load time.
+
+Conditions (``when``) and values in a step's ``input`` or a skill's ``outputs`` are
+CEL (https://cel.dev) evaluated over ``{"inputs": ..., "steps": ...}``; never Python
+``eval``. A string that is exactly ``${expr}`` evaluates to the expression's typed
+value; ``${expr}`` inside a longer string is interpolated as text.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+import cel
+
+_WHOLE = re.compile(r"^\$\{(.*)\}$", re.DOTALL)
+_PART = re.compile(r"\$\{(.*?)\}", re.DOTALL)
+_STEP_REF = re.compile(r"\bsteps\s*(?:\.\s*([A-Za-z_]\w*)|\[\s*[\"']([^\"']+)[\"']\s*\])")
+_STEPS_ANY = re.compile(r"\bsteps\b")
+
+
+def _range(n: int) -> list[int]:
+    if not isinstance(n, int) or n < 0 or n > 1_000_000:
+        raise ValueError("range() takes an integer 0..1000000")
+    return list(range(n))
+
+
+FUNCTIONS: dict[str, Callable[..., Any]] = {"range": _range}
+
+
+class ExpressionError(Exception):
+    """A CEL expression failed to compile or to evaluate."""
+
+
+@dataclass(frozen=True, slots=True)
+class Expression:
+    """One compiled CEL expression and what it reads."""
+
+    source: str
+    program: Any
+    step_refs: frozenset[str] | None  # None: reads `steps` as a whole
+    reads_steps: bool
+    needs_functions: bool
+
+    @classmethod
+    def compile(cls, source: str) -> "Expression":
+        try:
+            program = cel.compile(source)
+        except (ValueError, RuntimeError) as exc:
+            raise ExpressionError(str(exc).splitlines()[0]) from None
+        reads_steps = "steps" in program.variables()
+        refs: frozenset[str] | None = frozenset()
+        if reads_steps:
+            named = {a or b for a, b in _STEP_REF.findall(source)}
+            # Any use of `steps` other than steps.<id> / steps["id"] needs all of them.
+            if len(_STEPS_ANY.findall(source)) == len(_STEP_REF.findall(source)):
+                refs = frozenset(named)
+            else:
+                refs = None
+        needs = any(f in FUNCTIONS for f in program.functions())
+        return cls(source, program, refs, reads_steps, needs)
+
+    def evaluate(
+        self,
+        inputs: Mapping[str, Any],
+        steps: Mapping[str, Any],
+        local: Mapping[str, Any] | None = None,
+    ) -> Any:
+        scope: dict[str, Any] = {"inputs": inputs}
+        if local:
+            scope.update(local)
+        if self.reads_steps:
+            if self.step_refs is None:
+                scope["steps"] = steps
+            else:
+                scope["steps"] = {k: steps[k] for k in self.step_refs if k in steps}
+        try:
+            if self.needs_functions:
+                return self.program.execute(cel.Context(variables=scope, functions=FUNCTIONS))
+            return self.program.execute(scope)
+        except KeyError as exc:
+            raise ExpressionError(f"{self.source!r}: no such field {exc}") from None
+        except Exception as exc:  # the CEL runtime raises several types
+            raise ExpressionError(f"{self.source!r}: {exc}") from None
+
+
+class Template:
+    """A JSON-like value whose strings may hold ``${...}`` expressions."""
+
+    __slots__ = ("_render", "expressions")
+
+    def __init__(self, value: Any) -> None:
+        self.expressions: list[Expression] = []
+        self._render = self._build(value)
+
+    def render(
+        self,
+        inputs: Mapping[str, Any],
+        steps: Mapping[str, Any],
+        local: Mapping[str, Any] | None = None,
+    ) -> Any:
+        return self._render(inputs, steps, local)
+
+    @property
+    def step_refs(self) -> set[str] | None:
+        refs: set[str] = set()
+        for e in self.expressions:
+            if e.step_refs is None:
+                return None
+            refs |= e.step_refs
+        return refs
+
+    def _build(self, value: Any) -> Callable[..., Any]:
+        if isinstance(value, str):
+            whole = _WHOLE.match(value)
+            if whole and "${" not in whole.group(1):
+                expr = Expression.compile(whole.group(1).strip())
+                self.expressions.append(expr)
+                return expr.evaluate
+            parts = _PART.split(value)
+            if len(parts) == 1:
+                return lambda _i, _s, _l=None: value
+            pieces: list[Any] = []
+            for n, part in enumerate(parts):
+                if n % 2:
+                    expr = Expression.compile(part.strip())
+                    self.expressions.append(expr)
+                    pieces.append(expr)
+                elif part:
+                    pieces.append(part)
+            return lambda i, s, l=None: "".join(
+                p if isinstance(p, str) else _as_text(p.evaluate(i, s, l)) for p in pieces
+            )
+        before = len(self.expressions)
+        if isinstance(value, dict):
+            items = [(k, self._build(v)) for k, v in value.items()]
+            if len(self.expressions) == before:
+                return lambda _i, _s, _l=None: value
+            return lambda i, s, l=None: {k: f(i, s, l) for k, f in items}
+        if isinstance(value, list):
+            fns = [self._build(v) for v in value]
+            if len(self.expressions) == before:
+                return lambda _i, _s, _l=None: value
+            return lambda i, s, l=None: [f(i, s, l) for f in fns]
+        return lambda _i, _s, _l=None: value
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)

@@ -1,0 +1,23 @@
+"""Liveness and readiness: no key, no rate limit."""
+
+from __future__ import annotations
+
+from starlette.responses import Response
+
+from .. import __version__
+from ._http import json_response, problem, services
+
+
+async def live() -> Response:
+    return json_response({"status": "ok", "version": __version__})
+
+
+async def ready() -> Response:
+    s = services()
+    if s.runs.draining:
+        raise problem(503, "The server is shutting down.", headers={"Retry-After": "5"})
+    return json_response({"status": "ok", "version": __version__, "skills": len(s.catalog)})
+
+
+async def health_legacy() -> Response:
+    return await ready()

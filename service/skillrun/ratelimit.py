@@ -1,0 +1,72 @@
+"""Rate limits per API key (per client address without one), through ``limits``.
+
+The budget is shared by every rate-limited operation (so ``/execute`` and the
+stream draw on the same one). Health probes and docs are not limited. Every
+answer of a limited operation carries ``RateLimit-Limit``, ``RateLimit-Remaining``
+and ``RateLimit-Reset``; a 429 adds ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import limits
+from limits.storage import storage_from_string
+from limits.aio.strategies import MovingWindowRateLimiter
+
+from .errors import problem_response
+from .services import add_response_headers, services_of
+
+EXEMPT_PREFIXES = ("/v1/health",)
+
+
+class RateLimiter:
+    def __init__(self, limit: str, storage_uri: str = "memory://") -> None:
+        if not storage_uri.startswith("async+"):
+            storage_uri = "async+" + storage_uri
+        self.item = limits.parse(limit)
+        self._limiter = MovingWindowRateLimiter(storage_from_string(storage_uri))
+
+    async def hit(self, identity: str) -> tuple[bool, dict[str, str]]:
+        allowed = await self._limiter.hit(self.item, identity)
+        stats = await self._limiter.get_window_stats(self.item, identity)
+        reset = max(0, math.ceil(stats.reset_time - time.time()))
+        headers = {
+            "RateLimit-Limit": str(self.item.amount),
+            "RateLimit-Remaining": str(stats.remaining),
+            "RateLimit-Reset": str(reset),
+        }
+        if not allowed:
+            headers["Retry-After"] = str(max(1, reset))
+        return allowed, headers
+
+
+def _client_address(scope: dict[str, Any]) -> str:
+    client = scope.get("client")
+    return f"addr:{client[0]}" if client else "addr:unknown"
+
+
+class RateLimitMiddleware:
+    """Sits after connexion's security check, so it knows whose budget to draw on."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"].startswith(EXEMPT_PREFIXES):
+            await self.app(scope, receive, send)
+            return
+        user = scope.get("extensions", {}).get("connexion_context", {}).get("user")
+        allowed, headers = await services_of(scope).limiter.hit(user or _client_address(scope))
+        if not allowed:
+            response = problem_response(
+                429, f"Rate limit of {headers['RateLimit-Limit']} requests exceeded; retry in "
+                f"{headers['Retry-After']} s.", headers=headers
+            )
+            await response(scope, receive, send)
+            return
+        # The outermost middleware adds them to whatever answer goes out, problems included.
+        add_response_headers(scope, headers)
+        await self.app(scope, receive, send)

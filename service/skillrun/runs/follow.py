@@ -1,0 +1,29 @@
+"""Follow a run's log from a cursor until its ``done`` event."""
+
+from __future__ import annotations
+
+from typing import AsyncIterator
+
+from .store import EventRecord, RunStore
+
+
+async def follow(
+    store: RunStore, run_id: str, after: int = 0, *, idle_s: float | None = None
+) -> AsyncIterator[list[EventRecord]]:
+    """Yield batches of events after ``after``, live, ending with the one holding ``done``.
+
+    Yields an empty batch whenever ``idle_s`` passes without an event, so a
+    caller can send a heartbeat. Reading is always from the store, so a slow
+    reader costs the store a read, not a growing queue.
+    """
+    cursor = after
+    while True:
+        batch = await store.read(run_id, cursor)
+        if batch:
+            yield batch
+            cursor = batch[-1].seq
+            if batch[-1].type == "done":
+                return
+            continue
+        if not await store.wait(run_id, cursor, idle_s):
+            yield []

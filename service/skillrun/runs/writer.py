@@ -1,0 +1,46 @@
+"""The engine's ``Emitter`` for one run: the envelope, the sequence, the append."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+from .store import EventRecord, RunStore
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+
+def utc_now() -> str:
+    """RFC 3339 UTC with milliseconds, ending in ``Z``."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class RunWriter:
+    def __init__(self, store: RunStore, run_id: str, trace_id: str, last_seq: int = 0) -> None:
+        self._store = store
+        self.run_id = run_id
+        self.trace_id = trace_id
+        self.seq = last_seq
+
+    def emit(
+        self, type: str, message: str, step_id: str | None = None, data: dict[str, Any] | None = None
+    ) -> None:
+        self.append(
+            type,
+            {
+                "type": type,
+                "message": message,
+                "timestamp": utc_now(),
+                "step_id": step_id,
+                "trace_id": self.trace_id,
+                "run_id": self.run_id,
+                "data": data,
+            },
+        )
+
+    def append(self, type: str, payload: dict[str, Any]) -> None:
+        self.seq += 1
+        # JSON text is one line: json escapes CR and LF inside strings, which
+        # SSE requires (a raw line break would end the data field).
+        self._store.append(self.run_id, EventRecord(self.seq, type, _dumps(payload)))

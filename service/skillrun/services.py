@@ -1,0 +1,65 @@
+"""The objects one app instance shares across requests, reachable from any request.
+
+They live on the app instance (``ServicesMiddleware`` puts them in the ASGI scope),
+never in module globals, so two apps in one process never share state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, MutableMapping
+
+if TYPE_CHECKING:
+    from .auth import KeyRing
+    from .engine import Engine, SkillCatalog
+    from .ratelimit import RateLimiter
+    from .runs import RunManager, RunStore
+    from .settings import Settings
+
+_SCOPE_KEY = "skillrun.services"
+_HEADERS_KEY = "skillrun.response_headers"
+
+
+@dataclass
+class Services:
+    settings: "Settings"
+    catalog: "SkillCatalog"
+    engine: "Engine"
+    store: "RunStore"
+    runs: "RunManager"
+    keys: "KeyRing"
+    limiter: "RateLimiter"
+
+
+def services_of(scope: MutableMapping[str, Any]) -> Services:
+    return scope["state"][_SCOPE_KEY]
+
+
+def add_response_headers(scope: MutableMapping[str, Any], headers: dict[str, str]) -> None:
+    """Headers for the answer to this request, whichever layer ends up sending it."""
+    scope["state"].setdefault(_HEADERS_KEY, {}).update(headers)
+
+
+class ServicesMiddleware:
+    """Outermost: puts the services in the scope and adds ``add_response_headers``'s."""
+
+    def __init__(self, app: Any, services: Services) -> None:
+        self.app = app
+        self.services = services
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        state = scope.setdefault("state", {})
+        state[_SCOPE_KEY] = self.services
+
+        async def send_with_headers(message: dict[str, Any]) -> None:
+            extra = state.get(_HEADERS_KEY)
+            if extra and message["type"] == "http.response.start":
+                have = {name.lower() for name, _ in message.get("headers", [])}
+                added = [(k.lower().encode(), v.encode()) for k, v in extra.items() if k.lower().encode() not in have]
+                message = {**message, "headers": [*message.get("headers", []), *added]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

@@ -1,0 +1,101 @@
+"""The served contract: ``openapi/skillrun.yaml`` plus concrete operations per loaded skill.
+
+For every skill, ``POST /v1/skills/<id>/execute`` and ``.../execute/stream`` are
+copies of the templated operations whose request body is that skill's ``inputs``
+schema and whose result's ``outputs`` is its outputs schema. connexion then
+validates inputs itself, Swagger UI documents every skill, and schemathesis can
+generate valid inputs. connexion matches paths in the order of the spec's
+``paths`` (not concrete-before-templated as OAS says), so these come first.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from connexion.resolver import Resolution, Resolver
+from connexion.utils import get_function_from_name
+
+from .engine import Skill, SkillCatalog
+
+SPEC_PATH = Path(__file__).resolve().parent / "openapi" / "skillrun.yaml"
+TEMPLATED = ("/execute", "/execute/stream")
+SKILL_KEY = "x-skillrun-skill"
+
+
+def load_base_spec(path: Path = SPEC_PATH) -> dict[str, Any]:
+    with path.open(encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+def _slug(skill_id: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "_", skill_id)
+
+
+def _body_schema(skill: Skill) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["inputs"],
+        "properties": {
+            "inputs": copy.deepcopy(skill.inputs_schema),
+            "options": {"$ref": "#/components/schemas/ExecuteOptions"},
+        },
+    }
+
+
+def _skill_operation(template: dict[str, Any], skill: Skill, suffix: str) -> dict[str, Any]:
+    op = copy.deepcopy(template)
+    op["operationId"] = f"{op['operationId']}__{_slug(skill.id)}"
+    op["tags"] = ["execute"]
+    verb = "stream the events of" if suffix.endswith("stream") else "run"
+    op["summary"] = f"{skill.id}: {verb} this skill"
+    op["description"] = f"{skill.description}\n\n{op.get('description', '')}".strip()
+    op["parameters"] = [
+        p for p in op.get("parameters", []) if p.get("$ref") != "#/components/parameters/SkillId"
+    ]
+    op["requestBody"] = {
+        "required": True,
+        "content": {"application/json": {"schema": _body_schema(skill)}},
+    }
+    op[SKILL_KEY] = skill.id
+    if suffix == "/execute":
+        op["responses"]["200"]["content"]["application/json"]["schema"] = {
+            "allOf": [
+                {"$ref": "#/components/schemas/ExecuteResult"},
+                {"type": "object", "properties": {"outputs": copy.deepcopy(skill.outputs_schema)}},
+            ]
+        }
+    # Unknown skills cannot reach a concrete path, so no 404 here.
+    op["responses"].pop("404", None)
+    return op
+
+
+def build_spec(catalog: SkillCatalog, base: dict[str, Any] | None = None) -> dict[str, Any]:
+    spec = copy.deepcopy(base if base is not None else load_base_spec())
+    concrete: dict[str, Any] = {}
+    for skill in catalog.all():
+        for suffix in TEMPLATED:
+            template = spec["paths"][f"/v1/skills/{{skill_id}}{suffix}"]["post"]
+            concrete[f"/v1/skills/{skill.id}{suffix}"] = {"post": _skill_operation(template, skill, suffix)}
+    spec["paths"] = {**concrete, **spec["paths"]}
+    return spec
+
+
+class SkillrunResolver(Resolver):
+    """``x-openapi-router-controller`` + ``operationId`` -> handler; per-skill
+    operations get the templated handler with ``skill_id`` bound."""
+
+    def resolve(self, operation: Any) -> Resolution:
+        raw = operation._operation  # connexion keeps the operation's dict here
+        controller = raw["x-openapi-router-controller"]
+        name = raw["operationId"].split("__", 1)[0]
+        function = get_function_from_name(f"{controller}.{name}")
+        skill_id = raw.get(SKILL_KEY)
+        if skill_id is not None:
+            function = functools.partial(function, skill_id=skill_id)
+        return Resolution(function, raw["operationId"])

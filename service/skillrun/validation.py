@@ -1,0 +1,71 @@
+"""Request body validation: 400 for bodies that are not JSON, 422 naming each bad field.
+
+connexion answers 500 for a non-UTF-8 body and 400 for schema errors; here a body
+that cannot be read as JSON is a 400 and a JSON body that breaks the schema is a
+422 whose ``errors`` name every failing field (``inputs.max_sentences``).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, AsyncIterator
+
+from connexion.datastructures import MediaTypeDict
+from connexion.exceptions import BadRequestProblem, ProblemException
+from connexion.validators import FormDataValidator, MultiPartFormDataValidator
+from connexion.validators.json import JSONRequestBodyValidator
+from jsonschema import ValidationError
+
+from .errors import TITLES
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _field_errors(error: ValidationError) -> list[dict[str, str]]:
+    base = [str(p) for p in error.absolute_path]
+    if error.validator == "required":
+        missing = [r for r in error.validator_value if r not in (error.instance or {})]
+        return [{"field": ".".join([*base, m]), "message": f"'{m}' is required"} for m in missing]
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = set((error.schema.get("properties") or {}).keys())
+        extra = [k for k in error.instance if k not in allowed]
+        return [{"field": ".".join([*base, k]), "message": f"unknown field '{k}'"} for k in extra]
+    return [{"field": ".".join(base) or "(body)", "message": error.message}]
+
+
+class JSONBodyValidator(JSONRequestBodyValidator):
+    async def _parse(self, stream: AsyncIterator[bytes], scope: Any) -> Any:
+        raw = b"".join([chunk async for chunk in stream])
+        if not raw:
+            return None
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise BadRequestProblem(detail=f"The body is not UTF-8 (byte {exc.start}).") from None
+        try:
+            return json.loads(text, parse_constant=_reject_constant)
+        except ValueError as exc:
+            raise BadRequestProblem(detail=f"The body is not valid JSON: {exc}") from None
+
+    def _validate(self, body: Any) -> Any:
+        if body is None and not self._nullable:
+            raise BadRequestProblem(detail="The request body must not be empty.")
+        errors = sorted(self._validator.iter_errors(body), key=lambda e: list(e.absolute_path))
+        if not errors:
+            return body
+        fields = [fe for e in errors for fe in _field_errors(e)]
+        detail = "; ".join(f"{fe['field']}: {fe['message']}" for fe in fields)
+        raise ProblemException(status=422, title=TITLES[422], detail=detail, ext={"errors": fields})
+
+
+VALIDATOR_MAP = {
+    "body": MediaTypeDict(
+        {
+            "*/*json": JSONBodyValidator,
+            "application/x-www-form-urlencoded": FormDataValidator,
+            "multipart/form-data": MultiPartFormDataValidator,
+        }
+    ),
+}

@@ -1,0 +1,69 @@
+"""A small, independent SSE parser for tests (WHATWG HTML 9.2), and the order rules."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+
+@dataclass
+class Frame:
+    event: str
+    data: str
+    id: str | None
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.data)
+
+
+def parse_sse(text: str) -> tuple[list[Frame], list[str]]:
+    """Frames and comments of a complete SSE body."""
+    frames: list[Frame] = []
+    comments: list[str] = []
+    event, data, last_id = "", [], None
+    for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+        if line == "":
+            if data:
+                frames.append(Frame(event or "message", "\n".join(data), last_id))
+            event, data = "", []
+            continue
+        if line.startswith(":"):
+            comments.append(line[1:].strip())
+            continue
+        name, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if name == "event":
+            event = value
+        elif name == "data":
+            data.append(value)
+        elif name == "id":
+            last_id = value
+    return frames, comments
+
+
+def check_order(events: Iterable[dict[str, Any]]) -> None:
+    """Assert the stream's order rules (see the spec's execute_stream description)."""
+    evs = list(events)
+    assert evs, "no events"
+    assert evs[0]["type"] == "skill_start", evs[0]["type"]
+    assert evs[-1]["type"] == "done", evs[-1]["type"]
+    assert [e["type"] for e in evs].count("done") == 1
+    assert evs[-2]["type"] == "skill_completed"
+    assert [e["type"] for e in evs].count("skill_completed") == 1
+    open_steps: dict[tuple[str, Any], str] = {}
+    for e in evs[1:-2]:
+        t = e["type"]
+        key = (e.get("step_id"), (e.get("data") or {}).get("index"))
+        if t == "step_start":
+            assert key not in open_steps, f"{key} started twice"
+            open_steps[key] = t
+        elif t in ("step_completed", "step_degraded", "step_failed"):
+            assert key in open_steps, f"{t} for {key} without step_start"
+            del open_steps[key]
+        elif t == "step_skipped":
+            assert key not in open_steps
+        else:
+            raise AssertionError(f"unexpected {t} inside the run")
+    assert not open_steps, f"steps never ended: {open_steps}"
