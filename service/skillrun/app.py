@@ -13,6 +13,7 @@ from connexion.options import SwaggerUIOptions
 from .auth import KeyRing, hash_key, read_hash_file
 from .bodylimit import BodyLimitMiddleware
 from .capabilities import builtin_registry
+from .cors import CorsMiddleware
 from .engine import Engine, load_skills
 from .ratelimit import RateLimiter, RateLimitMiddleware
 from .runs import MemoryStore, RunManager
@@ -70,6 +71,8 @@ def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
     )
     # Outermost: every request can reach this app's services.
     app.add_middleware(ServicesMiddleware, MiddlewarePosition.BEFORE_EXCEPTION, services=services)
+    # Inside that, still before the security check: preflights carry no key. See cors.py.
+    app.add_middleware(CorsMiddleware, MiddlewarePosition.BEFORE_EXCEPTION, origins=settings.cors_origins)
     # After the security check (401 first), before body validation: 429, then 413.
     app.add_middleware(RateLimitMiddleware, MiddlewarePosition.BEFORE_VALIDATION)
     app.add_middleware(BodyLimitMiddleware, MiddlewarePosition.BEFORE_VALIDATION)

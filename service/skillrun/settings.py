@@ -42,6 +42,8 @@ class Settings:
     shutdown_grace_s: float = 10.0
     validate_responses: bool = False
     include_bundled_skills: bool = True
+    # Origins a browser page may call from (CORS); "*" for any. None by default.
+    cors_origins: list[str] = field(default_factory=list)
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -56,4 +58,5 @@ class Settings:
             heartbeat_s=_float("SKILLRUN_HEARTBEAT_S", 15.0),
             shutdown_grace_s=_float("SKILLRUN_SHUTDOWN_GRACE_S", 10.0),
             validate_responses=_flag("SKILLRUN_VALIDATE_RESPONSES"),
+            cors_origins=_list("SKILLRUN_CORS_ORIGINS"),
         )

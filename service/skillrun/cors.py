@@ -1,0 +1,77 @@
+"""CORS (Fetch standard, "CORS protocol"), so a web page on another origin can call the API.
+
+Starlette's ``CORSMiddleware`` does the protocol; this module only fixes what we
+allow and expose, and turns a refused preflight into a problem+json naming what
+was refused. It must sit outside connexion's security check (a preflight carries
+no ``x-api-key``: browsers never send credentials-like headers on it) and outside
+the exception handling (so 401/422/429 problems carry the CORS headers and a page
+can read them): ``MiddlewarePosition.BEFORE_EXCEPTION``.
+
+No origin is allowed unless configured (``SKILLRUN_CORS_ORIGINS``); ``*`` allows
+any. Credentials (cookies) are never allowed: the key travels in a header.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Sequence
+
+from starlette.datastructures import Headers
+from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import Response
+
+from .errors import PROBLEM_JSON, problem_body
+
+ALLOW_METHODS = ("GET", "POST", "OPTIONS")
+ALLOW_HEADERS = ("x-api-key", "x-trace-id", "Last-Event-ID", "Idempotency-Key", "Content-Type")
+EXPOSE_HEADERS = (
+    "X-Run-Id",
+    "x-trace-id",
+    "Location",
+    "RateLimit-Limit",
+    "RateLimit-Remaining",
+    "RateLimit-Reset",
+    "Retry-After",
+)
+MAX_AGE_S = 600
+
+
+class CorsMiddleware(CORSMiddleware):
+    def __init__(self, app: Any, origins: Sequence[str]) -> None:
+        super().__init__(
+            app,
+            allow_origins=list(origins),
+            allow_methods=ALLOW_METHODS,
+            allow_headers=ALLOW_HEADERS,
+            expose_headers=EXPOSE_HEADERS,
+            allow_credentials=False,
+            max_age=MAX_AGE_S,
+        )
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code != 400:
+            return response
+        detail = "CORS preflight refused: " + "; ".join(self._refusals(request_headers))
+        headers = {
+            k: v for k, v in response.headers.items() if k.lower() not in ("content-type", "content-length")
+        }
+        return Response(json.dumps(problem_body(400, detail)), 400, headers=headers, media_type=PROBLEM_JSON)
+
+    def _refusals(self, request_headers: Headers) -> list[str]:
+        """The same checks Starlette made, spelled out with the offending values."""
+        out = []
+        origin = request_headers["origin"]
+        if not self.is_allowed_origin(origin=origin):
+            out.append(f"Origin '{origin}' is not allowed (SKILLRUN_CORS_ORIGINS)")
+        method = request_headers["access-control-request-method"]
+        if method not in self.allow_methods:
+            out.append(f"Access-Control-Request-Method '{method}' is not one of {', '.join(ALLOW_METHODS)}")
+        requested = request_headers.get("access-control-request-headers")
+        if requested is not None and not self.allow_all_headers:
+            bad = [h.strip() for h in requested.split(",") if h.strip().lower() not in self.allow_headers]
+            if bad:
+                out.append(f"Access-Control-Request-Headers {', '.join(bad)} not allowed")
+        if request_headers.get("access-control-request-private-network") is not None:
+            out.append("Access-Control-Request-Private-Network is not allowed")
+        return out or ["not allowed"]
