@@ -1,22 +1,46 @@
 """Runs: a run is an append-only, ordered event log; every stream is a view of it.
 
-- ``store``: the log's verbs (create, append, read after a cursor, wait, finish)
-  and the in-memory store.
+- ``store``: the log's verbs (create, append, read after a cursor, wait, list,
+  purge), the run record as a projection of the log, and the in-memory store.
+- ``sqlite``: the durable store (one file, WAL, group commit).
 - ``writer``: the engine's ``Emitter`` for one run: envelope, sequence, append.
-- ``manager``: starts runs as tasks, cancels them, drains them at shutdown.
+- ``manager``: starts runs as tasks, cancels them, drains them at shutdown,
+  closes logs a crash left open, purges old runs.
 - ``follow``: read a run's log from a cursor, live, until ``done``.
 """
 
+from __future__ import annotations
+
+from pathlib import Path
+
 from .follow import follow
-from .manager import RunManager, ShuttingDown
-from .store import EventRecord, MemoryStore, RunRecord, RunStore
+from .manager import IdempotencyConflict, RunFinished, RunManager, ShuttingDown, request_hash
+from .sqlite import SqliteStore
+from .store import TERMINAL, BadCursor, EventRecord, MemoryStore, RunPage, RunRecord, RunStore
+
+MEMORY = ":memory:"
+
+
+def open_store(db: str | Path) -> RunStore:
+    """``:memory:`` for the in-memory store, else the SQLite file at ``db``."""
+    return MemoryStore() if str(db) == MEMORY else SqliteStore(db)
+
 
 __all__ = [
+    "MEMORY",
+    "TERMINAL",
+    "BadCursor",
     "EventRecord",
+    "IdempotencyConflict",
     "MemoryStore",
+    "RunFinished",
     "RunManager",
+    "RunPage",
     "RunRecord",
     "RunStore",
     "ShuttingDown",
+    "SqliteStore",
     "follow",
+    "open_store",
+    "request_hash",
 ]

@@ -14,9 +14,11 @@ async def follow(
 
     Yields an empty batch whenever ``idle_s`` passes without an event, so a
     caller can send a heartbeat. Reading is always from the store, so a slow
-    reader costs the store a read, not a growing queue.
+    reader costs the store a read, not a growing queue. A cursor at or past a
+    closed log's ``done`` yields nothing and ends: the reader has everything.
     """
     cursor = after
+    woke = False
     while True:
         batch = await store.read(run_id, cursor)
         if batch:
@@ -24,6 +26,10 @@ async def follow(
             cursor = batch[-1].seq
             if batch[-1].type == "done":
                 return
+            woke = False
             continue
-        if not await store.wait(run_id, cursor, idle_s):
+        if woke:
+            return  # woken with nothing to read: the log is closed before the cursor
+        woke = await store.wait(run_id, cursor, idle_s)
+        if not woke:
             yield []

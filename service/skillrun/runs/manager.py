@@ -1,4 +1,5 @@
-"""Starts runs as tasks that write their logs, cancels them, drains them at shutdown.
+"""Starts runs as tasks that write their logs, cancels them, drains them at shutdown,
+closes the logs a crash left open, and purges old runs.
 
 The live tasks are this node's business only (to cancel them); nothing that
 follows a run needs them: followers read the store.
@@ -7,14 +8,17 @@ follows a run needs them: followers read the store.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import secrets
 import time
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from ..engine import Engine, Skill
 from ..engine.runner import CANCELLED, INTERRUPTED
-from .store import RunRecord, RunStore
+from .store import TERMINAL, UNFINISHED, EventRecord, RunRecord, RunStore
 from .writer import RunWriter, utc_now
 
 log = logging.getLogger(__name__)
@@ -22,6 +26,18 @@ log = logging.getLogger(__name__)
 
 class ShuttingDown(Exception):
     """The server is draining and starts no new runs."""
+
+
+class IdempotencyConflict(Exception):
+    """The idempotency key was used by this owner for a different request."""
+
+    def __init__(self, run: RunRecord) -> None:
+        super().__init__(run.run_id)
+        self.run = run
+
+
+class RunFinished(Exception):
+    """The run has already ended."""
 
 
 def new_run_id() -> str:
@@ -32,10 +48,82 @@ def new_trace_id() -> str:
     return secrets.token_hex(16)
 
 
+def request_hash(skill_id: str, body: dict[str, Any]) -> str:
+    """What makes two requests "the same" for an idempotency key: the skill and the body."""
+    canonical = json.dumps([skill_id, body], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _ms_since(iso: str | None) -> float:
+    if not iso:
+        return 0.0
+    try:
+        then = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    except ValueError:
+        return 0.0
+    return max(0.0, round((datetime.now(timezone.utc) - then).total_seconds() * 1000, 3))
+
+
+def closing_events(
+    run: RunRecord, events: list[EventRecord], status: str, skill: Skill | None
+) -> list[tuple[str, dict[str, Any] | None, tuple[str, str | None, dict[str, Any]] | None]]:
+    """The events that close a log no engine will finish: a ``step_failed`` for each
+    open step, ``skill_completed`` and ``done``, all with ``status``.
+
+    Returns ``(type, done_payload, (message, step_id, data))`` triples for ``RunWriter``.
+    """
+    error = {"kind": status, "message": f"the run was {status}"}
+    out: list[Any] = []
+    if not events:
+        # Never started: a start first keeps the stream's order rules for every reader.
+        out.append(("skill_start", None, (f"Starting skill '{run.skill_id}'.", None, {
+            "skill_id": run.skill_id,
+            "version": skill.version if skill else "unknown",
+            "execution_channel": run.channel if run.channel in ("http", "http-stream") else "http",
+            "steps": [s.id for s in skill.steps] if skill else [],
+        })))
+    open_steps: dict[tuple[str | None, Any], str | None] = {}
+    summaries: list[dict[str, Any]] = []
+    for ev in events:
+        if ev.type not in ("step_start", "step_completed", "step_degraded", "step_failed", "step_skipped"):
+            continue
+        payload = json.loads(ev.data)
+        index = (payload.get("data") or {}).get("index")
+        key = (payload.get("step_id"), index)
+        if ev.type == "step_start":
+            open_steps[key] = payload.get("step_id")
+        else:
+            open_steps.pop(key, None)
+            if index is None:
+                summaries.append({"id": payload.get("step_id"), "status": ev.type.removeprefix("step_")})
+    for (step_id, index), _ in open_steps.items():
+        data: dict[str, Any] = {"error": error, "duration_ms": 0}
+        if index is not None:
+            data["index"] = index
+        out.append(("step_failed", None, (f"Step '{step_id}' failed: {error['message']}", step_id, data)))
+        summaries.append({"id": step_id, "status": "failed", "error": error})
+    duration = _ms_since(run.started_at or run.created_at)
+    out.append(("skill_completed", None, (f"Skill '{run.skill_id}' {status}.", None,
+                                          {"status": status, "duration_ms": duration})))
+    out.append(("done", {
+        "skill_id": run.skill_id,
+        "status": status,
+        "outputs": {},
+        "trace_id": run.trace_id,
+        "run_id": run.run_id,
+        "duration_ms": duration,
+        "steps": summaries,
+        "error": error,
+        "type": "done",
+    }, None))
+    return out
+
+
 class RunManager:
-    def __init__(self, store: RunStore, engine: Engine) -> None:
+    def __init__(self, store: RunStore, engine: Engine, catalog: Any = None) -> None:
         self.store = store
         self.engine = engine
+        self.catalog = catalog
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self.draining = False
 
@@ -48,7 +136,13 @@ class RunManager:
         channel: str,
         trace_id: str | None = None,
         timeout_s: float | None = None,
+        idempotency_key: str | None = None,
+        request_hash: str | None = None,
     ) -> RunRecord:
+        """Create a run and start it; with an idempotency key seen before, the earlier run.
+
+        Raises ``IdempotencyConflict`` when that key came with a different request.
+        """
         if self.draining:
             raise ShuttingDown()
         run = RunRecord(
@@ -59,16 +153,22 @@ class RunManager:
             channel=channel,
             inputs=inputs,
             created_at=utc_now(),
+            idempotency_key=idempotency_key,
+            request_hash=request_hash,
         )
-        await self.store.create(run)
+        stored = await self.store.create(run)
+        if stored.run_id != run.run_id:
+            if stored.request_hash != request_hash:
+                raise IdempotencyConflict(stored)
+            return stored
         task = asyncio.create_task(self._run(run, skill, timeout_s), name=run.run_id)
         self._tasks[run.run_id] = task
-        task.add_done_callback(lambda _t, rid=run.run_id: self._tasks.pop(rid, None))
-        return run
+        task.add_done_callback(lambda t, r=run: self._task_done(t, r))
+        return stored
 
     async def _run(self, run: RunRecord, skill: Skill, timeout_s: float | None) -> None:
+        # No await before the engine's: a cancel always reaches the engine, which ends the log.
         writer = RunWriter(self.store, run.run_id, run.trace_id)
-        await self.store.set_status(run.run_id, "running")
         started = time.perf_counter()
         try:
             outcome = await self.engine.run(
@@ -92,16 +192,102 @@ class RunManager:
         }
         if error is not None:
             result["error"] = error
+        # The store makes the run terminal with this event (status and result from it).
         writer.append("done", {**result, "type": "done"})
-        await self.store.set_status(run.run_id, status, result=result, at=utc_now())
 
-    def cancel(self, run_id: str, reason: str = CANCELLED) -> bool:
-        """Cancel a live run on this node; its log ends with ``done`` (status ``reason``)."""
+    def _task_done(self, task: asyncio.Task[None], run: RunRecord) -> None:
+        self._tasks.pop(run.run_id, None)
+        if task.cancelled():
+            # Cancelled before its first step ran: the engine never saw it, so close the log here.
+            closer = asyncio.ensure_future(self.close_log(run.run_id, INTERRUPTED if self.draining else CANCELLED))
+            self._tasks[run.run_id] = closer  # type: ignore[assignment]  # drain waits for it too
+            closer.add_done_callback(lambda _t, rid=run.run_id: self._tasks.pop(rid, None))
+
+    async def cancel(self, run_id: str, reason: str = CANCELLED) -> RunRecord:
+        """End a run with status ``reason``; its log ends ``skill_completed`` + ``done``.
+
+        Raises ``RunFinished`` if it has already ended (or ``KeyError`` if unknown).
+        """
+        run = await self.store.get(run_id)
+        if run is None:
+            raise KeyError(run_id)
+        if run.status in TERMINAL:
+            raise RunFinished(run_id)
         task = self._tasks.get(run_id)
-        if task is None or task.done():
+        if task is not None and not task.done():
+            task.cancel(reason)
+        else:
+            # Not running here (its process died before recovery ran): close it ourselves.
+            await self.close_log(run_id, reason)
+        return run
+
+    async def close_log(self, run_id: str, status: str) -> bool:
+        """Close the log of a run no engine is running, as ``status``; False if already closed."""
+        run = await self.store.get(run_id)
+        if run is None or run.status in TERMINAL:
             return False
-        task.cancel(reason)
+        events: list[EventRecord] = []
+        while True:
+            batch = await self.store.read(run_id, events[-1].seq if events else 0)
+            if not batch:
+                break
+            events += batch
+        if events and events[-1].type == "done":
+            return False
+        skill = self.catalog.get(run.skill_id) if self.catalog is not None else None
+        writer = RunWriter(self.store, run_id, run.trace_id, last_seq=events[-1].seq if events else 0)
+        for type_, payload, emit in closing_events(run, events, status, skill):
+            if payload is not None:
+                writer.append(type_, payload)
+            else:
+                assert emit is not None
+                writer.emit(type_, *emit)
         return True
+
+    async def recover(self) -> int:
+        """Runs left unfinished by a crash or kill -9 become ``interrupted``, logs closed."""
+        closed = 0
+        while True:
+            page = await self.store.list_runs(None, statuses=UNFINISHED, limit=100)
+            pending = [r for r in page.runs if r.run_id not in self._tasks]
+            if not pending:
+                break
+            for run in pending:
+                if await self.close_log(run.run_id, INTERRUPTED):
+                    closed += 1
+            # Wait until the closing events are stored, so the next page moves on.
+            for run in pending:
+                await self._until_finished(run.run_id)
+        if closed:
+            log.warning("marked %d run(s) left running by a previous process as interrupted", closed)
+        return closed
+
+    async def _until_finished(self, run_id: str) -> None:
+        cursor = 0
+        while True:
+            run = await self.store.get(run_id)
+            if run is None or run.status in TERMINAL:
+                return
+            batch = await self.store.read(run_id, cursor)
+            if batch:
+                cursor = batch[-1].seq
+                continue
+            await self.store.wait(run_id, cursor, 1.0)
+
+    async def purge(self, retention_s: float) -> int:
+        before = (datetime.now(timezone.utc) - timedelta(seconds=retention_s)).isoformat(timespec="milliseconds")
+        gone = await self.store.purge(before.replace("+00:00", "Z"))
+        if gone:
+            log.info("purged %d run(s) finished more than %g s ago", gone, retention_s)
+        return gone
+
+    async def purge_forever(self, retention_s: float, every_s: float) -> None:
+        while True:
+            try:
+                await self.purge(retention_s)
+            except Exception:  # retention is housekeeping: log, try again later
+                log.exception("run purge failed")
+            await asyncio.sleep(every_s)
 
     @property
     def live(self) -> int:
@@ -119,3 +305,7 @@ class RunManager:
         if pending:
             log.warning("interrupted %d run(s) still running after %.1f s", len(pending), grace_s)
             await asyncio.wait(pending, timeout=5)
+        # Runs cancelled before their first step are closed by a task of their own.
+        rest = list(self._tasks.values())
+        if rest:
+            await asyncio.wait(rest, timeout=5)

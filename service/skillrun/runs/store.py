@@ -1,17 +1,34 @@
 """The run store: the log's verbs, small enough for SQLite or Redis Streams to follow.
 
+A run record is a projection of its log, kept by the store itself: the first
+event marks a queued run ``running``; the ``done`` event makes it terminal (its
+status and result are ``done``'s). So a run is finished exactly when its log is
+closed, and a crash can never leave one without the other.
+
 ``append`` is synchronous so the engine never waits on storage; a durable store
 batches appends (group commit) behind it. Followers never poll: ``wait`` returns
-as soon as an event after their cursor exists (or the timeout passes).
+as soon as an event after their cursor exists or the log is closed (or the
+timeout passes).
+
+Sequence numbers start at 1, so a log maps onto a Redis stream whose entry ids
+are ``<seq>-0``.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+import json
+from datetime import datetime, timezone
+from dataclasses import dataclass, field, replace
+from typing import Any, Collection, Protocol
 
 TERMINAL = frozenset({"completed", "failed", "cancelled", "interrupted"})
+UNFINISHED = frozenset({"queued", "running"})
+
+
+def utc_now() -> str:
+    """RFC 3339 UTC with milliseconds, ending in ``Z`` (sorts as text)."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,53 +50,132 @@ class RunRecord:
     inputs: dict[str, Any]
     created_at: str
     status: str = "queued"
+    started_at: str | None = None
     finished_at: str | None = None
     result: dict[str, Any] | None = None
+    # Idempotency: (owner, key) names at most one run; the hash is of the request that made it.
+    idempotency_key: str | None = None
+    request_hash: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunPage:
+    runs: list[RunRecord]
+    next_cursor: str | None
+
+
+class BadCursor(ValueError):
+    """A list cursor this store did not hand out."""
 
 
 class RunStore(Protocol):
-    async def create(self, run: RunRecord) -> None: ...
+    async def open(self) -> None:
+        """Get ready (create files, tables); called once before anything else."""
+
+    async def close(self) -> None:
+        """Make every appended event durable, then release resources."""
+
+    async def create(self, run: RunRecord) -> RunRecord:
+        """Store a new run; with an idempotency key already used by the same owner,
+        store nothing and return that earlier run instead."""
 
     async def get(self, run_id: str) -> RunRecord | None: ...
 
-    def append(self, run_id: str, event: EventRecord) -> None: ...
+    def append(self, run_id: str, event: EventRecord) -> None:
+        """Add the next event (``seq`` = last + 1). Never blocks; followers see it
+        once it is durable."""
 
     async def read(self, run_id: str, after: int, limit: int = 1000) -> list[EventRecord]: ...
 
-    async def wait(self, run_id: str, after: int, timeout: float | None) -> bool: ...
+    async def wait(self, run_id: str, after: int, timeout: float | None) -> bool:
+        """True once an event after ``after`` exists or the log is closed; False on timeout."""
 
-    async def set_status(
-        self, run_id: str, status: str, *, result: dict[str, Any] | None = None, at: str | None = None
-    ) -> None: ...
+    async def list_runs(
+        self,
+        owner: str | None,
+        *,
+        statuses: Collection[str] | None = None,
+        skill_id: str | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> RunPage:
+        """Runs newest first; ``owner=None`` lists every owner's (for recovery)."""
+
+    async def purge(self, finished_before: str) -> int:
+        """Delete finished runs (and their logs) that finished before the RFC 3339 time."""
+
+
+def project(run: RunRecord, event: EventRecord, now: str) -> None:
+    """Apply an event to its run record (see the module docstring)."""
+    if event.seq == 1 and run.status == "queued":
+        run.status = "running"
+        run.started_at = now
+    if event.type == "done":
+        result = json.loads(event.data)
+        result.pop("type", None)
+        run.status = result.get("status", "failed")
+        run.result = result
+        run.finished_at = now
+
+
+def parse_cursor(cursor: str | None) -> int | None:
+    if cursor is None:
+        return None
+    if not cursor.isdigit() or len(cursor) > 18:
+        raise BadCursor(cursor)
+    return int(cursor)
 
 
 @dataclass(slots=True)
 class _Log:
     run: RunRecord
+    n: int
     events: list[EventRecord] = field(default_factory=list)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
+    @property
+    def closed(self) -> bool:
+        return bool(self.events) and self.events[-1].type == "done"
+
 
 class MemoryStore:
-    """Runs and their logs in this process's memory (tests, and the default for now)."""
+    """Runs and their logs in this process's memory (tests, ``SKILLRUN_DB=:memory:``)."""
 
     def __init__(self) -> None:
         self._logs: dict[str, _Log] = {}
+        self._idempotent: dict[tuple[str, str], str] = {}
+        self._n = 0
 
-    async def create(self, run: RunRecord) -> None:
+    async def open(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def create(self, run: RunRecord) -> RunRecord:
+        if run.idempotency_key is not None:
+            earlier = self._idempotent.get((run.owner, run.idempotency_key))
+            if earlier is not None and earlier in self._logs:
+                return replace(self._logs[earlier].run)
         if run.run_id in self._logs:
             raise ValueError(f"run {run.run_id} exists")
-        self._logs[run.run_id] = _Log(run)
+        self._n += 1
+        self._logs[run.run_id] = _Log(replace(run), self._n)
+        if run.idempotency_key is not None:
+            self._idempotent[(run.owner, run.idempotency_key)] = run.run_id
+        return replace(run)
 
     async def get(self, run_id: str) -> RunRecord | None:
         log = self._logs.get(run_id)
-        return log.run if log else None
+        # A copy, as a durable store would give: callers cannot change the log's record.
+        return replace(log.run) if log else None
 
     def append(self, run_id: str, event: EventRecord) -> None:
         log = self._logs[run_id]
         if event.seq != len(log.events) + 1:
             raise ValueError(f"run {run_id}: event {event.seq} out of order")
         log.events.append(event)
+        project(log.run, event, utc_now())
         # Wake every follower at once, then give the next ones a fresh event to wait on.
         log.changed.set()
         log.changed = asyncio.Event()
@@ -95,7 +191,7 @@ class MemoryStore:
         log = self._logs.get(run_id)
         if log is None:
             return False
-        if len(log.events) > after:
+        if len(log.events) > after or log.closed:
             return True
         try:
             await asyncio.wait_for(log.changed.wait(), timeout)
@@ -103,12 +199,41 @@ class MemoryStore:
             return False
         return True
 
-    async def set_status(
-        self, run_id: str, status: str, *, result: dict[str, Any] | None = None, at: str | None = None
-    ) -> None:
-        run = self._logs[run_id].run
-        run.status = status
-        if result is not None:
-            run.result = result
-        if status in TERMINAL:
-            run.finished_at = at
+    async def list_runs(
+        self,
+        owner: str | None,
+        *,
+        statuses: Collection[str] | None = None,
+        skill_id: str | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> RunPage:
+        before = parse_cursor(cursor)
+        found: list[_Log] = []
+        for log in sorted(self._logs.values(), key=lambda l: l.n, reverse=True):
+            if before is not None and log.n >= before:
+                continue
+            if owner is not None and log.run.owner != owner:
+                continue
+            if statuses is not None and log.run.status not in statuses:
+                continue
+            if skill_id is not None and log.run.skill_id != skill_id:
+                continue
+            found.append(log)
+            if len(found) > limit:
+                break
+        more = len(found) > limit
+        page = found[:limit]
+        return RunPage([replace(l.run) for l in page], str(page[-1].n) if more else None)
+
+    async def purge(self, finished_before: str) -> int:
+        gone = [
+            rid
+            for rid, log in self._logs.items()
+            if log.run.status in TERMINAL and log.run.finished_at is not None and log.run.finished_at < finished_before
+        ]
+        for rid in gone:
+            run = self._logs.pop(rid).run
+            if run.idempotency_key is not None:
+                self._idempotent.pop((run.owner, run.idempotency_key), None)
+        return len(gone)

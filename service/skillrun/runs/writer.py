@@ -3,17 +3,11 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
 from typing import Any
 
-from .store import EventRecord, RunStore
+from .store import EventRecord, RunStore, utc_now
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
-
-
-def utc_now() -> str:
-    """RFC 3339 UTC with milliseconds, ending in ``Z``."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class RunWriter:

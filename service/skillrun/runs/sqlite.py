@@ -1,0 +1,411 @@
+"""The SQLite run store: one file, WAL, group commit, followers woken by notification.
+
+How it keeps the stream fast and memory bounded:
+
+- ``append`` only queues the event and wakes the writer task. The writer takes
+  everything queued so far and commits it in one transaction on a worker thread
+  (group commit): while one commit runs, the next batch gathers, so storage
+  never paces the engine, however fast it emits.
+- An event becomes visible to followers once its transaction has committed, so
+  what a client has seen is always on disk (a resume after a crash never finds
+  a different event under an id it already has). ``synchronous=NORMAL`` in WAL
+  mode survives a killed process; only a power cut can lose the last commits.
+- Each run written by this process keeps a bounded tail of its committed events
+  in memory, and an ``asyncio.Event`` swapped on every commit that touches it:
+  live followers read from the tail and are woken by notification. A follower
+  further behind than the tail reads from the database, a page at a time, so
+  memory per stream is one page, not a queue of everything it has not read.
+- The run record is a projection of the log, updated in the same transaction
+  as the events (see ``store``), so status and log never disagree after a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+import threading
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Collection
+
+from .store import EventRecord, RunPage, RunRecord, parse_cursor, project, utc_now
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+  n               INTEGER PRIMARY KEY AUTOINCREMENT,
+  run_id          TEXT NOT NULL UNIQUE,
+  owner           TEXT NOT NULL,
+  skill_id        TEXT NOT NULL,
+  trace_id        TEXT NOT NULL,
+  channel         TEXT NOT NULL,
+  status          TEXT NOT NULL,
+  inputs          TEXT NOT NULL,
+  result          TEXT,
+  created_at      TEXT NOT NULL,
+  started_at      TEXT,
+  finished_at     TEXT,
+  idempotency_key TEXT,
+  request_hash    TEXT,
+  UNIQUE (owner, idempotency_key)
+);
+CREATE INDEX IF NOT EXISTS runs_by_owner ON runs (owner, n);
+CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status);
+CREATE INDEX IF NOT EXISTS runs_by_finished ON runs (finished_at);
+CREATE TABLE IF NOT EXISTS events (
+  run_id TEXT NOT NULL,
+  seq    INTEGER NOT NULL,
+  type   TEXT NOT NULL,
+  data   TEXT NOT NULL,
+  PRIMARY KEY (run_id, seq)
+) WITHOUT ROWID;
+"""
+
+_RUN_COLUMNS = (
+    "run_id, owner, skill_id, trace_id, channel, status, inputs, result, created_at, "
+    "started_at, finished_at, idempotency_key, request_hash"
+)
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+
+def _row_to_run(row: tuple[Any, ...]) -> RunRecord:
+    (run_id, owner, skill_id, trace_id, channel, status, inputs, result, created_at,
+     started_at, finished_at, key, request_hash) = row
+    return RunRecord(
+        run_id=run_id,
+        owner=owner,
+        skill_id=skill_id,
+        trace_id=trace_id,
+        channel=channel,
+        inputs=json.loads(inputs),
+        created_at=created_at,
+        status=status,
+        started_at=started_at,
+        finished_at=finished_at,
+        result=json.loads(result) if result is not None else None,
+        idempotency_key=key,
+        request_hash=request_hash,
+    )
+
+
+@dataclass(slots=True)
+class _Live:
+    """A run this process writes: its record, its committed tail, its wake-up."""
+
+    run: RunRecord | None  # None for a run from before this process (see append)
+    appended: int = 0  # last seq handed to append
+    last: int = 0  # last committed seq
+    closed: bool = False  # ``done`` committed
+    tail: list[EventRecord] = field(default_factory=list)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass(slots=True)
+class _Create:
+    run: RunRecord
+    future: asyncio.Future[RunRecord]
+
+
+@dataclass(slots=True)
+class _Purge:
+    before: str
+    future: asyncio.Future[int]
+
+
+class SqliteStore:
+    def __init__(self, path: str | Path, *, tail_events: int = 2048, keep_live_s: float = 30.0) -> None:
+        self.path = Path(path)
+        self.tail_events = tail_events
+        self.keep_live_s = keep_live_s
+        self._live: dict[str, _Live] = {}
+        self._pending: list[tuple[str, EventRecord] | _Create | _Purge] = []
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._writer: asyncio.Task[None] | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._readers = threading.local()
+        self._reader_conns: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    # -- connections -------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout = 5000")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        return conn
+
+    def _reader(self) -> sqlite3.Connection:
+        conn = getattr(self._readers, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._readers.conn = conn
+            with self._lock:
+                self._reader_conns.append(conn)
+        return conn
+
+    async def _query(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        def run() -> list[tuple[Any, ...]]:
+            return self._reader().execute(sql, params).fetchall()
+
+        return await asyncio.to_thread(run)
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+        def setup() -> sqlite3.Connection:
+            conn = self._connect()
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.executescript(_SCHEMA)
+            return conn
+
+        self._conn = await asyncio.to_thread(setup)
+        self._writer = asyncio.create_task(self._write_loop(), name="skillrun-sqlite-writer")
+
+    async def close(self) -> None:
+        if self._writer is None:
+            return
+        self._closing = True
+        self._wake.set()
+        await self._writer
+        self._writer = None
+        assert self._conn is not None
+        self._conn.close()
+        with self._lock:
+            for conn in self._reader_conns:
+                conn.close()
+            self._reader_conns.clear()
+
+    # -- writes: everything goes through one queue and one connection -------
+
+    async def create(self, run: RunRecord) -> RunRecord:
+        future: asyncio.Future[RunRecord] = asyncio.get_running_loop().create_future()
+        self._enqueue(_Create(replace(run), future))
+        stored = await future
+        if stored.run_id == run.run_id:
+            self._live[run.run_id] = _Live(replace(stored))
+        return stored
+
+    def append(self, run_id: str, event: EventRecord) -> None:
+        live = self._live.get(run_id)
+        if live is None:
+            # A run from before this process (recovery closing its log): the
+            # caller knows its last seq; the table's primary key guards the rest.
+            live = self._live[run_id] = _Live(None, event.seq - 1, event.seq - 1)
+        if event.seq != live.appended + 1:
+            raise ValueError(f"run {run_id}: event {event.seq} out of order")
+        live.appended = event.seq
+        self._enqueue((run_id, event))
+
+    async def purge(self, finished_before: str) -> int:
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._enqueue(_Purge(finished_before, future))
+        return await future
+
+    def _enqueue(self, op: tuple[str, EventRecord] | _Create | _Purge) -> None:
+        if self._writer is None or self._closing:
+            raise RuntimeError("the run store is closed")
+        self._pending.append(op)
+        self._wake.set()
+
+    async def _write_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            ops, self._pending = self._pending, []
+            if ops:
+                now = utc_now()
+                try:
+                    outcome = await asyncio.to_thread(self._commit, ops, now)
+                except Exception as exc:  # a broken disk must not hang every follower
+                    log.exception("run store: commit of %d operation(s) failed", len(ops))
+                    self._fail(ops, exc)
+                else:
+                    self._publish(ops, outcome, now)
+            if self._closing and not self._pending:
+                return
+
+    def _commit(self, ops: list[Any], now: str) -> dict[int, Any]:
+        """One transaction for the whole batch; returns what creates and purges found."""
+        assert self._conn is not None
+        conn = self._conn
+        outcome: dict[int, Any] = {}
+        events: list[tuple[str, int, str, str]] = []
+        started: list[tuple[str, str]] = []
+        finished: list[tuple[str, str | None, str, str]] = []
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for i, op in enumerate(ops):
+                if isinstance(op, tuple):
+                    run_id, ev = op
+                    events.append((run_id, ev.seq, ev.type, ev.data))
+                    if ev.seq == 1:
+                        started.append((now, run_id))
+                    if ev.type == "done":
+                        result = json.loads(ev.data)
+                        result.pop("type", None)
+                        finished.append((result.get("status", "failed"), _dumps(result), now, run_id))
+                elif isinstance(op, _Create):
+                    outcome[i] = self._insert_run(conn, op.run)
+                else:
+                    gone = [r for (r,) in conn.execute("SELECT run_id FROM runs WHERE finished_at < ?", (op.before,))]
+                    conn.executemany("DELETE FROM events WHERE run_id = ?", [(r,) for r in gone])
+                    conn.executemany("DELETE FROM runs WHERE run_id = ?", [(r,) for r in gone])
+                    outcome[i] = gone
+            conn.executemany("INSERT INTO events (run_id, seq, type, data) VALUES (?, ?, ?, ?)", events)
+            conn.executemany(
+                "UPDATE runs SET status = 'running', started_at = ? WHERE run_id = ? AND status = 'queued'", started
+            )
+            conn.executemany(
+                "UPDATE runs SET status = ?, result = ?, finished_at = ? WHERE run_id = ?", finished
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return outcome
+
+    def _insert_run(self, conn: sqlite3.Connection, run: RunRecord) -> RunRecord:
+        cur = conn.execute(
+            f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (owner, idempotency_key) DO NOTHING",
+            (
+                run.run_id, run.owner, run.skill_id, run.trace_id, run.channel, run.status,
+                _dumps(run.inputs), _dumps(run.result) if run.result is not None else None,
+                run.created_at, run.started_at, run.finished_at, run.idempotency_key, run.request_hash,
+            ),
+        )
+        if cur.rowcount == 1:
+            return run
+        row = conn.execute(
+            f"SELECT {_RUN_COLUMNS} FROM runs WHERE owner = ? AND idempotency_key = ?",
+            (run.owner, run.idempotency_key),
+        ).fetchone()
+        return _row_to_run(row)
+
+    def _publish(self, ops: list[Any], outcome: dict[int, Any], now: str) -> None:
+        """After a commit: extend tails, update live records, wake followers, settle futures."""
+        touched: dict[str, _Live] = {}
+        for i, op in enumerate(ops):
+            if isinstance(op, tuple):
+                run_id, ev = op
+                live = self._live.get(run_id)
+                if live is None:
+                    continue
+                live.tail.append(ev)
+                if len(live.tail) > 2 * self.tail_events:
+                    del live.tail[: len(live.tail) - self.tail_events]
+                live.last = ev.seq
+                if live.run is not None:
+                    project(live.run, ev, now)
+                if ev.type == "done":
+                    live.closed = True
+                    # Late followers still find the tail for a while, then the database.
+                    asyncio.get_running_loop().call_later(self.keep_live_s, self._forget, run_id, live)
+                touched[run_id] = live
+            elif isinstance(op, _Purge):
+                for run_id in outcome[i]:
+                    self._live.pop(run_id, None)
+                if not op.future.done():
+                    op.future.set_result(len(outcome[i]))
+            elif not op.future.done():
+                op.future.set_result(outcome[i])
+        for live in touched.values():
+            live.changed.set()
+            live.changed = asyncio.Event()
+
+    def _fail(self, ops: list[Any], exc: Exception) -> None:
+        for op in ops:
+            if not isinstance(op, tuple) and not op.future.done():
+                op.future.set_exception(exc)
+
+    def _forget(self, run_id: str, live: _Live) -> None:
+        if self._live.get(run_id) is live:
+            del self._live[run_id]
+            live.changed.set()  # nobody should be waiting; never strand one who is
+
+    # -- reads ---------------------------------------------------------------
+
+    async def get(self, run_id: str) -> RunRecord | None:
+        live = self._live.get(run_id)
+        if live is not None and live.run is not None:
+            return replace(live.run)
+        rows = await self._query(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,))
+        return _row_to_run(rows[0]) if rows else None
+
+    async def read(self, run_id: str, after: int, limit: int = 1000) -> list[EventRecord]:
+        after = max(after, 0)
+        live = self._live.get(run_id)
+        if live is not None:
+            if after >= live.last:
+                return []
+            if live.tail and after >= live.tail[0].seq - 1:
+                start = after - (live.tail[0].seq - 1)
+                return live.tail[start : start + limit]
+        rows = await self._query(
+            "SELECT seq, type, data FROM events WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+            (run_id, after, limit),
+        )
+        if live is not None:
+            # Only what was committed when the caller asked; later rows come by notification.
+            rows = [r for r in rows if r[0] <= live.last]
+        return [EventRecord(*r) for r in rows]
+
+    async def wait(self, run_id: str, after: int, timeout: float | None) -> bool:
+        live = self._live.get(run_id)
+        if live is None:
+            run = await self.get(run_id)
+            if run is not None and run.finished_at is not None:
+                return True  # closed: read finds the rest, or nothing
+            # Not written here and not finished: no notification can come, so
+            # look again after the timeout (the caller heartbeats meanwhile).
+            await asyncio.sleep(timeout if timeout is not None else 1.0)
+            return False
+        if live.last > after or live.closed:
+            return True
+        try:
+            await asyncio.wait_for(live.changed.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def list_runs(
+        self,
+        owner: str | None,
+        *,
+        statuses: Collection[str] | None = None,
+        skill_id: str | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> RunPage:
+        before = parse_cursor(cursor)
+        where, params = [], []
+        if owner is not None:
+            where.append("owner = ?")
+            params.append(owner)
+        if statuses is not None:
+            statuses = list(statuses)
+            where.append(f"status IN ({', '.join('?' * len(statuses))})")
+            params += statuses
+        if skill_id is not None:
+            where.append("skill_id = ?")
+            params.append(skill_id)
+        if before is not None:
+            where.append("n < ?")
+            params.append(before)
+        sql = f"SELECT n, {_RUN_COLUMNS} FROM runs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY n DESC LIMIT ?"
+        rows = await self._query(sql, (*params, limit + 1))
+        page = rows[:limit]
+        runs = []
+        for row in page:
+            run = _row_to_run(row[1:])
+            live = self._live.get(run.run_id)
+            runs.append(replace(live.run) if live is not None and live.run is not None else run)
+        return RunPage(runs, str(page[-1][0]) if len(rows) > limit else None)

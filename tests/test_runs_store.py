@@ -1,0 +1,182 @@
+"""The run stores (memory and SQLite) behave alike: the log's verbs, the projection,
+idempotent create, newest-first pages, purge; SQLite keeps it all across a reopen."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import pytest
+
+from skillrun.runs import BadCursor, EventRecord, MemoryStore, RunRecord, RunStore, SqliteStore, follow
+
+pytestmark = pytest.mark.anyio
+
+
+def _run(run_id: str, owner: str = "key_a", skill_id: str = "demo.ticker", **kw: Any) -> RunRecord:
+    return RunRecord(run_id=run_id, owner=owner, skill_id=skill_id, trace_id="t", channel="http",
+                     inputs={"steps": 1}, created_at="2026-01-01T00:00:00.000Z", **kw)
+
+
+def _ev(seq: int, type_: str = "step_start", **payload: Any) -> EventRecord:
+    return EventRecord(seq, type_, json.dumps({"type": type_, **payload}))
+
+
+def _done(seq: int, status: str = "completed") -> EventRecord:
+    return _ev(seq, "done", status=status, skill_id="demo.ticker", outputs={"ticks": 1})
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[RunStore]:
+    s: RunStore = MemoryStore() if request.param == "memory" else SqliteStore(tmp_path / "runs.db")
+    await s.open()
+    yield s
+    await s.close()
+
+
+async def _settle(store: RunStore, run_id: str, seq: int) -> None:
+    """Until event ``seq`` is visible (SQLite shows events once committed)."""
+    assert await store.wait(run_id, seq - 1, 5)
+
+
+async def test_first_event_marks_running_and_done_makes_terminal_with_result(store: RunStore) -> None:
+    await store.create(_run("r1"))
+    assert (await store.get("r1")).status == "queued"  # type: ignore[union-attr]
+    store.append("r1", _ev(1, "skill_start"))
+    await _settle(store, "r1", 1)
+    run = await store.get("r1")
+    assert run is not None and run.status == "running" and run.started_at
+    store.append("r1", _done(2, "failed"))
+    await _settle(store, "r1", 2)
+    run = await store.get("r1")
+    assert run is not None and run.status == "failed" and run.finished_at
+    assert run.result == {"status": "failed", "skill_id": "demo.ticker", "outputs": {"ticks": 1}}
+
+
+async def test_read_after_cursor_and_out_of_order_append_rejected(store: RunStore) -> None:
+    await store.create(_run("r1"))
+    for seq in range(1, 6):
+        store.append("r1", _ev(seq))
+    with pytest.raises(ValueError):
+        store.append("r1", _ev(9))
+    await _settle(store, "r1", 5)
+    assert [e.seq for e in await store.read("r1", 0)] == [1, 2, 3, 4, 5]
+    assert [e.seq for e in await store.read("r1", 3)] == [4, 5]
+    assert [e.seq for e in await store.read("r1", 1, limit=2)] == [2, 3]
+    assert await store.read("r1", 5) == []
+
+
+async def test_wait_wakes_on_append_and_times_out_without(store: RunStore) -> None:
+    await store.create(_run("r1"))
+    assert await store.wait("r1", 0, 0.05) is False
+    waiter = asyncio.create_task(store.wait("r1", 0, 5))
+    await asyncio.sleep(0.01)
+    assert not waiter.done()
+    store.append("r1", _ev(1))
+    assert await asyncio.wait_for(waiter, 2) is True
+
+
+async def test_follow_from_every_cursor_yields_the_rest_exactly_once(store: RunStore) -> None:
+    await store.create(_run("r1"))
+    for seq in range(1, 10):
+        store.append("r1", _ev(seq))
+    store.append("r1", _done(10))
+    for after in range(0, 11):
+        got = [e.seq async for batch in follow(store, "r1", after) for e in batch]
+        assert got == list(range(after + 1, 11))
+
+
+async def test_follow_live_gets_events_appended_while_waiting(store: RunStore) -> None:
+    await store.create(_run("r1"))
+
+    async def produce() -> None:
+        for seq in range(1, 50):
+            store.append("r1", _ev(seq))
+            if seq % 7 == 0:
+                await asyncio.sleep(0.005)
+        store.append("r1", _done(50))
+
+    producer = asyncio.create_task(produce())
+    got = [e.seq async for batch in follow(store, "r1", 0, idle_s=1) for e in batch]
+    await producer
+    assert got == list(range(1, 51))
+
+
+async def test_idempotent_create_returns_the_earlier_run_for_the_same_owner_only(store: RunStore) -> None:
+    first = await store.create(_run("r1", idempotency_key="k", request_hash="h1"))
+    again = await store.create(_run("r2", idempotency_key="k", request_hash="h2"))
+    assert first.run_id == again.run_id == "r1" and again.request_hash == "h1"
+    other = await store.create(_run("r3", owner="key_b", idempotency_key="k", request_hash="h1"))
+    assert other.run_id == "r3"
+    assert await store.get("r2") is None
+
+
+async def test_list_newest_first_filtered_and_paged(store: RunStore) -> None:
+    for i in range(7):
+        await store.create(_run(f"r{i}", skill_id="demo.ticker" if i % 2 else "text.summarize"))
+    await store.create(_run("x", owner="key_b"))
+    store.append("r6", _ev(1))
+    await _settle(store, "r6", 1)
+    page = await store.list_runs("key_a", limit=3)
+    assert [r.run_id for r in page.runs] == ["r6", "r5", "r4"]
+    page2 = await store.list_runs("key_a", limit=3, cursor=page.next_cursor)
+    assert [r.run_id for r in page2.runs] == ["r3", "r2", "r1"]
+    page3 = await store.list_runs("key_a", limit=3, cursor=page2.next_cursor)
+    assert [r.run_id for r in page3.runs] == ["r0"] and page3.next_cursor is None
+    tickers = await store.list_runs("key_a", skill_id="demo.ticker", limit=10)
+    assert [r.run_id for r in tickers.runs] == ["r5", "r3", "r1"]
+    running = await store.list_runs("key_a", statuses={"running"}, limit=10)
+    assert [r.run_id for r in running.runs] == ["r6"]
+    assert [r.run_id for r in (await store.list_runs(None, limit=1)).runs] == ["x"]
+    with pytest.raises(BadCursor):
+        await store.list_runs("key_a", cursor="not-a-cursor")
+
+
+async def test_purge_removes_finished_runs_older_than_the_cutoff_only(store: RunStore) -> None:
+    await store.create(_run("old"))
+    await store.create(_run("live"))
+    store.append("old", _done(1))
+    store.append("live", _ev(1))
+    await _settle(store, "old", 1)
+    await _settle(store, "live", 1)
+    assert await store.purge("2000-01-01T00:00:00.000Z") == 0
+    assert await store.purge("2999-01-01T00:00:00.000Z") == 1
+    assert await store.get("old") is None
+    assert await store.get("live") is not None
+
+
+async def test_sqlite_keeps_runs_and_logs_across_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "d" / "runs.db"
+    s = SqliteStore(path)
+    await s.open()
+    await s.create(_run("r1"))
+    for seq in range(1, 2000):
+        s.append("r1", _ev(seq, data="x" * 50))
+    s.append("r1", _done(2000))
+    await s.close()  # close makes every appended event durable
+    s2 = SqliteStore(path)
+    await s2.open()
+    try:
+        run = await s2.get("r1")
+        assert run is not None and run.status == "completed"
+        got = [e.seq async for batch in follow(s2, "r1", 1500) for e in batch]
+        assert got == list(range(1501, 2001))
+    finally:
+        await s2.close()
+
+
+async def test_sqlite_slow_reader_behind_the_tail_reads_from_the_database(tmp_path: Path) -> None:
+    s = SqliteStore(tmp_path / "runs.db", tail_events=16)
+    await s.open()
+    try:
+        await s.create(_run("r1"))
+        for seq in range(1, 200):
+            s.append("r1", _ev(seq))
+        await _settle(s, "r1", 199)
+        live = s._live["r1"]
+        assert len(live.tail) <= 32  # memory per run stays bounded
+        assert [e.seq for e in await s.read("r1", 10, limit=5)] == [11, 12, 13, 14, 15]
+    finally:
+        await s.close()
