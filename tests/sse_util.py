@@ -43,6 +43,10 @@ def parse_sse(text: str) -> tuple[list[Frame], list[str]]:
     return frames, comments
 
 
+#: Events that come only between a step's ``step_start`` and its terminal event.
+IN_STEP_EVENTS = frozenset({"step_retrying", "step_fallback", "gate_warning"})
+
+
 def check_order(events: Iterable[dict[str, Any]]) -> None:
     """Assert the stream's order rules (see the spec's execute_stream description)."""
     evs = list(events)
@@ -64,6 +68,8 @@ def check_order(events: Iterable[dict[str, Any]]) -> None:
             del open_steps[key]
         elif t == "step_skipped":
             assert key not in open_steps
+        elif t in IN_STEP_EVENTS:
+            assert key in open_steps, f"{t} for {key} outside its step's life"
         else:
             raise AssertionError(f"unexpected {t} inside the run")
     assert not open_steps, f"steps never ended: {open_steps}"

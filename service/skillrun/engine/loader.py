@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -18,7 +19,7 @@ import yaml
 
 from .capability import CapabilityRegistry
 from .expressions import Expression, ExpressionError, Template
-from .model import Gate, Output, Skill, Step
+from .model import NO_RETRY, SKILL_PREFIX, Backoff, Fallback, Gate, Output, Retry, Skill, Step
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,15 @@ def _construct_map(loader: _Loader, node: yaml.MappingNode) -> _Map:
 
 
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_map)
+
+# YAML 1.2 booleans: only true/false. YAML 1.1 reads `on:` (retry.on) as the key
+# True, and yes/no/on/off as booleans, which surprises everyone who writes them.
+_BOOL = "tag:yaml.org,2002:bool"
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != _BOOL]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
 
 
 def _line_of(doc: Any, path: Iterable[Any]) -> int:
@@ -173,6 +183,8 @@ def parse_skill(text: str, path: str, registry: CapabilityRegistry) -> Skill:
         steps=tuple(steps),
         source=path,
         defaults=_plain(defaults),
+        max_parallel=int(doc.get("max_parallel", 8)),
+        timeout_s=parse_duration(doc["timeout"]) if "timeout" in doc else None,
     )
 
 
@@ -186,70 +198,255 @@ def _check_inputs_schema(c: _Checker, schema: dict[str, Any]) -> None:
         c.add(["inputs", *exc.path], f"inputs: not a valid JSON Schema: {exc.message}")
 
 
-def _build_steps(c: _Checker, raw_steps: list[dict[str, Any]]) -> list[Step]:
-    steps: list[Step] = []
+_DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(ms|s|m)$")
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0}
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from a number of seconds or a string like ``250ms``, ``5s``, ``2m``."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    m = _DURATION.match(str(value))
+    if m is None:
+        raise ValueError(f"not a duration: {value!r}")
+    return float(m.group(1)) * _UNIT_S[m.group(2)]
+
+
+def _resolve_needs(c: _Checker, raw_steps: list[dict[str, Any]]) -> dict[str, tuple[str, ...]] | None:
+    """Each step's dependencies; None when they are broken (unknown ids, a cycle)."""
+    index_of: dict[str, int] = {}
+    for n, raw in enumerate(raw_steps):
+        if raw["id"] in index_of:
+            c.add(["steps", n, "id"], f"duplicate step id {raw['id']!r}")
+        else:
+            index_of[raw["id"]] = n
+    needs: dict[str, tuple[str, ...]] = {}
+    ok = True
+    for n, raw in enumerate(raw_steps):
+        sid = raw["id"]
+        if sid in needs:
+            continue  # a duplicate, reported above
+        if "needs" not in raw:
+            needs[sid] = (raw_steps[n - 1]["id"],) if n else ()
+            continue
+        for k, need in enumerate(raw["needs"]):
+            if need == sid:
+                c.add(["steps", n, "needs", k], f"step {sid!r} needs itself")
+                ok = False
+            elif need not in index_of:
+                c.add(["steps", n, "needs", k], f"step {sid!r} needs {need!r}, which is no step")
+                ok = False
+        needs[sid] = tuple(raw["needs"])
+    if not ok:
+        return None
+    cycle = _find_cycle(list(needs), needs)
+    if cycle is not None:
+        n = index_of[cycle[0]]
+        c.add(["steps", n, "needs"], "needs form a cycle: " + " -> ".join(cycle))
+        return None
+    return needs
+
+
+def _find_cycle(nodes: list[str], edges: dict[str, tuple[str, ...]]) -> list[str] | None:
+    """A cycle in the graph as ``[a, b, ..., a]``, or None (iterative DFS: 10k-step chains)."""
+    state: dict[str, int] = {}  # 1: on the stack, 2: done
+    for root in nodes:
+        if root in state:
+            continue
+        stack: list[tuple[str, Iterator[str]]] = [(root, iter(edges.get(root, ())))]
+        state[root] = 1
+        while stack:
+            node, it = stack[-1]
+            nxt = next(it, None)
+            if nxt is None:
+                state[node] = 2
+                stack.pop()
+            elif state.get(nxt) == 1:
+                path = [n for n, _ in stack]
+                return [*path[path.index(nxt):], nxt]
+            elif nxt not in state and nxt in edges:
+                state[nxt] = 1
+                stack.append((nxt, iter(edges[nxt])))
+    return None
+
+
+def _is_ancestor(needs: dict[str, tuple[str, ...]], step: str, other: str) -> bool:
+    """Does ``step`` wait for ``other``, directly or through other steps?"""
     seen: set[str] = set()
+    todo = list(needs.get(step, ()))
+    while todo:
+        s = todo.pop()
+        if s == other:
+            return True
+        if s not in seen:
+            seen.add(s)
+            todo.extend(needs.get(s, ()))
+    return False
+
+
+def _check_refs(
+    c: _Checker,
+    where: list[Any],
+    sid: str,
+    refs: Iterable[str] | None,
+    needs: dict[str, tuple[str, ...]] | None,
+    order: dict[str, int],
+    needs_written: bool,
+) -> None:
+    for ref in sorted(refs or ()):
+        if ref not in order:
+            c.add(where, f"step {sid!r} reads steps.{ref}, which is no step")
+        elif ref == sid:
+            c.add(where, f"step {sid!r} reads its own output steps.{ref}")
+        elif needs is not None and not _is_ancestor(needs, sid, ref):
+            if not needs_written and order[ref] > order[sid]:
+                c.add(where, f"step {sid!r} reads steps.{ref}, which is a later step")
+            else:
+                c.add(where, f"step {sid!r} reads steps.{ref} but does not need it (add {ref!r} to its needs)")
+
+
+def _build_gates(c: _Checker, where: list[Any], raw: Any) -> tuple[Gate, ...]:
+    items = raw if isinstance(raw, list) else [raw]
+    gates: list[Gate] = []
+    for k, g in enumerate(items):
+        at = [*where, k] if isinstance(raw, list) else where
+        gate = Gate(uses=g) if isinstance(g, str) else Gate(g["uses"], g.get("policy", "degrade"), g.get("stage", "post"))
+        cap = c.registry.get(gate.uses)
+        if cap is None or not cap.gate:
+            c.add(at, f"unknown gate {gate.uses!r}")
+        stages = ("pre", "post") if gate.stage == "both" else (gate.stage,)
+        gates.extend(Gate(gate.uses, gate.policy, s) for s in stages)
+    return tuple(gates)
+
+
+def _build_retry(c: _Checker, where: list[Any], raw: dict[str, Any]) -> Retry:
+    b = raw.get("backoff") or {}
+    backoff = Backoff(
+        initial_ms=float(b.get("initial_ms", 100)),
+        max_ms=float(b.get("max_ms", max(10_000, b.get("initial_ms", 100)))),
+        multiplier=float(b.get("multiplier", 2)),
+    )
+    if backoff.max_ms < backoff.initial_ms:
+        c.add([*where, "backoff", "max_ms"], "retry.backoff.max_ms is less than initial_ms")
+    jitter = raw.get("jitter", 0)
+    on = raw.get("on")
+    return Retry(
+        max_attempts=int(raw.get("max_attempts", 3)),
+        backoff=backoff,
+        jitter=float(jitter),
+        on=frozenset(on) if on is not None else None,
+    )
+
+
+def _build_steps(c: _Checker, raw_steps: list[dict[str, Any]]) -> list[Step]:
+    needs = _resolve_needs(c, raw_steps)
+    order = {raw["id"]: n for n, raw in reversed(list(enumerate(raw_steps)))}
+    steps: list[Step] = []
     for n, raw in enumerate(raw_steps):
         where: list[Any] = ["steps", n]
         sid = raw["id"]
-        if sid in seen:
-            c.add([*where, "id"], f"duplicate step id {sid!r}")
-        cap = c.registry.get(raw["uses"])
-        if cap is None or cap.gate:
-            c.add([*where, "uses"], f"unknown capability {raw['uses']!r}")
+        uses = raw["uses"]
+        nested = uses.startswith(SKILL_PREFIX)
+        cap = None
+        if nested:
+            if not _SKILL_ID.match(uses[len(SKILL_PREFIX):]):
+                c.add([*where, "uses"], f"{uses!r}: a nested skill is `skill:<skill id>`")
+        else:
+            cap = c.registry.get(uses)
+            if cap is None or cap.gate:
+                c.add([*where, "uses"], f"unknown capability {uses!r}")
         when = c.expression([*where, "when"], raw["when"]) if "when" in raw else None
         foreach = None
         if "foreach" in raw:
             expr = c.expression([*where, "foreach"], raw["foreach"])
             foreach = Template("${" + expr.source + "}") if expr else None
+        elif "max_parallel" in raw:
+            c.add([*where, "max_parallel"], f"step {sid!r}: max_parallel bounds foreach items; the step has no foreach")
         tmpl = c.template([*where, "input"], raw.get("input") or {})
-        gate = None
-        if "gate" in raw:
-            g = raw["gate"]
-            gate = Gate(uses=g) if isinstance(g, str) else Gate(uses=g["uses"], policy=g.get("policy", "degrade"))
-            gcap = c.registry.get(gate.uses)
-            if gcap is None or not gcap.gate:
-                c.add([*where, "gate"], f"unknown gate {gate.uses!r}")
+        gates = _build_gates(c, [*where, "gate"], raw["gate"]) if "gate" in raw else ()
+        retry = _build_retry(c, [*where, "retry"], raw["retry"]) if "retry" in raw else NO_RETRY
+        timeout_s = parse_duration(raw["timeout"]) if "timeout" in raw else None
+        on_error, fallback = _build_on_error(c, [*where, "on_error"], raw.get("on_error", "fail"))
+        written = "needs" in raw
         for label, refs in (
             ("when", when.step_refs if when else frozenset()),
             ("foreach", foreach.step_refs if foreach else frozenset()),
             ("input", tmpl.step_refs if tmpl else frozenset()),
+            ("on_error", fallback.input.step_refs if fallback else frozenset()),
         ):
-            for ref in sorted(refs or ()):
-                if ref not in seen:
-                    later = "a later step" if any(s["id"] == ref for s in raw_steps) else "no step"
-                    c.add([*where, label], f"step {sid!r} reads steps.{ref}, which is {later}")
-        if cap is not None and tmpl is not None and not cap.gate:
+            _check_refs(c, [*where, label], sid, refs, needs, order, written)
+        if cap is not None and tmpl is not None:
             _check_literal_input(c, [*where, "input"], raw.get("input") or {}, cap.input_schema)
-        seen.add(sid)
         if tmpl is not None:
             steps.append(
                 Step(
                     id=sid,
-                    uses=raw["uses"],
+                    uses=uses,
                     input=tmpl,
                     description=raw.get("description", ""),
                     when=when,
-                    gate=gate,
+                    gates=gates,
                     foreach=foreach,
+                    max_parallel=int(raw.get("max_parallel", 1)),
+                    needs=(needs or {}).get(sid, ()),
+                    needs_written=written,
+                    retry=retry,
+                    timeout_s=timeout_s,
+                    on_error=on_error,
+                    fallback=fallback,
                     line=_line_of(c.doc, where),
+                    uses_line=_line_of(c.doc, [*where, "uses"]),
+                    raw_input=_plain(raw.get("input") or {}),
                 )
             )
     return steps
 
 
+_SKILL_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
+
+
+def _build_on_error(c: _Checker, where: list[Any], raw: Any) -> tuple[str, Fallback | None]:
+    if isinstance(raw, str):
+        return raw, None
+    fb = raw["fallback"]
+    cap = c.registry.get(fb["uses"])
+    if cap is None or cap.gate:
+        c.add([*where, "fallback", "uses"], f"unknown fallback capability {fb['uses']!r}")
+    tmpl = c.template([*where, "fallback", "input"], fb.get("input") or {})
+    if cap is not None and tmpl is not None:
+        _check_literal_input(c, [*where, "fallback", "input"], fb.get("input") or {}, cap.input_schema)
+    if tmpl is None:
+        return "fallback", None
+    return "fallback", Fallback(uses=fb["uses"], input=tmpl)
+
+
 def _check_literal_input(
-    c: _Checker, where: list[Any], given: dict[str, Any], schema: dict[str, Any]
+    c: _Checker, where: list[Any], given: dict[str, Any], schema: dict[str, Any], what: str = "the capability"
 ) -> None:
-    """Check what can be checked before running: required and unknown keys."""
+    """Check what can be checked before running: required and unknown keys, literal values."""
     props = schema.get("properties") or {}
     for key in schema.get("required") or ():
         if key not in given:
-            c.add(where, f"input: missing {key!r}, which the capability requires")
+            c.add(where, f"input: missing {key!r}, which {what} requires")
     if schema.get("additionalProperties") is False:
         for key in given:
             if key not in props:
-                c.add([*where, key], f"input: the capability takes no {key!r}")
+                c.add([*where, key], f"input: {what} takes no {key!r}")
+    for key, value in given.items():
+        if key in props and isinstance(props[key], dict) and not _has_expression(value):
+            err = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(props[key]).iter_errors(_plain(value)))
+            if err is not None:
+                c.add([*where, key], f"input.{key}: {err.message}")
+
+
+def _has_expression(value: Any) -> bool:
+    if isinstance(value, str):
+        return "${" in value
+    if isinstance(value, dict):
+        return any(_has_expression(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_expression(v) for v in value)
+    return False
 
 
 def _build_outputs(c: _Checker, raw: dict[str, Any], step_ids: list[str]) -> list[Output]:
@@ -301,6 +498,9 @@ class SkillCatalog:
     def get(self, skill_id: str) -> Skill | None:
         return self._skills.get(skill_id)
 
+    def remove(self, skill_id: str) -> None:
+        self._skills.pop(skill_id, None)
+
     def __contains__(self, skill_id: object) -> bool:
         return skill_id in self._skills
 
@@ -311,13 +511,53 @@ class SkillCatalog:
         return [self._skills[k] for k in sorted(self._skills)]
 
 
+def link(skills: Iterable[Skill]) -> dict[str, list[Problem]]:
+    """Check ``skill:<id>`` references across ``skills``: known ids, inputs, no cycles.
+
+    Returns the problems by the id of the skill that has them.
+    """
+    by_id = {s.id: s for s in skills}
+    found: dict[str, list[Problem]] = {}
+
+    def add(skill: Skill, line: int, message: str) -> None:
+        found.setdefault(skill.id, []).append(Problem(skill.source, line, message))
+
+    edges: dict[str, tuple[str, ...]] = {}
+    for skill in by_id.values():
+        edges[skill.id] = tuple(child for _, child in skill.nested_skills if child in by_id)
+        for step, child in skill.nested_skills:
+            target = by_id.get(child)
+            if target is None:
+                add(skill, step.uses_line, f"step {step.id!r} uses skill {child!r}, which is not loaded")
+                continue
+            if isinstance(step.raw_input, dict):
+                c = _Checker(skill.source, None, CapabilityRegistry())
+                _check_literal_input(c, [], step.raw_input, target.inputs_schema, f"skill {child!r}")
+                for p in c.problems:
+                    add(skill, step.line, f"step {step.id!r}: {p.message}")
+    reported: set[str] = set()
+    while True:
+        cycle = _find_cycle([k for k in edges if k not in reported], {k: v for k, v in edges.items() if k not in reported})
+        if cycle is None:
+            break
+        text = " -> ".join(cycle)
+        for a, b in zip(cycle, cycle[1:]):
+            if a in reported:
+                continue
+            reported.add(a)
+            step = next(s for s, child in by_id[a].nested_skills if child == b)
+            add(by_id[a], step.uses_line, f"nested skills form a cycle: {text}")
+    return found
+
+
 def load_skills(
     directories: Iterable[Path], registry: CapabilityRegistry
 ) -> tuple[SkillCatalog, list[Problem]]:
     """Load every skill file in ``directories``; bad files are reported, not fatal.
 
     A later directory's skill replaces an earlier one with the same id (so user
-    skills can override bundled ones); that is logged.
+    skills can override bundled ones); that is logged. A skill whose nested
+    skills are missing, broken or form a cycle is left out too.
     """
     catalog = SkillCatalog()
     problems: list[Problem] = []
@@ -335,6 +575,11 @@ def load_skills(
             if previous is not None:
                 log.warning("skill %s from %s replaces the one from %s", skill.id, path, previous.source)
             catalog.add(skill)
+    # Leaving a skill out can break the skills that nest it: repeat until stable.
+    while bad := link(catalog.all()):
+        for skill_id, found in bad.items():
+            catalog.remove(skill_id)
+            problems.extend(found)
     for p in problems:
         log.error("skipped skill file: %s", p)
     return catalog, problems

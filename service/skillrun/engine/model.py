@@ -7,13 +7,66 @@ from typing import Any
 
 from .expressions import Expression, Template
 
+SKILL_PREFIX = "skill:"
+
+#: Error kinds a retry never repeats unless named in ``retry.on``: running the
+#: same thing again gives the same answer.
+DETERMINISTIC_KINDS = frozenset({"expression_error", "gate_failed", "input_invalid", "internal"})
+
 
 @dataclass(frozen=True, slots=True)
 class Gate:
-    """A safety check on a step's output. ``degrade``: redact and go on."""
+    """A safety check (a gate capability returning findings) before and/or after a step.
+
+    ``stage``: ``pre`` checks the step's rendered input, ``post`` its output.
+    ``policy`` on findings: ``degrade`` redacts and goes on (``step_degraded``),
+    ``fail`` fails the step (kind ``gate_failed``), ``skip`` skips the step
+    (``pre``: ``step_skipped``; ``post``: the output is dropped, ``step_degraded``),
+    ``warn`` emits ``gate_warning`` and keeps the value as it is.
+    """
 
     uses: str
     policy: str = "degrade"
+    stage: str = "post"
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    initial_ms: float = 100.0
+    max_ms: float = 10_000.0
+    multiplier: float = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """Try a failing step again: ``max_attempts`` in all, waiting per ``backoff``."""
+
+    max_attempts: int = 1
+    backoff: Backoff = Backoff()
+    jitter: float = 0.0  # the fraction of each delay that is random
+    on: frozenset[str] | None = None  # None: every kind but DETERMINISTIC_KINDS
+
+    def retries(self, kind: str) -> bool:
+        if self.on is None:
+            return kind not in DETERMINISTIC_KINDS
+        return kind in self.on
+
+    def delay_ms(self, attempt: int, rand: float) -> float:
+        """The wait after failed attempt ``attempt`` (1-based); ``rand`` in [0, 1)."""
+        b = self.backoff
+        delay = min(b.max_ms, b.initial_ms * b.multiplier ** (attempt - 1))
+        return round(delay * (1 - self.jitter * rand), 3)
+
+
+NO_RETRY = Retry()
+
+
+@dataclass(frozen=True, slots=True)
+class Fallback:
+    """What runs instead when a step's capability fails for good."""
+
+    uses: str
+    input: Template
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,9 +76,27 @@ class Step:
     input: Template
     description: str = ""
     when: Expression | None = None
-    gate: Gate | None = None
+    gates: tuple[Gate, ...] = ()
     foreach: Template | None = None
+    max_parallel: int = 1  # foreach items at once
+    needs: tuple[str, ...] = ()  # resolved: the steps this one waits for
+    needs_written: bool = False  # `needs` was in the file (else: the step before)
+    retry: Retry = NO_RETRY
+    timeout_s: float | None = None  # per attempt
+    on_error: str = "fail"  # fail | continue | fallback
+    fallback: Fallback | None = None
     line: int = 0
+    uses_line: int = 0
+    raw_input: Any = field(default=None, compare=False)  # as written, to check nested inputs
+
+    @property
+    def skill_id(self) -> str | None:
+        """The nested skill's id for ``uses: skill:<id>``, else None."""
+        return self.uses[len(SKILL_PREFIX):] if self.uses.startswith(SKILL_PREFIX) else None
+
+    @property
+    def gate(self) -> Gate | None:
+        return self.gates[0] if self.gates else None
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.id, "uses": self.uses}
@@ -33,8 +104,12 @@ class Step:
             out["description"] = self.description
         if self.when is not None:
             out["when"] = self.when.source
-        if self.gate is not None:
-            out["gate"] = self.gate.uses
+        if self.gates:
+            out["gate"] = self.gates[0].uses
+        if self.needs_written:
+            out["needs"] = list(self.needs)
+        if self.foreach is not None:
+            out["foreach"] = self.foreach.expressions[0].source
         return out
 
 
@@ -55,6 +130,8 @@ class Skill:
     steps: tuple[Step, ...]
     source: str = ""
     defaults: dict[str, Any] = field(default_factory=dict)
+    max_parallel: int = 8  # steps of one run at once
+    timeout_s: float | None = None
 
     @property
     def outputs_schema(self) -> dict[str, Any]:
@@ -62,6 +139,10 @@ class Skill:
             "type": "object",
             "properties": {o.name: o.schema for o in self.outputs},
         }
+
+    @property
+    def nested_skills(self) -> list[tuple[Step, str]]:
+        return [(s, s.skill_id) for s in self.steps if s.skill_id is not None]
 
     def with_defaults(self, inputs: dict[str, Any]) -> dict[str, Any]:
         """The inputs with the schema's top-level defaults filled in."""
