@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from typing import Any, AsyncIterator
@@ -16,7 +17,7 @@ from .capabilities import builtin_registry
 from .cors import CorsMiddleware
 from .engine import Engine, load_skills
 from .ratelimit import RateLimiter, RateLimitMiddleware
-from .runs import MemoryStore, RunManager
+from .runs import RunManager, open_store
 from .services import Services, ServicesMiddleware
 from .settings import BUNDLED_SKILLS, Settings
 from .spec import SkillrunResolver, build_spec
@@ -33,13 +34,13 @@ def build_services(settings: Settings) -> Services:
     if settings.api_keys_file is not None:
         hashes += read_hash_file(settings.api_keys_file)
     engine = Engine(registry)
-    store = MemoryStore()
+    store = open_store(settings.db)
     return Services(
         settings=settings,
         catalog=catalog,
         engine=engine,
         store=store,
-        runs=RunManager(store, engine),
+        runs=RunManager(store, engine, catalog),
         keys=KeyRing(hashes),
         limiter=RateLimiter(settings.rate_limit, settings.rate_limit_storage),
     )
@@ -54,8 +55,20 @@ def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Any) -> AsyncIterator[None]:
-        yield
-        await services.runs.drain(settings.shutdown_grace_s)
+        # A lifespan may start again after a shutdown (test clients do): take runs again.
+        services.runs.draining = False
+        await services.store.open()
+        # Runs a crash or kill -9 left running end as interrupted, so every follower ends.
+        await services.runs.recover()
+        purger = asyncio.create_task(
+            services.runs.purge_forever(settings.run_retention_s, min(3600.0, max(1.0, settings.run_retention_s / 10)))
+        )
+        try:
+            yield
+        finally:
+            purger.cancel()
+            await services.runs.drain(settings.shutdown_grace_s)
+            await services.store.close()
 
     app = connexion.AsyncApp(
         __name__,

@@ -21,8 +21,14 @@ def _serve(args: argparse.Namespace) -> int:
     from .app import create_app
     from .auth import generate_key
 
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+    except ValueError as exc:
+        print(f"skillrun serve: {exc}", file=sys.stderr)
+        return 2
     settings.skill_dirs += [Path(d) for d in args.skills]
+    if args.db is not None:
+        settings.db = args.db
     if not settings.api_keys and settings.api_keys_file is None:
         key = generate_key()
         settings.api_keys = [key]
@@ -88,21 +94,46 @@ class DrainingServer:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from .capabilities import builtin_registry
-    from .engine import SkillLoadError, load_skill_file
+    """Check skill files as the server would; print each problem as ``file:line: message``.
 
-    registry = builtin_registry()
-    bad = 0
+    Nested skills (``uses: skill:<id>``) may name the bundled skills and any skill
+    among the files given. A directory stands for its ``*.yaml``/``*.yml`` files.
+    """
+    from .capabilities import default_registry
+    from .engine import SkillLoadError, load_skill_file
+    from .engine.loader import Problem, link, load_skills, skill_files
+    from .settings import BUNDLED_SKILLS
+
+    registry = default_registry()
+    bundled, _ = load_skills([BUNDLED_SKILLS], registry)
+    files: list[Path] = []
     for name in args.files:
+        path = Path(name)
+        files.extend(skill_files(path) if path.is_dir() else [path])
+    problems: list[Problem] = []
+    loaded: dict[str, Any] = {}
+    for path in files:
         try:
-            skill = load_skill_file(Path(name), registry)
+            skill = load_skill_file(path, registry)
         except SkillLoadError as exc:
-            bad += 1
-            for p in exc.problems:
-                print(p, file=sys.stderr)
+            problems.extend(exc.problems)
             continue
-        print(f"{name}: ok ({skill.id} {skill.version}, {len(skill.steps)} steps)")
-    return 1 if bad else 0
+        if skill.id in loaded:
+            problems.append(Problem(str(path), 1, f"skill id {skill.id!r} is also the id of {loaded[skill.id].source}"))
+            continue
+        loaded[skill.id] = skill
+    universe = {s.id: s for s in bundled.all()}
+    universe.update(loaded)
+    for skill_id, found in link(universe.values()).items():
+        if skill_id in loaded:
+            problems.extend(found)
+    bad_files = {p.path for p in problems}
+    for skill in loaded.values():
+        if skill.source not in bad_files:
+            print(f"{skill.source}: ok ({skill.id} {skill.version}, {len(skill.steps)} steps)")
+    for p in sorted(problems, key=lambda p: (p.path, p.line)):
+        print(p, file=sys.stderr)
+    return 1 if problems or not files else 0
 
 
 def _keys_hash(args: argparse.Namespace) -> int:
@@ -132,11 +163,18 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=os.environ.get("SKILLRUN_HOST", "127.0.0.1"))
     serve.add_argument("--port", type=int, default=int(os.environ.get("SKILLRUN_PORT", "8080")))
     serve.add_argument("--skills", action="append", default=[], metavar="DIR", help="a directory of user skills (repeatable)")
+    serve.add_argument(
+        "--db",
+        metavar="PATH",
+        help="the run store's SQLite file, or :memory: (default: $SKILLRUN_DB or .skillrun/skillrun.db)",
+    )
     serve.add_argument("--log-level", default="info")
     serve.set_defaults(func=_serve)
 
-    validate = sub.add_parser("validate", help="check skill files; exit 1 on any problem")
-    validate.add_argument("files", nargs="+", metavar="FILE")
+    validate = sub.add_parser(
+        "validate", help="check skill files (YAML, schema, needs, nested skills, CEL, inputs); exit 1 on any problem"
+    )
+    validate.add_argument("files", nargs="+", metavar="FILE", help="a skill file, or a directory of them")
     validate.set_defaults(func=_validate)
 
     keys = sub.add_parser("keys", help="API key helpers")

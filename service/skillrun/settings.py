@@ -7,6 +7,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 BUNDLED_SKILLS = Path(__file__).resolve().parent / "skills"
+# Relative to the working directory of `skillrun serve`.
+DEFAULT_DB = ".skillrun/skillrun.db"
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(raw: str, name: str) -> float:
+    """Seconds from ``90``, ``90s``, ``15m``, ``12h`` or ``7d``."""
+    text = raw.strip().lower()
+    unit = _UNITS.get(text[-1:], None)
+    number = text[:-1] if unit is not None else text
+    try:
+        value = float(number) * (unit or 1.0)
+    except ValueError:
+        raise ValueError(f"{name}: {raw!r} is not a duration like 3600, 90s, 15m, 12h or 7d") from None
+    if value <= 0:
+        raise ValueError(f"{name}: {raw!r} must be positive")
+    return value
 
 
 def _float(name: str, default: float) -> float:
@@ -44,6 +61,12 @@ class Settings:
     include_bundled_skills: bool = True
     # Origins a browser page may call from (CORS); "*" for any. None by default.
     cors_origins: list[str] = field(default_factory=list)
+    # The run store: a SQLite file, or ":memory:" (the default when Settings is
+    # built in code, as tests do; `from_env` defaults to DEFAULT_DB).
+    db: str = ":memory:"
+    run_retention_s: float = 7 * 86400.0
+    # A stream whose client reads nothing for this long is disconnected.
+    send_timeout_s: float = 30.0
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -59,4 +82,7 @@ class Settings:
             shutdown_grace_s=_float("SKILLRUN_SHUTDOWN_GRACE_S", 10.0),
             validate_responses=_flag("SKILLRUN_VALIDATE_RESPONSES"),
             cors_origins=_list("SKILLRUN_CORS_ORIGINS"),
+            db=os.environ.get("SKILLRUN_DB") or DEFAULT_DB,
+            run_retention_s=parse_duration(os.environ.get("SKILLRUN_RUN_RETENTION") or "7d", "SKILLRUN_RUN_RETENTION"),
+            send_timeout_s=_float("SKILLRUN_SEND_TIMEOUT_S", 30.0),
         )

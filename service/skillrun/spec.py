@@ -1,6 +1,6 @@
 """The served contract: ``openapi/skillrun.yaml`` plus concrete operations per loaded skill.
 
-For every skill, ``POST /v1/skills/<id>/execute`` and ``.../execute/stream`` are
+For every skill, ``POST /v1/skills/<id>/execute``, ``.../execute/stream`` and ``.../execute/async`` are
 copies of the templated operations whose request body is that skill's ``inputs``
 schema and whose result's ``outputs`` is its outputs schema. connexion then
 validates inputs itself, Swagger UI documents every skill, and schemathesis can
@@ -23,8 +23,9 @@ from connexion.utils import get_function_from_name
 from .engine import Skill, SkillCatalog
 
 SPEC_PATH = Path(__file__).resolve().parent / "openapi" / "skillrun.yaml"
-TEMPLATED = ("/execute", "/execute/stream")
+TEMPLATED = ("/execute", "/execute/stream", "/execute/async")
 SKILL_KEY = "x-skillrun-skill"
+SKILL_ID_REF = "#/components/parameters/SkillId"
 
 
 def load_base_spec(path: Path = SPEC_PATH) -> dict[str, Any]:
@@ -52,7 +53,7 @@ def _skill_operation(template: dict[str, Any], skill: Skill, suffix: str) -> dic
     op = copy.deepcopy(template)
     op["operationId"] = f"{op['operationId']}__{_slug(skill.id)}"
     op["tags"] = ["execute"]
-    verb = "stream the events of" if suffix.endswith("stream") else "run"
+    verb = {"/execute/stream": "stream the events of", "/execute/async": "start in the background"}.get(suffix, "run")
     op["summary"] = f"{skill.id}: {verb} this skill"
     op["description"] = f"{skill.description}\n\n{op.get('description', '')}".strip()
     op["parameters"] = [

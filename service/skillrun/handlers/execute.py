@@ -1,21 +1,27 @@
-"""Run a skill: ``/execute`` waits for the run's ``done``; ``/execute/stream`` follows it live.
+"""Run a skill: ``/execute`` waits for the run's ``done``; ``/execute/stream`` follows it
+live; ``/execute/async`` answers at once with the run.
 
-Both start a run and then only *follow* its event log; neither talks to the engine.
+All three start a run (or, for a repeated ``Idempotency-Key``, find the earlier
+one) and then only *follow* its event log; none talks to the engine.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-from typing import Any, AsyncIterator
+from typing import Any
 
 from connexion import request
-from starlette.responses import Response, StreamingResponse
+from connexion.exceptions import ProblemException
+from starlette.responses import Response
 
-from .. import sse
 from ..engine import Skill
-from ..runs import RunRecord, ShuttingDown, follow
+from ..errors import TITLES
+from ..runs import IdempotencyConflict, RunRecord, ShuttingDown, follow, request_hash
 from ..services import Services
 from ._http import json_response, owner, problem, services
+from ._stream import EventStreamResponse, frames
+from .runs import run_json, run_location
 
 
 def _skill(s: Services, skill_id: str) -> Skill:
@@ -30,6 +36,7 @@ async def _start(skill_id: str, body: dict[str, Any], channel: str) -> tuple[Ser
     skill = _skill(s, skill_id)
     options = body.get("options") or {}
     timeout_ms = options.get("timeout_ms")
+    key = request.headers.get("idempotency-key")
     try:
         run = await s.runs.start(
             skill,
@@ -38,9 +45,19 @@ async def _start(skill_id: str, body: dict[str, Any], channel: str) -> tuple[Ser
             channel=channel,
             trace_id=request.headers.get("x-trace-id"),
             timeout_s=timeout_ms / 1000 if timeout_ms else None,
+            idempotency_key=key,
+            request_hash=request_hash(skill_id, body) if key is not None else None,
         )
     except ShuttingDown:
         raise problem(503, "The server is shutting down and starts no new runs.", {"Retry-After": "5"}) from None
+    except IdempotencyConflict as exc:
+        message = f"already used for a different request (run {exc.run.run_id})"
+        raise ProblemException(
+            status=422,
+            title=TITLES[422],
+            detail=f"Idempotency-Key: {message}; use a new key for a new request.",
+            ext={"errors": [{"field": "Idempotency-Key", "message": message}]},
+        ) from None
     return s, run
 
 
@@ -48,11 +65,33 @@ def _run_headers(run: RunRecord) -> dict[str, str]:
     return {"x-trace-id": run.trace_id, "X-Run-Id": run.run_id}
 
 
+def _cancels_on_disconnect(body: dict[str, Any]) -> bool:
+    return (body.get("options") or {}).get("on_disconnect") == "cancel"
+
+
+async def _client_gone() -> None:
+    """Returns when the client of this (already read) request disconnects."""
+    receive = request._starlette_request.receive
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
 async def execute(skill_id: str, body: dict[str, Any]) -> Response:
     s, run = await _start(skill_id, body, "http")
+    watcher = None
+    if _cancels_on_disconnect(body):
+        async def cancel_when_gone() -> None:
+            await _client_gone()
+            s.runs.cancel_soon(run.run_id)
+
+        watcher = asyncio.create_task(cancel_when_gone())
     last = None
-    async for batch in follow(s.store, run.run_id):
-        last = batch[-1] if batch else last
+    try:
+        async for batch in follow(s.store, run.run_id):
+            last = batch[-1] if batch else last
+    finally:
+        if watcher is not None:
+            watcher.cancel()
     assert last is not None and last.type == "done"
     result = json.loads(last.data)
     del result["type"]
@@ -61,14 +100,17 @@ async def execute(skill_id: str, body: dict[str, Any]) -> Response:
 
 async def execute_stream(skill_id: str, body: dict[str, Any]) -> Response:
     s, run = await _start(skill_id, body, "http-stream")
-    return StreamingResponse(
-        _frames(s, run.run_id, after=0),
-        media_type=sse.MEDIA_TYPE,
-        headers={**sse.HEADERS, **_run_headers(run)},
+    on_abandon = (lambda: s.runs.cancel_soon(run.run_id)) if _cancels_on_disconnect(body) else None
+    return EventStreamResponse(
+        frames(s, run.run_id, after=0),
+        headers=_run_headers(run),
+        send_timeout_s=s.settings.send_timeout_s,
+        on_abandon=on_abandon,
     )
 
 
-async def _frames(s: Services, run_id: str, after: int) -> AsyncIterator[bytes]:
-    # A client that goes away cancels this generator: that ends the view, not the run.
-    async for batch in follow(s.store, run_id, after, idle_s=s.settings.heartbeat_s):
-        yield sse.encode(batch) if batch else sse.PING
+async def execute_async(skill_id: str, body: dict[str, Any]) -> Response:
+    _s, run = await _start(skill_id, body, "http-async")
+    return json_response(
+        run_json(run), status=202, headers={**_run_headers(run), "Location": run_location(run.run_id)}
+    )

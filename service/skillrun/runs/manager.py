@@ -79,7 +79,7 @@ def closing_events(
         out.append(("skill_start", None, (f"Starting skill '{run.skill_id}'.", None, {
             "skill_id": run.skill_id,
             "version": skill.version if skill else "unknown",
-            "execution_channel": run.channel if run.channel in ("http", "http-stream") else "http",
+            "execution_channel": run.channel if run.channel in ("http", "http-stream", "http-async") else "http",
             "steps": [s.id for s in skill.steps] if skill else [],
         })))
     open_steps: dict[tuple[str | None, Any], str | None] = {}
@@ -125,6 +125,7 @@ class RunManager:
         self.engine = engine
         self.catalog = catalog
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._background: set[asyncio.Future[None]] = set()
         self.draining = False
 
     async def start(
@@ -212,7 +213,7 @@ class RunManager:
         if run is None:
             raise KeyError(run_id)
         if run.status in TERMINAL:
-            raise RunFinished(run_id)
+            raise RunFinished(run.status)
         task = self._tasks.get(run_id)
         if task is not None and not task.done():
             task.cancel(reason)
@@ -220,6 +221,19 @@ class RunManager:
             # Not running here (its process died before recovery ran): close it ourselves.
             await self.close_log(run_id, reason)
         return run
+
+    def cancel_soon(self, run_id: str, reason: str = CANCELLED) -> None:
+        """``cancel`` from code that cannot wait (a response ending); a finished run is left alone."""
+
+        async def cancel() -> None:
+            try:
+                await self.cancel(run_id, reason)
+            except (RunFinished, KeyError):
+                pass
+
+        task = asyncio.ensure_future(cancel())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def close_log(self, run_id: str, status: str) -> bool:
         """Close the log of a run no engine is running, as ``status``; False if already closed."""

@@ -156,6 +156,7 @@ class SqliteStore:
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._closing = False  # a store may be opened again after close (a second lifespan)
 
         def setup() -> sqlite3.Connection:
             conn = self._connect()

@@ -1,0 +1,92 @@
+"""Runs: get, list, follow or resume the events of, cancel.
+
+A run is visible to its owner only; for any other key it does not exist (404,
+never 403, so run ids cannot be probed).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from connexion import request
+from starlette.responses import Response
+
+from ..runs import BadCursor, RunFinished, RunRecord
+from ._http import json_response, owner, problem, services
+from ._stream import EventStreamResponse, frames
+
+
+def run_location(run_id: str) -> str:
+    return f"/v1/runs/{run_id}"
+
+
+def run_json(run: RunRecord, *, full: bool = True) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "run_id": run.run_id,
+        "skill_id": run.skill_id,
+        "status": run.status,
+        "owner": run.owner,
+        "trace_id": run.trace_id,
+        "channel": run.channel,
+        "created_at": run.created_at,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+    }
+    if full:
+        out["inputs"] = run.inputs
+        if run.result is not None:
+            out["result"] = run.result
+    return out
+
+
+async def _own_run(run_id: str) -> RunRecord:
+    run = await services().store.get(run_id)
+    if run is None or run.owner != owner():
+        raise problem(404, f"No run '{run_id}' is visible to this key.")
+    return run
+
+
+async def get_run(run_id: str) -> Response:
+    run = await _own_run(run_id)
+    return json_response(run_json(run), headers={"x-trace-id": run.trace_id, "X-Run-Id": run.run_id})
+
+
+async def list_runs(
+    status: str | None = None, skill_id: str | None = None, limit: int = 20, cursor: str | None = None
+) -> Response:
+    try:
+        page = await services().store.list_runs(
+            owner(), statuses=None if status is None else {status}, skill_id=skill_id, limit=limit, cursor=cursor
+        )
+    except BadCursor:
+        raise problem(400, "cursor: not a cursor this server gave out (use next_cursor as it came).") from None
+    return json_response(
+        {"runs": [run_json(r, full=False) for r in page.runs], "next_cursor": page.next_cursor}
+    )
+
+
+async def run_events(run_id: str, after: int | None = None) -> Response:
+    s = services()
+    run = await _own_run(run_id)
+    # EventSource sends Last-Event-ID on every reconnect, while the URL keeps the
+    # first ?after=: the header is the newer cursor. The spec checked it is digits.
+    last_event_id = request.headers.get("last-event-id")
+    cursor = int(last_event_id) if last_event_id else (after or 0)
+    return EventStreamResponse(
+        frames(s, run.run_id, cursor),
+        headers={"x-trace-id": run.trace_id, "X-Run-Id": run.run_id},
+        send_timeout_s=s.settings.send_timeout_s,
+    )
+
+
+async def cancel_run(run_id: str) -> Response:
+    run = await _own_run(run_id)
+    try:
+        run = await services().runs.cancel(run_id)
+    except RunFinished as ended:
+        raise problem(409, f"Run '{run_id}' has already ended ({ended}).") from None
+    except KeyError:  # purged between the two reads
+        raise problem(404, f"No run '{run_id}' is visible to this key.") from None
+    return json_response(
+        run_json(run), status=202, headers={"X-Run-Id": run.run_id, "Location": run_location(run.run_id)}
+    )
