@@ -1,0 +1,160 @@
+/** `createClient`: the resources over `Core`, and the streams. */
+import { type ClientOptions, Core, type RequestOptions } from './core.js';
+import { SkillStream } from './stream.js';
+import type {
+  ExecuteOptions,
+  ExecuteResult,
+  Run,
+  RunAccepted,
+  RunList,
+  RunListParams,
+  SkillDescription,
+  SkillSummary,
+  SkillList,
+} from './types.js';
+
+/** The body of every execute call. */
+export interface ExecuteBody {
+  /** The skill's inputs; their schema is the skill's (see `skills.get`). */
+  inputs: Record<string, unknown>;
+  options?: ExecuteOptions;
+}
+
+/** Options of the calls that start a run. */
+export interface RunOptions extends RequestOptions {
+  /**
+   * Makes starting the run safe to retry: a repeat with the same key and body
+   * returns the same run. Generated per call when absent.
+   */
+  idempotencyKey?: string;
+  /** Sent as `x-trace-id`; echoed in every event and the result. */
+  traceId?: string;
+}
+
+export interface EventsOptions extends RequestOptions {
+  /** Deliver only events after this id (the SSE id of the last event seen). */
+  after?: string | number;
+}
+
+export interface Client {
+  /**
+   * Run a skill and stream its events. Nothing is sent until the stream is
+   * iterated or `result()` is called.
+   */
+  stream(skillId: string, body: ExecuteBody, options?: RunOptions): SkillStream;
+  /** Run a skill and wait for its result (a failed run is a result too, `status: 'failed'`). */
+  execute(skillId: string, body: ExecuteBody, options?: RunOptions): Promise<ExecuteResult>;
+  /** Start a run in the background; follow it with `runs.events` or poll `runs.get`. */
+  executeAsync(skillId: string, body: ExecuteBody, options?: RunOptions): Promise<RunAccepted>;
+  runs: {
+    get(runId: string, options?: RequestOptions): Promise<Run>;
+    list(params?: RunListParams, options?: RequestOptions): Promise<RunList>;
+    cancel(runId: string, options?: RequestOptions): Promise<Run>;
+    /** A run's events (replayed, then live until `done`), healing like `stream`. */
+    events(runId: string, options?: EventsOptions): SkillStream;
+  };
+  skills: {
+    list(options?: RequestOptions): Promise<SkillSummary[]>;
+    get(skillId: string, options?: RequestOptions): Promise<SkillDescription>;
+  };
+}
+
+export function createClient(options: ClientOptions): Client {
+  const core = new Core(options);
+  const skillPath = (skillId: string, suffix: string): string => `/v1/skills/${encodeURIComponent(skillId)}${suffix}`;
+  const runPath = (runId: string, suffix = ''): string => `/v1/runs/${encodeURIComponent(runId)}${suffix}`;
+
+  function startHeaders(options: RunOptions | undefined, accept: string): Record<string, string> {
+    const headers: Record<string, string> = {
+      ...options?.headers,
+      accept,
+      'idempotency-key': options?.idempotencyKey ?? newKey(),
+    };
+    if (options?.traceId !== undefined) headers['x-trace-id'] = options.traceId;
+    return headers;
+  }
+
+  function start(skillId: string, suffix: string, body: ExecuteBody, options: RunOptions | undefined, accept: string) {
+    return {
+      method: 'POST' as const,
+      path: skillPath(skillId, suffix),
+      body,
+      // One key for every retry of this call: the server starts the run once.
+      headers: startHeaders(options, accept),
+      ...(options?.signal ? { signal: options.signal } : {}),
+    };
+  }
+
+  function plain(options: RequestOptions | undefined) {
+    return {
+      ...(options?.signal ? { signal: options.signal } : {}),
+      ...(options?.headers ? { headers: options.headers } : {}),
+      headersTimeout: true,
+    };
+  }
+
+  return {
+    stream(skillId, body, options) {
+      const request = start(skillId, '/execute/stream', body, options, 'text/event-stream');
+      return new SkillStream(core, (signal) => core.send({ ...request, signal, headersTimeout: true }), {
+        signal: options?.signal,
+      });
+    },
+    execute(skillId, body, options) {
+      // No headers timeout: /execute answers when the run ends, however long it takes.
+      return core.json<ExecuteResult>(start(skillId, '/execute', body, options, 'application/json'));
+    },
+    executeAsync(skillId, body, options) {
+      return core.json<RunAccepted>({
+        ...start(skillId, '/execute/async', body, options, 'application/json'),
+        headersTimeout: true,
+      });
+    },
+    runs: {
+      get: (runId, options) => core.json<Run>({ method: 'GET', path: runPath(runId), ...plain(options) }),
+      list: (params, options) =>
+        core.json<RunList>({ method: 'GET', path: '/v1/runs', query: { ...params }, ...plain(options) }),
+      cancel: (runId, options) =>
+        core.json<Run>({ method: 'POST', path: runPath(runId, '/cancel'), ...plain(options) }),
+      events(runId, options) {
+        const after = options?.after === undefined ? undefined : String(options.after);
+        const stream: SkillStream = new SkillStream(
+          core,
+          (signal) =>
+            core.send({
+              method: 'GET',
+              path: runPath(runId, '/events'),
+              headers: {
+                ...options?.headers,
+                accept: 'text/event-stream',
+                ...(stream.lastEventId !== undefined ? { 'last-event-id': stream.lastEventId } : {}),
+              },
+              signal,
+              headersTimeout: true,
+            }),
+          { signal: options?.signal, runId, lastEventId: after },
+        );
+        return stream;
+      },
+    },
+    skills: {
+      list: async (options) =>
+        (await core.json<SkillList>({ method: 'GET', path: '/v1/skills', ...plain(options) })).skills,
+      get: (skillId, options) =>
+        core.json<SkillDescription>({ method: 'GET', path: skillPath(skillId, ''), ...plain(options) }),
+    },
+  };
+}
+
+/** A random UUID v4, also where `crypto.randomUUID` is missing (Node 18 flags, insecure origins). */
+function newKey(): string {
+  const c = globalThis.crypto;
+  if (typeof c?.randomUUID === 'function') return c.randomUUID();
+  const b = new Uint8Array(16);
+  if (typeof c?.getRandomValues === 'function') c.getRandomValues(b);
+  else for (let i = 0; i < 16; i++) b[i] = Math.floor(Math.random() * 256);
+  b[6] = ((b[6] ?? 0) & 0x0f) | 0x40;
+  b[8] = ((b[8] ?? 0) & 0x3f) | 0x80;
+  const hex = Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
