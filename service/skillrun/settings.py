@@ -67,6 +67,10 @@ class Settings:
     run_retention_s: float = 7 * 86400.0
     # A stream whose client reads nothing for this long is disconnected.
     send_timeout_s: float = 30.0
+    # Capability calls running at once across all runs of this server (the engine's slots).
+    max_parallel: int = 256
+    # Non-public addresses http.request may reach anyway: host names, IPs, CIDRs.
+    http_allow: list[str] = field(default_factory=list)
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -85,4 +89,6 @@ class Settings:
             db=os.environ.get("SKILLRUN_DB") or DEFAULT_DB,
             run_retention_s=parse_duration(os.environ.get("SKILLRUN_RUN_RETENTION") or "7d", "SKILLRUN_RUN_RETENTION"),
             send_timeout_s=_float("SKILLRUN_SEND_TIMEOUT_S", 30.0),
+            max_parallel=_int("SKILLRUN_MAX_PARALLEL", 256),
+            http_allow=_list("SKILLRUN_HTTP_ALLOW"),
         )

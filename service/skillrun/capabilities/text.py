@@ -65,9 +65,66 @@ async def _summary(args: dict[str, Any]) -> dict[str, Any]:
     return {"summary": " ".join(sentences[p] for p in best)}
 
 
+_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.*?)\s*#*\s*$")
+
+
+def split_sections(text: str) -> list[dict[str, str]]:
+    """Sections of a text: Markdown headings start one, else blank lines separate them."""
+    sections: list[dict[str, str]] = []
+    title, lines = "", []
+
+    def close() -> None:
+        body = "\n".join(lines).strip()
+        if body or title:
+            sections.append({"title": title, "text": body})
+
+    has_headings = any(_HEADING.match(line) for line in text.splitlines())
+    for line in text.splitlines():
+        heading = _HEADING.match(line)
+        if heading:
+            close()
+            title, lines = heading.group(1), []
+        elif not has_headings and not line.strip():
+            close()
+            title, lines = "", []
+        else:
+            lines.append(line)
+    close()
+    return sections
+
+
+async def _sections(args: dict[str, Any]) -> dict[str, Any]:
+    sections = split_sections(args["text"])
+    return {"sections": sections, "count": len(sections)}
+
+
+async def _join(args: dict[str, Any]) -> dict[str, Any]:
+    parts = [str(p) for p in args.get("parts", []) if p is not None and str(p) != ""]
+    return {"text": args.get("separator", "\n").join(parts)}
+
+
 _TEXT = {"type": "string", "maxLength": 10_000_000}
 
 CAPABILITIES = [
+    Capability(
+        "text.split_sections",
+        _sections,
+        "Split a text into sections (Markdown headings, else blank lines); each has a title and text.",
+        {"type": "object", "required": ["text"], "additionalProperties": False, "properties": {"text": _TEXT}},
+        {"type": "object", "properties": {"sections": {"type": "array"}, "count": {"type": "integer"}}},
+    ),
+    Capability(
+        "text.join",
+        _join,
+        "Join strings (empty and null parts are left out).",
+        {
+            "type": "object",
+            "required": ["parts"],
+            "additionalProperties": False,
+            "properties": {"parts": {"type": "array"}, "separator": {"type": "string"}},
+        },
+        {"type": "object", "properties": {"text": {"type": "string"}}},
+    ),
     Capability(
         "text.split_sentences",
         _split,

@@ -26,7 +26,13 @@ def _range(n: int) -> list[int]:
     return list(range(n))
 
 
-FUNCTIONS: dict[str, Callable[..., Any]] = {"range": _range}
+def _join(items: list[Any], separator: str = "") -> str:
+    if not isinstance(items, list):
+        raise ValueError("join() takes a list and a separator")
+    return str(separator).join(_as_text(i) for i in items)
+
+
+FUNCTIONS: dict[str, Callable[..., Any]] = {"range": _range, "join": _join}
 
 
 class ExpressionError(Exception):

@@ -1,0 +1,255 @@
+"""``http.request``: call an HTTP API from a step, without reaching inside the network.
+
+SSRF protection happens after DNS resolution, at connect time: every address the
+host resolves to is checked, and loopback, private, link-local (cloud metadata
+169.254.169.254 among them), shared, multicast, reserved and unspecified addresses
+are refused unless ``SKILLRUN_HTTP_ALLOW`` (host names, IP addresses, CIDRs,
+comma-separated) allows them. The connection then goes to the checked address
+itself, not to a second lookup of the name, so a name that answers differently
+the second time (DNS rebinding) cannot slip through; redirects, when followed,
+pass the same check. Proxies from the environment are ignored (a proxy would be
+the only address checked).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import os
+import socket
+from typing import Any, AsyncIterator, Iterable
+
+import httpcore
+import httpx
+
+from ..engine.capability import Capability, CapabilityError
+
+ALLOW_ENV = "SKILLRUN_HTTP_ALLOW"
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+_METADATA = {
+    ipaddress.ip_address("169.254.169.254"),  # AWS, GCP, Azure, OpenStack
+    ipaddress.ip_address("169.254.170.2"),  # AWS ECS task metadata
+    ipaddress.ip_address("100.100.100.200"),  # Alibaba Cloud
+    ipaddress.ip_address("fd00:ec2::254"),  # AWS over IPv6
+}
+
+
+class HttpRefused(Exception):
+    """The request would reach an address that is not allowed."""
+
+
+def refusal(ip: IPAddress) -> str | None:
+    """Why ``ip`` may not be reached without an allow entry, or None."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip in _METADATA:
+        return "a cloud metadata address"
+    if ip.is_loopback:
+        return "a loopback address"
+    if ip.is_link_local:
+        return "a link-local address"
+    if ip.is_unspecified:
+        return "the unspecified address"
+    if ip.is_multicast:
+        return "a multicast address"
+    if ip.is_private:
+        return "a private address"
+    if not ip.is_global:
+        return "not a public address"
+    return None
+
+
+class HttpPolicy:
+    """Which non-public addresses a step may reach anyway (``SKILLRUN_HTTP_ALLOW``)."""
+
+    def __init__(self, allow: Iterable[str] = ()) -> None:
+        self.networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+        self.hosts: set[str] = set()
+        for entry in allow:
+            entry = entry.strip()
+            if not entry:
+                continue
+            try:
+                self.networks.append(ipaddress.ip_network(entry, strict=False))
+            except ValueError:
+                self.hosts.add(entry.lower().rstrip("."))
+
+    @classmethod
+    def from_env(cls) -> "HttpPolicy":
+        return cls(os.environ.get(ALLOW_ENV, "").split(","))
+
+    def allows(self, host: str, ip: IPAddress) -> bool:
+        if host.lower().rstrip(".") in self.hosts:
+            return True
+        return any(ip in net for net in self.networks)
+
+    async def resolve(self, host: str, port: int) -> str:
+        """The checked address to connect to for ``host``; raises ``HttpRefused``."""
+        try:
+            ips: list[IPAddress] = [ipaddress.ip_address(host.strip("[]"))]
+        except ValueError:
+            try:
+                infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            except socket.gaierror as exc:
+                raise HttpRefused(f"cannot resolve {host!r}: {exc.strerror}") from None
+            ips = list(dict.fromkeys(ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos))
+        if not ips:
+            raise HttpRefused(f"cannot resolve {host!r}")
+        # Every address must pass: the resolver, not us, picks which one is used.
+        for ip in ips:
+            why = refusal(ip)
+            if why is not None and not self.allows(host, ip):
+                raise HttpRefused(
+                    f"{host} resolves to {ip}, {why}; refused (allow it with {ALLOW_ENV})"
+                )
+        return str(ips[0])
+
+
+class _GuardedBackend(httpcore.AsyncNetworkBackend):
+    """httpcore's network backend, connecting only to addresses the policy allows."""
+
+    def __init__(self, policy: HttpPolicy) -> None:
+        self._inner = httpcore.AnyIOBackend()
+        self._policy = policy
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> httpcore.AsyncNetworkStream:
+        address = await self._policy.resolve(host, port)
+        # TLS still verifies (and sends SNI for) the name in the URL, not the address.
+        return await self._inner.connect_tcp(
+            address, port, timeout=timeout, local_address=local_address, socket_options=socket_options
+        )
+
+    async def connect_unix_socket(self, path: str, timeout: float | None = None, socket_options: Any = None) -> Any:
+        raise HttpRefused("unix sockets are not reachable from http.request")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+class _GuardedTransport(httpx.AsyncHTTPTransport):
+    def __init__(self, policy: HttpPolicy) -> None:
+        super().__init__(trust_env=False, retries=0)
+        # httpx offers no public hook for the network backend; the pool it builds
+        # is replaced with one that has ours (same defaults otherwise).
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=httpx.create_ssl_context(),
+            max_connections=10,
+            network_backend=_GuardedBackend(policy),
+        )
+
+
+_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+INPUT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["url"],
+    "additionalProperties": False,
+    "properties": {
+        "url": {"type": "string", "pattern": "^[hH][tT][tT][pP][sS]?://", "description": "http:// or https:// URL."},
+        "method": {"type": "string", "enum": _METHODS, "default": "GET"},
+        "headers": {"type": "object", "additionalProperties": {"type": "string"}},
+        "query": {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}},
+        "json": {"description": "A JSON request body."},
+        "body": {"type": "string", "description": "A text request body."},
+        "timeout_ms": {"type": "integer", "minimum": 1, "maximum": 300_000, "default": 10_000},
+        "max_bytes": {"type": "integer", "minimum": 1, "maximum": 50_000_000, "default": 1_000_000},
+        "follow_redirects": {"type": "boolean", "default": False},
+        "fail_on_status": {"type": "boolean", "default": True, "description": "A 4xx/5xx answer fails the step (kind `http_status`)."},
+    },
+}
+
+OUTPUT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["status", "headers", "url", "text"],
+    "properties": {
+        "status": {"type": "integer"},
+        "headers": {"type": "object", "additionalProperties": {"type": "string"}},
+        "url": {"type": "string"},
+        "text": {"type": "string"},
+        "json": {"description": "The parsed body when it is JSON."},
+    },
+}
+
+
+async def _read_limited(chunks: AsyncIterator[bytes], limit: int, url: str) -> bytes:
+    body = bytearray()
+    async for chunk in chunks:
+        body += chunk
+        if len(body) > limit:
+            raise CapabilityError(f"the answer from {url} is larger than {limit} bytes", kind="http_too_large")
+    return bytes(body)
+
+
+def make_capability(policy: HttpPolicy | None = None) -> Capability:
+    """The ``http.request`` capability under ``policy`` (default: from the environment)."""
+    pol = policy if policy is not None else HttpPolicy.from_env()
+
+    async def request(args: dict[str, Any]) -> dict[str, Any]:
+        url = args["url"]
+        method = args.get("method", "GET")
+        limit = int(args.get("max_bytes", 1_000_000))
+        timeout = httpx.Timeout(args.get("timeout_ms", 10_000) / 1000)
+        content = None
+        headers = dict(args.get("headers") or {})
+        if "json" in args:
+            content = json.dumps(args["json"]).encode()
+            headers.setdefault("content-type", "application/json")
+        elif "body" in args:
+            content = str(args["body"]).encode()
+        try:
+            async with httpx.AsyncClient(
+                transport=_GuardedTransport(pol),
+                timeout=timeout,
+                follow_redirects=bool(args.get("follow_redirects", False)),
+                trust_env=False,
+            ) as client:
+                async with client.stream(
+                    method, url, headers=headers, params=args.get("query"), content=content
+                ) as response:
+                    declared = response.headers.get("content-length")
+                    if declared and declared.isdigit() and int(declared) > limit:
+                        raise CapabilityError(
+                            f"the answer from {url} is {declared} bytes, more than {limit}", kind="http_too_large"
+                        )
+                    raw = await _read_limited(response.aiter_bytes(), limit, url)
+        except HttpRefused as exc:
+            raise CapabilityError(str(exc), kind="http_refused") from None
+        except httpx.TimeoutException:
+            raise CapabilityError(f"{method} {url} timed out", kind="timeout") from None
+        except httpx.HTTPError as exc:
+            cause = exc.__cause__ or exc.__context__
+            if isinstance(cause, HttpRefused):
+                raise CapabilityError(str(cause), kind="http_refused") from None
+            raise CapabilityError(f"{method} {url}: {type(exc).__name__}: {exc}", kind="http_error") from None
+        text = raw.decode(response.encoding or "utf-8", errors="replace")
+        out: dict[str, Any] = {
+            "status": response.status_code,
+            "headers": {k.lower(): v for k, v in response.headers.items()},
+            "url": str(response.url),
+            "text": text,
+        }
+        if "json" in response.headers.get("content-type", ""):
+            try:
+                out["json"] = json.loads(text)
+            except ValueError:
+                pass
+        if response.status_code >= 400 and args.get("fail_on_status", True):
+            raise CapabilityError(f"{method} {url} answered {response.status_code}", kind="http_status")
+        return out
+
+    return Capability(
+        "http.request",
+        request,
+        "Call an HTTP API (timeout, size limit; private and metadata addresses refused unless allowed).",
+        INPUT_SCHEMA,
+        OUTPUT_SCHEMA,
+    )
