@@ -13,7 +13,7 @@ from connexion.options import SwaggerUIOptions
 
 from .auth import KeyRing, hash_key, read_hash_file
 from .bodylimit import BodyLimitMiddleware
-from .capabilities import builtin_registry
+from .capabilities import HttpPolicy, default_registry
 from .cors import CorsMiddleware
 from .engine import Engine, load_skills
 from .ratelimit import RateLimiter, RateLimitMiddleware
@@ -27,13 +27,13 @@ log = logging.getLogger(__name__)
 
 
 def build_services(settings: Settings) -> Services:
-    registry = builtin_registry()
+    registry = default_registry(HttpPolicy(settings.http_allow))
     dirs = [BUNDLED_SKILLS] if settings.include_bundled_skills else []
     catalog, _problems = load_skills([*dirs, *settings.skill_dirs], registry)
     hashes = [hash_key(k) for k in settings.api_keys]
     if settings.api_keys_file is not None:
         hashes += read_hash_file(settings.api_keys_file)
-    engine = Engine(registry)
+    engine = Engine(registry, skills=catalog, max_parallel=settings.max_parallel)
     store = open_store(settings.db)
     return Services(
         settings=settings,
