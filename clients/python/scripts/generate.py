@@ -1,0 +1,107 @@
+"""Regenerate ``skillrun_client/_generated/models.py`` from ``openapi/skillrun.yaml``.
+
+    python clients/python/scripts/generate.py          # rewrite the committed file
+    python clients/python/scripts/generate.py --check  # exit 1 when it is stale
+
+The models are whatever the pinned datamodel-code-generator makes of the spec, plus
+one deterministic rename: the inline ``data`` objects of the events come out as
+``Data``, ``Data1``, … (numbered by parse order, so they shift whenever the spec
+gains an event); they are renamed after their event (``StepStartEvent.data`` →
+``StepStartData``), which keeps the names stable and readable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import re
+import subprocess
+import sys
+import tempfile
+import tokenize
+from pathlib import Path
+
+CLIENT = Path(__file__).resolve().parent.parent
+SPEC = CLIENT.parent.parent / "openapi" / "skillrun.yaml"
+TARGET = CLIENT / "skillrun_client" / "_generated" / "models.py"
+
+OPTIONS = [
+    "--input-file-type", "openapi",
+    "--output-model-type", "pydantic_v2.BaseModel",
+    "--target-python-version", "3.11",
+    # Enums as Literal aliases: `event.type == "done"` and `match` work without Enum classes.
+    "--enum-field-as-literal", "all",
+    "--use-type-alias",
+    # OAS 3.0 `nullable: true` is the only way a field may be null.
+    "--strict-nullable",
+    "--use-annotated",
+    "--use-union-operator",
+    "--use-standard-collections",
+    "--use-schema-description",
+    "--field-constraints",
+    "--disable-timestamp",
+    # The built-in formatter has no version of its own, so output depends only on the pin.
+    "--formatters", "builtin",
+]
+
+HEADER = '''"""Models generated from openapi/skillrun.yaml. Do not edit: run clients/python/scripts/generate.py."""
+
+'''
+
+
+def _run_codegen(spec: Path) -> str:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "models.py"
+        subprocess.run(
+            [sys.executable, "-m", "datamodel_code_generator", "--input", str(spec), *OPTIONS, "--output", str(out)],
+            check=True,
+            capture_output=True,
+        )
+        return out.read_text(encoding="utf-8")
+
+
+def _rename_event_data(code: str) -> str:
+    """``DataN`` → ``<Event>Data`` for the class used as ``data:`` of an ``<Event>Event``."""
+    renames: dict[str, str] = {}
+    for match in re.finditer(r"^class (\w+)Event\([^)]*\):\n(?:(?!^class ).*\n)*?    data: (Data\d*)\n", code, re.M):
+        renames[match.group(2)] = match.group(1) + "Data"
+    return _rename_names(code, renames)
+
+
+def _rename_names(code: str, renames: dict[str, str]) -> str:
+    """Rename identifiers only (never words inside docstrings or descriptions)."""
+    lines = code.splitlines(keepends=True)
+    tokens = tokenize.generate_tokens(io.StringIO(code).readline)
+    # Splice from the end so earlier positions stay valid.
+    for tok in reversed([t for t in tokens if t.type == tokenize.NAME and t.string in renames]):
+        row, col = tok.start
+        line = lines[row - 1]
+        lines[row - 1] = line[:col] + renames[tok.string] + line[col + len(tok.string):]
+    return "".join(lines)
+
+
+def render(spec: Path = SPEC) -> str:
+    """The text the committed models file must have for ``spec``."""
+    code = _run_codegen(spec)
+    code = re.sub(r"\A(#.*\n)+\n?", "", code)  # the generator's comment names a temp path
+    return HEADER + _rename_event_data(code)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--check", action="store_true", help="exit 1 if the committed file is stale")
+    args = parser.parse_args(argv)
+    text = render()
+    if args.check:
+        current = TARGET.read_text(encoding="utf-8") if TARGET.exists() else ""
+        if current != text:
+            print(f"{TARGET} is stale: run {Path(__file__).name}", file=sys.stderr)
+            return 1
+        return 0
+    TARGET.write_text(text, encoding="utf-8")
+    print(f"wrote {TARGET}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Code generated from the OpenAPI contract (see scripts/generate.py); never edited by hand."""

@@ -1,0 +1,533 @@
+"""Models generated from openapi/skillrun.yaml. Do not edit: run clients/python/scripts/generate.py."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from typing_extensions import TypeAliasType
+
+
+class FieldError(BaseModel):
+    field: Annotated[
+        str,
+        Field(
+            description='Dotted path of the failing field in the body, e.g. `inputs.max_sentences`.'
+        ),
+    ]
+    message: str
+
+
+class ExecuteOptions(BaseModel):
+    """
+    How to run. Unknown options are a 422.
+    """
+
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    timeout_ms: Annotated[
+        int | None,
+        Field(
+            description='Ends the run with `status: failed` (error kind `timeout`) when it\ntakes longer; the running step is cancelled.\n',
+            ge=1,
+            le=86400000,
+        ),
+    ] = None
+    on_disconnect: Annotated[
+        Literal['continue', 'cancel'],
+        Field(
+            description='What a dropped connection does to the run. `continue`: it ends the\nview only; the run goes on and can be resumed. `cancel`: the run is\ncancelled (as by `POST /v1/runs/{run_id}/cancel`). No effect on `/execute/async`.\n'
+        ),
+    ] = 'continue'
+
+
+RunStatus = TypeAliasType(
+    "RunStatus",
+    Annotated[
+        Literal['queued', 'running', 'completed', 'failed', 'cancelled', 'interrupted'],
+        Field(description='How a run ended (or that it has not yet).'),
+    ],
+)
+
+
+StepStatus = TypeAliasType("StepStatus", Literal['completed', 'skipped', 'degraded', 'failed'])
+
+
+class StepError(BaseModel):
+    kind: Annotated[
+        str,
+        Field(
+            description='What went wrong: `capability_error`, `timeout`, `expression_error`, `cancelled`, `interrupted` (the server shut down), `internal`.'
+        ),
+    ]
+    message: str
+
+
+class StepSummary(BaseModel):
+    id: str
+    status: StepStatus
+    duration_ms: Annotated[float | None, Field(ge=0.0)] = None
+    error: StepError | None = None
+
+
+class ExecuteResult(BaseModel):
+    """
+    The result of a run; also the payload of the stream's `done` event.
+    """
+
+    skill_id: str
+    status: RunStatus
+    outputs: Annotated[
+        dict[str, Any],
+        Field(
+            description="The skill's outputs. Outputs whose steps did not run are absent."
+        ),
+    ]
+    trace_id: str
+    run_id: str
+    duration_ms: Annotated[float, Field(ge=0.0)]
+    steps: list[StepSummary]
+    error: StepError | None = None
+
+
+EventType = TypeAliasType("EventType", Literal['skill_start', 'step_start', 'step_completed', 'step_skipped', 'step_degraded', 'step_failed', 'skill_completed', 'done', 'step_retrying', 'step_fallback', 'gate_warning'])
+
+
+class EventEnvelope(BaseModel):
+    """
+    Fields every event but `done` carries.
+    """
+
+    type: EventType
+    message: Annotated[str, Field(description='A human-readable line.')]
+    timestamp: Annotated[
+        AwareDatetime, Field(description='RFC 3339, UTC, ending in `Z`.')
+    ]
+    step_id: Annotated[str | None, Field(...)]
+    trace_id: str
+    run_id: str
+
+
+class SkillStartData(BaseModel):
+    skill_id: str
+    version: str
+    execution_channel: Annotated[
+        Literal['http', 'http-stream', 'http-async'],
+        Field(
+            description='`http-stream` for `/execute/stream`, `http` for `/execute`, `http-async` for `/execute/async`.'
+        ),
+    ]
+    steps: Annotated[
+        list[str],
+        Field(
+            description='The step ids in order, so a UI can draw them before they run.'
+        ),
+    ]
+
+
+class SkillStartEvent(EventEnvelope):
+    type: Literal['skill_start']
+    data: SkillStartData
+
+
+class GateFinding(BaseModel):
+    """
+    What a safety gate found (never the matched text itself).
+    """
+
+    kind: Annotated[str, Field(examples=['email'])]
+    count: Annotated[int, Field(ge=1)]
+
+
+StepId = TypeAliasType(
+    "StepId",
+    Annotated[
+        str,
+        Field(
+            description="The step's id; for a step of a nested skill (`uses: skill:<id>`) the\npath from the top: `parent/child`, or `parent[i]/child` when the parent\nstep ran once per `foreach` item `i`.\n"
+        ),
+    ],
+)
+
+
+class StepPlace(BaseModel):
+    """
+    Where a step event belongs, beyond its `step_id`.
+    """
+
+    index: Annotated[
+        int | None,
+        Field(
+            description='For a `foreach` step, the item (each item has its own `step_start` and terminal event).',
+            ge=0,
+        ),
+    ] = None
+    parent_step_id: Annotated[
+        str | None,
+        Field(
+            description="For a nested skill's step, the `step_id` of the step that runs the nested skill."
+        ),
+    ] = None
+    parent_index: Annotated[
+        int | None,
+        Field(
+            description="The `index` of the parent step's item, when the parent runs per `foreach` item.",
+            ge=0,
+        ),
+    ] = None
+    path: Annotated[
+        list[str] | None,
+        Field(
+            description="For a nested skill's step, the plain step ids from the top-level step down to this one."
+        ),
+    ] = None
+
+
+class SkillCompletedData(BaseModel):
+    status: RunStatus
+    duration_ms: Annotated[float, Field(ge=0.0)]
+
+
+class SkillCompletedEvent(EventEnvelope):
+    type: Literal['skill_completed']
+    data: SkillCompletedData
+
+
+class DoneEvent(ExecuteResult):
+    """
+    The final event: the run's `ExecuteResult` plus `type: done`. It is
+    always the last event of a stream, and there is exactly one.
+
+    """
+
+    type: Literal['done']
+
+
+class SseFrame(BaseModel):
+    """
+    One Server-Sent Events frame as a client's parser sees it. `data` is a
+    JSON text whose schema is `SkillEvent`; `event` equals its `type`.
+
+    """
+
+    event: EventType
+    id: Annotated[
+        str,
+        Field(
+            description="The event's sequence number in the run (starts at 1).",
+            pattern='^[0-9]+$',
+        ),
+    ]
+    data: str
+
+
+class RunSummary(BaseModel):
+    """
+    A run without its inputs and result (as listed).
+    """
+
+    run_id: str
+    skill_id: str
+    status: RunStatus
+    owner: Annotated[
+        str,
+        Field(
+            description="The identity of the API key that started it (derived from the key's hash, never the key)."
+        ),
+    ]
+    trace_id: str
+    channel: Annotated[
+        Literal['http', 'http-stream', 'http-async'],
+        Field(
+            description='The endpoint that started it (`/execute`, `/execute/stream`, `/execute/async`).'
+        ),
+    ]
+    created_at: AwareDatetime
+    started_at: Annotated[
+        AwareDatetime | None,
+        Field(description='When its first event was stored; null while `queued`.'),
+    ]
+    finished_at: Annotated[
+        AwareDatetime | None,
+        Field(description='When its `done` event was stored; null until then.'),
+    ]
+
+
+class Run(RunSummary):
+    """
+    A run; `result` is present once it has ended.
+    """
+
+    inputs: Annotated[
+        dict[str, Any], Field(description='The inputs it was started with.')
+    ]
+    result: ExecuteResult | None = None
+
+
+class RunList(BaseModel):
+    runs: list[RunSummary]
+    next_cursor: Annotated[
+        str | None,
+        Field(description='Pass as `cursor` for the next page; null on the last page.'),
+    ]
+
+
+class SkillSummary(BaseModel):
+    id: str
+    version: str
+    description: str
+
+
+class SkillList(BaseModel):
+    skills: list[SkillSummary]
+
+
+class SkillStep(BaseModel):
+    id: str
+    uses: str
+    description: str | None = None
+    when: Annotated[
+        str | None,
+        Field(description='A CEL condition; the step is skipped when it is false.'),
+    ] = None
+    gate: Annotated[
+        str | None,
+        Field(description="The safety gate capability checked on the step's output."),
+    ] = None
+
+
+class SkillDescription(BaseModel):
+    id: str
+    version: str
+    description: str
+    inputs: Annotated[
+        dict[str, Any], Field(description="The JSON Schema of the skill's `inputs`.")
+    ]
+    outputs: Annotated[
+        dict[str, Any], Field(description="The JSON Schema of the result's `outputs`.")
+    ]
+    steps: list[SkillStep]
+
+
+class Health(BaseModel):
+    status: Literal['ok']
+    version: str | None = None
+    skills: Annotated[
+        int | None, Field(description='How many skills are loaded.', ge=0)
+    ] = None
+
+
+class Problem(BaseModel):
+    """
+    An RFC 9457 problem.
+    """
+
+    type: Annotated[
+        str | None,
+        Field(
+            description='A URI naming the kind of problem; `about:blank` when the status says it all.'
+        ),
+    ] = None
+    title: str
+    status: Annotated[int, Field(ge=400, le=599)]
+    detail: str | None = None
+    instance: str | None = None
+    errors: Annotated[
+        list[FieldError] | None,
+        Field(description='For 422, one entry per failing field.'),
+    ] = None
+
+
+class ExecuteRequest(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    inputs: Annotated[
+        dict[str, Any],
+        Field(
+            description="The skill's inputs; their schema is the skill's `inputs` (see `GET /v1/skills/{skill_id}`)."
+        ),
+    ]
+    options: ExecuteOptions | None = None
+
+
+class StepStartData(StepPlace):
+    uses: Annotated[
+        str,
+        Field(
+            description='The capability the step runs, or `skill:<id>` for a nested skill.'
+        ),
+    ]
+
+
+class StepStartEvent(EventEnvelope):
+    type: Literal['step_start']
+    step_id: StepId
+    data: StepStartData
+
+
+class StepCompletedData(StepPlace):
+    produced_output: Annotated[
+        dict[str, Any],
+        Field(
+            description="The step's output (a foreach step's items each report their own)."
+        ),
+    ]
+    duration_ms: Annotated[float, Field(ge=0.0)]
+    fallback: Annotated[
+        str | None,
+        Field(
+            description='Present when the output came from `on_error.fallback`: its capability.'
+        ),
+    ] = None
+
+
+class StepCompletedEvent(EventEnvelope):
+    type: Literal['step_completed']
+    step_id: StepId
+    data: StepCompletedData
+
+
+class StepSkippedData(StepPlace):
+    reason: Annotated[
+        str,
+        Field(
+            description='Why: its condition is false, `foreach` gave no items, a `pre` gate\nwith policy `skip` found something, or `not run: …` (the run ended\nfirst: a step failed, it was cancelled, it timed out).\n'
+        ),
+    ]
+    condition: Annotated[
+        str | None, Field(description="The step's `when` expression.")
+    ] = None
+    gate: Annotated[
+        str | None, Field(description='The gate that skipped the step.')
+    ] = None
+    findings: list[GateFinding] | None = None
+
+
+class StepSkippedEvent(EventEnvelope):
+    type: Literal['step_skipped']
+    step_id: StepId
+    data: StepSkippedData
+
+
+class StepDegradedData(StepPlace):
+    produced_output: Annotated[
+        dict[str, Any],
+        Field(
+            description='The output after redaction (`{}` when a `skip` gate dropped it).'
+        ),
+    ]
+    gate: Annotated[str, Field(description="The gate's capability.")]
+    findings: list[GateFinding]
+    duration_ms: Annotated[float, Field(ge=0.0)]
+    stage: Annotated[
+        Literal['pre', 'post'] | None,
+        Field(
+            description='`pre`: the input was redacted before the call; `post`: the output.'
+        ),
+    ] = None
+    policy: Annotated[
+        Literal['degrade', 'skip'] | None,
+        Field(
+            description='`skip` (post stage): the output was dropped; dependants see it absent.'
+        ),
+    ] = None
+    fallback: Annotated[
+        str | None,
+        Field(description='Present when the output came from `on_error.fallback`.'),
+    ] = None
+
+
+class StepDegradedEvent(EventEnvelope):
+    type: Literal['step_degraded']
+    step_id: StepId
+    data: StepDegradedData
+
+
+class StepFailedData(StepPlace):
+    error: StepError
+    duration_ms: Annotated[float, Field(ge=0.0)]
+    on_error: Annotated[
+        Literal['continue'] | None,
+        Field(description='Present when the run goes on (`on_error: continue`).'),
+    ] = None
+
+
+class StepFailedEvent(EventEnvelope):
+    type: Literal['step_failed']
+    step_id: StepId
+    data: StepFailedData
+
+
+class StepRetryingData(StepPlace):
+    attempt: Annotated[
+        int, Field(description='The attempt that failed (1 is the first).', ge=1)
+    ]
+    error: StepError
+    delay_ms: Annotated[
+        float, Field(description='The wait before the next attempt.', ge=0.0)
+    ]
+
+
+class StepRetryingEvent(EventEnvelope):
+    """
+    An attempt of a step with `retry` failed and will be retried after
+    `delay_ms`. Comes between the step's `step_start` and its one terminal
+    event; only the final outcome is `step_completed` / `step_failed`.
+
+    """
+
+    type: Literal['step_retrying']
+    step_id: StepId
+    data: StepRetryingData
+
+
+class StepFallbackData(StepPlace):
+    error: StepError
+    uses: Annotated[str, Field(description='The fallback capability.')]
+
+
+class StepFallbackEvent(EventEnvelope):
+    """
+    A step failed for good and its `on_error.fallback` runs instead. Comes
+    between the step's `step_start` and its one terminal event.
+
+    """
+
+    type: Literal['step_fallback']
+    step_id: StepId
+    data: StepFallbackData
+
+
+class GateWarningData(StepPlace):
+    gate: str
+    stage: Annotated[
+        Literal['pre', 'post'],
+        Field(description="`pre`: the step's input; `post`: its output."),
+    ]
+    findings: list[GateFinding]
+
+
+class GateWarningEvent(EventEnvelope):
+    """
+    A gate with policy `warn` found something; the value is kept. Comes
+    between the step's `step_start` and its one terminal event.
+
+    """
+
+    type: Literal['gate_warning']
+    step_id: StepId
+    data: GateWarningData
+
+
+SkillEvent = TypeAliasType(
+    "SkillEvent",
+    Annotated[
+        SkillStartEvent | StepStartEvent | StepCompletedEvent | StepSkippedEvent | StepDegradedEvent | StepFailedEvent | SkillCompletedEvent | DoneEvent | StepRetryingEvent | StepFallbackEvent | GateWarningEvent,
+        Field(
+            description='One event of a run, told apart by `type`.',
+            discriminator='type',
+        ),
+    ],
+)

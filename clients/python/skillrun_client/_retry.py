@@ -1,0 +1,81 @@
+"""When to try again, and after how long (sans-IO: no sleeping, no sending here).
+
+Two policies share one backoff:
+
+* :class:`RequestRetry`, for requests made before a run exists (and plain reads):
+  connection errors, 429, 502, 503 and 504 are retried, honouring ``Retry-After``;
+  anything else is raised as is. Starting a run is safe to retry because the client
+  sends the same ``Idempotency-Key`` on every attempt.
+* the stream's resume policy (``_streaming.ResumeState``) uses :class:`Backoff` with
+  the server's ``retry:`` as the first delay.
+
+The I/O loops ask ``policy.next_delay(error)``: a number of seconds to wait, or the
+error raised when it should not (or may no more) be retried.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+from ._exceptions import APIConnectionError, APIStatusError, RateLimitError, SkillrunError, retry_after
+
+RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential backoff with jitter: attempt n waits ``initial * multiplier**(n-1)``,
+    capped at ``maximum``, stretched by a random factor in ``[1, 1 + jitter]`` so that
+    clients dropped together do not come back together (and never sooner than asked).
+    """
+
+    initial: float = 0.5
+    maximum: float = 8.0
+    multiplier: float = 2.0
+    jitter: float = 0.25
+    rand: Callable[[], float] = field(default=random.random, repr=False, compare=False)
+
+    def delay(self, attempt: int, first: float | None = None) -> float:
+        """Seconds before attempt ``attempt`` (1-based); ``first`` replaces ``initial``."""
+        base = self.initial if first is None else first
+        raw = min(max(self.maximum, base), base * self.multiplier ** (attempt - 1))
+        return raw * (1 + self.jitter * self.rand())
+
+
+class RetryPolicy(Protocol):
+    def next_delay(self, error: SkillrunError) -> float:
+        """Seconds to wait before trying again, or raise ``error`` (or another)."""
+        ...  # pragma: no cover - protocol
+
+
+def server_delay(error: SkillrunError) -> float | None:
+    """The wait the server asked for in ``Retry-After``, if any."""
+    if isinstance(error, RateLimitError):
+        return error.retry_after
+    if isinstance(error, APIStatusError):
+        return retry_after(error.response.headers)
+    return None
+
+
+def is_retryable(error: SkillrunError) -> bool:
+    if isinstance(error, APIStatusError):
+        return error.status_code in RETRYABLE_STATUS
+    return isinstance(error, APIConnectionError)
+
+
+class RequestRetry:
+    """Retries for one request; make a new one per request."""
+
+    def __init__(self, max_retries: int, backoff: Backoff) -> None:
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self.attempts = 0
+
+    def next_delay(self, error: SkillrunError) -> float:
+        if not is_retryable(error) or self.attempts >= self.max_retries:
+            raise error
+        self.attempts += 1
+        asked = server_delay(error)
+        return asked if asked is not None else self.backoff.delay(self.attempts)

@@ -1,0 +1,320 @@
+"""Event streams that resume by themselves: :class:`Stream` and :class:`AsyncStream`.
+
+All decisions live in :class:`ResumeState` (sans-IO): which request opens the next
+connection, which events are new, how long to wait after a drop, when to give up.
+The two stream classes only move bytes and sleep, so sync and async cannot drift apart.
+
+A connection that ends before ``done`` — reset, EOF, or ``idle_timeout`` without a single
+byte (heartbeat comments count) — is resumed at ``GET /v1/runs/{run_id}/events`` with
+``Last-Event-ID``; events already delivered are skipped by their sequence number, so the
+consumer sees each event exactly once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, AsyncIterator, Iterator
+
+import anyio
+import httpx
+import pydantic
+
+from ._decoder import SSEDecoder, ServerSentEvent
+from ._exceptions import APIConnectionError, APIStatusError, SkillrunError, StreamError, connection_error
+from ._generated.models import DoneEvent
+from ._retry import Backoff, RequestRetry, server_delay
+from ._types import EVENT_ADAPTER, Event, RunResult
+
+if TYPE_CHECKING:
+    from ._client import AsyncClient, Client
+
+
+@dataclass
+class Call:
+    """One HTTP request as data: built into an ``httpx.Request`` for every attempt."""
+
+    method: str
+    path: str
+    headers: dict[str, str] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    json: Any = None
+    timeout: httpx.Timeout | None = None
+
+
+class ResumeState:
+    """The sans-IO core of a stream: cursor, dedupe, retry accounting."""
+
+    def __init__(
+        self,
+        first: Call,
+        *,
+        max_retries: int,
+        backoff: Backoff,
+        run_id: str | None = None,
+        last_event_id: str | None = None,
+    ) -> None:
+        self.first = first
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self.run_id = run_id
+        self.last_event_id = last_event_id
+        self.done: DoneEvent | None = None
+        self.connected = False  # a connection has been opened once: the run exists
+        self.failures = 0  # consecutive failed resumes; reset by every new event
+        self.server_retry: float | None = None  # the server's `retry:`, in seconds
+        self._first_retry = RequestRetry(max_retries, backoff)
+        self._last_seq = _seq(last_event_id)
+        self._decoder = SSEDecoder()
+
+    def next_call(self) -> Call:
+        """The request for the next connection: the first one, or a resume."""
+        if not self.connected:
+            return self.first
+        if self.run_id is None:
+            raise StreamError("cannot resume: the server named no run", run_id=None, last_event_id=self.last_event_id)
+        headers = dict(self.first.headers)
+        headers.pop("Idempotency-Key", None)
+        if self.last_event_id:
+            headers["Last-Event-ID"] = self.last_event_id
+        return Call("GET", f"/v1/runs/{self.run_id}/events", headers=headers, timeout=self.first.timeout)
+
+    def on_connect(self, headers: httpx.Headers) -> None:
+        self.connected = True
+        self.run_id = headers.get("x-run-id") or self.run_id
+        # A fresh decoder per connection: a frame cut off by the drop is discarded (9.2.6).
+        self._decoder = SSEDecoder(self.last_event_id or "")
+
+    def feed(self, chunk: bytes) -> list[Event]:
+        """The new events in ``chunk``."""
+        events = [e for sse in self._decoder.feed(chunk) if (e := self._accept(sse)) is not None]
+        if self._decoder.retry is not None:
+            self.server_retry = self._decoder.retry / 1000
+        return events
+
+    def _accept(self, sse: ServerSentEvent) -> Event | None:
+        seq = _seq(sse.id)
+        if self.done is not None or (seq is not None and self._last_seq is not None and seq <= self._last_seq):
+            return None  # already delivered before a reconnect
+        try:
+            event = EVENT_ADAPTER.validate_json(sse.data)
+        except pydantic.ValidationError as exc:
+            if exc.errors()[0]["type"] == "union_tag_invalid":
+                return None  # an event type newer than this client: regenerate the models to see it
+            raise StreamError(f"the server sent an event this client cannot read: {exc}", run_id=self.run_id, last_event_id=self.last_event_id) from exc
+        self._last_seq = seq if seq is not None else self._last_seq
+        self.last_event_id = sse.id or self.last_event_id
+        self.run_id = self.run_id or event.run_id
+        self.failures = 0
+        if event.type == "done":
+            self.done = event
+        return event
+
+    def next_delay(self, error: SkillrunError) -> float:
+        """Seconds before the next connection attempt, or raise when there is none."""
+        if not self.connected:
+            return self._first_retry.next_delay(error)  # before the run exists: plain request rules
+        if isinstance(error, APIStatusError) and error.status_code != 429 and error.status_code < 500:
+            raise StreamError(f"cannot resume: {error}", run_id=self.run_id, last_event_id=self.last_event_id) from error
+        self.failures += 1
+        if self.failures > self.max_retries:
+            raise StreamError(
+                f"gave up after {self.max_retries} retries: {error}", run_id=self.run_id, last_event_id=self.last_event_id
+            ) from error
+        asked = server_delay(error)
+        return asked if asked is not None else self.backoff.delay(self.failures, first=self.server_retry)
+
+    def result(self) -> RunResult:
+        if self.done is None:
+            raise StreamError("the stream was closed before its done event", run_id=self.run_id, last_event_id=self.last_event_id)
+        return RunResult.from_done(self.done)
+
+
+def _seq(event_id: str | None) -> int | None:
+    return int(event_id) if event_id and event_id.isascii() and event_id.isdigit() else None
+
+
+def _dropped(exc: httpx.TransportError | None) -> APIConnectionError:
+    if exc is None:
+        return APIConnectionError("the connection closed before the done event")
+    error = connection_error(exc)
+    error.__cause__ = exc
+    return error
+
+
+class _StreamBase:
+    def __init__(self, state: ResumeState) -> None:
+        self._state = state
+        self._pending: deque[Event] = deque()
+        self._delay = 0.0
+        self._closed = False
+
+    @property
+    def run_id(self) -> str | None:
+        """The run's id, once the server has named it."""
+        return self._state.run_id
+
+    @property
+    def last_event_id(self) -> str | None:
+        """The id of the last event delivered (the resume cursor)."""
+        return self._state.last_event_id
+
+    @property
+    def finished(self) -> bool:
+        """True once the ``done`` event has arrived."""
+        return self._state.done is not None
+
+
+class Stream(_StreamBase):
+    """A run's events, in order, each once. Iterate it; ``result()`` drains it.
+
+    Use it as a context manager: leaving the block closes the connection. Leaving a
+    ``for`` loop early (``break``) also closes the connection; iterating again, or
+    ``result()``, resumes where it stopped.
+    """
+
+    def __init__(self, client: Client, state: ResumeState) -> None:
+        super().__init__(state)
+        self._client = client
+        self._response: httpx.Response | None = None
+        self._chunks: Iterator[bytes] | None = None
+
+    def __enter__(self) -> Stream:
+        if self._chunks is None and not self._state.connected:
+            self._connect()  # so HTTP errors surface here, before the first event
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    def __iter__(self) -> Iterator[Event]:
+        try:
+            while (event := self._next()) is not None:
+                yield event
+        finally:
+            self._disconnect()
+
+    def result(self) -> RunResult:
+        """The ``done`` payload; reads (and drops) the events not yet iterated."""
+        while self._next() is not None:
+            pass
+        return self._state.result()
+
+    def close(self) -> None:
+        """Close the connection for good; the run itself goes on."""
+        self._closed = True
+        self._disconnect()
+
+    def _next(self) -> Event | None:
+        while True:
+            if self._closed:
+                return None
+            if self._pending:
+                return self._pending.popleft()
+            if self.finished:
+                self._disconnect()
+                return None
+            if self._chunks is None:
+                self._connect()
+                continue
+            try:
+                chunk = next(self._chunks)
+            except StopIteration:
+                error = _dropped(None)
+            except httpx.TransportError as exc:
+                error = _dropped(exc)
+            else:
+                self._pending.extend(self._state.feed(chunk))
+                continue
+            self._disconnect()
+            self._delay = self._state.next_delay(error)
+
+    def _connect(self) -> None:
+        if self._delay:
+            time.sleep(self._delay)
+            self._delay = 0.0
+        response = self._client._send(self._state.next_call, self._state, stream=True)
+        self._state.on_connect(response.headers)
+        self._response, self._chunks = response, response.iter_bytes()
+
+    def _disconnect(self) -> None:
+        if self._response is not None:
+            self._response.close()
+            self._response = self._chunks = None
+
+
+class AsyncStream(_StreamBase):
+    """The ``async`` twin of :class:`Stream` (``async with``, ``async for``, ``await``)."""
+
+    def __init__(self, client: AsyncClient, state: ResumeState) -> None:
+        super().__init__(state)
+        self._client = client
+        self._response: httpx.Response | None = None
+        self._chunks: AsyncIterator[bytes] | None = None
+
+    async def __aenter__(self) -> AsyncStream:
+        if self._chunks is None and not self._state.connected:
+            await self._connect()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def __aiter__(self) -> AsyncIterator[Event]:
+        try:
+            while (event := await self._next()) is not None:
+                yield event
+        finally:
+            await self._disconnect()
+
+    async def result(self) -> RunResult:
+        """The ``done`` payload; reads (and drops) the events not yet iterated."""
+        while await self._next() is not None:
+            pass
+        return self._state.result()
+
+    async def close(self) -> None:
+        """Close the connection for good; the run itself goes on."""
+        self._closed = True
+        await self._disconnect()
+
+    async def _next(self) -> Event | None:
+        while True:
+            if self._closed:
+                return None
+            if self._pending:
+                return self._pending.popleft()
+            if self.finished:
+                await self._disconnect()
+                return None
+            if self._chunks is None:
+                await self._connect()
+                continue
+            try:
+                chunk = await anext(self._chunks)
+            except StopAsyncIteration:
+                error = _dropped(None)
+            except httpx.TransportError as exc:
+                error = _dropped(exc)
+            else:
+                self._pending.extend(self._state.feed(chunk))
+                continue
+            await self._disconnect()
+            self._delay = self._state.next_delay(error)
+
+    async def _connect(self) -> None:
+        if self._delay:
+            await anyio.sleep(self._delay)
+            self._delay = 0.0
+        response = await self._client._send(self._state.next_call, self._state, stream=True)
+        self._state.on_connect(response.headers)
+        self._response, self._chunks = response, response.aiter_bytes()
+
+    async def _disconnect(self) -> None:
+        if self._response is not None:
+            await self._response.aclose()
+            self._response = self._chunks = None
