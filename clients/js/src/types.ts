@@ -2,7 +2,7 @@
  * Names for the generated contract types (`./generated/schema.ts`, made by
  * `npm run generate` from `openapi/skillrun.yaml`). Nothing here restates a shape.
  */
-import type { components } from './generated/schema.js';
+import type { components, operations } from './generated/schema.js';
 
 type Schemas = components['schemas'];
 
@@ -34,22 +34,11 @@ export type SkillSummary = Schemas['SkillSummary'];
 export type SkillDescription = Schemas['SkillDescription'];
 export type SkillList = Schemas['SkillList'];
 
-// The runs API (issue 5) is not in the contract yet: these are provisional and
-// become aliases of the generated schemas when it lands.
-export interface Run {
-  run_id: string;
-  status: RunStatus;
-  skill_id: string;
-  [key: string]: unknown;
-}
-export type RunAccepted = Run;
-export interface RunList {
-  runs: Run[];
-  next_cursor?: string | null;
-}
-export interface RunListParams {
-  status?: RunStatus;
-  skill_id?: string;
-  limit?: number;
-  cursor?: string;
-}
+/** A run; `result` is present once it has ended. */
+export type Run = Schemas['Run'];
+/** A run as `runs.list` shows it (without inputs and result). */
+export type RunSummary = Schemas['RunSummary'];
+/** What `executeAsync` answers (202): the new run, `status: 'queued'`. */
+export type RunAccepted = Schemas['Run'];
+export type RunList = Schemas['RunList'];
+export type RunListParams = NonNullable<operations['list_runs']['parameters']['query']>;

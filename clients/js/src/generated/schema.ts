@@ -46,17 +46,55 @@ export interface paths {
          *     Order: `skill_start`; for each step either `step_skipped`, or
          *     `step_start` followed by exactly one of `step_completed`,
          *     `step_degraded`, `step_failed`; then `skill_completed`; then exactly one
-         *     `done`, after which the server ends the response. While the stream is
+         *     `done`, after which the server ends the response. Between a step's
+         *     `step_start` and its terminal event may come `step_retrying` (an attempt
+         *     failed and will be retried), `gate_warning` and `step_fallback`.
+         *     Independent steps (`needs`) run concurrently, so their events
+         *     interleave; a `foreach` step's items each have their own `step_start` and
+         *     terminal event, told apart by `data.index`; a nested skill's steps
+         *     (`uses: skill:<id>`) appear as `parent/child` with `data.parent_step_id`
+         *     and `data.path`. Steps that never ran because the run ended first get
+         *     `step_skipped` (reason `not run: …`). While the stream is
          *     idle a `: ping` comment is sent every 15 s (configurable).
          *
          *     Anything that can be known before the first byte is an HTTP status; an
          *     error after it is a `step_failed` event followed by `skill_completed`
          *     and `done` with `status: failed`.
+         *
+         *     The stream is a view of the run (`X-Run-Id`): if the connection drops,
+         *     the run goes on (unless `options.on_disconnect` is `cancel`), and
+         *     `GET /v1/runs/{run_id}/events` with `Last-Event-ID` resumes it with no
+         *     event lost or repeated.
          */
         post: operations["execute_stream"];
         delete?: never;
         /** CORS preflight */
         options: operations["preflight__execute_stream"];
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/skills/{skill_id}/execute/async": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Start a skill in the background
+         * @description Same request as `/execute`; answers at once with `202` and the new run
+         *     (`status: queued`), whose URL is in `Location`. Poll `GET /v1/runs/{run_id}`
+         *     until `status` is `completed`, `failed`, `cancelled` or `interrupted`
+         *     (`result` then holds what `/execute` would have answered), or follow
+         *     `GET /v1/runs/{run_id}/events`. `options.on_disconnect` has no effect here.
+         */
+        post: operations["execute_async"];
+        delete?: never;
+        /** CORS preflight */
+        options: operations["preflight__execute_async"];
         head?: never;
         patch?: never;
         trace?: never;
@@ -133,6 +171,97 @@ export interface paths {
         post?: never;
         delete?: never;
         options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/runs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List your runs, newest first
+         * @description The runs started with this key, newest first, `limit` at a time. Pass
+         *     the answer's `next_cursor` as `cursor` for the next page; it is absent
+         *     (null) on the last one. Results and inputs are left out: get a run for them.
+         */
+        get: operations["list_runs"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        /** CORS preflight */
+        options: operations["preflight__list_runs"];
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/runs/{run_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Get a run, with its result once it has ended */
+        get: operations["get_run"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        /** CORS preflight */
+        options: operations["preflight__get_run"];
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/runs/{run_id}/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Follow or resume a run's events (Server-Sent Events)
+         * @description Replays the run's events after the cursor, then follows it live until
+         *     `done`, then ends the response; the frames are exactly those of
+         *     `/execute/stream` (same `id`s). The cursor is the `Last-Event-ID` header
+         *     (what `EventSource` sends when it reconnects) or else `after`; without
+         *     either, the stream starts at the first event. A finished run replays
+         *     and ends; a cursor at or past its `done` gives an empty stream.
+         */
+        get: operations["run_events"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        /** CORS preflight */
+        options: operations["preflight__run_events"];
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/runs/{run_id}/cancel": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Cancel a run
+         * @description Asks the run to stop: its running step is cancelled and gets
+         *     `step_failed`, and its log ends with `skill_completed` and `done`, both
+         *     with `status: cancelled`. Answers at once with the run as it was
+         *     (follow its events or poll it to see the end).
+         */
+        post: operations["cancel_run"];
+        delete?: never;
+        /** CORS preflight */
+        options: operations["preflight__cancel_run"];
         head?: never;
         patch?: never;
         trace?: never;
@@ -226,6 +355,14 @@ export interface components {
              *     takes longer; the running step is cancelled.
              */
             timeout_ms?: number;
+            /**
+             * @description What a dropped connection does to the run. `continue`: it ends the
+             *     view only; the run goes on and can be resumed. `cancel`: the run is
+             *     cancelled (as by `POST /v1/runs/{run_id}/cancel`). No effect on `/execute/async`.
+             * @default continue
+             * @enum {string}
+             */
+            on_disconnect?: "continue" | "cancel";
         };
         /**
          * @description How a run ended (or that it has not yet).
@@ -284,7 +421,7 @@ export interface components {
             error?: components["schemas"]["StepError"];
         };
         /** @enum {string} */
-        EventType: "skill_start" | "step_start" | "step_completed" | "step_skipped" | "step_degraded" | "step_failed" | "skill_completed" | "done";
+        EventType: "skill_start" | "step_start" | "step_completed" | "step_skipped" | "step_degraded" | "step_failed" | "skill_completed" | "done" | "step_retrying" | "step_fallback" | "gate_warning";
         /** @description Fields every event but `done` carries. */
         EventEnvelope: {
             type: components["schemas"]["EventType"];
@@ -306,10 +443,10 @@ export interface components {
                 skill_id: string;
                 version: string;
                 /**
-                 * @description `http-stream` for `/execute/stream`, `http` for `/execute`.
+                 * @description `http-stream` for `/execute/stream`, `http` for `/execute`, `http-async` for `/execute/async`.
                  * @enum {string}
                  */
-                execution_channel: "http" | "http-stream";
+                execution_channel: "http" | "http-stream" | "http-async";
                 /** @description The step ids in order, so a UI can draw them before they run. */
                 steps: string[];
             };
@@ -323,9 +460,9 @@ export interface components {
         StepStartEvent: components["schemas"]["EventEnvelope"] & {
             /** @enum {string} */
             type: "step_start";
-            step_id: string;
-            data: {
-                /** @description The capability the step runs. */
+            step_id: components["schemas"]["StepId"];
+            data: components["schemas"]["StepPlace"] & {
+                /** @description The capability the step runs, or `skill:<id>` for a nested skill. */
                 uses: string;
             };
         } & {
@@ -338,10 +475,13 @@ export interface components {
         StepCompletedEvent: components["schemas"]["EventEnvelope"] & {
             /** @enum {string} */
             type: "step_completed";
-            step_id: string;
-            data: {
+            step_id: components["schemas"]["StepId"];
+            data: components["schemas"]["StepPlace"] & {
+                /** @description The step's output (a foreach step's items each report their own). */
                 produced_output: Record<string, unknown>;
                 duration_ms: number;
+                /** @description Present when the output came from `on_error.fallback`: its capability. */
+                fallback?: string;
             };
         } & {
             /**
@@ -353,11 +493,19 @@ export interface components {
         StepSkippedEvent: components["schemas"]["EventEnvelope"] & {
             /** @enum {string} */
             type: "step_skipped";
-            step_id: string;
-            data: {
+            step_id: components["schemas"]["StepId"];
+            data: components["schemas"]["StepPlace"] & {
+                /**
+                 * @description Why: its condition is false, `foreach` gave no items, a `pre` gate
+                 *     with policy `skip` found something, or `not run: …` (the run ended
+                 *     first: a step failed, it was cancelled, it timed out).
+                 */
                 reason: string;
                 /** @description The step's `when` expression. */
                 condition?: string;
+                /** @description The gate that skipped the step. */
+                gate?: string;
+                findings?: components["schemas"]["GateFinding"][];
             };
         } & {
             /**
@@ -375,14 +523,26 @@ export interface components {
         StepDegradedEvent: components["schemas"]["EventEnvelope"] & {
             /** @enum {string} */
             type: "step_degraded";
-            step_id: string;
-            data: {
-                /** @description The output after redaction. */
+            step_id: components["schemas"]["StepId"];
+            data: components["schemas"]["StepPlace"] & {
+                /** @description The output after redaction (`{}` when a `skip` gate dropped it). */
                 produced_output: Record<string, unknown>;
                 /** @description The gate's capability. */
                 gate: string;
                 findings: components["schemas"]["GateFinding"][];
                 duration_ms: number;
+                /**
+                 * @description `pre`: the input was redacted before the call; `post`: the output.
+                 * @enum {string}
+                 */
+                stage?: "pre" | "post";
+                /**
+                 * @description `skip` (post stage): the output was dropped; dependants see it absent.
+                 * @enum {string}
+                 */
+                policy?: "degrade" | "skip";
+                /** @description Present when the output came from `on_error.fallback`. */
+                fallback?: string;
             };
         } & {
             /**
@@ -394,10 +554,15 @@ export interface components {
         StepFailedEvent: components["schemas"]["EventEnvelope"] & {
             /** @enum {string} */
             type: "step_failed";
-            step_id: string;
-            data: {
+            step_id: components["schemas"]["StepId"];
+            data: components["schemas"]["StepPlace"] & {
                 error: components["schemas"]["StepError"];
                 duration_ms: number;
+                /**
+                 * @description Present when the run goes on (`on_error: continue`).
+                 * @enum {string}
+                 */
+                on_error?: "continue";
             };
         } & {
             /**
@@ -405,6 +570,90 @@ export interface components {
              * @enum {string}
              */
             type: "step_failed";
+        };
+        /**
+         * @description An attempt of a step with `retry` failed and will be retried after
+         *     `delay_ms`. Comes between the step's `step_start` and its one terminal
+         *     event; only the final outcome is `step_completed` / `step_failed`.
+         */
+        StepRetryingEvent: components["schemas"]["EventEnvelope"] & {
+            /** @enum {string} */
+            type: "step_retrying";
+            step_id: components["schemas"]["StepId"];
+            data: components["schemas"]["StepPlace"] & {
+                /** @description The attempt that failed (1 is the first). */
+                attempt: number;
+                error: components["schemas"]["StepError"];
+                /** @description The wait before the next attempt. */
+                delay_ms: number;
+            };
+        } & {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "step_retrying";
+        };
+        /**
+         * @description A step failed for good and its `on_error.fallback` runs instead. Comes
+         *     between the step's `step_start` and its one terminal event.
+         */
+        StepFallbackEvent: components["schemas"]["EventEnvelope"] & {
+            /** @enum {string} */
+            type: "step_fallback";
+            step_id: components["schemas"]["StepId"];
+            data: components["schemas"]["StepPlace"] & {
+                error: components["schemas"]["StepError"];
+                /** @description The fallback capability. */
+                uses: string;
+            };
+        } & {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "step_fallback";
+        };
+        /**
+         * @description A gate with policy `warn` found something; the value is kept. Comes
+         *     between the step's `step_start` and its one terminal event.
+         */
+        GateWarningEvent: components["schemas"]["EventEnvelope"] & {
+            /** @enum {string} */
+            type: "gate_warning";
+            step_id: components["schemas"]["StepId"];
+            data: components["schemas"]["StepPlace"] & {
+                gate: string;
+                /**
+                 * @description `pre`: the step's input; `post`: its output.
+                 * @enum {string}
+                 */
+                stage: "pre" | "post";
+                findings: components["schemas"]["GateFinding"][];
+            };
+        } & {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "gate_warning";
+        };
+        /**
+         * @description The step's id; for a step of a nested skill (`uses: skill:<id>`) the
+         *     path from the top: `parent/child`, or `parent[i]/child` when the parent
+         *     step ran once per `foreach` item `i`.
+         */
+        StepId: string;
+        /** @description Where a step event belongs, beyond its `step_id`. */
+        StepPlace: {
+            /** @description For a `foreach` step, the item (each item has its own `step_start` and terminal event). */
+            index?: number;
+            /** @description For a nested skill's step, the `step_id` of the step that runs the nested skill. */
+            parent_step_id?: string;
+            /** @description The `index` of the parent step's item, when the parent runs per `foreach` item. */
+            parent_index?: number;
+            /** @description For a nested skill's step, the plain step ids from the top-level step down to this one. */
+            path?: string[];
         };
         SkillCompletedEvent: components["schemas"]["EventEnvelope"] & {
             /** @enum {string} */
@@ -435,7 +684,7 @@ export interface components {
             type: "done";
         };
         /** @description One event of a run, told apart by `type`. */
-        SkillEvent: components["schemas"]["SkillStartEvent"] | components["schemas"]["StepStartEvent"] | components["schemas"]["StepCompletedEvent"] | components["schemas"]["StepSkippedEvent"] | components["schemas"]["StepDegradedEvent"] | components["schemas"]["StepFailedEvent"] | components["schemas"]["SkillCompletedEvent"] | components["schemas"]["DoneEvent"];
+        SkillEvent: components["schemas"]["SkillStartEvent"] | components["schemas"]["StepStartEvent"] | components["schemas"]["StepCompletedEvent"] | components["schemas"]["StepSkippedEvent"] | components["schemas"]["StepDegradedEvent"] | components["schemas"]["StepFailedEvent"] | components["schemas"]["SkillCompletedEvent"] | components["schemas"]["DoneEvent"] | components["schemas"]["StepRetryingEvent"] | components["schemas"]["StepFallbackEvent"] | components["schemas"]["GateWarningEvent"];
         /**
          * @description One Server-Sent Events frame as a client's parser sees it. `data` is a
          *     JSON text whose schema is `SkillEvent`; `event` equals its `type`.
@@ -445,6 +694,43 @@ export interface components {
             /** @description The event's sequence number in the run (starts at 1). */
             id: string;
             data: string;
+        };
+        /** @description A run without its inputs and result (as listed). */
+        RunSummary: {
+            run_id: string;
+            skill_id: string;
+            status: components["schemas"]["RunStatus"];
+            /** @description The identity of the API key that started it (derived from the key's hash, never the key). */
+            owner: string;
+            trace_id: string;
+            /**
+             * @description The endpoint that started it (`/execute`, `/execute/stream`, `/execute/async`).
+             * @enum {string}
+             */
+            channel: "http" | "http-stream" | "http-async";
+            /** Format: date-time */
+            created_at: string;
+            /**
+             * Format: date-time
+             * @description When its first event was stored; null while `queued`.
+             */
+            started_at: string | null;
+            /**
+             * Format: date-time
+             * @description When its `done` event was stored; null until then.
+             */
+            finished_at: string | null;
+        };
+        /** @description A run; `result` is present once it has ended. */
+        Run: components["schemas"]["RunSummary"] & {
+            /** @description The inputs it was started with. */
+            inputs: Record<string, unknown>;
+            result?: components["schemas"]["ExecuteResult"];
+        };
+        RunList: {
+            runs: components["schemas"]["RunSummary"][];
+            /** @description Pass as `cursor` for the next page; null on the last page. */
+            next_cursor: string | null;
         };
         SkillSummary: {
             id: string;
@@ -566,6 +852,24 @@ export interface components {
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
+        /** @description No run with this id is visible to this key (runs of other keys are never shown). */
+        RunNotFound: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
+        /** @description The run has already ended; `detail` says how. */
+        RunFinished: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
         /** @description The body is larger than the server's limit (1 MiB by default). */
         PayloadTooLarge: {
             headers: {
@@ -587,7 +891,8 @@ export interface components {
         /**
          * @description The body is JSON but breaks the schema (e.g. an input is missing, of the
          *     wrong type or out of range, or an option is unknown). `errors` names
-         *     each failing field.
+         *     each failing field. Also: an `Idempotency-Key` already used with a
+         *     different request (`errors` names the `Idempotency-Key` header).
          */
         UnprocessableEntity: {
             headers: {
@@ -627,12 +932,38 @@ export interface components {
          * @example text.summarize
          */
         SkillId: string;
+        /**
+         * @description A skill id. Any value: CORS preflights are answered before routing,
+         *     whatever the path holds.
+         * @example text.summarize
+         */
+        PreflightSkillId: string;
         /** @description The calling page's origin (sent by browsers). */
         Origin: string;
-        /** @description Present (with `Origin`) only in a CORS preflight; the method the page wants. */
-        AccessControlRequestMethod: string;
-        /** @description The non-safelisted headers the page wants to send, comma-separated. */
+        /**
+         * @description Present (with `Origin`) only in a CORS preflight; the method the page
+         *     wants. Other methods are refused (400).
+         */
+        AccessControlRequestMethod: "GET" | "POST" | "OPTIONS";
+        /**
+         * @description The non-safelisted headers the page wants to send: lower-case names,
+         *     comma-separated, as browsers send them (Fetch standard). Other names
+         *     are refused (400).
+         */
         AccessControlRequestHeaders: string;
+        /**
+         * @description A run id, as in `X-Run-Id`, e.g. `run_5f0c3a9b2d7e4f61a8c9b0d1`.
+         * @example run_5f0c3a9b2d7e4f61a8c9b0d1
+         */
+        RunId: string;
+        /**
+         * @description Makes a retry safe: a repeat with the same key and the same body from
+         *     the same API key starts nothing and answers with the earlier run (a
+         *     stream replays it from the start). The same key with a different body
+         *     (or skill) is a 422. Keys live as long as their run (see
+         *     `SKILLRUN_RUN_RETENTION`).
+         */
+        IdempotencyKey: string;
         /**
          * @description Correlates the run with the caller's own traces. Echoed in every event,
          *     in the result and in the `x-trace-id` response header; generated when
@@ -657,8 +988,10 @@ export interface components {
     headers: {
         /** @description The run's trace id (the request's `x-trace-id`, or a generated one). */
         TraceId: string;
-        /** @description The id of the run this request started. */
+        /** @description The id of the run this request started (or reads). */
         RunId: string;
+        /** @description The run's URL, `/v1/runs/{run_id}`. */
+        RunLocation: string;
         /** @description Requests allowed per window for this key. */
         RateLimitLimit: number;
         /** @description Requests left in the current window. */
@@ -684,6 +1017,14 @@ export interface operations {
                  *     absent.
                  */
                 "x-trace-id"?: components["parameters"]["TraceId"];
+                /**
+                 * @description Makes a retry safe: a repeat with the same key and the same body from
+                 *     the same API key starts nothing and answers with the earlier run (a
+                 *     stream replays it from the start). The same key with a different body
+                 *     (or skill) is a 422. Keys live as long as their run (see
+                 *     `SKILLRUN_RUN_RETENTION`).
+                 */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
             };
             path: {
                 /**
@@ -726,17 +1067,25 @@ export interface operations {
             header?: {
                 /** @description The calling page's origin (sent by browsers). */
                 Origin?: components["parameters"]["Origin"];
-                /** @description Present (with `Origin`) only in a CORS preflight; the method the page wants. */
+                /**
+                 * @description Present (with `Origin`) only in a CORS preflight; the method the page
+                 *     wants. Other methods are refused (400).
+                 */
                 "Access-Control-Request-Method"?: components["parameters"]["AccessControlRequestMethod"];
-                /** @description The non-safelisted headers the page wants to send, comma-separated. */
+                /**
+                 * @description The non-safelisted headers the page wants to send: lower-case names,
+                 *     comma-separated, as browsers send them (Fetch standard). Other names
+                 *     are refused (400).
+                 */
                 "Access-Control-Request-Headers"?: components["parameters"]["AccessControlRequestHeaders"];
             };
             path: {
                 /**
-                 * @description A skill id, e.g. `text.summarize`.
+                 * @description A skill id. Any value: CORS preflights are answered before routing,
+                 *     whatever the path holds.
                  * @example text.summarize
                  */
-                skill_id: components["parameters"]["SkillId"];
+                skill_id: components["parameters"]["PreflightSkillId"];
             };
             cookie?: never;
         };
@@ -757,6 +1106,14 @@ export interface operations {
                  *     absent.
                  */
                 "x-trace-id"?: components["parameters"]["TraceId"];
+                /**
+                 * @description Makes a retry safe: a repeat with the same key and the same body from
+                 *     the same API key starts nothing and answers with the earlier run (a
+                 *     stream replays it from the start). The same key with a different body
+                 *     (or skill) is a 422. Keys live as long as their run (see
+                 *     `SKILLRUN_RUN_RETENTION`).
+                 */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
             };
             path: {
                 /**
@@ -786,10 +1143,53 @@ export interface operations {
             header?: {
                 /** @description The calling page's origin (sent by browsers). */
                 Origin?: components["parameters"]["Origin"];
-                /** @description Present (with `Origin`) only in a CORS preflight; the method the page wants. */
+                /**
+                 * @description Present (with `Origin`) only in a CORS preflight; the method the page
+                 *     wants. Other methods are refused (400).
+                 */
                 "Access-Control-Request-Method"?: components["parameters"]["AccessControlRequestMethod"];
-                /** @description The non-safelisted headers the page wants to send, comma-separated. */
+                /**
+                 * @description The non-safelisted headers the page wants to send: lower-case names,
+                 *     comma-separated, as browsers send them (Fetch standard). Other names
+                 *     are refused (400).
+                 */
                 "Access-Control-Request-Headers"?: components["parameters"]["AccessControlRequestHeaders"];
+            };
+            path: {
+                /**
+                 * @description A skill id. Any value: CORS preflights are answered before routing,
+                 *     whatever the path holds.
+                 * @example text.summarize
+                 */
+                skill_id: components["parameters"]["PreflightSkillId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: components["responses"]["CorsPreflight"];
+            204: components["responses"]["NotPreflight"];
+            400: components["responses"]["CorsRefused"];
+        };
+    };
+    execute_async: {
+        parameters: {
+            query?: never;
+            header?: {
+                /**
+                 * @description Correlates the run with the caller's own traces. Echoed in every event,
+                 *     in the result and in the `x-trace-id` response header; generated when
+                 *     absent.
+                 */
+                "x-trace-id"?: components["parameters"]["TraceId"];
+                /**
+                 * @description Makes a retry safe: a repeat with the same key and the same body from
+                 *     the same API key starts nothing and answers with the earlier run (a
+                 *     stream replays it from the start). The same key with a different body
+                 *     (or skill) is a 422. Keys live as long as their run (see
+                 *     `SKILLRUN_RUN_RETENTION`).
+                 */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
             };
             path: {
                 /**
@@ -797,6 +1197,61 @@ export interface operations {
                  * @example text.summarize
                  */
                 skill_id: components["parameters"]["SkillId"];
+            };
+            cookie?: never;
+        };
+        requestBody: components["requestBodies"]["Execute"];
+        responses: {
+            /** @description The run is created (or, for a repeated `Idempotency-Key`, the earlier run). */
+            202: {
+                headers: {
+                    Location: components["headers"]["RunLocation"];
+                    "x-trace-id": components["headers"]["TraceId"];
+                    "X-Run-Id": components["headers"]["RunId"];
+                    "RateLimit-Limit": components["headers"]["RateLimitLimit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimitRemaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Run"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["UnprocessableEntity"];
+            429: components["responses"]["TooManyRequests"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    preflight__execute_async: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The calling page's origin (sent by browsers). */
+                Origin?: components["parameters"]["Origin"];
+                /**
+                 * @description Present (with `Origin`) only in a CORS preflight; the method the page
+                 *     wants. Other methods are refused (400).
+                 */
+                "Access-Control-Request-Method"?: components["parameters"]["AccessControlRequestMethod"];
+                /**
+                 * @description The non-safelisted headers the page wants to send: lower-case names,
+                 *     comma-separated, as browsers send them (Fetch standard). Other names
+                 *     are refused (400).
+                 */
+                "Access-Control-Request-Headers"?: components["parameters"]["AccessControlRequestHeaders"];
+            };
+            path: {
+                /**
+                 * @description A skill id. Any value: CORS preflights are answered before routing,
+                 *     whatever the path holds.
+                 * @example text.summarize
+                 */
+                skill_id: components["parameters"]["PreflightSkillId"];
             };
             cookie?: never;
         };
@@ -838,9 +1293,16 @@ export interface operations {
             header?: {
                 /** @description The calling page's origin (sent by browsers). */
                 Origin?: components["parameters"]["Origin"];
-                /** @description Present (with `Origin`) only in a CORS preflight; the method the page wants. */
+                /**
+                 * @description Present (with `Origin`) only in a CORS preflight; the method the page
+                 *     wants. Other methods are refused (400).
+                 */
                 "Access-Control-Request-Method"?: components["parameters"]["AccessControlRequestMethod"];
-                /** @description The non-safelisted headers the page wants to send, comma-separated. */
+                /**
+                 * @description The non-safelisted headers the page wants to send: lower-case names,
+                 *     comma-separated, as browsers send them (Fetch standard). Other names
+                 *     are refused (400).
+                 */
                 "Access-Control-Request-Headers"?: components["parameters"]["AccessControlRequestHeaders"];
             };
             path?: never;
@@ -917,17 +1379,25 @@ export interface operations {
             header?: {
                 /** @description The calling page's origin (sent by browsers). */
                 Origin?: components["parameters"]["Origin"];
-                /** @description Present (with `Origin`) only in a CORS preflight; the method the page wants. */
+                /**
+                 * @description Present (with `Origin`) only in a CORS preflight; the method the page
+                 *     wants. Other methods are refused (400).
+                 */
                 "Access-Control-Request-Method"?: components["parameters"]["AccessControlRequestMethod"];
-                /** @description The non-safelisted headers the page wants to send, comma-separated. */
+                /**
+                 * @description The non-safelisted headers the page wants to send: lower-case names,
+                 *     comma-separated, as browsers send them (Fetch standard). Other names
+                 *     are refused (400).
+                 */
                 "Access-Control-Request-Headers"?: components["parameters"]["AccessControlRequestHeaders"];
             };
             path: {
                 /**
-                 * @description A skill id, e.g. `text.summarize`.
+                 * @description A skill id. Any value: CORS preflights are answered before routing,
+                 *     whatever the path holds.
                  * @example text.summarize
                  */
-                skill_id: components["parameters"]["SkillId"];
+                skill_id: components["parameters"]["PreflightSkillId"];
             };
             cookie?: never;
         };
@@ -969,6 +1439,270 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];
             429: components["responses"]["TooManyRequests"];
+        };
+    };
+    list_runs: {
+        parameters: {
+            query?: {
+                /** @description Only runs with this status. */
+                status?: components["schemas"]["RunStatus"];
+                /** @description Only runs of this skill. */
+                skill_id?: string;
+                /** @description At most this many runs. */
+                limit?: number;
+                /** @description The `next_cursor` of the previous page (opaque). */
+                cursor?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of runs. */
+            200: {
+                headers: {
+                    "RateLimit-Limit": components["headers"]["RateLimitLimit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimitRemaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RunList"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    preflight__list_runs: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The calling page's origin (sent by browsers). */
+                Origin?: components["parameters"]["Origin"];
+                /**
+                 * @description Present (with `Origin`) only in a CORS preflight; the method the page
+                 *     wants. Other methods are refused (400).
+                 */
+                "Access-Control-Request-Method"?: components["parameters"]["AccessControlRequestMethod"];
+                /**
+                 * @description The non-safelisted headers the page wants to send: lower-case names,
+                 *     comma-separated, as browsers send them (Fetch standard). Other names
+                 *     are refused (400).
+                 */
+                "Access-Control-Request-Headers"?: components["parameters"]["AccessControlRequestHeaders"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: components["responses"]["CorsPreflight"];
+            204: components["responses"]["NotPreflight"];
+            400: components["responses"]["CorsRefused"];
+        };
+    };
+    get_run: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description A run id, as in `X-Run-Id`, e.g. `run_5f0c3a9b2d7e4f61a8c9b0d1`.
+                 * @example run_5f0c3a9b2d7e4f61a8c9b0d1
+                 */
+                run_id: components["parameters"]["RunId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The run. */
+            200: {
+                headers: {
+                    "x-trace-id": components["headers"]["TraceId"];
+                    "X-Run-Id": components["headers"]["RunId"];
+                    "RateLimit-Limit": components["headers"]["RateLimitLimit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimitRemaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Run"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["RunNotFound"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    preflight__get_run: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The calling page's origin (sent by browsers). */
+                Origin?: components["parameters"]["Origin"];
+                /**
+                 * @description Present (with `Origin`) only in a CORS preflight; the method the page
+                 *     wants. Other methods are refused (400).
+                 */
+                "Access-Control-Request-Method"?: components["parameters"]["AccessControlRequestMethod"];
+                /**
+                 * @description The non-safelisted headers the page wants to send: lower-case names,
+                 *     comma-separated, as browsers send them (Fetch standard). Other names
+                 *     are refused (400).
+                 */
+                "Access-Control-Request-Headers"?: components["parameters"]["AccessControlRequestHeaders"];
+            };
+            path: {
+                /**
+                 * @description A run id, as in `X-Run-Id`, e.g. `run_5f0c3a9b2d7e4f61a8c9b0d1`.
+                 * @example run_5f0c3a9b2d7e4f61a8c9b0d1
+                 */
+                run_id: components["parameters"]["RunId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: components["responses"]["CorsPreflight"];
+            204: components["responses"]["NotPreflight"];
+            400: components["responses"]["CorsRefused"];
+        };
+    };
+    run_events: {
+        parameters: {
+            query?: {
+                /** @description Same as `Last-Event-ID`, for clients that cannot set headers; the header wins. */
+                after?: number;
+            };
+            header?: {
+                /** @description The `id` of the last event the client has; the stream starts after it. */
+                "Last-Event-ID"?: string;
+            };
+            path: {
+                /**
+                 * @description A run id, as in `X-Run-Id`, e.g. `run_5f0c3a9b2d7e4f61a8c9b0d1`.
+                 * @example run_5f0c3a9b2d7e4f61a8c9b0d1
+                 */
+                run_id: components["parameters"]["RunId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: components["responses"]["EventStream"];
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["RunNotFound"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    preflight__run_events: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The calling page's origin (sent by browsers). */
+                Origin?: components["parameters"]["Origin"];
+                /**
+                 * @description Present (with `Origin`) only in a CORS preflight; the method the page
+                 *     wants. Other methods are refused (400).
+                 */
+                "Access-Control-Request-Method"?: components["parameters"]["AccessControlRequestMethod"];
+                /**
+                 * @description The non-safelisted headers the page wants to send: lower-case names,
+                 *     comma-separated, as browsers send them (Fetch standard). Other names
+                 *     are refused (400).
+                 */
+                "Access-Control-Request-Headers"?: components["parameters"]["AccessControlRequestHeaders"];
+            };
+            path: {
+                /**
+                 * @description A run id, as in `X-Run-Id`, e.g. `run_5f0c3a9b2d7e4f61a8c9b0d1`.
+                 * @example run_5f0c3a9b2d7e4f61a8c9b0d1
+                 */
+                run_id: components["parameters"]["RunId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: components["responses"]["CorsPreflight"];
+            204: components["responses"]["NotPreflight"];
+            400: components["responses"]["CorsRefused"];
+        };
+    };
+    cancel_run: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description A run id, as in `X-Run-Id`, e.g. `run_5f0c3a9b2d7e4f61a8c9b0d1`.
+                 * @example run_5f0c3a9b2d7e4f61a8c9b0d1
+                 */
+                run_id: components["parameters"]["RunId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The run is being cancelled. */
+            202: {
+                headers: {
+                    Location: components["headers"]["RunLocation"];
+                    "X-Run-Id": components["headers"]["RunId"];
+                    "RateLimit-Limit": components["headers"]["RateLimitLimit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimitRemaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Run"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["RunNotFound"];
+            409: components["responses"]["RunFinished"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    preflight__cancel_run: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The calling page's origin (sent by browsers). */
+                Origin?: components["parameters"]["Origin"];
+                /**
+                 * @description Present (with `Origin`) only in a CORS preflight; the method the page
+                 *     wants. Other methods are refused (400).
+                 */
+                "Access-Control-Request-Method"?: components["parameters"]["AccessControlRequestMethod"];
+                /**
+                 * @description The non-safelisted headers the page wants to send: lower-case names,
+                 *     comma-separated, as browsers send them (Fetch standard). Other names
+                 *     are refused (400).
+                 */
+                "Access-Control-Request-Headers"?: components["parameters"]["AccessControlRequestHeaders"];
+            };
+            path: {
+                /**
+                 * @description A run id, as in `X-Run-Id`, e.g. `run_5f0c3a9b2d7e4f61a8c9b0d1`.
+                 * @example run_5f0c3a9b2d7e4f61a8c9b0d1
+                 */
+                run_id: components["parameters"]["RunId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: components["responses"]["CorsPreflight"];
+            204: components["responses"]["NotPreflight"];
+            400: components["responses"]["CorsRefused"];
         };
     };
     live: {

@@ -1,0 +1,168 @@
+// Streams that heal: cuts mid-frame, idle timeouts, retries before a run exists; the runs API.
+import assert from 'node:assert/strict';
+import { after as afterAll, before, test } from 'node:test';
+import { createClient, ConflictError } from '../dist/index.js';
+import { API_KEY, after, checkOrder, startProxy, startServer } from './helpers.js';
+
+let server;
+let client;
+before(async () => {
+  server = await startServer();
+  client = createClient({ baseUrl: server.url, apiKey: API_KEY });
+});
+afterAll(() => server?.stop());
+
+const TICKER = { inputs: { steps: 4, delay_ms: 20 } };
+const N = 1 + 4 * 2 + 2;
+
+async function collect(stream) {
+  const events = [];
+  const ids = [];
+  for await (const e of stream) {
+    events.push(e);
+    ids.push(stream.lastEventId);
+  }
+  return { events, ids };
+}
+
+function header(request, name) {
+  const m = new RegExp(`^${name}: *(.*)$`, 'im').exec(request);
+  return m?.[1]?.trim();
+}
+
+for (let k = 1; k <= N; k++) {
+  for (const [where, extra] of [['in its id line', 2], ['in its data', 40]]) {
+    test(`a cut inside event ${k} (${where}) resumes with Last-Event-ID ${k - 1}, every event once`, async () => {
+      const proxy = await startProxy(server.port, (n) => (n === 0 ? { cut: (t) => after(t, '\nid: ', k, extra) } : {}));
+      try {
+        const c = createClient({ baseUrl: proxy.url, apiKey: API_KEY });
+        const stream = c.stream('demo.ticker', TICKER);
+        const { events, ids } = await collect(stream);
+        checkOrder(events);
+        assert.deepEqual(ids, Array.from({ length: N }, (_, i) => String(i + 1)));
+        assert.equal(stream.reconnects, 1);
+        const resume = proxy.requests[1];
+        assert.match(resume, new RegExp(`^GET /v1/runs/${stream.runId}/events `));
+        assert.equal(header(resume, 'last-event-id'), k === 1 ? undefined : String(k - 1));
+        assert.equal((await stream.result()).outputs.ticks, 4);
+      } finally {
+        await proxy.close();
+      }
+    });
+  }
+}
+
+test('a cut before the answer (no run id yet) retries the start with the same Idempotency-Key', async () => {
+  const proxy = await startProxy(server.port, (n) => (n === 0 ? { cut: () => 12 } : {}));
+  try {
+    const c = createClient({ baseUrl: proxy.url, apiKey: API_KEY });
+    const { events, ids } = await collect(c.stream('demo.ticker', TICKER));
+    checkOrder(events);
+    assert.equal(ids.length, N);
+    const posts = proxy.requests.filter((r) => r.startsWith('POST '));
+    assert.equal(posts.length, 2);
+    const key = header(posts[0], 'idempotency-key');
+    assert.match(key, /^[0-9a-f-]{36}$/);
+    assert.equal(header(posts[1], 'idempotency-key'), key);
+  } finally {
+    await proxy.close();
+  }
+});
+
+test('503 with Retry-After before the run exists is waited out, then the run starts once', async () => {
+  const proxy = await startProxy(server.port, (n) =>
+    n === 0
+      ? { answer: 'HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\ncontent-length: 0\r\nconnection: close\r\n\r\n' }
+      : {},
+  );
+  try {
+    const c = createClient({ baseUrl: proxy.url, apiKey: API_KEY });
+    const started = Date.now();
+    const result = await c.stream('text.summarize', { inputs: { text: 'A. B.' } }).result();
+    assert.ok(Date.now() - started >= 1000, 'waited for Retry-After');
+    assert.equal(result.status, 'completed');
+    assert.equal(header(proxy.requests[0], 'idempotency-key'), header(proxy.requests[1], 'idempotency-key'));
+  } finally {
+    await proxy.close();
+  }
+});
+
+test('no bytes for idleTimeoutMs is a drop: the stream resumes', async () => {
+  const proxy = await startProxy(server.port, (n) => (n === 0 ? { stall: (t) => after(t, '\n\n', 3) } : {}));
+  try {
+    const c = createClient({ baseUrl: proxy.url, apiKey: API_KEY, idleTimeoutMs: 400 });
+    const started = Date.now();
+    const stream = c.stream('demo.ticker', TICKER);
+    const { events, ids } = await collect(stream);
+    checkOrder(events);
+    assert.equal(ids.length, N);
+    assert.equal(stream.reconnects, 1);
+    assert.ok(Date.now() - started >= 400);
+    assert.equal(proxy.closed[0], true, 'the stalled connection was closed');
+  } finally {
+    await proxy.close();
+  }
+});
+
+test("the server's retry: sets the reconnection delay", async () => {
+  // The server sends no `retry:` today; a fetch wrapper adds one to the real answer and cuts it.
+  let cutAt;
+  let resumedAt;
+  const fetchWith = async (url, init) => {
+    if (url.includes('/events')) resumedAt = Date.now();
+    const response = await fetch(url, init);
+    if (!url.endsWith('/execute/stream')) return response;
+    const reader = response.body.getReader();
+    let sent = 0;
+    const body = new ReadableStream({
+      start(ctl) {
+        ctl.enqueue(new TextEncoder().encode('retry: 1200\n\n'));
+      },
+      async pull(ctl) {
+        const { done, value } = await reader.read();
+        if (done || ++sent > 1) {
+          cutAt = Date.now();
+          reader.cancel();
+          ctl.error(new TypeError('terminated'));
+          return;
+        }
+        ctl.enqueue(value);
+      },
+    });
+    return new Response(body, { status: response.status, headers: response.headers });
+  };
+  const c = createClient({ baseUrl: server.url, apiKey: API_KEY, fetch: fetchWith });
+  const { ids } = await collect(c.stream('demo.ticker', TICKER));
+  assert.equal(ids.length, N);
+  assert.ok(resumedAt - cutAt >= 600, `waited ${resumedAt - cutAt} ms (retry 1200, jitter down to half)`);
+});
+
+test('executeAsync, runs.get, runs.list and runs.events', async () => {
+  const run = await client.executeAsync('demo.ticker', { inputs: { steps: 3, delay_ms: 30 } }, { traceId: 'async-1' });
+  assert.match(run.run_id, /^run_/);
+  assert.ok(['queued', 'running'].includes(run.status));
+  const { events } = await collect(client.runs.events(run.run_id));
+  checkOrder(events);
+  const got = await client.runs.get(run.run_id);
+  assert.equal(got.status, 'completed');
+  assert.equal(got.result.outputs.ticks, 3);
+  assert.equal(got.trace_id, 'async-1');
+  const page = await client.runs.list({ skill_id: 'demo.ticker', limit: 100 });
+  assert.ok(page.runs.some((r) => r.run_id === run.run_id));
+  const tail = client.runs.events(run.run_id, { after: 5 });
+  const { ids } = await collect(tail);
+  assert.deepEqual(ids, ['6', '7', '8', '9']);
+});
+
+test('runs.cancel ends a running run as cancelled; a second cancel is a ConflictError', async () => {
+  const run = await client.executeAsync('demo.ticker', { inputs: { steps: 100, delay_ms: 100 } });
+  const stream = client.runs.events(run.run_id);
+  const events = [];
+  for await (const e of stream) {
+    events.push(e);
+    if (events.length === 2) await client.runs.cancel(run.run_id);
+  }
+  assert.equal(events.at(-1).type, 'done');
+  assert.equal(events.at(-1).status, 'cancelled');
+  await assert.rejects(client.runs.cancel(run.run_id), ConflictError);
+});
