@@ -792,6 +792,18 @@ export interface components {
             content?: never;
         };
         /**
+         * @description Not a CORS preflight, and the path routes nowhere (a path parameter
+         *     that cannot be part of a path, e.g. a control character).
+         */
+        NoRoute: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
+        /**
          * @description The preflight is refused (origin not in `SKILLRUN_CORS_ORIGINS`, or a
          *     method or request header that is not allowed; `detail` names which),
          *     or a path parameter is malformed.
@@ -957,6 +969,12 @@ export interface components {
          */
         RunId: string;
         /**
+         * @description A run id. Any value: CORS preflights are answered before routing,
+         *     whatever the path holds.
+         * @example run_5f0c3a9b2d7e4f61a8c9b0d1
+         */
+        PreflightRunId: string;
+        /**
          * @description Makes a retry safe: a repeat with the same key and the same body from
          *     the same API key starts nothing and answers with the earlier run (a
          *     stream replays it from the start). The same key with a different body
@@ -1094,6 +1112,7 @@ export interface operations {
             200: components["responses"]["CorsPreflight"];
             204: components["responses"]["NotPreflight"];
             400: components["responses"]["CorsRefused"];
+            404: components["responses"]["NoRoute"];
         };
     };
     execute_stream: {
@@ -1170,6 +1189,7 @@ export interface operations {
             200: components["responses"]["CorsPreflight"];
             204: components["responses"]["NotPreflight"];
             400: components["responses"]["CorsRefused"];
+            404: components["responses"]["NoRoute"];
         };
     };
     execute_async: {
@@ -1260,6 +1280,7 @@ export interface operations {
             200: components["responses"]["CorsPreflight"];
             204: components["responses"]["NotPreflight"];
             400: components["responses"]["CorsRefused"];
+            404: components["responses"]["NoRoute"];
         };
     };
     list_skills: {
@@ -1313,6 +1334,7 @@ export interface operations {
             200: components["responses"]["CorsPreflight"];
             204: components["responses"]["NotPreflight"];
             400: components["responses"]["CorsRefused"];
+            404: components["responses"]["NoRoute"];
         };
     };
     list_skills_legacy: {
@@ -1406,6 +1428,7 @@ export interface operations {
             200: components["responses"]["CorsPreflight"];
             204: components["responses"]["NotPreflight"];
             400: components["responses"]["CorsRefused"];
+            404: components["responses"]["NoRoute"];
         };
     };
     get_skill_legacy: {
@@ -1502,6 +1525,7 @@ export interface operations {
             200: components["responses"]["CorsPreflight"];
             204: components["responses"]["NotPreflight"];
             400: components["responses"]["CorsRefused"];
+            404: components["responses"]["NoRoute"];
         };
     };
     get_run: {
@@ -1559,10 +1583,11 @@ export interface operations {
             };
             path: {
                 /**
-                 * @description A run id, as in `X-Run-Id`, e.g. `run_5f0c3a9b2d7e4f61a8c9b0d1`.
+                 * @description A run id. Any value: CORS preflights are answered before routing,
+                 *     whatever the path holds.
                  * @example run_5f0c3a9b2d7e4f61a8c9b0d1
                  */
-                run_id: components["parameters"]["RunId"];
+                run_id: components["parameters"]["PreflightRunId"];
             };
             cookie?: never;
         };
@@ -1571,6 +1596,7 @@ export interface operations {
             200: components["responses"]["CorsPreflight"];
             204: components["responses"]["NotPreflight"];
             400: components["responses"]["CorsRefused"];
+            404: components["responses"]["NoRoute"];
         };
     };
     run_events: {
@@ -1621,10 +1647,11 @@ export interface operations {
             };
             path: {
                 /**
-                 * @description A run id, as in `X-Run-Id`, e.g. `run_5f0c3a9b2d7e4f61a8c9b0d1`.
+                 * @description A run id. Any value: CORS preflights are answered before routing,
+                 *     whatever the path holds.
                  * @example run_5f0c3a9b2d7e4f61a8c9b0d1
                  */
-                run_id: components["parameters"]["RunId"];
+                run_id: components["parameters"]["PreflightRunId"];
             };
             cookie?: never;
         };
@@ -1633,6 +1660,7 @@ export interface operations {
             200: components["responses"]["CorsPreflight"];
             204: components["responses"]["NotPreflight"];
             400: components["responses"]["CorsRefused"];
+            404: components["responses"]["NoRoute"];
         };
     };
     cancel_run: {
@@ -1691,10 +1719,11 @@ export interface operations {
             };
             path: {
                 /**
-                 * @description A run id, as in `X-Run-Id`, e.g. `run_5f0c3a9b2d7e4f61a8c9b0d1`.
+                 * @description A run id. Any value: CORS preflights are answered before routing,
+                 *     whatever the path holds.
                  * @example run_5f0c3a9b2d7e4f61a8c9b0d1
                  */
-                run_id: components["parameters"]["RunId"];
+                run_id: components["parameters"]["PreflightRunId"];
             };
             cookie?: never;
         };
@@ -1703,6 +1732,7 @@ export interface operations {
             200: components["responses"]["CorsPreflight"];
             204: components["responses"]["NotPreflight"];
             400: components["responses"]["CorsRefused"];
+            404: components["responses"]["NoRoute"];
         };
     };
     live: {
