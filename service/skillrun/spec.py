@@ -57,7 +57,7 @@ def _skill_operation(template: dict[str, Any], skill: Skill, suffix: str) -> dic
     op["summary"] = f"{skill.id}: {verb} this skill"
     op["description"] = f"{skill.description}\n\n{op.get('description', '')}".strip()
     op["parameters"] = [
-        p for p in op.get("parameters", []) if p.get("$ref") != "#/components/parameters/SkillId"
+        p for p in op.get("parameters", []) if p.get("$ref") != SKILL_ID_REF
     ]
     op["requestBody"] = {
         "required": True,
@@ -76,6 +76,29 @@ def _skill_operation(template: dict[str, Any], skill: Skill, suffix: str) -> dic
     return op
 
 
+def _unloaded_skill_id(spec: dict[str, Any], loaded: list[str]) -> dict[str, Any]:
+    param = copy.deepcopy(spec["components"]["parameters"]["SkillId"])
+    param["description"] = (
+        "The id of a skill that is not loaded here (404). Loaded skills have their "
+        "own paths, which match first."
+    )
+    param["schema"] = {**param["schema"], "not": {"enum": list(loaded)}}
+    param["example"] = "no.such.skill"
+    return param
+
+
+def _exclude_loaded(spec: dict[str, Any], loaded: list[str]) -> None:
+    """The templated execute operations only ever run ids that are not loaded: say so,
+    or a client (or schemathesis) reads `text.summarize` with any `inputs` as valid there."""
+    if not loaded:
+        return  # OAS 3.0: an enum must not be empty; nothing to exclude anyway
+    param = _unloaded_skill_id(spec, loaded)
+    for suffix in TEMPLATED:
+        # Only `post`: an OPTIONS for a loaded skill does fall through to this path.
+        op = spec["paths"][f"/v1/skills/{{skill_id}}{suffix}"]["post"]
+        op["parameters"] = [param if p.get("$ref") == SKILL_ID_REF else p for p in op.get("parameters", [])]
+
+
 def build_spec(catalog: SkillCatalog, base: dict[str, Any] | None = None) -> dict[str, Any]:
     spec = copy.deepcopy(base if base is not None else load_base_spec())
     concrete: dict[str, Any] = {}
@@ -83,6 +106,7 @@ def build_spec(catalog: SkillCatalog, base: dict[str, Any] | None = None) -> dic
         for suffix in TEMPLATED:
             template = spec["paths"][f"/v1/skills/{{skill_id}}{suffix}"]["post"]
             concrete[f"/v1/skills/{skill.id}{suffix}"] = {"post": _skill_operation(template, skill, suffix)}
+    _exclude_loaded(spec, [skill.id for skill in catalog.all()])
     spec["paths"] = {**concrete, **spec["paths"]}
     return spec
 

@@ -1,0 +1,145 @@
+"""Schemathesis hooks for the Skillrun contract (named by ``schemathesis.toml``).
+
+- ``before_load_schema``: the spec spells ``contentMediaType``/``contentSchema`` as
+  ``x-contentMediaType``/``x-contentSchema`` (connexion rejects the real keywords);
+  renaming them back makes schemathesis parse every SSE frame's ``data`` as JSON and
+  validate it against the ``SkillEvent`` union.
+- ``sse_stream_rules``: a check on every ``text/event-stream`` answer for what a
+  schema cannot say: order, ids, ``event:`` == ``data.type``, one trailing ``done``.
+- ``map_case``: keeps generated ``demo.ticker`` runs small (its published limits stay
+  ``steps`` 1-10000 and ``delay_ms`` 0-60000; only the values sent are folded down),
+  and ties each ``Idempotency-Key`` to its request (see ``_distinct_idempotency_key``).
+- ``filter_case``: drops requests that another operation answers (see there).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import schemathesis
+
+# Loaded by file path (the toml's `hooks`), so the test helpers are not on sys.path yet.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from spec_tools import rename_content_keywords  # noqa: E402
+from sse_util import check_order, parse_sse  # noqa: E402
+
+SMALL_TICKER_STEPS = 12
+SMALL_TICKER_DELAY_MS = 5
+
+
+@schemathesis.hook
+def before_load_schema(context: Any, raw_schema: dict[str, Any]) -> None:
+    rename_content_keywords(raw_schema)
+
+
+def _skill_of(case: Any) -> str | None:
+    definition = case.operation.definition.raw
+    return definition.get("x-skillrun-skill") or (case.path_parameters or {}).get("skill_id")
+
+
+def _loaded_skills(case: Any) -> set[str]:
+    paths = case.operation.schema.raw_schema.get("paths", {})
+    return {op["x-skillrun-skill"] for item in paths.values() for op in item.values()
+            if isinstance(op, dict) and "x-skillrun-skill" in op}
+
+
+@schemathesis.hook
+def filter_case(context: Any, case: Any) -> bool:
+    """Drop requests that another operation answers.
+
+    The served spec excludes loaded ids from the templated ``{skill_id}/execute*``
+    operations (they have concrete paths, which match first). A negative case that
+    puts a loaded id there is a request *to that skill's own operation*, tested
+    with its own schema; judged against the templated one it proves nothing.
+    """
+    if "{skill_id}/execute" not in case.operation.path or case.operation.method.lower() != "post":
+        return True
+    return (case.path_parameters or {}).get("skill_id") not in _loaded_skills(case)
+
+
+def _fold(value: Any, low: int, high: int, size: int) -> Any:
+    # Only in-range integers are folded, so a negative case stays exactly as invalid.
+    if isinstance(value, int) and not isinstance(value, bool) and low <= value <= high:
+        return low + (value - low) % size
+    return value
+
+
+IDEMPOTENCY_KEY = re.compile(r"^[!-~]{1,200}$")
+
+
+def _distinct_idempotency_key(case: Any) -> None:
+    """Tie a generated ``Idempotency-Key`` to the request it comes with.
+
+    Hypothesis sends the same few keys ("0", "A") with different bodies and skills;
+    the server rightly answers 422 to a key reused for a different request, which
+    the positive checks would read as a valid request refused. Suffixing the key with
+    a digest of the request keeps true repeats (same request, same key: a replay)
+    and makes every different request's key different. Invalid keys stay as sent.
+    """
+    headers = case.headers or {}
+    name = next((h for h in headers if h.lower() == "idempotency-key"), None)
+    if name is None or not isinstance(headers[name], str) or not IDEMPOTENCY_KEY.match(headers[name]):
+        return
+    others = {k.lower(): v for k, v in headers.items() if k != name}
+    request = json.dumps([case.method, case.formatted_path, case.body if isinstance(case.body, (dict, list, str, int, float, bool, type(None))) else repr(case.body), others],
+                         sort_keys=True, default=repr)
+    headers[name] = f"{headers[name]}.{hashlib.sha256(request.encode()).hexdigest()[:16]}"
+
+
+@schemathesis.hook
+def map_case(context: Any, case: Any) -> Any:
+    _distinct_idempotency_key(case)
+    body = case.body
+    if _skill_of(case) != "demo.ticker" or not isinstance(body, dict):
+        return case
+    inputs = body.get("inputs")
+    if isinstance(inputs, dict):
+        if "steps" in inputs:
+            inputs["steps"] = _fold(inputs["steps"], 1, 10000, SMALL_TICKER_STEPS)
+        if "delay_ms" in inputs:
+            inputs["delay_ms"] = _fold(inputs["delay_ms"], 0, 60000, SMALL_TICKER_DELAY_MS)
+    return case
+
+
+def _is_event_stream(response: Any) -> bool:
+    values = response.headers.get("content-type") or []
+    return bool(values) and values[0].split(";")[0].strip().lower() == "text/event-stream"
+
+
+@schemathesis.check
+def sse_stream_rules(ctx: Any, response: Any, case: Any) -> bool | None:
+    """Every event stream obeys the order rules of the execute_stream operation."""
+    if not _is_event_stream(response):
+        return None
+    if response.stream_cut_short:
+        raise AssertionError(
+            "The event stream was cut short before `done` (raise `max-stream-events` or "
+            "`request-timeout` in schemathesis.toml, or keep generated runs smaller)."
+        )
+    frames, _comments = parse_sse(response.content.decode("utf-8"))
+    assert frames, "An event stream without a single event"
+    ids = []
+    for n, frame in enumerate(frames):
+        assert frame.id is not None and frame.id.isdigit(), f"Frame #{n} has no integer `id:` ({frame.id!r})"
+        ids.append(int(frame.id))
+    assert all(a < b for a, b in zip(ids, ids[1:])), f"`id:` values are not strictly increasing: {ids}"
+    events = [frame.json for frame in frames]
+    for n, (frame, event) in enumerate(zip(frames, events)):
+        assert frame.event == event.get("type"), (
+            f"Frame #{n}: `event: {frame.event}` but its data has `type: {event.get('type')}`"
+        )
+    check_order(events)
+    traces = {event.get("trace_id") for event in events}
+    runs = {event.get("run_id") for event in events}
+    assert len(traces) == 1 and len(runs) == 1, f"One run, one trace: got {traces} and {runs}"
+    header_trace = (response.headers.get("x-trace-id") or [None])[0]
+    assert header_trace in traces, f"`x-trace-id: {header_trace}` is not the events' trace id {traces}"
+    sent_trace = (case.headers or {}).get("x-trace-id")
+    if sent_trace is not None:
+        assert traces == {sent_trace}, f"Sent `x-trace-id: {sent_trace}`, the events carry {traces}"
+    return True

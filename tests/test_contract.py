@@ -1,0 +1,220 @@
+"""The served contract holds: schemathesis fuzzes the app from its own ``/openapi.json``.
+
+Every operation the served spec holds at collection time is tested (the per-skill
+ones included), with every built-in check, every SSE event validated against the
+``SkillEvent`` union (``contract_hooks.before_load_schema``) and the stream rules
+checked (``contract_hooks.sse_stream_rules``). Configuration: ``schemathesis.toml``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Mapping
+
+import pytest
+import requests
+import schemathesis
+from openapi_core import Config, OpenAPI
+from openapi_core.contrib.requests import RequestsOpenAPIRequest
+from schemathesis.config import SchemathesisConfig
+from schemathesis.config._auth import AuthConfig
+
+from conftest import API_KEY, ROOT, Server, make_settings
+from skillrun.app import create_app
+from spec_tools import event_validator
+from sse_util import check_order, parse_sse
+
+
+@contextlib.contextmanager
+def _cwd(path: os.PathLike[str] | str) -> Iterator[None]:
+    old = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(old)
+
+
+def _load_config() -> SchemathesisConfig:
+    # The toml names its hooks file relative to the repository root.
+    with _cwd(ROOT):
+        config = SchemathesisConfig.from_path(ROOT / "schemathesis.toml")
+    # As the spec's security scheme (not a plain header), so the auth checks can drop it.
+    config.projects.override.auth = AuthConfig(openapi={"ApiKeyAuth": {"api_key": API_KEY}})
+    return config
+
+
+# Every origin allowed: a preflight's outcome then depends on the request alone, as
+# the spec can describe it. A limit no run reaches: 429 is tested elsewhere.
+APP = create_app(
+    make_settings(validate_responses=True, rate_limit="1000000/minute", cors_origins=["*"])
+)
+schema = schemathesis.openapi.from_asgi("/openapi.json", APP, config=_load_config())
+
+
+@schema.parametrize()
+def test_every_operation_conforms_to_the_served_contract(case: Any) -> None:
+    case.call_and_validate()
+
+
+# --- Every operation over a real socket, each request and answer checked by openapi-core ---
+
+Call = Callable[..., requests.Response]
+
+
+@dataclass
+class WireResponse:
+    """openapi-core's response protocol, for one answer or one SSE frame of it."""
+
+    status_code: int
+    headers: Mapping[str, str]
+    content_type: str
+    data: bytes
+
+
+def _sse_frame_loads(value: bytes, **_params: str) -> dict[str, Any]:
+    """One SSE frame as a client's parser sees it: the spec's ``SseFrame``."""
+    frames, _ = parse_sse(value.decode("utf-8"))
+    assert len(frames) == 1, f"expected one frame, got {len(frames)}"
+    return {"event": frames[0].event, "data": frames[0].data, "id": frames[0].id}
+
+
+def _served_openapi(url: str) -> tuple[dict[str, Any], OpenAPI]:
+    spec = requests.get(url + "/openapi.json", timeout=10).json()
+    config = Config(
+        extra_media_type_deserializers={
+            "application/problem+json": lambda value, **_: json.loads(value),
+            "text/event-stream": _sse_frame_loads,
+        }
+    )
+    return spec, OpenAPI.from_dict(spec, config=config)
+
+
+class ContractClient:
+    """Sends real requests; checks each request and answer against the served spec."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.spec, self.openapi = _served_openapi(url)
+        self.check_event = event_validator(self.spec)
+        self.seen: set[tuple[str, str, int]] = set()
+
+    def __call__(self, method: str, path: str, *, valid: bool = True, **kwargs: Any) -> requests.Response:
+        response = requests.request(method, self.url + path, timeout=30, **kwargs)
+        request = RequestsOpenAPIRequest(response.request)
+        request_errors = list(self.openapi.iter_request_errors(request))
+        if valid:
+            assert not request_errors, f"{method} {path}: the spec rejects a request the test meant as valid: {request_errors}"
+        else:
+            assert request_errors, f"{method} {path}: the spec accepts a request the server refused ({response.status_code})"
+        content_type = response.headers.get("content-type", "")
+        if content_type.startswith("text/event-stream") and response.status_code == 200:
+            self._check_stream(request, response)
+        else:
+            wire = WireResponse(response.status_code, response.headers, content_type, response.content)
+            self.openapi.validate_response(request, wire)
+        self.seen.add((method, self._operation_path(request), response.status_code))
+        return response
+
+    def _check_stream(self, request: Any, response: requests.Response) -> None:
+        # Each frame through openapi-core (status, headers, SseFrame); each payload
+        # through the SkillEvent union (openapi-core does not read x-contentSchema).
+        text = response.content.decode("utf-8")
+        frames, _ = parse_sse(text)
+        content_type = response.headers["content-type"]
+        for frame in frames:
+            one = f"id: {frame.id}\nevent: {frame.event}\ndata: {frame.data}\n\n".encode()
+            self.openapi.validate_response(request, WireResponse(200, response.headers, content_type, one))
+            self.check_event(frame.json)
+        check_order([frame.json for frame in frames])
+
+    def _operation_path(self, request: Any) -> str:
+        result = self.openapi.unmarshal_request(request)  # finds the path even when invalid
+        path = getattr(getattr(result, "path", None), "name", None)
+        return path or request.path
+
+
+@pytest.fixture(scope="module")
+def contract(server: Server) -> ContractClient:
+    return ContractClient(server.url)
+
+
+KEY = {"x-api-key": API_KEY}
+BUNDLED_INPUTS = {
+    "text.summarize": {"text": "Cats purr. Dogs bark loudly. Cats sleep a lot.", "max_sentences": 1},
+    "demo.showcase": {"text": "Mail ann@example.org today. It works.", "detailed": True},
+    "demo.ticker": {"steps": 3, "delay_ms": 1},
+}
+
+
+@pytest.mark.parametrize("skill_id", sorted(BUNDLED_INPUTS))
+@pytest.mark.parametrize("suffix", ["/execute", "/execute/stream"])
+def test_execute_requests_and_answers_match_the_served_spec(contract: ContractClient, skill_id: str, suffix: str) -> None:
+    r = contract("POST", f"/v1/skills/{skill_id}{suffix}", headers={**KEY, "x-trace-id": "t-1"},
+                 json={"inputs": BUNDLED_INPUTS[skill_id]})
+    assert r.status_code == 200, r.text
+    assert r.headers["x-trace-id"] == "t-1"
+
+
+@pytest.mark.parametrize("path", ["/v1/skills", "/v1/skills/list", "/v1/skills/demo.ticker",
+                                  "/v1/skills/demo.ticker/describe"])
+def test_skill_listing_and_description_match_the_served_spec(contract: ContractClient, path: str) -> None:
+    assert contract("GET", path, headers=KEY).status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/v1/health/live", "/v1/health/ready", "/v1/health"])
+def test_health_probes_match_the_served_spec_without_a_key(contract: ContractClient, path: str) -> None:
+    assert contract("GET", path).status_code == 200
+
+
+@pytest.mark.parametrize("suffix", ["/execute", "/execute/stream"])
+def test_client_errors_are_documented_problems(contract: ContractClient, suffix: str) -> None:
+    base = f"/v1/skills/text.summarize{suffix}"
+    good = {"inputs": {"text": "Hello."}}
+    cases: list[tuple[int, str, str, dict[str, Any]]] = [
+        (400, "POST", base, {"headers": {**KEY, "content-type": "application/json"}, "data": b"{nope"}),
+        (400, "POST", base, {"headers": {**KEY, "content-type": "application/json"}, "data": b'{"inputs": "\xff"}'}),
+        (401, "POST", base, {"json": good}),
+        (401, "POST", base, {"headers": {"x-api-key": "wrong-key"}, "json": good}),  # spec-valid
+        (404, "POST", f"/v1/skills/no.such.skill{suffix}", {"headers": KEY, "json": good}),
+        (415, "POST", base, {"headers": {**KEY, "content-type": "text/plain"}, "data": b"Hello."}),
+        (422, "POST", base, {"headers": KEY, "json": {"inputs": {}}}),
+        (422, "POST", base, {"headers": KEY, "json": {"inputs": {"text": "Hi.", "max_sentences": 21}}}),
+        (422, "POST", base, {"headers": KEY, "json": {"inputs": {"text": "Hi."}, "options": {"nope": 1}}}),
+    ]
+    for status, method, path, kwargs in cases:
+        # A 404 (templated operation) and a wrong key are valid by the spec; the rest break it.
+        spec_valid = status == 404 or kwargs.get("headers", {}).get("x-api-key") == "wrong-key"
+        r = contract(method, path, valid=spec_valid, **kwargs)
+        assert r.status_code == status, (status, path, kwargs, r.text)
+        assert r.headers["content-type"].startswith("application/problem+json")
+
+
+@pytest.mark.parametrize("path", ["/v1/skills/no.such.skill", "/v1/skills/no.such.skill/describe"])
+def test_unknown_skill_descriptions_are_documented_404s(contract: ContractClient, path: str) -> None:
+    assert contract("GET", path, headers=KEY).status_code == 404
+    assert contract("GET", path, valid=False).status_code == 401
+
+
+def test_body_over_the_limit_is_a_documented_413(server_factory: Callable[..., Server]) -> None:
+    contract = ContractClient(server_factory(env={"SKILLRUN_MAX_BODY_BYTES": "2000"}).url)
+    for suffix in ("/execute", "/execute/stream"):
+        # Valid by the spec (maxLength is far above): only the size limit refuses it.
+        r = contract("POST", f"/v1/skills/text.summarize{suffix}", headers=KEY, json={"inputs": {"text": "x" * 5000}})
+        assert r.status_code == 413, r.text
+
+
+def test_rate_limited_requests_are_documented_429s(server_factory: Callable[..., Server]) -> None:
+    contract = ContractClient(server_factory(env={"SKILLRUN_RATE_LIMIT": "2/minute"}).url)
+    body = {"inputs": {"steps": 1}}
+    statuses = [contract("POST", "/v1/skills/demo.ticker/execute", headers=KEY, json=body).status_code,
+                contract("POST", "/v1/skills/demo.ticker/execute/stream", headers=KEY, json=body).status_code]
+    assert statuses == [200, 200]
+    for suffix in ("/execute", "/execute/stream"):
+        r = contract("POST", f"/v1/skills/demo.ticker{suffix}", headers=KEY, json=body)
+        assert r.status_code == 429, r.text
+        assert int(r.headers["retry-after"]) >= 1
+    assert contract("GET", "/v1/skills", headers=KEY).status_code == 429
