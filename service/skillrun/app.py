@@ -57,8 +57,6 @@ def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
     async def lifespan(_app: Any) -> AsyncIterator[None]:
         # A lifespan may start again after a shutdown (test clients do): take runs again.
         services.runs.draining = False
-        # A lifespan may start again after a shutdown (test clients do): take runs again.
-        services.runs.draining = False
         await services.store.open()
         # Runs a crash or kill -9 left running end as interrupted, so every follower ends.
         await services.runs.recover()
