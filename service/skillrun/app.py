@@ -86,8 +86,9 @@ def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
     app.add_middleware(ServicesMiddleware, MiddlewarePosition.BEFORE_EXCEPTION, services=services)
     # Inside that, still before the security check: preflights carry no key. See cors.py.
     app.add_middleware(CorsMiddleware, MiddlewarePosition.BEFORE_EXCEPTION, origins=settings.cors_origins)
-    # After the security check (401 first), before body validation: 429, then 413.
-    app.add_middleware(RateLimitMiddleware, MiddlewarePosition.BEFORE_VALIDATION)
+    # Before the security check, so key guessing is limited (per address); then 401,
+    # then 413 before body validation.
+    app.add_middleware(RateLimitMiddleware, MiddlewarePosition.BEFORE_SECURITY)
     app.add_middleware(BodyLimitMiddleware, MiddlewarePosition.BEFORE_VALIDATION)
     app.services = services  # type: ignore[attr-defined]
     return app

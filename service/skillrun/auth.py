@@ -15,6 +15,10 @@ from typing import Any, Iterable
 from .services import services_of
 
 
+# The spec's ApiKeyAuth scheme (ASGI header names are lower-case bytes).
+API_KEY_HEADER = b"x-api-key"
+
+
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 

@@ -4,6 +4,10 @@ The budget is shared by every rate-limited operation (so ``/execute`` and the
 stream draw on the same one). Health probes and docs are not limited. Every
 answer of a limited operation carries ``RateLimit-Limit``, ``RateLimit-Remaining``
 and ``RateLimit-Reset``; a 429 adds ``Retry-After``.
+
+Requests without a known key (none, or a wrong one) draw on their client
+address's budget, so guessing keys is rate limited too; the security check
+after this still answers them 401 until that budget is spent.
 """
 
 from __future__ import annotations
@@ -16,8 +20,9 @@ import limits
 from limits.storage import storage_from_string
 from limits.aio.strategies import MovingWindowRateLimiter
 
+from .auth import API_KEY_HEADER
 from .errors import problem_response
-from .services import add_response_headers, services_of
+from .services import Services, add_response_headers, services_of
 
 EXEMPT_PREFIXES = ("/v1/health",)
 
@@ -48,8 +53,19 @@ def _client_address(scope: dict[str, Any]) -> str:
     return f"addr:{client[0]}" if client else "addr:unknown"
 
 
+def _identity(scope: dict[str, Any], services: Services) -> str:
+    """The known key's identity (the same one the security check gives), else the address."""
+    for name, value in scope.get("headers", []):
+        if name == API_KEY_HEADER:
+            identity = services.keys.identify(value.decode("latin-1"))
+            if identity is not None:
+                return identity
+            break
+    return _client_address(scope)
+
+
 class RateLimitMiddleware:
-    """Sits after connexion's security check, so it knows whose budget to draw on."""
+    """Sits before connexion's security check, so unauthenticated requests are limited too."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -58,8 +74,8 @@ class RateLimitMiddleware:
         if scope["type"] != "http" or scope["path"].startswith(EXEMPT_PREFIXES):
             await self.app(scope, receive, send)
             return
-        user = scope.get("extensions", {}).get("connexion_context", {}).get("user")
-        allowed, headers = await services_of(scope).limiter.hit(user or _client_address(scope))
+        services = services_of(scope)
+        allowed, headers = await services.limiter.hit(_identity(scope, services))
         if not allowed:
             response = problem_response(
                 429, f"Rate limit of {headers['RateLimit-Limit']} requests exceeded; retry in "

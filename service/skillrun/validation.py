@@ -3,6 +3,11 @@
 connexion answers 500 for a non-UTF-8 body and 400 for schema errors; here a body
 that cannot be read as JSON is a 400 and a JSON body that breaks the schema is a
 422 whose ``errors`` name every failing field (``inputs.max_sentences``).
+
+connexion also guesses ``application/json`` for a request without a Content-Type
+(the handler then gets raw bytes: a 500) and takes a body without Content-Length
+for no body at all (a chunked JSON body got 400 "RequestBody is required"). Here
+a missing Content-Type is a 415 and the body is whatever arrives.
 """
 
 from __future__ import annotations
@@ -11,10 +16,11 @@ import json
 from typing import Any, AsyncIterator
 
 from connexion.datastructures import MediaTypeDict
-from connexion.exceptions import BadRequestProblem, ProblemException
+from connexion.exceptions import BadRequestProblem, ProblemException, UnsupportedMediaTypeProblem
 from connexion.validators import FormDataValidator, MultiPartFormDataValidator
 from connexion.validators.json import JSONRequestBodyValidator
 from jsonschema import ValidationError
+from starlette.datastructures import Headers
 
 from .errors import TITLES
 
@@ -36,10 +42,33 @@ def _field_errors(error: ValidationError) -> list[dict[str, str]]:
 
 
 class JSONBodyValidator(JSONRequestBodyValidator):
+    async def wrap_receive(self, receive: Any, *, scope: Any) -> tuple[Any, Any]:
+        # Read to the end whatever the framing (Content-Length or chunked);
+        # BodyLimitMiddleware's receive stops a body over the limit (413) meanwhile.
+        messages: list[Any] = []
+        more_body = True
+        while more_body:
+            message = await receive()
+            messages.append(message)
+            more_body = message.get("more_body", False)
+        raw = b"".join(m.get("body", b"") for m in messages)
+        if not raw:
+            if self._required:
+                raise BadRequestProblem(detail="The request body must not be empty.")
+        elif "content-type" not in Headers(scope=scope):
+            raise UnsupportedMediaTypeProblem(detail="The request has no Content-Type; send application/json.")
+        else:
+            body = self._decode(raw)
+            if not (body is None and self._nullable):
+                self._validate(body)
+        return self._insert_messages(receive, messages=messages), scope
+
     async def _parse(self, stream: AsyncIterator[bytes], scope: Any) -> Any:
         raw = b"".join([chunk async for chunk in stream])
-        if not raw:
-            return None
+        return self._decode(raw) if raw else None
+
+    @staticmethod
+    def _decode(raw: bytes) -> Any:
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -50,8 +79,8 @@ class JSONBodyValidator(JSONRequestBodyValidator):
             raise BadRequestProblem(detail=f"The body is not valid JSON: {exc}") from None
 
     def _validate(self, body: Any) -> Any:
-        if body is None and not self._nullable:
-            raise BadRequestProblem(detail="The request body must not be empty.")
+        # An empty body never gets here (400 above); a JSON ``null`` is a body that
+        # breaks the schema like any other (422).
         errors = sorted(self._validator.iter_errors(body), key=lambda e: list(e.absolute_path))
         if not errors:
             return body
