@@ -212,9 +212,10 @@ def make_capability(policy: HttpPolicy | None = None) -> Capability:
                 follow_redirects=bool(args.get("follow_redirects", False)),
                 trust_env=False,
             ) as client:
-                async with client.stream(
-                    method, url, headers=headers, params=args.get("query"), content=content
-                ) as response:
+                target = httpx.URL(url)
+                if args.get("query"):  # added to the URL's own query, not replacing it
+                    target = target.copy_merge_params(args["query"])
+                async with client.stream(method, target, headers=headers, content=content) as response:
                     declared = response.headers.get("content-length")
                     if declared and declared.isdigit() and int(declared) > limit:
                         raise CapabilityError(
