@@ -4,8 +4,11 @@ SIGTERM drain, and a client that stops reading is disconnected after send_timeou
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -146,3 +149,44 @@ def test_a_client_that_stops_reading_is_disconnected_after_send_timeout(
     sock.close()
     assert b"event: done" not in received
     assert _get_run(server, run_id)["status"] == "completed"
+
+
+def test_finished_runs_older_than_the_retention_are_purged(server_factory: Callable[..., Server]) -> None:
+    server = server_factory(env={"SKILLRUN_RUN_RETENTION": "1s"})
+    r = httpx.post(server.url + TICKER + "/execute", json={"inputs": {"steps": 1}}, headers=HEADERS, timeout=30)
+    run_id = r.headers["x-run-id"]
+    assert _get_run(server, run_id)["status"] == "completed"
+    deadline = time.monotonic() + 15
+    while httpx.get(f"{server.url}/v1/runs/{run_id}", headers=HEADERS).status_code != 404:
+        assert time.monotonic() < deadline, "never purged"
+        time.sleep(0.25)
+    assert httpx.get(f"{server.url}/v1/runs/{run_id}/events", headers=HEADERS).status_code == 404
+
+
+def test_execute_with_on_disconnect_cancel_cancels_when_the_client_gives_up(
+    server_factory: Callable[..., Server],
+) -> None:
+    server = server_factory()
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(
+            server.url + TICKER + "/execute",
+            json={"inputs": {"steps": 500, "delay_ms": 20}, "options": {"on_disconnect": "cancel"}},
+            headers=HEADERS,
+            timeout=httpx.Timeout(30, read=0.5),
+        )
+    run_id = httpx.get(server.url + "/v1/runs", headers=HEADERS).json()["runs"][0]["run_id"]
+    deadline = time.monotonic() + 10
+    while (run := _get_run(server, run_id))["finished_at"] is None:
+        assert time.monotonic() < deadline, "the run went on after its client left"
+        time.sleep(0.1)
+    assert run["status"] == "cancelled"
+
+
+def test_bad_retention_setting_stops_serve_with_a_clear_message(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "skillrun", "serve", "--port", "0"],
+        env={**os.environ, "SKILLRUN_API_KEYS": API_KEY, "SKILLRUN_RUN_RETENTION": "soon"},
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )
+    assert out.returncode == 2
+    assert "SKILLRUN_RUN_RETENTION" in out.stderr and "7d" in out.stderr
