@@ -217,9 +217,10 @@ class RunManager:
         task = self._tasks.get(run_id)
         if task is not None and not task.done():
             task.cancel(reason)
-        else:
-            # Not running here (its process died before recovery ran): close it ourselves.
-            await self.close_log(run_id, reason)
+        elif not await self.close_log(run_id, reason):
+            # Its engine was just writing its last events: it ended by itself.
+            fresh = await self.store.get(run_id)
+            raise RunFinished(fresh.status if fresh is not None and fresh.status in TERMINAL else "just now")
         return run
 
     def cancel_soon(self, run_id: str, reason: str = CANCELLED) -> None:
@@ -250,12 +251,20 @@ class RunManager:
             return False
         skill = self.catalog.get(run.skill_id) if self.catalog is not None else None
         writer = RunWriter(self.store, run_id, run.trace_id, last_seq=events[-1].seq if events else 0)
-        for type_, payload, emit in closing_events(run, events, status, skill):
-            if payload is not None:
-                writer.append(type_, payload)
-            else:
-                assert emit is not None
-                writer.emit(type_, *emit)
+        for n, (type_, payload, emit) in enumerate(closing_events(run, events, status, skill)):
+            try:
+                if payload is not None:
+                    writer.append(type_, payload)
+                else:
+                    assert emit is not None
+                    writer.emit(type_, *emit)
+            except ValueError:
+                # Out of order: events we cannot see yet are being stored (its engine
+                # just finished, or a second close raced us). The first append fails
+                # whole, so the log is untouched; leave it to its writer.
+                if n == 0:
+                    return False
+                raise
         return True
 
     async def recover(self) -> int:
