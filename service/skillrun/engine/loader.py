@@ -147,7 +147,8 @@ def parse_skill(text: str, path: str, registry: CapabilityRegistry) -> Skill:
         doc = yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else 1
+        # At the end of the file the mark is past the last line: name the last line.
+        line = min(mark.line + 1, max(1, len(text.splitlines()))) if mark else 1
         raise SkillLoadError([Problem(path, line, f"invalid YAML: {exc.problem}")]) from None
     except yaml.YAMLError as exc:
         raise SkillLoadError([Problem(path, 1, f"invalid YAML: {exc}")]) from None
@@ -164,6 +165,8 @@ def parse_skill(text: str, path: str, registry: CapabilityRegistry) -> Skill:
         raise SkillLoadError(c.problems)
 
     inputs_schema = doc.get("inputs") or {"type": "object", "properties": {}}
+    if "timeout" in doc and parse_duration(doc["timeout"]) <= 0:
+        c.add(["timeout"], "timeout must be more than 0")
     _check_inputs_schema(c, inputs_schema)
     steps = _build_steps(c, doc["steps"])
     outputs = _build_outputs(c, doc.get("outputs") or {}, [s.id for s in steps])
@@ -366,6 +369,8 @@ def _build_steps(c: _Checker, raw_steps: list[dict[str, Any]]) -> list[Step]:
         gates = _build_gates(c, [*where, "gate"], raw["gate"]) if "gate" in raw else ()
         retry = _build_retry(c, [*where, "retry"], raw["retry"]) if "retry" in raw else NO_RETRY
         timeout_s = parse_duration(raw["timeout"]) if "timeout" in raw else None
+        if timeout_s is not None and timeout_s <= 0:
+            c.add([*where, "timeout"], f"step {sid!r}: timeout must be more than 0")
         on_error, fallback = _build_on_error(c, [*where, "on_error"], raw.get("on_error", "fail"))
         written = "needs" in raw
         for label, refs in (

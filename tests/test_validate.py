@@ -1,0 +1,238 @@
+"""``skillrun validate``: every error path of the skill format, named as ``file:line: message``."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from skillrun.cli import main
+from skillrun.settings import BUNDLED_SKILLS
+
+HEAD = 'id: t\nversion: "1"\n'
+
+
+def _validate(capsys: pytest.CaptureFixture[str], *paths: Path) -> tuple[int, list[str], str]:
+    code = main(["validate", *map(str, paths)])
+    out = capsys.readouterr()
+    problems = [line for line in out.err.splitlines() if ": " in line and not line.startswith(("INFO", "WARNING", "ERROR"))]
+    return code, problems, out.out
+
+
+def _file(tmp_path: Path, text: str, name: str = "skill.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text).lstrip("\n"))
+    return path
+
+
+CASES = [
+    # (name, file text, [(line, message)])
+    ("yaml_syntax", HEAD + "steps:\n  - {id: a, uses: util.echo\n", [(4, "invalid YAML: expected ',' or '}', but got '<stream end>'")]),
+    ("yaml_duplicate_key", HEAD + "steps:\n  - id: a\n    id: b\n    uses: util.echo\n", [(5, "invalid YAML: duplicate key 'id'")]),
+    ("not_a_mapping", "- just\n- a list\n", [(1, "a skill file must be a YAML mapping")]),
+    ("schema_unknown_key", HEAD + "colour: red\nsteps:\n  - {id: a, uses: util.echo}\n",
+     [(1, "(top level): Additional properties are not allowed ('colour' was unexpected)")]),
+    ("schema_step_key", HEAD + "steps:\n  - id: a\n    uses: util.echo\n    retries: 3\n",
+     [(4, "steps.0: Additional properties are not allowed ('retries' was unexpected)")]),
+    ("schema_step_id", HEAD + "steps:\n  - id: Bad-Id\n    uses: util.echo\n",
+     [(4, "steps.0.id: 'Bad-Id' does not match '^[a-z][a-z0-9_]{0,63}$'")]),
+    ("schema_timeout", HEAD + "steps:\n  - id: a\n    uses: util.echo\n    timeout: soon\n",
+     [(6, "steps.0.timeout: 'soon' is not valid under any of the given schemas")]),
+    ("schema_on_error", HEAD + "steps:\n  - id: a\n    uses: util.echo\n    on_error: ignore\n",
+     [(6, "steps.0.on_error: 'ignore' is not valid under any of the given schemas")]),
+    ("schema_retry", HEAD + "steps:\n  - id: a\n    uses: util.echo\n    retry: {max_attempts: 0}\n",
+     [(6, "steps.0.retry.max_attempts: 0 is less than the minimum of 1")]),
+    ("schema_gate_policy", HEAD + "steps:\n  - id: a\n    uses: util.echo\n    gate: {uses: pii, policy: shout}\n",
+     [(6, "steps.0.gate: {'uses': 'pii', 'policy': 'shout'} is not valid under any of the given schemas")]),
+    ("timeout_zero", HEAD + "steps:\n  - id: a\n    uses: util.echo\n    timeout: 0ms\n", [(6, "step 'a': timeout must be more than 0")]),
+    ("duplicate_step", HEAD + "steps:\n  - {id: a, uses: util.echo}\n  - {id: a, uses: util.echo}\n", [(5, "duplicate step id 'a'")]),
+    ("needs_unknown", HEAD + "steps:\n  - {id: a, uses: util.echo}\n  - id: b\n    uses: util.echo\n    needs: [a, nope]\n",
+     [(7, "step 'b' needs 'nope', which is no step")]),
+    ("needs_itself", HEAD + "steps:\n  - id: a\n    uses: util.echo\n    needs: [a]\n", [(6, "step 'a' needs itself")]),
+    ("needs_cycle", HEAD + "steps:\n  - {id: a, uses: util.echo, needs: [c]}\n  - {id: b, uses: util.echo, needs: [a]}\n  - {id: c, uses: util.echo, needs: [b]}\n",
+     [(4, "needs form a cycle: a -> c -> b -> a")]),
+    ("reads_later_step", HEAD + "steps:\n  - id: a\n    uses: util.echo\n    input: {x: '${steps.b.y}'}\n  - {id: b, uses: util.echo}\n",
+     [(6, "step 'a' reads steps.b, which is a later step")]),
+    ("reads_unneeded_step", HEAD + "steps:\n  - {id: a, uses: util.echo}\n  - id: b\n    uses: util.echo\n    needs: []\n    input: {x: '${steps.a.y}'}\n",
+     [(8, "step 'b' reads steps.a but does not need it (add 'a' to its needs)")]),
+    ("reads_no_step", HEAD + "steps:\n  - id: a\n    uses: util.echo\n    when: steps.zz.ok\n", [(6, "step 'a' reads steps.zz, which is no step")]),
+    ("unknown_capability", HEAD + "steps:\n  - id: a\n    uses: util.nothing\n", [(5, "unknown capability 'util.nothing'")]),
+    ("gate_as_capability", HEAD + "steps:\n  - id: a\n    uses: pii\n", [(5, "unknown capability 'pii'")]),
+    ("unknown_gate", HEAD + "steps:\n  - id: a\n    uses: util.echo\n    gate: text.keywords\n", [(6, "unknown gate 'text.keywords'")]),
+    ("cel_when", HEAD + "steps:\n  - id: a\n    uses: util.echo\n    when: inputs.x ==\n",
+     [(6, "invalid CEL expression: ")]),
+    ("cel_input", HEAD + "steps:\n  - id: a\n    uses: util.echo\n    input:\n      x: ${1 +}\n",
+     [(7, "invalid CEL expression: ")]),
+    ("cel_foreach", HEAD + "steps:\n  - id: a\n    uses: util.echo\n    foreach: '[1, 2'\n",
+     [(6, "invalid CEL expression: ")]),
+    ("cel_output", HEAD + "outputs:\n  x: {value: '${)(}'}\nsteps:\n  - {id: a, uses: util.echo}\n",
+     [(4, "invalid CEL expression: ")]),
+    ("input_missing_required", HEAD + "steps:\n  - id: a\n    uses: text.keywords\n    input: {limit: 3}\n",
+     [(6, "input: missing 'text', which the capability requires")]),
+    ("input_unknown_key", HEAD + "steps:\n  - id: a\n    uses: util.sleep\n    input:\n      ms: 5\n      seconds: 1\n",
+     [(8, "input: the capability takes no 'seconds'")]),
+    ("input_literal_type", HEAD + "steps:\n  - id: a\n    uses: util.sleep\n    input:\n      ms: soon\n",
+     [(7, "input.ms: 'soon' is not of type 'integer'")]),
+    ("max_parallel_without_foreach", HEAD + "steps:\n  - id: a\n    uses: util.echo\n    max_parallel: 3\n",
+     [(6, "step 'a': max_parallel bounds foreach items; the step has no foreach")]),
+    ("backoff_bounds", HEAD + "steps:\n  - id: a\n    uses: util.echo\n    retry:\n      backoff: {initial_ms: 500, max_ms: 100}\n",
+     [(7, "retry.backoff.max_ms is less than initial_ms")]),
+    ("fallback_unknown", HEAD + "steps:\n  - id: a\n    uses: util.echo\n    on_error:\n      fallback: {uses: util.nope}\n",
+     [(7, "unknown fallback capability 'util.nope'")]),
+    ("fallback_input", HEAD + "steps:\n  - id: a\n    uses: util.echo\n    on_error:\n      fallback:\n        uses: util.sleep\n        input: {hours: 1}\n",
+     [(9, "input: the capability takes no 'hours'")]),
+    ("nested_bad_form", HEAD + "steps:\n  - id: a\n    uses: 'skill:'\n", [(5, "'skill:': a nested skill is `skill:<skill id>`")]),
+    ("nested_unknown", HEAD + "steps:\n  - id: a\n    uses: skill:no.such.skill\n", [(5, "step 'a' uses skill 'no.such.skill', which is not loaded")]),
+    ("nested_input", HEAD + "steps:\n  - id: a\n    uses: skill:text.summarize\n    input: {words: 3}\n",
+     [(4, "step 'a': input: missing 'text', which skill 'text.summarize' requires"),
+      (4, "step 'a': input: skill 'text.summarize' takes no 'words'")]),
+    ("nested_self_cycle", 'id: selfie\nversion: "1"\nsteps:\n  - id: a\n    uses: skill:selfie\n',
+     [(5, "nested skills form a cycle: selfie -> selfie")]),
+    ("output_unknown_step", HEAD + "outputs:\n  x: {value: '${steps.nope.v}'}\nsteps:\n  - {id: a, uses: util.echo}\n",
+     [(4, "output 'x' reads steps.nope, which is no step")]),
+    ("inputs_not_object", HEAD + "inputs: {type: string}\nsteps:\n  - {id: a, uses: util.echo}\n",
+     [(3, "inputs: must be a JSON Schema with type: object")]),
+    ("inputs_bad_schema", HEAD + "inputs:\n  type: object\n  properties:\n    x: {type: colour}\nsteps:\n  - {id: a, uses: util.echo}\n",
+     [(6, "inputs: not a valid JSON Schema: ")]),
+]
+
+
+@pytest.mark.parametrize("name, text, expected", CASES, ids=[c[0] for c in CASES])
+def test_each_problem_is_named_by_file_and_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, text: str, expected: list[tuple[int, str]]
+) -> None:
+    path = _file(tmp_path, text, f"{name}.yaml")
+    code, problems, _ = _validate(capsys, path)
+    assert code == 1
+    assert len(problems) == len(expected), problems
+    for got, (line, message) in zip(sorted(problems), sorted(expected)):
+        prefix = f"{path}:{line}: "
+        assert got.startswith(prefix), (got, prefix)
+        assert got[len(prefix):].startswith(message), (got, message)
+
+
+def test_all_problems_of_a_file_are_reported_at_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = _file(
+        tmp_path,
+        """
+        id: many
+        version: "1"
+        steps:
+          - id: a
+            uses: util.nope
+          - id: b
+            uses: util.echo
+            needs: [zz]
+            when: "1 +"
+        """,
+    )
+    code, problems, _ = _validate(capsys, path)
+    assert code == 1
+    assert [p.split(": ", 1)[0] for p in problems] == [f"{path}:5", f"{path}:8", f"{path}:9"]
+
+
+def test_nested_cycle_across_two_files_names_both(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a = _file(tmp_path, 'id: cyc.a\nversion: "1"\nsteps:\n  - {id: s, uses: util.echo}\n  - {id: go, uses: "skill:cyc.b"}\n', "a.yaml")
+    b = _file(tmp_path, 'id: cyc.b\nversion: "1"\nsteps:\n  - id: go\n    uses: skill:cyc.a\n', "b.yaml")
+    code, problems, _ = _validate(capsys, a, b)
+    assert code == 1
+    assert sorted(problems) == sorted([
+        f"{a}:5: nested skills form a cycle: cyc.a -> cyc.b -> cyc.a",
+        f"{b}:5: nested skills form a cycle: cyc.a -> cyc.b -> cyc.a",
+    ]) or sorted(problems) == sorted([
+        f"{a}:5: nested skills form a cycle: cyc.b -> cyc.a -> cyc.b",
+        f"{b}:5: nested skills form a cycle: cyc.b -> cyc.a -> cyc.b",
+    ])
+
+
+def test_duplicate_skill_ids_across_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a = _file(tmp_path, HEAD + "steps:\n  - {id: a, uses: util.echo}\n", "a.yaml")
+    b = _file(tmp_path, HEAD + "steps:\n  - {id: a, uses: util.echo}\n", "b.yaml")
+    code, problems, out = _validate(capsys, a, b)
+    assert code == 1
+    assert problems == [f"{b}:1: skill id 't' is also the id of {a}"]
+    assert f"{a}: ok" in out
+
+
+def test_unreadable_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "missing.yaml"
+    code, problems, _ = _validate(capsys, missing)
+    assert code == 1 and len(problems) == 1 and problems[0].startswith(f"{missing}:1: cannot read:")
+
+
+def test_good_files_pass_with_exit_0_and_nested_refs_to_each_other(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    child = _file(tmp_path, 'id: my.child\nversion: "1"\ninputs: {type: object, required: [x], properties: {x: {type: string}}}\nsteps:\n  - {id: a, uses: util.echo, input: {x: "${inputs.x}"}}\n', "child.yaml")
+    parent = _file(
+        tmp_path,
+        """
+        id: my.parent
+        version: "1"
+        steps:
+          - id: call
+            uses: skill:my.child
+            input: {x: hi}
+            retry: {max_attempts: 2, on: [timeout]}
+          - id: sum
+            uses: skill:text.summarize
+            needs: []
+            input: {text: "A. B."}
+        """,
+        "parent.yaml",
+    )
+    code, problems, out = _validate(capsys, child, parent)
+    assert (code, problems) == (0, [])
+    assert f"{parent}: ok (my.parent 1, 2 steps)" in out
+
+
+def test_yaml_reads_on_as_a_key_not_true(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = _file(tmp_path, HEAD + "steps:\n  - id: a\n    uses: util.echo\n    retry:\n      on: [timeout]\n")
+    code, problems, _ = _validate(capsys, path)
+    assert (code, problems) == (0, [])
+
+
+def test_bundled_skills_validate_and_a_directory_stands_for_its_files(capsys: pytest.CaptureFixture[str]) -> None:
+    code, problems, out = _validate(capsys, BUNDLED_SKILLS)
+    assert (code, problems) == (0, [])
+    for skill_id in ("doc.pipeline", "web.summarize", "demo.ticker", "text.summarize", "demo.showcase"):
+        assert f"({skill_id} " in out
+
+
+def test_bundled_examples_use_every_feature() -> None:
+    import yaml
+
+    keys: set[str] = set()
+    uses: list[str] = []
+    for path in BUNDLED_SKILLS.glob("*.yaml"):
+        for step in yaml.safe_load(path.read_text())["steps"]:
+            keys |= set(step)
+            uses.append(step["uses"])
+    assert {"needs", "retry", "foreach", "timeout", "on_error", "gate", "when", "max_parallel"} <= keys
+    assert any(u.startswith("skill:") for u in uses)
+
+
+def test_validate_is_a_command_line_program(tmp_path: Path) -> None:
+    bad = _file(tmp_path, HEAD + "steps:\n  - {id: a, uses: util.nope}\n")
+    proc = subprocess.run([sys.executable, "-m", "skillrun", "validate", str(bad)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert f"{bad}:4: unknown capability 'util.nope'" in proc.stderr.splitlines()
+
+
+def test_server_load_skips_bad_files_and_skills_nesting_them(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from skillrun.capabilities import builtin_registry
+    from skillrun.engine import load_skills
+
+    _file(tmp_path, 'id: good\nversion: "1"\nsteps:\n  - {id: a, uses: util.echo}\n', "good.yaml")
+    _file(tmp_path, 'id: broken\nversion: "1"\nsteps:\n  - {id: a, uses: util.nope}\n', "broken.yaml")
+    _file(tmp_path, 'id: wrapper\nversion: "1"\nsteps:\n  - {id: a, uses: "skill:broken"}\n', "wrapper.yaml")
+    with caplog.at_level(logging.ERROR):
+        catalog, problems = load_skills([tmp_path], builtin_registry())
+    assert [s.id for s in catalog.all()] == ["good"]
+    assert [str(p) for p in problems] == [
+        f"{tmp_path / 'broken.yaml'}:4: unknown capability 'util.nope'",
+        f"{tmp_path / 'wrapper.yaml'}:4: step 'a' uses skill 'broken', which is not loaded",
+    ]
+    assert "skipped skill file" in caplog.text
