@@ -9,18 +9,22 @@ checked (``contract_hooks.sse_stream_rules``). Configuration: ``schemathesis.tom
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping
 
 import pytest
 import requests
+from hypothesis import HealthCheck, settings
 import schemathesis
 from openapi_core import Config, OpenAPI
 from openapi_core.contrib.requests import RequestsOpenAPIRequest
 from schemathesis.config import SchemathesisConfig
 from schemathesis.config._auth import AuthConfig
+from starlette.testclient import TestClient
 
 from conftest import API_KEY, ROOT, Server, make_settings
 from skillrun.app import create_app
@@ -55,9 +59,25 @@ APP = create_app(
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP, config=_load_config())
 
 
+@pytest.fixture
+def answers() -> Iterator[list[int]]:
+    """Fails an operation whose every answer was 401: such a run proved nothing.
+
+    The toml's ``fail-on = ["missing_auth"]`` does this in ``schemathesis run``;
+    under pytest schemathesis does not collect warnings, so this fixture does.
+    """
+    statuses: list[int] = []
+    yield statuses
+    assert not statuses or set(statuses) != {401}, "every answer was 401: is the API key configured?"
+
+
 @schema.parametrize()
-def test_every_operation_conforms_to_the_served_contract(case: Any) -> None:
-    case.call_and_validate()
+# `answers` is meant to span every example of one operation.
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_every_operation_conforms_to_the_served_contract(case: Any, answers: list[int]) -> None:
+    response = case.call()
+    answers.append(response.status_code)
+    case.validate_response(response)
 
 
 # --- Every operation over a real socket, each request and answer checked by openapi-core ---
@@ -218,3 +238,105 @@ def test_rate_limited_requests_are_documented_429s(server_factory: Callable[...,
         assert r.status_code == 429, r.text
         assert int(r.headers["retry-after"]) >= 1
     assert contract("GET", "/v1/skills", headers=KEY).status_code == 429
+
+
+# --- The served spec routes as intended: per-skill paths first, per-skill bodies exact ---
+
+HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
+
+
+def _path_regex(path: str) -> re.Pattern[str]:
+    # connexion (Starlette) matches a path parameter as one segment.
+    return re.compile("^" + re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(path)) + "$")
+
+
+def shadowed_operations(spec: Mapping[str, Any]) -> list[str]:
+    """Concrete operations that an earlier templated path with the same method would take.
+
+    connexion 3.3 tries paths in the order of ``paths`` (not concrete-first as OAS
+    says), so a templated path listed earlier answers the concrete one's requests.
+    """
+    paths = list(spec["paths"].items())
+    problems = []
+    for j, (concrete, item) in enumerate(paths):
+        if "{" in concrete:
+            continue
+        for templated, earlier in paths[:j]:
+            same = (HTTP_METHODS & set(item)) & set(earlier)
+            if "{" in templated and same and _path_regex(templated).match(concrete):
+                problems.append(f"{sorted(same)} {concrete} comes after {templated}, which takes its requests")
+    return problems
+
+
+def body_schema_mismatches(spec: Mapping[str, Any], skills: list[Any]) -> list[str]:
+    """Per-skill execute operations whose body's ``inputs`` is not the skill's inputs schema,
+    and templated execute operations a loaded skill has no concrete twin of."""
+    paths = spec["paths"]
+    templated = [p for p in paths if p.startswith("/v1/skills/{skill_id}/execute") and "post" in paths[p]]
+    assert templated, "the spec has no templated execute operation"
+    problems = []
+    for skill in skills:
+        for template in templated:
+            concrete = template.replace("{skill_id}", skill.id)
+            op = paths.get(concrete, {}).get("post")
+            if op is None:
+                problems.append(f"{concrete} is missing")
+                continue
+            schema = op["requestBody"]["content"]["application/json"]["schema"]
+            if schema.get("properties", {}).get("inputs") != skill.inputs_schema:
+                problems.append(f"{concrete}: body inputs {schema.get('properties', {}).get('inputs')} "
+                                f"!= the skill's inputs {skill.inputs_schema}")
+    return problems
+
+
+USER_SKILL = """\
+id: user.shout
+version: "0.1.0"
+description: A user skill from --skills, so the check is not only about bundled ones.
+inputs:
+  type: object
+  additionalProperties: false
+  required: [text]
+  properties:
+    text: { type: string, minLength: 1, maxLength: 40 }
+    times: { type: integer, minimum: 1, maximum: 3, default: 1 }
+outputs:
+  summary:
+    value: ${steps.summarize.summary}
+    schema: { type: string }
+steps:
+  - id: split
+    uses: text.split_sentences
+    input: { text: "${inputs.text}" }
+  - id: summarize
+    uses: text.extractive_summary
+    input: { sentences: "${steps.split.sentences}", max_sentences: 1 }
+"""
+
+
+@pytest.fixture
+def served(app_factory: Callable[..., Any], tmp_path: Any) -> tuple[dict[str, Any], list[Any]]:
+    (tmp_path / "user.shout.yaml").write_text(USER_SKILL)
+    app = app_factory(skill_dirs=[tmp_path])
+    skills = list(app.services.catalog.all())
+    assert "user.shout" in [s.id for s in skills], "the user skill did not load"
+    with TestClient(app) as c:
+        return c.get("/openapi.json").json(), skills
+
+
+def test_per_skill_paths_come_before_the_templated_ones(served: tuple[dict[str, Any], list[Any]]) -> None:
+    spec, skills = served
+    assert shadowed_operations(spec) == []
+    # And the checker itself catches the trap: templated paths first.
+    flipped = {**spec, "paths": dict(sorted(spec["paths"].items(), key=lambda kv: "{" not in kv[0]))}
+    shadowed = shadowed_operations(flipped)
+    assert any("/v1/skills/user.shout/execute " in p for p in shadowed), shadowed
+
+
+def test_per_skill_operation_bodies_are_the_skill_inputs_schema(served: tuple[dict[str, Any], list[Any]]) -> None:
+    spec, skills = served
+    assert body_schema_mismatches(spec, skills) == []
+    broken = copy.deepcopy(spec)
+    body = broken["paths"]["/v1/skills/user.shout/execute/stream"]["post"]["requestBody"]
+    body["content"]["application/json"]["schema"]["properties"]["inputs"]["properties"]["times"]["maximum"] = 4
+    assert len(body_schema_mismatches(broken, skills)) == 1
