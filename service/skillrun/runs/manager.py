@@ -8,6 +8,7 @@ follows a run needs them: followers read the store.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import logging
@@ -18,8 +19,8 @@ from typing import Any
 
 from ..engine import Engine, Skill
 from ..engine.runner import CANCELLED, INTERRUPTED
-from .store import TERMINAL, UNFINISHED, EventRecord, RunRecord, RunStore
-from .writer import RunWriter, utc_now
+from .store import TERMINAL, UNFINISHED, EventRecord, RunRecord, RunStore, utc_now
+from .writer import RunWriter
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +165,7 @@ class RunManager:
             return stored
         task = asyncio.create_task(self._run(run, skill, timeout_s), name=run.run_id)
         self._tasks[run.run_id] = task
-        task.add_done_callback(lambda t, r=run: self._task_done(t, r))
+        task.add_done_callback(functools.partial(self._task_done, run=run))
         return stored
 
     async def _run(self, run: RunRecord, skill: Skill, timeout_s: float | None) -> None:
@@ -196,13 +197,16 @@ class RunManager:
         # The store makes the run terminal with this event (status and result from it).
         writer.append("done", {**result, "type": "done"})
 
-    def _task_done(self, task: asyncio.Task[None], run: RunRecord) -> None:
+    def _task_done(self, task: asyncio.Task[None], *, run: RunRecord) -> None:
         self._tasks.pop(run.run_id, None)
         if task.cancelled():
             # Cancelled before its first step ran: the engine never saw it, so close the log here.
             closer = asyncio.ensure_future(self.close_log(run.run_id, INTERRUPTED if self.draining else CANCELLED))
             self._tasks[run.run_id] = closer  # type: ignore[assignment]  # drain waits for it too
-            closer.add_done_callback(lambda _t, rid=run.run_id: self._tasks.pop(rid, None))
+            closer.add_done_callback(functools.partial(self._closer_done, run_id=run.run_id))
+
+    def _closer_done(self, _task: asyncio.Future[bool], *, run_id: str) -> None:
+        self._tasks.pop(run_id, None)
 
     async def cancel(self, run_id: str, reason: str = CANCELLED) -> RunRecord:
         """End a run with status ``reason``; its log ends ``skill_completed`` + ``done``.

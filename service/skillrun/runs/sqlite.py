@@ -384,7 +384,8 @@ class SqliteStore:
         cursor: str | None = None,
     ) -> RunPage:
         before = parse_cursor(cursor)
-        where, params = [], []
+        where: list[str] = []
+        params: list[str | int] = []
         if owner is not None:
             where.append("owner = ?")
             params.append(owner)
