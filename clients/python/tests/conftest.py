@@ -197,8 +197,10 @@ class Proxy:
     cuts: list[int] = field(default_factory=list)
     reset: bool = False
     requests: list[bytes] = field(default_factory=list)
+    sent: list[int] = field(default_factory=list)
     port: int = 0
     _server: asyncio.base_events.Server | None = None
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     @property
     def url(self) -> str:
@@ -212,10 +214,23 @@ class Proxy:
     async def __aexit__(self, *exc: object) -> None:
         assert self._server is not None
         self._server.close()
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _handle(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            await self._forward(client_r, client_w)
+        except asyncio.CancelledError:
+            client_w.transport.abort()  # swallowed, so asyncio's stream callback sees a clean end
+
+    async def _forward(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         n = len(self.requests)
         self.requests.append(b"")
+        self.sent.append(0)
         limit = self.cuts[n] if n < len(self.cuts) else None
         up_r, up_w = await asyncio.open_connection("127.0.0.1", self.upstream_port)
 
@@ -230,9 +245,11 @@ class Proxy:
             while data := await up_r.read(65536):
                 if limit is not None and sent + len(data) >= limit:
                     client_w.write(data[: limit - sent])
+                    self.sent[n] = limit
                     await client_w.drain()
                     return
                 sent += len(data)
+                self.sent[n] = sent
                 client_w.write(data)
                 await client_w.drain()
 
@@ -243,6 +260,7 @@ class Proxy:
             pass
         finally:
             up.cancel()
+            await asyncio.gather(up, return_exceptions=True)
             up_w.close()
             if self.reset:
                 client_w.transport.abort()

@@ -1,0 +1,116 @@
+"""``skillrun-client run``: live display, --json, inputs, exit codes (against a real server)."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from skillrun_client._cli import main, parse_inputs
+
+from conftest import API_KEY, Server
+
+
+def run_cli(server: Server, *args: str, live: bool = False) -> tuple[int, str]:
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=False, width=120) if live else None
+    code = main(["--base-url", server.url, "--api-key", API_KEY, "run", *args], stdout=out, console=console)
+    return code, out.getvalue()
+
+
+def test_json_prints_one_event_per_line_and_exits_0(server: Server) -> None:
+    code, out = run_cli(server, "demo.ticker", "--input", "steps:=2", "--json")
+    events = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and events[0]["type"] == "skill_start" and events[-1]["type"] == "done"
+    assert events[-1]["outputs"] == {"ticks": 2}
+
+
+def test_failed_run_exits_1(server: Server) -> None:
+    code, out = run_cli(server, "demo.showcase", "--input", "text=Hello there. Bye.", "--input", "fail:=true", "--json")
+    assert code == 1 and json.loads(out.splitlines()[-1])["status"] == "failed"
+
+
+def test_live_display_marks_each_outcome_and_shows_outputs(server: Server) -> None:
+    code, out = run_cli(
+        server, "demo.showcase", "--input", "text=Write to a@b.co today. Thanks.", "--input", "fail:=true", live=True
+    )
+    assert code == 1
+    for mark in ("✓", "↷", "⚠", "✗"):
+        assert mark in out, out
+    assert "summary" in out and "failed" in out and "capability_error" in out
+
+
+def test_live_display_of_a_completed_run(server: Server) -> None:
+    code, out = run_cli(server, "demo.ticker", "--input", "steps:=2", live=True)
+    assert code == 0 and "tick[0]" in out and "tick[1]" in out and "completed" in out and "ticks" in out
+
+
+def test_live_display_uses_a_default_console(server: Server, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--base-url", server.url, "--api-key", API_KEY, "run", "demo.ticker"]) == 0
+    assert "ticks" in capsys.readouterr().out
+
+
+def test_inputs_json_file_and_stdin(server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "inputs.json"
+    path.write_text(json.dumps({"steps": 3}))
+    code, out = run_cli(server, "demo.ticker", "--inputs-json", str(path), "--json")
+    assert code == 0 and json.loads(out.splitlines()[-1])["outputs"] == {"ticks": 3}
+    monkeypatch.setattr(sys, "stdin", io.StringIO('{"steps": 1}'))
+    assert parse_inputs(["delay_ms:=0", "x=y"], "-") == {"steps": 1, "delay_ms": 0, "x": "y"}
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--input", "novalue"], ["--input", "=x"], ["--input", ":=1"], ["--input", "n:=notjson"], ["--inputs-json", "/nonexistent"]],
+)
+def test_bad_inputs_are_usage_errors(server: Server, args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        run_cli(server, "demo.ticker", *args)
+    assert info.value.code == 2 and "error" in capsys.readouterr().err
+
+
+def test_inputs_json_must_be_an_object(tmp_path: Path) -> None:
+    path = tmp_path / "inputs.json"
+    path.write_text("[1]")
+    with pytest.raises(ValueError, match="JSON object"):
+        parse_inputs([], str(path))
+
+
+def test_refused_request_exits_2(server: Server, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _ = run_cli(server, "no.such.skill", "--json")
+    assert code == 2 and "404" in capsys.readouterr().err
+
+
+def test_live_display_without_rich_asks_for_the_extra(server: Server, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setitem(sys.modules, "rich.console", None)
+    with pytest.raises(SystemExit):
+        main(["--base-url", server.url, "run", "demo.ticker"])
+    assert "skillrun-client[cli]" in capsys.readouterr().err
+
+
+def test_console_script_runs(server: Server) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", "from skillrun_client._cli import main; raise SystemExit(main())",
+         "--base-url", server.url, "--api-key", API_KEY, "run", "demo.ticker", "--json"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.splitlines()[-1])["type"] == "done"
+
+
+def test_live_view_keeps_a_retrying_step_running() -> None:
+    from skillrun_client._cli import LiveView
+    from skillrun_client.models import StepRetryingEvent
+
+    view = LiveView("s")
+    retrying = StepRetryingEvent.model_validate(
+        {"type": "step_retrying", "message": "attempt 1 failed", "timestamp": "2026-01-01T00:00:00Z", "step_id": "a",
+         "trace_id": "t", "run_id": "r", "data": {"attempt": 1, "error": {"kind": "k", "message": "m"}, "delay_ms": 5}}
+    )  # fmt: skip
+    view.apply(retrying)
+    assert view.rows["a"].state == "running" and view.rows["a"].message == "attempt 1 failed"
