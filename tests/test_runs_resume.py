@@ -220,3 +220,19 @@ def test_disconnect_ends_the_view_but_on_disconnect_cancel_ends_the_run(server: 
     frames = _replay(server.url, cancel)
     check_order([f.json for f in frames])
     assert frames[-1].json["status"] == "cancelled"
+
+
+def test_events_of_an_idle_run_get_heartbeats_and_the_stream_headers(server_factory: Any) -> None:
+    server = server_factory(env={"SKILLRUN_HEARTBEAT_S": "0.2"})
+    r = httpx.post(server.url + "/v1/skills/demo.ticker/execute/async",
+                   json={"inputs": {"steps": 1, "delay_ms": 1500}}, headers=HEADERS)
+    run_id = r.json()["run_id"]
+    with httpx.stream("GET", f"{server.url}/v1/runs/{run_id}/events", headers=HEADERS, timeout=30) as events:
+        assert events.headers["content-type"].startswith("text/event-stream")
+        assert events.headers["cache-control"] == "no-cache"
+        assert events.headers["x-accel-buffering"] == "no"
+        assert events.headers["x-run-id"] == run_id
+        text = "".join(events.iter_text())
+    frames, comments = parse_sse(text)
+    assert comments.count("ping") >= 3  # 1.5 s inside one step, a ping every 0.2 s
+    check_order([f.json for f in frames])
