@@ -1,0 +1,82 @@
+"""SIGTERM with open streams: each ends with its final events, and the process exits
+within the grace period plus a few seconds (uvicorn alone would wait forever)."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from typing import Any, Callable
+
+import httpx
+
+from conftest import API_KEY, Server
+from sse_util import check_order, parse_sse
+
+GRACE_S = 1.0
+TICKER = "/v1/skills/demo.ticker/execute/stream"
+
+
+def open_stream(url: str, inputs: dict[str, Any], out: dict[str, Any], started: threading.Event) -> None:
+    try:
+        with httpx.Client(timeout=30) as c:
+            with c.stream("POST", url + TICKER, json={"inputs": inputs}, headers={"x-api-key": API_KEY}) as r:
+                out["status"] = r.status_code
+                text = ""
+                for chunk in r.iter_text():
+                    text += chunk
+                    if "event: skill_start" in text:
+                        started.set()
+                out["text"] = text
+                out["ended_at"] = time.monotonic()
+    except Exception as exc:  # recorded and asserted on, so a cut connection fails the test
+        out["error"] = repr(exc)
+        started.set()
+
+
+def test_sigterm_ends_every_open_stream_with_done_and_exits(server_factory: Callable[..., Server]) -> None:
+    s = server_factory(env={"SKILLRUN_SHUTDOWN_GRACE_S": str(GRACE_S), "SKILLRUN_DB": ":memory:"})
+    long_runs = [{"steps": 100, "delay_ms": 200}] * 3
+    short_run = {"steps": 2, "delay_ms": 200}  # ends within the grace: completes normally
+    results: list[dict[str, Any]] = [{} for _ in range(4)]
+    started = [threading.Event() for _ in range(4)]
+    threads = [
+        threading.Thread(target=open_stream, args=(s.url, inputs, results[i], started[i]), daemon=True)
+        for i, inputs in enumerate([*long_runs, short_run])
+    ]
+    for t in threads:
+        t.start()
+    assert all(e.wait(15) for e in started), results
+
+    t0 = time.monotonic()
+    s.terminate(signal.SIGTERM)
+    for t in threads:
+        t.join(GRACE_S + 10)
+    code = s.proc.wait(GRACE_S + 10)
+    exited = time.monotonic() - t0
+
+    assert code == 0, s.log()
+    assert exited < GRACE_S + 5, exited
+    for i, res in enumerate(results):
+        assert "error" not in res, (i, res.get("error"), s.log())
+        assert res["status"] == 200
+        frames, _ = parse_sse(res["text"])
+        events = [f.json for f in frames]
+        check_order(events)  # skill_completed then exactly one done, last
+        done = events[-1]
+        want = "completed" if i == 3 else "interrupted"
+        assert done["status"] == want, (i, done)
+        assert events[-2]["data"]["status"] == want
+        if want == "interrupted":
+            assert done["error"]["kind"] == "interrupted"
+            assert events[-3]["type"] == "step_failed"  # the open step is closed, not dropped
+        # The stream closed by itself, before the process exited.
+        assert res["ended_at"] - t0 < GRACE_S + 5
+
+
+def test_sigterm_with_no_streams_exits_at_once(server_factory: Callable[..., Server]) -> None:
+    s = server_factory(env={"SKILLRUN_SHUTDOWN_GRACE_S": "30", "SKILLRUN_DB": ":memory:"})
+    t0 = time.monotonic()
+    s.terminate(signal.SIGTERM)
+    assert s.proc.wait(10) == 0
+    assert time.monotonic() - t0 < 3, "an idle server does not wait out the grace period"
