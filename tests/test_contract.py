@@ -76,7 +76,8 @@ def answers() -> Iterator[list[int]]:
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_every_operation_conforms_to_the_served_contract(case: Any, answers: list[int]) -> None:
     response = case.call()
-    answers.append(response.status_code)
+    if case.method.upper() == case.operation.method.upper():  # not the 405 probes
+        answers.append(response.status_code)
     case.validate_response(response)
 
 
