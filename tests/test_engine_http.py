@@ -204,3 +204,27 @@ async def test_default_policy_comes_from_the_environment(local: str, monkeypatch
     monkeypatch.setenv("SKILLRUN_HTTP_ALLOW", "10.0.0.0/8, 127.0.0.1")
     out = await make_capability().fn({"url": local + "/json"})
     assert out["status"] == 200
+
+
+async def test_public_off_refuses_everything_not_allowed_without_resolving() -> None:
+    """Only ``resolve`` is called here: it decides, it never connects."""
+    from skillrun.capabilities.http import HttpRefused
+
+    strict = HttpPolicy(["127.0.0.1", "localhost"], public=False)
+    with pytest.raises(HttpRefused, match="not allowed while SKILLRUN_HTTP_PUBLIC is off"):
+        await strict.resolve("8.8.8.8", 80)
+    with pytest.raises(HttpRefused, match="is not in SKILLRUN_HTTP_ALLOW and SKILLRUN_HTTP_PUBLIC is off"):
+        await strict.resolve("example.com", 443)
+    assert await strict.resolve("127.0.0.1", 80) == "127.0.0.1"
+    assert await strict.resolve("localhost", 80) in ("127.0.0.1", "::1")
+    assert await HttpPolicy([]).resolve("8.8.8.8", 80) == "8.8.8.8"  # public allowed by default
+
+
+def test_settings_read_the_http_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    from skillrun.settings import Settings
+
+    monkeypatch.setenv("SKILLRUN_HTTP_ALLOW", "10.0.0.0/8,internal.example")
+    monkeypatch.setenv("SKILLRUN_HTTP_PUBLIC", "0")
+    monkeypatch.setenv("SKILLRUN_MAX_PARALLEL", "7")
+    s = Settings.from_env()
+    assert (s.http_allow, s.http_public, s.max_parallel) == (["10.0.0.0/8", "internal.example"], False, 7)

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 
 def build_services(settings: Settings) -> Services:
-    registry = default_registry(HttpPolicy(settings.http_allow))
+    registry = default_registry(HttpPolicy(settings.http_allow, public=settings.http_public))
     dirs = [BUNDLED_SKILLS] if settings.include_bundled_skills else []
     catalog, _problems = load_skills([*dirs, *settings.skill_dirs], registry)
     hashes = [hash_key(k) for k in settings.api_keys]

@@ -71,6 +71,8 @@ class Settings:
     max_parallel: int = 256
     # Non-public addresses http.request may reach anyway: host names, IPs, CIDRs.
     http_allow: list[str] = field(default_factory=list)
+    # False: http.request reaches only http_allow (sandboxes, test suites).
+    http_public: bool = True
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -91,4 +93,5 @@ class Settings:
             send_timeout_s=_float("SKILLRUN_SEND_TIMEOUT_S", 30.0),
             max_parallel=_int("SKILLRUN_MAX_PARALLEL", 256),
             http_allow=_list("SKILLRUN_HTTP_ALLOW"),
+            http_public=_flag("SKILLRUN_HTTP_PUBLIC", True),
         )

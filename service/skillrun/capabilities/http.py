@@ -26,6 +26,7 @@ import httpx
 from ..engine.capability import Capability, CapabilityError
 
 ALLOW_ENV = "SKILLRUN_HTTP_ALLOW"
+PUBLIC_ENV = "SKILLRUN_HTTP_PUBLIC"
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _METADATA = {
@@ -62,9 +63,15 @@ def refusal(ip: IPAddress) -> str | None:
 
 
 class HttpPolicy:
-    """Which non-public addresses a step may reach anyway (``SKILLRUN_HTTP_ALLOW``)."""
+    """Which non-public addresses a step may reach anyway (``SKILLRUN_HTTP_ALLOW``).
 
-    def __init__(self, allow: Iterable[str] = ()) -> None:
+    ``public=False`` (``SKILLRUN_HTTP_PUBLIC=0``) refuses public addresses too, so
+    only the allowed entries are reachable, and names that are not allowed are not
+    even resolved: for sandboxes and test suites that must send nothing outside.
+    """
+
+    def __init__(self, allow: Iterable[str] = (), public: bool = True) -> None:
+        self.public = public
         self.networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
         self.hosts: set[str] = set()
         for entry in allow:
@@ -78,7 +85,8 @@ class HttpPolicy:
 
     @classmethod
     def from_env(cls) -> "HttpPolicy":
-        return cls(os.environ.get(ALLOW_ENV, "").split(","))
+        public = os.environ.get(PUBLIC_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+        return cls(os.environ.get(ALLOW_ENV, "").split(","), public=public)
 
     def allows(self, host: str, ip: IPAddress) -> bool:
         if host.lower().rstrip(".") in self.hosts:
@@ -90,6 +98,8 @@ class HttpPolicy:
         try:
             ips: list[IPAddress] = [ipaddress.ip_address(host.strip("[]"))]
         except ValueError:
+            if not self.public and host.lower().rstrip(".") not in self.hosts:
+                raise HttpRefused(f"{host} is not in {ALLOW_ENV} and {PUBLIC_ENV} is off; refused") from None
             try:
                 infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
             except socket.gaierror as exc:
@@ -99,7 +109,7 @@ class HttpPolicy:
             raise HttpRefused(f"cannot resolve {host!r}")
         # Every address must pass: the resolver, not us, picks which one is used.
         for ip in ips:
-            why = refusal(ip)
+            why = refusal(ip) if self.public else "not allowed while SKILLRUN_HTTP_PUBLIC is off"
             if why is not None and not self.allows(host, ip):
                 raise HttpRefused(
                     f"{host} resolves to {ip}, {why}; refused (allow it with {ALLOW_ENV})"
