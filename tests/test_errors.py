@@ -98,6 +98,23 @@ async def test_json_that_is_not_an_object_is_422(client: httpx.AsyncClient, endp
     assert fields(problem) == ["(body)"]
 
 
+@pytest.mark.anyio
+@pytest.mark.parametrize("trace", ["has space", "x" * 129, "semi;colon"], ids=["space", "too-long", "semicolon"])
+async def test_bad_trace_id_header_is_400_naming_it(client: httpx.AsyncClient, endpoint: str, trace: str) -> None:
+    r = await client.post(SUMMARIZE + endpoint, json={"inputs": {"text": "Hi."}}, headers={"x-trace-id": trace})
+    body = assert_problem(r, 400)
+    assert body["detail"].startswith("header parameter 'x-trace-id': "), body["detail"]
+    assert "Failed validating" not in body["detail"]  # one line, not a jsonschema dump
+
+
+@pytest.mark.anyio
+async def test_trace_id_with_every_allowed_character_is_echoed(client: httpx.AsyncClient, endpoint: str) -> None:
+    trace = "Ab9._:-" + "z" * 121  # 128 characters, the longest allowed
+    r = await client.post(SUMMARIZE + endpoint, json={"inputs": {"text": "Hi."}}, headers={"x-trace-id": trace})
+    assert r.status_code == 200, r.text
+    assert r.headers["x-trace-id"] == trace
+
+
 # -- 401 ------------------------------------------------------------------------
 
 

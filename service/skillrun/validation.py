@@ -8,6 +8,9 @@ connexion also guesses ``application/json`` for a request without a Content-Type
 (the handler then gets raw bytes: a 500) and takes a body without Content-Length
 for no body at all (a chunked JSON body got 400 "RequestBody is required"). Here
 a missing Content-Type is a 415 and the body is whatever arrives.
+
+A bad parameter (e.g. an ``x-trace-id`` that breaks its pattern) stays a 400, but
+its detail is one line naming the parameter instead of a jsonschema dump.
 """
 
 from __future__ import annotations
@@ -17,9 +20,11 @@ from typing import Any, AsyncIterator
 
 from connexion.datastructures import MediaTypeDict
 from connexion.exceptions import BadRequestProblem, ProblemException, UnsupportedMediaTypeProblem
-from connexion.validators import FormDataValidator, MultiPartFormDataValidator
+from connexion.utils import is_null, is_nullable
+from connexion.validators import FormDataValidator, MultiPartFormDataValidator, ParameterValidator
 from connexion.validators.json import JSONRequestBodyValidator
-from jsonschema import ValidationError
+from jsonschema import Draft4Validator, ValidationError
+from jsonschema.exceptions import best_match
 from starlette.datastructures import Headers
 
 from .errors import TITLES
@@ -89,7 +94,20 @@ class JSONBodyValidator(JSONRequestBodyValidator):
         raise ProblemException(status=422, title=TITLES[422], detail=detail, ext={"errors": fields})
 
 
+class ParamValidator(ParameterValidator):
+    @staticmethod
+    def validate_parameter(parameter_type: str, value: Any, param: dict[str, Any], param_name: Any = None) -> Any:
+        if value is None or (is_nullable(param) and is_null(value)):
+            # Missing (required or not) or null: connexion's own answer is clear.
+            return ParameterValidator.validate_parameter(parameter_type, value, param, param_name)
+        schema = param.get("schema", param)
+        validator = Draft4Validator(schema, format_checker=Draft4Validator.FORMAT_CHECKER)
+        error = best_match(validator.iter_errors(value))
+        return None if error is None else f"{parameter_type} parameter '{param['name']}': {error.message}"
+
+
 VALIDATOR_MAP = {
+    "parameter": ParamValidator,
     "body": MediaTypeDict(
         {
             "*/*json": JSONBodyValidator,
