@@ -162,6 +162,21 @@ async def test_body_over_limit_with_content_length_is_413(app_factory: Any, endp
         assert ok.status_code == 200, ok.text
 
 
+@pytest.mark.anyio
+async def test_body_limit_boundary_is_inclusive(app_factory: Any, endpoint: str) -> None:
+    """A body of exactly the limit is accepted; one byte more is 413."""
+    app = app_factory(max_body_bytes=300)
+    prefix, suffix = b'{"inputs": {"text": "', b'"}}'
+    exact = prefix + b"a" * (300 - len(prefix) - len(suffix)) + suffix
+    assert len(exact) == 300
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        headers = {**JSON, "x-api-key": API_KEY}
+        ok = await c.post(SUMMARIZE + endpoint, content=exact, headers=headers)
+        assert ok.status_code == 200, ok.text
+        over = exact[:-3] + b'a"}}'
+        assert_problem(await c.post(SUMMARIZE + endpoint, content=over, headers=headers), 413)
+
+
 def _chunks(data: bytes, size: int = 16 * 1024) -> Iterator[bytes]:
     for i in range(0, len(data), size):
         yield data[i : i + size]
