@@ -71,7 +71,8 @@ _HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.*?)\s*#*\s*$")
 def split_sections(text: str) -> list[dict[str, str]]:
     """Sections of a text: Markdown headings start one, else blank lines separate them."""
     sections: list[dict[str, str]] = []
-    title, lines = "", []
+    title = ""
+    lines: list[str] = []
 
     def close() -> None:
         body = "\n".join(lines).strip()
