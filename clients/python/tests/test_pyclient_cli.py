@@ -13,7 +13,7 @@ from rich.console import Console
 
 from skillrun_client._cli import main, parse_inputs
 
-from conftest import API_KEY, Server
+from .conftest import API_KEY, Server
 
 
 def run_cli(server: Server, *args: str, live: bool = False) -> tuple[int, str]:

@@ -30,7 +30,7 @@ from skillrun_client import (
 )
 from skillrun_client._exceptions import retry_after
 
-from conftest import Request, ScriptServer, Server, answer, call, collect, free_port
+from .conftest import Request, ScriptServer, Server, answer, call, collect, free_port
 
 pytestmark = pytest.mark.anyio
 

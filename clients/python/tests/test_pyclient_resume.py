@@ -12,7 +12,7 @@ import pytest
 
 from skillrun_client import NotFoundError, StreamError
 
-from conftest import (
+from .conftest import (
     Proxy,
     Request,
     ScriptServer,

@@ -12,7 +12,7 @@ import pytest
 from skillrun_client import Backoff, BadRequestError, InternalServerError, RateLimitError
 from skillrun_client._retry import RequestRetry
 
-from conftest import API_KEY, Request, ScriptServer, Server, answer, call, collect, frames, run_events, sse_stream
+from .conftest import API_KEY, Request, ScriptServer, Server, answer, call, collect, frames, run_events, sse_stream
 
 pytestmark = pytest.mark.anyio
 

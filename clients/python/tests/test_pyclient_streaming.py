@@ -20,7 +20,7 @@ from skillrun_client import (
 )
 from skillrun_client.models import Run, RunList
 
-from conftest import Server, call, collect, in_thread_or_loop, result_of
+from .conftest import Server, call, collect, in_thread_or_loop, result_of
 
 pytestmark = pytest.mark.anyio
 

@@ -295,9 +295,25 @@ class SkillStep(BaseModel):
         str | None,
         Field(description="The safety gate capability checked on the step's output."),
     ] = None
+    needs: Annotated[
+        list[str] | None,
+        Field(
+            description='The steps this one waits for, when the file names them (else it waits for the step before).'
+        ),
+    ] = None
+    foreach: Annotated[
+        str | None, Field(description='The CEL list the step runs once per item of.')
+    ] = None
 
 
 class SkillDescription(BaseModel):
+    """
+    A loaded skill. Skill files are YAML in the format of the JSON Schema
+    `openapi/skill.schema.json` (needs, when, foreach, retry, timeout,
+    on_error, gates, nested `skill:<id>`); see docs/SKILLS.md.
+
+    """
+
     id: str
     version: str
     description: str
