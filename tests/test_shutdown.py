@@ -35,7 +35,7 @@ def open_stream(url: str, inputs: dict[str, Any], out: dict[str, Any], started: 
 
 
 def test_sigterm_ends_every_open_stream_with_done_and_exits(server_factory: Callable[..., Server]) -> None:
-    s = server_factory(env={"SKILLRUN_SHUTDOWN_GRACE_S": str(GRACE_S), "SKILLRUN_DB": ":memory:"})
+    s = server_factory(env={"SKILLRUN_SHUTDOWN_GRACE_S": str(GRACE_S)})
     long_runs = [{"steps": 100, "delay_ms": 200}] * 3
     short_run = {"steps": 2, "delay_ms": 200}  # ends within the grace: completes normally
     results: list[dict[str, Any]] = [{} for _ in range(4)]
@@ -75,7 +75,7 @@ def test_sigterm_ends_every_open_stream_with_done_and_exits(server_factory: Call
 
 
 def test_sigterm_with_no_streams_exits_at_once(server_factory: Callable[..., Server]) -> None:
-    s = server_factory(env={"SKILLRUN_SHUTDOWN_GRACE_S": "30", "SKILLRUN_DB": ":memory:"})
+    s = server_factory(env={"SKILLRUN_SHUTDOWN_GRACE_S": "30"})
     t0 = time.monotonic()
     s.terminate(signal.SIGTERM)
     assert s.proc.wait(10) == 0
