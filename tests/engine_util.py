@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import textwrap
 from datetime import datetime, timezone
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from skillrun.capabilities import builtin_registry
 from skillrun.engine import Capability, CapabilityRegistry, Engine, RunOutcome, Skill, SkillCatalog
@@ -120,5 +120,3 @@ def registry_with(*caps: Capability) -> CapabilityRegistry:
         reg.register(c)
     return reg
 
-
-Runner = Callable[..., Awaitable[Any]]
