@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from typing import Callable
 import httpx
 import pytest
 
-from conftest import API_KEY, Server
+from conftest import API_KEY, Server, free_port
 from skillrun.auth import hash_key
 from skillrun.cli import main
 from skillrun.settings import BUNDLED_SKILLS
@@ -176,3 +177,32 @@ def test_serve_skills_dir_adds_skills_and_skips_broken_files(
         assert r.status_code == 422
         assert [e["field"] for e in r.json()["errors"]] == ["inputs.text"]
         assert c.post("/v1/skills/my.cap/execute", json={"inputs": {}}).status_code == 404
+
+
+@pytest.mark.parametrize(
+    "env,message",
+    [
+        ({"SKILLRUN_API_KEYS_FILE": "{tmp}/keys.sha256"}, r"keys\.sha256:2: not a SHA-256 hex digest"),
+        ({"SKILLRUN_API_KEYS_FILE": "{tmp}/missing.sha256"}, r"No such file or directory: .*missing\.sha256"),
+        ({"SKILLRUN_RATE_LIMIT": "lots"}, r"rate limit string 'lots'"),
+    ],
+    ids=["plain-key-in-hash-file", "missing-keys-file", "bad-rate-limit"],
+)
+def test_serve_with_bad_configuration_exits_2_with_a_message(
+    tmp_path: Path, env: dict[str, str], message: str
+) -> None:
+    """Regression: these ended in a traceback; a user needs the one line that says what to fix."""
+    (tmp_path / "keys.sha256").write_text(hash_key("fine") + "\nmy-plain-key\n")
+    full_env = {
+        **os.environ,
+        "SKILLRUN_API_KEYS": API_KEY,
+        "SKILLRUN_DB": ":memory:",
+        **{k: v.format(tmp=tmp_path) for k, v in env.items()},
+    }
+    out = subprocess.run(
+        [sys.executable, "-m", "skillrun", "serve", "--port", str(free_port())],
+        capture_output=True, text=True, timeout=30, env=full_env, cwd=tmp_path,
+    )
+    assert out.returncode == 2, out.stderr
+    assert re.search(r"^skillrun serve: .*" + message, out.stderr, re.M), out.stderr
+    assert "Traceback" not in out.stderr

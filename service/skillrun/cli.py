@@ -34,7 +34,12 @@ def _serve(args: argparse.Namespace) -> int:
         settings.api_keys = [key]
         # Never an open server: print a fresh key once, keep only its hash.
         print(f"No SKILLRUN_API_KEYS set; generated an API key for this run:\n\n    {key}\n", flush=True)
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except (ValueError, OSError) as exc:
+        # A bad keys file or rate limit is the user's to fix: say what, not a traceback.
+        print(f"skillrun serve: {exc}", file=sys.stderr)
+        return 2
     config = uvicorn.Config(
         app,
         host=args.host,
