@@ -10,10 +10,15 @@ never events.
 
 from __future__ import annotations
 
+import re
 from typing import NamedTuple
 
 _LF = 0x0A
 _CR = 0x0D
+# One whole frame: optional `id`, optional `event`, one `data` line, a blank line. One
+# optional space after each colon is not part of the value (9.2.6); an id with NULL is
+# left to the line-by-line path, which ignores it.
+_FRAME = re.compile(r"(?:id: ?([^\n\0]*)\n)?(?:event: ?([^\n]*)\n)?data: ?([^\n]*)\n\n")
 
 
 class ServerSentEvent(NamedTuple):
@@ -69,12 +74,45 @@ class SSEDecoder:
                 text = text[1:]
         if "\r" in text:
             text = text.replace("\r\n", "\n").replace("\r", "\n")
+        return self._text(text)
+
+    def _text(self, text: str) -> list[ServerSentEvent]:
+        """Events from complete lines (``text`` ends with a line end)."""
+        events: list[ServerSentEvent] = []
+        pos = 0
+        if self._data or self._event:  # finish the frame in progress line by line
+            blank = 0 if text[0] == "\n" else text.find("\n\n")
+            if blank < 0:
+                self._lines(text, events)
+                return events
+            pos = blank + 1 if blank == 0 else blank + 2
+            self._lines(text[:pos], events)
+        # Fast path for what servers send nearly always: whole frames of one data line
+        # (optionally after id and event), comments and blank lines. Anything else goes
+        # line by line, with the same result.
+        match, last_id, end = _FRAME.match, self.last_event_id, len(text)
+        while pos < end:
+            m = match(text, pos)
+            if m is not None:
+                event_id, event, data = m.groups()
+                if event_id is not None:
+                    last_id = event_id
+                events.append(ServerSentEvent(event or "message", data, last_id))
+                pos = m.end()
+            elif text[pos] == ":":
+                pos = text.index("\n", pos) + 1
+            elif text[pos] == "\n":
+                pos += 1
+            else:
+                break
+        self.last_event_id = last_id
+        if pos < end:
+            self._lines(text[pos:], events)
+        return events
+
+    def _lines(self, text: str, events: list[ServerSentEvent]) -> None:
         lines = text.split("\n")
         lines.pop()  # the empty string after the final line end
-        return self._lines(lines)
-
-    def _lines(self, lines: list[str]) -> list[ServerSentEvent]:
-        events: list[ServerSentEvent] = []
         event, data, last_id = self._event, self._data, self.last_event_id
         for line in lines:
             if not line:
@@ -101,4 +139,3 @@ class SSEDecoder:
                     self.retry = int(value)
             # Any other field is ignored (9.2.6).
         self._event, self._data, self.last_event_id = event, data, last_id
-        return events

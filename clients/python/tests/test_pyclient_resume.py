@@ -234,3 +234,11 @@ async def test_a_response_that_ends_cleanly_before_done_is_resumed(make_client: 
     async with ScriptServer([sse_stream(*all_frames[:2], end="finish"), sse_stream(*all_frames[2:], end="finish")]) as srv:
         events = await collect(make_client(srv.url).stream("s", {}))
     assert len(events) == len(all_frames) and srv.requests[1].headers["last-event-id"] == "2"
+
+
+async def test_events_without_ids_are_delivered(make_client: Callable[..., Any]) -> None:
+    raw = [f.split(b"\n", 1)[1] for f in frames(run_events())]  # drop the `id:` lines
+    async with ScriptServer([sse_stream(*raw, end="finish")]) as srv:
+        stream = make_client(srv.url).stream("s", {})
+        events = await collect(stream)
+    assert len(events) == len(raw) and stream.last_event_id is None
