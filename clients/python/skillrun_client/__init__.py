@@ -6,6 +6,8 @@
             for event in stream:
                 print(event.type, getattr(event, "message", ""))
             result = stream.result()
+
+Every model of the contract is in :mod:`skillrun_client.models`.
 """
 
 from ._client import DEFAULT_BASE_URL, AsyncClient, Client, RequestOptions
@@ -27,11 +29,14 @@ from ._exceptions import (
 )
 from ._generated.models import (
     DoneEvent,
+    GateWarningEvent,
     SkillCompletedEvent,
     SkillStartEvent,
     StepCompletedEvent,
     StepDegradedEvent,
     StepFailedEvent,
+    StepFallbackEvent,
+    StepRetryingEvent,
     StepSkippedEvent,
     StepStartEvent,
 )
@@ -57,6 +62,9 @@ __all__ = [
     "StepSkippedEvent",
     "StepDegradedEvent",
     "StepFailedEvent",
+    "StepRetryingEvent",
+    "StepFallbackEvent",
+    "GateWarningEvent",
     "SkillCompletedEvent",
     "DoneEvent",
     "SSEDecoder",

@@ -143,3 +143,65 @@ def test_many_events_in_one_chunk() -> None:
     data = b"".join(f"id: {i}\ndata: {i}\n\n".encode() for i in range(1000))
     events, _ = decode(data)
     assert [e.data for e in events] == [str(i) for i in range(1000)]
+
+
+# --- the decoder against a plain reading of the spec, on generated streams ----------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+def reference_decode(data: bytes) -> tuple[list[ServerSentEvent], str, int | None]:
+    """WHATWG 9.2.6 read literally, one line at a time, on the whole stream at once."""
+    text = data.decode("utf-8", "replace")
+    text = text[1:] if text.startswith("\ufeff") else text
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    lines.pop()  # an unterminated last line is never processed
+    events, event, buf, last_id, retry = [], "", "", "", None
+    for line in lines:
+        if line == "":
+            if buf:
+                events.append(ServerSentEvent(event or "message", buf[:-1], last_id))
+            event, buf = "", ""
+            continue
+        if line.startswith(":"):
+            continue
+        field, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if field == "event":
+            event = value
+        elif field == "data":
+            buf += value + "\n"
+        elif field == "id" and "\0" not in value:
+            last_id = value
+        elif field == "retry" and value and all(c in "0123456789" for c in value):
+            retry = int(value)
+    return events, last_id, retry
+
+
+TOKENS = [
+    "id: 1", "id:22", "id", "id: 3\0", "event: step", "event:", "data: {\"a\": 1}", "data:x", "data",
+    "data:  two spaces", ": ping", ":", "retry: 250", "retry: x", "foo: bar", "é☃😀", "\ufeff",
+]  # fmt: skip
+LINE_ENDS = ["\n", "\r", "\r\n", "\n\n", "\r\n\r\n"]
+
+
+@st.composite
+def streams(draw: st.DrawFn) -> tuple[bytes, list[int]]:
+    parts = draw(st.lists(st.tuples(st.sampled_from(TOKENS), st.sampled_from(LINE_ENDS)), max_size=30))
+    prefix = draw(st.sampled_from(["", "\ufeff"]))
+    data = (prefix + "".join(t + e for t, e in parts)).encode()
+    cuts = sorted(draw(st.lists(st.integers(0, len(data)), max_size=8)))
+    return data, cuts
+
+
+@settings(max_examples=400, deadline=None)
+@given(streams())
+def test_any_stream_any_chunking_matches_the_spec_reading(case: tuple[bytes, list[int]]) -> None:
+    data, cuts = case
+    bounds = [0, *cuts, len(data)]
+    chunks = [data[a:b] for a, b in zip(bounds, bounds[1:])]
+    events, decoder = decode(*chunks)
+    expected, last_id, retry = reference_decode(data)
+    assert events == expected
+    assert decoder.last_event_id == last_id and decoder.retry == retry

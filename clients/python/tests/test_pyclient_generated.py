@@ -57,3 +57,10 @@ def test_models_module_exports_every_generated_model() -> None:
     assert classes and classes | {"SkillEvent", "RunStatus", "EventType"} <= set(models.__all__)
     assert all(getattr(models, n) is getattr(generated, n) for n in classes)
     assert {"Event", "RunResult"} <= set(models.__all__)
+
+
+def test_every_event_class_is_exported_at_the_top() -> None:
+    import skillrun_client
+
+    union = typing.get_args(typing.get_args(generated.SkillEvent.__value__)[0])
+    assert {cls.__name__ for cls in union} <= set(skillrun_client.__all__)
