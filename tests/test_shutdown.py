@@ -80,3 +80,26 @@ def test_sigterm_with_no_streams_exits_at_once(server_factory: Callable[..., Ser
     s.terminate(signal.SIGTERM)
     assert s.proc.wait(10) == 0
     assert time.monotonic() - t0 < 3, "an idle server does not wait out the grace period"
+
+
+def test_second_signal_interrupts_runs_at_once(server_factory: Callable[..., Server]) -> None:
+    """Ctrl-C twice: no waiting out a long grace, streams still end with done, no traceback."""
+    s = server_factory(env={"SKILLRUN_SHUTDOWN_GRACE_S": "30"})
+    result: dict[str, Any] = {}
+    started = threading.Event()
+    t = threading.Thread(target=open_stream, args=(s.url, {"steps": 100, "delay_ms": 200}, result, started), daemon=True)
+    t.start()
+    assert started.wait(15), result
+    t0 = time.monotonic()
+    s.terminate(signal.SIGINT)
+    time.sleep(0.3)
+    s.terminate(signal.SIGINT)
+    t.join(15)
+    code = s.proc.wait(15)
+    assert time.monotonic() - t0 < 4
+    assert code == 0
+    assert "Traceback" not in s.log(), s.log()
+    assert "error" not in result, result
+    events = [f.json for f in parse_sse(result["text"])[0]]
+    check_order(events)
+    assert events[-1]["status"] == "interrupted"

@@ -60,7 +60,8 @@ class DrainingServer:
     On the first signal: stop accepting connections, let runs finish for the
     grace period, interrupt the rest (their logs end with ``done``, so every open
     stream gets its final events and closes), then let uvicorn shut down. A
-    second signal exits at once.
+    second signal interrupts the runs at once (streams still get their final
+    events); a third cuts every connection and exits.
     """
 
     def __init__(self, config: Any, runs: Any, grace_s: float) -> None:
@@ -70,8 +71,18 @@ class DrainingServer:
 
         class _Server(uvicorn.Server):
             def handle_exit(self, sig: int, frame: Any) -> None:
-                if outer._draining or outer._loop is None:
+                if outer._loop is None:
                     super().handle_exit(sig, frame)
+                    return
+                if outer._draining:
+                    # Not uvicorn's handler: it would start a shutdown that still waits
+                    # out the grace, then re-raise the signal (a traceback on SIGINT).
+                    if outer._hurried:
+                        self.should_exit = self.force_exit = True
+                        outer._loop.call_soon_threadsafe(outer._cut_connections)
+                    else:
+                        outer._hurried = True
+                        outer._loop.call_soon_threadsafe(lambda: outer._loop.create_task(outer._hurry()))  # type: ignore[union-attr]
                     return
                 outer._draining = True
                 outer._loop.call_soon_threadsafe(lambda: outer._loop.create_task(outer._drain()))  # type: ignore[union-attr]
@@ -80,6 +91,7 @@ class DrainingServer:
         self.runs = runs
         self.grace_s = grace_s
         self._draining = False
+        self._hurried = False
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def _drain(self) -> None:
@@ -89,6 +101,19 @@ class DrainingServer:
         await self.runs.drain(self.grace_s)
         await asyncio.sleep(0.2)  # let followers write the final frames
         self.server.should_exit = True
+
+    async def _hurry(self) -> None:
+        log.warning("second signal: interrupting %d run(s) now", self.runs.live)
+        await self.runs.drain(0)
+
+    def _cut_connections(self) -> None:
+        """Third signal: close every connection now. Runs cut short here are
+        marked interrupted by the next start's recovery."""
+        log.warning("third signal: exiting now, cutting %d connection(s)", len(self.server.server_state.connections))
+        for connection in list(self.server.server_state.connections):
+            transport = getattr(connection, "transport", None)
+            if transport is not None:
+                transport.abort()
 
     async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()
