@@ -16,7 +16,8 @@ import argparse
 import json
 import sys
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Sequence, TextIO
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence, TextIO, cast
 
 from ._client import Client
 from ._exceptions import SkillrunError
@@ -37,11 +38,11 @@ def parse_inputs(pairs: Sequence[str], inputs_json: str | None) -> dict[str, Any
     """Inputs from ``--inputs-json FILE`` (``-`` for stdin), then each ``--input``."""
     inputs: dict[str, Any] = {}
     if inputs_json is not None:
-        text = sys.stdin.read() if inputs_json == "-" else open(inputs_json, encoding="utf-8").read()
-        loaded = json.loads(text)
+        text = sys.stdin.read() if inputs_json == "-" else Path(inputs_json).read_text(encoding="utf-8")
+        loaded: Any = json.loads(text)
         if not isinstance(loaded, dict):
             raise ValueError(f"{inputs_json}: inputs must be a JSON object")
-        inputs.update(loaded)
+        inputs.update(cast(dict[str, Any], loaded))
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key or key == ":":
@@ -65,7 +66,7 @@ class LiveView:
     """What the live display shows: one row per step, in the order they started."""
 
     skill_id: str
-    rows: dict[str, StepRow] = field(default_factory=dict)
+    rows: dict[str, StepRow] = field(default_factory=dict[str, StepRow])
     result: RunResult | None = None
 
     def apply(self, event: Event) -> None:

@@ -1,3 +1,5 @@
+# pyright: reportPrivateUsage=false
+# (Resources call their own client's `_call`/`_get`: one package, kept out of the public API.)
 """``Client`` and ``AsyncClient``: configuration, resources, and the one retry loop each.
 
 Everything but sending and sleeping is shared: :class:`_BaseClient` turns calls into
@@ -21,7 +23,7 @@ from typing_extensions import Unpack
 from ._exceptions import SkillrunError, status_error
 from ._generated.models import ExecuteOptions, Run, RunList, SkillDescription, SkillSummary, SkillList
 from ._retry import Backoff, RequestRetry, RetryPolicy
-from ._streaming import AsyncStream, Call, ResumeState, Stream, _dropped
+from ._streaming import AsyncStream, Call, ResumeState, Stream, dropped
 from ._types import RunResult
 
 __all__ = ["Client", "AsyncClient", "RequestOptions", "DEFAULT_BASE_URL"]
@@ -236,7 +238,7 @@ class Client(_BaseClient):
                 response.close()
                 error = status_error(response)
             except httpx.TransportError as exc:
-                error = _dropped(exc)
+                error = dropped(exc)
             time.sleep(policy.next_delay(error))
 
 
@@ -375,7 +377,7 @@ class AsyncClient(_BaseClient):
                 await response.aclose()
                 error = status_error(response)
             except httpx.TransportError as exc:
-                error = _dropped(exc)
+                error = dropped(exc)
             await anyio.sleep(policy.next_delay(error))
 
 

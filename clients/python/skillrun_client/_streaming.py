@@ -1,3 +1,5 @@
+# pyright: reportPrivateUsage=false
+# (Streams call their own client's `_send`: one package, kept out of the public API.)
 """Event streams that resume by themselves: :class:`Stream` and :class:`AsyncStream`.
 
 All decisions live in :class:`ResumeState` (sans-IO): which request opens the next
@@ -38,8 +40,8 @@ class Call:
 
     method: str
     path: str
-    headers: dict[str, str] = field(default_factory=dict)
-    params: dict[str, Any] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict[str, str])
+    params: dict[str, Any] = field(default_factory=dict[str, Any])
     json: Any = None
     timeout: httpx.Timeout | None = None
 
@@ -147,7 +149,7 @@ def _seq(event_id: str | None) -> int | None:
 _validate_event: Callable[[str], Any] = EVENT_ADAPTER.validator.validate_json
 
 
-def _dropped(exc: httpx.TransportError | None) -> APIConnectionError:
+def dropped(exc: httpx.TransportError | None) -> APIConnectionError:
     if exc is None:
         return APIConnectionError("the connection closed before the done event")
     error = connection_error(exc)
@@ -233,9 +235,9 @@ class Stream(_StreamBase):
             try:
                 chunk = next(self._chunks)
             except StopIteration:
-                error = _dropped(None)
+                error = dropped(None)
             except httpx.TransportError as exc:
-                error = _dropped(exc)
+                error = dropped(exc)
             else:
                 self._pending.extend(self._state.feed(chunk))
                 continue
@@ -308,9 +310,9 @@ class AsyncStream(_StreamBase):
             try:
                 chunk = await anext(self._chunks)
             except StopAsyncIteration:
-                error = _dropped(None)
+                error = dropped(None)
             except httpx.TransportError as exc:
-                error = _dropped(exc)
+                error = dropped(exc)
             else:
                 self._pending.extend(self._state.feed(chunk))
                 continue

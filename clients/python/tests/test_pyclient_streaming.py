@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Callable
 
 import pytest
@@ -124,12 +125,15 @@ async def test_break_then_result_resumes_after_the_last_event(client: Any) -> No
     async def run_async(stream: AsyncStream) -> tuple[int, Any]:
         async with stream:
             n = 0
-            iterator = stream.__aiter__()
-            async for _ in iterator:
+            async for _ in stream:
                 n += 1
                 if n == 2:
                     break
-            await iterator.aclose()  # what the event loop's finalizer does for a dropped async for
+            # The dropped async generator is closed by the event loop's finalizer hook.
+            for _ in range(50):
+                if stream._response is None:
+                    break
+                await asyncio.sleep(0.01)
             assert stream._response is None
             return n, await stream.result()
 
