@@ -35,9 +35,9 @@ async def stream(request: Request) -> Response:
 
     async def gen():
         for i in range(1, n + 1):
-            if delay:
-                await asyncio.sleep(delay)
             yield f"id: {i}\nevent: step_completed\ndata: {_EVENT}\n\n".encode()
+            if delay and i < n:
+                await asyncio.sleep(delay)
 
     return StreamingResponse(gen(), media_type="text/event-stream")
 

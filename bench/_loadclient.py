@@ -32,6 +32,7 @@ async def _one_stream(host, port, path, body, headers, start_gate):
     total = 0
     status = None
     buf = b""
+    tail = b""  # the end of the last chunk: a marker may be split across reads
     try:
         while True:
             chunk = await reader.read(65536)
@@ -42,7 +43,9 @@ async def _one_stream(host, port, path, body, headers, start_gate):
                 buf += chunk
                 if b"\r\n" in buf:
                     status = int(buf.split(b" ", 2)[1])
-            n = chunk.count(b"\nevent: ")
+            window = tail + chunk
+            n = window.count(b"\nevent: ")
+            tail = window[-7:]  # shorter than the marker, so nothing counts twice
             if n and ttfe is None:
                 ttfe = time.perf_counter() - t0
             events += n

@@ -25,17 +25,14 @@ def split_sentences(text: str) -> list[str]:
     return [s.strip() for s in _SENTENCE_END.split(text.strip()) if s.strip()]
 
 
-def _words(text: str) -> list[str]:
-    return [w.lower() for w in _WORD.findall(text)]
-
-
 _NOT_WORDS = re.compile(r"\S+@\S+|\b(?:https?|ftp)://\S+", re.IGNORECASE)
 
 
 def _content_words(text: str) -> list[str]:
     # Addresses and URLs are not words: their parts must not surface as keywords.
-    text = _NOT_WORDS.sub(" ", text)
-    return [w for w in _words(text) if w not in STOPWORDS and len(w) > 1]
+    if "@" in text or "://" in text:
+        text = _NOT_WORDS.sub(" ", text)
+    return [w for w in _WORD.findall(text.lower()) if len(w) > 1 and w not in STOPWORDS]
 
 
 async def _split(args: dict[str, Any]) -> dict[str, Any]:
@@ -55,11 +52,11 @@ async def _summary(args: dict[str, Any]) -> dict[str, Any]:
     if sentences is None:
         sentences = split_sentences(args.get("text", ""))
     k = int(args.get("max_sentences", 2))
-    freq = Counter(w for s in sentences for w in _content_words(s))
+    words = [_content_words(s) for s in sentences]  # once per sentence
+    freq = Counter(w for ws in words for w in ws)
     scored = []
-    for pos, sentence in enumerate(sentences):
-        words = _content_words(sentence)
-        score = sum(freq[w] for w in words) / (len(words) + 1)
+    for pos, ws in enumerate(words):
+        score = sum(freq[w] for w in ws) / (len(ws) + 1)
         scored.append((score, -pos, pos))
     best = sorted(p for _, _, p in sorted(scored, reverse=True)[:k])
     return {"summary": " ".join(sentences[p] for p in best)}

@@ -10,7 +10,8 @@ from ..engine.capability import Capability, CapabilityError
 
 async def _sleep(args: dict[str, Any]) -> dict[str, Any]:
     ms = args.get("ms", 0)
-    await asyncio.sleep(ms / 1000)
+    if ms > 0:  # 0 is no wait at all; the engine gives the loop its turns
+        await asyncio.sleep(ms / 1000)
     return {"slept_ms": ms}
 
 

@@ -18,6 +18,11 @@ _WHOLE = re.compile(r"^\$\{(.*)\}$", re.DOTALL)
 _PART = re.compile(r"\$\{(.*?)\}", re.DOTALL)
 _STEP_REF = re.compile(r"\bsteps\s*(?:\.\s*([A-Za-z_]\w*)|\[\s*[\"']([^\"']+)[\"']\s*\])")
 _STEPS_ANY = re.compile(r"\bsteps\b")
+# A plain member path (``inputs.delay_ms``, ``item``): evaluated without the CEL runtime
+# when it lands on a scalar, which is what most step inputs are (~0.3 µs instead of ~15).
+_PATH = re.compile(r"^\s*([A-Za-z_]\w*(?:\s*\.\s*[A-Za-z_]\w*)*)\s*$")
+_SCALARS = (str, int, float, bool, type(None))
+_MISSING = object()
 
 
 def _range(n: int) -> list[int]:
@@ -48,6 +53,7 @@ class Expression:
     step_refs: frozenset[str] | None  # None: reads `steps` as a whole
     reads_steps: bool
     needs_functions: bool
+    path: tuple[str, ...] | None = None
 
     @classmethod
     def compile(cls, source: str) -> "Expression":
@@ -65,7 +71,27 @@ class Expression:
             else:
                 refs = None
         needs = any(f in FUNCTIONS for f in program.functions())
-        return cls(source, program, refs, reads_steps, needs)
+        plain = _PATH.match(source)
+        path = tuple(p.strip() for p in plain.group(1).split(".")) if plain else None
+        return cls(source, program, refs, reads_steps, needs, path)
+
+    def _walk(self, inputs: Mapping[str, Any], steps: Mapping[str, Any], local: Mapping[str, Any] | None) -> Any:
+        """The path's value if it is a scalar, else ``_MISSING`` (CEL decides, and copies)."""
+        assert self.path is not None
+        root, *rest = self.path
+        if root == "inputs":
+            value: Any = inputs
+        elif root == "steps":
+            value = steps
+        elif local and root in local:
+            value = local[root]
+        else:
+            return _MISSING
+        for key in rest:
+            if not isinstance(value, dict) or key not in value:
+                return _MISSING
+            value = value[key]
+        return value if isinstance(value, _SCALARS) else _MISSING
 
     def evaluate(
         self,
@@ -73,6 +99,10 @@ class Expression:
         steps: Mapping[str, Any],
         local: Mapping[str, Any] | None = None,
     ) -> Any:
+        if self.path is not None:
+            value = self._walk(inputs, steps, local)
+            if value is not _MISSING:
+                return value
         scope: dict[str, Any] = {"inputs": inputs}
         if local:
             scope.update(local)

@@ -369,7 +369,9 @@ class SqliteStore:
         if live.last > after or live.closed:
             return True
         try:
-            await asyncio.wait_for(live.changed.wait(), timeout)
+            # asyncio.timeout, not wait_for: no extra task per wait.
+            async with asyncio.timeout(timeout):
+                await live.changed.wait()
         except TimeoutError:
             return False
         return True

@@ -5,9 +5,20 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
+
 from .store import EventRecord, RunStore, utc_now
 
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+_json_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+
+def _dumps(payload: dict[str, Any]) -> str:
+    """Compact one-line JSON; orjson (~1 µs an event) unless a string holds a lone
+    surrogate, which only the stdlib encoder writes (``sse.encode`` escapes it)."""
+    try:
+        return orjson.dumps(payload).decode("utf-8")
+    except TypeError:
+        return _json_dumps(payload)
 
 
 class RunWriter:
