@@ -115,6 +115,19 @@ async def test_summarize_stream_and_execute_agree(client: httpx.AsyncClient) -> 
     assert events[0]["data"]["execution_channel"] == "http-stream"
 
 
+async def test_execute_records_channel_http_and_its_done_is_the_result(client: httpx.AsyncClient) -> None:
+    """/execute runs are logged like streams (channel "http"); the log's done is the body."""
+    body = await execute(client, "text.summarize", {"text": TEXT})
+    r = await client.get(f"/v1/runs/{body['run_id']}/events")
+    assert r.status_code == 200
+    events = [f.json for f in parse_sse(r.text)[0]]
+    check_order(events)
+    assert events[0]["data"]["execution_channel"] == "http"
+    done = dict(events[-1])
+    assert done.pop("type") == "done"
+    assert done == body
+
+
 # -- demo.showcase -------------------------------------------------------------------------
 
 
