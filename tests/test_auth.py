@@ -73,9 +73,9 @@ async def test_keys_from_env_are_comma_separated(monkeypatch: pytest.MonkeyPatch
 @pytest.mark.anyio
 async def test_key_in_query_string_is_not_accepted(client: httpx.AsyncClient) -> None:
     client.headers.pop("x-api-key")
+    # Keys in URLs end up in access logs: only the header counts.
     r = await client.post(SUMMARIZE + "/execute", params={"x-api-key": API_KEY}, json=BODY)
-    assert r.status_code in (400, 401)
-    assert r.status_code != 200
+    assert r.status_code == 401
 
 
 def test_keys_hash_prints_the_sha256(tmp_path: Path) -> None:
