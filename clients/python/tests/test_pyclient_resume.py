@@ -242,3 +242,14 @@ async def test_events_without_ids_are_delivered(make_client: Callable[..., Any])
         stream = make_client(srv.url).stream("s", {})
         events = await collect(stream)
     assert len(events) == len(raw) and stream.last_event_id is None
+
+
+async def test_idle_timeout_against_a_real_server_between_slow_steps(make_client: Callable[..., Any], server: Server) -> None:
+    # No heartbeat comes within 0.3 s (the server pings every 15 s), so every slow step
+    # drops the connection at least once; the stream still delivers each event once.
+    async with Proxy(int(server.url.rsplit(":", 1)[1])) as proxy:
+        stream = make_client(proxy.url, idle_timeout=0.3, max_retries=10).stream("demo.ticker", {"steps": 2, "delay_ms": 700})
+        events = await collect(stream)
+    assert [e.type for e in events] == ["skill_start"] + ["step_start", "step_completed"] * 2 + ["skill_completed", "done"]
+    assert stream.last_event_id == "7"
+    assert sum(r.startswith(b"GET /v1/runs/") for r in proxy.requests) >= 2

@@ -193,3 +193,13 @@ async def test_cancel_a_running_run(client: Any) -> None:
     assert cancelled.run_id == run.run_id
     result = await result_of(client.runs.events(run.run_id))
     assert result.status == "cancelled"
+
+
+async def test_a_stream_can_be_iterated_without_a_with_block(client: Any) -> None:
+    stream = client.stream("demo.ticker", {"steps": 1})
+    if isinstance(stream, AsyncStream):
+        events = [e async for e in stream]
+    else:
+        events = await call(list, stream)
+    check_order(events)
+    assert stream._response is None  # closed once done arrived
