@@ -43,7 +43,12 @@ def _field_errors(error: ValidationError) -> list[dict[str, str]]:
         allowed = set((error.schema.get("properties") or {}).keys())
         extra = [k for k in error.instance if k not in allowed]
         return [{"field": ".".join([*base, k]), "message": f"unknown field '{k}'"} for k in extra]
-    return [{"field": ".".join(base) or "(body)", "message": error.message}]
+    return [{"field": ".".join(base) or "(body)", "message": _short(error.message)}]
+
+
+def _short(message: str, limit: int = 200) -> str:
+    """jsonschema quotes the failing value; a 500 KB input must not come back whole."""
+    return message if len(message) <= limit else message[: limit - 1] + "…"
 
 
 class JSONBodyValidator(JSONRequestBodyValidator):

@@ -18,6 +18,7 @@ from typing import Any, Iterable, Iterator
 import jsonschema
 import jsonschema_rs
 import yaml
+from openapi_spec_validator import OpenAPIV30SpecValidator
 
 from .capability import CapabilityRegistry
 from .expressions import Expression, ExpressionError, Template
@@ -127,6 +128,10 @@ class _Checker:
             return None
 
 
+# Skill ids that would collide with fixed paths under /v1/skills/.
+RESERVED_IDS = frozenset({"list"})
+
+
 def _strip_braces(source: str) -> str:
     s = source.strip()
     return s[2:-1].strip() if s.startswith("${") and s.endswith("}") else s
@@ -164,6 +169,8 @@ def parse_skill(text: str, path: str, registry: CapabilityRegistry) -> Skill:
     if c.problems:
         raise SkillLoadError(c.problems)
 
+    if doc["id"] in RESERVED_IDS:
+        c.add(["id"], f"id: {doc['id']!r} is reserved (it is a path of the API, e.g. GET /v1/skills/list)")
     inputs_schema = doc.get("inputs") or {"type": "object", "properties": {}}
     if "timeout" in doc and parse_duration(doc["timeout"]) <= 0:
         c.add(["timeout"], "timeout must be more than 0")
@@ -199,6 +206,50 @@ def _check_inputs_schema(c: _Checker, schema: dict[str, Any]) -> None:
         jsonschema.Draft4Validator.check_schema(_plain(schema))
     except jsonschema.SchemaError as exc:
         c.add(["inputs", *exc.path], f"inputs: not a valid JSON Schema: {exc.message}")
+        return
+    _check_oas_schema(c, ["inputs"], schema)
+
+
+def _find_type_list(node: Any, path: list[Any]) -> list[Any] | None:
+    """The path of the first ``type: [..]`` (JSON Schema 2019+ style) in a schema."""
+    if isinstance(node, dict):
+        if isinstance(node.get("type"), list):
+            return [*path, "type"]
+        for key, value in node.items():
+            found = _find_type_list(value, [*path, key])
+            if found is not None:
+                return found
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            found = _find_type_list(value, [*path, i])
+            if found is not None:
+                return found
+    return None
+
+
+def _check_oas_schema(c: _Checker, where: list[Any], schema: dict[str, Any]) -> None:
+    """The server puts this schema into its OpenAPI 3.0 contract: it must be a valid
+    OAS 3.0 Schema Object (``nullable: true``, not ``type: [..., "null"]``), or the
+    whole served spec would be refused and no skill could be served."""
+    listed = _find_type_list(schema, [])
+    if listed is not None:
+        field = ".".join(str(p) for p in [*where, *listed])
+        c.add([*where, *listed], f"{field}: OpenAPI 3.0 takes one type; for null add `nullable: true`")
+        return
+    doc = {
+        "openapi": "3.0.3",
+        "info": {"title": "skill", "version": "0"},
+        "paths": {},
+        "components": {"schemas": {"S": _plain(schema)}},
+    }
+    for err in OpenAPIV30SpecValidator(doc).iter_errors():
+        while err.context:  # oneOf/anyOf: the branch that came closest says what is wrong
+            err = jsonschema.exceptions.best_match(err.context)
+        path = list(err.absolute_path)[3:]  # below components.schemas.S
+        field = ".".join(str(p) for p in [*where, *path])
+        message = err.message.splitlines()[0][:200]
+        c.add([*where, *path], f"{field}: not a valid OpenAPI 3.0 schema: {message}")
+        return
 
 
 _DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(ms|s|m)$")
@@ -463,6 +514,8 @@ def _build_outputs(c: _Checker, raw: dict[str, Any], step_ids: list[str]) -> lis
         for ref in sorted(tmpl.step_refs or ()):
             if ref not in step_ids:
                 c.add(["outputs", name, "value"], f"output {name!r} reads steps.{ref}, which is no step")
+        if spec.get("schema"):
+            _check_oas_schema(c, ["outputs", name, "schema"], spec["schema"])
         outputs.append(Output(name=name, value=tmpl, schema=_plain(spec.get("schema") or {})))
     return outputs
 
