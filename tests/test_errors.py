@@ -115,6 +115,31 @@ async def test_trace_id_with_every_allowed_character_is_echoed(client: httpx.Asy
     assert r.headers["x-trace-id"] == trace
 
 
+@pytest.mark.anyio
+async def test_deeply_nested_body_is_400_not_500(client: httpx.AsyncClient, endpoint: str) -> None:
+    """Regression: json.loads' RecursionError escaped as a 500."""
+    raw = b'{"inputs": {"text": ' + b"[" * 100_000 + b"]" * 100_000 + b"}}"
+    body = assert_problem(await client.post(SUMMARIZE + endpoint, content=raw, headers=JSON), 400)
+    assert "nested too deeply" in body["detail"]
+
+
+@pytest.mark.anyio
+async def test_lone_surrogate_is_422_naming_the_field(client: httpx.AsyncClient, endpoint: str) -> None:
+    """Regression: "\\ud800" is valid JSON but not text; the run failed deep in CEL."""
+    raw = b'{"inputs": {"text": "Hi \\ud800 there.", "max_sentences": 1}}'
+    problem = assert_problem(await client.post(SUMMARIZE + endpoint, content=raw, headers=JSON), 422)
+    assert fields(problem) == ["inputs.text"]
+    assert "surrogate" in problem["errors"][0]["message"]
+
+
+@pytest.mark.anyio
+async def test_escaped_surrogate_pair_is_text(client: httpx.AsyncClient, endpoint: str) -> None:
+    raw = b'{"inputs": {"text": "Smile \\ud83d\\ude00 please. Thanks."}}'
+    r = await client.post(SUMMARIZE + endpoint, content=raw, headers=JSON)
+    assert r.status_code == 200, r.text
+    assert "\U0001F600" in r.text
+
+
 # -- 401 ------------------------------------------------------------------------
 
 

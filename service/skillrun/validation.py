@@ -16,6 +16,7 @@ its detail is one line naming the parameter instead of a jsonschema dump.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, AsyncIterator
 
 from connexion.datastructures import MediaTypeDict
@@ -51,6 +52,43 @@ def _short(message: str, limit: int = 200) -> str:
     return message if len(message) <= limit else message[: limit - 1] + "…"
 
 
+# JSON may escape a UTF-16 surrogate alone ("\ud800"): valid JSON, but not Unicode
+# text, and skills (CEL, stores) cannot take it. Escaped pairs decode to one character.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _is_text(s: str) -> bool:
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _reject_lone_surrogates(body: Any) -> None:
+    """422 naming every field (or key) whose string holds a lone surrogate."""
+    bad: list[str] = []
+    stack: list[tuple[list[str], Any]] = [([], body)]  # iterative: bodies may be deep
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, str) and not _is_text(value):
+            bad.append(".".join(path) or "(body)")
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                key = k
+                if not _is_text(k):
+                    key = k.encode("utf-8", "backslashreplace").decode()
+                    bad.append(".".join([*path, key]))
+                stack.append(([*path, key], v))
+        elif isinstance(value, list):
+            stack.extend(([*path, str(i)], v) for i, v in enumerate(value))
+    if bad:
+        message = "holds a lone UTF-16 surrogate (\\ud800-\\udfff), which is not text"
+        fields = [{"field": f, "message": message} for f in sorted(bad)]
+        detail = "; ".join(f"{fe['field']}: {fe['message']}" for fe in fields)
+        raise ProblemException(status=422, title=TITLES[422], detail=detail, ext={"errors": fields})
+
+
 class JSONBodyValidator(JSONRequestBodyValidator):
     async def wrap_receive(self, receive: Any, *, scope: Any) -> tuple[Any, Any]:
         # Read to the end whatever the framing (Content-Length or chunked);
@@ -84,9 +122,14 @@ class JSONBodyValidator(JSONRequestBodyValidator):
         except UnicodeDecodeError as exc:
             raise BadRequestProblem(detail=f"The body is not UTF-8 (byte {exc.start}).") from None
         try:
-            return json.loads(text, parse_constant=_reject_constant)
+            body = json.loads(text, parse_constant=_reject_constant)
         except ValueError as exc:
             raise BadRequestProblem(detail=f"The body is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise BadRequestProblem(detail="The body is nested too deeply to read.") from None
+        if _SURROGATE_ESCAPE.search(text):
+            _reject_lone_surrogates(body)
+        return body
 
     def _validate(self, body: Any) -> Any:
         # An empty body never gets here (400 above); a JSON ``null`` is a body that
