@@ -103,17 +103,19 @@ class ResumeState:
         if self.done is not None or (seq is not None and self._last_seq is not None and seq <= self._last_seq):
             return None  # already delivered before a reconnect
         try:
-            event: Event = _validate_event(sse.data)
+            event: Event | None = _validate_event(sse.data)
         except pydantic.ValidationError as exc:
-            if exc.errors()[0]["type"] == "union_tag_invalid":
-                return None  # an event type newer than this client: regenerate the models to see it
-            raise StreamError(
-                f"the server sent an event this client cannot read: {exc}", run_id=self.run_id, last_event_id=self.last_event_id
-            ) from exc
+            if exc.errors()[0]["type"] != "union_tag_invalid":
+                raise StreamError(
+                    f"the server sent an event this client cannot read: {exc}", run_id=self.run_id, last_event_id=self.last_event_id
+                ) from exc
+            event = None  # a type newer than this client (regenerate the models to see it): skipped, but passed
         if seq is not None:
             self._last_seq = seq
         if event_id:
             self.last_event_id = event_id
+        if event is None:
+            return None
         if self.run_id is None:
             self.run_id = event.run_id
         self.failures = 0

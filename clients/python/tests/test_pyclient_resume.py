@@ -207,9 +207,11 @@ async def test_unknown_event_types_are_skipped_and_nothing_follows_done(make_cli
     evs = run_events()
     future = envelope("step_teleported", "run_x", "a", {})
     raw = frames(evs[:1]) + frames([future], first_id=2) + frames(evs[1:], first_id=3) + frames(evs[:1], first_id=99)
-    async with ScriptServer([sse_stream(*raw, end="finish")]) as srv:
+    # The unknown event (id 2) is passed over: a resume after it starts after it.
+    async with ScriptServer([sse_stream(*raw[:2]), sse_stream(*raw[2:], end="finish")]) as srv:
         events = await collect(make_client(srv.url).stream("s", {}))
     assert [e.type for e in events] == [e["type"] for e in evs]
+    assert srv.requests[1].headers["last-event-id"] == "2"
 
 
 async def test_an_event_that_breaks_the_contract_is_a_stream_error(make_client: Callable[..., Any]) -> None:
