@@ -84,6 +84,7 @@ def test_stream_headers_and_no_compression(server: Server) -> None:
     assert r.headers["content-type"].split(";")[0] == "text/event-stream"
     assert r.headers["cache-control"] == "no-cache"
     assert r.headers["x-accel-buffering"] == "no"
+    assert r.headers["connection"] == "keep-alive"  # listed by the seed
     assert "content-encoding" not in r.headers
     assert "content-length" not in r.headers  # streamed, not sized up front
     assert raw.startswith(b"id: 1\nevent: skill_start\ndata: {")  # plain text on the wire
