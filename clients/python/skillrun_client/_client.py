@@ -141,9 +141,11 @@ class _BaseClient:
         return call, last
 
     def _build(self, http: httpx.Client | httpx.AsyncClient, call: Call) -> httpx.Request:
+        # An absolute URL, so an http_client of the caller's own needs no base_url.
         return http.build_request(
-            call.method, call.path, headers=call.headers, params=call.params, json=call.json, timeout=call.timeout
-        )
+            call.method, self.base_url.rstrip("/") + call.path,
+            headers=call.headers, params=call.params, json=call.json, timeout=call.timeout,
+        )  # fmt: skip
 
 
 def _parse(model: type[ModelT], response: httpx.Response) -> ModelT:
@@ -173,7 +175,7 @@ class Client(_BaseClient):
             base_url, api_key, timeout=timeout, idle_timeout=idle_timeout, max_retries=max_retries,
             headers=headers, trace_id=trace_id, backoff=backoff,
         )  # fmt: skip
-        self._http = http_client or httpx.Client(base_url=self.base_url)
+        self._http = http_client or httpx.Client()
         self.skills = Skills(self)
         self.runs = Runs(self)
 
@@ -310,7 +312,7 @@ class AsyncClient(_BaseClient):
             base_url, api_key, timeout=timeout, idle_timeout=idle_timeout, max_retries=max_retries,
             headers=headers, trace_id=trace_id, backoff=backoff,
         )  # fmt: skip
-        self._http = http_client or httpx.AsyncClient(base_url=self.base_url)
+        self._http = http_client or httpx.AsyncClient()
         self.skills = AsyncSkills(self)
         self.runs = AsyncRuns(self)
 

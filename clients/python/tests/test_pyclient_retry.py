@@ -138,3 +138,24 @@ def test_request_retry_uses_retry_after_before_backoff() -> None:
     assert retry.next_delay(status_error(r)) == 1.0  # second attempt: 0.5 * 2
     with pytest.raises(InternalServerError):
         retry.next_delay(status_error(r))
+
+
+async def test_a_callers_own_http_client_is_used(kind: str, server: Server) -> None:
+    import httpx
+
+    from skillrun_client import AsyncClient, Client
+
+    seen: list[str] = []
+    if kind == "sync":
+        http = httpx.Client(event_hooks={"request": [lambda r: seen.append(str(r.url))]})
+        with Client(server.url + "/", API_KEY, http_client=http) as c:
+            assert len(await call(c.skills.list)) >= 3
+    else:
+
+        async def hook(r: httpx.Request) -> None:
+            seen.append(str(r.url))
+
+        ahttp = httpx.AsyncClient(event_hooks={"request": [hook]})
+        async with AsyncClient(server.url + "/", API_KEY, http_client=ahttp) as ac:
+            assert len(await ac.skills.list()) >= 3
+    assert seen == [server.url + "/v1/skills"]
