@@ -7,7 +7,6 @@ here against ``skillrun serve`` in a subprocess, read incrementally.
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from dataclasses import dataclass
