@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any, AsyncIterator, Callable
 
+import anyio
 import httpx
 import pytest
 
@@ -149,3 +150,18 @@ def test_rate_limit_on_real_server_from_env(server_factory: Callable[..., Server
         assert r.status_code == 429
         assert r.headers["content-type"].startswith("application/problem+json")
         assert int(r.headers["Retry-After"]) >= 1
+
+
+async def test_retry_after_is_honest(app_factory: Callable[..., Any]) -> None:
+    """Waiting Retry-After seconds is enough to be served again."""
+    async with client_for(app_factory(rate_limit="2/second")) as c:
+        key = {"x-api-key": API_KEY}
+        for _ in range(2):
+            assert (await c.post(SUMMARIZE + "/execute", json=BODY, headers=key)).status_code == 200
+        r = await c.post(SUMMARIZE + "/execute/stream", json=BODY, headers=key)
+        assert r.status_code == 429
+        retry = int(r.headers["Retry-After"])
+        assert retry == 1
+        await anyio.sleep(retry + 0.05)
+        r = await c.post(SUMMARIZE + "/execute/stream", json=BODY, headers=key)
+        assert r.status_code == 200
