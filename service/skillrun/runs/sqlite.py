@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Collection
 
-from .store import EventRecord, RunPage, RunRecord, parse_cursor, project, utc_now
+from .store import EventRecord, RunPage, RunRecord, parse_cursor, project, utc_now, wait_changed
 
 log = logging.getLogger(__name__)
 
@@ -368,13 +368,7 @@ class SqliteStore:
             return False
         if live.last > after or live.closed:
             return True
-        try:
-            # asyncio.timeout, not wait_for: no extra task per wait.
-            async with asyncio.timeout(timeout):
-                await live.changed.wait()
-        except TimeoutError:
-            return False
-        return True
+        return await wait_changed(live.changed, timeout)
 
     async def list_runs(
         self,

@@ -129,6 +129,19 @@ def project(run: RunRecord, event: EventRecord, now: str) -> None:
         run.finished_at = now
 
 
+async def wait_changed(changed: asyncio.Event, timeout: float | None) -> bool:
+    """Wait for a log's change notification; False when ``timeout`` passes first.
+
+    ``asyncio.timeout``, not ``wait_for``: no extra task per wait.
+    """
+    try:
+        async with asyncio.timeout(timeout):
+            await changed.wait()
+    except TimeoutError:
+        return False
+    return True
+
+
 def parse_cursor(cursor: str | None) -> int | None:
     if cursor is None:
         return None
@@ -205,13 +218,7 @@ class MemoryStore:
             return False
         if len(log.events) > after or log.closed:
             return True
-        try:
-            # asyncio.timeout, not wait_for: no extra task per wait.
-            async with asyncio.timeout(timeout):
-                await log.changed.wait()
-        except TimeoutError:
-            return False
-        return True
+        return await wait_changed(log.changed, timeout)
 
     async def list_runs(
         self,
