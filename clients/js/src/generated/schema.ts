@@ -372,7 +372,7 @@ export interface components {
         /** @enum {string} */
         StepStatus: "completed" | "skipped" | "degraded" | "failed";
         StepError: {
-            /** @description What went wrong: `capability_error`, `timeout`, `expression_error`, `cancelled`, `interrupted` (the server shut down), `internal`. */
+            /** @description What went wrong: `capability_error`, `timeout`, `expression_error`, `cancelled`, `interrupted` (the server shut down), `internal`, `gate_failed` (a gate with policy `fail` found something), `input_invalid` (a nested skill's inputs), `http_refused`, `http_error`, `http_status`, `http_too_large` (`http.request`), or a kind a capability names. */
             kind: string;
             message: string;
         };
@@ -748,7 +748,16 @@ export interface components {
             when?: string;
             /** @description The safety gate capability checked on the step's output. */
             gate?: string;
+            /** @description The steps this one waits for, when the file names them (else it waits for the step before). */
+            needs?: string[];
+            /** @description The CEL list the step runs once per item of. */
+            foreach?: string;
         };
+        /**
+         * @description A loaded skill. Skill files are YAML in the format of the JSON Schema
+         *     `openapi/skill.schema.json` (needs, when, foreach, retry, timeout,
+         *     on_error, gates, nested `skill:<id>`); see docs/SKILLS.md.
+         */
         SkillDescription: {
             id: string;
             version: string;
