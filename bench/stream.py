@@ -50,13 +50,13 @@ def wait_up(url: str, proc: subprocess.Popen) -> None:
     raise SystemExit(f"server did not start: {proc.args}")
 
 
-def start_skillrun(tmp: Path) -> tuple[subprocess.Popen, int]:
+def start_skillrun(tmp: Path, db: str) -> tuple[subprocess.Popen, int]:
     port = free_port()
     env = {
         **os.environ,
         "SKILLRUN_API_KEYS": KEY,
         "SKILLRUN_RATE_LIMIT": "100000000/minute",
-        "SKILLRUN_DB": str(tmp / "bench.db"),
+        "SKILLRUN_DB": db,
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "skillrun", "serve", "--port", str(port), "--log-level", "warning"],
@@ -104,60 +104,68 @@ def pct(values: list[float], p: float) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="smaller sizes, to check the script works")
+    ap.add_argument("--only", choices=["a", "b", "c"], action="append", help="run only these parts")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--db", default=None, help="SKILLRUN_DB for the server (default: a new SQLite file)")
     args = ap.parse_args()
     steps = 2_000 if args.quick else 10_000
     conc = 100 if args.quick else 1_000
     seconds = 2 if args.quick else 5
     tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"skillrun-bench-{os.getpid()}"
     tmp.mkdir(parents=True, exist_ok=True)
-    sk, sk_port = start_skillrun(tmp)
+    sk, sk_port = start_skillrun(tmp, args.db or str(tmp / "bench.db"))
     bare, bare_port = start_bare()
     auth = {"x-api-key": KEY}
+
+    def want(part: str) -> bool:
+        return not args.only or part in args.only
     try:
         # Warm both up.
         load("stream", sk_port, "/v1/skills/demo.ticker/execute/stream", {"inputs": {"steps": 50}}, 1, headers=auth)
         load("stream", bare_port, "/stream", {"inputs": {"events": 100}}, 1)
 
-        # (a) one long stream. demo.ticker emits 2 * steps + 3 events.
-        n_events = 2 * steps + 3
-        best_sk = best_bare = 0.0
-        for _ in range(args.repeat):
-            r = load("stream", sk_port, "/v1/skills/demo.ticker/execute/stream", {"inputs": {"steps": steps}}, 1,
-                     headers=auth)
-            assert r["errors"] == 0 and r["events"] == n_events, r
-            best_sk = max(best_sk, r["events"] / r["wall"])
-            b = load("stream", bare_port, "/stream", {"inputs": {"events": n_events}}, 1)
-            assert b["errors"] == 0 and b["events"] == n_events, b
-            best_bare = max(best_bare, b["events"] / b["wall"])
-        print(f"(a) one stream, {n_events} events: skillrun {best_sk:,.0f} ev/s, bare {best_bare:,.0f} ev/s, "
-              f"ratio {best_sk / best_bare:.2f} (aim >= 0.5)")
+        if want("a"):
+            # (a) one long stream. demo.ticker emits 2 * steps + 3 events.
+            n_events = 2 * steps + 3
+            best_sk = best_bare = 0.0
+            for _ in range(args.repeat):
+                r = load("stream", sk_port, "/v1/skills/demo.ticker/execute/stream", {"inputs": {"steps": steps}}, 1,
+                         headers=auth)
+                assert r["errors"] == 0 and r["events"] == n_events, r
+                best_sk = max(best_sk, r["events"] / r["wall"])
+                b = load("stream", bare_port, "/stream", {"inputs": {"events": n_events}}, 1)
+                assert b["errors"] == 0 and b["events"] == n_events, b
+                best_bare = max(best_bare, b["events"] / b["wall"])
+            print(f"(a) one stream, {n_events} events: skillrun {best_sk:,.0f} ev/s, bare {best_bare:,.0f} ev/s, "
+                  f"ratio {best_sk / best_bare:.2f} (aim >= 0.5)")
 
-        # (b) many concurrent streams: 10 steps, 100 ms apart, all at once.
-        sk_b = load("stream", sk_port, "/v1/skills/demo.ticker/execute/stream",
-                    {"inputs": {"steps": 10, "delay_ms": 100}}, conc, headers=auth)
-        sk_rss, sk_peak = rss_mb(sk.pid)
-        bare_b = load("stream", bare_port, "/stream", {"inputs": {"events": 23, "delay_ms": 50}}, conc)
-        bare_rss, bare_peak = rss_mb(bare.pid)
-        print(f"(b) {conc} concurrent streams: skillrun errors {sk_b['errors']} {sk_b['error_samples']}, "
-              f"events {sk_b['events']} (expected {conc * 23}); bare errors {bare_b['errors']}")
-        print(f"    time to first event p50/p95: skillrun {pct(sk_b['ttfe'], .5) * 1000:.0f}/"
-              f"{pct(sk_b['ttfe'], .95) * 1000:.0f} ms, bare {pct(bare_b['ttfe'], .5) * 1000:.0f}/"
-              f"{pct(bare_b['ttfe'], .95) * 1000:.0f} ms")
-        print(f"    server RSS after: skillrun {sk_rss:.0f} MiB (peak {sk_peak:.0f}), "
-              f"bare {bare_rss:.0f} MiB (peak {bare_peak:.0f})")
+        if want("b"):
+            # (b) many concurrent streams: 10 steps, 100 ms apart, all at once.
+            sk_b = load("stream", sk_port, "/v1/skills/demo.ticker/execute/stream",
+                        {"inputs": {"steps": 10, "delay_ms": 100}}, conc, headers=auth)
+            sk_rss, sk_peak = rss_mb(sk.pid)
+            bare_b = load("stream", bare_port, "/stream", {"inputs": {"events": 23, "delay_ms": 50}}, conc)
+            bare_rss, bare_peak = rss_mb(bare.pid)
+            print(f"(b) {conc} concurrent streams: skillrun errors {sk_b['errors']} {sk_b['error_samples']}, "
+                  f"events {sk_b['events']} (expected {conc * 23}); bare errors {bare_b['errors']}")
+            print(f"    time to first event p50/p95: skillrun {pct(sk_b['ttfe'], .5) * 1000:.0f}/"
+                  f"{pct(sk_b['ttfe'], .95) * 1000:.0f} ms, bare {pct(bare_b['ttfe'], .5) * 1000:.0f}/"
+                  f"{pct(bare_b['ttfe'], .95) * 1000:.0f} ms")
+            print(f"    server RSS after: skillrun {sk_rss:.0f} MiB (peak {sk_peak:.0f}), "
+                  f"bare {bare_rss:.0f} MiB (peak {bare_peak:.0f})")
 
-        # (c) /execute at concurrency 16.
-        body = {"inputs": {"text": TEXT, "max_sentences": 2}}
-        sk_c = load("execute", sk_port, "/v1/skills/text.summarize/execute", body, 16, seconds, headers=auth)
-        bare_c = load("execute", bare_port, "/execute", body, 16, seconds)
-        sk_rps = sk_c["requests"] / sk_c["wall"]
-        bare_rps = bare_c["requests"] / bare_c["wall"]
-        print(f"(c) /execute text.summarize, concurrency 16: skillrun {sk_rps:,.0f} req/s "
-              f"(errors {sk_c['errors']}), p50/p95 {pct(sk_c['latencies'], .5) * 1000:.1f}/"
-              f"{pct(sk_c['latencies'], .95) * 1000:.1f} ms; bare {bare_rps:,.0f} req/s, p50/p95 "
-              f"{pct(bare_c['latencies'], .5) * 1000:.1f}/{pct(bare_c['latencies'], .95) * 1000:.1f} ms; "
-              f"ratio {sk_rps / bare_rps:.2f}")
+        if want("c"):
+            # (c) /execute at concurrency 16.
+            body = {"inputs": {"text": TEXT, "max_sentences": 2}}
+            sk_c = load("execute", sk_port, "/v1/skills/text.summarize/execute", body, 16, seconds, headers=auth)
+            bare_c = load("execute", bare_port, "/execute", body, 16, seconds)
+            sk_rps = sk_c["requests"] / sk_c["wall"]
+            bare_rps = bare_c["requests"] / bare_c["wall"]
+            print(f"(c) /execute text.summarize, concurrency 16: skillrun {sk_rps:,.0f} req/s "
+                  f"(errors {sk_c['errors']}), p50/p95 {pct(sk_c['latencies'], .5) * 1000:.1f}/"
+                  f"{pct(sk_c['latencies'], .95) * 1000:.1f} ms; bare {bare_rps:,.0f} req/s, p50/p95 "
+                  f"{pct(bare_c['latencies'], .5) * 1000:.1f}/{pct(bare_c['latencies'], .95) * 1000:.1f} ms; "
+                  f"ratio {sk_rps / bare_rps:.2f}")
     finally:
         for p in (sk, bare):
             p.terminate()
