@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from typing import Any
@@ -10,6 +11,7 @@ import pytest
 
 from engine_util import Probe, engine_for, registry_with, run, skill
 from skillrun.engine import Capability, GateResult
+from skillrun.engine.runner import CANCELLED
 
 pytestmark = pytest.mark.anyio
 
@@ -215,6 +217,56 @@ async def test_foreach_item_failure_cancels_the_other_items() -> None:
     assert sorted(probe.cancelled) == ["0", "2"]
     kinds = {e["data"]["index"]: e["data"]["error"]["kind"] for e in rec.of("step_failed")}
     assert kinds == {0: "cancelled", 1: "capability_error", 2: "cancelled"}
+
+
+@pytest.mark.parametrize("max_parallel", [1, 2])
+async def test_foreach_items_that_never_start_after_a_failure_are_skipped(max_parallel: int) -> None:
+    probe = Probe()
+    reg = registry_with(probe.capability())
+    s = skill(
+        f"""
+        id: fe5
+        version: "1"
+        steps:
+          - id: each
+            uses: probe
+            foreach: "range(6)"
+            max_parallel: {max_parallel}
+            input: {{ms: "${{item == 1 ? 20 : {5 if max_parallel == 1 else 5000}}}", tag: "${{string(item)}}", fail: "${{item == 1}}"}}
+        """,
+        reg,
+    )
+    outcome, rec, _ = await run(engine_for(s, registry=reg), s)
+    assert outcome.status == "failed"
+    assert sorted(probe.started) == ["0", "1"]
+    skipped = rec.of("step_skipped", "each")
+    assert [e["data"]["index"] for e in skipped] == [2, 3, 4, 5]
+    assert {e["data"]["reason"] for e in skipped} == {"not run: another item of step 'each' failed"}
+
+
+@pytest.mark.parametrize("max_parallel", [1, 2])
+async def test_cancelling_a_foreach_gives_every_item_a_fate(max_parallel: int) -> None:
+    probe = Probe()
+    reg = registry_with(probe.capability())
+    s = skill(
+        f"""
+        id: fe6
+        version: "1"
+        steps:
+          - {{id: each, uses: probe, foreach: "range(5)", max_parallel: {max_parallel}, input: {{ms: 5000, tag: "${{string(item)}}"}}}}
+        """,
+        reg,
+    )
+    task = asyncio.create_task(run(engine_for(s, registry=reg), s))
+    await asyncio.sleep(0.05)
+    task.cancel(CANCELLED)
+    outcome, rec, _ = await task  # run() checks the order rules: every item one fate
+    assert outcome.status == "cancelled"
+    assert len(probe.cancelled) == max_parallel
+    failed = [e["data"]["index"] for e in rec.of("step_failed", "each")]
+    skipped = [e["data"]["index"] for e in rec.of("step_skipped", "each")]
+    assert sorted(failed) == list(range(max_parallel)) and skipped == list(range(max_parallel, 5))
+    assert {e["data"]["reason"] for e in rec.of("step_skipped")} == {"not run: the run was cancelled"}
 
 
 async def test_foreach_with_continue_keeps_the_other_items() -> None:

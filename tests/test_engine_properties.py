@@ -2,7 +2,9 @@
 
 Each generated skill has steps that need random earlier steps (or nothing, or the
 step before by default), and each step randomly succeeds, fails (``fail`` or
-``continue``), is skipped by its condition, sleeps a little, or retries.
+``continue``), is skipped by its condition, sleeps a little, retries, or runs once
+per item of a list (one or two at a time). A ``foreach`` step's items each get one
+fate too, told apart by ``data.index``, also those that never started.
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ TERMINAL = {"step_completed", "step_degraded", "step_failed"}
 
 
 @st.composite
-def dags(draw: st.DrawFn) -> tuple[str, dict[str, list[str] | None], dict[str, str]]:
+def dags(draw: st.DrawFn) -> tuple[str, dict[str, list[str] | None], dict[str, str], dict[str, int]]:
     n = draw(st.integers(1, 8))
     ids = [f"s{i}" for i in range(n)]
     needs: dict[str, list[str] | None] = {}
     kinds: dict[str, str] = {}
+    items: dict[str, int] = {}  # foreach steps: how many items
     lines = ["id: prop", 'version: "1"', f"max_parallel: {draw(st.integers(1, 4))}", "steps:"]
     for i, sid in enumerate(ids):
         need = draw(st.one_of(st.none(), st.lists(st.sampled_from(ids[:i]), unique=True) if i else st.just([])))
@@ -49,9 +52,15 @@ def dags(draw: st.DrawFn) -> tuple[str, dict[str, list[str] | None], dict[str, s
                 "retry": {"max_attempts": draw(st.integers(1, 3)), "backoff": {"initial_ms": 0}},
             }
         else:
-            step |= {"uses": "util.sleep", "foreach": f"range({draw(st.integers(0, 3))})", "max_parallel": 2}
+            items[sid] = draw(st.integers(0, 6))
+            step |= {
+                "uses": "util.sleep",
+                "foreach": f"range({items[sid]})",
+                "max_parallel": draw(st.integers(1, 2)),
+                "input": {"ms": draw(st.integers(0, 1))},
+            }
         lines.append(f"  - {_flow(step)}")
-    return "\n".join(lines), needs, kinds
+    return "\n".join(lines), needs, kinds, items
 
 
 def _flow(value: Any) -> str:
@@ -60,19 +69,24 @@ def _flow(value: Any) -> str:
     return json.dumps(value)
 
 
-def _check(text: str, needs: dict[str, list[str] | None], events: list[dict[str, Any]], cancelled: bool) -> None:
+def _check(needs: dict[str, list[str] | None], items: dict[str, int], events: list[dict[str, Any]]) -> None:
     ids = list(needs)
     assert [e["type"] for e in events].count("done") == 1 and events[-1]["type"] == "done"
-    # Every step: exactly one fate (step_skipped, or its instances each start then end).
+    # Every step, and every item of a foreach step: exactly one fate
+    # (step_skipped, or step_start then one terminal event).
     for sid in ids:
         mine = [e for e in events if e.get("step_id") == sid]
-        skipped = [e for e in mine if e["type"] == "step_skipped"]
-        starts = [e for e in mine if e["type"] == "step_start"]
-        ends = [e for e in mine if e["type"] in TERMINAL]
-        if skipped:
-            assert len(skipped) == 1 and not starts, (sid, mine)
-        else:
-            assert starts and len(starts) == len(ends), (sid, mine)
+        assert mine, f"{sid} has no fate"
+        by_index: dict[Any, list[str]] = {}
+        for e in mine:
+            by_index.setdefault((e["data"] or {}).get("index"), []).append(e["type"])
+        for index, types in by_index.items():
+            fate = [t for t in types if t in TERMINAL | {"step_skipped", "step_start"}]
+            assert fate == ["step_skipped"] or (len(fate) == 2 and fate[0] == "step_start" and fate[1] in TERMINAL), (
+                sid, index, types,
+            )
+        if sid in items and None not in by_index:  # the step ran: every item has its fate
+            assert sorted(by_index) == list(range(items[sid])), (sid, sorted(by_index))
     # Dependency order: a step starts only after every step it needs has its fate.
     pos = {}
     for n, e in enumerate(events):
@@ -107,9 +121,9 @@ def _run(text: str, cancel_after: float | None) -> tuple[list[dict[str, Any]], A
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(dags())
 def test_random_dags_give_every_step_one_fate_in_dependency_order(dag: Any) -> None:
-    text, needs, kinds = dag
+    text, needs, kinds, items = dag
     events, outcome = _run(text, None)
-    _check(text, needs, events, False)
+    _check(needs, items, events)
     failed_hard = any(s["status"] == "failed" and kinds[s["id"]] in ("fail", "flaky") for s in outcome.steps)
     assert outcome.status == ("failed" if failed_hard else "completed")
 
@@ -117,7 +131,7 @@ def test_random_dags_give_every_step_one_fate_in_dependency_order(dag: Any) -> N
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(dags(), st.sampled_from([0.0, 0.001, 0.002, 0.004]))
 def test_random_dags_cancelled_at_any_moment_still_end_cleanly(dag: Any, when: float) -> None:
-    text, needs, _ = dag
+    text, needs, _, items = dag
     events, outcome = _run(text, when)
-    _check(text, needs, events, True)
+    _check(needs, items, events)
     assert outcome.status in ("completed", "failed", "cancelled")

@@ -431,21 +431,48 @@ class _Run:
         statuses: list[str] = [""] * len(items)
         errors: list[dict[str, str] | None] = [None] * len(items)
 
+        started = [False] * len(items)
+
         async def one(index: int) -> None:
+            started[index] = True  # from here on, _instance gives the item its fate
             out, statuses[index], errors[index] = await self._instance(
                 step, index, {"item": items[index], "index": index}
             )
             results[index] = out
 
-        if step.max_parallel == 1:
-            for index in range(len(items)):  # inline: the common, cheapest case
-                await one(index)
-        else:
-            await self._pool(step, one, len(items))
+        try:
+            if step.max_parallel == 1:
+                for index in range(len(items)):  # inline: the common, cheapest case
+                    await one(index)
+            else:
+                await self._pool(step, one, len(items))
+        except StepFailure:
+            await self._skip_items(step, started, f"not run: another item of step {step.id!r} failed")
+            raise
+        except asyncio.CancelledError as exc:
+            await self._skip_items(step, started, f"not run: {stop_reason(exc)['message']}")
+            raise
         error = next((e for e in errors if e is not None), None)
         if error is not None:
             return results, "failed", error
         return results, "degraded" if "degraded" in statuses else "completed", None
+
+    async def _skip_items(self, step: Step, started: list[bool], reason: str) -> None:
+        """Items that never started (the step ended first) get ``step_skipped`` too.
+
+        As many events as the items would have had at least, so the loop gets its
+        turns; a cancellation meanwhile is kept and raised once every item has its fate.
+        """
+        stop: asyncio.CancelledError | None = None
+        for index, began in enumerate(started):
+            if not began:
+                self._emit("step_skipped", f"Step '{step.id}' item {index} skipped: {reason}.", step, index, {"reason": reason})
+                try:
+                    await self.engine.yield_if_due()
+                except asyncio.CancelledError as exc:
+                    stop = exc
+        if stop is not None:
+            raise stop
 
     async def _pool(self, step: Step, one: Any, count: int) -> None:
         """Run ``one(i)`` for every item, at most ``step.max_parallel`` at once, in index order."""
