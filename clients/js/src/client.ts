@@ -98,6 +98,7 @@ export function createClient(options: ClientOptions): Client {
       const request = start(skillId, '/execute/stream', body, options, 'text/event-stream');
       return new SkillStream(core, (signal) => core.send({ ...request, signal, headersTimeout: true }), {
         signal: options?.signal,
+        headers: options?.headers,
       });
     },
     execute(skillId, body, options) {
@@ -117,24 +118,12 @@ export function createClient(options: ClientOptions): Client {
       cancel: (runId, options) =>
         core.json<Run>({ method: 'POST', path: runPath(runId, '/cancel'), ...plain(options) }),
       events(runId, options) {
-        const after = options?.after === undefined ? undefined : String(options.after);
-        const stream: SkillStream = new SkillStream(
-          core,
-          (signal) =>
-            core.send({
-              method: 'GET',
-              path: runPath(runId, '/events'),
-              headers: {
-                ...options?.headers,
-                accept: 'text/event-stream',
-                ...(stream.lastEventId !== undefined ? { 'last-event-id': stream.lastEventId } : {}),
-              },
-              signal,
-              headersTimeout: true,
-            }),
-          { signal: options?.signal, runId, lastEventId: after },
-        );
-        return stream;
+        return new SkillStream(core, undefined, {
+          signal: options?.signal,
+          runId,
+          lastEventId: options?.after === undefined ? undefined : String(options.after),
+          headers: options?.headers,
+        });
       },
     },
     skills: {

@@ -58,6 +58,7 @@ export interface SendOptions extends RequestOptions {
 const RETRY_STATUS = new Set([429, 502, 503, 504]);
 const BASE_DELAY_MS = 250;
 const MAX_DELAY_MS = 8_000;
+const JITTER = 0.25;
 /** A Retry-After longer than this is not waited for: the error goes to the caller. */
 const MAX_RETRY_AFTER_S = 60;
 
@@ -179,10 +180,16 @@ export interface Opened {
   close(): void;
 }
 
-/** Exponential backoff with jitter: between half and all of base·2^attempt, capped. */
+/**
+ * Exponential backoff with jitter, in ms, before retry `attempt` (0-based):
+ * `base·2^attempt`, capped at 8 s (or at `base` when that is longer), stretched
+ * by up to a quarter at random, so clients dropped together do not come back
+ * together, and none sooner than asked: `base` is the server's `retry:` when it
+ * sent one (WHATWG HTML 9.2.3, "reconnection time"). The Python client's rule.
+ */
 export function backoffMs(attempt: number, baseMs = BASE_DELAY_MS): number {
-  const ceiling = Math.min(MAX_DELAY_MS, baseMs * 2 ** attempt);
-  return ceiling / 2 + Math.random() * (ceiling / 2);
+  const raw = Math.min(Math.max(MAX_DELAY_MS, baseMs), baseMs * 2 ** attempt);
+  return raw * (1 + JITTER * Math.random());
 }
 
 /** Resolves after `ms`, or rejects with the signal's reason when it aborts first. */

@@ -16,14 +16,23 @@ import type { ExecuteResult, SkillEvent } from './types.js';
 /** Opens one connection; `signal` aborts it. */
 export type Opener = (signal: AbortSignal) => Promise<Opened>;
 
+/** @internal How a stream starts; made by `createClient`, not by users. */
 export interface SkillStreamInit {
+  /** Stops the stream; it then rejects with the signal's reason. */
   signal?: AbortSignal | undefined;
   /** The run, when already known (`runs.events`). */
   runId?: string | undefined;
   /** Deliver only events after this id. */
   lastEventId?: string | undefined;
+  /** The call's extra headers, sent on every reconnect too. */
+  headers?: Record<string, string> | undefined;
 }
 
+/**
+ * A run's events: iterate it once with `for await` (each event a member of the
+ * `SkillEvent` union, narrowed by `switch (event.type)`), or call `result()`.
+ * Made by `client.stream` and `client.runs.events`.
+ */
 export class SkillStream implements AsyncIterable<SkillEvent> {
   /** The run being followed: from the `X-Run-Id` header or the first event. */
   runId: string | undefined;
@@ -34,6 +43,7 @@ export class SkillStream implements AsyncIterable<SkillEvent> {
 
   readonly #core: Core;
   readonly #open: Opener;
+  readonly #headers: Record<string, string> | undefined;
   readonly #signal: AbortSignal | undefined;
   readonly #controller = new AbortController();
   readonly #unlink: () => void;
@@ -44,9 +54,14 @@ export class SkillStream implements AsyncIterable<SkillEvent> {
   #reject!: (err: unknown) => void;
   readonly #result: Promise<ExecuteResult>;
 
-  constructor(core: Core, open: Opener, init: SkillStreamInit = {}) {
+  /**
+   * @internal Use `client.stream` or `client.runs.events`. Without `open`, the
+   * first connection is `GET /v1/runs/{runId}/events` like every reconnect.
+   */
+  constructor(core: Core, open: Opener | undefined, init: SkillStreamInit = {}) {
     this.#core = core;
-    this.#open = open;
+    this.#open = open ?? ((signal) => this.#resume(signal, true));
+    this.#headers = init.headers;
     this.#signal = init.signal;
     this.runId = init.runId;
     this.lastEventId = init.lastEventId;
@@ -83,10 +98,12 @@ export class SkillStream implements AsyncIterable<SkillEvent> {
     const signal = this.#controller.signal;
     let opened: Opened | undefined;
     let failures = 0;
+    // Why the last connection (or reconnect) failed: its Retry-After sets the
+    // next wait, and a StreamError carries it.
+    let cause: unknown;
     try {
       opened = await this.#open(signal);
       for (;;) {
-        let cause: unknown;
         if (opened !== undefined) {
           try {
             for await (const event of this.#read(opened)) {
@@ -122,6 +139,7 @@ export class SkillStream implements AsyncIterable<SkillEvent> {
           if (!(err instanceof APIConnectionError) && !isRetryableStatus(err)) {
             throw new StreamError('resuming the stream failed', this, err);
           }
+          cause = err; // a 503's or 429's Retry-After sets the next wait
         }
       }
     } catch (err) {
@@ -132,8 +150,9 @@ export class SkillStream implements AsyncIterable<SkillEvent> {
     }
   }
 
-  #resume(signal: AbortSignal): Promise<Opened> {
-    const headers: Record<string, string> = { accept: 'text/event-stream' };
+  /** `GET /v1/runs/{runId}/events` after `lastEventId`. `retry`: let `Core` retry (the first connection only). */
+  #resume(signal: AbortSignal, retry = false): Promise<Opened> {
+    const headers: Record<string, string> = { ...this.#headers, accept: 'text/event-stream' };
     if (this.lastEventId !== undefined) headers['last-event-id'] = this.lastEventId;
     return this.#core.send({
       method: 'GET',
@@ -141,7 +160,8 @@ export class SkillStream implements AsyncIterable<SkillEvent> {
       headers,
       signal,
       headersTimeout: true,
-      retry: false, // the stream's own loop retries, on the same budget
+      // A reconnect is retried by the stream's own loop, on its budget of maxRetries.
+      retry,
     });
   }
 

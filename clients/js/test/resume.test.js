@@ -1,7 +1,7 @@
 // Streams that heal: cuts mid-frame, idle timeouts, retries before a run exists; the runs API.
 import assert from 'node:assert/strict';
 import { after as afterAll, before, test } from 'node:test';
-import { createClient, ConflictError } from '../dist/index.js';
+import { createClient, ConflictError, NotFoundError, StreamError } from '../dist/index.js';
 import { API_KEY, after, checkOrder, startProxy, startServer } from './helpers.js';
 
 let server;
@@ -134,7 +134,114 @@ test("the server's retry: sets the reconnection delay", async () => {
   const c = createClient({ baseUrl: server.url, apiKey: API_KEY, fetch: fetchWith });
   const { ids } = await collect(c.stream('demo.ticker', TICKER));
   assert.equal(ids.length, N);
-  assert.ok(resumedAt - cutAt >= 600, `waited ${resumedAt - cutAt} ms (retry 1200, jitter down to half)`);
+  const waited = resumedAt - cutAt;
+  // Never sooner than asked; the jitter stretches by at most a quarter.
+  assert.ok(waited >= 1200 && waited < 1200 * 1.25 + 400, `waited ${waited} ms for retry: 1200`);
+});
+
+function problemAnswer(status, reason, retryAfter) {
+  const body = JSON.stringify({ type: 'about:blank', title: reason, status });
+  return (
+    `HTTP/1.1 ${status} ${reason}\r\nretry-after: ${retryAfter}\r\ncontent-type: application/problem+json\r\n` +
+    `content-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`
+  );
+}
+
+test('a resume answered 503, then 429, waits out each Retry-After and goes on, every event once', async () => {
+  const plan = (n) =>
+    [
+      { cut: (t) => after(t, '\n\n', 3) },
+      { answer: problemAnswer(503, 'Service Unavailable', 2) },
+      { answer: problemAnswer(429, 'Too Many Requests', 1) },
+    ][n] ?? {};
+  const proxy = await startProxy(server.port, plan);
+  try {
+    const c = createClient({ baseUrl: proxy.url, apiKey: API_KEY });
+    const stream = c.stream('demo.ticker', TICKER);
+    const events = [];
+    let cutAt;
+    for await (const e of stream) {
+      events.push(e);
+      if (events.length === 3) cutAt = Date.now();
+    }
+    const waited = Date.now() - cutAt;
+    checkOrder(events);
+    assert.deepEqual(
+      events.map((_, i) => i),
+      [...Array(N).keys()],
+    );
+    assert.equal(stream.reconnects, 3);
+    // The backoff alone would wait about 0.25 + 0.5 + 1 s.
+    assert.ok(waited >= 3000, `waited ${waited} ms for Retry-After: 2, then 1`);
+    for (const n of [1, 2, 3]) {
+      assert.match(proxy.requests[n], new RegExp(`^GET /v1/runs/${stream.runId}/events `));
+      assert.equal(header(proxy.requests[n], 'last-event-id'), '3');
+    }
+  } finally {
+    await proxy.close();
+  }
+});
+
+test('a resume answered 404 is a StreamError at once, carrying the NotFoundError', async () => {
+  const body = JSON.stringify({ type: 'about:blank', title: 'Not Found', status: 404 });
+  const plan = (n) =>
+    [
+      { cut: (t) => after(t, '\n\n', 2) },
+      {
+        answer: `HTTP/1.1 404 Not Found\r\ncontent-type: application/problem+json\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`,
+      },
+    ][n] ?? {};
+  const proxy = await startProxy(server.port, plan);
+  try {
+    const c = createClient({ baseUrl: proxy.url, apiKey: API_KEY });
+    const stream = c.stream('demo.ticker', TICKER);
+    const err = await collect(stream).catch((e) => e);
+    assert.ok(err instanceof StreamError, String(err));
+    assert.ok(err.cause instanceof NotFoundError, String(err.cause));
+    assert.equal(err.lastEventId, '2');
+    assert.equal(proxy.connections, 2);
+  } finally {
+    await proxy.close();
+  }
+});
+
+test("reconnects carry the call's extra headers", async () => {
+  const proxy = await startProxy(server.port, (n) => (n === 0 ? { cut: (t) => after(t, '\n\n', 2) } : {}));
+  try {
+    const c = createClient({ baseUrl: proxy.url, apiKey: API_KEY });
+    const { ids } = await collect(c.stream('demo.ticker', TICKER, { headers: { 'x-call-tag': 'b' } }));
+    assert.equal(ids.length, N);
+    assert.match(proxy.requests[1], /^GET /);
+    assert.equal(header(proxy.requests[1], 'x-call-tag'), 'b');
+    assert.equal(header(proxy.requests[1], 'last-event-id'), '2');
+  } finally {
+    await proxy.close();
+  }
+});
+
+test('an answer whose headers never come (idleTimeoutMs) is retried with the same Idempotency-Key: one run', async () => {
+  const traceId = `stall-${Date.now()}`;
+  const proxy = await startProxy(server.port, (n) => (n === 0 ? { stall: () => 0 } : {}));
+  try {
+    const c = createClient({ baseUrl: proxy.url, apiKey: API_KEY, idleTimeoutMs: 500 });
+    const started = Date.now();
+    const stream = c.stream('demo.ticker', TICKER, { traceId });
+    const { events, ids } = await collect(stream);
+    assert.ok(Date.now() - started >= 500);
+    checkOrder(events);
+    assert.deepEqual(ids, Array.from({ length: N }, (_, i) => String(i + 1)));
+    const posts = proxy.requests.filter((r) => r.startsWith('POST '));
+    assert.equal(posts.length, 2);
+    assert.equal(header(posts[0], 'idempotency-key'), header(posts[1], 'idempotency-key'));
+    assert.equal(proxy.closed[0], true, 'the stalled connection was closed');
+    const page = await client.runs.list({ skill_id: 'demo.ticker', limit: 100 });
+    assert.deepEqual(
+      page.runs.filter((r) => r.trace_id === traceId).map((r) => r.run_id),
+      [stream.runId],
+    );
+  } finally {
+    await proxy.close();
+  }
 });
 
 test('executeAsync, runs.get, runs.list and runs.events', async () => {
