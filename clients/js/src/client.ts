@@ -17,6 +17,7 @@ import type {
 export interface ExecuteBody {
   /** The skill's inputs; their schema is the skill's (see `skills.get`). */
   inputs: Record<string, unknown>;
+  /** Per-run options (`timeout_ms`, `on_disconnect` …), as the contract's `ExecuteOptions`. */
   options?: ExecuteOptions;
 }
 
@@ -31,11 +32,13 @@ export interface RunOptions extends RequestOptions {
   traceId?: string;
 }
 
+/** Options of `runs.events`. */
 export interface EventsOptions extends RequestOptions {
   /** Deliver only events after this id (the SSE id of the last event seen). */
   after?: string | number;
 }
 
+/** What `createClient` returns: the calls of the API, grouped as its tags are. */
 export interface Client {
   /**
    * Run a skill and stream its events. Nothing is sent until the stream is
@@ -46,19 +49,30 @@ export interface Client {
   execute(skillId: string, body: ExecuteBody, options?: RunOptions): Promise<ExecuteResult>;
   /** Start a run in the background; follow it with `runs.events` or poll `runs.get`. */
   executeAsync(skillId: string, body: ExecuteBody, options?: RunOptions): Promise<RunAccepted>;
+  /** The runs this API key started. */
   runs: {
+    /** One run (`result` once it has ended); `NotFoundError` for a run this key cannot see. */
     get(runId: string, options?: RequestOptions): Promise<Run>;
+    /** Runs newest first, filtered by `status` and `skill_id`; pass `next_cursor` as `cursor` for the next page. */
     list(params?: RunListParams, options?: RequestOptions): Promise<RunList>;
+    /** Ask a run to stop (it ends `cancelled`); `ConflictError` when it has already ended. */
     cancel(runId: string, options?: RequestOptions): Promise<Run>;
     /** A run's events (replayed, then live until `done`), healing like `stream`. */
     events(runId: string, options?: EventsOptions): SkillStream;
   };
+  /** The skills the server has loaded. */
   skills: {
+    /** Every loaded skill, sorted by id. */
     list(options?: RequestOptions): Promise<SkillSummary[]>;
+    /** One skill with its inputs and outputs schemas; `NotFoundError` when not loaded. */
     get(skillId: string, options?: RequestOptions): Promise<SkillDescription>;
   };
 }
 
+/**
+ * A client for one server and API key. Every request sends `x-api-key`;
+ * runs are started with a generated `Idempotency-Key`, so retries are safe.
+ */
 export function createClient(options: ClientOptions): Client {
   const core = new Core(options);
   const skillPath = (skillId: string, suffix: string): string => `/v1/skills/${encodeURIComponent(skillId)}${suffix}`;

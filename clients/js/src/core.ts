@@ -11,8 +11,10 @@ import {
   retryAfterSeconds,
 } from './errors.js';
 
+/** A `fetch` the client can use instead of the platform's (a proxy agent, a test double). */
 export type FetchLike = (input: string, init: RequestInit) => Promise<Response>;
 
+/** What `createClient` takes; only `baseUrl` and `apiKey` are required. */
 export interface ClientOptions {
   /** Where the server is, e.g. `http://127.0.0.1:8080`. */
   baseUrl: string;
@@ -28,9 +30,11 @@ export interface ClientOptions {
   maxRetries?: number;
   /**
    * A stream with no bytes at all for this long (heartbeats count) is treated
-   * as dropped and resumed; a request with no answer for this long fails with
-   * `APITimeoutError` (retried like a connection error). Default 60 000 ms:
-   * four of the server's 15 s heartbeats.
+   * as dropped and resumed; a request whose answer's headers do not come within
+   * this long fails with `APITimeoutError` (retried like a connection error).
+   * `execute` is the exception: `/execute` answers when its run ends, so it
+   * waits as long as the run takes (pass a `signal` to bound it). Default
+   * 60 000 ms: four of the server's 15 s heartbeats.
    */
   idleTimeoutMs?: number;
   /** Extra headers for every request. */
@@ -39,6 +43,7 @@ export interface ClientOptions {
 
 /** Options every call takes. */
 export interface RequestOptions {
+  /** Aborts the call (and a stream, at any point); it rejects with the signal's reason. */
   signal?: AbortSignal;
   /** Extra headers for this call. */
   headers?: Record<string, string>;

@@ -19,16 +19,23 @@
  */
 import type { FieldError, Problem } from './types.js';
 
+/** The base of every error this client throws (aborts excepted: see above). */
 export class SkillrunError extends Error {
+  /** The class's name, so that logs and `err.name` checks tell the errors apart. */
   override name = 'SkillrunError';
 }
 
+/**
+ * The server answered with an error status; a subclass per status names it,
+ * and other statuses (413, 415 …) are a plain `APIError`.
+ */
 export class APIError extends SkillrunError {
   override name = 'APIError';
   /** The HTTP status. */
   readonly status: number;
   /** The parsed `application/problem+json` body, when the answer had one. */
   readonly problem: Problem | undefined;
+  /** The answer's headers (`x-trace-id`, `RateLimit-*`, `Retry-After` …). */
   readonly headers: Headers;
 
   constructor(status: number, problem: Problem | undefined, headers: Headers, message?: string) {
@@ -45,18 +52,23 @@ function describe(status: number, problem: Problem | undefined): string {
   return `${status} ${problem.title}${problem.detail ? `: ${problem.detail}` : ''}${fields ? ` (${fields})` : ''}`;
 }
 
+/** 400: the body is not JSON or not UTF-8, or a parameter or cursor is malformed. */
 export class BadRequestError extends APIError {
   override name = 'BadRequestError';
 }
+/** 401: the `x-api-key` is missing or wrong. */
 export class AuthenticationError extends APIError {
   override name = 'AuthenticationError';
 }
+/** 404: no such skill, or no run this key can see. */
 export class NotFoundError extends APIError {
   override name = 'NotFoundError';
 }
+/** 409: e.g. cancelling a run that has already ended. */
 export class ConflictError extends APIError {
   override name = 'ConflictError';
 }
+/** 422: inputs or options that break the schema, or an `Idempotency-Key` reused with another body. */
 export class ValidationError extends APIError {
   override name = 'ValidationError';
   /** One entry per failing field, e.g. `{field: 'inputs.max_sentences', message: …}`. */
@@ -64,32 +76,43 @@ export class ValidationError extends APIError {
     return this.problem?.errors ?? [];
   }
 }
+/** 429: rate limited (after the retries, or at once when `Retry-After` is over a minute). */
 export class RateLimitError extends APIError {
   override name = 'RateLimitError';
   /** Seconds to wait before trying again (`Retry-After`), when the server said. */
   readonly retryAfter: number | undefined;
+  /** Made by the client from an answer; `retryAfter` is read from `headers`. */
   constructor(status: number, problem: Problem | undefined, headers: Headers) {
     super(status, problem, headers);
     this.retryAfter = retryAfterSeconds(headers);
   }
 }
+/** 5xx: the server (or a proxy in front of it) failed; 502/503/504 were retried first. */
 export class InternalServerError extends APIError {
   override name = 'InternalServerError';
 }
 
+/** No answer: connection refused or reset, DNS, a body cut short (after the retries). */
 export class APIConnectionError extends SkillrunError {
   override name = 'APIConnectionError';
 }
+/** No answer's headers, or no bytes of a stream, for `idleTimeoutMs`. */
 export class APITimeoutError extends APIConnectionError {
   override name = 'APITimeoutError';
 }
 
+/**
+ * A stream that could not be healed: it dropped before its run was known, a
+ * reconnect was refused, `maxRetries` reconnects in a row failed, an event was
+ * not JSON, or it was closed (`break`) before `done`. `cause` is the last failure.
+ */
 export class StreamError extends SkillrunError {
   override name = 'StreamError';
   /** The run the stream was following, when known. */
   readonly runId: string | undefined;
   /** The id of the last event delivered: resume from here with `runs.events(runId, {after})`. */
   readonly lastEventId: string | undefined;
+  /** Made by the stream; the message is completed with the run and last event id. */
   constructor(message: string, state: { runId: string | undefined; lastEventId: string | undefined }, cause?: unknown) {
     super(
       `${message} (run ${state.runId ?? 'unknown'}, last event ${state.lastEventId ?? 'none'})`,

@@ -7,11 +7,19 @@
 
 /** One dispatched message. `id` is the last event ID buffer at dispatch time. */
 export interface ServerSentEvent {
+  /** The `event:` field, `message` when there was none. */
   event: string;
+  /** The `data:` lines joined with LF. */
   data: string;
+  /** The last event ID buffer at dispatch (`id:` persists across events), if any was set. */
   id: string | undefined;
 }
 
+/**
+ * A push decoder: `push(bytes)` returns the messages those bytes complete;
+ * `lastEventId`, `retry` and `comments` hold what the stream said besides.
+ * Sans-IO, so it works on any byte source (and is tested at every split).
+ */
 export class SSEDecoder {
   // The TextDecoder keeps a multibyte character split across chunks, and
   // drops the BOM the spec says to drop ("ignoreBOM" is false by default).

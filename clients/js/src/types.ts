@@ -8,30 +8,55 @@ type Schemas = components['schemas'];
 
 /** One event of a run; `switch (event.type)` narrows it. */
 export type SkillEvent = Schemas['SkillEvent'];
+/** The event names: `skill_start`, `step_start` … `done`. */
 export type EventType = SkillEvent['type'];
 /** The event type whose `type` is `T`, e.g. `EventOf<'step_failed'>`. */
 export type EventOf<T extends EventType> = Extract<SkillEvent, { type: T }>;
 
+/** The first event of a run; `data.steps` lists its steps. */
 export type SkillStartEvent = Schemas['SkillStartEvent'];
+/** A step (or one `foreach` item, `data.index`) starts. */
 export type StepStartEvent = Schemas['StepStartEvent'];
+/** A step finished; `data.produced_output` is what it made. */
 export type StepCompletedEvent = Schemas['StepCompletedEvent'];
+/** A step did not run (`data.reason`): its condition was false, a gate skipped it, or the run ended first. */
 export type StepSkippedEvent = Schemas['StepSkippedEvent'];
+/** A safety gate changed a step's output (`data.findings`, e.g. an e-mail address redacted). */
 export type StepDegradedEvent = Schemas['StepDegradedEvent'];
+/** A step failed; `data.error` says how. */
 export type StepFailedEvent = Schemas['StepFailedEvent'];
+/** A failed attempt of a step with `retry`; another follows after `data.delay_ms`. */
+export type StepRetryingEvent = Schemas['StepRetryingEvent'];
+/** A step failed for good and its `on_error.fallback` capability (`data.uses`) runs instead. */
+export type StepFallbackEvent = Schemas['StepFallbackEvent'];
+/** A gate with policy `warn` found something (`data.findings`); the value is kept. */
+export type GateWarningEvent = Schemas['GateWarningEvent'];
+/** The skill finished (completed or failed); `done` follows. */
 export type SkillCompletedEvent = Schemas['SkillCompletedEvent'];
+/** The last event: the run's result (what `/execute` answers) plus `type: 'done'`. */
 export type DoneEvent = Schemas['DoneEvent'];
 
 /** What `/execute` answers and what `stream.result()` resolves to (the `done` payload). */
 export type ExecuteResult = Schemas['ExecuteResult'];
+/** Per-run options of the execute calls (`timeout_ms`, `on_disconnect` …). */
 export type ExecuteOptions = Schemas['ExecuteOptions'];
+/** The body of the execute endpoints. */
 export type ExecuteRequest = Schemas['ExecuteRequest'];
+/** `queued`, `running`, `completed`, `failed`, `cancelled` or `interrupted`. */
 export type RunStatus = Schemas['RunStatus'];
+/** One step in a result's `steps`: its id and how it ended. */
 export type StepSummary = Schemas['StepSummary'];
+/** Why a step failed (`kind`, `message`). */
 export type StepError = Schemas['StepError'];
+/** An `application/problem+json` body (RFC 9457): `APIError.problem`. */
 export type Problem = Schemas['Problem'];
+/** One failing field of a 422: `{field, message}`. */
 export type FieldError = Schemas['FieldError'];
+/** A skill as `skills.list` shows it. */
 export type SkillSummary = Schemas['SkillSummary'];
+/** A skill with its inputs and outputs schemas (`skills.get`). */
 export type SkillDescription = Schemas['SkillDescription'];
+/** The body of `GET /v1/skills`; `skills.list` answers its `skills`. */
 export type SkillList = Schemas['SkillList'];
 
 /** A run; `result` is present once it has ended. */
@@ -40,5 +65,7 @@ export type Run = Schemas['Run'];
 export type RunSummary = Schemas['RunSummary'];
 /** What `executeAsync` answers (202): the new run, `status: 'queued'`. */
 export type RunAccepted = Schemas['Run'];
+/** One page of `runs.list`: `runs`, and `next_cursor` when there are more. */
 export type RunList = Schemas['RunList'];
+/** The filters of `runs.list`: `status`, `skill_id`, `limit`, `cursor`. */
 export type RunListParams = NonNullable<operations['list_runs']['parameters']['query']>;

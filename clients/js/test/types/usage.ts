@@ -6,7 +6,8 @@ import {
   type EventOf,
   type ExecuteResult,
   type Run,
-    APIError,
+  type StepRetryingEvent,
+  APIError,
   RateLimitError,
   StreamError,
   ValidationError,
@@ -40,6 +41,11 @@ export async function usage(): Promise<void> {
       case 'step_degraded':
         void event.data.findings[0]?.count;
         break;
+      case 'step_retrying': {
+        const attempt: number = event.data.attempt;
+        void attempt;
+        break;
+      }
       case 'done': {
         const status: 'queued' | 'running' | 'completed' | 'failed' | 'cancelled' | 'interrupted' = event.status;
         void status;
@@ -60,6 +66,8 @@ export async function usage(): Promise<void> {
   // @ts-expect-error the result has no type field
   void result.type;
 
+  const retrying: StepRetryingEvent['type'] = 'step_retrying';
+  void retrying;
   const kind: EventOf<'step_failed'>['data']['error']['kind'] = 'timeout';
   void kind;
   // @ts-expect-error not an event type
