@@ -21,7 +21,16 @@ const ARGS = [
 const PAGE = `<!doctype html>
 <meta charset="utf-8">
 <title>skillrun-client in a browser</title>
+<style>
+  body { font: 15px system-ui, sans-serif; margin: 2em; }
+  li { margin: .2em 0; } code { font-weight: 600; display: inline-block; min-width: 9em; }
+  li[data-type=step_degraded] code, li[data-type=step_failed] code { color: #b45309; }
+  li[data-type=done] code { color: #15803d; }
+</style>
+<h1>demo.showcase, streamed live</h1>
 <ol id="events"></ol>
+<h2>Result</h2>
+<p id="result">running…</p>
 <script type="module">
   import { createClient, ValidationError } from '/pkg/index.js';
   const params = new URLSearchParams(location.search);
@@ -33,10 +42,13 @@ const PAGE = `<!doctype html>
       const li = document.createElement('li');
       li.dataset.type = event.type;
       li.dataset.id = stream.lastEventId;
-      li.textContent = event.type === 'done' ? 'done: ' + event.status : event.message;
+      const type = document.createElement('code');
+      type.textContent = event.type;
+      li.append(type, ' ', event.type === 'done' ? 'run ' + event.status : event.message);
       list.append(li);
     }
     const result = await stream.result();
+    document.getElementById('result').textContent = result.status + ': ' + result.outputs.summary;
     let validation = null;
     try {
       await client.execute('text.summarize', { inputs: { text: 'x', max_sentences: 99 } });
@@ -91,6 +103,7 @@ test('a page on another origin streams a skill and renders its events', async (t
     await tab.waitForFunction(() => window.__outcome !== undefined, null, { timeout: 30_000 });
     const outcome = await tab.evaluate(() => window.__outcome);
     assert.equal(outcome.error, undefined, `${outcome.error}\n${consoleLines.join('\n')}`);
+    if (process.env.SKILLRUN_SCREENSHOT) await tab.screenshot({ path: process.env.SKILLRUN_SCREENSHOT, fullPage: true });
     const rendered = await tab.$$eval('#events li', (lis) => lis.map((li) => [li.dataset.type, li.dataset.id, li.textContent]));
     const types = rendered.map(([type]) => type);
     assert.equal(types[0], 'skill_start');
@@ -100,7 +113,11 @@ test('a page on another origin streams a skill and renders its events', async (t
       rendered.map(([, id]) => id),
       rendered.map((_, i) => String(i + 1)),
     );
-    assert.equal(rendered.at(-1)[2], 'done: completed');
+    assert.equal(rendered.at(-1)[2], 'done run completed');
+    assert.equal(rendered[0][2], "skill_start Starting skill 'demo.showcase'.");
+    const shown = await tab.textContent('#result');
+    assert.match(shown, /^completed: \S/);
+    assert.ok(!shown.includes('ann@example.org'), 'the gate redacted the address');
     assert.match(outcome.runId, /^run_/);
     assert.match(outcome.exposed.remaining, /^[0-9]+$/, 'RateLimit-Remaining is exposed');
     assert.equal(outcome.status, 'completed');

@@ -21,6 +21,15 @@ test('the tree: every class is a SkillrunError and names itself', () => {
   assert.ok(sr.APITimeoutError.prototype instanceof sr.APIConnectionError);
   assert.ok(sr.APIConnectionError.prototype instanceof sr.SkillrunError);
   assert.ok(sr.StreamError.prototype instanceof sr.SkillrunError);
+  const h = new Headers({ 'retry-after': '7' });
+  for (const name of ['APIError', 'BadRequestError', 'AuthenticationError', 'NotFoundError', 'ConflictError', 'ValidationError', 'RateLimitError', 'InternalServerError']) {
+    assert.equal(new sr[name](418, undefined, h).name, name);
+  }
+  assert.equal(new sr.RateLimitError(429, undefined, h).retryAfter, 7);
+  for (const name of ['SkillrunError', 'APIConnectionError', 'APITimeoutError']) assert.equal(new sr[name]('x').name, name);
+  const streamError = new sr.StreamError('gave up', { runId: 'run_1', lastEventId: '4' });
+  assert.equal(streamError.name, 'StreamError');
+  assert.match(streamError.message, /run run_1, last event 4/);
 });
 
 test('400 BadRequestError for a malformed run id', async () => {
@@ -61,6 +70,14 @@ test('422 ValidationError names the failing field', async () => {
   assert.ok(err instanceof sr.ValidationError, String(err));
   assert.equal(err.errors[0].field, 'inputs.max_sentences');
   assert.match(err.message, /inputs\.max_sentences/);
+});
+
+test('other statuses (413) are a plain APIError with the problem', async () => {
+  const err = await client.execute('text.summarize', { inputs: { text: 'x'.repeat(1_100_000) } }).catch((e) => e);
+  assert.equal(err.constructor, sr.APIError, String(err));
+  assert.equal(err.status, 413);
+  assert.equal(err.problem.status, 413);
+  assert.equal(err.name, 'APIError');
 });
 
 test('429 RateLimitError with retryAfter when retries are used up', async () => {
