@@ -182,6 +182,33 @@ test('a resume answered 503, then 429, waits out each Retry-After and goes on, e
   }
 });
 
+test('an AbortSignal ends the wait before a resume at once, with AbortError', async () => {
+  const plan = (n) =>
+    [{ cut: (t) => after(t, '\n\n', 2) }, { answer: problemAnswer(503, 'Service Unavailable', 30) }][n] ?? {};
+  const proxy = await startProxy(server.port, plan);
+  try {
+    const c = createClient({ baseUrl: proxy.url, apiKey: API_KEY });
+    const controller = new AbortController();
+    const stream = c.stream('demo.ticker', TICKER, { signal: controller.signal });
+    const seen = [];
+    const started = Date.now();
+    const iterating = (async () => {
+      for await (const e of stream) seen.push(e.type);
+    })();
+    // Abort once the stream waits out the 503's Retry-After: 30.
+    while (proxy.connections < 2 && Date.now() - started < 10_000) await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, 200));
+    controller.abort();
+    await assert.rejects(iterating, { name: 'AbortError' });
+    await assert.rejects(stream.result(), { name: 'AbortError' });
+    assert.ok(Date.now() - started < 5000, 'did not wait the 30 s');
+    assert.equal(seen.length, 2);
+    assert.equal(proxy.connections, 2);
+  } finally {
+    await proxy.close();
+  }
+});
+
 test('a resume answered 404 is a StreamError at once, carrying the NotFoundError', async () => {
   const body = JSON.stringify({ type: 'about:blank', title: 'Not Found', status: 404 });
   const plan = (n) =>
