@@ -3,27 +3,25 @@
 """``Client`` and ``AsyncClient``: configuration, resources, and the one retry loop each.
 
 Everything but sending and sleeping is shared: :class:`_BaseClient` turns calls into
-:class:`~skillrun_client._streaming.Call` data, :mod:`._retry` decides on retries,
-:mod:`._exceptions` maps answers to errors.
+:class:`~skillrun_client._transport.Call` data, :mod:`._transport` sends them,
+:mod:`._retry` decides on retries, :mod:`._exceptions` maps answers to errors.
 """
 
 from __future__ import annotations
 
 import os
-import time
 import uuid
 from types import TracebackType
-from typing import Any, Callable, Mapping, TypedDict, TypeVar
+from typing import Any, Mapping, TypedDict, TypeVar
 
-import anyio
 import httpx
 from pydantic import BaseModel
 from typing_extensions import Unpack
 
-from ._exceptions import SkillrunError, status_error
 from ._generated.models import ExecuteOptions, Run, RunList, SkillDescription, SkillSummary, SkillList
-from ._retry import Backoff, RequestRetry, RetryPolicy
-from ._streaming import AsyncStream, Call, ResumeState, Stream, dropped
+from ._retry import Backoff, RequestRetry
+from ._streaming import AsyncStream, ResumeState, Stream
+from ._transport import Call, asend, send
 from ._types import RunResult
 
 __all__ = ["Client", "AsyncClient", "RequestOptions", "DEFAULT_BASE_URL"]
@@ -34,42 +32,39 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 class RequestOptions(TypedDict, total=False):
-    """Per-call options; each overrides the client's own for that call."""
+    """The options of the client, and of each call (where they override the client's)."""
 
     timeout: float
-    """Seconds for a whole answer (for a stream: to connect and get its headers)."""
+    """Seconds for each step of a request: to connect, to send, and (except for a stream,
+    which waits ``idle_timeout``) each wait for the answer. Default 60."""
     idle_timeout: float
-    """Streams: seconds without a single byte after which the connection counts as dropped."""
+    """Streams: seconds without a single byte (heartbeats count) after which the
+    connection counts as dropped and is resumed. Default 45."""
     max_retries: int
-    """Retries of a failed request, and reconnects of a stream in a row without progress."""
+    """Retries of a failed request, and reconnects of a stream in a row without progress. Default 5."""
     headers: Mapping[str, str]
+    """Extra headers; a call's are added to (and override) the client's."""
     trace_id: str
     """Sent as ``x-trace-id``; the server echoes it in every event."""
     idempotency_key: str
-    """Starting a run: the same key names the same run (generated per call when absent)."""
+    """Sent as ``Idempotency-Key`` by the calls that start a run: the server starts one run
+    per key. Default: a new key per call, reused by that call's retries. On the client it
+    is the key of every run the client starts (a client for one job that must run once)."""
 
 
 class _BaseClient:
     def __init__(
-        self,
-        base_url: str | None = None,
-        api_key: str | None = None,
-        *,
-        timeout: float = 60.0,
-        idle_timeout: float = 45.0,
-        max_retries: int = 5,
-        headers: Mapping[str, str] | None = None,
-        trace_id: str | None = None,
-        backoff: Backoff | None = None,
+        self, base_url: str | None, api_key: str | None, backoff: Backoff | None, options: RequestOptions
     ) -> None:
         self.base_url = base_url or os.environ.get("SKILLRUN_BASE_URL") or DEFAULT_BASE_URL
         self.api_key = api_key or os.environ.get("SKILLRUN_API_KEY")
-        self.timeout = timeout
-        self.idle_timeout = idle_timeout
-        self.max_retries = max_retries
-        self.trace_id = trace_id
+        self.timeout = options.get("timeout", 60.0)
+        self.idle_timeout = options.get("idle_timeout", 45.0)
+        self.max_retries = options.get("max_retries", 5)
+        self.trace_id = options.get("trace_id")
+        self.idempotency_key = options.get("idempotency_key")
         self.backoff = backoff or Backoff()
-        self._headers = {"User-Agent": f"skillrun-client/{VERSION} httpx/{httpx.__version__}", **(headers or {})}
+        self._headers = {"User-Agent": f"skillrun-client/{VERSION} httpx/{httpx.__version__}", **options.get("headers", {})}
         if self.api_key:
             self._headers["x-api-key"] = self.api_key
 
@@ -90,11 +85,12 @@ class _BaseClient:
             headers["x-trace-id"] = trace_id
         if idempotent_start:
             # One key per call, reused by every retry of it: the server starts one run.
-            headers["Idempotency-Key"] = options.get("idempotency_key") or str(uuid.uuid4())
+            headers["Idempotency-Key"] = options.get("idempotency_key") or self.idempotency_key or str(uuid.uuid4())
         timeout = options.get("timeout", self.timeout)
         read = options.get("idle_timeout", self.idle_timeout) if stream else timeout
         return Call(
             method,
+            self.base_url,
             path,
             headers=headers,
             params={k: v for k, v in (params or {}).items() if v is not None},
@@ -140,13 +136,6 @@ class _BaseClient:
             call.headers["Last-Event-ID"] = last
         return call, last
 
-    def _build(self, http: httpx.Client | httpx.AsyncClient, call: Call) -> httpx.Request:
-        # An absolute URL, so an http_client of the caller's own needs no base_url.
-        return http.build_request(
-            call.method, self.base_url.rstrip("/") + call.path,
-            headers=call.headers, params=call.params, json=call.json, timeout=call.timeout,
-        )  # fmt: skip
-
 
 def _parse(model: type[ModelT], response: httpx.Response) -> ModelT:
     return model.model_validate_json(response.content)
@@ -155,7 +144,9 @@ def _parse(model: type[ModelT], response: httpx.Response) -> ModelT:
 class Client(_BaseClient):
     """A synchronous Skillrun client. Use it as a context manager, or call ``close()``.
 
-    ``base_url`` and ``api_key`` default to ``SKILLRUN_BASE_URL`` and ``SKILLRUN_API_KEY``.
+    ``base_url`` and ``api_key`` default to ``SKILLRUN_BASE_URL`` and ``SKILLRUN_API_KEY``;
+    ``options`` (:class:`RequestOptions`) are the defaults of every call; ``backoff`` sets
+    the waits between retries and reconnects.
     """
 
     def __init__(
@@ -163,18 +154,11 @@ class Client(_BaseClient):
         base_url: str | None = None,
         api_key: str | None = None,
         *,
-        timeout: float = 60.0,
-        idle_timeout: float = 45.0,
-        max_retries: int = 5,
-        headers: Mapping[str, str] | None = None,
-        trace_id: str | None = None,
         backoff: Backoff | None = None,
         http_client: httpx.Client | None = None,
+        **options: Unpack[RequestOptions],
     ) -> None:
-        super().__init__(
-            base_url, api_key, timeout=timeout, idle_timeout=idle_timeout, max_retries=max_retries,
-            headers=headers, trace_id=trace_id, backoff=backoff,
-        )  # fmt: skip
+        super().__init__(base_url, api_key, backoff, options)
         self._http = http_client or httpx.Client()
         self.skills = Skills(self)
         self.runs = Runs(self)
@@ -198,7 +182,7 @@ class Client(_BaseClient):
     ) -> Stream:
         """Start a run and follow its events (the request is sent on ``with`` or first use)."""
         call = self._execute_call(skill_id, "execute/stream", inputs, options, request_options)
-        return Stream(self, self._stream_state(call, request_options))
+        return Stream(self._http, self._stream_state(call, request_options))
 
     def execute(
         self,
@@ -210,7 +194,7 @@ class Client(_BaseClient):
     ) -> RunResult:
         """Run a skill to its end. A failed run is a result: see ``raise_for_status()``."""
         call = self._execute_call(skill_id, "execute", inputs, options, request_options)
-        return _parse(RunResult, self._send(lambda: call, self._retry(request_options)))
+        return self._get(RunResult, call, request_options)
 
     def execute_async(
         self,
@@ -222,26 +206,10 @@ class Client(_BaseClient):
     ) -> Run:
         """Start a run in the background; follow it with ``runs.events(run.run_id)``."""
         call = self._execute_call(skill_id, "execute/async", inputs, options, request_options)
-        return _parse(Run, self._send(lambda: call, self._retry(request_options)))
+        return self._get(Run, call, request_options)
 
     def _get(self, model: type[ModelT], call: Call, options: RequestOptions) -> ModelT:
-        return _parse(model, self._send(lambda: call, self._retry(options)))
-
-    def _send(self, make_call: Callable[[], Call], policy: RetryPolicy, *, stream: bool = False) -> httpx.Response:
-        """Send until an answer is a success or ``policy`` gives up (it raises)."""
-        while True:
-            request = self._build(self._http, make_call())
-            error: SkillrunError
-            try:
-                response = self._http.send(request, stream=stream)
-                if response.is_success:
-                    return response
-                response.read()
-                response.close()
-                error = status_error(response)
-            except httpx.TransportError as exc:
-                error = dropped(exc)
-            time.sleep(policy.next_delay(error))
+        return _parse(model, send(self._http, lambda: call, self._retry(options)))
 
 
 class Skills:
@@ -289,7 +257,7 @@ class Runs:
     def events(self, run_id: str, *, after: int | str | None = None, **options: Unpack[RequestOptions]) -> Stream:
         """The run's events after event ``after`` (all when None), live until ``done``."""
         call, last = self._client._events_call(run_id, after, options)
-        return Stream(self._client, self._client._stream_state(call, options, run_id=run_id, last_event_id=last))
+        return Stream(self._client._http, self._client._stream_state(call, options, run_id=run_id, last_event_id=last))
 
 
 class AsyncClient(_BaseClient):
@@ -300,18 +268,11 @@ class AsyncClient(_BaseClient):
         base_url: str | None = None,
         api_key: str | None = None,
         *,
-        timeout: float = 60.0,
-        idle_timeout: float = 45.0,
-        max_retries: int = 5,
-        headers: Mapping[str, str] | None = None,
-        trace_id: str | None = None,
         backoff: Backoff | None = None,
         http_client: httpx.AsyncClient | None = None,
+        **options: Unpack[RequestOptions],
     ) -> None:
-        super().__init__(
-            base_url, api_key, timeout=timeout, idle_timeout=idle_timeout, max_retries=max_retries,
-            headers=headers, trace_id=trace_id, backoff=backoff,
-        )  # fmt: skip
+        super().__init__(base_url, api_key, backoff, options)
         self._http = http_client or httpx.AsyncClient()
         self.skills = AsyncSkills(self)
         self.runs = AsyncRuns(self)
@@ -337,7 +298,7 @@ class AsyncClient(_BaseClient):
     ) -> AsyncStream:
         """Start a run and follow its events (the request is sent on ``async with`` or first use)."""
         call = self._execute_call(skill_id, "execute/stream", inputs, options, request_options)
-        return AsyncStream(self, self._stream_state(call, request_options))
+        return AsyncStream(self._http, self._stream_state(call, request_options))
 
     async def execute(
         self,
@@ -349,7 +310,7 @@ class AsyncClient(_BaseClient):
     ) -> RunResult:
         """Run a skill to its end. A failed run is a result: see ``raise_for_status()``."""
         call = self._execute_call(skill_id, "execute", inputs, options, request_options)
-        return _parse(RunResult, await self._send(lambda: call, self._retry(request_options)))
+        return await self._get(RunResult, call, request_options)
 
     async def execute_async(
         self,
@@ -361,26 +322,10 @@ class AsyncClient(_BaseClient):
     ) -> Run:
         """Start a run in the background; follow it with ``runs.events(run.run_id)``."""
         call = self._execute_call(skill_id, "execute/async", inputs, options, request_options)
-        return _parse(Run, await self._send(lambda: call, self._retry(request_options)))
+        return await self._get(Run, call, request_options)
 
     async def _get(self, model: type[ModelT], call: Call, options: RequestOptions) -> ModelT:
-        return _parse(model, await self._send(lambda: call, self._retry(options)))
-
-    async def _send(self, make_call: Callable[[], Call], policy: RetryPolicy, *, stream: bool = False) -> httpx.Response:
-        """Send until an answer is a success or ``policy`` gives up (it raises)."""
-        while True:
-            request = self._build(self._http, make_call())
-            error: SkillrunError
-            try:
-                response = await self._http.send(request, stream=stream)
-                if response.is_success:
-                    return response
-                await response.aread()
-                await response.aclose()
-                error = status_error(response)
-            except httpx.TransportError as exc:
-                error = dropped(exc)
-            await anyio.sleep(policy.next_delay(error))
+        return _parse(model, await asend(self._http, lambda: call, self._retry(options)))
 
 
 class AsyncSkills:
@@ -428,4 +373,4 @@ class AsyncRuns:
     def events(self, run_id: str, *, after: int | str | None = None, **options: Unpack[RequestOptions]) -> AsyncStream:
         """The run's events after event ``after`` (all when None), live until ``done``."""
         call, last = self._client._events_call(run_id, after, options)
-        return AsyncStream(self._client, self._client._stream_state(call, options, run_id=run_id, last_event_id=last))
+        return AsyncStream(self._client._http, self._client._stream_state(call, options, run_id=run_id, last_event_id=last))

@@ -12,7 +12,7 @@
     ├── APIConnectionError          no answer: refused, reset, DNS, protocol error
     │   └── APITimeoutError         no answer in time
     ├── StreamError                 a stream that could not be healed (.run_id, .last_event_id)
-    └── RunFailedError              from ExecuteResult.raise_for_status() (.result)
+    └── RunFailedError              from RunResult.raise_for_status() (.result)
 
 Other 4xx (413, 415, …) are a plain ``APIStatusError``. A run that ends ``failed`` is
 not an exception while streaming: the events say so.
@@ -26,15 +26,12 @@ from __future__ import annotations
 import json
 from email.utils import parsedate_to_datetime
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 import pydantic
 
-from ._generated.models import Problem
-
-if TYPE_CHECKING:
-    from ._types import RunResult
+from ._generated.models import ExecuteResult, Problem
 
 __all__ = [
     "SkillrunError",
@@ -124,7 +121,8 @@ class StreamError(SkillrunError):
 class RunFailedError(SkillrunError):
     """The run ended with a status other than ``completed``; ``result`` is its result."""
 
-    def __init__(self, result: RunResult) -> None:
+    # ExecuteResult, the generated base of RunResult: this module needs nothing hand-written.
+    def __init__(self, result: ExecuteResult) -> None:
         detail = f": {result.error.kind}: {result.error.message}" if result.error else ""
         super().__init__(f"run {result.run_id} of {result.skill_id} ended {result.status}{detail}")
         self.result = result

@@ -1,5 +1,3 @@
-# pyright: reportPrivateUsage=false
-# (Streams call their own client's `_send`: one package, kept out of the public API.)
 """Event streams that resume by themselves: :class:`Stream` and :class:`AsyncStream`.
 
 All decisions live in :class:`ResumeState` (sans-IO): which request opens the next
@@ -16,34 +14,19 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from dataclasses import dataclass, field
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator
+from typing import Any, AsyncIterator, Callable, Iterator
 
 import anyio
 import httpx
 import pydantic
 
 from ._decoder import SSEDecoder, ServerSentEvent
-from ._exceptions import APIConnectionError, APIStatusError, SkillrunError, StreamError, connection_error
+from ._exceptions import APIStatusError, SkillrunError, StreamError
 from ._generated.models import DoneEvent
 from ._retry import Backoff, RequestRetry, server_delay
+from ._transport import Call, asend, dropped, send
 from ._types import EVENT_ADAPTER, Event, RunResult
-
-if TYPE_CHECKING:
-    from ._client import AsyncClient, Client
-
-
-@dataclass
-class Call:
-    """One HTTP request as data: built into an ``httpx.Request`` for every attempt."""
-
-    method: str
-    path: str
-    headers: dict[str, str] = field(default_factory=dict[str, str])
-    params: dict[str, Any] = field(default_factory=dict[str, Any])
-    json: Any = None
-    timeout: httpx.Timeout | None = None
 
 
 class ResumeState:
@@ -81,7 +64,7 @@ class ResumeState:
         headers.pop("Idempotency-Key", None)
         if self.last_event_id:
             headers["Last-Event-ID"] = self.last_event_id
-        return Call("GET", f"/v1/runs/{self.run_id}/events", headers=headers, timeout=self.first.timeout)
+        return Call("GET", self.first.base_url, f"/v1/runs/{self.run_id}/events", headers=headers, timeout=self.first.timeout)
 
     def on_connect(self, headers: httpx.Headers) -> None:
         self.connected = True
@@ -151,14 +134,6 @@ def _seq(event_id: str | None) -> int | None:
 _validate_event: Callable[[str], Any] = EVENT_ADAPTER.validator.validate_json
 
 
-def dropped(exc: httpx.TransportError | None) -> APIConnectionError:
-    if exc is None:
-        return APIConnectionError("the connection closed before the done event")
-    error = connection_error(exc)
-    error.__cause__ = exc
-    return error
-
-
 class _StreamBase:
     def __init__(self, state: ResumeState) -> None:
         self._state = state
@@ -190,9 +165,9 @@ class Stream(_StreamBase):
     ``result()``, resumes where it stopped.
     """
 
-    def __init__(self, client: Client, state: ResumeState) -> None:
+    def __init__(self, http: httpx.Client, state: ResumeState) -> None:
         super().__init__(state)
-        self._client = client
+        self._http = http
         self._response: httpx.Response | None = None
         self._chunks: Iterator[bytes] | None = None
 
@@ -250,7 +225,7 @@ class Stream(_StreamBase):
         if self._delay:
             time.sleep(self._delay)
             self._delay = 0.0
-        response = self._client._send(self._state.next_call, self._state, stream=True)
+        response = send(self._http, self._state.next_call, self._state, stream=True)
         self._state.on_connect(response.headers)
         self._response, self._chunks = response, response.iter_bytes()
 
@@ -263,9 +238,9 @@ class Stream(_StreamBase):
 class AsyncStream(_StreamBase):
     """The ``async`` twin of :class:`Stream` (``async with``, ``async for``, ``await``)."""
 
-    def __init__(self, client: AsyncClient, state: ResumeState) -> None:
+    def __init__(self, http: httpx.AsyncClient, state: ResumeState) -> None:
         super().__init__(state)
-        self._client = client
+        self._http = http
         self._response: httpx.Response | None = None
         self._chunks: AsyncIterator[bytes] | None = None
 
@@ -325,7 +300,7 @@ class AsyncStream(_StreamBase):
         if self._delay:
             await anyio.sleep(self._delay)
             self._delay = 0.0
-        response = await self._client._send(self._state.next_call, self._state, stream=True)
+        response = await asend(self._http, self._state.next_call, self._state, stream=True)
         self._state.on_connect(response.headers)
         self._response, self._chunks = response, response.aiter_bytes()
 

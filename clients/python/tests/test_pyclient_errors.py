@@ -152,6 +152,17 @@ async def test_no_answer_in_time_is_timeout_error(make_client: Callable[..., Any
     assert isinstance(info.value, APIConnectionError) and "ReadTimeout" in str(info.value)
 
 
+async def test_per_call_timeout_overrides_the_client(make_client: Callable[..., Any]) -> None:
+    async def silent(req: Request, w: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(30)
+
+    async with ScriptServer([silent]) as srv:
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(APITimeoutError):
+            await call(make_client(srv.url, timeout=30, max_retries=0).skills.list, timeout=0.2)
+    assert asyncio.get_running_loop().time() - started < 5
+
+
 async def test_failed_run_is_a_result_until_raise_for_status(client: Any) -> None:
     result = await call(client.execute, "demo.showcase", {"text": "One. Two.", "fail": True})
     assert isinstance(result, RunResult) and result.status == "failed"

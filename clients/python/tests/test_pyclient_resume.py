@@ -88,11 +88,16 @@ def done_frame(seq: int, run_id: str = "run_x") -> bytes:
     return frames([run_events(run_id)[-1]], first_id=seq)[0]
 
 
-async def test_idle_timeout_resumes_a_silent_stream(make_client: Callable[..., Any]) -> None:
+@pytest.mark.parametrize("where", ["client", "call"])
+async def test_idle_timeout_resumes_a_silent_stream(make_client: Callable[..., Any], where: str) -> None:
     all_frames = frames(run_events())
     async with ScriptServer([sse_stream(*all_frames[:2], end="hang"), sse_stream(*all_frames[2:], end="finish")]) as srv:
         started = time.monotonic()
-        events = await collect(make_client(srv.url, idle_timeout=0.3).stream("s", {}))
+        if where == "client":
+            stream = make_client(srv.url, idle_timeout=0.3).stream("s", {})
+        else:  # the call's option overrides the client's
+            stream = make_client(srv.url, idle_timeout=60).stream("s", {}, idle_timeout=0.3)
+        events = await collect(stream)
     assert len(events) == len(all_frames) and events[-1].type == "done"
     assert 0.3 <= time.monotonic() - started < 5
     assert srv.requests[1].method == "GET" and srv.requests[1].path == "/v1/runs/run_x/events"

@@ -88,6 +88,14 @@ async def test_starting_a_run_twice_with_one_key_is_one_run(client: Any) -> None
     assert first.run_id == again.run_id
 
 
+async def test_a_client_idempotency_key_names_one_run(make_client: Callable[..., Any], server: Server) -> None:
+    c = make_client(server.url, idempotency_key="client-key-1")
+    first = await call(c.execute_async, "demo.ticker", {"steps": 1})
+    again = await call(c.execute_async, "demo.ticker", {"steps": 1})
+    other = await call(c.execute_async, "demo.ticker", {"steps": 1}, idempotency_key="call-key-1")
+    assert first.run_id == again.run_id and other.run_id != first.run_id
+
+
 async def test_client_options_are_sent(make_client: Callable[..., Any]) -> None:
     async with ScriptServer([answer(200, SKILLS)]) as srv:
         c = make_client(srv.url, headers={"X-Extra": "1"}, trace_id="client-trace")
