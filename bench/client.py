@@ -10,9 +10,9 @@ both clients parse exactly the same bytes over a real connection, as fast as the
             pydantic event per frame (``client.runs.events(run_id)``)
   baseline  httpx + httpx-sse ``iter_sse()`` + ``json.loads(sse.data)`` (dicts, no types)
 
-Each is run ``--rounds`` times, alternating, with its client made beforehand; the best\nround counts. The ratio is
-client / baseline (aim >= 1.0). Figures depend on the machine: compare ratios, not
-absolute numbers.
+Each is run ``--rounds`` times, alternating, with its client made beforehand; the best
+round counts. The ratio is client / baseline (aim >= 1.0). Figures depend on the machine:
+compare ratios, not absolute numbers.
 """
 
 from __future__ import annotations

@@ -7,13 +7,14 @@
 Live display (rich): a spinner per running step, then ✓ completed, ↷ skipped,
 ⚠ degraded, ✗ failed, and the outputs as a table. ``--json`` prints each event as one
 line of JSON instead. Exit code: 0 when the run completed, 1 when it did not, 2 for
-usage errors and for requests the server refused.
+usage errors and for requests the server refused, 141 when stdout closed early (``| head``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,22 +99,26 @@ class LiveView:
                 table.add_row(Spinner("dots"), Text(row.label, style="bold"), Text("running", style="dim"))
         parts: list[RenderableType] = [Text(f"{self.skill_id}", style="bold underline"), table]
         if self.result is not None:
-            parts.append(outputs_table(self.result))
+            parts.extend(outcome(self.result))
         return Group(*parts)
 
 
-def outputs_table(result: RunResult) -> RenderableType:
+def outcome(result: RunResult) -> list[RenderableType]:
+    """The run's status line, then its outputs as a table."""
     from rich.table import Table
+    from rich.text import Text
 
     style = "green" if result.status == "completed" else "red"
-    table = Table(title=f"{result.skill_id}: [{style}]{result.status}[/] in {result.duration_ms:.0f} ms")
+    # A line of its own: as the table's title it would wrap to the (often narrow) table.
+    status = Text.assemble(f"{result.skill_id}: ", (result.status, style), f" in {result.duration_ms:.0f} ms")
+    table = Table()
     table.add_column("output")
     table.add_column("value")
     for name, value in result.outputs.items():
         table.add_row(name, value if isinstance(value, str) else json.dumps(value, ensure_ascii=False))
     if result.error is not None:
         table.add_row("[red]error[/]", f"{result.error.kind}: {result.error.message}")
-    return table
+    return [status, table]
 
 
 def run_json(client: Client, skill_id: str, inputs: dict[str, Any], out: TextIO) -> RunResult:
@@ -174,6 +179,13 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, con
     except SkillrunError as exc:
         print(f"skillrun-client: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader left (`| head`). Stop quietly, with the shell's code for SIGPIPE, not
+        # 1 ("failed"); /dev/null under the descriptor keeps the flush at exit from failing again.
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, out.fileno())
+        os.close(null)
+        return 141
     return 0 if result.status == "completed" else 1
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -47,7 +49,37 @@ def test_live_display_marks_each_outcome_and_shows_outputs(server: Server) -> No
 
 def test_live_display_of_a_completed_run(server: Server) -> None:
     code, out = run_cli(server, "demo.ticker", "--input", "steps:=2", live=True)
-    assert code == 0 and "tick[0]" in out and "tick[1]" in out and "completed" in out and "ticks" in out
+    assert code == 0 and "tick[0]" in out and "tick[1]" in out and "ticks" in out
+    # The status is one line, however narrow the outputs table is.
+    assert re.search(r"^demo\.ticker: completed in \d+ ms$", out, re.MULTILINE), out
+
+
+def test_json_into_a_closed_pipe_stops_quietly(server: Server) -> None:
+    read_fd, write_fd = os.pipe()
+    with os.fdopen(read_fd, "rb") as reader, os.fdopen(write_fd, "w", buffering=1) as writer:
+
+        class FirstLineThenClose(io.TextIOBase):
+            """stdout of ``... --json | head -1``: the reader leaves after one line."""
+
+            def write(self, text: str) -> int:
+                writer.write(text)
+                writer.flush()
+                if not reader.closed:
+                    reader.readline()
+                    reader.close()
+                return len(text)
+
+            def flush(self) -> None:
+                writer.flush()
+
+            def fileno(self) -> int:
+                return writer.fileno()
+
+        out = FirstLineThenClose()
+        code = main(["--base-url", server.url, "--api-key", API_KEY, "run", "demo.ticker", "--input", "steps:=50", "--json"], stdout=out)
+        assert code == 141
+        writer.write("x" * 100000)  # the descriptor now points at /dev/null
+        writer.flush()
 
 
 def test_live_display_uses_a_default_console(server: Server, capsys: pytest.CaptureFixture[str]) -> None:
@@ -101,6 +133,20 @@ def test_console_script_runs(server: Server) -> None:
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.splitlines()[-1])["type"] == "done"
+
+
+def test_console_script_into_head_exits_without_a_traceback(server: Server) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from skillrun_client._cli import main; raise SystemExit(main())",
+         "--base-url", server.url, "--api-key", API_KEY, "run", "demo.ticker", "--input", "steps:=300", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    assert json.loads(proc.stdout.readline())["type"] == "skill_start"
+    proc.stdout.close()  # what `| head -1` does after its line
+    assert proc.wait(60) == 141
+    assert proc.stderr.read() == b""
+    proc.stderr.close()
 
 
 def test_live_view_keeps_a_retrying_step_running() -> None:
