@@ -94,6 +94,29 @@ async def test_retry_jitter_shortens_delays_within_the_fraction() -> None:
     assert len(delays) == 5 and all(5 <= d <= 10 for d in delays) and len(set(delays)) > 1
 
 
+async def test_flaky_counts_are_per_run_so_concurrent_runs_with_one_key_each_retry() -> None:
+    s = skill(
+        """
+        id: retry6
+        version: "1"
+        steps:
+          - id: flaky
+            uses: util.flaky
+            retry: {max_attempts: 3, backoff: {initial_ms: 30}}
+            input: {key: shared, fail_times: 1, value: ok}
+        """
+    )
+    eng = engine_for(s)
+    results = await asyncio.gather(*(run(eng, s) for _ in range(3)))
+    for outcome, rec, _ in results:
+        assert outcome.status == "completed"
+        assert rec.types("flaky") == ["step_start", "step_retrying", "step_completed"]
+        assert rec.of("step_completed")[0]["data"]["produced_output"] == {"attempts": 2, "value": "ok"}
+    # and a later run starts from zero again
+    _, rec, _ = await run(eng, s)
+    assert rec.types("flaky") == ["step_start", "step_retrying", "step_completed"]
+
+
 async def test_timeouts_are_retried_per_attempt() -> None:
     probe = Probe()
     reg = registry_with(probe.capability())

@@ -22,7 +22,6 @@ def builtin_registry(http_policy: HttpPolicy | None = None) -> CapabilityRegistr
             *text.CAPABILITIES,
             *pii.CAPABILITIES,
             *util.CAPABILITIES,
-            util.make_flaky(),
             http.make_capability(http_policy),
         ]
     )

@@ -1,11 +1,11 @@
-"""Utility capabilities for demos and tests: sleep, echo, a deliberate failure."""
+"""Utility capabilities for demos and tests: sleep, echo, a deliberate failure, a flaky one."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
-from ..engine.capability import Capability, CapabilityError
+from ..engine.capability import Capability, CapabilityError, run_state
 
 
 async def _sleep(args: dict[str, Any]) -> dict[str, Any]:
@@ -23,41 +23,16 @@ async def _fail(args: dict[str, Any]) -> dict[str, Any]:
     raise CapabilityError(args.get("message") or "failed on purpose", kind=args.get("kind") or "capability_error")
 
 
-def make_flaky() -> Capability:
-    """``util.flaky``: fails ``fail_times`` times per ``key``, then succeeds (and starts over).
-
-    For showing and testing retries. The counts live in this capability instance
-    (one per registry, so per app), bounded in size.
-    """
-    failures: dict[str, int] = {}
-
-    async def flaky(args: dict[str, Any]) -> dict[str, Any]:
-        key = str(args.get("key", ""))
-        seen = failures.get(key, 0)
-        if seen < int(args.get("fail_times", 1)):
-            if len(failures) >= 10_000 and key not in failures:
-                failures.clear()
-            failures[key] = seen + 1
-            raise CapabilityError(f"flaky failure {seen + 1} for {key!r}", kind=args.get("kind") or "capability_error")
-        failures.pop(key, None)
-        return {"attempts": seen + 1, "value": args.get("value")}
-
-    return Capability(
-        "util.flaky",
-        flaky,
-        "Fail `fail_times` times per `key`, then return `value` (for retries).",
-        {
-            "type": "object",
-            "additionalProperties": False,
-            "properties": {
-                "key": {"type": "string"},
-                "fail_times": {"type": "integer", "minimum": 0, "maximum": 100},
-                "kind": {"type": "string"},
-                "value": {},
-            },
-        },
-        {"type": "object", "properties": {"attempts": {"type": "integer"}, "value": {}}},
-    )
+async def _flaky(args: dict[str, Any]) -> dict[str, Any]:
+    # Counted per run: two runs at once with the same key each fail their own times.
+    failures = run_state("util.flaky")
+    key = str(args.get("key", ""))
+    seen = failures.get(key, 0)
+    if seen < int(args.get("fail_times", 1)):
+        failures[key] = seen + 1
+        raise CapabilityError(f"flaky failure {seen + 1} for {key!r}", kind=args.get("kind") or "capability_error")
+    failures.pop(key, None)
+    return {"attempts": seen + 1, "value": args.get("value")}
 
 
 CAPABILITIES = [
@@ -73,6 +48,22 @@ CAPABILITIES = [
         {"type": "object", "properties": {"slept_ms": {"type": "integer"}}},
     ),
     Capability("util.echo", _echo, "Return the input as the output."),
+    Capability(
+        "util.flaky",
+        _flaky,
+        "Fail `fail_times` times per `key` within a run, then return `value` (for retries).",
+        {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "key": {"type": "string"},
+                "fail_times": {"type": "integer", "minimum": 0, "maximum": 100},
+                "kind": {"type": "string"},
+                "value": {},
+            },
+        },
+        {"type": "object", "properties": {"attempts": {"type": "integer"}, "value": {}}},
+    ),
     Capability(
         "util.fail",
         _fail,

@@ -7,7 +7,7 @@
 - ``runner``: runs a skill, emitting every step's fate into an ``Emitter``.
 """
 
-from .capability import Capability, CapabilityError, CapabilityRegistry, GateResult
+from .capability import Capability, CapabilityError, CapabilityRegistry, GateResult, run_state
 from .loader import SkillCatalog, SkillLoadError, load_skill_file, load_skills
 from .model import Skill, Step
 from .runner import Emitter, Engine, RunOutcome
@@ -26,4 +26,5 @@ __all__ = [
     "Step",
     "load_skill_file",
     "load_skills",
+    "run_state",
 ]

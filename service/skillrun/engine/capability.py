@@ -2,11 +2,30 @@
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Iterable
 
 StepFn = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 GateFn = Callable[[dict[str, Any]], Awaitable["GateResult"]]
+
+
+# The running run's scratch space (see ``run_state``). A context variable, not a
+# global: every run's task (and the step tasks it creates) sees its own.
+_RUN_STATE: ContextVar[dict[str, dict[str, Any]] | None] = ContextVar("skillrun_run_state", default=None)
+
+
+def run_state(namespace: str) -> dict[str, Any]:
+    """A capability's scratch space for the current run, under ``namespace``.
+
+    The same dict for every call within one run (its nested skills and foreach
+    items included), a new one for every run, gone when the run ends; so two runs
+    at once never see each other's counts. Outside a run: a new dict per call.
+    """
+    state = _RUN_STATE.get()
+    if state is None:
+        return {}
+    return state.setdefault(namespace, {})
 
 
 class CapabilityError(Exception):

@@ -31,7 +31,7 @@ from typing import Any, Protocol
 
 import jsonschema
 
-from .capability import Capability, CapabilityError, CapabilityRegistry
+from .capability import _RUN_STATE, Capability, CapabilityError, CapabilityRegistry
 from .expressions import ExpressionError
 from .model import Gate, Skill, Step
 
@@ -255,6 +255,7 @@ class Engine:
         limits = [t for t in (timeout_s, skill.timeout_s) if t is not None]
         limit = min(limits) if limits else None
         status, error = "completed", None
+        state = _RUN_STATE.set({})
         try:
             async with _Deadline(limit, f"the run took longer than {limit:g} s" if limit else ""):
                 await run.execute()
@@ -271,6 +272,8 @@ class Engine:
             if error["kind"] not in (CANCELLED, INTERRUPTED):
                 error = {"kind": CANCELLED, "message": error["message"]}
             status = error["kind"]
+        finally:
+            _RUN_STATE.reset(state)
         outputs = run.result_outputs()
         duration = _ms(started)
         emitter.emit(
