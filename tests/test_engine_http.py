@@ -22,6 +22,14 @@ from skillrun.capabilities.http import make_capability, refusal
 pytestmark = pytest.mark.anyio
 
 
+PAGE = """<!doctype html><html><head><title>River &amp; valley</title>
+<style>body { color: red }</style><script>var secret = "do not summarise";</script></head>
+<body><nav><a href="/">Home</a></nav><h1>The valley</h1>
+<p>The river floods the valley every spring.</p><p>Farmers plant rice when the river water recedes.</p>
+<p>The valley is famous for its rice &amp; its river festivals.</p><noscript>Enable JavaScript.</noscript>
+</body></html>"""
+
+
 class _Handler(BaseHTTPRequestHandler):
     def log_message(self, *args: Any) -> None:
         pass
@@ -40,6 +48,15 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, json.dumps({"hello": "world", "path": self.path}).encode())
         elif self.path == "/big":
             self._send(200, b"x" * 5000, "text/plain")
+        elif self.path == "/big-undeclared":  # no content-length: the body ends with the connection
+            self.send_response(200)
+            self.send_header("content-type", "text/plain")
+            self.end_headers()
+            self.wfile.write(b"x" * 5000)
+        elif self.path == "/host":
+            self._send(200, json.dumps({"host": self.headers.get("host")}).encode())
+        elif self.path == "/page":
+            self._send(200, PAGE.encode(), "text/html; charset=utf-8")
         elif self.path == "/slow":
             time.sleep(2)
             self._send(200, b"{}")
@@ -143,6 +160,33 @@ async def test_response_size_limit(local: str) -> None:
     assert info.value.kind == "http_too_large"
 
 
+async def test_response_size_limit_without_a_declared_length(local: str) -> None:
+    from skillrun.engine import CapabilityError
+
+    with pytest.raises(CapabilityError) as info:
+        await _cap("127.0.0.1")({"url": local + "/big-undeclared", "max_bytes": 100})
+    assert info.value.kind == "http_too_large" and "larger than 100 bytes" in str(info.value)
+    out = await _cap("127.0.0.1")({"url": local + "/big-undeclared", "max_bytes": 5000})
+    assert len(out["text"]) == 5000
+
+
+async def test_the_request_goes_to_the_checked_address_not_to_a_second_lookup(local: str) -> None:
+    """DNS rebinding: the name is resolved once, by the policy; the connection uses that answer."""
+    port = int(local.rsplit(":", 1)[1])
+    calls: list[tuple[str, int]] = []
+
+    class Pinned(HttpPolicy):
+        async def resolve(self, host: str, port: int) -> str:
+            calls.append((host, port))
+            return await super().resolve("127.0.0.1", port)
+
+    # "rebind.invalid" cannot be resolved by anyone: only the checked answer can be used.
+    out = await make_capability(Pinned(["127.0.0.1"])).fn({"url": f"http://rebind.invalid:{port}/host"})
+    assert out["json"] == {"host": f"rebind.invalid:{port}"}  # the name travels in Host
+    assert out["url"] == f"http://rebind.invalid:{port}/host"
+    assert calls == [("rebind.invalid", port)]
+
+
 async def test_error_status_fails_unless_accepted(local: str) -> None:
     from skillrun.engine import CapabilityError
 
@@ -198,6 +242,48 @@ async def test_http_step_in_a_skill_with_retry_on_refusal_not_retried(local: str
     outcome, rec, _ = await run(engine_for(s, registry=reg), s)
     assert rec.types("call") == ["step_start", "step_failed"]
     assert outcome.error is not None and outcome.error["kind"] == "http_refused"
+
+
+async def test_web_summarize_summarises_the_visible_text_of_an_html_page(local: str) -> None:
+    from skillrun.engine import load_skills
+    from skillrun.settings import BUNDLED_SKILLS
+
+    reg = builtin_registry(HttpPolicy(["127.0.0.1"]))
+    catalog, problems = load_skills([BUNDLED_SKILLS], reg)
+    assert problems == []
+    web = catalog.get("web.summarize")
+    assert web is not None
+    outcome, rec, _ = await run(engine_for(*catalog.all(), registry=reg), web, {"url": local + "/page", "max_sentences": 2})
+    assert outcome.status == "completed", outcome.error
+    assert outcome.outputs["title"] == "River & valley"
+    text = rec.of("step_completed", "extract")[0]["data"]["produced_output"]["text"]
+    assert text.splitlines()[-1] == "The valley is famous for its rice & its river festivals."
+    summary = outcome.outputs["summary"]
+    for leaked in ("<", "&amp;", "secret", "color", "JavaScript"):
+        assert leaked not in summary and leaked not in text, leaked
+    assert "river" in outcome.outputs["keywords"] and "var" not in outcome.outputs["keywords"]
+
+
+async def test_from_html_passes_plain_text_through_and_parses_big_pages_in_turns() -> None:
+    from skillrun.capabilities.text import _HTML_CHUNK
+
+    cap = builtin_registry().get("text.from_html")
+    assert cap is not None
+    assert await cap.fn({"text": "a <b> c", "content_type": "text/plain"}) == {"text": "a <b> c", "title": ""}
+    page = "<p>" + "word " * (_HTML_CHUNK // 5) + "</p>"
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    t = asyncio.create_task(ticker())
+    out = await cap.fn({"text": page * 4})
+    t.cancel()
+    assert out["text"].count("word") == 4 * (_HTML_CHUNK // 5)
+    assert ticks >= 4  # the loop ran other tasks while the page was parsed
 
 
 async def test_default_policy_comes_from_the_environment(local: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -46,4 +46,4 @@ async def test_web_summarize_refuses_loopback_without_an_allow_entry(client: htt
     body = r.json()
     assert body["status"] == "failed"
     assert body["error"]["kind"] == "http_refused"
-    assert [s["status"] for s in body["steps"]] == ["failed", "skipped"]
+    assert [s["status"] for s in body["steps"]] == ["failed", "skipped", "skipped"]

@@ -1,13 +1,12 @@
 """``http.request``: call an HTTP API from a step, without reaching inside the network.
 
-SSRF protection happens after DNS resolution, at connect time: every address the
-host resolves to is checked, and loopback, private, link-local (cloud metadata
+SSRF protection happens after DNS resolution, before each request (redirects
+included) is sent: every address the host resolves to is checked, and loopback, private, link-local (cloud metadata
 169.254.169.254 among them), shared, multicast, reserved and unspecified addresses
 are refused unless ``SKILLRUN_HTTP_ALLOW`` (host names, IP addresses, CIDRs,
 comma-separated) allows them. The connection then goes to the checked address
 itself, not to a second lookup of the name, so a name that answers differently
-the second time (DNS rebinding) cannot slip through; redirects, when followed,
-pass the same check. Proxies from the environment are ignored (a proxy would be
+the second time (DNS rebinding) cannot slip through. Proxies from the environment are ignored (a proxy would be
 the only address checked).
 """
 
@@ -18,9 +17,9 @@ import ipaddress
 import json
 import os
 import socket
+import ssl
 from typing import Any, AsyncIterator, Iterable
 
-import httpcore
 import httpx
 
 from ..engine.capability import Capability, CapabilityError
@@ -117,44 +116,38 @@ class HttpPolicy:
         return str(ips[0])
 
 
-class _GuardedBackend(httpcore.AsyncNetworkBackend):
-    """httpcore's network backend, connecting only to addresses the policy allows."""
+class _GuardedTransport(httpx.AsyncBaseTransport):
+    """Sends each request to the address the policy checked, through httpx's own transport.
 
-    def __init__(self, policy: HttpPolicy) -> None:
-        self._inner = httpcore.AnyIOBackend()
+    The URL's host is replaced by that address, so nothing resolves the name a
+    second time; the ``Host`` header keeps the name, and for HTTPS so do SNI and
+    the certificate check (httpcore's ``sni_hostname`` request extension). Every
+    request passes here, redirects included. Connections are not kept alive: a
+    pooled connection belongs to an address, and reusing one made for another
+    name's certificate would skip that name's check.
+    """
+
+    def __init__(self, policy: HttpPolicy, ssl_context: ssl.SSLContext) -> None:
         self._policy = policy
+        self._inner = httpx.AsyncHTTPTransport(
+            verify=ssl_context, trust_env=False, retries=0, limits=httpx.Limits(max_keepalive_connections=0)
+        )
 
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Any = None,
-    ) -> httpcore.AsyncNetworkStream:
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        host = url.raw_host.decode("ascii")  # IDNA-encoded, IPv6 without brackets
+        port = url.port or (443 if url.scheme == "https" else 80)
         address = await self._policy.resolve(host, port)
-        # TLS still verifies (and sends SNI for) the name in the URL, not the address.
-        return await self._inner.connect_tcp(
-            address, port, timeout=timeout, local_address=local_address, socket_options=socket_options
+        extensions = dict(request.extensions)
+        if url.scheme == "https":
+            extensions["sni_hostname"] = host
+        pinned = httpx.Request(
+            request.method, url.copy_with(host=address), headers=request.headers, stream=request.stream, extensions=extensions
         )
+        return await self._inner.handle_async_request(pinned)
 
-    async def connect_unix_socket(self, path: str, timeout: float | None = None, socket_options: Any = None) -> Any:
-        raise HttpRefused("unix sockets are not reachable from http.request")
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
-
-
-class _GuardedTransport(httpx.AsyncHTTPTransport):
-    def __init__(self, policy: HttpPolicy) -> None:
-        super().__init__(trust_env=False, retries=0)
-        # httpx offers no public hook for the network backend; the pool it builds
-        # is replaced with one that has ours (same defaults otherwise).
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(),
-            max_connections=10,
-            network_backend=_GuardedBackend(policy),
-        )
+    async def aclose(self) -> None:
+        await self._inner.aclose()
 
 
 _METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
@@ -202,6 +195,7 @@ async def _read_limited(chunks: AsyncIterator[bytes], limit: int, url: str) -> b
 def make_capability(policy: HttpPolicy | None = None) -> Capability:
     """The ``http.request`` capability under ``policy`` (default: from the environment)."""
     pol = policy if policy is not None else HttpPolicy.from_env()
+    tls = httpx.create_ssl_context()  # loading the CA bundle takes milliseconds: once
 
     async def request(args: dict[str, Any]) -> dict[str, Any]:
         url = args["url"]
@@ -217,7 +211,7 @@ def make_capability(policy: HttpPolicy | None = None) -> Capability:
             content = str(args["body"]).encode()
         try:
             async with httpx.AsyncClient(
-                transport=_GuardedTransport(pol),
+                transport=_GuardedTransport(pol, tls),
                 timeout=timeout,
                 follow_redirects=bool(args.get("follow_redirects", False)),
                 trust_env=False,
@@ -237,9 +231,6 @@ def make_capability(policy: HttpPolicy | None = None) -> Capability:
         except httpx.TimeoutException:
             raise CapabilityError(f"{method} {url} timed out", kind="timeout") from None
         except httpx.HTTPError as exc:
-            cause = exc.__cause__ or exc.__context__
-            if isinstance(cause, HttpRefused):
-                raise CapabilityError(str(cause), kind="http_refused") from None
             raise CapabilityError(f"{method} {url}: {type(exc).__name__}: {exc}", kind="http_error") from None
         text = raw.decode(response.encoding or "utf-8", errors="replace")
         out: dict[str, Any] = {
