@@ -180,3 +180,32 @@ async def test_sqlite_slow_reader_behind_the_tail_reads_from_the_database(tmp_pa
         assert [e.seq for e in await s.read("r1", 10, limit=5)] == [11, 12, 13, 14, 15]
     finally:
         await s.close()
+
+
+async def test_sqlite_wal_starts_over_under_steady_writes(tmp_path: Path) -> None:
+    """Regression: a checkpoint on its own thread raced the commits, never reached the
+    end of the WAL, so the WAL never started over: under steady load it grew without
+    bound (1 GB in 8 s) while the database stayed a fraction of that."""
+    path = tmp_path / "runs.db"
+    s = SqliteStore(path, checkpoint_s=0.05)
+    await s.open()
+    wal = Path(str(path) + "-wal")
+    try:
+        await s.create(_run("r1"))
+        seq, peak = 0, 0
+        loop = asyncio.get_running_loop()
+        end = loop.time() + 1.5
+        while loop.time() < end:  # never a pause long enough for a checkpoint to catch up
+            for _ in range(200):
+                seq += 1
+                s.append("r1", _ev(seq, data="x" * 200))
+            await asyncio.sleep(0)
+            peak = max(peak, wal.stat().st_size)
+        await _settle(s, "r1", seq)
+        assert seq > 20_000, seq
+        written = seq * 250  # bytes of event data, at least
+        assert peak < written / 3, (peak, written)  # a few checkpoints' worth, not everything
+        assert [e.seq for e in await s.read("r1", seq - 5)] == list(range(seq - 4, seq + 1))
+    finally:
+        await s.close()
+    assert not wal.exists() or wal.stat().st_size == 0  # close checkpointed everything

@@ -10,7 +10,12 @@ How it keeps the stream fast and memory bounded:
   same commit waited for the GIL behind the engine and paced the stream (55k
   against 62k events/s in bench/runs.py). The disk work, checkpointing the WAL
   into the database, is taken off the commit (``wal_autocheckpoint = 0``) and
-  done on a worker thread every ``checkpoint_s``.
+  done on a worker thread every ``checkpoint_s`` by the writer task itself, with
+  no commit running meanwhile (appends keep queueing): a checkpoint that races
+  the commits never catches up with the end of the WAL, so the WAL never starts
+  over and grows without bound under steady load (1 GB in 8 s at full speed).
+  The commit after a checkpoint restarts the WAL and fsyncs its new header, so
+  that one commit runs on a worker thread too: no fsync ever runs on the loop.
 - An event becomes visible to followers once its transaction has committed, so
   what a client has seen is always on disk (a resume after a crash never finds
   a different event under an id it already has). ``synchronous=NORMAL`` in WAL
@@ -134,10 +139,7 @@ class SqliteStore:
         self._wake = asyncio.Event()
         self._closing = False
         self._writer: asyncio.Task[None] | None = None
-        self._checkpointer: asyncio.Task[None] | None = None
-        self._commits = 0
         self._conn: sqlite3.Connection | None = None
-        self._checkpoint_conn: sqlite3.Connection | None = None
         self._readers = threading.local()
         self._reader_conns: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
@@ -169,48 +171,40 @@ class SqliteStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._closing = False  # a store may be opened again after close (a second lifespan)
 
-        def setup() -> tuple[sqlite3.Connection, sqlite3.Connection]:
+        def setup() -> sqlite3.Connection:
             conn = self._connect()
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA wal_autocheckpoint = 0")  # see the module docstring
+            # The WAL file is reused from its start after a checkpoint; past this, shrink it.
+            conn.execute("PRAGMA journal_size_limit = 67108864")
             conn.executescript(_SCHEMA)
-            return conn, self._connect()
+            return conn
 
-        self._conn, self._checkpoint_conn = await asyncio.to_thread(setup)
+        self._conn = await asyncio.to_thread(setup)
         self._writer = asyncio.create_task(self._write_loop(), name="skillrun-sqlite-writer")
-        self._checkpointer = asyncio.create_task(self._checkpoint_loop(), name="skillrun-sqlite-checkpoint")
 
     def _checkpoint(self, mode: str = "PASSIVE") -> None:
-        assert self._checkpoint_conn is not None
-        self._checkpoint_conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchall()
-
-    async def _checkpoint_loop(self) -> None:
-        """Move committed pages from the WAL into the database, off the event loop."""
-        done = self._commits
-        while True:
-            await asyncio.sleep(self.checkpoint_s)
-            if self._commits != done:
-                done = self._commits
-                try:
-                    await asyncio.to_thread(self._checkpoint)
-                except sqlite3.Error:
-                    log.exception("run store: checkpoint failed (the WAL keeps the data)")
+        """Called by the writer task only, with no commit running (see the module docstring)."""
+        assert self._conn is not None
+        self._conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchall()
 
     async def close(self) -> None:
         if self._writer is None:
             return
         self._closing = True
         self._wake.set()
-        await self._writer
-        if self._checkpointer is not None:
-            self._checkpointer.cancel()
-            self._checkpointer = None
-        await asyncio.to_thread(self._checkpoint, "TRUNCATE")
-        assert self._checkpoint_conn is not None
-        self._checkpoint_conn.close()
+        await self._writer  # commits everything queued
         self._writer = None
         assert self._conn is not None
-        self._conn.close()
+        conn, self._conn = self._conn, None
+
+        def finish() -> None:
+            try:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            finally:
+                conn.close()
+
+        await asyncio.to_thread(finish)
         with self._lock:
             for conn in self._reader_conns:
                 conn.close()
@@ -249,22 +243,40 @@ class SqliteStore:
         self._wake.set()
 
     async def _write_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        dirty = False  # commits in the WAL since the last checkpoint
+        restart = False  # the next commit starts the WAL over (and fsyncs its header)
+        checkpoint_at = 0.0
         while True:
-            await self._wake.wait()
+            if dirty:
+                await wait_changed(self._wake, max(0.0, checkpoint_at - loop.time()))
+            else:
+                await self._wake.wait()
             self._wake.clear()
             ops, self._pending = self._pending, []
             if ops:
                 now = utc_now()
                 try:
-                    outcome = self._commit(ops, now)
-                    self._commits += 1
+                    if restart:
+                        outcome = await asyncio.to_thread(self._commit, ops, now)
+                    else:
+                        outcome = self._commit(ops, now)
                 except Exception as exc:  # a broken disk must not hang every follower
                     log.exception("run store: commit of %d operation(s) failed", len(ops))
                     self._fail(ops, exc)
                 else:
                     self._publish(ops, outcome, now)
+                    if not dirty:
+                        checkpoint_at = loop.time() + self.checkpoint_s
+                    dirty, restart = True, False
             if self._closing and not self._pending:
                 return
+            if dirty and loop.time() >= checkpoint_at:
+                try:
+                    await asyncio.to_thread(self._checkpoint)
+                except sqlite3.Error:
+                    log.exception("run store: checkpoint failed (the WAL keeps the data)")
+                dirty, restart = False, True
 
     def _commit(self, ops: list[Any], now: str) -> dict[int, Any]:
         """One transaction for the whole batch; returns what creates and purges found."""
