@@ -7,7 +7,8 @@
 Live display (rich): a spinner per running step, then ✓ completed, ↷ skipped,
 ⚠ degraded, ✗ failed, and the outputs as a table. ``--json`` prints each event as one
 line of JSON instead. Exit code: 0 when the run completed, 1 when it did not, 2 for
-usage errors and for requests the server refused, 141 when stdout closed early (``| head``).
+usage errors and for requests the server refused, 130 on Ctrl-C, 141 when stdout closed
+early (``| head``).
 """
 
 from __future__ import annotations
@@ -179,6 +180,10 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, con
     except SkillrunError as exc:
         print(f"skillrun-client: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # Ctrl-C stops the watching; the run goes on on the server (see runs.events).
+        print("skillrun-client: interrupted", file=sys.stderr)
+        return 130
     except BrokenPipeError:
         # The reader left (`| head`). Stop quietly, with the shell's code for SIGPIPE, not
         # 1 ("failed"); /dev/null under the descriptor keeps the flush at exit from failing again.

@@ -1,6 +1,6 @@
 # pyright: reportPrivateUsage=false
 # (Resources call their own client's `_call`/`_get`: one package, kept out of the public API.)
-"""``Client`` and ``AsyncClient``: configuration, resources, and the one retry loop each.
+"""``Client`` and ``AsyncClient``: configuration and resources.
 
 Everything but sending and sleeping is shared: :class:`_BaseClient` turns calls into
 :class:`~skillrun_client._transport.Call` data, :mod:`._transport` sends them,
@@ -21,7 +21,7 @@ from typing_extensions import Unpack
 from ._generated.models import ExecuteOptions, Run, RunList, SkillDescription, SkillSummary, SkillList
 from ._retry import Backoff, RequestRetry
 from ._streaming import AsyncStream, ResumeState, Stream
-from ._transport import Call, asend, send
+from ._transport import Call, asend, segment, send
 from ._types import RunResult
 
 __all__ = ["Client", "AsyncClient", "RequestOptions", "DEFAULT_BASE_URL"]
@@ -112,7 +112,7 @@ class _BaseClient:
         elif run_options is not None:
             body["options"] = dict(run_options)
         return self._call(
-            "POST", f"/v1/skills/{skill_id}/{suffix}", options, json=body, stream=suffix.endswith("stream"), idempotent_start=True
+            "POST", f"/v1/skills/{segment(skill_id)}/{suffix}", options, json=body, stream=suffix.endswith("stream"), idempotent_start=True
         )
 
     def _retry(self, options: RequestOptions) -> RequestRetry:
@@ -130,7 +130,7 @@ class _BaseClient:
         )
 
     def _events_call(self, run_id: str, after: int | str | None, options: RequestOptions) -> tuple[Call, str | None]:
-        call = self._call("GET", f"/v1/runs/{run_id}/events", options, stream=True)
+        call = self._call("GET", f"/v1/runs/{segment(run_id)}/events", options, stream=True)
         last = None if after is None else str(after)
         if last is not None:
             call.headers["Last-Event-ID"] = last
@@ -223,7 +223,7 @@ class Skills:
 
     def get(self, skill_id: str, **options: Unpack[RequestOptions]) -> SkillDescription:
         """One skill: its inputs' JSON Schema, outputs and steps."""
-        call = self._client._call("GET", f"/v1/skills/{skill_id}", options)
+        call = self._client._call("GET", f"/v1/skills/{segment(skill_id)}", options)
         return self._client._get(SkillDescription, call, options)
 
 
@@ -232,7 +232,7 @@ class Runs:
         self._client = client
 
     def get(self, run_id: str, **options: Unpack[RequestOptions]) -> Run:
-        call = self._client._call("GET", f"/v1/runs/{run_id}", options)
+        call = self._client._call("GET", f"/v1/runs/{segment(run_id)}", options)
         return self._client._get(Run, call, options)
 
     def list(
@@ -251,7 +251,7 @@ class Runs:
 
     def cancel(self, run_id: str, **options: Unpack[RequestOptions]) -> Run:
         """Ask the run to stop (ConflictError if it has already ended)."""
-        call = self._client._call("POST", f"/v1/runs/{run_id}/cancel", options)
+        call = self._client._call("POST", f"/v1/runs/{segment(run_id)}/cancel", options)
         return self._client._get(Run, call, options)
 
     def events(self, run_id: str, *, after: int | str | None = None, **options: Unpack[RequestOptions]) -> Stream:
@@ -339,7 +339,7 @@ class AsyncSkills:
 
     async def get(self, skill_id: str, **options: Unpack[RequestOptions]) -> SkillDescription:
         """One skill: its inputs' JSON Schema, outputs and steps."""
-        call = self._client._call("GET", f"/v1/skills/{skill_id}", options)
+        call = self._client._call("GET", f"/v1/skills/{segment(skill_id)}", options)
         return await self._client._get(SkillDescription, call, options)
 
 
@@ -348,7 +348,7 @@ class AsyncRuns:
         self._client = client
 
     async def get(self, run_id: str, **options: Unpack[RequestOptions]) -> Run:
-        call = self._client._call("GET", f"/v1/runs/{run_id}", options)
+        call = self._client._call("GET", f"/v1/runs/{segment(run_id)}", options)
         return await self._client._get(Run, call, options)
 
     async def list(
@@ -367,7 +367,7 @@ class AsyncRuns:
 
     async def cancel(self, run_id: str, **options: Unpack[RequestOptions]) -> Run:
         """Ask the run to stop (ConflictError if it has already ended)."""
-        call = self._client._call("POST", f"/v1/runs/{run_id}/cancel", options)
+        call = self._client._call("POST", f"/v1/runs/{segment(run_id)}/cancel", options)
         return await self._client._get(Run, call, options)
 
     def events(self, run_id: str, *, after: int | str | None = None, **options: Unpack[RequestOptions]) -> AsyncStream:

@@ -40,7 +40,8 @@ class Backoff:
     def delay(self, attempt: int, first: float | None = None) -> float:
         """Seconds before attempt ``attempt`` (1-based); ``first`` replaces ``initial``."""
         base = self.initial if first is None else first
-        raw = min(max(self.maximum, base), base * self.multiplier ** (attempt - 1))
+        # The exponent is capped: 2.0 ** 1024 is an OverflowError, and max_retries may be large.
+        raw = min(max(self.maximum, base), base * self.multiplier ** min(attempt - 1, 64))
         return raw * (1 + self.jitter * self.rand())
 
 

@@ -25,7 +25,7 @@ from ._decoder import SSEDecoder, ServerSentEvent
 from ._exceptions import APIStatusError, SkillrunError, StreamError
 from ._generated.models import DoneEvent
 from ._retry import Backoff, RequestRetry, server_delay
-from ._transport import Call, asend, dropped, send
+from ._transport import Call, asend, dropped, segment, send
 from ._types import EVENT_ADAPTER, Event, RunResult
 
 
@@ -64,7 +64,7 @@ class ResumeState:
         headers.pop("Idempotency-Key", None)
         if self.last_event_id:
             headers["Last-Event-ID"] = self.last_event_id
-        return Call("GET", self.first.base_url, f"/v1/runs/{self.run_id}/events", headers=headers, timeout=self.first.timeout)
+        return Call("GET", self.first.base_url, f"/v1/runs/{segment(self.run_id)}/events", headers=headers, timeout=self.first.timeout)
 
     def on_connect(self, headers: httpx.Headers) -> None:
         self.connected = True

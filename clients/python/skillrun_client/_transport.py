@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
+from urllib.parse import quote
 
 import anyio
 import httpx
@@ -38,6 +39,14 @@ class Call:
             self.method, self.base_url.rstrip("/") + self.path,
             headers=self.headers, params=self.params, json=self.json, timeout=self.timeout,
         )  # fmt: skip
+
+
+def segment(value: str) -> str:
+    """``value`` as one path segment, so that no id (``a?b``, ``a#b``, ``..``) reaches
+    another route: the server answers for the id as given."""
+    if value in (".", ".."):  # dot segments would be resolved away (RFC 3986, 5.2.4)
+        return value.replace(".", "%2E")
+    return quote(value, safe="")
 
 
 def dropped(exc: httpx.TransportError | None) -> APIConnectionError:

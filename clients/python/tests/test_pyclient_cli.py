@@ -6,6 +6,7 @@ import io
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -147,6 +148,29 @@ def test_console_script_into_head_exits_without_a_traceback(server: Server) -> N
     assert proc.wait(60) == 141
     assert proc.stderr.read() == b""
     proc.stderr.close()
+
+
+def test_ctrl_c_exits_130_without_a_traceback(server: Server) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from skillrun_client._cli import main; raise SystemExit(main())",
+         "--base-url", server.url, "--api-key", API_KEY, "run", "demo.ticker", "--input", "steps:=20",
+         "--input", "delay_ms:=500", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    proc.stdout.readline()  # the run is under way
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and err == b"skillrun-client: interrupted\n"
+
+
+def test_ctrl_c_while_writing_an_event(server: Server, capsys: pytest.CaptureFixture[str]) -> None:
+    class CtrlC(io.StringIO):
+        def write(self, text: str) -> int:
+            raise KeyboardInterrupt
+
+    code = main(["--base-url", server.url, "--api-key", API_KEY, "run", "demo.ticker", "--json"], stdout=CtrlC())
+    assert code == 130 and "interrupted" in capsys.readouterr().err
 
 
 def test_live_view_keeps_a_retrying_step_running() -> None:

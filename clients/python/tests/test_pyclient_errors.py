@@ -128,6 +128,16 @@ async def test_real_server_bad_inputs_are_validation_errors(client: Any) -> None
     assert any(f.startswith("inputs") for f in fields), fields
 
 
+@pytest.mark.parametrize("skill_id", ["..", "text.summarize?x=1", "text.summarize#x", "a b"])
+async def test_an_id_is_one_path_segment(client: Any, skill_id: str) -> None:
+    # Unquoted, each would reach another route (or another skill) than the one named.
+    with pytest.raises(BadRequestError) as info:
+        await call(client.skills.get, skill_id)
+    assert "skill_id" in str(info.value)
+    with pytest.raises(BadRequestError):
+        await call(client.execute, skill_id, {"text": "One."})
+
+
 async def test_real_server_unknown_run_is_not_found(client: Any) -> None:
     with pytest.raises(NotFoundError):
         await call(client.runs.get, "run_doesnotexist")

@@ -132,6 +132,7 @@ def test_backoff_grows_caps_and_jitters() -> None:
     # The server's `retry:` replaces the first delay, and may exceed the cap.
     assert Backoff(maximum=1.0, rand=lambda: 0.0).delay(1, first=3.0) == 3.0
     assert Backoff(maximum=1.0, rand=lambda: 0.0).delay(3, first=3.0) == 3.0
+    assert Backoff(rand=lambda: 0.0).delay(5000) == 8.0  # a long outage with a large max_retries
 
 
 def test_request_retry_uses_retry_after_before_backoff() -> None:
