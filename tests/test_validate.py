@@ -93,6 +93,18 @@ CASES = [
       (4, "step 'a': input: skill 'text.summarize' takes no 'words'")]),
     ("nested_self_cycle", 'id: selfie\nversion: "1"\nsteps:\n  - id: a\n    uses: skill:selfie\n',
      [(5, "nested skills form a cycle: selfie -> selfie")]),
+    ("reads_own_output", HEAD + "steps:\n  - id: a\n    uses: util.echo\n    input: {x: '${steps.a.y}'}\n",
+     [(6, "step 'a' reads its own output steps.a")]),
+    ("fallback_reads_unneeded_step", HEAD + "steps:\n  - {id: a, uses: util.echo}\n  - id: b\n    uses: util.fail\n    needs: []\n"
+     "    on_error:\n      fallback: {uses: util.echo, input: {x: '${steps.a.y}'}}\n",
+     [(9, "step 'b' reads steps.a but does not need it (add 'a' to its needs)")]),
+    ("reads_unknown_output_field", HEAD + "steps:\n  - {id: split, uses: text.split_sentences, input: {text: hi}}\n"
+     "  - id: b\n    uses: util.echo\n    input: {n: '${steps.split.cnt}'}\n",
+     [(7, "step 'b' reads steps.split.cnt, but text.split_sentences gives no 'cnt' (it gives count, sentences)")]),
+    ("output_reads_unknown_field", HEAD + "outputs:\n  x: {value: '${size(steps.split.sentence)}'}\n"
+     "steps:\n  - {id: split, uses: text.split_sentences, input: {text: hi}}\n",
+     [(4, "output 'x' reads steps.split.sentence, but text.split_sentences gives no 'sentence' (it gives count, sentences)")]),
+    ("skill_timeout_zero", HEAD + "timeout: 0s\nsteps:\n  - {id: a, uses: util.echo}\n", [(3, "timeout must be more than 0")]),
     ("output_unknown_step", HEAD + "outputs:\n  x: {value: '${steps.nope.v}'}\nsteps:\n  - {id: a, uses: util.echo}\n",
      [(4, "output 'x' reads steps.nope, which is no step")]),
     ("inputs_not_object", HEAD + "inputs: {type: string}\nsteps:\n  - {id: a, uses: util.echo}\n",
@@ -157,6 +169,32 @@ def test_duplicate_skill_ids_across_files(tmp_path: Path, capsys: pytest.Capture
     assert code == 1
     assert problems == [f"{b}:1: skill id 't' is also the id of {a}"]
     assert f"{a}: ok" in out
+
+
+def test_a_directory_without_skill_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, problems, _ = _validate(capsys, tmp_path)
+    assert code == 1 and problems == [f"{tmp_path}:1: a directory without skill files (*.yaml, *.yml)"]
+
+
+def test_fields_of_outputs_whose_shape_is_open_are_not_guessed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """util.echo, foreach lists, fallbacks and nested skills have no closed output schema."""
+    path = _file(
+        tmp_path,
+        """
+        id: open
+        version: "1"
+        steps:
+          - {id: e, uses: util.echo, input: {x: 1}}
+          - {id: f, uses: text.keywords, foreach: "['a']", input: {text: "${item}"}}
+          - {id: g, uses: util.fail, on_error: {fallback: {uses: util.echo, input: {anything: 1}}}}
+          - id: last
+            uses: util.echo
+            needs: [e, f, g]
+            input: {a: "${steps.e.x}", b: "${steps.f.map(r, r.keywords)}", c: "${steps.g.anything}"}
+        """,
+    )
+    code, problems, _ = _validate(capsys, path)
+    assert (code, problems) == (0, [])
 
 
 def test_unreadable_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

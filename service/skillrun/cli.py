@@ -137,10 +137,13 @@ def _validate(args: argparse.Namespace) -> int:
     registry = default_registry()
     bundled, _ = load_skills([BUNDLED_SKILLS], registry)
     files: list[Path] = []
+    problems: list[Problem] = []
     for name in args.files:
         path = Path(name)
-        files.extend(skill_files(path) if path.is_dir() else [path])
-    problems: list[Problem] = []
+        found = list(skill_files(path)) if path.is_dir() else [path]
+        if not found:
+            problems.append(Problem(str(path), 1, "a directory without skill files (*.yaml, *.yml)"))
+        files.extend(found)
     loaded: dict[str, Any] = {}
     for path in files:
         try:

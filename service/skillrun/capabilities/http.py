@@ -172,6 +172,7 @@ INPUT_SCHEMA: dict[str, Any] = {
 
 OUTPUT_SCHEMA: dict[str, Any] = {
     "type": "object",
+    "additionalProperties": False,
     "required": ["status", "headers", "url", "text"],
     "properties": {
         "status": {"type": "integer"},

@@ -191,14 +191,14 @@ CAPABILITIES = [
             "additionalProperties": False,
             "properties": {"text": _TEXT, "content_type": {"type": "string"}},
         },
-        {"type": "object", "properties": {"text": {"type": "string"}, "title": {"type": "string"}}},
+        {"type": "object", "additionalProperties": False, "properties": {"text": {"type": "string"}, "title": {"type": "string"}}},
     ),
     Capability(
         "text.split_sections",
         _sections,
         "Split a text into sections (Markdown headings, else blank lines); each has a title and text.",
         {"type": "object", "required": ["text"], "additionalProperties": False, "properties": {"text": _TEXT}},
-        {"type": "object", "properties": {"sections": {"type": "array"}, "count": {"type": "integer"}}},
+        {"type": "object", "additionalProperties": False, "properties": {"sections": {"type": "array"}, "count": {"type": "integer"}}},
     ),
     Capability(
         "text.join",
@@ -210,14 +210,14 @@ CAPABILITIES = [
             "additionalProperties": False,
             "properties": {"parts": {"type": "array"}, "separator": {"type": "string"}},
         },
-        {"type": "object", "properties": {"text": {"type": "string"}}},
+        {"type": "object", "additionalProperties": False, "properties": {"text": {"type": "string"}}},
     ),
     Capability(
         "text.split_sentences",
         _split,
         "Split a text into sentences.",
         {"type": "object", "required": ["text"], "additionalProperties": False, "properties": {"text": _TEXT}},
-        {"type": "object", "properties": {"sentences": {"type": "array"}, "count": {"type": "integer"}}},
+        {"type": "object", "additionalProperties": False, "properties": {"sentences": {"type": "array"}, "count": {"type": "integer"}}},
     ),
     Capability(
         "text.keywords",
@@ -229,7 +229,7 @@ CAPABILITIES = [
             "additionalProperties": False,
             "properties": {"text": _TEXT, "limit": {"type": "integer", "minimum": 1}},
         },
-        {"type": "object", "properties": {"keywords": {"type": "array", "items": {"type": "string"}}}},
+        {"type": "object", "additionalProperties": False, "properties": {"keywords": {"type": "array", "items": {"type": "string"}}}},
     ),
     Capability(
         "text.extractive_summary",
@@ -244,6 +244,6 @@ CAPABILITIES = [
                 "max_sentences": {"type": "integer", "minimum": 1},
             },
         },
-        {"type": "object", "properties": {"summary": {"type": "string"}}},
+        {"type": "object", "additionalProperties": False, "properties": {"summary": {"type": "string"}}},
     ),
 ]

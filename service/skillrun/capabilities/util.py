@@ -45,7 +45,7 @@ CAPABILITIES = [
             "additionalProperties": False,
             "properties": {"ms": {"type": "integer", "minimum": 0, "maximum": 3_600_000}},
         },
-        {"type": "object", "properties": {"slept_ms": {"type": "integer"}}},
+        {"type": "object", "additionalProperties": False, "properties": {"slept_ms": {"type": "integer"}}},
     ),
     Capability("util.echo", _echo, "Return the input as the output."),
     Capability(
@@ -62,7 +62,7 @@ CAPABILITIES = [
                 "value": {},
             },
         },
-        {"type": "object", "properties": {"attempts": {"type": "integer"}, "value": {}}},
+        {"type": "object", "additionalProperties": False, "properties": {"attempts": {"type": "integer"}, "value": {}}},
     ),
     Capability(
         "util.fail",

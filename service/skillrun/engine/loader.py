@@ -176,7 +176,7 @@ def parse_skill(text: str, path: str, registry: CapabilityRegistry) -> Skill:
         c.add(["timeout"], "timeout must be more than 0")
     _check_inputs_schema(c, inputs_schema)
     steps = _build_steps(c, doc["steps"])
-    outputs = _build_outputs(c, doc.get("outputs") or {}, [s.id for s in steps])
+    outputs = _build_outputs(c, doc.get("outputs") or {}, steps)
     if c.problems:
         raise SkillLoadError(c.problems)
     defaults = {
@@ -433,6 +433,13 @@ def _build_steps(c: _Checker, raw_steps: list[dict[str, Any]]) -> list[Step]:
             _check_refs(c, [*where, label], sid, refs, needs, order, written)
         if cap is not None and tmpl is not None:
             _check_literal_input(c, [*where, "input"], raw.get("input") or {}, cap.input_schema)
+        for label, exprs in (
+            ("when", [when] if when else []),
+            ("foreach", foreach.expressions if foreach else []),
+            ("input", tmpl.expressions if tmpl else []),
+            ("on_error", fallback.input.expressions if fallback else []),
+        ):
+            _check_fields(c, [*where, label], f"step {sid!r}", exprs, steps)
         if tmpl is not None:
             steps.append(
                 Step(
@@ -459,6 +466,30 @@ def _build_steps(c: _Checker, raw_steps: list[dict[str, Any]]) -> list[Step]:
 
 
 _SKILL_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
+_FIELD_REF = re.compile(r"\bsteps\s*\.\s*([A-Za-z_]\w*)\s*\.\s*([A-Za-z_]\w*)")
+
+
+def _output_fields(step: Step, registry: CapabilityRegistry) -> list[str] | None:
+    """Every field a step's output can have, when its capability's schema says so
+    (``additionalProperties: false``); None when it is not known."""
+    if step.foreach is not None or step.fallback is not None or step.skill_id is not None:
+        return None  # a list, another capability's output, a skill's outputs
+    cap = registry.get(step.uses)
+    schema = cap.output_schema if cap is not None else {}
+    if schema.get("additionalProperties") is not False or not isinstance(schema.get("properties"), dict):
+        return None
+    return sorted(schema["properties"])
+
+
+def _check_fields(c: _Checker, where: list[Any], who: str, exprs: Iterable[Expression], steps: list[Step]) -> None:
+    """``steps.<id>.<field>`` must name a field the step's output can have."""
+    by_id = {s.id: s for s in steps}
+    for expr in exprs:
+        for ref, name in _FIELD_REF.findall(expr.source):
+            step = by_id.get(ref)
+            fields = _output_fields(step, c.registry) if step is not None else None
+            if step is not None and fields is not None and name not in fields:
+                c.add(where, f"{who} reads steps.{ref}.{name}, but {step.uses} gives no {name!r} (it gives {', '.join(fields)})")
 
 
 def _build_on_error(c: _Checker, where: list[Any], raw: Any) -> tuple[str, Fallback | None]:
@@ -505,7 +536,8 @@ def _has_expression(value: Any) -> bool:
     return False
 
 
-def _build_outputs(c: _Checker, raw: dict[str, Any], step_ids: list[str]) -> list[Output]:
+def _build_outputs(c: _Checker, raw: dict[str, Any], steps: list[Step]) -> list[Output]:
+    step_ids = [s.id for s in steps]
     outputs: list[Output] = []
     for name, spec in raw.items():
         tmpl = c.template(["outputs", name, "value"], spec["value"])
@@ -514,6 +546,7 @@ def _build_outputs(c: _Checker, raw: dict[str, Any], step_ids: list[str]) -> lis
         for ref in sorted(tmpl.step_refs or ()):
             if ref not in step_ids:
                 c.add(["outputs", name, "value"], f"output {name!r} reads steps.{ref}, which is no step")
+        _check_fields(c, ["outputs", name, "value"], f"output {name!r}", tmpl.expressions, steps)
         if spec.get("schema"):
             _check_oas_schema(c, ["outputs", name, "schema"], spec["schema"])
         outputs.append(Output(name=name, value=tmpl, schema=_plain(spec.get("schema") or {})))
