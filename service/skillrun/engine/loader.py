@@ -396,6 +396,7 @@ def _build_steps(c: _Checker, raw_steps: list[dict[str, Any]]) -> list[Step]:
     needs = _resolve_needs(c, raw_steps)
     order = {raw["id"]: n for n, raw in reversed(list(enumerate(raw_steps)))}
     steps: list[Step] = []
+    built: dict[str, Step] = {}  # the steps so far, by id
     for n, raw in enumerate(raw_steps):
         where: list[Any] = ["steps", n]
         sid = raw["id"]
@@ -439,7 +440,7 @@ def _build_steps(c: _Checker, raw_steps: list[dict[str, Any]]) -> list[Step]:
             ("input", tmpl.expressions if tmpl else []),
             ("on_error", fallback.input.expressions if fallback else []),
         ):
-            _check_fields(c, [*where, label], f"step {sid!r}", exprs, steps)
+            _check_fields(c, [*where, label], f"step {sid!r}", exprs, built)
         if tmpl is not None:
             steps.append(
                 Step(
@@ -462,6 +463,7 @@ def _build_steps(c: _Checker, raw_steps: list[dict[str, Any]]) -> list[Step]:
                     raw_input=_plain(raw.get("input") or {}),
                 )
             )
+            built.setdefault(sid, steps[-1])
     return steps
 
 
@@ -481,9 +483,8 @@ def _output_fields(step: Step, registry: CapabilityRegistry) -> list[str] | None
     return sorted(schema["properties"])
 
 
-def _check_fields(c: _Checker, where: list[Any], who: str, exprs: Iterable[Expression], steps: list[Step]) -> None:
+def _check_fields(c: _Checker, where: list[Any], who: str, exprs: Iterable[Expression], by_id: dict[str, Step]) -> None:
     """``steps.<id>.<field>`` must name a field the step's output can have."""
-    by_id = {s.id: s for s in steps}
     for expr in exprs:
         for ref, name in _FIELD_REF.findall(expr.source):
             step = by_id.get(ref)
@@ -537,16 +538,16 @@ def _has_expression(value: Any) -> bool:
 
 
 def _build_outputs(c: _Checker, raw: dict[str, Any], steps: list[Step]) -> list[Output]:
-    step_ids = [s.id for s in steps]
+    by_id = {s.id: s for s in steps}
     outputs: list[Output] = []
     for name, spec in raw.items():
         tmpl = c.template(["outputs", name, "value"], spec["value"])
         if tmpl is None:
             continue
         for ref in sorted(tmpl.step_refs or ()):
-            if ref not in step_ids:
+            if ref not in by_id:
                 c.add(["outputs", name, "value"], f"output {name!r} reads steps.{ref}, which is no step")
-        _check_fields(c, ["outputs", name, "value"], f"output {name!r}", tmpl.expressions, steps)
+        _check_fields(c, ["outputs", name, "value"], f"output {name!r}", tmpl.expressions, by_id)
         if spec.get("schema"):
             _check_oas_schema(c, ["outputs", name, "schema"], spec["schema"])
         outputs.append(Output(name=name, value=tmpl, schema=_plain(spec.get("schema") or {})))
