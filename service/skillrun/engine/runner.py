@@ -16,8 +16,9 @@ Stopping. Every stop is a cancellation whose message says why
 step's time limit, or a sibling step that failed with ``on_error: fail``. Each
 open step instance catches it, emits ``step_failed`` with that kind and re-raises;
 each scheduler cancels its running steps with the same message, waits for them,
-and emits ``step_skipped`` for the steps that never started. So every step of every
-run gets exactly one fate, and no task outlives the run.
+and emits ``step_skipped`` for the steps (and ``foreach`` items) that never started.
+So every step and every item of every run gets exactly one fate, and no task
+outlives the run.
 """
 
 from __future__ import annotations
@@ -433,7 +434,6 @@ class _Run:
         results: list[Any] = [None] * len(items)
         statuses: list[str] = [""] * len(items)
         errors: list[dict[str, str] | None] = [None] * len(items)
-
         started = [False] * len(items)
 
         async def one(index: int) -> None:
