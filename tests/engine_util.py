@@ -42,6 +42,7 @@ class Recorder:
         """The events plus the ``done`` the run manager appends; checked for order."""
         done: dict[str, Any] = {
             "type": "done",
+            "message": f"Skill '{skill_id}' {outcome.status}.",
             "skill_id": skill_id,
             "status": outcome.status,
             "outputs": outcome.outputs,

@@ -109,7 +109,7 @@ async def test_summarize_stream_and_execute_agree(client: httpx.AsyncClient) -> 
     body = await execute(client, "text.summarize", {"text": TEXT, "max_sentences": 2})
     done = events[-1]
     assert done["outputs"] == body["outputs"]
-    assert {k for k in done if k != "type"} == set(body)
+    assert {k for k in done if k not in ("type", "message")} == set(body)
     assert types(events) == [
         "skill_start", "step_start", "step_completed", "step_start", "step_completed",
         "step_start", "step_completed", "skill_completed", "done",
@@ -127,6 +127,7 @@ async def test_execute_records_channel_http_and_its_done_is_the_result(client: h
     assert events[0]["data"]["execution_channel"] == "http"
     done = dict(events[-1])
     assert done.pop("type") == "done"
+    assert done.pop("message") == "Skill 'text.summarize' completed."
     assert done == body
 
 

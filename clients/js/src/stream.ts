@@ -222,7 +222,7 @@ export class SkillStream implements AsyncIterable<SkillEvent> {
     if (message.id !== undefined) this.lastEventId = message.id;
     this.runId ??= typed.run_id;
     if (typed.type === 'done') {
-      const { type: _type, ...result } = typed;
+      const { type: _type, message: _message, ...result } = typed;
       this.#settled = true;
       this.#resolve(result);
     }

@@ -33,7 +33,7 @@ export type StepFallbackEvent = Schemas['StepFallbackEvent'];
 export type GateWarningEvent = Schemas['GateWarningEvent'];
 /** The skill finished (completed or failed); `done` follows. */
 export type SkillCompletedEvent = Schemas['SkillCompletedEvent'];
-/** The last event: the run's result (what `/execute` answers) plus `type: 'done'`. */
+/** The last event: the run's result (what `/execute` answers) plus `type: 'done'` and a `message`. */
 export type DoneEvent = Schemas['DoneEvent'];
 
 /** What `/execute` answers and what `stream.result()` resolves to (the `done` payload). */

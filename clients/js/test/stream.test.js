@@ -48,7 +48,7 @@ test('stream yields the events in order, typed by type, with increasing ids', as
   const result = await stream.result();
   assert.equal(result.run_id, stream.runId);
   assert.equal(result.type, undefined);
-  assert.deepEqual(result, (({ type, ...rest }) => rest)(events.at(-1)));
+  assert.deepEqual(result, (({ type, message, ...rest }) => rest)(events.at(-1)));
 });
 
 test('result() without iterating reads the stream itself', async () => {

@@ -4,7 +4,7 @@
     with Client() as client:                     # SKILLRUN_BASE_URL, SKILLRUN_API_KEY
         with client.stream("text.summarize", inputs={"text": "..."}) as stream:
             for event in stream:
-                print(event.type, getattr(event, "message", ""))
+                print(event.type, event.message)
             result = stream.result()
 
 Every model of the contract is in :mod:`skillrun_client.models`.

@@ -83,7 +83,7 @@ class LiveView:
             row.state = event.type
         elif event.type == "step_start":
             row.state = "running"
-        row.message = getattr(event, "message", "")
+        row.message = event.message
 
     def render(self) -> RenderableType:
         from rich.console import Group

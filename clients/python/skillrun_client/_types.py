@@ -27,4 +27,4 @@ class RunResult(ExecuteResult):
 
     @classmethod
     def from_done(cls, done: DoneEvent) -> RunResult:
-        return cls.model_validate(done.model_dump(exclude={"type"}))
+        return cls.model_validate(done.model_dump(exclude={"type", "message"}))

@@ -398,7 +398,7 @@ def run_events(run_id: str = "run_x", steps: int = 2) -> list[dict[str, Any]]:
         events.append(envelope("step_completed", run_id, "a", {"produced_output": {}, "duration_ms": 1.0, "index": i}))
     events.append(envelope("skill_completed", run_id, None, {"status": "completed", "duration_ms": 2.0}))
     events.append(
-        {"type": "done", "skill_id": "s", "status": "completed", "outputs": {"n": steps}, "trace_id": "t",
+        {"type": "done", "message": "Skill 's' completed.", "skill_id": "s", "status": "completed", "outputs": {"n": steps}, "trace_id": "t",
          "run_id": run_id, "duration_ms": 2.0, "steps": [{"id": "a", "status": "completed"}]}
     )  # fmt: skip
     return events

@@ -8,7 +8,6 @@ one) and then only *follow* its event log; none talks to the engine.
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 from connexion import request
@@ -18,6 +17,7 @@ from starlette.responses import Response
 from ..engine import Skill
 from ..errors import TITLES
 from ..runs import IdempotencyConflict, RunRecord, ShuttingDown, follow, request_hash
+from ..runs.store import result_of_done
 from ..services import Services
 from ._http import json_response, owner, problem, services
 from ._stream import EventStreamResponse, frames
@@ -93,8 +93,7 @@ async def execute(skill_id: str, body: dict[str, Any]) -> Response:
         if watcher is not None:
             watcher.cancel()
     assert last is not None and last.type == "done"
-    result = json.loads(last.data)
-    del result["type"]
+    result = result_of_done(last.data)
     return json_response(result, headers=_run_headers(run))
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from ..engine import Engine, Skill
 from ..engine.runner import CANCELLED, INTERRUPTED
-from .store import TERMINAL, UNFINISHED, EventRecord, RunRecord, RunStore, utc_now
+from .store import TERMINAL, UNFINISHED, EventRecord, RunRecord, RunStore, done_payload, utc_now
 from .writer import RunWriter
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,7 @@ def closing_events(
     duration = _ms_since(run.started_at or run.created_at)
     out.append(("skill_completed", None, (f"Skill '{run.skill_id}' {status}.", None,
                                           {"status": status, "duration_ms": duration})))
-    out.append(("done", {
+    out.append(("done", done_payload({
         "skill_id": run.skill_id,
         "status": status,
         "outputs": {},
@@ -115,8 +115,7 @@ def closing_events(
         "duration_ms": duration,
         "steps": summaries,
         "error": error,
-        "type": "done",
-    }, None))
+    }), None))
     return out
 
 
@@ -195,7 +194,7 @@ class RunManager:
         if error is not None:
             result["error"] = error
         # The store makes the run terminal with this event (status and result from it).
-        writer.append("done", {**result, "type": "done"})
+        writer.append("done", done_payload(result))
 
     def _task_done(self, task: asyncio.Task[None], *, run: RunRecord) -> None:
         self._tasks.pop(run.run_id, None)

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Collection
 
-from .store import EventRecord, RunPage, RunRecord, parse_cursor, project, utc_now, wait_changed
+from .store import EventRecord, RunPage, RunRecord, parse_cursor, project, result_of_done, utc_now, wait_changed
 
 log = logging.getLogger(__name__)
 
@@ -295,8 +295,7 @@ class SqliteStore:
                     if ev.seq == 1:
                         started.append((now, run_id))
                     if ev.type == "done":
-                        result = json.loads(ev.data)
-                        result.pop("type", None)
+                        result = result_of_done(ev.data)
                         finished.append((result.get("status", "failed"), _dumps(result), now, run_id))
                 elif isinstance(op, _Create):
                     outcome[i] = self._insert_run(conn, op.run)

@@ -116,14 +116,27 @@ class RunStore(Protocol):
         """Delete finished runs (and their logs) that finished before the RFC 3339 time."""
 
 
+def done_payload(result: dict[str, Any]) -> dict[str, Any]:
+    """The ``done`` event: the run's result plus ``type`` and a ``message`` like every
+    other event's (so ``print(event.type, event.message)`` works for all of them)."""
+    return {**result, "type": "done", "message": f"Skill '{result['skill_id']}' {result['status']}."}
+
+
+def result_of_done(data: str) -> dict[str, Any]:
+    """The run's result (the ``/execute`` body) from a ``done`` event's JSON."""
+    result = json.loads(data)
+    result.pop("type", None)
+    result.pop("message", None)
+    return result
+
+
 def project(run: RunRecord, event: EventRecord, now: str) -> None:
     """Apply an event to its run record (see the module docstring)."""
     if event.seq == 1 and run.status == "queued":
         run.status = "running"
         run.started_at = now
     if event.type == "done":
-        result = json.loads(event.data)
-        result.pop("type", None)
+        result = result_of_done(event.data)
         run.status = result.get("status", "failed")
         run.result = result
         run.finished_at = now

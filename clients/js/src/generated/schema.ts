@@ -670,12 +670,15 @@ export interface components {
             type: "skill_completed";
         };
         /**
-         * @description The final event: the run's `ExecuteResult` plus `type: done`. It is
-         *     always the last event of a stream, and there is exactly one.
+         * @description The final event: the run's `ExecuteResult` plus `type: done` and a
+         *     human-readable `message`, like every other event's. It is always the
+         *     last event of a stream, and there is exactly one.
          */
         DoneEvent: components["schemas"]["ExecuteResult"] & {
             /** @enum {string} */
             type: "done";
+            /** @example Skill 'text.summarize' completed. */
+            message: string;
         } & {
             /**
              * @description discriminator enum property added by openapi-typescript

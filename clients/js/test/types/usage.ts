@@ -49,8 +49,8 @@ export async function usage(): Promise<void> {
       case 'done': {
         const status: 'queued' | 'running' | 'completed' | 'failed' | 'cancelled' | 'interrupted' = event.status;
         void status;
-        // @ts-expect-error done carries no message
-        void event.message;
+        const doneMessage: string = event.message; // every event has a message, done too
+        void doneMessage;
         break;
       }
       default: {

@@ -196,12 +196,14 @@ class SkillCompletedEvent(EventEnvelope):
 
 class DoneEvent(ExecuteResult):
     """
-    The final event: the run's `ExecuteResult` plus `type: done`. It is
-    always the last event of a stream, and there is exactly one.
+    The final event: the run's `ExecuteResult` plus `type: done` and a
+    human-readable `message`, like every other event's. It is always the
+    last event of a stream, and there is exactly one.
 
     """
 
     type: Literal['done']
+    message: Annotated[str, Field(examples=["Skill 'text.summarize' completed."])]
 
 
 class SseFrame(BaseModel):
