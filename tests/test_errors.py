@@ -202,6 +202,21 @@ async def test_body_limit_boundary_is_inclusive(app_factory: Any, endpoint: str)
         assert_problem(await c.post(SUMMARIZE + endpoint, content=over, headers=headers), 413)
 
 
+@pytest.mark.anyio
+async def test_only_operations_that_take_a_body_answer_413(app_factory: Any, endpoint: str) -> None:
+    """The async endpoint too; an operation without a requestBody never reads one, so a
+    large body there gets that operation's usual (documented) answer, never an
+    undocumented 413."""
+    app = app_factory(max_body_bytes=100)
+    big = b'{"inputs": {"text": "' + b"a" * 200 + b'"}}'
+    headers = {**JSON, "x-api-key": API_KEY}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        assert_problem(await c.post(SUMMARIZE + "/execute/async", content=big, headers=headers), 413)
+        assert (await c.request("GET", "/v1/skills", content=big, headers=headers)).status_code == 200
+        assert (await c.request("GET", "/v1/health/live", content=big, headers=JSON)).status_code == 200
+        assert_problem(await c.post("/v1/runs/run_nope/cancel", content=big, headers=headers), 404)
+
+
 def _chunks(data: bytes, size: int = 16 * 1024) -> Iterator[bytes]:
     for i in range(0, len(data), size):
         yield data[i : i + size]

@@ -9,6 +9,7 @@ import time
 from typing import Any, Callable
 
 import httpx
+import pytest
 
 from conftest import API_KEY, Server
 from sse_util import check_order, parse_sse
@@ -108,3 +109,41 @@ def test_second_signal_interrupts_runs_at_once(server_factory: Callable[..., Ser
     events = [f.json for f in parse_sse(result["text"])[0]]
     check_order(events)
     assert events[-1]["status"] == "interrupted"
+
+
+def test_sigterm_stops_accepting_refuses_new_runs_and_ends_followers_too(
+    server_factory: Callable[..., Server],
+) -> None:
+    """During the grace: no new connection is accepted, a new run on a kept-alive
+    connection is a 503 problem, and a second viewer (GET /v1/runs/{id}/events) of an
+    async run gets its final events like the run's own stream."""
+    grace = 2.0
+    s = server_factory(env={"SKILLRUN_SHUTDOWN_GRACE_S": str(grace)})
+    headers = {"x-api-key": API_KEY}
+    with httpx.Client(base_url=s.url, headers=headers, timeout=30) as kept:
+        run_id = kept.post("/v1/skills/demo.ticker/execute/async",
+                           json={"inputs": {"steps": 100, "delay_ms": 200}}).json()["run_id"]
+        follower: dict[str, Any] = {}
+
+        def follow() -> None:
+            with httpx.stream("GET", f"{s.url}/v1/runs/{run_id}/events", headers=headers, timeout=30) as r:
+                follower["text"] = "".join(r.iter_text())
+
+        t = threading.Thread(target=follow, daemon=True)
+        t.start()
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        s.terminate(signal.SIGTERM)
+        time.sleep(0.3)
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(s.url + "/v1/health/live", timeout=2)
+        refused = kept.post(TICKER, json={"inputs": {"steps": 1}})
+        assert refused.status_code == 503, refused.text
+        assert refused.headers["content-type"].startswith("application/problem+json")
+        assert refused.headers["retry-after"]
+        t.join(grace + 10)
+    assert s.proc.wait(grace + 10) == 0
+    assert time.monotonic() - t0 < grace + 5
+    events = [f.json for f in parse_sse(follower["text"])[0]]
+    check_order(events)
+    assert events[-1]["status"] == "interrupted" and events[-1]["run_id"] == run_id

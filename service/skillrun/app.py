@@ -75,8 +75,9 @@ def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
         lifespan=lifespan,
         validator_map=VALIDATOR_MAP,
     )
+    spec = build_spec(services.catalog)
     app.add_api(
-        build_spec(services.catalog),
+        spec,
         resolver=SkillrunResolver(),
         validate_responses=settings.validate_responses,
         strict_validation=True,
@@ -89,6 +90,10 @@ def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
     # Before the security check, so key guessing is limited (per address); then 401,
     # then 413 before body validation.
     app.add_middleware(RateLimitMiddleware, MiddlewarePosition.BEFORE_SECURITY)
-    app.add_middleware(BodyLimitMiddleware, MiddlewarePosition.BEFORE_VALIDATION)
+    body_operations = frozenset(
+        op["operationId"] for item in spec["paths"].values() for op in item.values()
+        if isinstance(op, dict) and "requestBody" in op
+    )
+    app.add_middleware(BodyLimitMiddleware, MiddlewarePosition.BEFORE_VALIDATION, body_operations=body_operations)
     app.services = services  # type: ignore[attr-defined]
     return app

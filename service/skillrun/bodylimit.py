@@ -1,21 +1,28 @@
-"""Refuse bodies over the limit (413) before reading them whole."""
+"""Refuse bodies over the limit (413) before reading them whole.
+
+Only operations that take a body (the spec's ``requestBody``) read one, so only
+they answer 413 (and document it); any other operation ignores a body.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from connexion.exceptions import ProblemException
+from connexion.middleware.abstract import ROUTING_CONTEXT
 
 from .errors import TITLES, problem_response
 from .services import services_of
 
 
 class BodyLimitMiddleware:
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, body_operations: frozenset[str]) -> None:
         self.app = app
+        self.body_operations = body_operations
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
+        routing = scope.get("extensions", {}).get(ROUTING_CONTEXT, {})
+        if scope["type"] != "http" or routing.get("operation_id") not in self.body_operations:
             await self.app(scope, receive, send)
             return
         limit = services_of(scope).settings.max_body_bytes
