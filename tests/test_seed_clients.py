@@ -126,8 +126,8 @@ def test_seed_javascript_fetch_loop_under_node(server: Server, tmp_path: Path) -
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[: len(STEP_LINES)] == STEP_LINES
-    # `done` has no message: the seed's loop prints undefined, and then the loop ends.
-    assert lines[len(STEP_LINES):] == ["done undefined"]
+    # `done` carries a message like every other event; then the loop ends.
+    assert lines[len(STEP_LINES):] == ["done Skill 'text.summarize' completed."]
 
 
 def test_seed_python_requests_loop(server: Server, tmp_path: Path) -> None:
@@ -139,4 +139,4 @@ def test_seed_python_requests_loop(server: Server, tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[: len(STEP_LINES)] == STEP_LINES
-    assert [line.rstrip() for line in lines[len(STEP_LINES):]] == ["done"]
+    assert lines[len(STEP_LINES):] == ["done Skill 'text.summarize' completed."]
