@@ -87,3 +87,20 @@ async def test_a_422_does_not_echo_a_huge_value(client: httpx.AsyncClient) -> No
     [error] = r.json()["errors"]
     assert error["field"] == "inputs.text" and len(error["message"]) <= 200
     assert len(r.content) < 2000
+
+
+@pytest.mark.anyio
+async def test_the_skill_file_schema_is_served_without_a_key(app_factory) -> None:
+    import json
+
+    from skillrun.engine.loader import SKILL_SCHEMA_PATH
+
+    app = app_factory()
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        r = await client.get("/v1/schemas/skill.json")
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("application/schema+json")
+        assert r.json() == json.loads(SKILL_SCHEMA_PATH.read_text())
+        spec = (await client.get("/openapi.json")).json()
+        assert "/v1/schemas/skill.json" in spec["paths"]
+        assert "GET /v1/schemas/skill.json" in spec["components"]["schemas"]["SkillDescription"]["description"]

@@ -24,7 +24,7 @@ from .auth import API_KEY_HEADER
 from .errors import problem_response
 from .services import Services, add_response_headers, services_of
 
-EXEMPT_PREFIXES = ("/v1/health",)
+EXEMPT_PREFIXES = ("/v1/health", "/v1/schemas")
 
 
 class RateLimiter:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
+from ..engine.loader import SKILL_SCHEMA_PATH
 from ._http import json_response, problem, services
 
 
@@ -16,6 +17,10 @@ async def get_skill(skill_id: str) -> Response:
     if skill is None:
         raise problem(404, f"No skill '{skill_id}' is loaded.")
     return json_response(skill.describe())
+
+
+async def skill_schema() -> Response:
+    return Response(SKILL_SCHEMA_PATH.read_bytes(), media_type="application/schema+json")
 
 
 list_skills_legacy = list_skills

@@ -266,6 +266,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/schemas/skill.json": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The skill file format (JSON Schema)
+         * @description The JSON Schema (2020-12) of skill files, `openapi/skill.schema.json`:
+         *     the same schema the server's loader and `skillrun validate` check files
+         *     against. No key needed.
+         */
+        get: operations["skill_schema"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/health/live": {
         parameters: {
             query?: never;
@@ -758,8 +780,9 @@ export interface components {
         };
         /**
          * @description A loaded skill. Skill files are YAML in the format of the JSON Schema
-         *     `openapi/skill.schema.json` (needs, when, foreach, retry, timeout,
-         *     on_error, gates, nested `skill:<id>`); see docs/SKILLS.md.
+         *     `openapi/skill.schema.json`, served at `GET /v1/schemas/skill.json`
+         *     (needs, when, foreach, retry, timeout, on_error, gates, nested
+         *     `skill:<id>`); see docs/SKILLS.md.
          */
         SkillDescription: {
             id: string;
@@ -1745,6 +1768,26 @@ export interface operations {
             204: components["responses"]["NotPreflight"];
             400: components["responses"]["CorsRefused"];
             404: components["responses"]["NoRoute"];
+        };
+    };
+    skill_schema: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The skill file schema. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/schema+json": Record<string, unknown>;
+                };
+            };
         };
     };
     live: {

@@ -311,8 +311,9 @@ class SkillStep(BaseModel):
 class SkillDescription(BaseModel):
     """
     A loaded skill. Skill files are YAML in the format of the JSON Schema
-    `openapi/skill.schema.json` (needs, when, foreach, retry, timeout,
-    on_error, gates, nested `skill:<id>`); see docs/SKILLS.md.
+    `openapi/skill.schema.json`, served at `GET /v1/schemas/skill.json`
+    (needs, when, foreach, retry, timeout, on_error, gates, nested
+    `skill:<id>`); see docs/SKILLS.md.
 
     """
 
