@@ -95,5 +95,5 @@ def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
         if isinstance(op, dict) and "requestBody" in op
     )
     app.add_middleware(BodyLimitMiddleware, MiddlewarePosition.BEFORE_VALIDATION, body_operations=body_operations)
-    app.services = services  # type: ignore[attr-defined]
+    app.services = services
     return app

@@ -41,7 +41,7 @@ class BodyLimitMiddleware:
         async def counted_receive() -> dict[str, Any]:
             # A chunked body has no Content-Length: count as it arrives.
             nonlocal seen
-            message = await receive()
+            message: dict[str, Any] = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:

@@ -48,7 +48,7 @@ def _serve(args: argparse.Namespace) -> int:
         # uvicorn alone waits forever for open streams; ours end within the grace.
         timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 5,
     )
-    server = DrainingServer(config, app.services.runs, settings.shutdown_grace_s)  # type: ignore[attr-defined]
+    server = DrainingServer(config, app.services.runs, settings.shutdown_grace_s)
     print(f"Skillrun on http://{args.host}:{args.port}  (docs: /docs, spec: /openapi.json)", flush=True)
     server.run()
     return 0
@@ -157,9 +157,9 @@ def _validate(args: argparse.Namespace) -> int:
         loaded[skill.id] = skill
     universe = {s.id: s for s in bundled.all()}
     universe.update(loaded)
-    for skill_id, found in link(universe.values()).items():
+    for skill_id, link_problems in link(universe.values()).items():
         if skill_id in loaded:
-            problems.extend(found)
+            problems.extend(link_problems)
     bad_files = {p.path for p in problems}
     for skill in loaded.values():
         if skill.source not in bad_files:

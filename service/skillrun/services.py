@@ -32,7 +32,8 @@ class Services:
 
 
 def services_of(scope: MutableMapping[str, Any]) -> Services:
-    return scope["state"][_SCOPE_KEY]
+    services: Services = scope["state"][_SCOPE_KEY]
+    return services
 
 
 def add_response_headers(scope: MutableMapping[str, Any], headers: dict[str, str]) -> None:

@@ -30,7 +30,8 @@ SKILL_ID_REF = "#/components/parameters/SkillId"
 
 def load_base_spec(path: Path = SPEC_PATH) -> dict[str, Any]:
     with path.open(encoding="utf-8") as f:
-        return yaml.safe_load(f)
+        spec: dict[str, Any] = yaml.safe_load(f)
+    return spec
 
 
 def _slug(skill_id: str) -> str:
@@ -77,7 +78,7 @@ def _skill_operation(template: dict[str, Any], skill: Skill, suffix: str) -> dic
 
 
 def _unloaded_skill_id(spec: dict[str, Any], loaded: list[str]) -> dict[str, Any]:
-    param = copy.deepcopy(spec["components"]["parameters"]["SkillId"])
+    param: dict[str, Any] = copy.deepcopy(spec["components"]["parameters"]["SkillId"])
     param["description"] = (
         "The id of a skill that is not loaded here (404). Loaded skills have their "
         "own paths, which match first."

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, cast
 
 from connexion.datastructures import MediaTypeDict
 from connexion.exceptions import BadRequestProblem, ProblemException, UnsupportedMediaTypeProblem
@@ -38,10 +38,13 @@ def _reject_constant(name: str) -> Any:
 def _field_errors(error: ValidationError) -> list[dict[str, str]]:
     base = [str(p) for p in error.absolute_path]
     if error.validator == "required":
-        missing = [r for r in error.validator_value if r not in (error.instance or {})]
+        required = cast("list[str]", error.validator_value)
+        given = error.instance if isinstance(error.instance, dict) else {}
+        missing = [r for r in required if r not in given]
         return [{"field": ".".join([*base, m]), "message": f"'{m}' is required"} for m in missing]
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
-        allowed = set((error.schema.get("properties") or {}).keys())
+        schema = cast("dict[str, Any]", error.schema)
+        allowed = set((schema.get("properties") or {}).keys())
         extra = [k for k in error.instance if k not in allowed]
         return [{"field": ".".join([*base, k]), "message": f"unknown field '{k}'"} for k in extra]
     return [{"field": ".".join(base) or "(body)", "message": _short(error.message)}]

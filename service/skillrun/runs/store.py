@@ -124,7 +124,7 @@ def done_payload(result: dict[str, Any]) -> dict[str, Any]:
 
 def result_of_done(data: str) -> dict[str, Any]:
     """The run's result (the ``/execute`` body) from a ``done`` event's JSON."""
-    result = json.loads(data)
+    result: dict[str, Any] = json.loads(data)
     result.pop("type", None)
     result.pop("message", None)
     return result
