@@ -54,8 +54,10 @@ def _skill_operation(template: dict[str, Any], skill: Skill, suffix: str) -> dic
     op = copy.deepcopy(template)
     op["operationId"] = f"{op['operationId']}__{_slug(skill.id)}"
     op["tags"] = ["execute"]
-    verb = {"/execute/stream": "stream the events of", "/execute/async": "start in the background"}.get(suffix, "run")
-    op["summary"] = f"{skill.id}: {verb} this skill"
+    op["summary"] = {
+        "/execute/stream": f"{skill.id}: run and stream its events",
+        "/execute/async": f"{skill.id}: start a run in the background",
+    }.get(suffix, f"{skill.id}: run and return the result")
     op["description"] = f"{skill.description}\n\n{op.get('description', '')}".strip()
     op["parameters"] = [
         p for p in op.get("parameters", []) if p.get("$ref") != SKILL_ID_REF
