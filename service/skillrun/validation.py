@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, AsyncIterator, cast
+from typing import Any, cast
 
 from connexion.datastructures import MediaTypeDict
 from connexion.exceptions import BadRequestProblem, ProblemException, UnsupportedMediaTypeProblem
@@ -113,10 +113,6 @@ class JSONBodyValidator(JSONRequestBodyValidator):
             if not (body is None and self._nullable):
                 self._validate(body)
         return self._insert_messages(receive, messages=messages), scope
-
-    async def _parse(self, stream: AsyncIterator[bytes], scope: Any) -> Any:
-        raw = b"".join([chunk async for chunk in stream])
-        return self._decode(raw) if raw else None
 
     @staticmethod
     def _decode(raw: bytes) -> Any:

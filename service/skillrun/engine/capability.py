@@ -6,9 +6,6 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Iterable
 
-StepFn = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
-GateFn = Callable[[dict[str, Any]], Awaitable["GateResult"]]
-
 
 # The running run's scratch space (see ``run_state``). A context variable, not a
 # global: every run's task (and the step tasks it creates) sees its own.
@@ -72,6 +69,3 @@ class CapabilityRegistry:
 
     def __contains__(self, name: object) -> bool:
         return name in self._by_name
-
-    def names(self) -> list[str]:
-        return sorted(self._by_name)
