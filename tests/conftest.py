@@ -63,14 +63,31 @@ def app_factory() -> Callable[..., Any]:
     return lambda **overrides: create_app(make_settings(**overrides))
 
 
+def asgi_client(app: Any) -> httpx.AsyncClient:
+    """An in-process client of ``app`` with the test key preset."""
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://testserver", headers={"x-api-key": API_KEY}
+    )
+
+
 @pytest.fixture
 async def client(app_factory: Callable[..., Any]) -> AsyncIterator[httpx.AsyncClient]:
-    app = app_factory()
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app),
-        base_url="http://testserver",
-        headers={"x-api-key": API_KEY},
-    ) as c:
+    """A client of a new app (fresh rate limits and runs) for each test."""
+    async with asgi_client(app_factory()) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def shared_app() -> Any:
+    # Building an app costs ~0.3 s; modules whose tests change no state that
+    # matters (the rate limit is far away) share one.
+    return create_app(make_settings())
+
+
+@pytest.fixture
+async def shared_client(shared_app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the module's shared app; a module opts in by aliasing ``client`` to it."""
+    async with asgi_client(shared_app) as c:
         yield c
 
 

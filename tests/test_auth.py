@@ -6,12 +6,12 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable
+from typing import Callable
 
 import httpx
 import pytest
 
-from conftest import API_KEY, Server, make_settings
+from conftest import API_KEY, Server
 from skillrun.app import create_app
 from skillrun.auth import hash_key
 from skillrun.settings import Settings
@@ -21,17 +21,9 @@ BODY = {"inputs": {"text": "Keys open doors. Wrong keys do not."}}
 ENDPOINTS = ["/execute", "/execute/stream"]
 
 
-@pytest.fixture(scope="module")
-def shared_app() -> Any:
-    return create_app(make_settings())
-
-
 @pytest.fixture
-async def client(shared_app: Any) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=shared_app), base_url="http://testserver", headers={"x-api-key": API_KEY}
-    ) as c:
-        yield c
+def client(shared_client: httpx.AsyncClient) -> httpx.AsyncClient:
+    return shared_client
 
 
 def skillrun(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:

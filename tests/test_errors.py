@@ -9,13 +9,12 @@ where framing is decided.
 from __future__ import annotations
 
 import json
-from typing import Any, AsyncIterator, Iterator
+from typing import Any, Iterator
 
 import httpx
 import pytest
 
-from conftest import API_KEY, Server, make_settings
-from skillrun.app import create_app
+from conftest import API_KEY, Server
 
 ENDPOINTS = ["/execute", "/execute/stream"]
 SUMMARIZE = "/v1/skills/text.summarize"
@@ -38,21 +37,9 @@ def fields(body: dict[str, Any]) -> list[str]:
 
 
 
-@pytest.fixture(scope="module")
-def shared_app() -> Any:
-    # One app for the module: these requests never change its state that matters
-    # (the rate limit is far away), and building an app per test costs ~0.3 s.
-    return create_app(make_settings())
-
-
 @pytest.fixture
-async def client(shared_app: Any) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=shared_app),
-        base_url="http://testserver",
-        headers={"x-api-key": API_KEY},
-    ) as c:
-        yield c
+def client(shared_client: httpx.AsyncClient) -> httpx.AsyncClient:
+    return shared_client
 
 
 @pytest.fixture(params=ENDPOINTS, ids=["execute", "stream"])

@@ -6,13 +6,11 @@ from __future__ import annotations
 import json
 
 import re
-from typing import Any, AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
 
-from conftest import API_KEY, make_settings
-from skillrun.app import create_app
 from sse_util import check_order, parse_sse
 
 pytestmark = pytest.mark.anyio
@@ -29,17 +27,9 @@ SENTENCES = [
 TEXT = " ".join(SENTENCES)
 
 
-@pytest.fixture(scope="module")
-def shared_app() -> Any:
-    return create_app(make_settings())
-
-
 @pytest.fixture
-async def client(shared_app: Any) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=shared_app), base_url="http://testserver", headers={"x-api-key": API_KEY}
-    ) as c:
-        yield c
+def client(shared_client: httpx.AsyncClient) -> httpx.AsyncClient:
+    return shared_client
 
 
 async def execute(client: httpx.AsyncClient, skill: str, inputs: dict[str, Any]) -> dict[str, Any]:
