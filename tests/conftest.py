@@ -123,7 +123,13 @@ class Server:
         self.proc.wait(10)
 
 
-def start_server(tmp_path: Path, env: dict[str, str] | None = None, args: list[str] | None = None) -> Server:
+def start_server(
+    tmp_path: Path,
+    env: dict[str, str] | None = None,
+    args: list[str] | None = None,
+    command: list[str] | None = None,
+) -> Server:
+    """``command`` (default: this interpreter's ``-m skillrun``) ``serve --port P args``."""
     port = free_port()
     log_path = tmp_path / f"server-{port}.log"
     full_env = {
@@ -136,7 +142,7 @@ def start_server(tmp_path: Path, env: dict[str, str] | None = None, args: list[s
     }
     with log_path.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "skillrun", "serve", "--port", str(port), *(args or [])],
+            [*(command or [sys.executable, "-m", "skillrun"]), "serve", "--port", str(port), *(args or [])],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=full_env,

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from . import __version__
 from .settings import Settings
 
 log = logging.getLogger("skillrun")
@@ -190,6 +191,7 @@ def _keys_new(_args: argparse.Namespace) -> int:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="skillrun", description=__doc__)
+    p.add_argument("--version", action="version", version=f"skillrun {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the HTTP server")
