@@ -32,6 +32,9 @@ class CapabilityError(Exception):
         super().__init__(message)
         self.kind = kind
 
+    def __reduce__(self) -> tuple[Any, ...]:  # keeps ``kind`` across a worker process's pipe
+        return (type(self), (str(self), self.kind))
+
 
 @dataclass(frozen=True, slots=True)
 class GateResult:
