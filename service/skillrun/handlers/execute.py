@@ -16,8 +16,8 @@ from starlette.responses import Response
 
 from ..engine import Skill
 from ..errors import TITLES
+from ..events import result_of_done
 from ..runs import IdempotencyConflict, RunRecord, ShuttingDown, follow, request_hash
-from ..runs.store import result_of_done
 from ..services import Services
 from ._http import json_response, owner, problem, services
 from ._stream import EventStreamResponse, frames

@@ -19,7 +19,9 @@ from typing import Any
 
 from ..engine import Engine, Skill
 from ..engine.runner import CANCELLED, INTERRUPTED
-from .store import TERMINAL, UNFINISHED, EventRecord, RunRecord, RunStore, done_payload, utc_now
+from .. import events as ev
+from ..events import Event
+from .store import TERMINAL, UNFINISHED, EventRecord, RunRecord, RunStore, utc_now
 from .writer import RunWriter
 
 log = logging.getLogger(__name__)
@@ -65,57 +67,42 @@ def _ms_since(iso: str | None) -> float:
     return max(0.0, round((datetime.now(timezone.utc) - then).total_seconds() * 1000, 3))
 
 
-def closing_events(
-    run: RunRecord, events: list[EventRecord], status: str, skill: Skill | None
-) -> list[tuple[str, dict[str, Any] | None, tuple[str, str | None, dict[str, Any]] | None]]:
+def closing_events(run: RunRecord, events: list[EventRecord], status: str, skill: Skill | None) -> list[Event | dict[str, Any]]:
     """The events that close a log no engine will finish: a ``step_failed`` for each
     open step, ``skill_completed`` and ``done``, all with ``status``.
 
-    Returns ``(type, done_payload, (message, step_id, data))`` triples for ``RunWriter``.
+    Returns engine ``Event``s and, last, the ``done`` payload, for ``RunWriter``.
     """
     error = {"kind": status, "message": f"the run was {status}"}
-    out: list[Any] = []
+    out: list[Event | dict[str, Any]] = []
     if not events:
         # Never started: a start first keeps the stream's order rules for every reader.
-        out.append(("skill_start", None, (f"Starting skill '{run.skill_id}'.", None, {
-            "skill_id": run.skill_id,
-            "version": skill.version if skill else "unknown",
-            "execution_channel": run.channel if run.channel in ("http", "http-stream", "http-async") else "http",
-            "steps": [s.id for s in skill.steps] if skill else [],
-        })))
+        channel = run.channel if run.channel in ev.CHANNELS else "http"
+        out.append(ev.skill_start(run.skill_id, skill.version if skill else "unknown", channel,
+                                  [s.id for s in skill.steps] if skill else []))
     open_steps: dict[tuple[str | None, Any], str | None] = {}
     summaries: list[dict[str, Any]] = []
-    for ev in events:
-        if ev.type not in ("step_start", "step_completed", "step_degraded", "step_failed", "step_skipped"):
+    for record in events:
+        if record.type != ev.STEP_START and record.type not in ev.STEP_TERMINAL:
             continue
-        payload = json.loads(ev.data)
+        payload = json.loads(record.data)
         index = (payload.get("data") or {}).get("index")
         key = (payload.get("step_id"), index)
-        if ev.type == "step_start":
+        if record.type == ev.STEP_START:
             open_steps[key] = payload.get("step_id")
         else:
             open_steps.pop(key, None)
             if index is None:
-                summaries.append({"id": payload.get("step_id"), "status": ev.type.removeprefix("step_")})
+                summaries.append({"id": payload.get("step_id"), "status": record.type.removeprefix("step_")})
     for (step_id, index), _ in open_steps.items():
-        data: dict[str, Any] = {"error": error, "duration_ms": 0}
-        if index is not None:
-            data["index"] = index
-        out.append(("step_failed", None, (f"Step '{step_id}' failed: {error['message']}", step_id, data)))
+        out.append(ev.step_failed(str(step_id), error, 0, index))
         summaries.append({"id": step_id, "status": "failed", "error": error})
     duration = _ms_since(run.started_at or run.created_at)
-    out.append(("skill_completed", None, (f"Skill '{run.skill_id}' {status}.", None,
-                                          {"status": status, "duration_ms": duration})))
-    out.append(("done", done_payload({
-        "skill_id": run.skill_id,
-        "status": status,
-        "outputs": {},
-        "trace_id": run.trace_id,
-        "run_id": run.run_id,
-        "duration_ms": duration,
-        "steps": summaries,
-        "error": error,
-    }), None))
+    out.append(ev.skill_completed(run.skill_id, status, duration))
+    out.append(ev.done(ev.run_result(
+        skill_id=run.skill_id, status=status, outputs={}, trace_id=run.trace_id, run_id=run.run_id,
+        duration_ms=duration, steps=summaries, error=error,
+    )))
     return out
 
 
@@ -180,21 +167,13 @@ class RunManager:
             log.exception("run %s crashed", run.run_id)
             status, outputs, steps = "failed", {}, []
             error = {"kind": "internal", "message": f"internal error: {type(exc).__name__}"}
-            writer.emit("skill_completed", f"Skill '{skill.id}' failed.", None,
-                        {"status": status, "duration_ms": round((time.perf_counter() - started) * 1000, 3)})
-        result: dict[str, Any] = {
-            "skill_id": skill.id,
-            "status": status,
-            "outputs": outputs,
-            "trace_id": run.trace_id,
-            "run_id": run.run_id,
-            "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-            "steps": steps,
-        }
-        if error is not None:
-            result["error"] = error
+            writer.emit(*ev.skill_completed(skill.id, status, round((time.perf_counter() - started) * 1000, 3)))
+        result = ev.run_result(
+            skill_id=skill.id, status=status, outputs=outputs, trace_id=run.trace_id, run_id=run.run_id,
+            duration_ms=round((time.perf_counter() - started) * 1000, 3), steps=steps, error=error,
+        )
         # The store makes the run terminal with this event (status and result from it).
-        writer.append("done", done_payload(result))
+        writer.append(ev.DONE, ev.done(result))
 
     def _task_done(self, task: asyncio.Task[None], *, run: RunRecord) -> None:
         self._tasks.pop(run.run_id, None)
@@ -250,17 +229,16 @@ class RunManager:
             if not batch:
                 break
             events += batch
-        if events and events[-1].type == "done":
+        if events and events[-1].type == ev.DONE:
             return False
         skill = self.catalog.get(run.skill_id) if self.catalog is not None else None
         writer = RunWriter(self.store, run_id, run.trace_id, last_seq=events[-1].seq if events else 0)
-        for n, (type_, payload, emit) in enumerate(closing_events(run, events, status, skill)):
+        for n, event in enumerate(closing_events(run, events, status, skill)):
             try:
-                if payload is not None:
-                    writer.append(type_, payload)
+                if isinstance(event, Event):
+                    writer.emit(*event)
                 else:
-                    assert emit is not None
-                    writer.emit(type_, *emit)
+                    writer.append(ev.DONE, event)
             except ValueError:
                 # Out of order: events we cannot see yet are being stored (its engine
                 # just finished, or a second close raced us). The first append fails

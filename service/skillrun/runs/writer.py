@@ -1,4 +1,4 @@
-"""The engine's ``Emitter`` for one run: the envelope, the sequence, the append."""
+"""The engine's ``Emitter`` for one run: the envelope (``events``), the sequence, the append."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 
+from ..events import Event, envelope
 from .store import EventRecord, RunStore, utc_now
 
 _json_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
@@ -31,18 +32,8 @@ class RunWriter:
     def emit(
         self, type: str, message: str, step_id: str | None = None, data: dict[str, Any] | None = None
     ) -> None:
-        self.append(
-            type,
-            {
-                "type": type,
-                "message": message,
-                "timestamp": utc_now(),
-                "step_id": step_id,
-                "trace_id": self.trace_id,
-                "run_id": self.run_id,
-                "data": data,
-            },
-        )
+        event = Event(type, message, step_id, data)
+        self.append(type, envelope(event, trace_id=self.trace_id, run_id=self.run_id, timestamp=utc_now()))
 
     def append(self, type: str, payload: dict[str, Any]) -> None:
         self.seq += 1
