@@ -275,3 +275,42 @@ def test_server_load_skips_bad_files_and_skills_nesting_them(tmp_path: Path, cap
         f"{tmp_path / 'wrapper.yaml'}:4: step 'a' uses skill 'broken', which is not loaded",
     ]
     assert "skipped skill file" in caplog.text
+
+
+def test_validate_calls_ok_exactly_what_the_server_serves(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Finding: `skillrun validate` builds its catalog differently from the server. A skill
+    nesting a skill that is itself left out (it nests a skill that is not loaded) was
+    "ok" to validate, yet the server skipped it; both now build the same catalog."""
+    from skillrun.capabilities import default_registry
+    from skillrun.engine import load_skills
+
+    outer = _file(tmp_path, 'id: outer\nversion: "1"\nsteps:\n  - {id: a, uses: "skill:mid"}\n', "outer.yaml")
+    mid = _file(tmp_path, 'id: mid\nversion: "1"\nsteps:\n  - {id: a, uses: "skill:nowhere"}\n', "mid.yaml")
+    good = _file(tmp_path, 'id: good\nversion: "1"\nsteps:\n  - {id: a, uses: util.echo}\n', "good.yaml")
+    code, problems, out = _validate(capsys, tmp_path)
+    assert code == 1
+    assert sorted(problems) == [
+        f"{mid}:4: step 'a' uses skill 'nowhere', which is not loaded",
+        f"{outer}:4: step 'a' uses skill 'mid', which is not loaded",
+    ]
+    assert out.splitlines() == [f"{good}: ok (good 1, 1 steps)"]
+    catalog, _ = load_skills([BUNDLED_SKILLS, tmp_path], default_registry())
+    assert "good" in catalog and "mid" not in catalog and "outer" not in catalog
+
+
+def test_one_duration_grammar_for_skill_timeouts_and_settings() -> None:
+    """Finding: several grammars for durations (skill timeouts took `250ms, 5s, 2m`;
+    SKILLRUN_RUN_RETENTION took `3600, 90s, 15m, 12h, 7d`): one grammar now reads both."""
+    from skillrun.capabilities import default_registry
+    from skillrun.engine.loader import parse_skill
+    from skillrun.settings import parse_duration
+
+    for text, seconds in [("250ms", 0.25), ("90s", 90.0), ("2m", 120.0), ("1.5m", 90.0)]:
+        skill = parse_skill(HEAD + f"timeout: {text}\nsteps:\n  - {{id: a, uses: util.echo}}\n", "t.yaml", default_registry())
+        assert skill.timeout_s == pytest.approx(seconds)
+        assert parse_duration(text, "SKILLRUN_RUN_RETENTION") == pytest.approx(seconds)
+    for text, seconds in [("3600", 3600.0), ("12h", 43200.0), ("7d", 604800.0), (" 15M ", 900.0)]:
+        assert parse_duration(text, "SKILLRUN_RUN_RETENTION") == seconds
+    for bad in ["soon", "5 parsecs", "-5s", "1e3", ""]:
+        with pytest.raises(ValueError, match="SKILLRUN_RUN_RETENTION: .* is not a duration like"):
+            parse_duration(bad, "SKILLRUN_RUN_RETENTION")
