@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from engine_util import Probe, engine_for, registry_with, run, skill
-from skillrun.engine import Capability, GateResult
+from skillrun.engine import Capability, CapabilityError, GateResult
 from skillrun.engine.runner import CANCELLED
 
 pytestmark = pytest.mark.anyio
@@ -524,6 +524,32 @@ async def test_gate_warn_emits_gate_warning_and_keeps_the_value(stage: str) -> N
     assert rec.types("s") == ["step_start", *["gate_warning"] * (2 if stage == "both" else 1), "step_completed"]
     assert rec.of("step_completed", "s")[0]["data"]["produced_output"] == {"text": "a secret"}
     assert rec.of("step_completed", "after")[0]["data"]["produced_output"] == {"saw": True}
+
+
+@pytest.mark.parametrize("stage", ["pre", "post"])
+async def test_a_gate_that_breaks_fails_its_step_with_events_at_either_stage(stage: str) -> None:
+    """Finding: pre- and post-gates were handled differently. A pre-gate whose capability
+    raised ended the run with no ``step_start``/``step_failed`` for its step (the step had
+    no fate in the stream); both stages now go through the same gate phase."""
+
+    async def broken(value: dict[str, Any]) -> GateResult:
+        raise CapabilityError("the scanner is down", "upstream")
+
+    reg = registry_with(Capability("broken", broken, gate=True))
+    s = skill(
+        f"""
+        id: brokengate
+        version: "1"
+        steps:
+          - {{id: s, uses: util.echo, gate: {{uses: broken, policy: fail, stage: {stage}}}, input: {{text: x}}}}
+        """,
+        reg,
+    )
+    outcome, rec, _ = await run(engine_for(s, registry=reg), s)
+    assert rec.types("s") == ["step_start", "step_failed"]
+    error = {"kind": "upstream", "message": "gate broken: the scanner is down"}
+    assert rec.of("step_failed", "s")[0]["data"]["error"] == error
+    assert outcome.status == "failed" and outcome.error == error
 
 
 async def test_clean_values_pass_every_gate_policy() -> None:
