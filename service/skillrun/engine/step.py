@@ -15,19 +15,43 @@ it is cancelled (``step_failed`` with the cancellation's reason).
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .. import events as ev
-from ..events import Event
-from .capability import CapabilityError
+from ..events import Emitter, Event
+from .capability import Capability, CapabilityError, CapabilityRegistry
 from .expressions import ExpressionError
 from .model import Gate, Step
 from .stopping import StepFailure, stop_reason
 
-if TYPE_CHECKING:
-    from .runner import _Run
+
+
+class EngineCalls(Protocol):
+    """What a step needs of the engine (``runner.Engine``)."""
+
+    capabilities: CapabilityRegistry
+    rng: random.Random
+
+    async def invoke(self, cap: Capability, args: dict[str, Any]) -> Any: ...
+
+
+class StepHost(Protocol):
+    """What a step needs of the run it belongs to (``runner._Run``): its values, its
+    stream, and the two ways to do the work (a capability call, a nested skill)."""
+
+    @property
+    def engine(self) -> EngineCalls: ...
+
+    inputs: dict[str, Any]
+    outputs: dict[str, Any]
+    emitter: Emitter
+
+    async def _call(self, step: Step, cap: Capability, args: dict[str, Any]) -> dict[str, Any]: ...
+
+    async def _nested(self, step: Step, index: int | None, args: dict[str, Any]) -> dict[str, Any]: ...
 
 Findings = list[dict[str, Any]]
 
@@ -56,7 +80,7 @@ class Verdict:
 class StepLife:
     """One instance of ``step`` in ``run``; ``live`` runs its phases."""
 
-    def __init__(self, run: _Run, step: Step, index: int | None, local: dict[str, Any] | None) -> None:
+    def __init__(self, run: StepHost, step: Step, index: int | None, local: dict[str, Any] | None) -> None:
         self.run = run
         self.step = step
         self.index = index
