@@ -222,8 +222,8 @@ class _Run:
                     ready.append(d)
 
         try:
-            while ready or pool:
-                if not pool and len(ready) == 1:
+            while ready or pool.running:
+                if not pool.running and len(ready) == 1:
                     # The only step that can run now: no task needed.
                     step = ready.popleft()
                     await self._step(step)
@@ -356,7 +356,7 @@ class _Run:
         pool: Pool[int] = Pool(step.max_parallel)
         nxt = 0
         try:
-            while nxt < count or pool:
+            while nxt < count or pool.running:
                 while nxt < count and pool.has_room():
                     pool.start(nxt, one(nxt), f"step:{step.id}[{nxt}]")
                     nxt += 1

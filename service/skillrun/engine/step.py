@@ -77,6 +77,11 @@ class Verdict:
     failure: StepFailure | None = None  # a ``fail`` gate found something
 
 
+# Shared by the verdicts of steps without gates; never changed (only ``gates`` fills a verdict).
+_NONE: list[Any] = []
+_NO_INFO: dict[str, Any] = {}
+
+
 class StepLife:
     """One instance of ``step`` in ``run``; ``live`` runs its phases."""
 
@@ -155,6 +160,8 @@ class StepLife:
 
     async def gates(self, stage: str, value: dict[str, Any]) -> Verdict:
         """Run the step's gates of ``stage`` over ``value``, in the order written."""
+        if not self.step.gates:  # most steps: no allocations on the hot path
+            return Verdict(value, _NONE, _NONE, _NO_INFO)
         verdict = Verdict(value)
         for gate in self.step.gates:
             if gate.stage != stage:
