@@ -35,14 +35,16 @@ def build_services(settings: Settings) -> Services:
     if settings.api_keys_file is not None:
         hashes += read_hash_file(settings.api_keys_file)
     offload = make_offload(settings.worker_procs, settings.inline_max_chars, settings.worker_memory_mb)
-    engine = Engine(registry, skills=catalog, max_parallel=settings.max_parallel, offload=offload)
+    engine = Engine(
+        registry, skills=catalog, max_parallel=settings.max_parallel, offload=offload, max_items=settings.max_foreach_items
+    )
     store = open_store(settings.db)
     return Services(
         settings=settings,
         catalog=catalog,
         engine=engine,
         store=store,
-        runs=RunManager(store, engine, catalog),
+        runs=RunManager(store, engine, catalog, max_events=settings.max_events_per_run),
         keys=KeyRing(hashes),
         limiter=RateLimiter(settings.rate_limit, settings.rate_limit_storage),
     )

@@ -80,6 +80,10 @@ class Settings:
     inline_max_chars: int = 4096
     # The address space one worker process may use.
     worker_memory_mb: int = 1024
+    # Bounds on one run: the events it may write (demo.ticker's 10,000 items write
+    # 20,003) and the items one foreach may have. Past them the run fails `limit_exceeded`.
+    max_events_per_run: int = 100_000
+    max_foreach_items: int = 10_000
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -104,4 +108,6 @@ class Settings:
             worker_procs=_int("SKILLRUN_WORKER_PROCS", os.cpu_count() or 1),
             inline_max_chars=_int("SKILLRUN_INLINE_MAX_CHARS", 4096),
             worker_memory_mb=_int("SKILLRUN_WORKER_MEMORY_MB", 1024),
+            max_events_per_run=_int("SKILLRUN_MAX_EVENTS_PER_RUN", 100_000),
+            max_foreach_items=_int("SKILLRUN_MAX_FOREACH_ITEMS", 10_000),
         )

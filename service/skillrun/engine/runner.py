@@ -34,7 +34,7 @@ from typing import Any, Protocol
 import jsonschema
 
 from .capability import _RUN_STATE, Capability, CapabilityError, CapabilityRegistry
-from .expressions import ExpressionError
+from .expressions import Expression, ExpressionError, Template, render_elsewhere
 from .model import Gate, Skill, Step
 from .workers import TENANT, Inline, Offload
 
@@ -42,6 +42,8 @@ from .workers import TENANT, Inline, Offload
 CANCELLED = "cancelled"
 INTERRUPTED = "interrupted"
 TIMEOUT = "timeout"
+# A run that went past a server limit (events per run, foreach items): it fails.
+LIMIT_EXCEEDED = "limit_exceeded"
 
 _DEFAULT_MESSAGES = {
     CANCELLED: "the run was cancelled",
@@ -190,6 +192,8 @@ async def _drain(tasks: set[asyncio.Task[Any]], msg: str) -> None:
 
 
 SLICE_S = 0.002
+# The most a skill's outputs may take to render once its steps have ended.
+OUTPUTS_S = 5.0
 
 
 class Engine:
@@ -204,6 +208,7 @@ class Engine:
         max_depth: int = 8,
         rng: random.Random | None = None,
         offload: Offload | None = None,
+        max_items: int = 10_000,
     ) -> None:
         self.capabilities = capabilities
         self.skills = skills
@@ -212,6 +217,7 @@ class Engine:
         self.rng = rng or random.Random()
         # Where CPU-bound capabilities (``sync_fn``) run: see ``workers``.
         self.offload: Offload = offload or Inline()
+        self.max_items = max_items  # a foreach's items, at most
         self._slots = asyncio.Semaphore(max_parallel)
         self._input_validators: dict[tuple[str, str], Any] = {}
         self._slice_start = time.perf_counter()
@@ -223,10 +229,12 @@ class Engine:
         of them would hold the loop (and every other stream) until it ends. A turn
         per step would instead cost a loop iteration per step and one-event
         batches. A turn every couple of milliseconds keeps both fairness and
-        throughput.
+        throughput. A task asked to stop (a cancel, a limit) gets its turn at once,
+        so the stop lands before the next step.
         """
         now = time.perf_counter()
-        if now - self._slice_start >= SLICE_S:
+        task = asyncio.current_task()
+        if now - self._slice_start >= SLICE_S or (task is not None and task.cancelling()):
             await asyncio.sleep(0)
             self._slice_start = time.perf_counter()
 
@@ -278,13 +286,16 @@ class Engine:
                 while task.uncancel():  # this task owns the run; ending it cleanly is the point
                     pass
             error = stop_reason(exc)
-            if error["kind"] not in (CANCELLED, INTERRUPTED):
-                error = {"kind": CANCELLED, "message": error["message"]}
-            status = error["kind"]
+            if error["kind"] == LIMIT_EXCEEDED:
+                status = "failed"
+            else:
+                if error["kind"] not in (CANCELLED, INTERRUPTED):
+                    error = {"kind": CANCELLED, "message": error["message"]}
+                status = error["kind"]
         finally:
             _RUN_STATE.reset(state)
             TENANT.reset(tenant_token)
-        outputs = run.result_outputs()
+        outputs = await run.result_outputs()
         duration = _ms(started)
         emitter.emit(
             "skill_completed",
@@ -400,7 +411,7 @@ class _Run:
     async def _step_body(self, step: Step, t0: float) -> None:
         if step.when is not None:
             try:
-                go = step.when.evaluate(self.inputs, self.outputs)
+                go = await self._render(step.when)
             except ExpressionError as exc:
                 output, status, error = await self._instance(step, None, None, StepFailure("expression_error", str(exc)))
                 self._record(step, output, status, t0, error)
@@ -419,11 +430,17 @@ class _Run:
             self._record(step, output, status, t0, error)
             return
         try:
-            items = step.foreach.render(self.inputs, self.outputs)
+            items = await self._render(step.foreach)
             if not isinstance(items, list):
                 raise ExpressionError(f"foreach must give a list, not {type(items).__name__}")
-        except ExpressionError as exc:
-            output, status, error = await self._instance(step, None, None, StepFailure("expression_error", str(exc)))
+            if len(items) > self.engine.max_items:
+                raise StepFailure(
+                    LIMIT_EXCEEDED,
+                    f"foreach gave {len(items)} items; this server runs at most {self.engine.max_items}",
+                )
+        except (ExpressionError, StepFailure) as exc:
+            failure = exc if isinstance(exc, StepFailure) else StepFailure("expression_error", str(exc))
+            output, status, error = await self._instance(step, None, None, failure)
             self._record(step, output, status, t0, error)
             return
         if not items:
@@ -545,7 +562,7 @@ class _Run:
             warnings: list[tuple[Gate, list[dict[str, Any]]]] = []
             if failure is None:
                 try:
-                    args = step.input.render(self.inputs, self.outputs, local)
+                    args = await self._render(step.input, local)
                 except ExpressionError as exc:
                     failure = StepFailure("expression_error", str(exc))
             if failure is None:
@@ -643,7 +660,7 @@ class _Run:
             if cap is None:
                 raise StepFailure("internal", f"capability {fb.uses!r} is not registered")
             try:
-                args = fb.input.render(self.inputs, self.outputs, {**(local or {}), "error": failure.as_dict()})
+                args = await self._render(fb.input, {**(local or {}), "error": failure.as_dict()})
             except ExpressionError as exc:
                 raise StepFailure("expression_error", str(exc)) from None
             output = await self._call(step, cap, args)
@@ -723,7 +740,7 @@ class _Run:
             raise StepFailure(TIMEOUT, exc.message) from None
         except StepFailure as exc:
             raise StepFailure(exc.kind, f"skill {skill_id!r}: {exc.message}") from None
-        return sub.result_outputs()
+        return await sub.result_outputs()
 
     # ---------------------------------------------------------------- gates
 
@@ -771,15 +788,26 @@ class _Run:
 
     # ---------------------------------------------------------------- results
 
-    def result_outputs(self) -> dict[str, Any]:
-        """The skill's outputs; an output whose steps did not run is left out."""
+    async def result_outputs(self) -> dict[str, Any]:
+        """The skill's outputs; an output whose steps did not run is left out, and so is
+        one whose rendering takes longer than ``OUTPUTS_S``."""
         out: dict[str, Any] = {}
         for o in self.skill.outputs:
             try:
-                out[o.name] = o.value.render(self.inputs, self.outputs)
-            except ExpressionError:
+                async with asyncio.timeout(OUTPUTS_S):
+                    out[o.name] = await self._render(o.value)
+            except (ExpressionError, TimeoutError):
                 continue
         return out
+
+    async def _render(self, what: Template | Expression, local: dict[str, Any] | None = None) -> Any:
+        """A template's value (or an expression's): on the loop when what it reads is
+        small, else where a deadline can stop it (see ``workers``)."""
+        if not isinstance(what, Template) or what.expressions:
+            scope = what.activation(self.inputs, self.outputs, local)
+            if not self.engine.offload.inline(scope):
+                return await self.engine.offload.call(render_elsewhere, {"template": what.raw, "scope": scope})
+        return what.render(self.inputs, self.outputs, local)
 
     def step_summaries(self) -> list[dict[str, Any]]:
         return [self.summaries[s.id] for s in self.skill.steps if s.id in self.summaries]

@@ -120,8 +120,9 @@ def closing_events(
 
 
 class RunManager:
-    def __init__(self, store: RunStore, engine: Engine, catalog: Any = None) -> None:
+    def __init__(self, store: RunStore, engine: Engine, catalog: Any = None, *, max_events: int | None = None) -> None:
         self.store = store
+        self.max_events = max_events  # per run
         self.engine = engine
         self.catalog = catalog
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -169,7 +170,10 @@ class RunManager:
 
     async def _run(self, run: RunRecord, skill: Skill, timeout_s: float | None) -> None:
         # No await before the engine's: a cancel always reaches the engine, which ends the log.
-        writer = RunWriter(self.store, run.run_id, run.trace_id)
+        task = asyncio.current_task()
+        writer = RunWriter(
+            self.store, run.run_id, run.trace_id, max_events=self.max_events, stop=task.cancel if task else None
+        )
         started = time.perf_counter()
         try:
             outcome = await self.engine.run(
