@@ -17,6 +17,7 @@ are ``<seq>-0``.
 from __future__ import annotations
 
 import asyncio
+import base64
 import functools
 import json
 import time
@@ -155,12 +156,38 @@ async def wait_changed(changed: asyncio.Event, timeout: float | None) -> bool:
     return True
 
 
-def parse_cursor(cursor: str | None) -> int | None:
-    if cursor is None:
-        return None
-    if not cursor.isdigit() or len(cursor) > 18:
-        raise BadCursor(cursor)
-    return int(cursor)
+@dataclass(frozen=True, slots=True)
+class ListCursor:
+    """Where a page of ``list_runs`` ended: its last run, which the caller owns.
+
+    A cursor names only the owner's own run, so it tells nothing of other keys'
+    activity (a global row number did: it jumped when another key created runs).
+    It needs no signature: a store looks the run up among the caller's own runs,
+    so a forged cursor reaches nothing the caller could not list anyway.
+    ``created_at`` resumes the listing if that run was purged in the meantime.
+    """
+
+    created_at: str
+    run_id: str
+
+    def encode(self) -> str:
+        raw = json.dumps([self.created_at, self.run_id], separators=(",", ":")).encode()
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    @classmethod
+    def decode(cls, cursor: str | None) -> "ListCursor | None":
+        if cursor is None:
+            return None
+        try:
+            if len(cursor) > 400:
+                raise ValueError("too long")
+            raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+            created_at, run_id = json.loads(raw)
+        except (ValueError, TypeError):
+            raise BadCursor(cursor) from None
+        if not isinstance(created_at, str) or not isinstance(run_id, str):
+            raise BadCursor(cursor)
+        return cls(created_at, run_id)
 
 
 @dataclass(slots=True)
@@ -242,10 +269,10 @@ class MemoryStore:
         limit: int = 20,
         cursor: str | None = None,
     ) -> RunPage:
-        before = parse_cursor(cursor)
+        after = ListCursor.decode(cursor)
         found: list[_Log] = []
         for log in sorted(self._logs.values(), key=lambda l: l.n, reverse=True):
-            if before is not None and log.n >= before:
+            if after is not None and not self._listed_after(log, after, owner):
                 continue
             if owner is not None and log.run.owner != owner:
                 continue
@@ -258,7 +285,15 @@ class MemoryStore:
                 break
         more = len(found) > limit
         page = found[:limit]
-        return RunPage([replace(l.run) for l in page], str(page[-1].n) if more else None)
+        last = page[-1].run if more else None
+        return RunPage([replace(l.run) for l in page], ListCursor(last.created_at, last.run_id).encode() if last else None)
+
+    def _listed_after(self, log: _Log, after: ListCursor, owner: str | None) -> bool:
+        """Whether ``log`` comes after the cursor's run (older: listed on a later page)."""
+        mark = self._logs.get(after.run_id)
+        if mark is not None and (owner is None or mark.run.owner == owner):
+            return log.n < mark.n
+        return log.run.created_at < after.created_at  # that run is gone (or never was the caller's)
 
     async def purge(self, finished_before: str) -> int:
         gone = [
