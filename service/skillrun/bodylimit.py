@@ -22,6 +22,7 @@ from typing import Any
 from connexion.exceptions import ProblemException
 from connexion.middleware.abstract import ROUTING_CONTEXT
 
+from .edge import HEAD_DONE_AT
 from .errors import TITLES, problem_response
 from .services import services_of
 
@@ -60,17 +61,19 @@ class BodyLimitMiddleware:
                     await problem_response(413, detail)(scope, receive, send)
                     return
         scope = {**scope, "headers": _normalized_headers(scope.get("headers", []))}
-        await self.app(scope, _BoundedReceive(receive, limit, settings.body_timeout_s), send)
+        # From the end of the head when the edge protocol runs (skillrun serve), else from now.
+        start = scope.get("state", {}).get(HEAD_DONE_AT) or asyncio.get_running_loop().time()
+        await self.app(scope, _BoundedReceive(receive, limit, settings.body_timeout_s, start), send)
 
 
 class _BoundedReceive:
     """``receive`` that stops a body over the size limit (413) or past its deadline (408)."""
 
-    def __init__(self, receive: Any, limit: int, timeout_s: float) -> None:
+    def __init__(self, receive: Any, limit: int, timeout_s: float, start: float) -> None:
         self._receive = receive
         self._limit = limit
         self._timeout_s = timeout_s
-        self._deadline = asyncio.get_running_loop().time() + timeout_s
+        self._deadline = start + timeout_s
         self._seen = 0
         self._complete = False
 

@@ -33,8 +33,11 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from .errors import PROBLEM_JSON, TITLES, problem_body
 
-# After the ASGI layer's 408 (bodylimit.py) has had its chance.
-_BODY_BACKSTOP_S = 2.0
+# After the ASGI layer's 408 (bodylimit.py) has had its chance, even on a busy loop.
+_BODY_BACKSTOP_S = 5.0
+# In the request's ``scope["state"]``: the loop time its head was complete, so the
+# ASGI layer's body deadline counts from there, not from when a busy loop got to it.
+HEAD_DONE_AT = "skillrun.head_done_at"
 
 
 @dataclass(frozen=True)
@@ -86,15 +89,22 @@ class EdgeProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         between = not self._in_message
         super().data_received(data)
-        if not self._head_open or self.transport.is_closing():
+        if self.transport.is_closing():
             return
-        # This read is all head if the request began with it (before it, at most the
-        # blank lines llhttp skips); after a pipelined request's end, count none of it.
-        if between or not self._began_here:
-            self._head_bytes += len(data)
-        self._began_here = False
-        if self._head_bytes > self.limits.max_header_bytes:
-            self._refuse(431, f"The request's headers are larger than the limit of {self.limits.max_header_bytes} bytes.")
+        # Deadlines are armed here, after the parser, not in its callbacks: a request
+        # that arrives whole in one read (most do) never arms or cancels a timer.
+        if self._head_open:
+            # This read is all head if the request began with it (before it, at most the
+            # blank lines llhttp skips); after a pipelined request's end, count none of it.
+            if between or not self._began_here:
+                self._head_bytes += len(data)
+            self._began_here = False
+            if self._head_bytes > self.limits.max_header_bytes:
+                self._refuse(431, f"The request's headers are larger than the limit of {self.limits.max_header_bytes} bytes.")
+            elif self._timer is None:
+                self._arm(self.limits.header_timeout_s, self._head_timed_out)
+        elif self._in_message and self._timer is None:
+            self._arm(self.limits.body_timeout_s + _BODY_BACKSTOP_S, self._body_timed_out)
 
     # -- parser callbacks ------------------------------------------------------
 
@@ -102,17 +112,15 @@ class EdgeProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self._head_open = self._in_message = self._began_here = True
         self._head_bytes = 0
-        if self._timer is None:  # the first request's deadline runs from the connection's opening
-            self._arm(self.limits.header_timeout_s, self._head_timed_out)
 
     def on_headers_complete(self) -> None:
         self._head_open = False
-        self._disarm()
+        self._disarm()  # the head deadline (a first request's runs from the connection's opening)
         if self._over_cap:
             self._refuse(503, "The server has too many open connections; retry shortly.", {"Retry-After": "1"})
             return
+        self.scope["state"][HEAD_DONE_AT] = self.loop.time()
         super().on_headers_complete()
-        self._arm(self.limits.body_timeout_s + _BODY_BACKSTOP_S, self._body_timed_out)
 
     def on_body(self, body: bytes) -> None:
         if not self.transport.is_closing():  # refused (431/503): no request to feed
