@@ -1524,8 +1524,9 @@ export interface operations {
                 /** @description At most this many runs. */
                 limit?: number;
                 /**
-                 * @description The `next_cursor` of the previous page, as it came (opaque: it names
-                 *     only your own runs, so it tells nothing of other keys' activity).
+                 * @description The `next_cursor` of the previous page, as it came. It names only the
+                 *     last run of that page (its creation time and id), one of your own, so
+                 *     it tells nothing of other keys' activity.
                  */
                 cursor?: string;
             };
