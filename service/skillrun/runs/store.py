@@ -22,7 +22,7 @@ import json
 import re
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Collection, Protocol
+from typing import Any, Callable, Collection, Protocol
 
 TERMINAL = frozenset({"completed", "failed", "cancelled", "interrupted"})
 UNFINISHED = frozenset({"queued", "running"})
@@ -270,10 +270,10 @@ class MemoryStore:
         limit: int = 20,
         cursor: str | None = None,
     ) -> RunPage:
-        after = ListCursor.decode(cursor)
+        after = self._after(ListCursor.decode(cursor), owner)
         found: list[_Log] = []
         for log in sorted(self._logs.values(), key=lambda l: l.n, reverse=True):
-            if after is not None and not self._listed_after(log, after, owner):
+            if after is not None and not after(log):
                 continue
             if owner is not None and log.run.owner != owner:
                 continue
@@ -289,12 +289,15 @@ class MemoryStore:
         last = page[-1].run if more else None
         return RunPage([replace(l.run) for l in page], ListCursor(last.created_at, last.run_id).encode() if last else None)
 
-    def _listed_after(self, log: _Log, after: ListCursor, owner: str | None) -> bool:
-        """Whether ``log`` comes after the cursor's run (older: listed on a later page)."""
-        mark = self._logs.get(after.run_id)
+    def _after(self, cursor: ListCursor | None, owner: str | None) -> Callable[[_Log], bool] | None:
+        """Whether a run comes after the cursor's (older: listed on a later page)."""
+        if cursor is None:
+            return None
+        mark = self._logs.get(cursor.run_id)
         if mark is not None and (owner is None or mark.run.owner == owner):
-            return log.n < mark.n
-        return log.run.created_at < after.created_at  # that run is gone (or never was the caller's)
+            n = mark.n
+            return lambda log: log.n < n
+        return lambda log: log.run.created_at < cursor.created_at  # that run is gone (or never was the caller's)
 
     async def purge(self, finished_before: str) -> int:
         gone = [
