@@ -12,13 +12,14 @@ from connexion.exceptions import ProblemException
 from connexion.middleware import MiddlewarePosition
 from connexion.options import SwaggerUIOptions
 
+from . import errors
 from .auth import KeyRing, check_keys, hash_key, read_hash_file
 from .bodylimit import BodyLimitMiddleware
 from .capabilities import HttpPolicy, default_registry
 from .cors import CorsMiddleware
+from .docsguard import DocsGuardMiddleware
 from .engine import Engine, load_skills
-from .errors import bounded_problem
-from .ratelimit import DocsGuardMiddleware, RateLimiter, RateLimitMiddleware
+from .ratelimit import RateLimiter, RateLimitMiddleware
 from .runs import RunManager, open_store
 from .services import Services, ServicesMiddleware
 from .settings import BUNDLED_SKILLS, Settings
@@ -101,6 +102,6 @@ def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
     )
     app.add_middleware(BodyLimitMiddleware, MiddlewarePosition.BEFORE_VALIDATION, body_operations=body_operations)
     # Problems quote at most a prefix of the bad value they name (errors.py).
-    app.add_error_handler(ProblemException, bounded_problem)
+    app.add_error_handler(ProblemException, errors.bounded_problem)
     app.services = services
     return app

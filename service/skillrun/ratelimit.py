@@ -53,7 +53,7 @@ def _client_address(scope: dict[str, Any]) -> str:
     return f"addr:{client[0]}" if client else "addr:unknown"
 
 
-def _identity(scope: dict[str, Any], services: Services) -> str:
+def client_identity(scope: dict[str, Any], services: Services) -> str:
     """The known key's identity (the same one the security check gives), else the address."""
     for name, value in scope.get("headers", []):
         if name == API_KEY_HEADER:
@@ -75,7 +75,7 @@ class RateLimitMiddleware:
             await self.app(scope, receive, send)
             return
         services = services_of(scope)
-        allowed, headers = await services.limiter.hit(_identity(scope, services))
+        allowed, headers = await services.limiter.hit(client_identity(scope, services))
         if not allowed:
             response = problem_response(
                 429, f"Rate limit of {headers['RateLimit-Limit']} requests exceeded; retry in "
@@ -87,36 +87,3 @@ class RateLimitMiddleware:
         add_response_headers(scope, headers)
         await self.app(scope, receive, send)
 
-
-class DocsGuardMiddleware:
-    """With ``SKILLRUN_PUBLIC_DOCS=0``: the served spec and Swagger UI need a key.
-
-    They list every loaded skill and its inputs. Without a valid key the answer
-    is 401, drawn from the client address's budget like any other failed key
-    (so the docs are no free place to guess keys).
-    """
-
-    PATHS = ("/openapi.json", "/docs")
-
-    def __init__(self, app: Any, public: bool) -> None:
-        self.app = app
-        self.public = public
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if self.public or scope["type"] != "http" or not scope["path"].startswith(self.PATHS):
-            await self.app(scope, receive, send)
-            return
-        services = services_of(scope)
-        identity = _identity(scope, services)
-        if not identity.startswith("addr:"):
-            await self.app(scope, receive, send)
-            return
-        allowed, headers = await services.limiter.hit(identity)
-        if allowed:
-            response = problem_response(401, "The spec and docs need a valid x-api-key here.", headers=headers)
-        else:
-            response = problem_response(
-                429, f"Rate limit of {headers['RateLimit-Limit']} requests exceeded; retry in "
-                f"{headers['Retry-After']} s.", headers=headers
-            )
-        await response(scope, receive, send)
