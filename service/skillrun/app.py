@@ -8,13 +8,16 @@ import logging
 from typing import Any, AsyncIterator
 
 import connexion
+from connexion.exceptions import ProblemException
 from connexion.middleware import MiddlewarePosition
 from connexion.options import SwaggerUIOptions
 
-from .auth import KeyRing, hash_key, read_hash_file
+from . import errors
+from .auth import KeyRing, check_keys, hash_key, read_hash_file
 from .bodylimit import BodyLimitMiddleware
 from .capabilities import HttpPolicy, default_registry
 from .cors import CorsMiddleware
+from .docsguard import DocsGuardMiddleware
 from .engine import Engine, load_skills
 from .engine.workers import make_offload
 from .ratelimit import RateLimiter, RateLimitMiddleware
@@ -31,6 +34,7 @@ def build_services(settings: Settings) -> Services:
     registry = default_registry(HttpPolicy(settings.http_allow, public=settings.http_public))
     dirs = [BUNDLED_SKILLS] if settings.include_bundled_skills else []
     catalog, _problems = load_skills([*dirs, *settings.skill_dirs], registry)
+    check_keys(settings.api_keys)
     hashes = [hash_key(k) for k in settings.api_keys]
     if settings.api_keys_file is not None:
         hashes += read_hash_file(settings.api_keys_file)
@@ -93,6 +97,8 @@ def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
     app.add_middleware(ServicesMiddleware, MiddlewarePosition.BEFORE_EXCEPTION, services=services)
     # Inside that, still before the security check: preflights carry no key. See cors.py.
     app.add_middleware(CorsMiddleware, MiddlewarePosition.BEFORE_EXCEPTION, origins=settings.cors_origins)
+    # Before connexion serves the spec and Swagger UI (only with SKILLRUN_PUBLIC_DOCS=0).
+    app.add_middleware(DocsGuardMiddleware, MiddlewarePosition.BEFORE_EXCEPTION, public=settings.public_docs)
     # Before the security check, so key guessing is limited (per address); then 401,
     # then 413 before body validation.
     app.add_middleware(RateLimitMiddleware, MiddlewarePosition.BEFORE_SECURITY)
@@ -101,5 +107,7 @@ def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
         if isinstance(op, dict) and "requestBody" in op
     )
     app.add_middleware(BodyLimitMiddleware, MiddlewarePosition.BEFORE_VALIDATION, body_operations=body_operations)
+    # Problems quote at most a prefix of the bad value they name (errors.py).
+    app.add_error_handler(ProblemException, errors.bounded_problem)
     app.services = services
     return app

@@ -55,6 +55,18 @@ class Settings:
     rate_limit: str = "60/minute"
     rate_limit_storage: str = "memory://"
     max_body_bytes: int = 1024 * 1024
+    # The HTTP edge (edge.py): a request's head (request line and headers) must be at
+    # most this big and arrive within header_timeout_s; its body within body_timeout_s.
+    max_header_bytes: int = 16 * 1024
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+    # Open connections past this get 503 (each costs a file descriptor and buffers).
+    max_connections: int = 12000
+    # Peers whose X-Forwarded-For / X-Forwarded-Proto are believed (uvicorn's
+    # --forwarded-allow-ips); none by default, so a client cannot pick its address.
+    forwarded_allow_ips: list[str] = field(default_factory=list)
+    # False: /openapi.json and /docs need a key too (see README, "Configuration").
+    public_docs: bool = True
     heartbeat_s: float = 15.0
     shutdown_grace_s: float = 10.0
     validate_responses: bool = False
@@ -95,6 +107,12 @@ class Settings:
             rate_limit=os.environ.get("SKILLRUN_RATE_LIMIT") or "60/minute",
             rate_limit_storage=os.environ.get("SKILLRUN_RATE_LIMIT_STORAGE") or "memory://",
             max_body_bytes=_int("SKILLRUN_MAX_BODY_BYTES", 1024 * 1024),
+            max_header_bytes=_int("SKILLRUN_MAX_HEADER_BYTES", 16 * 1024),
+            header_timeout_s=_float("SKILLRUN_HEADER_TIMEOUT_S", 10.0),
+            body_timeout_s=_float("SKILLRUN_BODY_TIMEOUT_S", 30.0),
+            max_connections=_int("SKILLRUN_MAX_CONNECTIONS", 12000),
+            forwarded_allow_ips=_list("SKILLRUN_FORWARDED_ALLOW_IPS"),
+            public_docs=_flag("SKILLRUN_PUBLIC_DOCS", True),
             heartbeat_s=_float("SKILLRUN_HEARTBEAT_S", 15.0),
             shutdown_grace_s=_float("SKILLRUN_SHUTDOWN_GRACE_S", 10.0),
             validate_responses=_flag("SKILLRUN_VALIDATE_RESPONSES"),

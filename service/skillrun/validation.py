@@ -28,15 +28,23 @@ from jsonschema import Draft4Validator, ValidationError
 from jsonschema.exceptions import best_match
 from starlette.datastructures import Headers
 
-from .errors import TITLES
+from .errors import TITLES, echo
 
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _message(error: ValidationError) -> str:
+    """jsonschema's message, quoting only a prefix of a long string it failed on."""
+    value = error.instance
+    if isinstance(value, str) and len(value) > 64:
+        return _short(error.message.replace(repr(value), repr(echo(value)), 1))
+    return _short(error.message)
+
+
 def _field_errors(error: ValidationError) -> list[dict[str, str]]:
-    base = [str(p) for p in error.absolute_path]
+    base = [echo(str(p)) for p in error.absolute_path]
     if error.validator == "required":
         required = cast("list[str]", error.validator_value)
         given = error.instance if isinstance(error.instance, dict) else {}
@@ -46,8 +54,8 @@ def _field_errors(error: ValidationError) -> list[dict[str, str]]:
         schema = cast("dict[str, Any]", error.schema)
         allowed = set((schema.get("properties") or {}).keys())
         extra = [k for k in error.instance if k not in allowed]
-        return [{"field": ".".join([*base, k]), "message": f"unknown field '{k}'"} for k in extra]
-    return [{"field": ".".join(base) or "(body)", "message": _short(error.message)}]
+        return [{"field": ".".join([*base, echo(k)]), "message": f"unknown field '{echo(k)}'"} for k in extra]
+    return [{"field": ".".join(base) or "(body)", "message": _message(error)}]
 
 
 def _short(message: str, limit: int = 200) -> str:
@@ -80,7 +88,7 @@ def _reject_lone_surrogates(body: Any) -> None:
             for k, v in value.items():
                 key = k
                 if not _is_text(k):
-                    key = k.encode("utf-8", "backslashreplace").decode()
+                    key = echo(k.encode("utf-8", "backslashreplace").decode())
                     bad.append(".".join([*path, key]))
                 stack.append(([*path, key], v))
         elif isinstance(value, list):
@@ -150,7 +158,7 @@ class ParamValidator(ParameterValidator):
         schema = param.get("schema", param)
         validator = Draft4Validator(schema, format_checker=Draft4Validator.FORMAT_CHECKER)
         error = best_match(validator.iter_errors(value))
-        return None if error is None else f"{parameter_type} parameter '{param['name']}': {error.message}"
+        return None if error is None else f"{parameter_type} parameter '{param['name']}': {_message(error)}"
 
 
 VALIDATOR_MAP = {

@@ -917,6 +917,18 @@ export interface components {
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
+        /**
+         * @description The body did not arrive within the server's limit (`SKILLRUN_BODY_TIMEOUT_S`,
+         *     30 s by default, counted from the end of the headers). The connection is closed.
+         */
+        BodyTimeout: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
         /** @description The body is larger than the server's limit (1 MiB by default). */
         PayloadTooLarge: {
             headers: {
@@ -1107,6 +1119,7 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];
+            408: components["responses"]["BodyTimeout"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["UnprocessableEntity"];
@@ -1184,6 +1197,7 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];
+            408: components["responses"]["BodyTimeout"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["UnprocessableEntity"];
@@ -1275,6 +1289,7 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];
+            408: components["responses"]["BodyTimeout"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["UnprocessableEntity"];
@@ -1508,7 +1523,11 @@ export interface operations {
                 skill_id?: string;
                 /** @description At most this many runs. */
                 limit?: number;
-                /** @description The `next_cursor` of the previous page (opaque). */
+                /**
+                 * @description The `next_cursor` of the previous page, as it came. It names only the
+                 *     last run of that page (its creation time and id), one of your own, so
+                 *     it tells nothing of other keys' activity.
+                 */
                 cursor?: string;
             };
             header?: never;
