@@ -34,6 +34,7 @@ import jsonschema
 
 from .capability import _RUN_STATE, Capability, CapabilityError, CapabilityRegistry
 from .expressions import ExpressionError
+from .inputcheck import InputCheck
 from .model import Gate, Skill, Step
 
 # What ends a run early, as the reason passed to ``Task.cancel(msg)``.
@@ -209,6 +210,7 @@ class Engine:
         self.rng = rng or random.Random()
         self._slots = asyncio.Semaphore(max_parallel)
         self._input_validators: dict[tuple[str, str], Any] = {}
+        self.input_check = InputCheck()  # rendered capability inputs against their schemas
         self._slice_start = time.perf_counter()
 
     async def yield_if_due(self) -> None:
@@ -672,6 +674,9 @@ class _Run:
 
     async def _call(self, step: Step, cap: Capability, args: dict[str, Any]) -> dict[str, Any]:
         """One capability call within the server-wide slots and the step's time limit."""
+        problem = self.engine.input_check.problem(cap, args)
+        if problem is not None:  # rendered from expressions, so unchecked at load
+            raise StepFailure("input_invalid", f"{cap.name} {problem}")
         async with self.engine._slots:
             try:
                 async with _Deadline(step.timeout_s, f"step {step.id!r} took longer than {step.timeout_s or 0:g} s"):
