@@ -60,8 +60,6 @@ class HttpRefused(Exception):
 
 def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
     """The IPv4 address an IPv6 address carries (and reaches through a translator), if any."""
-    if ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
     if ip.sixtofour is not None:
         return ip.sixtofour
     if ip in _NAT64 or ip in _TRANSLATED or ip in _COMPATIBLE:
@@ -78,8 +76,10 @@ def refusal(ip: IPAddress) -> str | None:
             return "a site-local address"
         if ip in _NAT64_LOCAL:
             return "a local-use NAT64 address"
+        if ip.ipv4_mapped is not None:  # an IPv4 address on an IPv6 socket: the same address
+            return refusal(ip.ipv4_mapped)
         inner = _embedded_ipv4(ip)
-        if inner is not None:
+        if inner is not None:  # reached through a translator or tunnel: judged by where it ends
             why = refusal(inner)
             return None if why is None else f"{why} inside an IPv6 address"
     if ip in _METADATA:
@@ -193,7 +193,7 @@ class _GuardedTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
         if url.scheme not in ("http", "https"):  # e.g. a redirect to file:// or ftp://
-            raise httpx.UnsupportedProtocol(f"{url.scheme}:// is not supported, only http:// and https://")
+            raise httpx.UnsupportedProtocol(f"{url} is not supported: only http:// and https:// URLs are")
         host = url.raw_host.decode("ascii")  # IDNA-encoded, IPv6 without brackets
         port = url.port or (443 if url.scheme == "https" else 80)
         address = await self._policy.resolve(host, port)
