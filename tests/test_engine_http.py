@@ -15,10 +15,13 @@ import time
 import tracemalloc
 import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Iterator
+from pathlib import Path
+from typing import Any, Callable, Iterator
 
+import httpx
 import pytest
 
+from conftest import API_KEY, Server
 from engine_util import engine_for, run, skill
 from skillrun.capabilities import HttpPolicy, builtin_registry
 from skillrun.capabilities.http import make_capability, refusal
@@ -93,15 +96,19 @@ def _zeros(total: int, chunk: int = 1 << 20) -> Iterator[bytes]:
         yield block
 
 
-# The bomb: 200 MB of zeros, about 200 KB gzipped (built once, on first use).
 _BOMB: list[bytes] = []
 _RANDOM = os.urandom(1000)
 
 
-def _bomb(h: _Handler) -> None:
+def _bomb_bytes() -> bytes:
+    """The bomb: 200 MB of zeros, about 200 KB gzipped (built once, on first use)."""
     if not _BOMB:
         _BOMB.append(_gzip(_zeros(200 * 1024 * 1024)))
-    h._send(200, _BOMB[0], "text/plain", {"content-encoding": "gzip"})
+    return _BOMB[0]
+
+
+def _bomb(h: _Handler) -> None:
+    h._send(200, _bomb_bytes(), "text/plain", {"content-encoding": "gzip"})
 
 
 def _redirect(to: str) -> Any:
@@ -410,13 +417,10 @@ async def test_a_decompression_bomb_fails_too_large_within_bounded_memory(local:
     from 98 MB to 1.16 GB RSS: the whole first network chunk was inflated before the size
     check. Six steps with web.summarize's ``max_bytes: 2000000`` must each fail with
     ``http_too_large`` and allocate a few MB each, not hundreds."""
-    from skillrun.engine import CapabilityError
-
     reg = builtin_registry(HttpPolicy(["127.0.0.1"]))
     s = _fetch_skill(local, "/bomb", reg, ", max_bytes: 2000000")
     engine = engine_for(s, registry=reg)
-    with pytest.raises(CapabilityError):  # builds the bomb outside the measurement
-        await _cap("127.0.0.1")({"url": local + "/bomb", "max_bytes": 1})
+    _bomb_bytes()  # built outside the measurement
     tracemalloc.start()
     try:
         results = await asyncio.gather(*(run(engine, s) for _ in range(6)))
@@ -428,6 +432,37 @@ async def test_a_decompression_bomb_fails_too_large_within_bounded_memory(local:
         assert "larger than 2000000 bytes once decoded" in outcome.error["message"]
     # 6 bodies of at most 2 MB, plus 64 KB pieces; unbounded, each request inflated 64 MB at once.
     assert peak < 40 * 1024 * 1024, f"peak {peak / 1e6:.1f} MB"
+
+
+def _peak_rss_mb(pid: int) -> float:
+    """The process's resident-set high-water mark (Linux ``VmHWM``), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the server's peak RSS from /proc")
+def test_a_decompression_bomb_leaves_a_real_servers_memory_bounded(local: str, server_factory: Callable[..., Server]) -> None:
+    """Issue 10, as found: six ``web.summarize`` runs at once on a 200 KB gzip of 200 MB of
+    zeros took the server from 98 MB to 1.16 GB RSS. Each run now fails ``http_too_large``
+    and the server's peak RSS grows by tens of MB at most."""
+    server = server_factory(env={"SKILLRUN_HTTP_ALLOW": "127.0.0.1"})
+    headers = {"x-api-key": API_KEY}
+    body = {"inputs": {"url": local + "/gzip-json"}}  # warm up: imports, first run, the bomb built
+    assert httpx.post(server.url + "/v1/skills/web.summarize/execute", json=body, headers=headers, timeout=30).status_code == 200
+    _bomb_bytes()
+    before = _peak_rss_mb(server.proc.pid)
+
+    async def six() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=server.url, headers=headers, timeout=60) as client:
+            body = {"inputs": {"url": local + "/bomb"}}
+            return await asyncio.gather(*(client.post("/v1/skills/web.summarize/execute", json=body) for _ in range(6)))
+
+    for r in asyncio.run(six()):
+        assert r.status_code == 200 and r.json()["error"]["kind"] == "http_too_large", r.text
+    grown = _peak_rss_mb(server.proc.pid) - before
+    assert grown < 80, f"peak RSS grew by {grown:.0f} MB"
 
 
 async def test_the_size_limit_applies_to_the_bytes_on_the_wire_too(local: str) -> None:
