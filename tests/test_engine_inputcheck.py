@@ -136,3 +136,21 @@ def test_a_plugin_schema_that_cannot_be_compiled_is_logged_and_left_unchecked(ca
     broken = Capability("broken", Counted(), "", {"type": "object", "properties": {"n": {"type": "no-such-type"}}})
     assert InputCheck().problem(broken, {"n": 1}) is None
     assert "broken: input schema not usable" in caplog.text
+
+
+async def test_a_rendered_value_json_has_no_type_for_is_named() -> None:
+    """CEL can render bytes and timestamps; a capability with a schema takes JSON values only."""
+    counted = Counted()
+    reg = registry_with(counted.capability())
+    s = skill(
+        """
+        id: cel_types
+        version: "1"
+        steps:
+          - {id: a, uses: counted, input: {n: 1, tags: ['${b"raw"}']}}
+        """,
+        reg,
+    )
+    outcome, _, _ = await run(engine_for(s, registry=reg), s)
+    assert outcome.error == {"kind": "input_invalid", "message": "counted input.tags[0]: bytes is not a JSON type"}
+    assert counted.calls == []

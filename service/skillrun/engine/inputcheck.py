@@ -63,8 +63,11 @@ class InputCheck:
             if validator.is_valid(args):
                 return None
             error = next(iter(validator.iter_errors(args)), None)
-        except ValueError as exc:  # a value jsonschema_rs cannot take (nested too deep, not JSON)
-            return f"input: {str(exc)[:_MAX_MESSAGE]}"
+        except ValueError as exc:  # a value JSON has no type for (CEL bytes, timestamps), or nested too deep
+            where = _not_json(args, "")
+            if where is not None:
+                return f"input{where[0]}: {where[1]} is not a JSON type"
+            return f"input: {_short(str(exc))}"
         if error is None:
             return None
         return f"input{_field(error)}: {_short(error.message)}"
@@ -79,6 +82,26 @@ def _field(error: Any) -> str:
     if isinstance(kind, jsonschema_rs.ValidationErrorKind.AdditionalProperties) and kind.unexpected:
         return f"{path}.{kind.unexpected[0]}"
     return path
+
+
+_JSON_SCALARS = (str, int, float, bool, type(None))
+
+
+def _not_json(value: Any, path: str) -> tuple[str, str] | None:
+    """The path and type name of the first value that is not JSON (only on the error path)."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            found = _not_json(v, f"{path}.{k}")
+            if found is not None:
+                return found
+        return None
+    if isinstance(value, list):
+        for i, v in enumerate(value):
+            found = _not_json(v, f"{path}[{i}]")
+            if found is not None:
+                return found
+        return None
+    return None if isinstance(value, _JSON_SCALARS) else (path, type(value).__name__)
 
 
 def _short(message: str) -> str:
