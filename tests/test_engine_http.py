@@ -491,6 +491,19 @@ async def test_compressed_answers_are_still_decoded(local: str) -> None:
     assert info.value.kind == "http_unsupported"
 
 
+@pytest.mark.parametrize("step", [1, 7, 65536])
+def test_inflating_in_bounded_pieces_gives_back_every_byte(step: int) -> None:
+    """However the body is split into chunks (gzip members ending on a chunk boundary
+    included), the pieces join to the original and none is larger than 64 KB."""
+    from skillrun.capabilities.http import _PIECE, _Inflater
+
+    original = b"first member " * 5000 + bytes(300_000) + b"second member" * 10
+    body = _gzip(original[:65000]) + _gzip(original[65000:])
+    inflater = _Inflater("gzip")
+    pieces = [p for i in range(0, len(body), step) for p in inflater.feed(body[i : i + step])]
+    assert b"".join(pieces) == original and max(map(len, pieces)) <= _PIECE
+
+
 async def test_requests_ask_only_for_encodings_that_are_decoded_in_bounded_pieces(local: str) -> None:
     out = await _cap("127.0.0.1")({"url": local + "/headers"})
     assert out["json"]["accept-encoding"] == "gzip, deflate"

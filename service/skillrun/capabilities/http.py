@@ -305,8 +305,10 @@ class _Inflater:
         while not self._ended:
             if self._obj.eof:
                 data = self._obj.unused_data + data
+                if not data:  # the next member, if any, comes with the next chunk
+                    return
                 # RFC 1952 2.2: a gzip body may be several members; anything else after the end is ignored.
-                if not (self._gzip and data.startswith(_GZIP_MAGIC)):
+                if not (self._gzip and _GZIP_MAGIC.startswith(data[:2])):
                     self._ended = True
                     return
                 self._obj = zlib.decompressobj(self._wbits)
