@@ -16,6 +16,7 @@ from .bodylimit import BodyLimitMiddleware
 from .capabilities import HttpPolicy, default_registry
 from .cors import CorsMiddleware
 from .engine import Engine, load_skills
+from .engine.workers import make_offload
 from .ratelimit import RateLimiter, RateLimitMiddleware
 from .runs import RunManager, open_store
 from .services import Services, ServicesMiddleware
@@ -33,7 +34,8 @@ def build_services(settings: Settings) -> Services:
     hashes = [hash_key(k) for k in settings.api_keys]
     if settings.api_keys_file is not None:
         hashes += read_hash_file(settings.api_keys_file)
-    engine = Engine(registry, skills=catalog, max_parallel=settings.max_parallel)
+    offload = make_offload(settings.worker_procs, settings.inline_max_chars, settings.worker_memory_mb)
+    engine = Engine(registry, skills=catalog, max_parallel=settings.max_parallel, offload=offload)
     store = open_store(settings.db)
     return Services(
         settings=settings,
@@ -58,6 +60,7 @@ def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
         # A lifespan may start again after a shutdown (test clients do): take runs again.
         services.runs.draining = False
         await services.store.open()
+        await services.engine.offload.start()
         # Runs a crash or kill -9 left running end as interrupted, so every follower ends.
         await services.runs.recover()
         purger = asyncio.create_task(
@@ -68,6 +71,7 @@ def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
         finally:
             purger.cancel()
             await services.runs.drain(settings.shutdown_grace_s)
+            await services.engine.offload.close()
             await services.store.close()
 
     app = connexion.AsyncApp(

@@ -73,6 +73,13 @@ class Settings:
     http_allow: list[str] = field(default_factory=list)
     # False: http.request reaches only http_allow (sandboxes, test suites).
     http_public: bool = True
+    # Worker processes for CPU-bound capabilities (0: all inline, the default when
+    # Settings is built in code; `from_env` defaults to the CPU count). See engine/workers.py.
+    worker_procs: int = 0
+    # Inputs up to this many characters run inline (cheaper than the hop to a worker).
+    inline_max_chars: int = 4096
+    # The address space one worker process may use.
+    worker_memory_mb: int = 1024
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -94,4 +101,7 @@ class Settings:
             max_parallel=_int("SKILLRUN_MAX_PARALLEL", 256),
             http_allow=_list("SKILLRUN_HTTP_ALLOW"),
             http_public=_flag("SKILLRUN_HTTP_PUBLIC", True),
+            worker_procs=_int("SKILLRUN_WORKER_PROCS", os.cpu_count() or 1),
+            inline_max_chars=_int("SKILLRUN_INLINE_MAX_CHARS", 4096),
+            worker_memory_mb=_int("SKILLRUN_WORKER_MEMORY_MB", 1024),
         )

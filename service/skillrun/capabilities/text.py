@@ -1,14 +1,23 @@
-"""Text capabilities: sentence splitting, keywords, extractive summary, HTML to text."""
+"""Text capabilities: sentence splitting, keywords, extractive summary, HTML to text.
+
+Every one is linear in its input by construction, because a key holder chooses the
+input: no pattern here can backtrack over it (the ones that could run on RE2, whose
+matching is linear; headings are parsed without a pattern), and HTML is parsed by
+lexbor (selectolax), a state machine, not by ``html.parser`` (quadratic on
+``"<!--" * n``, CVE-2025-6069). Each is a plain synchronous function of its args, so
+the engine can run it in a worker process under the step's deadline.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections import Counter
-from html.parser import HTMLParser
 from typing import Any
 
-from ..engine.capability import Capability
+import re2
+from selectolax.lexbor import LexborHTMLParser
+
+from ..engine.capability import CapabilityError, cpu_capability
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[^\s])")
 _WORD = re.compile(r"[^\W\d_][\w'-]*", re.UNICODE)
@@ -27,7 +36,8 @@ def split_sentences(text: str) -> list[str]:
     return [s.strip() for s in _SENTENCE_END.split(text.strip()) if s.strip()]
 
 
-_NOT_WORDS = re.compile(r"\S+@\S+|\b(?:https?|ftp)://\S+", re.IGNORECASE)
+# RE2: with Python's engine `\S+@\S+` is quadratic on a long word ending in "@".
+_NOT_WORDS = re2.compile(r"(?i)\S+@\S+|\b(?:https?|ftp)://\S+")
 
 
 def _content_words(text: str) -> list[str]:
@@ -37,19 +47,19 @@ def _content_words(text: str) -> list[str]:
     return [w for w in _WORD.findall(text.lower()) if len(w) > 1 and w not in STOPWORDS]
 
 
-async def _split(args: dict[str, Any]) -> dict[str, Any]:
+def _split(args: dict[str, Any]) -> dict[str, Any]:
     sentences = split_sentences(args["text"])
     return {"sentences": sentences, "count": len(sentences)}
 
 
-async def _keywords(args: dict[str, Any]) -> dict[str, Any]:
+def _keywords(args: dict[str, Any]) -> dict[str, Any]:
     limit = int(args.get("limit", 8))
     counts = Counter(_content_words(args["text"]))
     # Most frequent first; ties in order of first appearance (Counter keeps insertion order).
     return {"keywords": [w for w, _ in counts.most_common(limit)]}
 
 
-async def _summary(args: dict[str, Any]) -> dict[str, Any]:
+def _summary(args: dict[str, Any]) -> dict[str, Any]:
     sentences = args.get("sentences")
     if sentences is None:
         sentences = split_sentences(args.get("text", ""))
@@ -64,7 +74,20 @@ async def _summary(args: dict[str, Any]) -> dict[str, Any]:
     return {"summary": " ".join(sentences[p] for p in best)}
 
 
-_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.*?)\s*#*\s*$")
+def heading(line: str) -> str | None:
+    """The title of a Markdown ATX heading line (``## Title ##``), else None.
+
+    What ``^\\s{0,3}#{1,6}\\s+(.*?)\\s*#*\\s*$`` matches, without the regex: that
+    one backtracks worse than quadratically on ``"#" + " " * n + "###" + " " * n + "a"``.
+    """
+    rest = line.lstrip()
+    if len(line) - len(rest) > 3:
+        return None
+    hashes = len(rest) - len(rest.lstrip("#"))
+    rest = rest[hashes:]
+    if not 1 <= hashes <= 6 or not rest[:1].isspace():
+        return None
+    return rest.strip().rstrip("#").rstrip()
 
 
 def split_sections(text: str) -> list[dict[str, str]]:
@@ -78,12 +101,13 @@ def split_sections(text: str) -> list[dict[str, str]]:
         if body or title:
             sections.append({"title": title, "text": body})
 
-    has_headings = any(_HEADING.match(line) for line in text.splitlines())
-    for line in text.splitlines():
-        heading = _HEADING.match(line)
-        if heading:
+    all_lines = text.splitlines()
+    titles = [heading(line) for line in all_lines]
+    has_headings = any(t is not None for t in titles)
+    for line, found in zip(all_lines, titles):
+        if found is not None:
             close()
-            title, lines = heading.group(1), []
+            title, lines = found, []
         elif not has_headings and not line.strip():
             close()
             title, lines = "", []
@@ -93,12 +117,12 @@ def split_sections(text: str) -> list[dict[str, str]]:
     return sections
 
 
-async def _sections(args: dict[str, Any]) -> dict[str, Any]:
+def _sections(args: dict[str, Any]) -> dict[str, Any]:
     sections = split_sections(args["text"])
     return {"sections": sections, "count": len(sections)}
 
 
-async def _join(args: dict[str, Any]) -> dict[str, Any]:
+def _join(args: dict[str, Any]) -> dict[str, Any]:
     parts = [str(p) for p in args.get("parts", []) if p is not None and str(p) != ""]
     return {"text": args.get("separator", "\n").join(parts)}
 
@@ -112,75 +136,42 @@ _BREAKS = frozenset(
 )
 
 
-class _HtmlText(HTMLParser):
-    """Visible text and title of an HTML document (character references decoded)."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self.title: list[str] = []
-        self._hidden = 0
-        self._in_title = False
-
-    def handle_starttag(self, tag: str, attrs: Any) -> None:
-        if tag in _HIDDEN:
-            self._hidden += 1
-        elif tag == "title":
-            self._in_title = True
-        elif tag in _BREAKS:
-            self.parts.append("\n")
-
-    def handle_startendtag(self, tag: str, attrs: Any) -> None:
-        if tag in _BREAKS:  # <br/>, <hr/>; a self-closed hidden element hides nothing
-            self.parts.append("\n")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in _HIDDEN:
-            self._hidden = max(0, self._hidden - 1)
-        elif tag == "title":
-            self._in_title = False
-        elif tag in _BREAKS:
-            self.parts.append("\n")
-
-    def handle_data(self, data: str) -> None:
-        if self._in_title:
-            self.title.append(data)
-        elif not self._hidden:
-            self.parts.append(data)
-
-
 _SPACES = re.compile(r"[^\S\n]+")
 
-
-# Parsing takes ~0.5 µs a byte: a 2 MB page is fed in pieces, giving the loop a turn
-# between them (and a cancellation a place to land) instead of holding it for a second.
-_HTML_CHUNK = 16_384
-
-
-async def html_to_text(html: str) -> tuple[str, str]:
-    """(visible text, one line per block; title) of an HTML document."""
-    parser = _HtmlText()
-    for start in range(0, len(html), _HTML_CHUNK):
-        if start:
-            await asyncio.sleep(0)
-        parser.feed(html[start : start + _HTML_CHUNK])
-    parser.close()
-    lines = (_SPACES.sub(" ", line).strip() for line in "".join(parser.parts).split("\n"))
-    return "\n".join(line for line in lines if line), _SPACES.sub(" ", "".join(parser.title)).strip()
+# The most HTML `text.from_html` takes (characters): a page `http.request` may fetch
+# (at most 2 MB by default) fits; parsing is linear, ~0.01 µs a character.
+MAX_HTML_CHARS = 8_000_000
 
 
-async def _from_html(args: dict[str, Any]) -> dict[str, Any]:
+def html_to_text(html: str) -> tuple[str, str]:
+    """(visible text, one line per block; title) of an HTML document (references decoded)."""
+    if len(html) > MAX_HTML_CHARS:
+        raise CapabilityError(f"the HTML is longer than {MAX_HTML_CHARS} characters", kind="input_too_large")
+    tree = LexborHTMLParser(html)
+    title_node = tree.css_first("title")
+    title = title_node.text() if title_node is not None else ""
+    tree.strip_tags([*_HIDDEN, "title"])  # the elements and everything in them
+    for block in tree.css(",".join(sorted(_BREAKS))):
+        block.insert_before("\n")
+        block.insert_after("\n")
+    root = tree.root
+    raw = root.text() if root is not None else ""
+    lines = (_SPACES.sub(" ", line).strip() for line in raw.split("\n"))
+    return "\n".join(line for line in lines if line), _SPACES.sub(" ", title).strip()
+
+
+def _from_html(args: dict[str, Any]) -> dict[str, Any]:
     ctype = str(args.get("content_type") or "text/html").lower()
     if "html" not in ctype:  # plain text (or JSON, ...) is already text
         return {"text": args["text"], "title": ""}
-    text, title = await html_to_text(args["text"])
+    text, title = html_to_text(args["text"])
     return {"text": text, "title": title}
 
 
 _TEXT = {"type": "string", "maxLength": 10_000_000}
 
 CAPABILITIES = [
-    Capability(
+    cpu_capability(
         "text.from_html",
         _from_html,
         "The visible text of an HTML page (scripts, styles and tags dropped, one line per block) and its title;"
@@ -193,14 +184,14 @@ CAPABILITIES = [
         },
         {"type": "object", "additionalProperties": False, "properties": {"text": {"type": "string"}, "title": {"type": "string"}}},
     ),
-    Capability(
+    cpu_capability(
         "text.split_sections",
         _sections,
         "Split a text into sections (Markdown headings, else blank lines); each has a title and text.",
         {"type": "object", "required": ["text"], "additionalProperties": False, "properties": {"text": _TEXT}},
         {"type": "object", "additionalProperties": False, "properties": {"sections": {"type": "array"}, "count": {"type": "integer"}}},
     ),
-    Capability(
+    cpu_capability(
         "text.join",
         _join,
         "Join strings (empty and null parts are left out).",
@@ -212,14 +203,14 @@ CAPABILITIES = [
         },
         {"type": "object", "additionalProperties": False, "properties": {"text": {"type": "string"}}},
     ),
-    Capability(
+    cpu_capability(
         "text.split_sentences",
         _split,
         "Split a text into sentences.",
         {"type": "object", "required": ["text"], "additionalProperties": False, "properties": {"text": _TEXT}},
         {"type": "object", "additionalProperties": False, "properties": {"sentences": {"type": "array"}, "count": {"type": "integer"}}},
     ),
-    Capability(
+    cpu_capability(
         "text.keywords",
         _keywords,
         "The most frequent content words of a text.",
@@ -231,7 +222,7 @@ CAPABILITIES = [
         },
         {"type": "object", "additionalProperties": False, "properties": {"keywords": {"type": "array", "items": {"type": "string"}}}},
     ),
-    Capability(
+    cpu_capability(
         "text.extractive_summary",
         _summary,
         "Pick the most representative sentences, in their original order.",

@@ -46,6 +46,7 @@ CAPABILITIES = [
             "properties": {"ms": {"type": "integer", "minimum": 0, "maximum": 3_600_000}},
         },
         {"type": "object", "additionalProperties": False, "properties": {"slept_ms": {"type": "integer"}}},
+        holds_slot=False,  # it only waits: a sleeping run must not keep others' calls out
     ),
     Capability("util.echo", _echo, "Return the input as the output."),
     Capability(

@@ -32,6 +32,9 @@ class CapabilityError(Exception):
         super().__init__(message)
         self.kind = kind
 
+    def __reduce__(self) -> tuple[Any, ...]:  # keeps ``kind`` across a worker process's pipe
+        return (type(self), (str(self), self.kind))
+
 
 @dataclass(frozen=True, slots=True)
 class GateResult:
@@ -49,6 +52,42 @@ class Capability:
     input_schema: dict[str, Any] = field(default_factory=lambda: {"type": "object"})
     output_schema: dict[str, Any] = field(default_factory=lambda: {"type": "object"})
     gate: bool = False
+    # CPU-bound work: a pure, module-level (picklable) synchronous function that
+    # computes what ``fn`` does. The engine runs it in a worker process under the
+    # step's deadline (inline when its input is below a measured size threshold).
+    sync_fn: Callable[[dict[str, Any]], Any] | None = None
+    # False for capabilities that only wait (util.sleep, waits for input): they
+    # hold no server-wide capability slot.
+    holds_slot: bool = True
+
+
+def cpu_capability(
+    name: str,
+    sync_fn: Callable[[dict[str, Any]], Any],
+    description: str = "",
+    input_schema: dict[str, Any] | None = None,
+    output_schema: dict[str, Any] | None = None,
+    *,
+    gate: bool = False,
+) -> Capability:
+    """A CPU-bound capability from its synchronous function (see ``Capability.sync_fn``).
+
+    ``fn`` calls it inline; the engine decides per call whether to run it there
+    or in a worker process.
+    """
+
+    async def fn(args: dict[str, Any]) -> Any:
+        return sync_fn(args)
+
+    return Capability(
+        name,
+        fn,
+        description,
+        input_schema if input_schema is not None else {"type": "object"},
+        output_schema if output_schema is not None else {"type": "object"},
+        gate,
+        sync_fn,
+    )
 
 
 class CapabilityRegistry:

@@ -24,6 +24,7 @@ outlives the run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections import deque
@@ -36,6 +37,7 @@ from .capability import _RUN_STATE, Capability, CapabilityError, CapabilityRegis
 from .expressions import ExpressionError
 from .inputcheck import InputCheck
 from .model import Gate, Skill, Step
+from .workers import TENANT, Inline, Offload
 
 # What ends a run early, as the reason passed to ``Task.cancel(msg)``.
 CANCELLED = "cancelled"
@@ -202,12 +204,15 @@ class Engine:
         max_parallel: int = 256,
         max_depth: int = 8,
         rng: random.Random | None = None,
+        offload: Offload | None = None,
     ) -> None:
         self.capabilities = capabilities
         self.skills = skills
         self.max_parallel = max_parallel
         self.max_depth = max_depth
         self.rng = rng or random.Random()
+        # Where CPU-bound capabilities (``sync_fn``) run: see ``workers``.
+        self.offload: Offload = offload or Inline()
         self._slots = asyncio.Semaphore(max_parallel)
         self._input_validators: dict[tuple[str, str], Any] = {}
         self.input_check = InputCheck()  # rendered capability inputs against their schemas
@@ -235,12 +240,14 @@ class Engine:
         *,
         channel: str,
         timeout_s: float | None = None,
+        tenant: str = "",
     ) -> RunOutcome:
         """Run ``skill``; emits ``skill_start`` .. ``skill_completed`` and returns the outcome.
 
         Cancelling the task running this (``task.cancel(CANCELLED | INTERRUPTED)``)
         ends the run with that status; the open steps get ``step_failed``. The time
         limit is the smaller of ``timeout_s`` and the skill's own ``timeout``.
+        ``tenant`` (the run's owner) is whose turn CPU-bound work waits for.
         """
         started = time.perf_counter()
         run = _Run(self, skill, skill.with_defaults(inputs), emitter, 0)
@@ -259,6 +266,7 @@ class Engine:
         limit = min(limits) if limits else None
         status, error = "completed", None
         state = _RUN_STATE.set({})
+        tenant_token = TENANT.set(tenant)  # the steps' tasks inherit it
         try:
             async with _Deadline(limit, f"the run took longer than {limit:g} s" if limit else ""):
                 await run.execute()
@@ -277,6 +285,7 @@ class Engine:
             status = error["kind"]
         finally:
             _RUN_STATE.reset(state)
+            TENANT.reset(tenant_token)
         outputs = run.result_outputs()
         duration = _ms(started)
         emitter.emit(
@@ -286,6 +295,12 @@ class Engine:
             {"status": status, "duration_ms": duration},
         )
         return RunOutcome(status, outputs, run.step_summaries(), duration, error)
+
+    async def invoke(self, cap: Capability, args: dict[str, Any]) -> Any:
+        """Call a capability: CPU-bound ones through ``offload``, the others on the loop."""
+        if cap.sync_fn is not None:
+            return await self.offload.call(cap.sync_fn, args)
+        return await cap.fn(args)
 
     def _check_nested_inputs(self, skill: Skill, args: dict[str, Any]) -> None:
         key = (skill.id, skill.version)
@@ -677,10 +692,10 @@ class _Run:
         problem = self.engine.input_check.problem(cap, args)
         if problem is not None:  # rendered from expressions, so unchecked at load
             raise StepFailure("input_invalid", f"{cap.name} {problem}")
-        async with self.engine._slots:
+        async with self.engine._slots if cap.holds_slot else contextlib.nullcontext():
             try:
                 async with _Deadline(step.timeout_s, f"step {step.id!r} took longer than {step.timeout_s or 0:g} s"):
-                    output = await cap.fn(args)
+                    output = await self.engine.invoke(cap, args)
             except _TimedOut as exc:
                 raise StepFailure(TIMEOUT, exc.message) from None
             except CapabilityError as exc:
@@ -722,7 +737,7 @@ class _Run:
         if cap is None:
             raise StepFailure("internal", f"gate {gate.uses!r} is not registered")
         try:
-            return await cap.fn(value)
+            return await self.engine.invoke(cap, value)
         except CapabilityError as exc:
             raise StepFailure(exc.kind, f"gate {gate.uses}: {exc}") from None
         except asyncio.CancelledError:

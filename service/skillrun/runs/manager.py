@@ -173,7 +173,7 @@ class RunManager:
         started = time.perf_counter()
         try:
             outcome = await self.engine.run(
-                skill, run.inputs, writer, channel=run.channel, timeout_s=timeout_s
+                skill, run.inputs, writer, channel=run.channel, timeout_s=timeout_s, tenant=run.owner
             )
             status, outputs, steps, error = outcome.status, outcome.outputs, outcome.steps, outcome.error
         except Exception as exc:  # an engine bug must still end the log
