@@ -35,6 +35,7 @@ import jsonschema
 
 from .capability import _RUN_STATE, Capability, CapabilityError, CapabilityRegistry
 from .expressions import Expression, ExpressionError, Template, render_elsewhere
+from .inputcheck import InputCheck
 from .model import Gate, Skill, Step
 from .workers import TENANT, Inline, Offload
 
@@ -220,6 +221,7 @@ class Engine:
         self.max_items = max_items  # a foreach's items, at most
         self._slots = asyncio.Semaphore(max_parallel)
         self._input_validators: dict[tuple[str, str], Any] = {}
+        self.input_check = InputCheck()  # rendered capability inputs against their schemas
         self._slice_start = time.perf_counter()
 
     async def yield_if_due(self) -> None:
@@ -704,6 +706,9 @@ class _Run:
 
     async def _call(self, step: Step, cap: Capability, args: dict[str, Any]) -> dict[str, Any]:
         """One capability call within the server-wide slots and the step's time limit."""
+        problem = self.engine.input_check.problem(cap, args)
+        if problem is not None:  # rendered from expressions, so unchecked at load
+            raise StepFailure("input_invalid", f"{cap.name} {problem}")
         async with self.engine._slots if cap.holds_slot else contextlib.nullcontext():
             try:
                 async with _Deadline(step.timeout_s, f"step {step.id!r} took longer than {step.timeout_s or 0:g} s"):
