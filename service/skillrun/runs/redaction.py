@@ -1,0 +1,166 @@
+"""Secret inputs: what a skill's inputs schema marks ``writeOnly: true`` or
+``format: password`` is never stored and never returned.
+
+The engine gets the real inputs, in memory only. What is stored is:
+
+- the run record's ``inputs`` with every secret value replaced by ``PLACEHOLDER``
+  (whatever its type);
+- every event, and the result in ``done``, with each occurrence of a secret
+  string replaced by ``PLACEHOLDER``, before the event is appended: a step that
+  echoes the secret into its output, an error message or a nested skill's
+  events cannot put it into the log. ``/execute`` answers with the result the
+  log holds, so it is scrubbed too (``/execute``, ``done`` and
+  ``GET /v1/runs/{id}`` stay one and the same result).
+
+Only the value as given is found, in a few spellings a step may turn it into
+(percent-encoded as in a URL, escaped as inside a JSON text); a step that
+transforms it otherwise (base64, upper case, a hash) is the skill author's to
+keep out of outputs. Non-string secrets (a number marked ``writeOnly``) are
+redacted in the record but not searched for in events.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+from urllib.parse import quote, quote_plus
+
+from ..engine import Skill
+from .store import RunStore
+from .writer import RunWriter
+
+PLACEHOLDER = "[REDACTED]"
+
+# The contract's vocabulary (ids, enums, times from the server or the skill file,
+# never from a step's data): not searched, so a short secret inside e.g.
+# "completed" cannot break an event's schema. Containers below them still are.
+_VOCABULARY = frozenset({
+    "type", "timestamp", "step_id", "trace_id", "run_id", "skill_id", "version",
+    "execution_channel", "status", "uses", "gate", "stage", "policy", "fallback",
+    "on_error", "parent_step_id", "path", "id", "steps",
+})
+# Free-form data (a step's output, the skill's outputs): searched whole, keys too.
+_FREE_FORM = frozenset({"produced_output", "outputs"})
+
+
+def is_secret(schema: Any) -> bool:
+    return isinstance(schema, dict) and (schema.get("writeOnly") is True or schema.get("format") == "password")
+
+
+def has_secrets(schema: Any) -> bool:
+    """True when ``schema`` marks a value secret anywhere in ``properties`` / ``items``."""
+    if not isinstance(schema, dict):
+        return False
+    if is_secret(schema):
+        return True
+    props = schema.get("properties")
+    subs = list(props.values()) if isinstance(props, dict) else []
+    for key in ("items", "additionalProperties"):
+        if isinstance(schema.get(key), dict):
+            subs.append(schema[key])
+    return any(has_secrets(s) for s in subs)
+
+
+def redact(schema: Any, value: Any, found: list[str]) -> Any:
+    """``value`` with its secret parts replaced by ``PLACEHOLDER`` (a copy where
+    anything changed); the secret strings are added to ``found``."""
+    if is_secret(schema):
+        _strings(value, found)
+        return PLACEHOLDER
+    if not isinstance(schema, dict):
+        return value
+    if isinstance(value, dict):
+        props = schema.get("properties")
+        props = props if isinstance(props, dict) else {}
+        extra = schema.get("additionalProperties")
+        return {k: redact(props.get(k, extra), v, found) for k, v in value.items()}
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [redact(schema["items"], v, found) for v in value]
+    return value
+
+
+def _strings(value: Any, out: list[str]) -> None:
+    if isinstance(value, str):
+        out.append(value)
+    elif isinstance(value, dict):
+        for v in value.values():
+            _strings(v, out)
+    elif isinstance(value, list):
+        for v in value:
+            _strings(v, out)
+
+
+class Scrubber:
+    """Replaces every occurrence of the secret strings in an event's payload."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        spellings: set[str] = set()
+        for s in secrets:
+            spellings.update((s, quote(s, safe=""), quote_plus(s), json.dumps(s)[1:-1],
+                              json.dumps(s, ensure_ascii=False)[1:-1]))
+        spellings.discard("")
+        # Longest first: a secret that contains another is replaced whole.
+        self._pattern = re.compile("|".join(re.escape(s) for s in sorted(spellings, key=len, reverse=True)))
+
+    def text(self, s: str) -> str:
+        return self._pattern.sub(PLACEHOLDER, s) if self._pattern.search(s) else s
+
+    def payload(self, value: Any) -> Any:
+        """An event or result: free text scrubbed, the contract's vocabulary kept."""
+        if isinstance(value, dict):
+            out: dict[str, Any] = {}
+            for k, v in value.items():
+                if k in _FREE_FORM:
+                    out[k] = self.free(v)
+                elif k in _VOCABULARY:
+                    out[k] = v if isinstance(v, str) or _all_strings(v) else self.payload(v)
+                else:
+                    out[k] = self.payload(v)
+            return out
+        if isinstance(value, list):
+            return [self.payload(v) for v in value]
+        return self.text(value) if isinstance(value, str) else value
+
+    def free(self, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {self.text(k): self.free(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.free(v) for v in value]
+        return self.text(value) if isinstance(value, str) else value
+
+
+def _all_strings(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+class ScrubbingWriter(RunWriter):
+    """A ``RunWriter`` that scrubs every payload before it is appended (events and ``done``)."""
+
+    def __init__(self, store: RunStore, run_id: str, trace_id: str, scrubber: Scrubber) -> None:
+        super().__init__(store, run_id, trace_id)
+        self.scrubber = scrubber
+
+    def append(self, type: str, payload: dict[str, Any]) -> None:
+        super().append(type, self.scrubber.payload(payload))
+
+
+class RunInputs:
+    """A run's inputs: ``given`` (for the engine, in memory only) and ``stored``
+    (for the run record: secrets replaced by ``PLACEHOLDER``)."""
+
+    __slots__ = ("given", "stored", "scrubber")
+
+    def __init__(self, skill: Skill, inputs: dict[str, Any]) -> None:
+        self.given = inputs
+        found: list[str] = []
+        self.stored: dict[str, Any] = redact(skill.inputs_schema, inputs, found) if has_secrets(
+            skill.inputs_schema) else inputs
+        values = [s for s in found if s]
+        self.scrubber: Scrubber | None = Scrubber(values) if values else None
+
+    def writer(self, store: RunStore, run_id: str, trace_id: str) -> RunWriter:
+        """The run's writer: one that scrubs the secrets from every event, if there are any."""
+        if self.scrubber is None:
+            return RunWriter(store, run_id, trace_id)
+        return ScrubbingWriter(store, run_id, trace_id, self.scrubber)
