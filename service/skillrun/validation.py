@@ -29,13 +29,14 @@ from jsonschema.exceptions import best_match
 from starlette.datastructures import Headers
 
 from .errors import TITLES
+from .runs.redaction import has_secrets, secret_at
 
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _field_errors(error: ValidationError) -> list[dict[str, str]]:
+def _field_errors(error: ValidationError, root: Any = None) -> list[dict[str, str]]:
     base = [str(p) for p in error.absolute_path]
     if error.validator == "required":
         required = cast("list[str]", error.validator_value)
@@ -47,7 +48,15 @@ def _field_errors(error: ValidationError) -> list[dict[str, str]]:
         allowed = set((schema.get("properties") or {}).keys())
         extra = [k for k in error.instance if k not in allowed]
         return [{"field": ".".join([*base, k]), "message": f"unknown field '{k}'"} for k in extra]
-    return [{"field": ".".join(base) or "(body)", "message": _short(error.message)}]
+    return [{"field": ".".join(base) or "(body)", "message": _short(_message(error, root))}]
+
+
+def _message(error: ValidationError, root: Any) -> str:
+    """jsonschema's message, unless it would quote a secret input (see runs.redaction)."""
+    holds_secret = isinstance(error.instance, (dict, list)) and has_secrets(error.schema)
+    if not holds_secret and not secret_at(root, list(error.absolute_path)):
+        return error.message
+    return f"is not valid ({error.validator}: {json.dumps(error.validator_value)}); a secret input is not echoed"
 
 
 def _short(message: str, limit: int = 200) -> str:
@@ -136,7 +145,7 @@ class JSONBodyValidator(JSONRequestBodyValidator):
         errors = sorted(self._validator.iter_errors(body), key=lambda e: list(e.absolute_path))
         if not errors:
             return body
-        fields = [fe for e in errors for fe in _field_errors(e)]
+        fields = [fe for e in errors for fe in _field_errors(e, self._validator.schema)]
         detail = "; ".join(f"{fe['field']}: {fe['message']}" for fe in fields)
         raise ProblemException(status=422, title=TITLES[422], detail=detail, ext={"errors": fields})
 

@@ -15,8 +15,9 @@ The engine gets the real inputs, in memory only. What is stored is:
 Only the value as given is found, in a few spellings a step may turn it into
 (percent-encoded as in a URL, escaped as inside a JSON text); a step that
 transforms it otherwise (base64, upper case, a hash) is the skill author's to
-keep out of outputs. Non-string secrets (a number marked ``writeOnly``) are
-redacted in the record but not searched for in events.
+keep out of outputs. A secret number is replaced where it appears as a value in
+a step's output or the skill's outputs, and its digits in text; a secret boolean
+is redacted in the record only (one bit cannot be searched for).
 """
 
 from __future__ import annotations
@@ -62,11 +63,29 @@ def has_secrets(schema: Any) -> bool:
     return any(has_secrets(s) for s in subs)
 
 
-def redact(schema: Any, value: Any, found: list[str]) -> Any:
+def secret_at(schema: Any, path: list[Any]) -> bool:
+    """True when the value at ``path`` in a document of ``schema`` is (inside) a secret."""
+    for part in path:
+        if is_secret(schema) or not isinstance(schema, dict):
+            return is_secret(schema)
+        props = schema.get("properties")
+        if isinstance(part, str) and isinstance(props, dict) and part in props:
+            schema = props[part]
+        elif isinstance(part, int):
+            schema = schema.get("items")
+        else:
+            schema = schema.get("additionalProperties")
+    return is_secret(schema)
+
+
+Leaf = str | int | float
+
+
+def redact(schema: Any, value: Any, found: list[Leaf]) -> Any:
     """``value`` with its secret parts replaced by ``PLACEHOLDER`` (a copy where
-    anything changed); the secret strings are added to ``found``."""
+    anything changed); the secret strings and numbers are added to ``found``."""
     if is_secret(schema):
-        _strings(value, found)
+        _leaves(value, found)
         return PLACEHOLDER
     if not isinstance(schema, dict):
         return value
@@ -80,25 +99,28 @@ def redact(schema: Any, value: Any, found: list[str]) -> Any:
     return value
 
 
-def _strings(value: Any, out: list[str]) -> None:
-    if isinstance(value, str):
+def _leaves(value: Any, out: list[Leaf]) -> None:
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
         out.append(value)
     elif isinstance(value, dict):
         for v in value.values():
-            _strings(v, out)
+            _leaves(v, out)
     elif isinstance(value, list):
         for v in value:
-            _strings(v, out)
+            _leaves(v, out)
 
 
 class Scrubber:
-    """Replaces every occurrence of the secret strings in an event's payload."""
+    """Replaces every occurrence of the secrets in an event's payload."""
 
-    def __init__(self, secrets: list[str]) -> None:
-        spellings: set[str] = set()
+    def __init__(self, secrets: list[Leaf]) -> None:
+        # Equal numbers in data are the secret too (1 == 1.0, as JSON has one number type).
+        self._numbers = {n for n in secrets if not isinstance(n, str)}
+        spellings: set[str] = {json.dumps(n) for n in self._numbers}
         for s in secrets:
-            spellings.update((s, quote(s, safe=""), quote_plus(s), json.dumps(s)[1:-1],
-                              json.dumps(s, ensure_ascii=False)[1:-1]))
+            if isinstance(s, str):
+                spellings.update((s, quote(s, safe=""), quote_plus(s), json.dumps(s)[1:-1],
+                                  json.dumps(s, ensure_ascii=False)[1:-1]))
         spellings.discard("")
         # Longest first: a secret that contains another is replaced whole.
         self._pattern = re.compile("|".join(re.escape(s) for s in sorted(spellings, key=len, reverse=True)))
@@ -127,7 +149,11 @@ class Scrubber:
             return {self.text(k): self.free(v) for k, v in value.items()}
         if isinstance(value, list):
             return [self.free(v) for v in value]
-        return self.text(value) if isinstance(value, str) else value
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value in self._numbers:
+            return PLACEHOLDER
+        return value
 
 
 def _all_strings(value: Any) -> bool:
@@ -153,10 +179,10 @@ class RunInputs:
 
     def __init__(self, skill: Skill, inputs: dict[str, Any]) -> None:
         self.given = inputs
-        found: list[str] = []
+        found: list[Leaf] = []
         self.stored: dict[str, Any] = redact(skill.inputs_schema, inputs, found) if has_secrets(
             skill.inputs_schema) else inputs
-        values = [s for s in found if s]
+        values = [s for s in found if s != ""]
         self.scrubber: Scrubber | None = Scrubber(values) if values else None
 
     def writer(self, store: RunStore, run_id: str, trace_id: str) -> RunWriter:
