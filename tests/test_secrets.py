@@ -23,7 +23,9 @@ import httpx
 import pytest
 
 from conftest import API_KEY, Server, asgi_client
-from skillrun.runs.redaction import PLACEHOLDER, Scrubber, redact
+from skillrun.cli import main
+from skillrun.engine.secret_inputs import PLACEHOLDER, redact, secret_at
+from skillrun.runs.redaction import Scrubber
 from sse_util import check_order, parse_sse
 
 HEADERS = {"x-api-key": API_KEY}
@@ -329,3 +331,29 @@ async def test_a_422_for_a_secret_input_names_the_field_without_echoing_the_valu
     assert "hunter2" not in r.text and "minLength" in r.text
     assert nested.status_code == 422 and nested.json()["errors"][0]["field"] == "inputs.account.pin"
     assert "hunter3" not in nested.text and "long-enough-9" not in nested.text
+
+
+def test_a_secret_input_with_a_default_is_a_load_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The default would be served with the skill's schema and reach the steps unredacted."""
+    path = tmp_path / "s.yaml"
+    path.write_text('id: t\nversion: "1"\ninputs:\n  type: object\n  properties:\n'
+                    '    token: {type: string, writeOnly: true, default: abc}\n'
+                    '    login: {allOf: [{type: object}, {properties: {pw: {format: password, default: x}}}]}\n'
+                    'steps:\n  - {id: a, uses: util.echo}\n')
+    assert main(["validate", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert f"{path}:6: inputs.properties.token.default: a secret input" in err
+    assert "inputs.properties.login.allOf.1.properties.pw.default: a secret input" in err
+
+
+def test_secrets_are_found_through_allof_anyof_and_array_items() -> None:
+    schema = {"type": "object", "properties": {
+        "a": {"allOf": [{"type": "string"}, {"writeOnly": True}]},
+        "b": {"anyOf": [{"type": "object", "properties": {"k": {"format": "password"}}}, {"type": "string"}]},
+        "c": {"type": "array", "items": {"type": "string", "writeOnly": True}},
+    }}
+    found: list[Any] = []
+    out = redact(schema, {"a": "s1", "b": {"k": "s2", "j": "ok"}, "c": ["s3", "s4"]}, found)
+    assert out == {"a": PLACEHOLDER, "b": {"k": PLACEHOLDER, "j": "ok"}, "c": [PLACEHOLDER, PLACEHOLDER]}
+    assert sorted(found) == ["s1", "s2", "s3", "s4"]
+    assert secret_at(schema, ["b", "k"]) and secret_at(schema, ["c", 1]) and not secret_at(schema, ["b", "j"])

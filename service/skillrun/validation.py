@@ -28,8 +28,8 @@ from jsonschema import Draft4Validator, ValidationError
 from jsonschema.exceptions import best_match
 from starlette.datastructures import Headers
 
+from .engine.secret_inputs import has_secrets, secret_at
 from .errors import TITLES
-from .runs.redaction import has_secrets, secret_at
 
 
 def _reject_constant(name: str) -> Any:
@@ -52,7 +52,7 @@ def _field_errors(error: ValidationError, root: Any = None) -> list[dict[str, st
 
 
 def _message(error: ValidationError, root: Any) -> str:
-    """jsonschema's message, unless it would quote a secret input (see runs.redaction)."""
+    """jsonschema's message, unless it would quote a secret input (see engine.secret_inputs)."""
     holds_secret = isinstance(error.instance, (dict, list)) and has_secrets(error.schema)
     if not holds_secret and not secret_at(root, list(error.absolute_path)):
         return error.message

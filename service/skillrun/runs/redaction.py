@@ -1,5 +1,5 @@
-"""Secret inputs: what a skill's inputs schema marks ``writeOnly: true`` or
-``format: password`` is never stored and never returned.
+"""Secret inputs (see ``engine.secret_inputs``: what a skill's inputs schema marks
+``writeOnly: true`` or ``format: password``) are never stored and never returned.
 
 The engine gets the real inputs, in memory only. What is stored is:
 
@@ -28,10 +28,11 @@ from typing import Any
 from urllib.parse import quote, quote_plus
 
 from ..engine import Skill
+from ..engine.secret_inputs import PLACEHOLDER, Leaf, has_secrets, redact
 from .store import RunStore
 from .writer import RunWriter
 
-PLACEHOLDER = "[REDACTED]"
+__all__ = ["PLACEHOLDER", "RunInputs", "Scrubber", "ScrubbingWriter"]
 
 # The contract's vocabulary (ids, enums, times from the server or the skill file,
 # never from a step's data): not searched, so a short secret inside e.g.
@@ -43,71 +44,6 @@ _VOCABULARY = frozenset({
 })
 # Free-form data (a step's output, the skill's outputs): searched whole, keys too.
 _FREE_FORM = frozenset({"produced_output", "outputs"})
-
-
-def is_secret(schema: Any) -> bool:
-    return isinstance(schema, dict) and (schema.get("writeOnly") is True or schema.get("format") == "password")
-
-
-def has_secrets(schema: Any) -> bool:
-    """True when ``schema`` marks a value secret anywhere in ``properties`` / ``items``."""
-    if not isinstance(schema, dict):
-        return False
-    if is_secret(schema):
-        return True
-    props = schema.get("properties")
-    subs = list(props.values()) if isinstance(props, dict) else []
-    for key in ("items", "additionalProperties"):
-        if isinstance(schema.get(key), dict):
-            subs.append(schema[key])
-    return any(has_secrets(s) for s in subs)
-
-
-def secret_at(schema: Any, path: list[Any]) -> bool:
-    """True when the value at ``path`` in a document of ``schema`` is (inside) a secret."""
-    for part in path:
-        if is_secret(schema) or not isinstance(schema, dict):
-            return is_secret(schema)
-        props = schema.get("properties")
-        if isinstance(part, str) and isinstance(props, dict) and part in props:
-            schema = props[part]
-        elif isinstance(part, int):
-            schema = schema.get("items")
-        else:
-            schema = schema.get("additionalProperties")
-    return is_secret(schema)
-
-
-Leaf = str | int | float
-
-
-def redact(schema: Any, value: Any, found: list[Leaf]) -> Any:
-    """``value`` with its secret parts replaced by ``PLACEHOLDER`` (a copy where
-    anything changed); the secret strings and numbers are added to ``found``."""
-    if is_secret(schema):
-        _leaves(value, found)
-        return PLACEHOLDER
-    if not isinstance(schema, dict):
-        return value
-    if isinstance(value, dict):
-        props = schema.get("properties")
-        props = props if isinstance(props, dict) else {}
-        extra = schema.get("additionalProperties")
-        return {k: redact(props.get(k, extra), v, found) for k, v in value.items()}
-    if isinstance(value, list) and isinstance(schema.get("items"), dict):
-        return [redact(schema["items"], v, found) for v in value]
-    return value
-
-
-def _leaves(value: Any, out: list[Leaf]) -> None:
-    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-        out.append(value)
-    elif isinstance(value, dict):
-        for v in value.values():
-            _leaves(v, out)
-    elif isinstance(value, list):
-        for v in value:
-            _leaves(v, out)
 
 
 class Scrubber:
