@@ -327,6 +327,10 @@ async def test_a_422_for_a_secret_input_names_the_field_without_echoing_the_valu
             "/v1/skills/secret.token/execute",
             json={"inputs": {"token": "long-enough-9", "url": "x", "account": {"pin": "hunter3"}}},
         )
+        spec = (await client.get("/openapi.json")).json()
+    # The mark is part of the served contract (valid OAS 3.0), so clients see it too.
+    body = spec["paths"]["/v1/skills/secret.token/execute"]["post"]["requestBody"]["content"]["application/json"]
+    assert '"writeOnly": true' in json.dumps(body)
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "inputs.token"
     assert "hunter2" not in r.text and "minLength" in r.text
     assert nested.status_code == 422 and nested.json()["errors"][0]["field"] == "inputs.account.pin"
