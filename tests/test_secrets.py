@@ -15,6 +15,7 @@ import json
 import secrets
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 from urllib.parse import quote, quote_plus
@@ -361,3 +362,44 @@ def test_secrets_are_found_through_allof_anyof_and_array_items() -> None:
     assert out == {"a": PLACEHOLDER, "b": {"k": PLACEHOLDER, "j": "ok"}, "c": [PLACEHOLDER, PLACEHOLDER]}
     assert sorted(found) == ["s1", "s2", "s3", "s4"]
     assert secret_at(schema, ["b", "k"]) and secret_at(schema, ["c", 1]) and not secret_at(schema, ["b", "j"])
+
+
+def test_scrubbing_stays_linear_in_the_text_and_the_secret() -> None:
+    """Both are the key holder's to choose: a long secret over long text must not
+    backtrack. A regex alternation of the secrets took 31 ms for a 2.5 KB secret over
+    25 KB of text and 2.1 s for 8x both (66x: quadratic); ``find`` takes 7x."""
+
+    def cost(k: int) -> float:
+        secret = "a" * k + "b"
+        scrub = Scrubber([secret, "c" + secret])
+        text = "a" * (10 * k) + secret
+        best = float("inf")
+        for _ in range(3):
+            start = time.perf_counter()
+            assert scrub.text(text) == "a" * (10 * k) + PLACEHOLDER
+            best = min(best, time.perf_counter() - start)
+        return best
+
+    small, large = cost(2500), cost(20_000)
+    assert large < 24 * small, (small, large)  # 8x secret and text: linear is ~8x, quadratic 64x
+
+
+def test_overlapping_and_adjacent_secrets_become_one_placeholder() -> None:
+    scrub = Scrubber(["abc", "cde"])
+    assert scrub.text("xabcdey abc") == f"x{PLACEHOLDER}y {PLACEHOLDER}"
+    assert scrub.text("abcabc") == PLACEHOLDER
+    assert scrub.text("no secret") == "no secret"
+
+
+def test_scrubbing_a_deeply_nested_output_does_not_overflow_the_stack() -> None:
+    """A step's output may nest as deep as a JSON parser allows (an http.request answer)."""
+    deep: Any = "tok-secret"
+    for _ in range(50_000):
+        deep = {"k": [deep]}
+    out = Scrubber(["tok-secret"]).payload({"data": {"produced_output": deep}})["data"]["produced_output"]
+    for _ in range(50_000):
+        out = out["k"][0]
+    assert out == PLACEHOLDER
+    found: list[Any] = []
+    assert redact({"type": "object", "properties": {"s": {"writeOnly": True}}}, {"s": deep}, found) == {"s": PLACEHOLDER}
+    assert found == ["tok-secret"]

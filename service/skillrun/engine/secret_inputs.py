@@ -102,14 +102,16 @@ def redact(schema: Any, value: Any, found: list[Leaf]) -> Any:
 
 
 def _leaves(value: Any, out: list[Leaf]) -> None:
-    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-        out.append(value)
-    elif isinstance(value, dict):
-        for v in value.values():
-            _leaves(v, out)
-    elif isinstance(value, list):
-        for v in value:
-            _leaves(v, out)
+    # Iterative: a secret object may nest as deep as the body parser allowed.
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, (str, int, float)) and not isinstance(v, bool):
+            out.append(v)
+        elif isinstance(v, dict):
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
 
 
 def marked_defaults(schema: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
