@@ -177,6 +177,10 @@ def _token() -> str:
 def test_write_only_input_reaches_the_step_but_never_the_store_or_any_answer(
     secret_server: Server, api: tuple[str, list[dict[str, str]]], tmp_path: Path
 ) -> None:
+    """"Inputs a skill's schema marks `writeOnly: true` (or `format: password`) are never
+    stored or returned — redacted in the run record, in `GET /v1/runs/{id}` and in
+    events": through /execute, /execute/stream and /execute/async, a step echoing it
+    into its output, an error message and foreach items; the SQLite files are grepped."""
     url, seen = api
     tokens = {channel: _token() for channel in ("execute", "stream", "async")}
     pin = 902173
@@ -237,6 +241,8 @@ def test_write_only_input_reaches_the_step_but_never_the_store_or_any_answer(
 def test_password_passed_to_a_nested_skill_stays_redacted_in_forwarded_events(
     secret_server: Server, api: tuple[str, list[dict[str, str]]], tmp_path: Path
 ) -> None:
+    """A `format: password` input passed on to a nested skill (whose own input is not
+    marked) is still scrubbed from the nested skill's forwarded events."""
     url, seen = api
     password = "pw-" + secrets.token_hex(10)
     r = httpx.post(

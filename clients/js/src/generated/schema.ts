@@ -537,7 +537,8 @@ export interface components {
                 /**
                  * @description Why: its condition is false, `foreach` gave no items, a `pre` gate
                  *     with policy `skip` found something, or `not run: …` (the run ended
-                 *     first: a step failed, it was cancelled, it timed out).
+                 *     first: a step failed, it was cancelled, it timed out, or the server
+                 *     died and its next start closed the log as `interrupted`).
                  */
                 reason: string;
                 /** @description The step's `when` expression. */

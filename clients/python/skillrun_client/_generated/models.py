@@ -425,7 +425,7 @@ class StepSkippedData(StepPlace):
     reason: Annotated[
         str,
         Field(
-            description='Why: its condition is false, `foreach` gave no items, a `pre` gate\nwith policy `skip` found something, or `not run: …` (the run ended\nfirst: a step failed, it was cancelled, it timed out).\n'
+            description='Why: its condition is false, `foreach` gave no items, a `pre` gate\nwith policy `skip` found something, or `not run: …` (the run ended\nfirst: a step failed, it was cancelled, it timed out, or the server\ndied and its next start closed the log as `interrupted`).\n'
         ),
     ]
     condition: Annotated[
