@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from conftest import API_KEY, Server, make_settings
+from engine_util import engine_for, run, skill
 from skillrun.app import build_services
 from skillrun.runs import EventRecord, RunManager, RunRecord, SqliteStore, follow
 from spec_tools import event_validator
@@ -212,3 +213,38 @@ async def test_recovery_of_a_foreach_item_gated_off_still_knows_the_item_count(t
     check_order(events)
     assert [(e["type"], e["data"].get("index")) for e in events[2:-2]] == [("step_skipped", 1), ("step_skipped", 2)]
     assert events[-1]["steps"] == [{"id": "tick", "status": "failed", "error": {"kind": "interrupted", "message": "the run was interrupted"}}]
+
+
+@pytest.mark.anyio
+async def test_every_foreach_items_first_event_carries_the_item_count() -> None:
+    """The contract's ``data.items``: on each item's ``step_start`` and on the
+    ``step_skipped`` of an item that never had one (gated off, or not run)."""
+    s = skill("""
+        id: t
+        version: "1"
+        inputs: {type: object, properties: {texts: {type: array}}}
+        steps:
+          - id: each
+            uses: util.echo
+            foreach: ${inputs.texts}
+            max_parallel: 2
+            gate: {uses: pii, stage: pre, policy: skip}
+            input: {text: "${item}"}
+          - id: boom
+            uses: util.fail
+            foreach: range(6)
+            input: {}
+    """)
+    outcome, rec, events = await run(engine_for(s), s, {"texts": ["plain", "mail me at a@example.com", "plain"]})
+    check = event_validator()
+    for e in events:
+        check(e)
+    firsts: dict[tuple[str, int], dict[str, Any]] = {}
+    for e in rec.events:
+        if "index" in (e["data"] or {}):
+            firsts.setdefault((e["step_id"], e["data"]["index"]), e)
+    assert {k: e["data"]["items"] for k, e in firsts.items()} == {
+        **{("each", i): 3 for i in range(3)}, **{("boom", i): 6 for i in range(6)}}
+    assert firsts[("each", 1)]["type"] == "step_skipped"  # gated off before it started
+    assert [firsts[("boom", i)]["type"] for i in range(6)] == ["step_start"] + ["step_skipped"] * 5  # not run
+    assert outcome.status == "failed"
