@@ -170,7 +170,8 @@ async def test_recovery_skips_every_step_of_a_run_killed_before_its_first_event(
     path = tmp_path / "runs.db"
     dead = SqliteStore(path)
     await dead.open()
-    await dead.create(RunRecord("run_new", "o", "text.summarize", "t", "http", {"text": "x"}, "2026-01-01T00:00:00.000Z"))
+    created = "2026-01-01T00:00:00.000Z"
+    await dead.create(RunRecord("run_new", "o", "text.summarize", "t", "http", {"text": "x"}, created))
     await dead.close()
 
     s = build_services(make_settings())
@@ -196,10 +197,12 @@ async def test_recovery_of_a_foreach_item_gated_off_still_knows_the_item_count(t
     await dead.open()
     await dead.create(RunRecord("run_g", "o", "demo.ticker", "t", "http", {}, "2026-01-01T00:00:00.000Z"))
     env = {"message": "m", "timestamp": "2026-01-01T00:00:00.000Z", "trace_id": "t", "run_id": "run_g"}
-    dead.append("run_g", EventRecord(1, "skill_start", json.dumps({"type": "skill_start", **env, "step_id": None, "data": {
-        "skill_id": "demo.ticker", "version": "1", "execution_channel": "http", "steps": ["tick"]}})))
-    dead.append("run_g", EventRecord(2, "step_skipped", json.dumps({"type": "step_skipped", **env, "step_id": "tick",
-                                                                    "data": {"reason": "gate pii found email", "index": 0, "items": 3}})))
+    start = {"skill_id": "demo.ticker", "version": "1", "execution_channel": "http", "steps": ["tick"]}
+    gated = {"reason": "gate pii found email", "index": 0, "items": 3}
+    dead.append("run_g", EventRecord(1, "skill_start", json.dumps(
+        {"type": "skill_start", **env, "step_id": None, "data": start})))
+    dead.append("run_g", EventRecord(2, "step_skipped", json.dumps(
+        {"type": "step_skipped", **env, "step_id": "tick", "data": gated})))
     await dead.close()
 
     s = build_services(make_settings())
@@ -212,7 +215,8 @@ async def test_recovery_of_a_foreach_item_gated_off_still_knows_the_item_count(t
         await store.close()
     check_order(events)
     assert [(e["type"], e["data"].get("index")) for e in events[2:-2]] == [("step_skipped", 1), ("step_skipped", 2)]
-    assert events[-1]["steps"] == [{"id": "tick", "status": "failed", "error": {"kind": "interrupted", "message": "the run was interrupted"}}]
+    interrupted = {"kind": "interrupted", "message": "the run was interrupted"}
+    assert events[-1]["steps"] == [{"id": "tick", "status": "failed", "error": interrupted}]
 
 
 @pytest.mark.anyio

@@ -311,7 +311,9 @@ def test_redact_replaces_marked_values_at_any_depth_whatever_their_type() -> Non
     }
     found: list[Any] = []
     out = redact(schema, {"a": "p1", "b": [{"k": "p2"}, {"k": 3, "j": "ok"}], "c": {"x": ["p3"]}, "d": "ok"}, found)
-    assert out == {"a": PLACEHOLDER, "b": [{"k": PLACEHOLDER}, {"k": PLACEHOLDER, "j": "ok"}], "c": PLACEHOLDER, "d": "ok"}
+    assert out == {
+        "a": PLACEHOLDER, "b": [{"k": PLACEHOLDER}, {"k": PLACEHOLDER, "j": "ok"}], "c": PLACEHOLDER, "d": "ok",
+    }
     assert sorted(map(str, found)) == ["3", "p1", "p2", "p3"]
 
 
@@ -407,5 +409,6 @@ def test_scrubbing_a_deeply_nested_output_does_not_overflow_the_stack() -> None:
         out = out["k"][0]
     assert out == PLACEHOLDER
     found: list[Any] = []
-    assert redact({"type": "object", "properties": {"s": {"writeOnly": True}}}, {"s": deep}, found) == {"s": PLACEHOLDER}
+    schema = {"type": "object", "properties": {"s": {"writeOnly": True}}}
+    assert redact(schema, {"s": deep}, found) == {"s": PLACEHOLDER}
     assert found == ["tok-secret"]

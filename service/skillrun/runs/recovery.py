@@ -160,15 +160,18 @@ class LogFates:
             if unfinished:
                 out.append({"id": step_id, "status": "failed", "error": error})
                 continue
-            ended = [self.outcomes[k] for k in instances]
-            failed = next((o for o in ended if o["status"] == "failed"), None)
-            if failed is not None:
-                out.append({"id": step_id, "status": "failed", **({"error": failed["error"]} if "error" in failed else {})})
-            elif step_id in self.items:  # a foreach: its items' outcomes together, as the engine sums them
-                out.append({"id": step_id, "status": "degraded" if any(o["status"] == "degraded" for o in ended) else "completed"})
-            else:
-                out.append({"id": step_id, "status": ended[0]["status"] if ended else "skipped"})
+            out.append({"id": step_id, **self._summed([self.outcomes[k] for k in instances], step_id in self.items)})
         return out
+
+    @staticmethod
+    def _summed(ended: list[dict[str, Any]], foreach: bool) -> dict[str, Any]:
+        """One step's ended instances as one status, as the engine sums a foreach's items."""
+        failed = next((o for o in ended if o["status"] == "failed"), None)
+        if failed is not None:
+            return failed
+        if foreach:
+            return {"status": "degraded" if any(o["status"] == "degraded" for o in ended) else "completed"}
+        return ended[0] if ended else {"status": "skipped"}
 
 
 def closing_events(
