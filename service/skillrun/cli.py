@@ -251,6 +251,9 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # httpx logs every request's full URL at INFO: http.request's URLs may carry a
+    # step's credentials (an API key in the query), which must not reach the log.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     args = parser().parse_args(argv)
     return int(args.func(args))
 

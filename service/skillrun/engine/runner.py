@@ -337,6 +337,7 @@ class _Run:
         self.outputs: dict[str, Any] = {}  # step id -> output (absent: skipped or failed)
         self.summaries: dict[str, dict[str, Any]] = {}
         self._started: set[str] = set()
+        self._items: dict[str, int] = {}  # foreach step id -> its item count (``data.items``)
 
     # ---------------------------------------------------------------- scheduling
 
@@ -465,6 +466,7 @@ class _Run:
         self.summaries[step.id] = summary
 
     async def _foreach(self, step: Step, items: list[Any]) -> tuple[list[Any], str, dict[str, str] | None]:
+        self._items[step.id] = len(items)
         results: list[Any] = [None] * len(items)
         statuses: list[str] = [""] * len(items)
         errors: list[dict[str, str] | None] = [None] * len(items)
@@ -540,6 +542,9 @@ class _Run:
     def _emit(self, type: str, message: str, step: Step, index: int | None, data: dict[str, Any]) -> None:
         if index is not None:
             data["index"] = index
+            if type in ("step_start", "step_skipped"):
+                # Every item's first event: after a crash, the log says which items never started.
+                data["items"] = self._items[step.id]
         self.emitter.emit(type, message, step.id, data)
 
     async def _instance(

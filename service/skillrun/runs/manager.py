@@ -19,6 +19,8 @@ from typing import Any
 
 from ..engine import Engine, Skill
 from ..engine.runner import CANCELLED, INTERRUPTED
+from .recovery import LogFates, closing_events
+from .redaction import RunInputs
 from .store import TERMINAL, UNFINISHED, EventRecord, RunRecord, RunStore, done_payload, utc_now
 from .writer import RunWriter
 
@@ -55,70 +57,6 @@ def request_hash(skill_id: str, body: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def _ms_since(iso: str | None) -> float:
-    if not iso:
-        return 0.0
-    try:
-        then = datetime.fromisoformat(iso.replace("Z", "+00:00"))
-    except ValueError:
-        return 0.0
-    return max(0.0, round((datetime.now(timezone.utc) - then).total_seconds() * 1000, 3))
-
-
-def closing_events(
-    run: RunRecord, events: list[EventRecord], status: str, skill: Skill | None
-) -> list[tuple[str, dict[str, Any] | None, tuple[str, str | None, dict[str, Any]] | None]]:
-    """The events that close a log no engine will finish: a ``step_failed`` for each
-    open step, ``skill_completed`` and ``done``, all with ``status``.
-
-    Returns ``(type, done_payload, (message, step_id, data))`` triples for ``RunWriter``.
-    """
-    error = {"kind": status, "message": f"the run was {status}"}
-    out: list[Any] = []
-    if not events:
-        # Never started: a start first keeps the stream's order rules for every reader.
-        out.append(("skill_start", None, (f"Starting skill '{run.skill_id}'.", None, {
-            "skill_id": run.skill_id,
-            "version": skill.version if skill else "unknown",
-            "execution_channel": run.channel if run.channel in ("http", "http-stream", "http-async") else "http",
-            "steps": [s.id for s in skill.steps] if skill else [],
-        })))
-    open_steps: dict[tuple[str | None, Any], str | None] = {}
-    summaries: list[dict[str, Any]] = []
-    for ev in events:
-        if ev.type not in ("step_start", "step_completed", "step_degraded", "step_failed", "step_skipped"):
-            continue
-        payload = json.loads(ev.data)
-        index = (payload.get("data") or {}).get("index")
-        key = (payload.get("step_id"), index)
-        if ev.type == "step_start":
-            open_steps[key] = payload.get("step_id")
-        else:
-            open_steps.pop(key, None)
-            if index is None:
-                summaries.append({"id": payload.get("step_id"), "status": ev.type.removeprefix("step_")})
-    for (step_id, index), _ in open_steps.items():
-        data: dict[str, Any] = {"error": error, "duration_ms": 0}
-        if index is not None:
-            data["index"] = index
-        out.append(("step_failed", None, (f"Step '{step_id}' failed: {error['message']}", step_id, data)))
-        summaries.append({"id": step_id, "status": "failed", "error": error})
-    duration = _ms_since(run.started_at or run.created_at)
-    out.append(("skill_completed", None, (f"Skill '{run.skill_id}' {status}.", None,
-                                          {"status": status, "duration_ms": duration})))
-    out.append(("done", done_payload({
-        "skill_id": run.skill_id,
-        "status": status,
-        "outputs": {},
-        "trace_id": run.trace_id,
-        "run_id": run.run_id,
-        "duration_ms": duration,
-        "steps": summaries,
-        "error": error,
-    }), None))
-    return out
-
-
 class RunManager:
     def __init__(self, store: RunStore, engine: Engine, catalog: Any = None, *, max_events: int | None = None) -> None:
         self.store = store
@@ -147,13 +85,14 @@ class RunManager:
         """
         if self.draining:
             raise ShuttingDown()
+        given = RunInputs(skill, inputs)
         run = RunRecord(
             run_id=new_run_id(),
             owner=owner,
             skill_id=skill.id,
             trace_id=trace_id or new_trace_id(),
             channel=channel,
-            inputs=inputs,
+            inputs=given.stored,  # secret inputs never reach the store (see runs.redaction)
             created_at=utc_now(),
             idempotency_key=idempotency_key,
             request_hash=request_hash,
@@ -163,21 +102,22 @@ class RunManager:
             if stored.request_hash != request_hash:
                 raise IdempotencyConflict(stored)
             return stored
-        task = asyncio.create_task(self._run(run, skill, timeout_s), name=run.run_id)
+        task = asyncio.create_task(self._run(run, skill, timeout_s, given), name=run.run_id)
         self._tasks[run.run_id] = task
         task.add_done_callback(functools.partial(self._task_done, run=run))
         return stored
 
-    async def _run(self, run: RunRecord, skill: Skill, timeout_s: float | None) -> None:
+    async def _run(self, run: RunRecord, skill: Skill, timeout_s: float | None, given: RunInputs) -> None:
         # No await before the engine's: a cancel always reaches the engine, which ends the log.
+        # The engine gets the real inputs; the writer scrubs secrets from what it stores.
         task = asyncio.current_task()
-        writer = RunWriter(
+        writer = given.writer(
             self.store, run.run_id, run.trace_id, max_events=self.max_events, stop=task.cancel if task else None
         )
         started = time.perf_counter()
         try:
             outcome = await self.engine.run(
-                skill, run.inputs, writer, channel=run.channel, timeout_s=timeout_s, tenant=run.owner
+                skill, given.given, writer, channel=run.channel, timeout_s=timeout_s, tenant=run.owner
             )
             status, outputs, steps, error = outcome.status, outcome.outputs, outcome.steps, outcome.error
         except Exception as exc:  # an engine bug must still end the log
@@ -244,21 +184,26 @@ class RunManager:
         task.add_done_callback(self._background.discard)
 
     async def close_log(self, run_id: str, status: str) -> bool:
-        """Close the log of a run no engine is running, as ``status``; False if already closed."""
+        """Close the log of a run no engine is running, as ``status``; False if already closed.
+
+        Every step and ``foreach`` item without a fate gets one (see ``runs.recovery``).
+        """
         run = await self.store.get(run_id)
         if run is None or run.status in TERMINAL:
             return False
-        events: list[EventRecord] = []
-        while True:
-            batch = await self.store.read(run_id, events[-1].seq if events else 0)
+        fates = LogFates()
+        last: EventRecord | None = None
+        while True:  # a page at a time: only what the fates need stays in memory
+            batch = await self.store.read(run_id, last.seq if last else 0)
             if not batch:
                 break
-            events += batch
-        if events and events[-1].type == "done":
+            fates.feed(batch)
+            last = batch[-1]
+        if last is not None and last.type == "done":
             return False
         skill = self.catalog.get(run.skill_id) if self.catalog is not None else None
-        writer = RunWriter(self.store, run_id, run.trace_id, last_seq=events[-1].seq if events else 0)
-        for n, (type_, payload, emit) in enumerate(closing_events(run, events, status, skill)):
+        writer = RunWriter(self.store, run_id, run.trace_id, last_seq=last.seq if last else 0)
+        for n, (type_, payload, emit) in enumerate(closing_events(run, fates, status, skill, self.catalog)):
             try:
                 if payload is not None:
                     writer.append(type_, payload)

@@ -19,6 +19,13 @@ export interface paths {
          *     final `done` event carries (without its `type` field). A run that fails
          *     is still a 200 with `status: failed`; HTTP errors are for requests that
          *     could not start a run.
+         *
+         *     Inputs the skill's schema marks secret (`writeOnly: true` or
+         *     `format: password`) reach its steps but are never stored or returned:
+         *     the run's `inputs` show `"[REDACTED]"`, and every occurrence of a secret
+         *     string in events, outputs and this result is replaced by `[REDACTED]`
+         *     before it is stored (so this body, `done` and `GET /v1/runs/{run_id}`
+         *     stay the same result).
          */
         post: operations["execute"];
         delete?: never;
@@ -54,7 +61,10 @@ export interface paths {
          *     terminal event, told apart by `data.index`; a nested skill's steps
          *     (`uses: skill:<id>`) appear as `parent/child` with `data.parent_step_id`
          *     and `data.path`. Steps that never ran because the run ended first get
-         *     `step_skipped` (reason `not run: …`). While the stream is
+         *     `step_skipped` (reason `not run: …`), and so do a `foreach` step's items
+         *     (each item's first event carries `data.items`, the item count), also
+         *     when the server died mid-run (closed at its next start). Secret inputs
+         *     are `[REDACTED]` in every event (see `/execute`). While the stream is
          *     idle a `: ping` comment is sent every 15 s (configurable).
          *
          *     Anything that can be known before the first byte is an HTTP status; an
@@ -486,6 +496,13 @@ export interface components {
             data: components["schemas"]["StepPlace"] & {
                 /** @description The capability the step runs, or `skill:<id>` for a nested skill. */
                 uses: string;
+                /**
+                 * @description For a `foreach` step's item (with `index`): how many items the
+                 *     step has. Every item's first event carries it (its `step_start`,
+                 *     or its `step_skipped`), so the log tells which items never
+                 *     started, even after a crash.
+                 */
+                items?: number;
             };
         } & {
             /**
@@ -520,11 +537,14 @@ export interface components {
                 /**
                  * @description Why: its condition is false, `foreach` gave no items, a `pre` gate
                  *     with policy `skip` found something, or `not run: …` (the run ended
-                 *     first: a step failed, it was cancelled, it timed out).
+                 *     first: a step failed, it was cancelled, it timed out, or the server
+                 *     died and its next start closed the log as `interrupted`).
                  */
                 reason: string;
                 /** @description The step's `when` expression. */
                 condition?: string;
+                /** @description For a `foreach` step's item (with `index`): how many items the step has (see `StepStartEvent`). */
+                items?: number;
                 /** @description The gate that skipped the step. */
                 gate?: string;
                 findings?: components["schemas"]["GateFinding"][];
@@ -748,7 +768,11 @@ export interface components {
         };
         /** @description A run; `result` is present once it has ended. */
         Run: components["schemas"]["RunSummary"] & {
-            /** @description The inputs it was started with. */
+            /**
+             * @description The inputs it was started with. Inputs the skill's schema marks
+             *     secret (`writeOnly: true` or `format: password`) are never stored:
+             *     each appears as the string `"[REDACTED]"`, whatever its type.
+             */
             inputs: Record<string, unknown>;
             result?: components["schemas"]["ExecuteResult"];
         };
@@ -788,7 +812,11 @@ export interface components {
             id: string;
             version: string;
             description: string;
-            /** @description The JSON Schema of the skill's `inputs`. */
+            /**
+             * @description The JSON Schema of the skill's `inputs`. Properties marked
+             *     `writeOnly: true` or `format: password` are secret: never stored or
+             *     returned (`[REDACTED]` in runs and events).
+             */
             inputs: Record<string, unknown>;
             /** @description The JSON Schema of the result's `outputs`. */
             outputs: Record<string, unknown>;
