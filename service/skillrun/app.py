@@ -19,6 +19,7 @@ from .engine import Engine, load_skills
 from .engine.workers import make_offload
 from .ratelimit import RateLimiter, RateLimitMiddleware
 from .runs import RunManager, open_store
+from .runs.quotas import RunQuotas
 from .services import Services, ServicesMiddleware
 from .settings import BUNDLED_SKILLS, Settings
 from .spec import SkillrunResolver, build_spec
@@ -35,14 +36,18 @@ def build_services(settings: Settings) -> Services:
     if settings.api_keys_file is not None:
         hashes += read_hash_file(settings.api_keys_file)
     offload = make_offload(settings.worker_procs, settings.inline_max_chars, settings.worker_memory_mb)
-    engine = Engine(registry, skills=catalog, max_parallel=settings.max_parallel, offload=offload)
+    engine = Engine(
+        registry, skills=catalog, max_parallel=settings.max_parallel, offload=offload,
+        max_parallel_per_key=settings.max_parallel_per_key, max_foreach_items=settings.max_foreach_items,
+    )
+    quotas = RunQuotas(settings.max_running_per_key, settings.max_running, settings.max_events_per_run)
     store = open_store(settings.db)
     return Services(
         settings=settings,
         catalog=catalog,
         engine=engine,
         store=store,
-        runs=RunManager(store, engine, catalog),
+        runs=RunManager(store, engine, catalog, quotas),
         keys=KeyRing(hashes),
         limiter=RateLimiter(settings.rate_limit, settings.rate_limit_storage),
     )

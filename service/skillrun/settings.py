@@ -80,6 +80,20 @@ class Settings:
     inline_max_chars: int = 4096
     # The address space one worker process may use.
     worker_memory_mb: int = 1024
+    # Of the max_parallel capability slots, how many one key may hold at once: the
+    # rest stay reachable by other keys (see engine/slots.py).
+    max_parallel_per_key: int = 128
+    # Runs of one key running at once on this server (429 past it): 10,000 idle
+    # streams, each its own run, are what the project measures with one key.
+    max_running_per_key: int = 10_000
+    # Runs running at once on this server, all keys together (503 past it).
+    max_running: int = 20_000
+    # Events in one run's log; past it the run fails with kind limit_exceeded.
+    # demo.ticker's largest run writes 20,003.
+    max_events_per_run: int = 100_000
+    # Items of one foreach; past it the step fails the run (limit_exceeded).
+    # demo.ticker's schema allows 10,000.
+    max_foreach_items: int = 10_000
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -104,4 +118,9 @@ class Settings:
             worker_procs=_int("SKILLRUN_WORKER_PROCS", os.cpu_count() or 1),
             inline_max_chars=_int("SKILLRUN_INLINE_MAX_CHARS", 4096),
             worker_memory_mb=_int("SKILLRUN_WORKER_MEMORY_MB", 1024),
+            max_parallel_per_key=_int("SKILLRUN_MAX_PARALLEL_PER_KEY", 128),
+            max_running_per_key=_int("SKILLRUN_MAX_RUNNING_PER_KEY", 10_000),
+            max_running=_int("SKILLRUN_MAX_RUNNING", 20_000),
+            max_events_per_run=_int("SKILLRUN_MAX_EVENTS_PER_RUN", 100_000),
+            max_foreach_items=_int("SKILLRUN_MAX_FOREACH_ITEMS", 10_000),
         )
