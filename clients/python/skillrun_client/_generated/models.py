@@ -58,7 +58,7 @@ class StepError(BaseModel):
     kind: Annotated[
         str,
         Field(
-            description="What went wrong: `capability_error`, `timeout`, `expression_error`, `cancelled`, `interrupted` (the server shut down), `internal`, `gate_failed` (a gate with policy `fail` found something), `input_invalid` (a nested skill's inputs), `http_refused`, `http_error`, `http_status`, `http_too_large` (`http.request`), or a kind a capability names."
+            description="What went wrong: `capability_error`, `timeout`, `expression_error`, `cancelled`, `interrupted` (the server shut down), `internal`, `gate_failed` (a gate with policy `fail` found something), `input_invalid` (a nested skill's inputs), `http_refused`, `http_error`, `http_status`, `http_too_large` (`http.request`), `limit_exceeded` (the run went past a server limit: events per run, `foreach` items), or a kind a capability names."
         ),
     ]
     message: str
