@@ -240,3 +240,34 @@ async def test_a_saturated_server_refuses_new_runs_with_503_and_retry_after(
     assert [(await _sleeping_run(a)).status_code for _ in range(3)] == [202] * 3
     assert [(await _sleeping_run(b)).status_code for _ in range(2)] == [202] * 2
     _is_limit_problem(await _sleeping_run(b), 503, "SKILLRUN_MAX_RUNNING")
+
+
+async def test_a_key_with_its_limit_of_stored_runs_gets_429_until_retention_purges_them(
+    server_factory: Callable[..., Server], tmp_path: Any,
+) -> None:
+    """Stored runs per key are capped (SQLite store, counted from the file at first use);
+    other keys are unaffected, and the purge gives the key its room back."""
+    env = {"SKILLRUN_MAX_STORED_RUNS_PER_KEY": "3", "SKILLRUN_DB": str(tmp_path / "runs.db")}
+    first = server_factory(env={**env, "SKILLRUN_RUN_RETENTION": "7d"})
+    async with httpx.AsyncClient(base_url=first.url, headers={"x-api-key": API_KEY}, timeout=30) as a:
+        for _ in range(3):
+            assert (await a.post(f"{TICKER}/execute", json={"inputs": {"steps": 1}})).status_code == 200
+        _is_limit_problem(await a.post(f"{TICKER}/execute", json={"inputs": {"steps": 1}}), 429,
+                          "SKILLRUN_MAX_STORED_RUNS_PER_KEY")
+    first.stop()
+    # A new process over the same file counts them too; with 10 s retention they age out.
+    second = server_factory(env={**env, "SKILLRUN_RUN_RETENTION": "10s"})
+    async with (
+        httpx.AsyncClient(base_url=second.url, headers={"x-api-key": API_KEY}, timeout=30) as a,
+        httpx.AsyncClient(base_url=second.url, headers={"x-api-key": OTHER_KEY}, timeout=30) as b,
+    ):
+        assert (await b.post(f"{TICKER}/execute", json={"inputs": {"steps": 1}})).status_code == 200
+        statuses = []
+        for _ in range(300):
+            r = await a.post(f"{TICKER}/execute", json={"inputs": {"steps": 1}})
+            statuses.append(r.status_code)
+            if r.status_code == 200:
+                break
+            _is_limit_problem(r, 429, "SKILLRUN_MAX_STORED_RUNS_PER_KEY")
+            await asyncio.sleep(0.1)
+    assert statuses[-1] == 200 and statuses[0] == 429, statuses

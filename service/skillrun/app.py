@@ -28,6 +28,10 @@ from .validation import VALIDATOR_MAP
 log = logging.getLogger(__name__)
 
 
+def _purge_every_s(settings: Settings) -> float:
+    return min(3600.0, max(1.0, settings.run_retention_s / 10))
+
+
 def build_services(settings: Settings) -> Services:
     registry = default_registry(HttpPolicy(settings.http_allow, public=settings.http_public))
     dirs = [BUNDLED_SKILLS] if settings.include_bundled_skills else []
@@ -40,7 +44,10 @@ def build_services(settings: Settings) -> Services:
         registry, skills=catalog, max_parallel=settings.max_parallel, offload=offload,
         max_parallel_per_key=settings.max_parallel_per_key, max_foreach_items=settings.max_foreach_items,
     )
-    quotas = RunQuotas(settings.max_running_per_key, settings.max_running, settings.max_events_per_run)
+    quotas = RunQuotas(
+        settings.max_running_per_key, settings.max_running, settings.max_events_per_run,
+        settings.max_stored_runs_per_key, stored_retry_after_s=int(_purge_every_s(settings)),
+    )
     store = open_store(settings.db)
     return Services(
         settings=settings,
@@ -69,7 +76,7 @@ def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
         # Runs a crash or kill -9 left running end as interrupted, so every follower ends.
         await services.runs.recover()
         purger = asyncio.create_task(
-            services.runs.purge_forever(settings.run_retention_s, min(3600.0, max(1.0, settings.run_retention_s / 10)))
+            services.runs.purge_forever(settings.run_retention_s, _purge_every_s(settings))
         )
         try:
             yield

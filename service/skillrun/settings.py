@@ -91,6 +91,9 @@ class Settings:
     # Events in one run's log; past it the run fails with kind limit_exceeded.
     # demo.ticker's largest run writes 20,003.
     max_events_per_run: int = 100_000
+    # Runs of one key in the store (any status; 429 past it until retention purges
+    # some). 10x the running limit: a day of the soak test fits many times over.
+    max_stored_runs_per_key: int = 100_000
     # Items of one foreach; past it the step fails the run (limit_exceeded).
     # demo.ticker's schema allows 10,000.
     max_foreach_items: int = 10_000
@@ -122,5 +125,6 @@ class Settings:
             max_running_per_key=_int("SKILLRUN_MAX_RUNNING_PER_KEY", 10_000),
             max_running=_int("SKILLRUN_MAX_RUNNING", 20_000),
             max_events_per_run=_int("SKILLRUN_MAX_EVENTS_PER_RUN", 100_000),
+            max_stored_runs_per_key=_int("SKILLRUN_MAX_STORED_RUNS_PER_KEY", 100_000),
             max_foreach_items=_int("SKILLRUN_MAX_FOREACH_ITEMS", 10_000),
         )

@@ -172,9 +172,10 @@ class RunManager:
 
     async def _create_admitted(self, run: RunRecord) -> RunRecord:
         """Store ``run`` if its owner and the server are under their running limits
-        (``QuotaExceeded`` if not: nothing is stored). The place is taken before the
+        and its stored-runs limit (``QuotaExceeded`` if not: nothing is stored). The place is taken before the
         store is awaited, so concurrent starts cannot overshoot; it is given back
         unless a new run was stored (its task's end gives it back then)."""
+        await self.quotas.admit_stored(run.owner, functools.partial(self.store.count_runs, run.owner))
         self.quotas.admit(run.owner)
         self.quotas.started(run.owner)
         stored: RunRecord | None = None
@@ -183,6 +184,8 @@ class RunManager:
         finally:
             if stored is None or stored.run_id != run.run_id:
                 self.quotas.ended(run.owner)
+        if stored.run_id == run.run_id:
+            self.quotas.stored(run.owner)
         return stored
 
     def _writer(self, run: RunRecord) -> RunWriter:
@@ -335,6 +338,8 @@ class RunManager:
     async def purge(self, retention_s: float) -> int:
         before = (datetime.now(timezone.utc) - timedelta(seconds=retention_s)).isoformat(timespec="milliseconds")
         gone = await self.store.purge(before.replace("+00:00", "Z"))
+        if gone:
+            self.quotas.purged()
         if gone:
             log.info("purged %d run(s) finished more than %g s ago", gone, retention_s)
         return gone
