@@ -89,6 +89,29 @@ async def test_a_foreach_past_the_fan_out_cap_fails_the_run_before_any_item(
     assert [e["type"] for e in events] == ["skill_start", "step_start", "step_failed", "skill_completed", "done"]
 
 
+async def test_a_500_kb_document_of_small_sections_ends_with_a_bounded_log(
+    app_factory: Callable[..., Any],
+) -> None:
+    """Regression (issue 10): "``doc.pipeline`` with 500 KB writes 182,061 events (92 MB)
+    for one request". The document here is 500,000 characters of small sections
+    (``"word.\n\n"`` repeated): with the default limits its ``foreach`` of ~71,000
+    sections is refused before any item runs, and the run fails with
+    ``limit_exceeded`` within its time limit, its log a handful of events."""
+    document = ("word.\n\n" * 71_429)[:500_000]
+    async with asgi_client(app_factory()) as client:
+        r = await client.post("/v1/skills/doc.pipeline/execute", json={"inputs": {"document": document}})
+        assert r.status_code == 200, r.text
+        result = r.json()
+        assert result["status"] == "failed" and result["error"]["kind"] == "limit_exceeded", result["error"]
+        assert "SKILLRUN_MAX_FOREACH_ITEMS" in result["error"]["message"]
+        events = await _events(client, result["run_id"])
+    check_order(events)
+    assert len(events) < 50
+    # The sections step's output carries the document once (as sections): the log is a
+    # small multiple of the input, no longer events per section.
+    assert sum(len(str(e)) for e in events) < 5 * len(document)
+
+
 async def test_the_fan_out_cap_fails_the_run_even_when_the_step_continues_on_error() -> None:
     s = skill(
         """
