@@ -6,8 +6,9 @@ and returns a ``RunOutcome``.
 Scheduling. Steps form a DAG through ``needs`` (a step without ``needs`` waits for
 the one written before it). Ready steps start in the order written, at most
 ``skill.max_parallel`` at once; every capability call also takes one of the
-engine's server-wide slots (``Engine(max_parallel=...)``). Only capability calls
-hold a slot, never a step that waits for others (a nested skill, a foreach), so the
+engine's server-wide slots (``Engine(max_parallel=...)``), within its key's share
+(``max_parallel_per_key``, see ``slots``). Only capability calls that work
+(``Capability.holds_slot``) hold a slot, never a step that waits for others (a nested skill, a foreach), so the
 limits cannot deadlock. A step that is the only thing able to run is awaited
 inline rather than as a task: a long chain then costs no task per step.
 
