@@ -36,6 +36,14 @@ def _int(name: str, default: int) -> int:
     return int(raw) if raw not in (None, "") else default
 
 
+def _limit(name: str, default: int) -> int:
+    """A count limit: at least 1 (0 would refuse everything or, for a cap, mean none)."""
+    value = _int(name, default)
+    if value < 1:
+        raise ValueError(f"{name}: {value} must be at least 1")
+    return value
+
+
 def _flag(name: str, default: bool = False) -> bool:
     raw = os.environ.get(name)
     if raw in (None, ""):
@@ -121,10 +129,10 @@ class Settings:
             worker_procs=_int("SKILLRUN_WORKER_PROCS", os.cpu_count() or 1),
             inline_max_chars=_int("SKILLRUN_INLINE_MAX_CHARS", 4096),
             worker_memory_mb=_int("SKILLRUN_WORKER_MEMORY_MB", 1024),
-            max_parallel_per_key=_int("SKILLRUN_MAX_PARALLEL_PER_KEY", 128),
-            max_running_per_key=_int("SKILLRUN_MAX_RUNNING_PER_KEY", 10_000),
-            max_running=_int("SKILLRUN_MAX_RUNNING", 20_000),
-            max_events_per_run=_int("SKILLRUN_MAX_EVENTS_PER_RUN", 100_000),
-            max_stored_runs_per_key=_int("SKILLRUN_MAX_STORED_RUNS_PER_KEY", 100_000),
-            max_foreach_items=_int("SKILLRUN_MAX_FOREACH_ITEMS", 10_000),
+            max_parallel_per_key=_limit("SKILLRUN_MAX_PARALLEL_PER_KEY", 128),
+            max_running_per_key=_limit("SKILLRUN_MAX_RUNNING_PER_KEY", 10_000),
+            max_running=_limit("SKILLRUN_MAX_RUNNING", 20_000),
+            max_events_per_run=_limit("SKILLRUN_MAX_EVENTS_PER_RUN", 100_000),
+            max_stored_runs_per_key=_limit("SKILLRUN_MAX_STORED_RUNS_PER_KEY", 100_000),
+            max_foreach_items=_limit("SKILLRUN_MAX_FOREACH_ITEMS", 10_000),
         )
