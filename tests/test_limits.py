@@ -34,12 +34,12 @@ steps:
 
 async def test_a_foreach_over_the_item_cap_fails_the_step_before_any_item_runs() -> None:
     s = skill(FANOUT)
-    outcome, rec, _ = await run(engine_for(s, max_items=5), s, {"n": 6})
+    outcome, rec, _ = await run(engine_for(s, max_foreach_items=5), s, {"n": 6})
     assert outcome.status == "failed"
-    assert outcome.error == {"kind": "limit_exceeded", "message": "foreach gave 6 items; this server runs at most 5"}
+    assert outcome.error == {"kind": "limit_exceeded", "message": "foreach gave 6 items; this server runs at most 5 (SKILLRUN_MAX_FOREACH_ITEMS)"}
     assert rec.types("many") == ["step_start", "step_failed"]
     assert rec.types("after") == ["step_skipped"]
-    outcome, _, _ = await run(engine_for(s, max_items=5), s, {"n": 5})
+    outcome, _, _ = await run(engine_for(s, max_foreach_items=5), s, {"n": 5})
     assert outcome.status == "completed"
 
 
@@ -51,7 +51,7 @@ async def test_a_run_past_the_event_cap_fails_and_its_log_stays_bounded() -> Non
     check_order(events)
     done = events[-1]
     assert done["status"] == "failed" and done["error"]["kind"] == "limit_exceeded"
-    assert "more than 50 events" in done["error"]["message"]
+    assert "the run wrote 50 events" in done["error"]["message"]
     # The cap, plus what closes the log: the open item's step_failed, a step_skipped for
     # every item that never started (each item's fate is an event), skill_completed, done.
     assert len(events) < 50 + 1000 + 3

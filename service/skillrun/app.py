@@ -22,12 +22,17 @@ from .engine import Engine, load_skills
 from .engine.workers import make_offload
 from .ratelimit import RateLimiter, RateLimitMiddleware
 from .runs import RunManager, open_store
+from .runs.quotas import RunQuotas
 from .services import Services, ServicesMiddleware
 from .settings import BUNDLED_SKILLS, Settings
 from .spec import SkillrunResolver, build_spec
 from .validation import VALIDATOR_MAP
 
 log = logging.getLogger(__name__)
+
+
+def _purge_every_s(settings: Settings) -> float:
+    return min(3600.0, max(1.0, settings.run_retention_s / 10))
 
 
 def build_services(settings: Settings) -> Services:
@@ -40,7 +45,12 @@ def build_services(settings: Settings) -> Services:
         hashes += read_hash_file(settings.api_keys_file)
     offload = make_offload(settings.worker_procs, settings.inline_max_chars, settings.worker_memory_mb)
     engine = Engine(
-        registry, skills=catalog, max_parallel=settings.max_parallel, offload=offload, max_items=settings.max_foreach_items
+        registry, skills=catalog, max_parallel=settings.max_parallel, offload=offload,
+        max_parallel_per_key=settings.max_parallel_per_key, max_foreach_items=settings.max_foreach_items,
+    )
+    quotas = RunQuotas(
+        settings.max_running_per_key, settings.max_running, settings.max_events_per_run,
+        settings.max_stored_runs_per_key, stored_retry_after_s=int(_purge_every_s(settings)),
     )
     store = open_store(settings.db)
     return Services(
@@ -48,7 +58,7 @@ def build_services(settings: Settings) -> Services:
         catalog=catalog,
         engine=engine,
         store=store,
-        runs=RunManager(store, engine, catalog, max_events=settings.max_events_per_run),
+        runs=RunManager(store, engine, catalog, quotas),
         keys=KeyRing(hashes),
         limiter=RateLimiter(settings.rate_limit, settings.rate_limit_storage),
     )
@@ -70,7 +80,7 @@ def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
         # Runs a crash or kill -9 left running end as interrupted, so every follower ends.
         await services.runs.recover()
         purger = asyncio.create_task(
-            services.runs.purge_forever(settings.run_retention_s, min(3600.0, max(1.0, settings.run_retention_s / 10)))
+            services.runs.purge_forever(settings.run_retention_s, _purge_every_s(settings))
         )
         try:
             yield

@@ -36,6 +36,14 @@ def _int(name: str, default: int) -> int:
     return int(raw) if raw not in (None, "") else default
 
 
+def _limit(name: str, default: int) -> int:
+    """A count limit: at least 1 (0 would refuse everything or, for a cap, mean none)."""
+    value = _int(name, default)
+    if value < 1:
+        raise ValueError(f"{name}: {value} must be at least 1")
+    return value
+
+
 def _flag(name: str, default: bool = False) -> bool:
     raw = os.environ.get(name)
     if raw in (None, ""):
@@ -92,9 +100,22 @@ class Settings:
     inline_max_chars: int = 4096
     # The address space one worker process may use.
     worker_memory_mb: int = 1024
-    # Bounds on one run: the events it may write (demo.ticker's 10,000 items write
-    # 20,003) and the items one foreach may have. Past them the run fails `limit_exceeded`.
+    # Of the max_parallel capability slots, how many one key may hold at once: the
+    # rest stay reachable by other keys (see engine/slots.py).
+    max_parallel_per_key: int = 128
+    # Runs of one key running at once on this server (429 past it): 10,000 idle
+    # streams, each its own run, are what the project measures with one key.
+    max_running_per_key: int = 10_000
+    # Runs running at once on this server, all keys together (503 past it).
+    max_running: int = 20_000
+    # Events in one run's log; past it the run fails with kind limit_exceeded.
+    # demo.ticker's largest run writes 20,003.
     max_events_per_run: int = 100_000
+    # Runs of one key in the store (any status; 429 past it until retention purges
+    # some). 10x the running limit: a day of the soak test fits many times over.
+    max_stored_runs_per_key: int = 100_000
+    # Items of one foreach; past it the step fails the run (limit_exceeded).
+    # demo.ticker's schema allows 10,000.
     max_foreach_items: int = 10_000
 
     @classmethod
@@ -126,6 +147,10 @@ class Settings:
             worker_procs=_int("SKILLRUN_WORKER_PROCS", os.cpu_count() or 1),
             inline_max_chars=_int("SKILLRUN_INLINE_MAX_CHARS", 4096),
             worker_memory_mb=_int("SKILLRUN_WORKER_MEMORY_MB", 1024),
-            max_events_per_run=_int("SKILLRUN_MAX_EVENTS_PER_RUN", 100_000),
-            max_foreach_items=_int("SKILLRUN_MAX_FOREACH_ITEMS", 10_000),
+            max_parallel_per_key=_limit("SKILLRUN_MAX_PARALLEL_PER_KEY", 128),
+            max_running_per_key=_limit("SKILLRUN_MAX_RUNNING_PER_KEY", 10_000),
+            max_running=_limit("SKILLRUN_MAX_RUNNING", 20_000),
+            max_events_per_run=_limit("SKILLRUN_MAX_EVENTS_PER_RUN", 100_000),
+            max_stored_runs_per_key=_limit("SKILLRUN_MAX_STORED_RUNS_PER_KEY", 100_000),
+            max_foreach_items=_limit("SKILLRUN_MAX_FOREACH_ITEMS", 10_000),
         )

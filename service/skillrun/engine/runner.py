@@ -6,8 +6,9 @@ and returns a ``RunOutcome``.
 Scheduling. Steps form a DAG through ``needs`` (a step without ``needs`` waits for
 the one written before it). Ready steps start in the order written, at most
 ``skill.max_parallel`` at once; every capability call also takes one of the
-engine's server-wide slots (``Engine(max_parallel=...)``). Only capability calls
-hold a slot, never a step that waits for others (a nested skill, a foreach), so the
+engine's server-wide slots (``Engine(max_parallel=...)``), within its key's share
+(``max_parallel_per_key``, see ``slots``). Only capability calls that work
+(``Capability.holds_slot``) hold a slot, never a step that waits for others (a nested skill, a foreach), so the
 limits cannot deadlock. A step that is the only thing able to run is awaited
 inline rather than as a task: a long chain then costs no task per step.
 
@@ -37,6 +38,7 @@ from .capability import _RUN_STATE, Capability, CapabilityError, CapabilityRegis
 from .expressions import Expression, ExpressionError, Template, render_elsewhere
 from .inputcheck import InputCheck
 from .model import Gate, Skill, Step
+from .slots import CapabilitySlots
 from .workers import TENANT, Inline, Offload
 
 # What ends a run early, as the reason passed to ``Task.cancel(msg)``.
@@ -99,6 +101,13 @@ def stop_reason(exc: BaseException, default: str = CANCELLED) -> dict[str, str]:
     kind, _, message = msg.partition("\n")
     kind = kind or default
     return {"kind": kind, "message": message or _DEFAULT_MESSAGES.get(kind, f"the run was {kind}")}
+
+
+def _stopped_status(reason: dict[str, str]) -> str:
+    """A run's status from what stopped it: a limit fails it; cancels keep their kind."""
+    if reason["kind"] == LIMIT_EXCEEDED:
+        return "failed"
+    return reason["kind"] if reason["kind"] in (CANCELLED, INTERRUPTED) else CANCELLED
 
 
 def _reason_msg(kind: str, message: str) -> str:
@@ -209,7 +218,8 @@ class Engine:
         max_depth: int = 8,
         rng: random.Random | None = None,
         offload: Offload | None = None,
-        max_items: int = 10_000,
+        max_parallel_per_key: int | None = None,
+        max_foreach_items: int | None = None,
     ) -> None:
         self.capabilities = capabilities
         self.skills = skills
@@ -218,8 +228,9 @@ class Engine:
         self.rng = rng or random.Random()
         # Where CPU-bound capabilities (``sync_fn``) run: see ``workers``.
         self.offload: Offload = offload or Inline()
-        self.max_items = max_items  # a foreach's items, at most
-        self._slots = asyncio.Semaphore(max_parallel)
+        # One key holds at most ``max_parallel_per_key`` of them (see ``slots``).
+        self.slots = CapabilitySlots(max_parallel, max_parallel_per_key or max_parallel)
+        self.max_foreach_items = max_foreach_items
         self._input_validators: dict[tuple[str, str], Any] = {}
         self.input_check = InputCheck()  # rendered capability inputs against their schemas
         self._slice_start = time.perf_counter()
@@ -239,6 +250,11 @@ class Engine:
         if now - self._slice_start >= SLICE_S or (task is not None and task.cancelling()):
             await asyncio.sleep(0)
             self._slice_start = time.perf_counter()
+
+    def yield_soon(self) -> None:
+        """The next ``yield_if_due`` gives the loop a turn: a stop requested from inside a
+        step (a run past a limit) is then delivered after this step, not a slice later."""
+        self._slice_start = float("-inf")
 
     async def run(
         self,
@@ -288,12 +304,9 @@ class Engine:
                 while task.uncancel():  # this task owns the run; ending it cleanly is the point
                     pass
             error = stop_reason(exc)
-            if error["kind"] == LIMIT_EXCEEDED:
-                status = "failed"
-            else:
-                if error["kind"] not in (CANCELLED, INTERRUPTED):
-                    error = {"kind": CANCELLED, "message": error["message"]}
-                status = error["kind"]
+            status = _stopped_status(error)
+            if status == CANCELLED:
+                error = {"kind": CANCELLED, "message": error["message"]}
         finally:
             _RUN_STATE.reset(state)
             TENANT.reset(tenant_token)
@@ -306,6 +319,10 @@ class Engine:
             {"status": status, "duration_ms": duration},
         )
         return RunOutcome(status, outputs, run.step_summaries(), duration, error)
+
+    def slot(self, cap: Capability) -> contextlib.AbstractAsyncContextManager[None]:
+        """What a call of ``cap`` holds while it runs: a slot of the caller's share, or nothing."""
+        return self.slots.hold(TENANT.get()) if cap.holds_slot else contextlib.nullcontext()
 
     async def invoke(self, cap: Capability, args: dict[str, Any]) -> Any:
         """Call a capability: CPU-bound ones through ``offload``, the others on the loop."""
@@ -436,16 +453,11 @@ class _Run:
             items = await self._render(step.foreach)
             if not isinstance(items, list):
                 raise ExpressionError(f"foreach must give a list, not {type(items).__name__}")
-            if len(items) > self.engine.max_items:
-                raise StepFailure(
-                    LIMIT_EXCEEDED,
-                    f"foreach gave {len(items)} items; this server runs at most {self.engine.max_items}",
-                )
-        except (ExpressionError, StepFailure) as exc:
-            failure = exc if isinstance(exc, StepFailure) else StepFailure("expression_error", str(exc))
-            output, status, error = await self._instance(step, None, None, failure)
+        except ExpressionError as exc:
+            output, status, error = await self._instance(step, None, None, StepFailure("expression_error", str(exc)))
             self._record(step, output, status, t0, error)
             return
+        self._check_fan_out(step, items, t0)
         if not items:
             self.emitter.emit(
                 "step_skipped", f"Step '{step.id}' skipped: foreach gave no items.", step.id,
@@ -456,6 +468,22 @@ class _Run:
             return
         results, status, error = await self._foreach(step, items)
         self._record(step, results, status, t0, error)
+
+    def _check_fan_out(self, step: Step, items: list[Any], t0: float) -> None:
+        """Past the server's ``max_foreach_items`` the step fails the run (whatever its ``on_error``)."""
+        cap = self.engine.max_foreach_items
+        if cap is None or len(items) <= cap:
+            return
+        failure = StepFailure(
+            LIMIT_EXCEEDED, f"foreach gave {len(items)} items; this server runs at most {cap} (SKILLRUN_MAX_FOREACH_ITEMS)"
+        )
+        self._emit("step_start", f"Starting step '{step.id}'.", step, None, {"uses": step.uses})
+        self._emit(
+            "step_failed", f"Step '{step.id}' failed: {failure.message}", step, None,
+            {"error": failure.as_dict(), "duration_ms": _ms(t0)},
+        )
+        failure.step_id = step.id
+        raise failure
 
     def _record(self, step: Step, output: Any, status: str, t0: float, error: dict[str, str] | None) -> None:
         if output is not None or step.foreach is not None and status != "skipped":
@@ -714,7 +742,7 @@ class _Run:
         problem = self.engine.input_check.problem(cap, args)
         if problem is not None:  # rendered from expressions, so unchecked at load
             raise StepFailure("input_invalid", f"{cap.name} {problem}")
-        async with self.engine._slots if cap.holds_slot else contextlib.nullcontext():
+        async with self.engine.slot(cap):
             try:
                 async with _Deadline(step.timeout_s, f"step {step.id!r} took longer than {step.timeout_s or 0:g} s"):
                     output = await self.engine.invoke(cap, args)

@@ -18,7 +18,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from ..engine import Engine, Skill
-from ..engine.runner import CANCELLED, INTERRUPTED
+from ..engine.runner import CANCELLED, INTERRUPTED, LIMIT_EXCEEDED
+from .quotas import RunQuotas
 from .recovery import LogFates, closing_events
 from .redaction import RunInputs
 from .store import TERMINAL, UNFINISHED, EventRecord, RunRecord, RunStore, done_payload, utc_now
@@ -58,11 +59,11 @@ def request_hash(skill_id: str, body: dict[str, Any]) -> str:
 
 
 class RunManager:
-    def __init__(self, store: RunStore, engine: Engine, catalog: Any = None, *, max_events: int | None = None) -> None:
+    def __init__(self, store: RunStore, engine: Engine, catalog: Any = None, quotas: RunQuotas | None = None) -> None:
         self.store = store
-        self.max_events = max_events  # per run
         self.engine = engine
         self.catalog = catalog
+        self.quotas = quotas or RunQuotas()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._background: set[asyncio.Future[None]] = set()
         self.draining = False
@@ -97,7 +98,7 @@ class RunManager:
             idempotency_key=idempotency_key,
             request_hash=request_hash,
         )
-        stored = await self.store.create(run)
+        stored = await self._create_admitted(run)
         if stored.run_id != run.run_id:
             if stored.request_hash != request_hash:
                 raise IdempotencyConflict(stored)
@@ -105,15 +106,45 @@ class RunManager:
         task = asyncio.create_task(self._run(run, skill, timeout_s, given), name=run.run_id)
         self._tasks[run.run_id] = task
         task.add_done_callback(functools.partial(self._task_done, run=run))
+        task.add_done_callback(lambda _t: self.quotas.ended(owner))
         return stored
+
+    async def _create_admitted(self, run: RunRecord) -> RunRecord:
+        """Store ``run`` if its owner and the server are under their running limits
+        and its stored-runs limit (``QuotaExceeded`` if not: nothing is stored). The place is taken before the
+        store is awaited, so concurrent starts cannot overshoot; it is given back
+        unless a new run was stored (its task's end gives it back then)."""
+        await self.quotas.admit_stored(run.owner, functools.partial(self.store.count_runs, run.owner))
+        self.quotas.admit(run.owner)
+        self.quotas.started(run.owner)
+        stored: RunRecord | None = None
+        try:
+            stored = await self.store.create(run)
+        finally:
+            if stored is None or stored.run_id != run.run_id:
+                self.quotas.ended(run.owner)
+        if stored.run_id == run.run_id:
+            self.quotas.stored(run.owner)
+        return stored
+
+    def _writer(self, run: RunRecord, given: RunInputs) -> RunWriter:
+        """The run's writer, capped at ``max_events_per_run``: past it, the run is stopped
+        (the runner's stop protocol) and fails with kind ``limit_exceeded``."""
+        task = asyncio.current_task()
+        cap = self.quotas.max_events_per_run
+
+        def full() -> None:
+            self.engine.yield_soon()
+            if task is not None:
+                task.cancel(f"{LIMIT_EXCEEDED}\nthe run wrote {cap} events, this server's limit per run "
+                            f"(SKILLRUN_MAX_EVENTS_PER_RUN)")
+
+        # The engine gets the real inputs; the writer scrubs secrets from what it stores.
+        return given.writer(self.store, run.run_id, run.trace_id, max_events=cap, on_full=full)
 
     async def _run(self, run: RunRecord, skill: Skill, timeout_s: float | None, given: RunInputs) -> None:
         # No await before the engine's: a cancel always reaches the engine, which ends the log.
-        # The engine gets the real inputs; the writer scrubs secrets from what it stores.
-        task = asyncio.current_task()
-        writer = given.writer(
-            self.store, run.run_id, run.trace_id, max_events=self.max_events, stop=task.cancel if task else None
-        )
+        writer = self._writer(run, given)
         started = time.perf_counter()
         try:
             outcome = await self.engine.run(
@@ -252,6 +283,8 @@ class RunManager:
     async def purge(self, retention_s: float) -> int:
         before = (datetime.now(timezone.utc) - timedelta(seconds=retention_s)).isoformat(timespec="milliseconds")
         gone = await self.store.purge(before.replace("+00:00", "Z"))
+        if gone:
+            self.quotas.purged()
         if gone:
             log.info("purged %d run(s) finished more than %g s ago", gone, retention_s)
         return gone

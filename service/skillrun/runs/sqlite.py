@@ -236,6 +236,11 @@ class SqliteStore:
         self._enqueue(_Purge(finished_before, future))
         return await future
 
+    async def count_runs(self, owner: str) -> int:
+        # An index range scan (runs_by_owner); the quota caches it per owner until a purge.
+        rows = await self._query("SELECT COUNT(*) FROM runs WHERE owner = ?", (owner,))
+        return int(rows[0][0])
+
     def _enqueue(self, op: tuple[str, EventRecord] | _Create | _Purge) -> None:
         if self._writer is None or self._closing:
             raise RuntimeError("the run store is closed")

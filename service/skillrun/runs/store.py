@@ -116,6 +116,9 @@ class RunStore(Protocol):
     async def purge(self, finished_before: str) -> int:
         """Delete finished runs (and their logs) that finished before the RFC 3339 time."""
 
+    async def count_runs(self, owner: str) -> int:
+        """How many runs ``owner`` has stored (any status): for the stored-runs quota."""
+
 
 def done_payload(result: dict[str, Any]) -> dict[str, Any]:
     """The ``done`` event: the run's result plus ``type`` and a ``message`` like every
@@ -298,6 +301,9 @@ class MemoryStore:
             n = mark.n
             return lambda log: log.n < n
         return lambda log: log.run.created_at < cursor.created_at  # that run is gone (or never was the caller's)
+
+    async def count_runs(self, owner: str) -> int:
+        return sum(1 for log in self._logs.values() if log.run.owner == owner)
 
     async def purge(self, finished_before: str) -> int:
         gone = [

@@ -7,7 +7,6 @@ from typing import Any, Callable
 
 import orjson
 
-from ..engine.runner import LIMIT_EXCEEDED
 from .store import EventRecord, RunStore, utc_now
 
 _json_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
@@ -23,9 +22,14 @@ def _dumps(payload: dict[str, Any]) -> str:
 
 
 class RunWriter:
-    """Appends a run's events. Past ``max_events`` it asks ``stop`` (once) to end the run
-    with ``limit_exceeded``; the events that close the log are still written, so a log
-    holds at most ``max_events`` plus one closing event per open or unstarted step."""
+    """Appends one run's events.
+
+    ``max_events``: once the log holds that many events, ``on_full`` is called once
+    (the run manager stops the run with kind ``limit_exceeded``). The events that end
+    the run still go in after it (a ``step_failed`` per open step or item,
+    ``skill_completed``, ``done``): a log always ends properly, so it is bounded by
+    the cap plus what one scheduling slice and the closing events add, not by the cap alone.
+    """
 
     def __init__(
         self,
@@ -35,14 +39,14 @@ class RunWriter:
         last_seq: int = 0,
         *,
         max_events: int | None = None,
-        stop: Callable[[str], Any] | None = None,
+        on_full: Callable[[], None] | None = None,
     ) -> None:
         self._store = store
         self.run_id = run_id
         self.trace_id = trace_id
         self.seq = last_seq
-        self._max_events = max_events
-        self._stop = stop
+        self.max_events = max_events
+        self._on_full = on_full
 
     def emit(
         self, type: str, message: str, step_id: str | None = None, data: dict[str, Any] | None = None
@@ -62,9 +66,9 @@ class RunWriter:
 
     def append(self, type: str, payload: dict[str, Any]) -> None:
         self.seq += 1
-        if self._stop is not None and self._max_events is not None and self.seq > self._max_events:
-            stop, self._stop = self._stop, None
-            stop(f"{LIMIT_EXCEEDED}\nthe run wrote more than {self._max_events} events (SKILLRUN_MAX_EVENTS_PER_RUN)")
         # JSON text is one line: json escapes CR and LF inside strings, which
         # SSE requires (a raw line break would end the data field).
         self._store.append(self.run_id, EventRecord(self.seq, type, _dumps(payload)))
+        # The run's last two events come after its engine has ended: nothing left to stop.
+        if self.seq == self.max_events and self._on_full is not None and type not in ("skill_completed", "done"):
+            self._on_full()
