@@ -242,12 +242,10 @@ class Engine:
         of them would hold the loop (and every other stream) until it ends. A turn
         per step would instead cost a loop iteration per step and one-event
         batches. A turn every couple of milliseconds keeps both fairness and
-        throughput. A task asked to stop (a cancel, a limit) gets its turn at once,
-        so the stop lands before the next step.
+        throughput.
         """
         now = time.perf_counter()
-        task = asyncio.current_task()
-        if now - self._slice_start >= SLICE_S or (task is not None and task.cancelling()):
+        if now - self._slice_start >= SLICE_S:
             await asyncio.sleep(0)
             self._slice_start = time.perf_counter()
 
