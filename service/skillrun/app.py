@@ -8,17 +8,21 @@ import logging
 from typing import Any, AsyncIterator
 
 import connexion
+from connexion.exceptions import ProblemException
 from connexion.middleware import MiddlewarePosition
 from connexion.options import SwaggerUIOptions
 
-from .auth import KeyRing, hash_key, read_hash_file
+from . import errors
+from .auth import KeyRing, check_keys, hash_key, read_hash_file
 from .bodylimit import BodyLimitMiddleware
 from .capabilities import HttpPolicy, default_registry
 from .cors import CorsMiddleware
+from .docsguard import DocsGuardMiddleware
 from .engine import Engine, load_skills
 from .engine.workers import make_offload
 from .ratelimit import RateLimiter, RateLimitMiddleware
 from .runs import RunManager, open_store
+from .runs.quotas import RunQuotas
 from .services import Services, ServicesMiddleware
 from .settings import BUNDLED_SKILLS, Settings
 from .spec import SkillrunResolver, build_spec
@@ -27,22 +31,34 @@ from .validation import VALIDATOR_MAP
 log = logging.getLogger(__name__)
 
 
+def _purge_every_s(settings: Settings) -> float:
+    return min(3600.0, max(1.0, settings.run_retention_s / 10))
+
+
 def build_services(settings: Settings) -> Services:
     registry = default_registry(HttpPolicy(settings.http_allow, public=settings.http_public))
     dirs = [BUNDLED_SKILLS] if settings.include_bundled_skills else []
     catalog, _problems = load_skills([*dirs, *settings.skill_dirs], registry)
+    check_keys(settings.api_keys)
     hashes = [hash_key(k) for k in settings.api_keys]
     if settings.api_keys_file is not None:
         hashes += read_hash_file(settings.api_keys_file)
     offload = make_offload(settings.worker_procs, settings.inline_max_chars, settings.worker_memory_mb)
-    engine = Engine(registry, skills=catalog, max_parallel=settings.max_parallel, offload=offload)
+    engine = Engine(
+        registry, skills=catalog, max_parallel=settings.max_parallel, offload=offload,
+        max_parallel_per_key=settings.max_parallel_per_key, max_foreach_items=settings.max_foreach_items,
+    )
+    quotas = RunQuotas(
+        settings.max_running_per_key, settings.max_running, settings.max_events_per_run,
+        settings.max_stored_runs_per_key, stored_retry_after_s=int(_purge_every_s(settings)),
+    )
     store = open_store(settings.db)
     return Services(
         settings=settings,
         catalog=catalog,
         engine=engine,
         store=store,
-        runs=RunManager(store, engine, catalog),
+        runs=RunManager(store, engine, catalog, quotas),
         keys=KeyRing(hashes),
         limiter=RateLimiter(settings.rate_limit, settings.rate_limit_storage),
     )
@@ -64,7 +80,7 @@ def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
         # Runs a crash or kill -9 left running end as interrupted, so every follower ends.
         await services.runs.recover()
         purger = asyncio.create_task(
-            services.runs.purge_forever(settings.run_retention_s, min(3600.0, max(1.0, settings.run_retention_s / 10)))
+            services.runs.purge_forever(settings.run_retention_s, _purge_every_s(settings))
         )
         try:
             yield
@@ -91,6 +107,8 @@ def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
     app.add_middleware(ServicesMiddleware, MiddlewarePosition.BEFORE_EXCEPTION, services=services)
     # Inside that, still before the security check: preflights carry no key. See cors.py.
     app.add_middleware(CorsMiddleware, MiddlewarePosition.BEFORE_EXCEPTION, origins=settings.cors_origins)
+    # Before connexion serves the spec and Swagger UI (only with SKILLRUN_PUBLIC_DOCS=0).
+    app.add_middleware(DocsGuardMiddleware, MiddlewarePosition.BEFORE_EXCEPTION, public=settings.public_docs)
     # Before the security check, so key guessing is limited (per address); then 401,
     # then 413 before body validation.
     app.add_middleware(RateLimitMiddleware, MiddlewarePosition.BEFORE_SECURITY)
@@ -99,5 +117,7 @@ def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
         if isinstance(op, dict) and "requestBody" in op
     )
     app.add_middleware(BodyLimitMiddleware, MiddlewarePosition.BEFORE_VALIDATION, body_operations=body_operations)
+    # Problems quote at most a prefix of the bad value they name (errors.py).
+    app.add_error_handler(ProblemException, errors.bounded_problem)
     app.services = services
     return app

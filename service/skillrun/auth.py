@@ -19,6 +19,17 @@ from .services import services_of
 API_KEY_HEADER = b"x-api-key"
 
 
+def check_keys(keys: Iterable[str], source: str = "SKILLRUN_API_KEYS") -> None:
+    """Refuse keys no request can ever send: HTTP header values are ASCII
+    (RFC 9110, section 5.5: others arrive as Latin-1 bytes, so they never match)."""
+    for n, key in enumerate(keys, 1):
+        if not key.isascii() or not key.isprintable():
+            raise ValueError(
+                f"{source}: key {n} holds a character that is not printable ASCII; "
+                "an x-api-key header can only carry printable ASCII, so it could never match"
+            )
+
+
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 

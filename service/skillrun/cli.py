@@ -21,6 +21,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from .app import create_app
     from .auth import generate_key
+    from .edge import EdgeLimits, edge_protocol
 
     try:
         settings = Settings.from_env()
@@ -30,6 +31,8 @@ def _serve(args: argparse.Namespace) -> int:
     settings.skill_dirs += [Path(d) for d in args.skills]
     if args.db is not None:
         settings.db = args.db
+    if args.forwarded_allow_ips is not None:
+        settings.forwarded_allow_ips = [p.strip() for p in args.forwarded_allow_ips.split(",") if p.strip()]
     if not settings.api_keys and settings.api_keys_file is None:
         key = generate_key()
         settings.api_keys = [key]
@@ -48,6 +51,19 @@ def _serve(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         # uvicorn alone waits forever for open streams; ours end within the grace.
         timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 5,
+        # httptools with head/body deadlines, a head size cap and a connection cap (edge.py).
+        http=edge_protocol(
+            EdgeLimits(
+                max_header_bytes=settings.max_header_bytes,
+                header_timeout_s=settings.header_timeout_s,
+                body_timeout_s=settings.body_timeout_s,
+                max_connections=settings.max_connections,
+            )
+        ),
+        # uvicorn believes X-Forwarded-For from 127.0.0.1 unless told otherwise: then a
+        # client behind no proxy picks its own address (and its own rate-limit budget).
+        proxy_headers=bool(settings.forwarded_allow_ips),
+        forwarded_allow_ips=settings.forwarded_allow_ips or None,
     )
     server = DrainingServer(config, app.services.runs, settings.shutdown_grace_s)
     print(f"Skillrun on http://{args.host}:{args.port}  (docs: /docs, spec: /openapi.json)", flush=True)
@@ -160,11 +176,16 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _keys_hash(args: argparse.Namespace) -> int:
-    from .auth import hash_key
+    from .auth import check_keys, hash_key
 
     key = args.key if args.key is not None else sys.stdin.readline().strip()
     if not key:
         print("no key given (pass it as an argument or on stdin)", file=sys.stderr)
+        return 2
+    try:
+        check_keys([key], "skillrun keys hash")
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
         return 2
     print(hash_key(key))
     return 0
@@ -192,6 +213,12 @@ def parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="the run store's SQLite file, or :memory: (default: $SKILLRUN_DB or .skillrun/skillrun.db)",
     )
+    serve.add_argument(
+        "--forwarded-allow-ips",
+        metavar="IPS",
+        help="comma-separated proxy addresses or CIDRs whose X-Forwarded-For is believed, '*' for any "
+        "(default: $SKILLRUN_FORWARDED_ALLOW_IPS, else none: proxy headers are ignored)",
+    )
     serve.add_argument("--log-level", default="info")
     serve.set_defaults(func=_serve)
 
@@ -213,6 +240,9 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # httpx logs every request's full URL at INFO: http.request's URLs may carry a
+    # step's credentials (an API key in the query), which must not reach the log.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     args = parser().parse_args(argv)
     return int(args.func(args))
 

@@ -8,9 +8,13 @@ into the same body); middleware below connexion's exception handling sends
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
+from connexion.exceptions import ProblemException
 from starlette.responses import Response
+
+log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -18,17 +22,22 @@ TITLES = {
     400: "Bad Request",
     401: "Unauthorized",
     404: "Not Found",
+    408: "Request Timeout",
     409: "Conflict",
     413: "Content Too Large",
     415: "Unsupported Media Type",
     422: "Unprocessable Content",
+    431: "Request Header Fields Too Large",
     429: "Too Many Requests",
     503: "Service Unavailable",
 }
 
 
 def problem_body(status: int, detail: str, **ext: Any) -> dict[str, Any]:
-    return {"type": "about:blank", "title": TITLES.get(status, "Error"), "status": status, "detail": detail, **ext}
+    return {
+        "type": "about:blank", "title": TITLES.get(status, "Error"), "status": status,
+        "detail": echo(detail, _DETAIL_CHARS), **ext,
+    }
 
 
 def problem_response(
@@ -40,3 +49,40 @@ def problem_response(
         headers=headers,
         media_type=PROBLEM_JSON,
     )
+
+
+# A problem names the bad value it got, but only a prefix: a 60 KB id must not
+# come back whole (nor fill the log).
+ECHO_CHARS = 64
+_DETAIL_CHARS = 1000
+_FIELD_CHARS = 200
+
+
+def echo(value: object, limit: int = ECHO_CHARS) -> str:
+    """``value`` as text, cut to ``limit`` characters (with ``…``) if longer."""
+    text = value if isinstance(value, str) else str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def bounded_problem(_request: Any, exc: ProblemException) -> Any:
+    """connexion's problem handler, with every text of the problem cut to a bounded
+    prefix: the safety net for values echoed by code that is not ours (connexion's
+    own messages quote query parameter names and Content-Types)."""
+    ext = exc.ext
+    if isinstance(ext, dict) and isinstance(ext.get("errors"), list):
+        errors = [
+            {k: echo(v, _FIELD_CHARS) if isinstance(v, str) else v for k, v in e.items()} if isinstance(e, dict) else e
+            for e in ext["errors"]
+        ]
+        ext = {**ext, "errors": errors}
+    bounded = ProblemException(
+        status=exc.status,
+        title=exc.title,
+        detail=echo(exc.detail, _DETAIL_CHARS) if isinstance(exc.detail, str) else exc.detail,
+        type=exc.type,
+        instance=exc.instance,
+        headers=exc.headers,
+        ext=ext,
+    )
+    log.log(logging.WARNING if exc.status < 500 else logging.ERROR, "%s %s: %s", exc.status, exc.title, bounded.detail)
+    return bounded.to_problem()

@@ -78,8 +78,12 @@ def skill_completed(skill_id: str, status: str, duration_ms: float) -> Event:
 # ---------------------------------------------------------------- one step (instance)
 
 
-def step_start(step_id: str, uses: str, index: int | None = None) -> Event:
-    return Event(STEP_START, f"Starting step '{step_id}'.", step_id, _with_index({"uses": uses}, index))
+def step_start(step_id: str, uses: str, index: int | None = None, *, items: int | None = None) -> Event:
+    """``items``: a foreach item's first event carries its step's item count (recovery reads it)."""
+    data = _with_index({"uses": uses}, index)
+    if items is not None:
+        data["items"] = items
+    return Event(STEP_START, f"Starting step '{step_id}'.", step_id, data)
 
 
 def step_completed(
@@ -123,14 +127,23 @@ def step_failed(
 
 
 def step_skipped(
-    step_id: str, reason: str, index: int | None = None, *, why: str | None = None, item: bool = True, **more: Any
+    step_id: str,
+    reason: str,
+    index: int | None = None,
+    *,
+    why: str | None = None,
+    item: bool = True,
+    items: int | None = None,
+    **more: Any,
 ) -> Event:
     """Skipped for ``reason`` (the message says ``why``, when worded differently);
-    ``more`` are the type's optional fields (condition, gate, findings)."""
+    ``items`` as for ``step_start``; ``more`` are the type's optional fields
+    (condition, gate, findings, a nested step's place)."""
     what = f"Step '{step_id}' item {index}" if index is not None and item else f"Step '{step_id}'"
-    return Event(
-        STEP_SKIPPED, f"{what} skipped: {why or reason}.", step_id, _with_index({"reason": reason, **more}, index)
-    )
+    data = _with_index({"reason": reason, **more}, index)
+    if items is not None:
+        data["items"] = items
+    return Event(STEP_SKIPPED, f"{what} skipped: {why or reason}.", step_id, data)
 
 
 def step_retrying(step_id: str, attempt: int, error: dict[str, str], delay_ms: float, index: int | None = None) -> Event:

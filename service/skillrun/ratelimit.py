@@ -53,7 +53,7 @@ def _client_address(scope: dict[str, Any]) -> str:
     return f"addr:{client[0]}" if client else "addr:unknown"
 
 
-def _identity(scope: dict[str, Any], services: Services) -> str:
+def client_identity(scope: dict[str, Any], services: Services) -> str:
     """The known key's identity (the same one the security check gives), else the address."""
     for name, value in scope.get("headers", []):
         if name == API_KEY_HEADER:
@@ -75,7 +75,7 @@ class RateLimitMiddleware:
             await self.app(scope, receive, send)
             return
         services = services_of(scope)
-        allowed, headers = await services.limiter.hit(_identity(scope, services))
+        allowed, headers = await services.limiter.hit(client_identity(scope, services))
         if not allowed:
             response = problem_response(
                 429, f"Rate limit of {headers['RateLimit-Limit']} requests exceeded; retry in "
@@ -86,3 +86,4 @@ class RateLimitMiddleware:
         # The outermost middleware adds them to whatever answer goes out, problems included.
         add_response_headers(scope, headers)
         await self.app(scope, receive, send)
+

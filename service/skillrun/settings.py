@@ -31,6 +31,14 @@ def _int(name: str, default: int) -> int:
     return int(raw) if raw not in (None, "") else default
 
 
+def _limit(name: str, default: int) -> int:
+    """A count limit: at least 1 (0 would refuse everything or, for a cap, mean none)."""
+    value = _int(name, default)
+    if value < 1:
+        raise ValueError(f"{name}: {value} must be at least 1")
+    return value
+
+
 def _flag(name: str, default: bool = False) -> bool:
     raw = os.environ.get(name)
     if raw in (None, ""):
@@ -50,6 +58,18 @@ class Settings:
     rate_limit: str = "60/minute"
     rate_limit_storage: str = "memory://"
     max_body_bytes: int = 1024 * 1024
+    # The HTTP edge (edge.py): a request's head (request line and headers) must be at
+    # most this big and arrive within header_timeout_s; its body within body_timeout_s.
+    max_header_bytes: int = 16 * 1024
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+    # Open connections past this get 503 (each costs a file descriptor and buffers).
+    max_connections: int = 12000
+    # Peers whose X-Forwarded-For / X-Forwarded-Proto are believed (uvicorn's
+    # --forwarded-allow-ips); none by default, so a client cannot pick its address.
+    forwarded_allow_ips: list[str] = field(default_factory=list)
+    # False: /openapi.json and /docs need a key too (see README, "Configuration").
+    public_docs: bool = True
     heartbeat_s: float = 15.0
     shutdown_grace_s: float = 10.0
     validate_responses: bool = False
@@ -75,6 +95,23 @@ class Settings:
     inline_max_chars: int = 4096
     # The address space one worker process may use.
     worker_memory_mb: int = 1024
+    # Of the max_parallel capability slots, how many one key may hold at once: the
+    # rest stay reachable by other keys (see engine/slots.py).
+    max_parallel_per_key: int = 128
+    # Runs of one key running at once on this server (429 past it): 10,000 idle
+    # streams, each its own run, are what the project measures with one key.
+    max_running_per_key: int = 10_000
+    # Runs running at once on this server, all keys together (503 past it).
+    max_running: int = 20_000
+    # Events in one run's log; past it the run fails with kind limit_exceeded.
+    # demo.ticker's largest run writes 20,003.
+    max_events_per_run: int = 100_000
+    # Runs of one key in the store (any status; 429 past it until retention purges
+    # some). 10x the running limit: a day of the soak test fits many times over.
+    max_stored_runs_per_key: int = 100_000
+    # Items of one foreach; past it the step fails the run (limit_exceeded).
+    # demo.ticker's schema allows 10,000.
+    max_foreach_items: int = 10_000
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -86,6 +123,12 @@ class Settings:
             rate_limit=os.environ.get("SKILLRUN_RATE_LIMIT") or "60/minute",
             rate_limit_storage=os.environ.get("SKILLRUN_RATE_LIMIT_STORAGE") or "memory://",
             max_body_bytes=_int("SKILLRUN_MAX_BODY_BYTES", 1024 * 1024),
+            max_header_bytes=_int("SKILLRUN_MAX_HEADER_BYTES", 16 * 1024),
+            header_timeout_s=_float("SKILLRUN_HEADER_TIMEOUT_S", 10.0),
+            body_timeout_s=_float("SKILLRUN_BODY_TIMEOUT_S", 30.0),
+            max_connections=_int("SKILLRUN_MAX_CONNECTIONS", 12000),
+            forwarded_allow_ips=_list("SKILLRUN_FORWARDED_ALLOW_IPS"),
+            public_docs=_flag("SKILLRUN_PUBLIC_DOCS", True),
             heartbeat_s=_float("SKILLRUN_HEARTBEAT_S", 15.0),
             shutdown_grace_s=_float("SKILLRUN_SHUTDOWN_GRACE_S", 10.0),
             validate_responses=_flag("SKILLRUN_VALIDATE_RESPONSES"),
@@ -99,4 +142,10 @@ class Settings:
             worker_procs=_int("SKILLRUN_WORKER_PROCS", os.cpu_count() or 1),
             inline_max_chars=_int("SKILLRUN_INLINE_MAX_CHARS", 4096),
             worker_memory_mb=_int("SKILLRUN_WORKER_MEMORY_MB", 1024),
+            max_parallel_per_key=_limit("SKILLRUN_MAX_PARALLEL_PER_KEY", 128),
+            max_running_per_key=_limit("SKILLRUN_MAX_RUNNING_PER_KEY", 10_000),
+            max_running=_limit("SKILLRUN_MAX_RUNNING", 20_000),
+            max_events_per_run=_limit("SKILLRUN_MAX_EVENTS_PER_RUN", 100_000),
+            max_stored_runs_per_key=_limit("SKILLRUN_MAX_STORED_RUNS_PER_KEY", 100_000),
+            max_foreach_items=_limit("SKILLRUN_MAX_FOREACH_ITEMS", 10_000),
         )

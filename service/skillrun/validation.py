@@ -28,15 +28,16 @@ from jsonschema import Draft4Validator, ValidationError
 from jsonschema.exceptions import best_match
 from starlette.datastructures import Headers
 
-from .errors import TITLES
+from .engine.secret_inputs import has_secrets, secret_at
+from .errors import TITLES, echo
 
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _field_errors(error: ValidationError) -> list[dict[str, str]]:
-    base = [str(p) for p in error.absolute_path]
+def _field_errors(error: ValidationError, root: Any = None) -> list[dict[str, str]]:
+    base = [echo(str(p)) for p in error.absolute_path]
     if error.validator == "required":
         required = cast("list[str]", error.validator_value)
         given = error.instance if isinstance(error.instance, dict) else {}
@@ -46,8 +47,20 @@ def _field_errors(error: ValidationError) -> list[dict[str, str]]:
         schema = cast("dict[str, Any]", error.schema)
         allowed = set((schema.get("properties") or {}).keys())
         extra = [k for k in error.instance if k not in allowed]
-        return [{"field": ".".join([*base, k]), "message": f"unknown field '{k}'"} for k in extra]
-    return [{"field": ".".join(base) or "(body)", "message": _short(error.message)}]
+        return [{"field": ".".join([*base, echo(k)]), "message": f"unknown field '{echo(k)}'"} for k in extra]
+    return [{"field": ".".join(base) or "(body)", "message": _message(error, root)}]
+
+
+def _message(error: ValidationError, root: Any) -> str:
+    """jsonschema's message, quoting only a prefix of a long string it failed on, and
+    never a secret input (see engine.secret_inputs)."""
+    holds_secret = isinstance(error.instance, (dict, list)) and has_secrets(error.schema)
+    if holds_secret or secret_at(root, list(error.absolute_path)):
+        return f"is not valid ({error.validator}: {json.dumps(error.validator_value)}); a secret input is not echoed"
+    value = error.instance
+    if isinstance(value, str) and len(value) > 64:
+        return _short(error.message.replace(repr(value), repr(echo(value)), 1))
+    return _short(error.message)
 
 
 def _short(message: str, limit: int = 200) -> str:
@@ -80,7 +93,7 @@ def _reject_lone_surrogates(body: Any) -> None:
             for k, v in value.items():
                 key = k
                 if not _is_text(k):
-                    key = k.encode("utf-8", "backslashreplace").decode()
+                    key = echo(k.encode("utf-8", "backslashreplace").decode())
                     bad.append(".".join([*path, key]))
                 stack.append(([*path, key], v))
         elif isinstance(value, list):
@@ -136,7 +149,7 @@ class JSONBodyValidator(JSONRequestBodyValidator):
         errors = sorted(self._validator.iter_errors(body), key=lambda e: list(e.absolute_path))
         if not errors:
             return body
-        fields = [fe for e in errors for fe in _field_errors(e)]
+        fields = [fe for e in errors for fe in _field_errors(e, self._validator.schema)]
         detail = "; ".join(f"{fe['field']}: {fe['message']}" for fe in fields)
         raise ProblemException(status=422, title=TITLES[422], detail=detail, ext={"errors": fields})
 
@@ -150,7 +163,7 @@ class ParamValidator(ParameterValidator):
         schema = param.get("schema", param)
         validator = Draft4Validator(schema, format_checker=Draft4Validator.FORMAT_CHECKER)
         error = best_match(validator.iter_errors(value))
-        return None if error is None else f"{parameter_type} parameter '{param['name']}': {error.message}"
+        return None if error is None else f"{parameter_type} parameter '{param['name']}': {_message(error, None)}"
 
 
 VALIDATOR_MAP = {

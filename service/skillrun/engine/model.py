@@ -10,8 +10,19 @@ from .expressions import Expression, Template
 SKILL_PREFIX = "skill:"
 
 #: Error kinds a retry never repeats unless named in ``retry.on``: running the
-#: same thing again gives the same answer.
-DETERMINISTIC_KINDS = frozenset({"expression_error", "gate_failed", "input_invalid", "internal"})
+#: same thing again gives the same answer (``http.request``: a refused address, a
+#: redirect loop, a scheme or encoding it cannot speak).
+DETERMINISTIC_KINDS = frozenset(
+    {
+        "expression_error",
+        "gate_failed",
+        "input_invalid",
+        "internal",
+        "http_refused",
+        "http_too_many_redirects",
+        "http_unsupported",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ from . import yaml_lines
 from .capability import CapabilityRegistry
 from .expressions import Expression, ExpressionError, Template
 from .model import NO_RETRY, SKILL_PREFIX, Backoff, Fallback, Gate, Output, Retry, Skill, Step
+from .secret_inputs import marked_defaults
 
 SKILL_SCHEMA_PATH = Path(__file__).resolve().parent.parent / "openapi" / "skill.schema.json"
 
@@ -144,6 +145,15 @@ def _check_inputs_schema(c: Checker, schema: dict[str, Any]) -> None:
         c.add(["inputs", *exc.path], f"inputs: not a valid JSON Schema: {exc.message}")
         return
     _check_oas_schema(c, ["inputs"], schema)
+    _check_secret_defaults(c, schema)
+
+
+def _check_secret_defaults(c: Checker, schema: dict[str, Any]) -> None:
+    """A secret input (``writeOnly: true``, ``format: password``) with a default would
+    be served in the skill's schema and used unredacted: no secret, a mistake."""
+    for where in marked_defaults(schema):
+        field = ".".join(str(p) for p in ["inputs", *where])
+        c.add(["inputs", *where], f"{field}: a secret input (writeOnly / format: password) cannot have a default")
 
 
 def _find_type_list(node: Any, path: list[Any]) -> list[Any] | None:

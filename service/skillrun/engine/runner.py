@@ -6,9 +6,10 @@ and returns a ``RunOutcome``.
 Scheduling. Steps form a DAG through ``needs`` (a step without ``needs`` waits for
 the one written before it). Ready steps start in the order written, at most
 ``skill.max_parallel`` at once; every capability call also takes one of the
-engine's server-wide slots (``Engine(max_parallel=...)``). Only capability calls
-hold a slot, never a step that waits for others (a nested skill, a foreach), so the
-limits cannot deadlock. A step that is the only thing able to run is awaited
+engine's server-wide slots (``Engine(max_parallel=...)``), within its key's share
+(``max_parallel_per_key``, see ``slots``). Only capability calls that work
+(``Capability.holds_slot``) hold a slot, never a step that waits for others (a
+nested skill, a foreach), so the limits cannot deadlock. A step that is the only thing able to run is awaited
 inline rather than as a task: a long chain then costs no task per step.
 
 Stopping (``stopping``): every stop is a cancellation whose message says why.
@@ -35,14 +36,17 @@ import jsonschema
 from .. import events as ev
 from ..events import Emitter
 from .capability import _RUN_STATE, Capability, CapabilityError, CapabilityRegistry
-from .expressions import ExpressionError
+from .expressions import Expression, ExpressionError, Template, render_elsewhere
 from .forward import Forward
+from .inputcheck import InputCheck
 from .model import Skill, Step
 from .pool import Pool
+from .slots import CapabilitySlots
 from .step import StepLife, ms_since
 from .stopping import (
     CANCELLED,
     INTERRUPTED,
+    LIMIT_EXCEEDED,
     TIMEOUT,
     Deadline,
     StepFailure,
@@ -50,12 +54,14 @@ from .stopping import (
     passed_on,
     reason_msg,
     stop_reason,
+    stopped_status,
 )
 from .workers import TENANT, Inline, Offload
 
 __all__ = [
     "CANCELLED",
     "INTERRUPTED",
+    "LIMIT_EXCEEDED",
     "TIMEOUT",
     "Emitter",
     "Engine",
@@ -80,6 +86,8 @@ class RunOutcome:
 
 
 SLICE_S = 0.002
+# The most a skill's outputs may take to render once its steps have ended.
+OUTPUTS_S = 5.0
 
 
 class Engine:
@@ -94,6 +102,8 @@ class Engine:
         max_depth: int = 8,
         rng: random.Random | None = None,
         offload: Offload | None = None,
+        max_parallel_per_key: int | None = None,
+        max_foreach_items: int | None = None,
     ) -> None:
         self.capabilities = capabilities
         self.skills = skills
@@ -102,8 +112,11 @@ class Engine:
         self.rng = rng or random.Random()
         # Where CPU-bound capabilities (``sync_fn``) run: see ``workers``.
         self.offload: Offload = offload or Inline()
-        self._slots = asyncio.Semaphore(max_parallel)
+        # One key holds at most ``max_parallel_per_key`` of them (see ``slots``).
+        self.slots = CapabilitySlots(max_parallel, max_parallel_per_key or max_parallel)
+        self.max_foreach_items = max_foreach_items
         self._input_validators: dict[tuple[str, str], Any] = {}
+        self.input_check = InputCheck()  # rendered capability inputs against their schemas
         self._slice_start = time.perf_counter()
 
     async def yield_if_due(self) -> None:
@@ -119,6 +132,11 @@ class Engine:
         if now - self._slice_start >= SLICE_S:
             await asyncio.sleep(0)
             self._slice_start = time.perf_counter()
+
+    def yield_soon(self) -> None:
+        """The next ``yield_if_due`` gives the loop a turn: a stop requested from inside a
+        step (a run past a limit) is then delivered after this step, not a slice later."""
+        self._slice_start = float("-inf")
 
     async def run(
         self,
@@ -158,16 +176,20 @@ class Engine:
                 while task.uncancel():  # this task owns the run; ending it cleanly is the point
                     pass
             error = stop_reason(exc)
-            if error["kind"] not in (CANCELLED, INTERRUPTED):
+            status = stopped_status(error)
+            if status == CANCELLED:
                 error = {"kind": CANCELLED, "message": error["message"]}
-            status = error["kind"]
         finally:
             _RUN_STATE.reset(state)
             TENANT.reset(tenant_token)
-        outputs = run.result_outputs()
+        outputs = await run.result_outputs()
         duration = ms_since(started)
         emitter.emit(*ev.skill_completed(skill.id, status, duration))
         return RunOutcome(status, outputs, run.step_summaries(), duration, error)
+
+    def slot(self, cap: Capability) -> contextlib.AbstractAsyncContextManager[None]:
+        """What a call of ``cap`` holds while it runs: a slot of the caller's share, or nothing."""
+        return self.slots.hold(TENANT.get()) if cap.holds_slot else contextlib.nullcontext()
 
     async def invoke(self, cap: Capability, args: dict[str, Any]) -> Any:
         """Call a capability: CPU-bound ones through ``offload``, the others on the loop."""
@@ -199,6 +221,7 @@ class _Run:
         self.outputs: dict[str, Any] = {}  # step id -> output (absent: skipped or failed)
         self.summaries: dict[str, dict[str, Any]] = {}
         self._started: set[str] = set()
+        self._items: dict[str, int] = {}  # foreach step id -> its item count (``data.items``)
 
     # ---------------------------------------------------------------- scheduling
 
@@ -265,7 +288,7 @@ class _Run:
     async def _step_body(self, step: Step, t0: float) -> None:
         if step.when is not None:
             try:
-                go = step.when.evaluate(self.inputs, self.outputs)
+                go = await self.render(step.when)
             except ExpressionError as exc:
                 output, status, error = await self._instance(step, None, None, StepFailure("expression_error", str(exc)))
                 self._record(step, output, status, t0, error)
@@ -281,13 +304,14 @@ class _Run:
             self._record(step, output, status, t0, error)
             return
         try:
-            items = step.foreach.render(self.inputs, self.outputs)
+            items = await self.render(step.foreach)
             if not isinstance(items, list):
                 raise ExpressionError(f"foreach must give a list, not {type(items).__name__}")
         except ExpressionError as exc:
             output, status, error = await self._instance(step, None, None, StepFailure("expression_error", str(exc)))
             self._record(step, output, status, t0, error)
             return
+        self._check_fan_out(step, items, t0)
         if not items:
             self.emitter.emit(*ev.step_skipped(step.id, "foreach gave no items"))
             self.outputs[step.id] = []
@@ -295,6 +319,19 @@ class _Run:
             return
         results, status, error = await self._foreach(step, items)
         self._record(step, results, status, t0, error)
+
+    def _check_fan_out(self, step: Step, items: list[Any], t0: float) -> None:
+        """Past the server's ``max_foreach_items`` the step fails the run (whatever its ``on_error``)."""
+        cap = self.engine.max_foreach_items
+        if cap is None or len(items) <= cap:
+            return
+        failure = StepFailure(
+            LIMIT_EXCEEDED, f"foreach gave {len(items)} items; this server runs at most {cap} (SKILLRUN_MAX_FOREACH_ITEMS)"
+        )
+        self.emitter.emit(*ev.step_start(step.id, step.uses))
+        self.emitter.emit(*ev.step_failed(step.id, failure.as_dict(), ms_since(t0)))
+        failure.step_id = step.id
+        raise failure
 
     def _record(self, step: Step, output: Any, status: str, t0: float, error: dict[str, str] | None) -> None:
         if output is not None or step.foreach is not None and status != "skipped":
@@ -305,6 +342,7 @@ class _Run:
         self.summaries[step.id] = summary
 
     async def _foreach(self, step: Step, items: list[Any]) -> tuple[list[Any], str, dict[str, str] | None]:
+        self._items[step.id] = len(items)
         results: list[Any] = [None] * len(items)
         statuses: list[str] = [""] * len(items)
         errors: list[dict[str, str] | None] = [None] * len(items)
@@ -343,7 +381,7 @@ class _Run:
         stop: asyncio.CancelledError | None = None
         for index, began in enumerate(started):
             if not began:
-                self.emitter.emit(*ev.step_skipped(step.id, reason, index))
+                self.emitter.emit(*ev.step_skipped(step.id, reason, index, items=len(started)))
                 try:
                     await self.engine.yield_if_due()
                 except asyncio.CancelledError as exc:
@@ -380,11 +418,18 @@ class _Run:
         """One execution of a step: ``step_start``, then exactly one terminal event (see ``step``)."""
         return await StepLife(self, step, index, local).live(failure)
 
+    def item_count(self, step_id: str) -> int | None:
+        """How many items the ``foreach`` step has (its items' first events say so)."""
+        return self._items.get(step_id)
+
     # ---------------------------------------------------------------- capability calls
 
     async def _call(self, step: Step, cap: Capability, args: dict[str, Any]) -> dict[str, Any]:
         """One capability call within the server-wide slots and the step's time limit."""
-        async with self.engine._slots if cap.holds_slot else contextlib.nullcontext():
+        problem = self.engine.input_check.problem(cap, args)
+        if problem is not None:  # rendered from expressions, so unchecked at load
+            raise StepFailure("input_invalid", f"{cap.name} {problem}")
+        async with self.engine.slot(cap):
             try:
                 async with Deadline(step.timeout_s, f"step {step.id!r} took longer than {step.timeout_s or 0:g} s"):
                     output = await self.engine.invoke(cap, args)
@@ -420,19 +465,30 @@ class _Run:
             raise StepFailure(TIMEOUT, exc.message) from None
         except StepFailure as exc:
             raise StepFailure(exc.kind, f"skill {skill_id!r}: {exc.message}") from None
-        return sub.result_outputs()
+        return await sub.result_outputs()
 
     # ---------------------------------------------------------------- results
 
-    def result_outputs(self) -> dict[str, Any]:
-        """The skill's outputs; an output whose steps did not run is left out."""
+    async def result_outputs(self) -> dict[str, Any]:
+        """The skill's outputs; an output whose steps did not run is left out, and so is
+        one whose rendering takes longer than ``OUTPUTS_S``."""
         out: dict[str, Any] = {}
         for o in self.skill.outputs:
             try:
-                out[o.name] = o.value.render(self.inputs, self.outputs)
-            except ExpressionError:
+                async with asyncio.timeout(OUTPUTS_S):
+                    out[o.name] = await self.render(o.value)
+            except (ExpressionError, TimeoutError):
                 continue
         return out
+
+    async def render(self, what: Template | Expression, local: dict[str, Any] | None = None) -> Any:
+        """A template's value (or an expression's): on the loop when what it reads is
+        small, else where a deadline can stop it (see ``workers``)."""
+        if not isinstance(what, Template) or what.expressions:
+            scope = what.activation(self.inputs, self.outputs, local)
+            if not self.engine.offload.inline(scope):
+                return await self.engine.offload.call(render_elsewhere, {"template": what.raw, "scope": scope})
+        return what.render(self.inputs, self.outputs, local)
 
     def step_summaries(self) -> list[dict[str, Any]]:
         return [self.summaries[s.id] for s in self.skill.steps if s.id in self.summaries]

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from .. import events as ev
 from ..events import Emitter, Event
 from .capability import Capability, CapabilityError, CapabilityRegistry
-from .expressions import ExpressionError
+from .expressions import ExpressionError, Template
 from .model import Gate, Step
 from .stopping import StepFailure, stop_reason
 
@@ -52,6 +52,10 @@ class StepHost(Protocol):
     async def _call(self, step: Step, cap: Capability, args: dict[str, Any]) -> dict[str, Any]: ...
 
     async def _nested(self, step: Step, index: int | None, args: dict[str, Any]) -> dict[str, Any]: ...
+
+    async def render(self, what: Template, local: dict[str, Any] | None = None) -> Any: ...
+
+    def item_count(self, step_id: str) -> int | None: ...
 
 Findings = list[dict[str, Any]]
 
@@ -90,6 +94,8 @@ class StepLife:
         self.step = step
         self.index = index
         self.local = local
+        # A foreach item's first event says how many items the step has (for recovery).
+        self.items = run.item_count(step.id) if index is not None else None
         self.t0 = time.perf_counter()
         self.started = False
         # Degrading findings so far, and the info of the last gate (or fallback) that degraded.
@@ -116,7 +122,7 @@ class StepLife:
         warnings: list[tuple[Gate, Findings]] = []
         if failure is None:
             try:
-                verdict = await self.gates("pre", step.input.render(self.run.inputs, self.run.outputs, self.local))
+                verdict = await self.gates("pre", await self.run.render(step.input, self.local))
             except ExpressionError as exc:
                 failure = StepFailure("expression_error", str(exc))
             except StepFailure as exc:
@@ -126,7 +132,7 @@ class StepLife:
                     gate, found = verdict.skip
                     kinds = ", ".join(f["kind"] for f in found)
                     self.emit(ev.step_skipped(step.id, f"gate {gate.uses} found {kinds}", self.index,
-                                              item=False, gate=gate.uses, findings=found))
+                                              item=False, gate=gate.uses, findings=found, items=self.items))
                     return None, "skipped", None
                 args, warnings, failure = verdict.value, verdict.warnings, verdict.failure
                 self._degraded_by(verdict)
@@ -145,7 +151,7 @@ class StepLife:
     def _start(self) -> None:
         if not self.started:
             self.started = True
-            self.emit(ev.step_start(self.step.id, self.step.uses, self.index))
+            self.emit(ev.step_start(self.step.id, self.step.uses, self.index, items=self.items))
 
     def _warn(self, stage: str, warnings: list[tuple[Gate, Findings]]) -> None:
         for gate, found in warnings:
@@ -246,7 +252,7 @@ class StepLife:
             if cap is None:
                 raise StepFailure("internal", f"capability {fb.uses!r} is not registered")
             try:
-                args = fb.input.render(run.inputs, run.outputs, {**(self.local or {}), "error": failure.as_dict()})
+                args = await run.render(fb.input, {**(self.local or {}), "error": failure.as_dict()})
             except ExpressionError as exc:
                 raise StepFailure("expression_error", str(exc)) from None
             verdict = await self._post_gates(await run._call(step, cap, args))

@@ -16,6 +16,8 @@ from typing import Any
 CANCELLED = "cancelled"
 INTERRUPTED = "interrupted"
 TIMEOUT = "timeout"
+# A run that went past a server limit (events per run, foreach items): it fails.
+LIMIT_EXCEEDED = "limit_exceeded"
 
 _DEFAULT_MESSAGES = {
     CANCELLED: "the run was cancelled",
@@ -49,6 +51,13 @@ def stop_reason(exc: BaseException, default: str = CANCELLED) -> dict[str, str]:
     kind, _, message = msg.partition("\n")
     kind = kind or default
     return {"kind": kind, "message": message or _DEFAULT_MESSAGES.get(kind, f"the run was {kind}")}
+
+
+def stopped_status(reason: dict[str, str]) -> str:
+    """A run's status from what stopped it: a limit fails it; cancels keep their kind."""
+    if reason["kind"] == LIMIT_EXCEEDED:
+        return "failed"
+    return reason["kind"] if reason["kind"] in (CANCELLED, INTERRUPTED) else CANCELLED
 
 
 def reason_msg(kind: str, message: str) -> str:

@@ -50,6 +50,9 @@ class Offload(Protocol):
     async def call(self, fn: SyncFn, args: dict[str, Any]) -> Any:
         """``fn(args)``, inline or in a worker; cancelling the caller stops the work."""
 
+    def inline(self, args: dict[str, Any]) -> bool:
+        """Whether ``call`` would run ``fn(args)`` on the loop (small input, or no pool)."""
+
     async def start(self) -> None: ...
 
     async def close(self) -> None: ...
@@ -57,6 +60,9 @@ class Offload(Protocol):
 
 class Inline:
     """Every call on the loop: for tests and for a server started with no worker processes."""
+
+    def inline(self, args: dict[str, Any]) -> bool:
+        return True
 
     async def call(self, fn: SyncFn, args: dict[str, Any]) -> Any:
         return fn(args)
@@ -172,8 +178,11 @@ class ProcessOffload:
     def queued(self) -> int:
         return sum(len(q) for q in self._queues.values())
 
+    def inline(self, args: dict[str, Any]) -> bool:
+        return self._pool is None or input_size(args, self.inline_max_chars) <= self.inline_max_chars
+
     async def call(self, fn: SyncFn, args: dict[str, Any]) -> Any:
-        if self._pool is None or input_size(args, self.inline_max_chars) <= self.inline_max_chars:
+        if self.inline(args):
             return fn(args)
         loop = asyncio.get_running_loop()
         job = _Job(fn, args, TENANT.get(), loop.create_future())

@@ -18,6 +18,7 @@ from ..engine import Skill
 from ..errors import TITLES
 from ..events import result_of_done
 from ..runs import IdempotencyConflict, RunRecord, ShuttingDown, follow, request_hash
+from ..runs.quotas import QuotaExceeded
 from ..services import Services
 from ._http import json_response, owner, problem, services
 from ._stream import EventStreamResponse, frames
@@ -48,6 +49,8 @@ async def _start(skill_id: str, body: dict[str, Any], channel: str) -> tuple[Ser
             idempotency_key=key,
             request_hash=request_hash(skill_id, body) if key is not None else None,
         )
+    except QuotaExceeded as exc:
+        raise problem(exc.status, exc.detail, {"Retry-After": str(exc.retry_after_s)}) from None
     except ShuttingDown:
         raise problem(503, "The server is shutting down and starts no new runs.", {"Retry-After": "5"}) from None
     except IdempotencyConflict as exc:

@@ -11,6 +11,7 @@ from typing import Any
 from connexion import request
 from starlette.responses import Response
 
+from ..errors import echo
 from ..runs import BadCursor, RunFinished, RunRecord
 from ._http import json_response, owner, problem, services
 from ._stream import EventStreamResponse, frames
@@ -42,7 +43,7 @@ def run_json(run: RunRecord, *, full: bool = True) -> dict[str, Any]:
 async def _own_run(run_id: str) -> RunRecord:
     run = await services().store.get(run_id)
     if run is None or run.owner != owner():
-        raise problem(404, f"No run '{run_id}' is visible to this key.")
+        raise problem(404, f"No run '{echo(run_id)}' is visible to this key.")
     return run
 
 
@@ -84,9 +85,9 @@ async def cancel_run(run_id: str) -> Response:
     try:
         run = await services().runs.cancel(run_id)
     except RunFinished as ended:
-        raise problem(409, f"Run '{run_id}' has already ended ({ended}).") from None
+        raise problem(409, f"Run '{echo(run_id)}' has already ended ({ended}).") from None
     except KeyError:  # purged between the two reads
-        raise problem(404, f"No run '{run_id}' is visible to this key.") from None
+        raise problem(404, f"No run '{echo(run_id)}' is visible to this key.") from None
     return json_response(
         run_json(run), status=202, headers={"X-Run-Id": run.run_id, "Location": run_location(run.run_id)}
     )

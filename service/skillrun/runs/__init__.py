@@ -6,6 +6,10 @@
 - ``writer``: the engine's ``Emitter`` for one run: envelope, sequence, append.
 - ``manager``: starts runs as tasks, cancels them, drains them at shutdown,
   closes logs a crash left open, purges old runs.
+- ``recovery``: the events that close a log no engine will finish (every step
+  and ``foreach`` item gets its one fate).
+- ``redaction``: secret inputs (``writeOnly`` / ``format: password``): redacted in
+  the run record, scrubbed from every event before it is stored.
 - ``follow``: read a run's log from a cursor, live, until ``done``.
 """
 

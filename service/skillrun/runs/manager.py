@@ -18,9 +18,12 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from ..engine import Engine, Skill
-from ..engine.runner import CANCELLED, INTERRUPTED
+from ..engine.runner import CANCELLED, INTERRUPTED, LIMIT_EXCEEDED
 from .. import events as ev
 from ..events import Event
+from .quotas import RunQuotas
+from .recovery import LogFates, closing_events
+from .redaction import RunInputs
 from .store import TERMINAL, UNFINISHED, EventRecord, RunRecord, RunStore, utc_now
 from .writer import RunWriter
 
@@ -57,60 +60,12 @@ def request_hash(skill_id: str, body: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def _ms_since(iso: str | None) -> float:
-    if not iso:
-        return 0.0
-    try:
-        then = datetime.fromisoformat(iso.replace("Z", "+00:00"))
-    except ValueError:
-        return 0.0
-    return max(0.0, round((datetime.now(timezone.utc) - then).total_seconds() * 1000, 3))
-
-
-def closing_events(run: RunRecord, events: list[EventRecord], status: str, skill: Skill | None) -> list[Event | dict[str, Any]]:
-    """The events that close a log no engine will finish: a ``step_failed`` for each
-    open step, ``skill_completed`` and ``done``, all with ``status``.
-
-    Returns engine ``Event``s and, last, the ``done`` payload, for ``RunWriter``.
-    """
-    error = {"kind": status, "message": f"the run was {status}"}
-    out: list[Event | dict[str, Any]] = []
-    if not events:
-        # Never started: a start first keeps the stream's order rules for every reader.
-        channel = run.channel if run.channel in ev.CHANNELS else "http"
-        out.append(ev.skill_start(run.skill_id, skill.version if skill else "unknown", channel,
-                                  [s.id for s in skill.steps] if skill else []))
-    open_steps: dict[tuple[str | None, Any], str | None] = {}
-    summaries: list[dict[str, Any]] = []
-    for record in events:
-        if record.type != ev.STEP_START and record.type not in ev.STEP_TERMINAL:
-            continue
-        payload = json.loads(record.data)
-        index = (payload.get("data") or {}).get("index")
-        key = (payload.get("step_id"), index)
-        if record.type == ev.STEP_START:
-            open_steps[key] = payload.get("step_id")
-        else:
-            open_steps.pop(key, None)
-            if index is None:
-                summaries.append({"id": payload.get("step_id"), "status": record.type.removeprefix("step_")})
-    for (step_id, index), _ in open_steps.items():
-        out.append(ev.step_failed(str(step_id), error, 0, index))
-        summaries.append({"id": step_id, "status": "failed", "error": error})
-    duration = _ms_since(run.started_at or run.created_at)
-    out.append(ev.skill_completed(run.skill_id, status, duration))
-    out.append(ev.done(ev.run_result(
-        skill_id=run.skill_id, status=status, outputs={}, trace_id=run.trace_id, run_id=run.run_id,
-        duration_ms=duration, steps=summaries, error=error,
-    )))
-    return out
-
-
 class RunManager:
-    def __init__(self, store: RunStore, engine: Engine, catalog: Any = None) -> None:
+    def __init__(self, store: RunStore, engine: Engine, catalog: Any = None, quotas: RunQuotas | None = None) -> None:
         self.store = store
         self.engine = engine
         self.catalog = catalog
+        self.quotas = quotas or RunQuotas()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._background: set[asyncio.Future[None]] = set()
         self.draining = False
@@ -133,34 +88,69 @@ class RunManager:
         """
         if self.draining:
             raise ShuttingDown()
+        given = RunInputs(skill, inputs)
         run = RunRecord(
             run_id=new_run_id(),
             owner=owner,
             skill_id=skill.id,
             trace_id=trace_id or new_trace_id(),
             channel=channel,
-            inputs=inputs,
+            inputs=given.stored,  # secret inputs never reach the store (see runs.redaction)
             created_at=utc_now(),
             idempotency_key=idempotency_key,
             request_hash=request_hash,
         )
-        stored = await self.store.create(run)
+        stored = await self._create_admitted(run)
         if stored.run_id != run.run_id:
             if stored.request_hash != request_hash:
                 raise IdempotencyConflict(stored)
             return stored
-        task = asyncio.create_task(self._run(run, skill, timeout_s), name=run.run_id)
+        task = asyncio.create_task(self._run(run, skill, timeout_s, given), name=run.run_id)
         self._tasks[run.run_id] = task
         task.add_done_callback(functools.partial(self._task_done, run=run))
+        task.add_done_callback(lambda _t: self.quotas.ended(owner))
         return stored
 
-    async def _run(self, run: RunRecord, skill: Skill, timeout_s: float | None) -> None:
+    async def _create_admitted(self, run: RunRecord) -> RunRecord:
+        """Store ``run`` if its owner and the server are under their running limits
+        and its stored-runs limit (``QuotaExceeded`` if not: nothing is stored). The place is taken before the
+        store is awaited, so concurrent starts cannot overshoot; it is given back
+        unless a new run was stored (its task's end gives it back then)."""
+        await self.quotas.admit_stored(run.owner, functools.partial(self.store.count_runs, run.owner))
+        self.quotas.admit(run.owner)
+        self.quotas.started(run.owner)
+        stored: RunRecord | None = None
+        try:
+            stored = await self.store.create(run)
+        finally:
+            if stored is None or stored.run_id != run.run_id:
+                self.quotas.ended(run.owner)
+        if stored.run_id == run.run_id:
+            self.quotas.stored(run.owner)
+        return stored
+
+    def _writer(self, run: RunRecord, given: RunInputs) -> RunWriter:
+        """The run's writer, capped at ``max_events_per_run``: past it, the run is stopped
+        (the runner's stop protocol) and fails with kind ``limit_exceeded``."""
+        task = asyncio.current_task()
+        cap = self.quotas.max_events_per_run
+
+        def full() -> None:
+            self.engine.yield_soon()
+            if task is not None:
+                task.cancel(f"{LIMIT_EXCEEDED}\nthe run wrote {cap} events, this server's limit per run "
+                            f"(SKILLRUN_MAX_EVENTS_PER_RUN)")
+
+        # The engine gets the real inputs; the writer scrubs secrets from what it stores.
+        return given.writer(self.store, run.run_id, run.trace_id, max_events=cap, on_full=full)
+
+    async def _run(self, run: RunRecord, skill: Skill, timeout_s: float | None, given: RunInputs) -> None:
         # No await before the engine's: a cancel always reaches the engine, which ends the log.
-        writer = RunWriter(self.store, run.run_id, run.trace_id)
+        writer = self._writer(run, given)
         started = time.perf_counter()
         try:
             outcome = await self.engine.run(
-                skill, run.inputs, writer, channel=run.channel, timeout_s=timeout_s, tenant=run.owner
+                skill, given.given, writer, channel=run.channel, timeout_s=timeout_s, tenant=run.owner
             )
             status, outputs, steps, error = outcome.status, outcome.outputs, outcome.steps, outcome.error
         except Exception as exc:  # an engine bug must still end the log
@@ -219,21 +209,26 @@ class RunManager:
         task.add_done_callback(self._background.discard)
 
     async def close_log(self, run_id: str, status: str) -> bool:
-        """Close the log of a run no engine is running, as ``status``; False if already closed."""
+        """Close the log of a run no engine is running, as ``status``; False if already closed.
+
+        Every step and ``foreach`` item without a fate gets one (see ``runs.recovery``).
+        """
         run = await self.store.get(run_id)
         if run is None or run.status in TERMINAL:
             return False
-        events: list[EventRecord] = []
-        while True:
-            batch = await self.store.read(run_id, events[-1].seq if events else 0)
+        fates = LogFates()
+        last: EventRecord | None = None
+        while True:  # a page at a time: only what the fates need stays in memory
+            batch = await self.store.read(run_id, last.seq if last else 0)
             if not batch:
                 break
-            events += batch
-        if events and events[-1].type == ev.DONE:
+            fates.feed(batch)
+            last = batch[-1]
+        if last is not None and last.type == ev.DONE:
             return False
         skill = self.catalog.get(run.skill_id) if self.catalog is not None else None
-        writer = RunWriter(self.store, run_id, run.trace_id, last_seq=events[-1].seq if events else 0)
-        for n, event in enumerate(closing_events(run, events, status, skill)):
+        writer = RunWriter(self.store, run_id, run.trace_id, last_seq=last.seq if last else 0)
+        for n, event in enumerate(closing_events(run, fates, status, skill, self.catalog)):
             try:
                 if isinstance(event, Event):
                     writer.emit(*event)
@@ -281,6 +276,8 @@ class RunManager:
     async def purge(self, retention_s: float) -> int:
         before = (datetime.now(timezone.utc) - timedelta(seconds=retention_s)).isoformat(timespec="milliseconds")
         gone = await self.store.purge(before.replace("+00:00", "Z"))
+        if gone:
+            self.quotas.purged()
         if gone:
             log.info("purged %d run(s) finished more than %g s ago", gone, retention_s)
         return gone

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any, Collection
 
 from ..events import DONE, projection
-from .store import EventRecord, RunPage, RunRecord, parse_cursor, project, utc_now, wait_changed
+from .store import EventRecord, ListCursor, RunPage, RunRecord, project, utc_now, wait_changed
 
 log = logging.getLogger(__name__)
 
@@ -237,6 +237,11 @@ class SqliteStore:
         self._enqueue(_Purge(finished_before, future))
         return await future
 
+    async def count_runs(self, owner: str) -> int:
+        # An index range scan (runs_by_owner); the quota caches it per owner until a purge.
+        rows = await self._query("SELECT COUNT(*) FROM runs WHERE owner = ?", (owner,))
+        return int(rows[0][0])
+
     def _enqueue(self, op: tuple[str, EventRecord] | _Create | _Purge) -> None:
         if self._writer is None or self._closing:
             raise RuntimeError("the run store is closed")
@@ -427,7 +432,7 @@ class SqliteStore:
         limit: int = 20,
         cursor: str | None = None,
     ) -> RunPage:
-        before = parse_cursor(cursor)
+        after = ListCursor.decode(cursor)
         where: list[str] = []
         params: list[str | int] = []
         if owner is not None:
@@ -440,9 +445,14 @@ class SqliteStore:
         if skill_id is not None:
             where.append("skill_id = ?")
             params.append(skill_id)
-        if before is not None:
-            where.append("n < ?")
-            params.append(before)
+        if after is not None:
+            before = await self._cursor_n(after, owner)
+            if before is not None:
+                where.append("n < ?")
+                params.append(before)
+            else:  # that run is gone (or never was the caller's): resume by time
+                where.append("created_at < ?")
+                params.append(after.created_at)
         sql = f"SELECT n, {_RUN_COLUMNS} FROM runs"
         if where:
             sql += " WHERE " + " AND ".join(where)
@@ -454,4 +464,14 @@ class SqliteStore:
             run = _row_to_run(row[1:])
             live = self._live.get(run.run_id)
             runs.append(replace(live.run) if live is not None and live.run is not None else run)
-        return RunPage(runs, str(page[-1][0]) if len(rows) > limit else None)
+        last = runs[-1] if len(rows) > limit else None
+        return RunPage(runs, ListCursor(last.created_at, last.run_id).encode() if last else None)
+
+    async def _cursor_n(self, after: ListCursor, owner: str | None) -> int | None:
+        """The row number of the cursor's run, if it is still there and the caller's."""
+        sql, params = "SELECT n FROM runs WHERE run_id = ?", [after.run_id]
+        if owner is not None:
+            sql += " AND owner = ?"
+            params.append(owner)
+        rows = await self._query(sql, tuple(params))
+        return int(rows[0][0]) if rows else None

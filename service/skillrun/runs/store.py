@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import re
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Collection, Protocol
+from typing import Any, Callable, Collection, Protocol
 
 from ..events import DONE, projection
 
@@ -116,6 +117,9 @@ class RunStore(Protocol):
     async def purge(self, finished_before: str) -> int:
         """Delete finished runs (and their logs) that finished before the RFC 3339 time."""
 
+    async def count_runs(self, owner: str) -> int:
+        """How many runs ``owner`` has stored (any status): for the stored-runs quota."""
+
 
 def project(run: RunRecord, event: EventRecord, now: str) -> None:
     """Apply an event to its run record (``events.projection``; see the module docstring)."""
@@ -142,12 +146,39 @@ async def wait_changed(changed: asyncio.Event, timeout: float | None) -> bool:
     return True
 
 
-def parse_cursor(cursor: str | None) -> int | None:
-    if cursor is None:
-        return None
-    if not cursor.isdigit() or len(cursor) > 18:
-        raise BadCursor(cursor)
-    return int(cursor)
+@dataclass(frozen=True, slots=True)
+class ListCursor:
+    """Where a page of ``list_runs`` ended: its last run, which the caller owns.
+
+    A cursor names only the owner's own run, so it tells nothing of other keys'
+    activity (a global row number did: it jumped when another key created runs).
+    It needs no signature: a store looks the run up among the caller's own runs,
+    so a forged cursor reaches nothing the caller could not list anyway.
+    ``created_at`` resumes the listing if that run was purged in the meantime.
+
+    On the wire: the 17 digits of ``created_at`` (to the millisecond), ``-``, the
+    run id. Every string of that shape is a cursor (the spec's pattern), so no
+    spec-valid request is refused.
+    """
+
+    created_at: str
+    run_id: str
+
+    _WIRE = re.compile(r"([0-9]{4})([0-9]{2})([0-9]{2})([0-9]{2})([0-9]{2})([0-9]{2})([0-9]{3})-([A-Za-z0-9_-]{1,64})")
+
+    def encode(self) -> str:
+        digits = "".join(c for c in self.created_at if c.isdigit())
+        return f"{digits.ljust(17, '0')[:17]}-{self.run_id}"
+
+    @classmethod
+    def decode(cls, cursor: str | None) -> "ListCursor | None":
+        if cursor is None:
+            return None
+        m = cls._WIRE.fullmatch(cursor)
+        if m is None:
+            raise BadCursor(cursor)
+        y, mo, d, h, mi, sec, ms, run_id = m.groups()
+        return cls(f"{y}-{mo}-{d}T{h}:{mi}:{sec}.{ms}Z", run_id)
 
 
 @dataclass(slots=True)
@@ -228,10 +259,10 @@ class MemoryStore:
         limit: int = 20,
         cursor: str | None = None,
     ) -> RunPage:
-        before = parse_cursor(cursor)
+        after = self._after(ListCursor.decode(cursor), owner)
         found: list[_Log] = []
         for log in sorted(self._logs.values(), key=lambda l: l.n, reverse=True):
-            if before is not None and log.n >= before:
+            if after is not None and not after(log):
                 continue
             if owner is not None and log.run.owner != owner:
                 continue
@@ -244,7 +275,21 @@ class MemoryStore:
                 break
         more = len(found) > limit
         page = found[:limit]
-        return RunPage([replace(l.run) for l in page], str(page[-1].n) if more else None)
+        last = page[-1].run if more else None
+        return RunPage([replace(l.run) for l in page], ListCursor(last.created_at, last.run_id).encode() if last else None)
+
+    def _after(self, cursor: ListCursor | None, owner: str | None) -> Callable[[_Log], bool] | None:
+        """Whether a run comes after the cursor's (older: listed on a later page)."""
+        if cursor is None:
+            return None
+        mark = self._logs.get(cursor.run_id)
+        if mark is not None and (owner is None or mark.run.owner == owner):
+            n = mark.n
+            return lambda log: log.n < n
+        return lambda log: log.run.created_at < cursor.created_at  # that run is gone (or never was the caller's)
+
+    async def count_runs(self, owner: str) -> int:
+        return sum(1 for log in self._logs.values() if log.run.owner == owner)
 
     async def purge(self, finished_before: str) -> int:
         gone = [

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Callable
 
 import orjson
 
@@ -23,11 +23,31 @@ def _dumps(payload: dict[str, Any]) -> str:
 
 
 class RunWriter:
-    def __init__(self, store: RunStore, run_id: str, trace_id: str, last_seq: int = 0) -> None:
+    """Appends one run's events.
+
+    ``max_events``: once the log holds that many events, ``on_full`` is called once
+    (the run manager stops the run with kind ``limit_exceeded``). The events that end
+    the run still go in after it (a ``step_failed`` per open step or item,
+    ``skill_completed``, ``done``): a log always ends properly, so it is bounded by
+    the cap plus what one scheduling slice and the closing events add, not by the cap alone.
+    """
+
+    def __init__(
+        self,
+        store: RunStore,
+        run_id: str,
+        trace_id: str,
+        last_seq: int = 0,
+        *,
+        max_events: int | None = None,
+        on_full: Callable[[], None] | None = None,
+    ) -> None:
         self._store = store
         self.run_id = run_id
         self.trace_id = trace_id
         self.seq = last_seq
+        self.max_events = max_events
+        self._on_full = on_full
 
     def emit(
         self, type: str, message: str, step_id: str | None = None, data: dict[str, Any] | None = None
@@ -40,3 +60,6 @@ class RunWriter:
         # JSON text is one line: json escapes CR and LF inside strings, which
         # SSE requires (a raw line break would end the data field).
         self._store.append(self.run_id, EventRecord(self.seq, type, _dumps(payload)))
+        # The run's last two events come after its engine has ended: nothing left to stop.
+        if self.seq == self.max_events and self._on_full is not None and type not in ("skill_completed", "done"):
+            self._on_full()

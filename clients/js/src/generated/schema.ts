@@ -19,6 +19,13 @@ export interface paths {
          *     final `done` event carries (without its `type` field). A run that fails
          *     is still a 200 with `status: failed`; HTTP errors are for requests that
          *     could not start a run.
+         *
+         *     Inputs the skill's schema marks secret (`writeOnly: true` or
+         *     `format: password`) reach its steps but are never stored or returned:
+         *     the run's `inputs` show `"[REDACTED]"`, and every occurrence of a secret
+         *     string in events, outputs and this result is replaced by `[REDACTED]`
+         *     before it is stored (so this body, `done` and `GET /v1/runs/{run_id}`
+         *     stay the same result).
          */
         post: operations["execute"];
         delete?: never;
@@ -54,7 +61,10 @@ export interface paths {
          *     terminal event, told apart by `data.index`; a nested skill's steps
          *     (`uses: skill:<id>`) appear as `parent/child` with `data.parent_step_id`
          *     and `data.path`. Steps that never ran because the run ended first get
-         *     `step_skipped` (reason `not run: …`). While the stream is
+         *     `step_skipped` (reason `not run: …`), and so do a `foreach` step's items
+         *     (each item's first event carries `data.items`, the item count), also
+         *     when the server died mid-run (closed at its next start). Secret inputs
+         *     are `[REDACTED]` in every event (see `/execute`). While the stream is
          *     idle a `: ping` comment is sent every 15 s (configurable).
          *
          *     Anything that can be known before the first byte is an HTTP status; an
@@ -394,7 +404,7 @@ export interface components {
         /** @enum {string} */
         StepStatus: "completed" | "skipped" | "degraded" | "failed";
         StepError: {
-            /** @description What went wrong: `capability_error`, `timeout`, `expression_error`, `cancelled`, `interrupted` (the server shut down), `internal`, `gate_failed` (a gate with policy `fail` found something), `input_invalid` (a nested skill's inputs), `http_refused`, `http_error`, `http_status`, `http_too_large` (`http.request`), or a kind a capability names. */
+            /** @description What went wrong: `capability_error`, `timeout`, `expression_error`, `cancelled`, `interrupted` (the server shut down), `internal`, `gate_failed` (a gate with policy `fail` found something), `input_invalid` (a nested skill's inputs, or a capability's rendered input, that break the schema; the message names the field), `http_refused`, `http_error`, `http_status`, `http_too_large`, `http_too_many_redirects`, `http_unsupported` (`http.request`), `limit_exceeded` (the run went past a server limit: events per run, `foreach` items), or a kind a capability names. By default `retry` repeats none of `expression_error`, `gate_failed`, `input_invalid`, `internal`, `http_refused`, `http_too_many_redirects`, `http_unsupported`. */
             kind: string;
             message: string;
         };
@@ -486,6 +496,13 @@ export interface components {
             data: components["schemas"]["StepPlace"] & {
                 /** @description The capability the step runs, or `skill:<id>` for a nested skill. */
                 uses: string;
+                /**
+                 * @description For a `foreach` step's item (with `index`): how many items the
+                 *     step has. Every item's first event carries it (its `step_start`,
+                 *     or its `step_skipped`), so the log tells which items never
+                 *     started, even after a crash.
+                 */
+                items?: number;
             };
         } & {
             /**
@@ -520,11 +537,14 @@ export interface components {
                 /**
                  * @description Why: its condition is false, `foreach` gave no items, a `pre` gate
                  *     with policy `skip` found something, or `not run: …` (the run ended
-                 *     first: a step failed, it was cancelled, it timed out).
+                 *     first: a step failed, it was cancelled, it timed out, or the server
+                 *     died and its next start closed the log as `interrupted`).
                  */
                 reason: string;
                 /** @description The step's `when` expression. */
                 condition?: string;
+                /** @description For a `foreach` step's item (with `index`): how many items the step has (see `StepStartEvent`). */
+                items?: number;
                 /** @description The gate that skipped the step. */
                 gate?: string;
                 findings?: components["schemas"]["GateFinding"][];
@@ -748,7 +768,11 @@ export interface components {
         };
         /** @description A run; `result` is present once it has ended. */
         Run: components["schemas"]["RunSummary"] & {
-            /** @description The inputs it was started with. */
+            /**
+             * @description The inputs it was started with. Inputs the skill's schema marks
+             *     secret (`writeOnly: true` or `format: password`) are never stored:
+             *     each appears as the string `"[REDACTED]"`, whatever its type.
+             */
             inputs: Record<string, unknown>;
             result?: components["schemas"]["ExecuteResult"];
         };
@@ -788,7 +812,11 @@ export interface components {
             id: string;
             version: string;
             description: string;
-            /** @description The JSON Schema of the skill's `inputs`. */
+            /**
+             * @description The JSON Schema of the skill's `inputs`. Properties marked
+             *     `writeOnly: true` or `format: password` are secret: never stored or
+             *     returned (`[REDACTED]` in runs and events).
+             */
             inputs: Record<string, unknown>;
             /** @description The JSON Schema of the result's `outputs`. */
             outputs: Record<string, unknown>;
@@ -917,6 +945,18 @@ export interface components {
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
+        /**
+         * @description The body did not arrive within the server's limit (`SKILLRUN_BODY_TIMEOUT_S`,
+         *     30 s by default, counted from the end of the headers). The connection is closed.
+         */
+        BodyTimeout: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
         /** @description The body is larger than the server's limit (1 MiB by default). */
         PayloadTooLarge: {
             headers: {
@@ -949,7 +989,7 @@ export interface components {
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
-        /** @description This key has used its request budget; retry after `Retry-After` seconds. */
+        /** @description This key has used its request budget, or (starting a run) already has `SKILLRUN_MAX_RUNNING_PER_KEY` runs running; the problem's `detail` names the limit. Retry after `Retry-After` seconds. */
         TooManyRequests: {
             headers: {
                 "Retry-After": components["headers"]["RetryAfter"];
@@ -962,7 +1002,7 @@ export interface components {
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
-        /** @description The server is starting or shutting down and accepts no new runs. */
+        /** @description The server is starting or shutting down, or (starting a run) already runs `SKILLRUN_MAX_RUNNING` runs, and accepts no new runs; retry after `Retry-After` seconds. */
         ServiceUnavailable: {
             headers: {
                 "Retry-After": components["headers"]["RetryAfter"];
@@ -1107,6 +1147,7 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];
+            408: components["responses"]["BodyTimeout"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["UnprocessableEntity"];
@@ -1184,6 +1225,7 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];
+            408: components["responses"]["BodyTimeout"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["UnprocessableEntity"];
@@ -1275,6 +1317,7 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];
+            408: components["responses"]["BodyTimeout"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["UnprocessableEntity"];
@@ -1508,7 +1551,11 @@ export interface operations {
                 skill_id?: string;
                 /** @description At most this many runs. */
                 limit?: number;
-                /** @description The `next_cursor` of the previous page (opaque). */
+                /**
+                 * @description The `next_cursor` of the previous page, as it came. It names only the
+                 *     last run of that page (its creation time and id), one of your own, so
+                 *     it tells nothing of other keys' activity.
+                 */
                 cursor?: string;
             };
             header?: never;

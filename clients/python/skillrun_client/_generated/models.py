@@ -58,7 +58,7 @@ class StepError(BaseModel):
     kind: Annotated[
         str,
         Field(
-            description="What went wrong: `capability_error`, `timeout`, `expression_error`, `cancelled`, `interrupted` (the server shut down), `internal`, `gate_failed` (a gate with policy `fail` found something), `input_invalid` (a nested skill's inputs), `http_refused`, `http_error`, `http_status`, `http_too_large` (`http.request`), or a kind a capability names."
+            description="What went wrong: `capability_error`, `timeout`, `expression_error`, `cancelled`, `interrupted` (the server shut down), `internal`, `gate_failed` (a gate with policy `fail` found something), `input_invalid` (a nested skill's inputs, or a capability's rendered input, that break the schema; the message names the field), `http_refused`, `http_error`, `http_status`, `http_too_large`, `http_too_many_redirects`, `http_unsupported` (`http.request`), `limit_exceeded` (the run went past a server limit: events per run, `foreach` items), or a kind a capability names. By default `retry` repeats none of `expression_error`, `gate_failed`, `input_invalid`, `internal`, `http_refused`, `http_too_many_redirects`, `http_unsupported`."
         ),
     ]
     message: str
@@ -262,7 +262,10 @@ class Run(RunSummary):
     """
 
     inputs: Annotated[
-        dict[str, Any], Field(description='The inputs it was started with.')
+        dict[str, Any],
+        Field(
+            description='The inputs it was started with. Inputs the skill\'s schema marks\nsecret (`writeOnly: true` or `format: password`) are never stored:\neach appears as the string `"[REDACTED]"`, whatever its type.\n'
+        ),
     ]
     result: ExecuteResult | None = None
 
@@ -321,7 +324,10 @@ class SkillDescription(BaseModel):
     version: str
     description: str
     inputs: Annotated[
-        dict[str, Any], Field(description="The JSON Schema of the skill's `inputs`.")
+        dict[str, Any],
+        Field(
+            description="The JSON Schema of the skill's `inputs`. Properties marked\n`writeOnly: true` or `format: password` are secret: never stored or\nreturned (`[REDACTED]` in runs and events).\n"
+        ),
     ]
     outputs: Annotated[
         dict[str, Any], Field(description="The JSON Schema of the result's `outputs`.")
@@ -378,6 +384,13 @@ class StepStartData(StepPlace):
             description='The capability the step runs, or `skill:<id>` for a nested skill.'
         ),
     ]
+    items: Annotated[
+        int | None,
+        Field(
+            description="For a `foreach` step's item (with `index`): how many items the\nstep has. Every item's first event carries it (its `step_start`,\nor its `step_skipped`), so the log tells which items never\nstarted, even after a crash.\n",
+            ge=1,
+        ),
+    ] = None
 
 
 class StepStartEvent(EventEnvelope):
@@ -412,11 +425,18 @@ class StepSkippedData(StepPlace):
     reason: Annotated[
         str,
         Field(
-            description='Why: its condition is false, `foreach` gave no items, a `pre` gate\nwith policy `skip` found something, or `not run: …` (the run ended\nfirst: a step failed, it was cancelled, it timed out).\n'
+            description='Why: its condition is false, `foreach` gave no items, a `pre` gate\nwith policy `skip` found something, or `not run: …` (the run ended\nfirst: a step failed, it was cancelled, it timed out, or the server\ndied and its next start closed the log as `interrupted`).\n'
         ),
     ]
     condition: Annotated[
         str | None, Field(description="The step's `when` expression.")
+    ] = None
+    items: Annotated[
+        int | None,
+        Field(
+            description="For a `foreach` step's item (with `index`): how many items the step has (see `StepStartEvent`).",
+            ge=1,
+        ),
     ] = None
     gate: Annotated[
         str | None, Field(description='The gate that skipped the step.')

@@ -1,0 +1,43 @@
+"""With ``SKILLRUN_PUBLIC_DOCS=0``, the served spec and Swagger UI need a key (see README)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import problem_response
+from .ratelimit import client_identity
+from .services import services_of
+
+
+class DocsGuardMiddleware:
+    """With ``SKILLRUN_PUBLIC_DOCS=0``: the served spec and Swagger UI need a key.
+
+    They list every loaded skill and its inputs. Without a valid key the answer
+    is 401, drawn from the client address's budget like any other failed key
+    (so the docs are no free place to guess keys).
+    """
+
+    PATHS = ("/openapi.json", "/docs")
+
+    def __init__(self, app: Any, public: bool) -> None:
+        self.app = app
+        self.public = public
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if self.public or scope["type"] != "http" or not scope["path"].startswith(self.PATHS):
+            await self.app(scope, receive, send)
+            return
+        services = services_of(scope)
+        identity = client_identity(scope, services)
+        if not identity.startswith("addr:"):
+            await self.app(scope, receive, send)
+            return
+        allowed, headers = await services.limiter.hit(identity)
+        if allowed:
+            response = problem_response(401, "The spec and docs need a valid x-api-key here.", headers=headers)
+        else:
+            response = problem_response(
+                429, f"Rate limit of {headers['RateLimit-Limit']} requests exceeded; retry in "
+                f"{headers['Retry-After']} s.", headers=headers
+            )
+        await response(scope, receive, send)

@@ -1,0 +1,168 @@
+"""The connection's own limits, below ASGI: head size, head and body read deadlines, a connection cap.
+
+uvicorn (with httptools, which ``uvicorn[standard]`` brings) has none of them: a
+request whose headers never end is held forever, and httptools buffers a header
+of any size (twenty unfinished 4 MB headers cost +93 MB). h11 has a size cap
+(``h11_max_incomplete_event_size``) but costs more CPU per request (see
+bench/edge.py), so this keeps httptools and adds what it lacks in a protocol
+subclass, passed to uvicorn as ``http=``:
+
+- the head (request line and headers) must arrive within ``header_timeout_s`` of
+  the connection's opening or the request's first byte, else 408 and close (a
+  connection that sent nothing is just closed, as uvicorn's keep-alive timeout does);
+- the head may be at most ``max_header_bytes`` (counted per read of the socket,
+  so it may overshoot by the part of one read, at most 256 KiB, that follows a
+  pipelined request), else 431 and close;
+- a body must arrive within ``body_timeout_s`` of the head. Operations that read a
+  body answer 408 themselves (``bodylimit.py``); this closes, a little later,
+  the connection of a body that nothing reads;
+- past ``max_connections`` open connections, a new one is answered 503 as soon as
+  its head is in, and closed.
+
+Every answer here is ``application/problem+json`` with ``Connection: close``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from .errors import PROBLEM_JSON, TITLES, problem_body
+
+# After the ASGI layer's 408 (bodylimit.py) has had its chance, even on a busy loop.
+_BODY_BACKSTOP_S = 5.0
+# In the request's ``scope["state"]``: the loop time its head was complete, so the
+# ASGI layer's body deadline counts from there, not from when a busy loop got to it.
+HEAD_DONE_AT = "skillrun.head_done_at"
+
+
+@dataclass(frozen=True)
+class EdgeLimits:
+    max_header_bytes: int
+    header_timeout_s: float
+    body_timeout_s: float
+    max_connections: int
+
+
+def raw_problem(status: int, detail: str, headers: dict[str, str] | None = None) -> bytes:
+    """A whole HTTP/1.1 problem response that closes the connection."""
+    body = json.dumps(problem_body(status, detail)).encode()
+    lines = [
+        f"HTTP/1.1 {status} {TITLES[status]}",
+        f"content-type: {PROBLEM_JSON}",
+        f"content-length: {len(body)}",
+        "connection: close",
+        *(f"{k}: {v}" for k, v in (headers or {}).items()),
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+class EdgeProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with the limits above (``limits`` set by ``edge_protocol``)."""
+
+    limits: ClassVar[EdgeLimits]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._timer: asyncio.TimerHandle | None = None
+        self._head_open = False  # between a request's first byte and its headers' end
+        self._in_message = False  # between its first byte and its body's end
+        self._head_bytes = 0
+        self._began_here = False  # this read holds the request's first byte
+        self._over_cap = False
+
+    # -- connection ------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._over_cap = len(self.connections) > self.limits.max_connections
+        self._arm(self.limits.header_timeout_s, self._head_timed_out)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        between = not self._in_message
+        super().data_received(data)
+        if self.transport.is_closing():
+            return
+        # Deadlines are armed here, after the parser, not in its callbacks: a request
+        # that arrives whole in one read (most do) never arms or cancels a timer.
+        if self._head_open:
+            # This read is all head if the request began with it (before it, at most the
+            # blank lines llhttp skips); after a pipelined request's end, count none of it.
+            if between or not self._began_here:
+                self._head_bytes += len(data)
+            self._began_here = False
+            if self._head_bytes > self.limits.max_header_bytes:
+                self._refuse(431, f"The request's headers are larger than the limit of {self.limits.max_header_bytes} bytes.")
+            elif self._timer is None:
+                self._arm(self.limits.header_timeout_s, self._head_timed_out)
+        elif self._in_message and self._timer is None:
+            self._arm(self.limits.body_timeout_s + _BODY_BACKSTOP_S, self._body_timed_out)
+
+    # -- parser callbacks ------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._head_open = self._in_message = self._began_here = True
+        self._head_bytes = 0
+
+    def on_headers_complete(self) -> None:
+        self._head_open = False
+        self._disarm()  # the head deadline (a first request's runs from the connection's opening)
+        if self._over_cap:
+            self._refuse(503, "The server has too many open connections; retry shortly.", {"Retry-After": "1"})
+            return
+        self.scope["state"][HEAD_DONE_AT] = self.loop.time()
+        super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if not self.transport.is_closing():  # refused (431/503): no request to feed
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        self._in_message = False
+        self._disarm()
+        if not self.transport.is_closing():
+            super().on_message_complete()
+
+    # -- deadlines -------------------------------------------------------------
+
+    def _arm(self, delay: float, callback: Any) -> None:
+        self._disarm()
+        self._timer = self.loop.call_later(delay, callback)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _head_timed_out(self) -> None:
+        self._timer = None
+        if not self._head_open:
+            self.transport.close()  # nothing sent yet: nobody to answer
+            return
+        self._refuse(408, f"The request's headers did not arrive within {self.limits.header_timeout_s:g} s.")
+
+    def _body_timed_out(self) -> None:
+        self._timer = None
+        self.logger.warning("closing a connection whose request body did not arrive in time")
+        self.transport.close()
+
+    def _refuse(self, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
+        self._disarm()
+        self._head_open = False
+        if not self.transport.is_closing():
+            self.transport.write(raw_problem(status, detail, headers))
+            self.transport.close()
+
+
+def edge_protocol(limits: EdgeLimits) -> type[EdgeProtocol]:
+    """The protocol class for uvicorn's ``http=``: uvicorn builds one per connection."""
+    return type("EdgeProtocol", (EdgeProtocol,), {"limits": limits})

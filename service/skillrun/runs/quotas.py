@@ -1,0 +1,103 @@
+"""Admission: how many runs one key, and the server as a whole, may have running.
+
+A run holds memory, a task and a follower or two for as long as it runs, even when it
+only waits; so running runs are counted per key (``max_running_per_key``: one key
+cannot fill the server) and in all (``max_running``: the server refuses work it could
+not serve). Counts are of this node's runs: runs execute on the node that started them.
+
+Stored runs are counted per key too (``max_stored_runs_per_key``): a key cannot fill
+the store faster than retention empties it. The count is asked of the store once per
+key and kept up to date here (every new run adds one; a purge forgets every count),
+so a start costs no query. With ``max_events_per_run``, this also bounds the events a
+key can have stored: at most the product of the two.
+
+A refusal is ``QuotaExceeded``: the HTTP layer answers it as a problem (429 for a key
+over its own limit, 503 when the server is saturated) with ``Retry-After``, before a
+run exists, so nothing is stored for it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+# Running runs end on their own time; this is when a client may usefully try again.
+RETRY_AFTER_S = 1
+
+
+class QuotaExceeded(Exception):
+    """A run was refused: ``status`` 429 (the key's limit) or 503 (the server's)."""
+
+    def __init__(self, status: int, detail: str, retry_after_s: int = RETRY_AFTER_S) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.retry_after_s = retry_after_s
+
+
+@dataclass
+class RunQuotas:
+    """Running-run limits, and the per-run event cap the run manager applies."""
+
+    max_running_per_key: int = 10_000
+    max_running: int = 20_000
+    max_events_per_run: int | None = 100_000
+    max_stored_runs_per_key: int = 100_000
+    # When a refused key may find room again: the purge interval (runs age out).
+    stored_retry_after_s: int = 60
+    _running: Counter[str] = field(default_factory=Counter, init=False)
+    _stored: dict[str, int] = field(default_factory=dict, init=False)
+    _total: int = field(default=0, init=False)
+
+    def admit(self, owner: str) -> None:
+        """Raise ``QuotaExceeded`` if ``owner`` may not start a run now."""
+        if self._running[owner] >= self.max_running_per_key:
+            raise QuotaExceeded(
+                429,
+                f"This key already has {self._running[owner]} runs running, its limit "
+                f"(SKILLRUN_MAX_RUNNING_PER_KEY = {self.max_running_per_key}); "
+                f"retry when one has ended.",
+            )
+        if self._total >= self.max_running:
+            raise QuotaExceeded(
+                503,
+                f"The server is running {self._total} runs, its limit (SKILLRUN_MAX_RUNNING = "
+                f"{self.max_running}); retry shortly.",
+            )
+
+    async def admit_stored(self, owner: str, count: Callable[[], Awaitable[int]]) -> None:
+        """Raise ``QuotaExceeded`` if ``owner`` has ``max_stored_runs_per_key`` runs stored;
+        ``count`` asks the store (once per key until ``purged``)."""
+        if owner not in self._stored:
+            stored = await count()
+            self._stored.setdefault(owner, stored)  # a concurrent start may have set it
+        if self._stored[owner] >= self.max_stored_runs_per_key:
+            raise QuotaExceeded(
+                429,
+                f"This key has {self._stored[owner]} runs stored, its limit (SKILLRUN_MAX_STORED_RUNS_PER_KEY = "
+                f"{self.max_stored_runs_per_key}); finished runs are purged after the retention period.",
+                self.stored_retry_after_s,
+            )
+
+    def stored(self, owner: str) -> None:
+        """A new run of ``owner`` was stored."""
+        if owner in self._stored:
+            self._stored[owner] += 1
+
+    def purged(self) -> None:
+        """Runs were deleted: every count is asked of the store again."""
+        self._stored.clear()
+
+    def started(self, owner: str) -> None:
+        self._running[owner] += 1
+        self._total += 1
+
+    def ended(self, owner: str) -> None:
+        self._running[owner] -= 1
+        if self._running[owner] <= 0:
+            del self._running[owner]  # no state kept for keys with nothing running
+        self._total -= 1
+
+    def running(self, owner: str) -> int:
+        return self._running[owner]

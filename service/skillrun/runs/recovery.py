@@ -1,0 +1,200 @@
+"""Closing a log no engine will finish: a process killed mid-run (found at the next
+start), or a run cancelled where no engine runs it.
+
+The closing events give every step and every ``foreach`` item exactly one fate,
+as the engine does when it stops a run itself:
+
+- each step instance that started and has no outcome gets ``step_failed`` (kind
+  = the run's status, ``interrupted`` or ``cancelled``);
+- each ``foreach`` item that never started gets ``step_skipped`` (``not run: …``):
+  the item count comes from ``data.items``, which every item's first event
+  carries (logs written before it existed only get their open items failed);
+- each step of ``skill_start``'s ``steps`` without any event gets ``step_skipped``;
+- a nested skill (``uses: skill:<id>``) whose step was in flight: its open steps
+  are failed like any other, and its steps that never started are skipped, per
+  the nested skill as loaded now (the log does not list a nested skill's steps;
+  if it is no longer loaded, its parent step's ``step_failed`` stands for them);
+- then ``skill_completed`` and ``done``.
+
+Inner steps are closed before the steps that contain them (a nested skill's before
+its parent step), as the engine orders them.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any, Protocol
+
+from .. import events as ev
+from ..engine import Skill
+from ..events import Event
+from .store import EventRecord, RunRecord
+
+# An engine event for ``RunWriter.emit``, or (last) the ``done`` payload for ``append``.
+Closing = Event | dict[str, Any]
+Key = tuple[str, int | None]  # (step_id, foreach index)
+
+_PLACE = ("parent_step_id", "parent_index", "path")  # where a nested step belongs (StepPlace)
+
+
+class SkillLookup(Protocol):
+    def get(self, skill_id: str) -> Skill | None: ...
+
+
+def _ms_since(iso: str | None) -> float:
+    if not iso:
+        return 0.0
+    try:
+        then = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    except ValueError:
+        return 0.0
+    return max(0.0, round((datetime.now(timezone.utc) - then).total_seconds() * 1000, 3))
+
+
+class LogFates:
+    """What a log says about its steps: which instances started, which ended, how
+    many items each ``foreach`` step had, and where nested steps belong."""
+
+    def __init__(self) -> None:
+        self.started = False  # any event read
+        self.steps: list[str] = []  # skill_start's step ids, in order
+        self.seen: set[str] = set()  # step ids with any event
+        self.open: dict[Key, str] = {}  # started, no outcome yet -> its ``uses`` (in start order)
+        self.outcomes: dict[Key, dict[str, Any]] = {}  # ended -> {"status", "error"?}
+        self.items: dict[str, int] = {}  # foreach step id -> item count
+        self.places: dict[str, dict[str, Any]] = {}  # nested step id -> parent_step_id, parent_index, path
+        self._instances: dict[str, list[Key]] = {}  # step id -> its instances, in start order
+
+    def feed(self, events: list[EventRecord]) -> None:
+        """Read the next events of the log (a page at a time: a log can be long)."""
+        for record in events:
+            self.started = True
+            self._read(record)
+
+    def _read(self, record: EventRecord) -> None:
+        if record.type == ev.SKILL_START:
+            self.steps = list((json.loads(record.data).get("data") or {}).get("steps") or [])
+            return
+        if record.type != ev.STEP_START and record.type not in ev.STEP_TERMINAL:
+            return
+        payload = json.loads(record.data)
+        step_id, data = payload.get("step_id"), payload.get("data") or {}
+        if not isinstance(step_id, str):
+            return
+        key = (step_id, data.get("index"))
+        if key not in self.open and key not in self.outcomes:
+            self._instances.setdefault(step_id, []).append(key)
+        self.seen.add(step_id)
+        if "items" in data:
+            self.items[step_id] = data["items"]
+        if step_id not in self.places and "path" in data:
+            self.places[step_id] = {k: data[k] for k in _PLACE if k in data}
+        if record.type == ev.STEP_START:
+            self.open[key] = str(data.get("uses", ""))
+            return
+        self.open.pop(key, None)
+        outcome = {"status": record.type.removeprefix("step_")}
+        if record.type == ev.STEP_FAILED and "error" in data:
+            outcome["error"] = data["error"]
+        self.outcomes[key] = outcome
+
+    # ------------------------------------------------------------- the missing fates
+
+    def missing(self, status: str, skills: SkillLookup | None) -> list[Event]:
+        """An event for every instance without a fate, inner steps first."""
+        error = {"kind": status, "message": f"the run was {status}"}
+        reason = f"not run: the run was {status}"
+        out: list[tuple[int, Event]] = []  # (depth, event)
+        for (step_id, index) in reversed(self.open):
+            failed = ev.step_failed(step_id, error, 0, index)
+            out.append((step_id.count("/"), failed._replace(data={**self.places.get(step_id, {}), **(failed.data or {})})))
+        for step_id, count in self.items.items():
+            for index in range(count):
+                if (step_id, index) not in self.outcomes and (step_id, index) not in self.open:
+                    out.append((step_id.count("/"), ev.step_skipped(step_id, reason, index, **self.places.get(step_id, {}))))
+        for step_id, data in self._unstarted_nested(skills):
+            out.append((step_id.count("/"), ev.step_skipped(step_id, reason, **data)))
+        for step_id in self.steps:
+            if step_id not in self.seen:
+                out.append((0, ev.step_skipped(step_id, reason)))
+        out.sort(key=lambda t: -t[0])  # stable: within a depth, failures, then items, then steps
+        return [event for _, event in out]
+
+    def _unstarted_nested(self, skills: SkillLookup | None) -> list[tuple[str, dict[str, Any]]]:
+        """The steps of nested skills in flight that have no event at all."""
+        found: list[tuple[str, dict[str, Any]]] = []
+        if skills is None:
+            return found
+        for (step_id, index), uses in self.open.items():
+            child = skills.get(uses.removeprefix("skill:")) if uses.startswith("skill:") else None
+            if child is None:
+                continue
+            prefix = step_id if index is None else f"{step_id}[{index}]"
+            path = list(self.places.get(step_id, {}).get("path") or [step_id])
+            for step in child.steps:
+                nested_id = f"{prefix}/{step.id}"
+                if nested_id in self.seen:
+                    continue
+                data: dict[str, Any] = {"parent_step_id": step_id}
+                if index is not None:
+                    data["parent_index"] = index
+                data["path"] = [*path, step.id]
+                found.append((nested_id, data))
+        return found
+
+    def summaries(self, status: str) -> list[dict[str, Any]]:
+        """The result's ``steps``: each top-level step's fate once the log is closed."""
+        error = {"kind": status, "message": f"the run was {status}"}
+        out: list[dict[str, Any]] = []
+        for step_id in self.steps:
+            if step_id not in self.seen:
+                out.append({"id": step_id, "status": "skipped"})
+                continue
+            instances = self._instances.get(step_id, [])
+            unfinished = any(k in self.open for k in instances) or any(
+                (step_id, i) not in self.outcomes for i in range(self.items.get(step_id, 0))
+            )
+            if unfinished:
+                out.append({"id": step_id, "status": "failed", "error": error})
+                continue
+            out.append({"id": step_id, **self._summed([self.outcomes[k] for k in instances], step_id in self.items)})
+        return out
+
+    @staticmethod
+    def _summed(ended: list[dict[str, Any]], foreach: bool) -> dict[str, Any]:
+        """One step's ended instances as one status, as the engine sums a foreach's items."""
+        failed = next((o for o in ended if o["status"] == "failed"), None)
+        if failed is not None:
+            return failed
+        if foreach:
+            return {"status": "degraded" if any(o["status"] == "degraded" for o in ended) else "completed"}
+        return ended[0] if ended else {"status": "skipped"}
+
+
+def closing_events(
+    run: RunRecord, fates: LogFates, status: str, skill: Skill | None, skills: SkillLookup | None = None
+) -> list[Closing]:
+    """The events that close a log no engine will finish, all with ``status``: the
+    missing fates (see the module docstring), ``skill_completed`` and ``done``.
+
+    ``fates`` has read the log; ``skill`` is the run's skill as loaded now (for a
+    log without ``skill_start``); ``skills`` finds nested skills.
+    """
+    error = {"kind": status, "message": f"the run was {status}"}
+    out: list[Closing] = []
+    if not fates.started:
+        # Never started: a start first keeps the stream's order rules for every reader.
+        channel = run.channel if run.channel in ev.CHANNELS else "http"
+        start = ev.skill_start(run.skill_id, skill.version if skill else "unknown", channel,
+                               [s.id for s in skill.steps] if skill else [])
+        out.append(start)
+        fates.feed([EventRecord(1, ev.SKILL_START, json.dumps({"data": start.data}))])
+    out.extend(fates.missing(status, skills))
+    duration = _ms_since(run.started_at or run.created_at)
+    out.append(ev.skill_completed(run.skill_id, status, duration))
+    out.append(ev.done(ev.run_result(
+        skill_id=run.skill_id, status=status, outputs={}, trace_id=run.trace_id, run_id=run.run_id,
+        duration_ms=duration, steps=fates.summaries(status), error=error,
+    )))
+    return out
