@@ -116,7 +116,7 @@ class CatalogBuilder:
                 )
                 continue
             previous = self.catalog.get(skill.id)
-            if previous is not None and previous.source != skill.source:
+            if previous is not None and Path(previous.source).resolve() != Path(skill.source).resolve():
                 log.warning("skill %s from %s replaces the one from %s", skill.id, path, previous.source)
             self.catalog.add(skill)
             mine[skill.id] = skill

@@ -6,6 +6,7 @@ Cross-skill checks (nested skills) are the catalog's (``catalog.link``).
 
 from __future__ import annotations
 
+import difflib
 import functools
 import json
 import re
@@ -19,9 +20,9 @@ from openapi_spec_validator import OpenAPIV30SpecValidator
 
 from ..durations import parse_duration
 from . import yaml_lines
-from .capability import CapabilityRegistry
+from .capability import Capability, CapabilityRegistry
 from .expressions import Expression, ExpressionError, Template
-from .model import NO_RETRY, SKILL_PREFIX, Backoff, Fallback, Gate, Output, Retry, Skill, Step
+from .model import ENGINE_KINDS, NO_RETRY, SKILL_PREFIX, Backoff, Fallback, Gate, Output, Retry, Skill, Step
 from .secret_inputs import marked_defaults
 
 SKILL_SCHEMA_PATH = Path(__file__).resolve().parent.parent / "openapi" / "skill.schema.json"
@@ -51,9 +52,17 @@ class Checker:
         self.doc = doc
         self.registry = registry
         self.problems: list[Problem] = []
+        # Parts of the document the schema already refused: their semantic problems
+        # would only repeat (or guess at) what the schema said.
+        self.refused: list[tuple[Any, ...]] = []
+        # The inputs the skill declares (``inputs.properties``); None: not declared.
+        self.inputs_declared: set[str] | None = None
 
     def add(self, where: Iterable[Any], message: str) -> None:
-        self.problems.append(Problem(self.path, yaml_lines.line_of(self.doc, list(where)), message))
+        at = tuple(where)
+        if any(at[: len(r)] == r for r in self.refused):
+            return
+        self.problems.append(Problem(self.path, yaml_lines.line_of(self.doc, list(at)), message))
 
     def expression(self, where: list[Any], source: str) -> Expression | None:
         try:
@@ -68,6 +77,12 @@ class Checker:
         except ExpressionError as exc:
             self.add(where, f"invalid CEL expression: {exc}")
             return None
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest known name, or nothing."""
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 # Skill ids that would collide with fixed paths under /v1/skills/.
@@ -103,15 +118,64 @@ def parse_skill(text: str, path: str, registry: CapabilityRegistry) -> Skill:
         where = list(err.absolute_path)
         field = ".".join(str(p) for p in where) or "(top level)"
         c.add(where, f"{field}: {err.message}")
-    if c.problems:
-        raise SkillLoadError(c.problems)
+    if not errors:
+        return _build_skill(c, doc, path)
+    # Go on with what the schema accepted, so one run names every problem it can.
+    view = _accepted_view(c, doc, [list(e.absolute_path) for e in errors])
+    if view is not None:
+        try:
+            _build_skill(c, view, path)
+        except SkillLoadError:
+            pass
+        except (KeyError, TypeError, AttributeError, ValueError, IndexError):
+            pass  # a shape the view did not foresee: the schema's problems stand alone
+    raise SkillLoadError(sorted(c.problems, key=lambda p: p.line))
 
+
+def _accepted_view(c: Checker, doc: dict[str, Any], refused: list[list[Any]]) -> dict[str, Any] | None:
+    """The document without the parts the schema refused (each replaced by a stand-in
+    whose own problems ``c`` ignores), or None when too little is left to check."""
+    steps = doc.get("steps")
+    if not isinstance(steps, list) or ["steps"] in refused:
+        return None
+    bad_steps = {w[1] for w in refused if w[:1] == ["steps"] and len(w) > 1 and isinstance(w[1], int)}
+    view = dict(doc)
+    for key, stand_in in (("id", "skill"), ("version", "0")):
+        if not isinstance(doc.get(key), str) or [key] in refused:
+            view[key] = stand_in
+            c.refused.append((key,))
+    for key in ("description", "max_parallel", "timeout", "inputs", "outputs"):
+        if any(w[:1] == [key] for w in refused):
+            view.pop(key, None)
+            c.refused.append((key,))
+    if "outputs" in view and isinstance(view["outputs"], dict):
+        view["outputs"] = {k: v for k, v in view["outputs"].items() if isinstance(v, dict) and "value" in v}
+    view["steps"] = [_stand_in(c, n, raw) if n in bad_steps else raw for n, raw in enumerate(steps)]
+    return view
+
+
+def _stand_in(c: Checker, n: int, raw: Any) -> dict[str, Any]:
+    """A refused step as far as other steps see it: its id and needs, nothing to check."""
+    c.refused.append(("steps", n))
+    raw = raw if isinstance(raw, dict) else {}
+    sid = raw.get("id")
+    out: dict[str, Any] = {"id": sid if isinstance(sid, str) else f"step {n}", "uses": "\0refused"}
+    needs = raw.get("needs")
+    if isinstance(needs, list) and all(isinstance(x, str) for x in needs):
+        out["needs"] = needs
+    return out
+
+
+def _build_skill(c: Checker, doc: dict[str, Any], path: str) -> Skill:
     if doc["id"] in RESERVED_IDS:
         c.add(["id"], f"id: {doc['id']!r} is reserved (it is a path of the API, e.g. GET /v1/skills/list)")
     inputs_schema = doc.get("inputs") or {"type": "object", "properties": {}}
     if "timeout" in doc and parse_duration(doc["timeout"]) <= 0:
         c.add(["timeout"], "timeout must be more than 0")
     _check_inputs_schema(c, inputs_schema)
+    # Checked only where the file declares its inputs (a skill without ``inputs`` takes any).
+    props = inputs_schema.get("properties") if "inputs" in doc and isinstance(inputs_schema, dict) else None
+    c.inputs_declared = set(props) if isinstance(props, dict) else None
     steps = _build_steps(c, doc["steps"])
     outputs = _build_outputs(c, doc.get("outputs") or {}, steps)
     if c.problems:
@@ -221,7 +285,8 @@ def _resolve_needs(c: Checker, raw_steps: list[dict[str, Any]]) -> dict[str, tup
                 c.add(["steps", n, "needs", k], f"step {sid!r} needs itself")
                 ok = False
             elif need not in index_of:
-                c.add(["steps", n, "needs", k], f"step {sid!r} needs {need!r}, which is no step")
+                c.add(["steps", n, "needs", k],
+                      f"step {sid!r} needs {need!r}, which is no step{did_you_mean(need, index_of)}")
                 ok = False
         needs[sid] = tuple(raw["needs"])
     if not ok:
@@ -282,7 +347,7 @@ def _check_refs(
 ) -> None:
     for ref in sorted(refs or ()):
         if ref not in order:
-            c.add(where, f"step {sid!r} reads steps.{ref}, which is no step")
+            c.add(where, f"step {sid!r} reads steps.{ref}, which is no step{did_you_mean(ref, order)}")
         elif ref == sid:
             c.add(where, f"step {sid!r} reads its own output steps.{ref}")
         elif needs is not None and not _is_ancestor(needs, sid, ref):
@@ -300,10 +365,27 @@ def _build_gates(c: Checker, where: list[Any], raw: Any) -> tuple[Gate, ...]:
         gate = Gate(uses=g) if isinstance(g, str) else Gate(g["uses"], g.get("policy", "degrade"), g.get("stage", "post"))
         cap = c.registry.get(gate.uses)
         if cap is None or not cap.gate:
-            c.add(at, f"unknown gate {gate.uses!r}")
+            gates_known = [k.name for k in c.registry.all() if k.gate]
+            c.add(at, f"unknown gate {gate.uses!r}{did_you_mean(gate.uses, gates_known)}")
         stages = ("pre", "post") if gate.stage == "both" else (gate.stage,)
         gates.extend(Gate(gate.uses, gate.policy, s) for s in stages)
     return tuple(gates)
+
+
+def _step_capabilities(c: Checker) -> list[str]:
+    return [k.name for k in c.registry.all() if not k.gate]
+
+
+def _check_retry_kinds(c: Checker, where: list[Any], on: Any, cap: Capability | None) -> None:
+    """``retry.on`` names kinds the step can fail with: the engine's, and those its
+    capability declares (``Capability.error_kinds``; undeclared: any)."""
+    if cap is None or cap.error_kinds is None or not isinstance(on, list):
+        return
+    known = ENGINE_KINDS | cap.error_kinds
+    for k, kind in enumerate(on):
+        if kind not in known:
+            c.add([*where, "on", k], f"retry.on: {cap.name} never fails with {kind!r}{did_you_mean(kind, known)}"
+                  f" (its kinds: {', '.join(sorted(known))})")
 
 
 def _build_retry(c: Checker, where: list[Any], raw: dict[str, Any]) -> Retry:
@@ -342,7 +424,7 @@ def _build_steps(c: Checker, raw_steps: list[dict[str, Any]]) -> list[Step]:
         else:
             cap = c.registry.get(uses)
             if cap is None or cap.gate:
-                c.add([*where, "uses"], f"unknown capability {uses!r}")
+                c.add([*where, "uses"], f"unknown capability {uses!r}{did_you_mean(uses, _step_capabilities(c))}")
         when = c.expression([*where, "when"], raw["when"]) if "when" in raw else None
         foreach = None
         if "foreach" in raw:
@@ -353,6 +435,8 @@ def _build_steps(c: Checker, raw_steps: list[dict[str, Any]]) -> list[Step]:
         tmpl = c.template([*where, "input"], raw.get("input") or {})
         gates = _build_gates(c, [*where, "gate"], raw["gate"]) if "gate" in raw else ()
         retry = _build_retry(c, [*where, "retry"], raw["retry"]) if "retry" in raw else NO_RETRY
+        if "retry" in raw:
+            _check_retry_kinds(c, [*where, "retry"], raw["retry"].get("on"), cap)
         timeout_s = parse_duration(raw["timeout"]) if "timeout" in raw else None
         if timeout_s is not None and timeout_s <= 0:
             c.add([*where, "timeout"], f"step {sid!r}: timeout must be more than 0")
@@ -374,6 +458,7 @@ def _build_steps(c: Checker, raw_steps: list[dict[str, Any]]) -> list[Step]:
             ("on_error", fallback.input.expressions if fallback else []),
         ):
             _check_fields(c, [*where, label], f"step {sid!r}", exprs, built)
+            _check_inputs_read(c, [*where, label], f"step {sid!r}", exprs, c.inputs_declared)
         if tmpl is not None:
             steps.append(
                 Step(
@@ -401,19 +486,28 @@ def _build_steps(c: Checker, raw_steps: list[dict[str, Any]]) -> list[Step]:
 
 
 _SKILL_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
-_FIELD_REF = re.compile(r"\bsteps\s*\.\s*([A-Za-z_]\w*)\s*\.\s*([A-Za-z_]\w*)")
+_FIELD_REF = re.compile(r"\bsteps\s*\.\s*([A-Za-z_]\w*)\s*\.\s*([A-Za-z_]\w*)\b(?!\s*\()")
+_INPUT_NAME = re.compile(r"\binputs\s*\.\s*([A-Za-z_]\w*)")
+
+
+def _declared_fields(name: str, registry: CapabilityRegistry) -> set[str] | None:
+    """The fields a capability's output schema declares (``properties``); None: not declared."""
+    cap = registry.get(name)
+    props = cap.output_schema.get("properties") if cap is not None else None
+    return set(props) if isinstance(props, dict) else None
 
 
 def _output_fields(step: Step, registry: CapabilityRegistry) -> list[str] | None:
-    """Every field a step's output can have, when its capability's schema says so
-    (``additionalProperties: false``); None when it is not known."""
-    if step.foreach is not None or step.fallback is not None or step.skill_id is not None:
-        return None  # a list, another capability's output, a skill's outputs
-    cap = registry.get(step.uses)
-    schema = cap.output_schema if cap is not None else {}
-    if schema.get("additionalProperties") is not False or not isinstance(schema.get("properties"), dict):
+    """Every field a step's output can have, as its capability's schema declares them
+    (with ``fallback``: either capability's); None when it is not known (a nested
+    skill's outputs, a capability that declares none)."""
+    if step.skill_id is not None:
         return None
-    return sorted(schema["properties"])
+    fields = _declared_fields(step.uses, registry)
+    if fields is not None and step.fallback is not None:
+        other = _declared_fields(step.fallback.uses, registry)
+        fields = fields | other if other is not None else None
+    return sorted(fields) if fields is not None else None
 
 
 def _check_fields(c: Checker, where: list[Any], who: str, exprs: Iterable[Expression], by_id: dict[str, Step]) -> None:
@@ -421,9 +515,27 @@ def _check_fields(c: Checker, where: list[Any], who: str, exprs: Iterable[Expres
     for expr in exprs:
         for ref, name in _FIELD_REF.findall(expr.source):
             step = by_id.get(ref)
-            fields = _output_fields(step, c.registry) if step is not None else None
-            if step is not None and fields is not None and name not in fields:
-                c.add(where, f"{who} reads steps.{ref}.{name}, but {step.uses} gives no {name!r} (it gives {', '.join(fields)})")
+            if step is None:
+                continue
+            if step.foreach is not None:
+                c.add(where, f"{who} reads steps.{ref}.{name}, but steps.{ref} is a list (one result per foreach item):"
+                             f" read an item, e.g. steps.{ref}[0].{name}, or steps.{ref}.map(r, r.{name})")
+                continue
+            fields = _output_fields(step, c.registry)
+            if fields is not None and name not in fields:
+                c.add(where, f"{who} reads steps.{ref}.{name}, but {step.uses} gives no {name!r}"
+                             f"{did_you_mean(name, fields)} (it gives {', '.join(fields)})")
+
+
+def _check_inputs_read(c: Checker, where: list[Any], who: str, exprs: Iterable[Expression], declared: set[str] | None) -> None:
+    """``inputs.<name>`` must name a declared input (``inputs.properties``)."""
+    if declared is None:
+        return
+    for expr in exprs:
+        for name in sorted(set(_INPUT_NAME.findall(expr.source))):
+            if name not in declared:
+                c.add(where, f"{who} reads inputs.{name}, which is no declared input{did_you_mean(name, declared)}"
+                             " (declare it under inputs.properties)")
 
 
 def _build_on_error(c: Checker, where: list[Any], raw: Any) -> tuple[str, Fallback | None]:
@@ -432,7 +544,8 @@ def _build_on_error(c: Checker, where: list[Any], raw: Any) -> tuple[str, Fallba
     fb = raw["fallback"]
     cap = c.registry.get(fb["uses"])
     if cap is None or cap.gate:
-        c.add([*where, "fallback", "uses"], f"unknown fallback capability {fb['uses']!r}")
+        c.add([*where, "fallback", "uses"],
+              f"unknown fallback capability {fb['uses']!r}{did_you_mean(fb['uses'], _step_capabilities(c))}")
     tmpl = c.template([*where, "fallback", "input"], fb.get("input") or {})
     if cap is not None and tmpl is not None:
         check_literal_input(c, [*where, "fallback", "input"], fb.get("input") or {}, cap.input_schema)
@@ -479,8 +592,9 @@ def _build_outputs(c: Checker, raw: dict[str, Any], steps: list[Step]) -> list[O
             continue
         for ref in sorted(tmpl.step_refs or ()):
             if ref not in by_id:
-                c.add(["outputs", name, "value"], f"output {name!r} reads steps.{ref}, which is no step")
+                c.add(["outputs", name, "value"], f"output {name!r} reads steps.{ref}, which is no step{did_you_mean(ref, by_id)}")
         _check_fields(c, ["outputs", name, "value"], f"output {name!r}", tmpl.expressions, by_id)
+        _check_inputs_read(c, ["outputs", name, "value"], f"output {name!r}", tmpl.expressions, c.inputs_declared)
         if spec.get("schema"):
             _check_oas_schema(c, ["outputs", name, "schema"], spec["schema"])
         outputs.append(Output(name=name, value=tmpl, schema=_plain(spec.get("schema") or {})))

@@ -68,9 +68,22 @@ def load(text: str) -> Any:
         mark = exc.problem_mark or exc.context_mark
         # At the end of the file the mark is past the last line: name the last line.
         line = min(mark.line + 1, max(1, len(text.splitlines()))) if mark else 1
-        raise YamlProblem(line, f"invalid YAML: {exc.problem}") from None
+        raise YamlProblem(line, f"invalid YAML: {exc.problem}{_hint(text, line)}") from None
     except yaml.YAMLError as exc:
         raise YamlProblem(1, f"invalid YAML: {exc}") from None
+
+
+def _hint(text: str, line: int) -> str:
+    """What most often causes the error on ``line``: an unquoted expression (YAML reads
+    its ``:`` or ``{`` as structure, not as part of the expression)."""
+    lines = text.splitlines()
+    here = lines[line - 1] if 0 < line <= len(lines) else ""
+    if "${" not in here:
+        return ""
+    return (
+        "; an expression is YAML text too: quote the whole value when it holds ':', '{', '#' or"
+        " starts with a quote, e.g. x: \"${ inputs.a ? 'yes: 1' : 'no' }\" (or use a block scalar: x: >-)"
+    )
 
 
 def line_of(doc: Any, path: Iterable[Any]) -> int:
