@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from engine_util import Probe, engine_for, registry_with, run, skill
+from sse_util import skipped_indices
 from skillrun.engine import Capability, CapabilityError, GateResult
 from skillrun.engine.runner import CANCELLED
 
@@ -263,7 +264,10 @@ async def test_foreach_items_that_never_start_after_a_failure_are_skipped(max_pa
     assert outcome.status == "failed"
     assert sorted(probe.started) == ["0", "1"]
     skipped = rec.of("step_skipped", "each")
-    assert [e["data"]["index"] for e in skipped] == [2, 3, 4, 5]
+    assert skipped_indices(skipped) == [2, 3, 4, 5]
+    # One event for the run of items that never started (issue 17: 9,998 events for a cancel).
+    assert [(e["data"]["index"], e["data"].get("last_index"), e["data"]["items"]) for e in skipped] == [(2, 5, 6)]
+    assert skipped[0]["message"] == "Step 'each' items 2-5 skipped: not run: another item of step 'each' failed."
     assert {e["data"]["reason"] for e in skipped} == {"not run: another item of step 'each' failed"}
 
 
@@ -287,8 +291,12 @@ async def test_cancelling_a_foreach_gives_every_item_a_fate(max_parallel: int) -
     assert outcome.status == "cancelled"
     assert len(probe.cancelled) == max_parallel
     failed = [e["data"]["index"] for e in rec.of("step_failed", "each")]
-    skipped = [e["data"]["index"] for e in rec.of("step_skipped", "each")]
+    skipped = skipped_indices(rec.of("step_skipped", "each"))
     assert sorted(failed) == list(range(max_parallel)) and skipped == list(range(max_parallel, 5))
+    assert len(rec.of("step_skipped", "each")) == 1
+    # The step stopped by the cancel shares the run's status in the result.
+    assert outcome.steps == [{"id": "each", "status": "cancelled", "duration_ms": outcome.steps[0]["duration_ms"],
+                              "error": {"kind": "cancelled", "message": "the run was cancelled"}}]
     assert {e["data"]["reason"] for e in rec.of("step_skipped")} == {"not run: the run was cancelled"}
 
 

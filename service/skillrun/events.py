@@ -14,7 +14,7 @@ about runs or HTTP) and the run stores both build on it.
 from __future__ import annotations
 
 import json
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Iterable, NamedTuple, Protocol
 
 # The event types (``type``, and the SSE ``event:`` name).
 SKILL_START = "skill_start"
@@ -134,15 +134,21 @@ def step_skipped(
     why: str | None = None,
     item: bool = True,
     items: int | None = None,
+    last_index: int | None = None,
     **more: Any,
 ) -> Event:
     """Skipped for ``reason`` (the message says ``why``, when worded differently);
-    ``items`` as for ``step_start``; ``more`` are the type's optional fields
-    (condition, gate, findings, a nested step's place)."""
+    ``items`` as for ``step_start``; ``last_index``: this one event stands for the
+    items ``index`` .. ``last_index`` (none of which started); ``more`` are the
+    type's optional fields (condition, gate, findings, a nested step's place)."""
     what = f"Step '{step_id}' item {index}" if index is not None and item else f"Step '{step_id}'"
+    if last_index is not None and last_index != index:
+        what = f"Step '{step_id}' items {index}-{last_index}"
     data = _with_index({"reason": reason, **more}, index)
     if items is not None:
         data["items"] = items
+    if last_index is not None and last_index != index:
+        data["last_index"] = last_index
     return Event(STEP_SKIPPED, f"{what} skipped: {why or reason}.", step_id, data)
 
 
@@ -172,6 +178,17 @@ def gate_warning(step_id: str, gate: str, stage: str, findings: list[dict[str, A
         step_id,
         _with_index({"gate": gate, "stage": stage, "findings": findings}, index),
     )
+
+
+def index_ranges(indices: Iterable[int]) -> list[tuple[int, int]]:
+    """Sorted indices as ``(first, last)`` runs of consecutive ones (for ``last_index``)."""
+    out: list[tuple[int, int]] = []
+    for i in sorted(indices):
+        if out and out[-1][1] == i - 1:
+            out[-1] = (out[-1][0], i)
+        else:
+            out.append((i, i))
+    return out
 
 
 # ---------------------------------------------------------------- the log

@@ -185,7 +185,7 @@ class Engine:
         outputs = await run.result_outputs()
         duration = ms_since(started)
         emitter.emit(*ev.skill_completed(skill.id, status, duration))
-        return RunOutcome(status, outputs, run.step_summaries(), duration, error)
+        return RunOutcome(status, outputs, run.step_summaries(stopped=status), duration, error)
 
     def slot(self, cap: Capability) -> contextlib.AbstractAsyncContextManager[None]:
         """What a call of ``cap`` holds while it runs: a slot of the caller's share, or nothing."""
@@ -362,32 +362,23 @@ class _Run:
             else:
                 await self._pool(step, one, len(items))
         except StepFailure:
-            await self._skip_items(step, started, f"not run: another item of step {step.id!r} failed")
+            self._skip_items(step, started, f"not run: another item of step {step.id!r} failed")
             raise
         except asyncio.CancelledError as exc:
-            await self._skip_items(step, started, f"not run: {stop_reason(exc)['message']}")
+            self._skip_items(step, started, f"not run: {stop_reason(exc)['message']}")
             raise
         error = next((e for e in errors if e is not None), None)
         if error is not None:
             return results, "failed", error
         return results, "degraded" if "degraded" in statuses else "completed", None
 
-    async def _skip_items(self, step: Step, started: list[bool], reason: str) -> None:
-        """Items that never started (the step ended first) get ``step_skipped`` too.
-
-        As many events as the items would have had at least, so the loop gets its
-        turns; a cancellation meanwhile is kept and raised once every item has its fate.
-        """
-        stop: asyncio.CancelledError | None = None
-        for index, began in enumerate(started):
-            if not began:
-                self.emitter.emit(*ev.step_skipped(step.id, reason, index, items=len(started)))
-                try:
-                    await self.engine.yield_if_due()
-                except asyncio.CancelledError as exc:
-                    stop = exc
-        if stop is not None:
-            raise stop
+    def _skip_items(self, step: Step, started: list[bool], reason: str) -> None:
+        """Items that never started (the step ended first) get their fate too: one
+        ``step_skipped`` per run of consecutive ones (``index`` .. ``last_index``), so
+        cancelling 10,000 items costs one event, not 10,000."""
+        unstarted = (i for i, began in enumerate(started) if not began)
+        for first, last in ev.index_ranges(unstarted):
+            self.emitter.emit(*ev.step_skipped(step.id, reason, first, items=len(started), last_index=last))
 
     async def _pool(self, step: Step, one: Callable[[int], Coroutine[Any, Any, None]], count: int) -> None:
         """Run ``one(i)`` for every item, at most ``step.max_parallel`` at once, in index order."""
@@ -490,6 +481,13 @@ class _Run:
                 return await self.engine.offload.call(render_elsewhere, {"template": what.raw, "scope": scope})
         return what.render(self.inputs, self.outputs, local)
 
-    def step_summaries(self) -> list[dict[str, Any]]:
-        return [self.summaries[s.id] for s in self.skill.steps if s.id in self.summaries]
+    def step_summaries(self, stopped: str | None = None) -> list[dict[str, Any]]:
+        """Each step's fate; with the run ``stopped`` (cancelled, interrupted), a step it
+        stopped shares that status (not ``failed``: the step did nothing wrong)."""
+        out = [self.summaries[s.id] for s in self.skill.steps if s.id in self.summaries]
+        if stopped in (CANCELLED, INTERRUPTED):
+            for summary in out:
+                if summary["status"] == "failed" and summary.get("error", {}).get("kind") == stopped:
+                    summary["status"] = stopped
+        return out
 

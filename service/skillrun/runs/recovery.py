@@ -6,7 +6,8 @@ as the engine does when it stops a run itself:
 
 - each step instance that started and has no outcome gets ``step_failed`` (kind
   = the run's status, ``interrupted`` or ``cancelled``);
-- each ``foreach`` item that never started gets ``step_skipped`` (``not run: …``):
+- each ``foreach`` item that never started gets ``step_skipped`` (``not run: …``; one
+  event per run of consecutive items, ``index`` .. ``last_index``, as the engine says it):
   the item count comes from ``data.items``, which every item's first event
   carries (logs written before it existed only get their open items failed);
 - each step of ``skill_start``'s ``steps`` without any event gets ``step_skipped``;
@@ -98,6 +99,11 @@ class LogFates:
         if record.type == ev.STEP_FAILED and "error" in data:
             outcome["error"] = data["error"]
         self.outcomes[key] = outcome
+        last = data.get("last_index")
+        if isinstance(last, int) and isinstance(key[1], int):  # one event for a run of unstarted items
+            for index in range(key[1] + 1, last + 1):
+                self.outcomes[(step_id, index)] = outcome
+                self._instances[step_id].append((step_id, index))
 
     # ------------------------------------------------------------- the missing fates
 
@@ -110,9 +116,10 @@ class LogFates:
             failed = ev.step_failed(step_id, error, 0, index)
             out.append((step_id.count("/"), failed._replace(data={**self.places.get(step_id, {}), **(failed.data or {})})))
         for step_id, count in self.items.items():
-            for index in range(count):
-                if (step_id, index) not in self.outcomes and (step_id, index) not in self.open:
-                    out.append((step_id.count("/"), ev.step_skipped(step_id, reason, index, **self.places.get(step_id, {}))))
+            unstarted = (i for i in range(count) if (step_id, i) not in self.outcomes and (step_id, i) not in self.open)
+            for first, last in ev.index_ranges(unstarted):
+                skipped = ev.step_skipped(step_id, reason, first, items=count, last_index=last, **self.places.get(step_id, {}))
+                out.append((step_id.count("/"), skipped))
         for step_id, data in self._unstarted_nested(skills):
             out.append((step_id.count("/"), ev.step_skipped(step_id, reason, **data)))
         for step_id in self.steps:
@@ -155,8 +162,9 @@ class LogFates:
             unfinished = any(k in self.open for k in instances) or any(
                 (step_id, i) not in self.outcomes for i in range(self.items.get(step_id, 0))
             )
-            if unfinished:
-                out.append({"id": step_id, "status": "failed", "error": error})
+            if unfinished:  # stopped by the run's end: it shares the run's status
+                out.append({"id": step_id, "status": status if status in ("cancelled", "interrupted") else "failed",
+                            "error": error})
                 continue
             out.append({"id": step_id, **self._summed([self.outcomes[k] for k in instances], step_id in self.items)})
         return out
