@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 import orjson
 
-from ..events import Event, envelope
+from ..events import DONE, SKILL_COMPLETED, Event, envelope
 from .store import EventRecord, RunStore, utc_now
 
 _json_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
@@ -61,5 +61,5 @@ class RunWriter:
         # SSE requires (a raw line break would end the data field).
         self._store.append(self.run_id, EventRecord(self.seq, type, _dumps(payload)))
         # The run's last two events come after its engine has ended: nothing left to stop.
-        if self.seq == self.max_events and self._on_full is not None and type not in ("skill_completed", "done"):
+        if self.seq == self.max_events and self._on_full is not None and type not in (SKILL_COMPLETED, DONE):
             self._on_full()
