@@ -9,7 +9,6 @@ import type {
   RunList,
   RunListParams,
   SkillDescription,
-  SkillSummary,
   SkillList,
 } from './types.js';
 
@@ -62,8 +61,8 @@ export interface Client {
   };
   /** The skills the server has loaded. */
   skills: {
-    /** Every loaded skill, sorted by id. */
-    list(options?: RequestOptions): Promise<SkillSummary[]>;
+    /** Every loaded skill, sorted by id, in `skills` (the body, as `runs.list` answers its page). */
+    list(options?: RequestOptions): Promise<SkillList>;
     /** One skill with its inputs and outputs schemas; `NotFoundError` when not loaded. */
     get(skillId: string, options?: RequestOptions): Promise<SkillDescription>;
   };
@@ -141,8 +140,7 @@ export function createClient(options: ClientOptions): Client {
       },
     },
     skills: {
-      list: async (options) =>
-        (await core.json<SkillList>({ method: 'GET', path: '/v1/skills', ...plain(options) })).skills,
+      list: (options) => core.json<SkillList>({ method: 'GET', path: '/v1/skills', ...plain(options) }),
       get: (skillId, options) =>
         core.json<SkillDescription>({ method: 'GET', path: skillPath(skillId, ''), ...plain(options) }),
     },
