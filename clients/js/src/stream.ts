@@ -32,9 +32,10 @@ export interface SkillStreamInit {
 /**
  * A run's events: iterate it once with `for await` (each event a member of the
  * `SkillEvent` union, narrowed by `switch (event.type)`, or an `UnknownEvent`),
- * or call `result()`. Made by `client.stream` and `client.runs.events`.
+ * or call `result()`. Made by `client.stream` and `client.runs.events`. `O` is
+ * the skill's outputs type when the client has a `SkillMap` (see `codegen`).
  */
-export class SkillStream implements AsyncIterable<StreamEvent> {
+export class SkillStream<O = Record<string, unknown>> implements AsyncIterable<StreamEvent> {
   /** How many times the stream reconnected. */
   reconnects = 0;
 
@@ -97,13 +98,14 @@ export class SkillStream implements AsyncIterable<StreamEvent> {
    * The `done` payload (without `type`): the same body `/execute` answers.
    * Without an iteration in progress it reads the stream to its end itself.
    */
-  async result(): Promise<ExecuteResult> {
+  async result(): Promise<Omit<ExecuteResult, 'outputs'> & { outputs: O }> {
     if (!this.#started) {
       for await (const _event of this) {
         // Drained: result() alone needs no consumer.
       }
     }
-    return this.#result;
+    // The server's outputs follow the skill's outputs schema, which `O` is generated from.
+    return (await this.#result) as Omit<ExecuteResult, 'outputs'> & { outputs: O };
   }
 
   async *#events(): AsyncGenerator<StreamEvent, void, undefined> {

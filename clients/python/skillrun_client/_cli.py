@@ -3,6 +3,7 @@
     skillrun-client run text.summarize --input text="Cats purr. Dogs bark." --input max_sentences=1
     skillrun-client run demo.ticker --inputs-json inputs.json --json
     skillrun-client watch RUN_ID --after 5          # follow a run again (after Ctrl-C, say)
+    skillrun-client codegen http://127.0.0.1:8080 -o myskills.py   # typed helpers per served skill
 
 ``--input key=value`` is read as the skill's input schema says (``steps=2`` is the number
 2 when ``steps`` is an integer; the schema comes from ``GET /v1/skills/{id}``); ``--input
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Sequence, TextIO, cast
 
 from ._client import Client
 from ._exceptions import SkillrunError
+from ._hints import install_hint
 from ._streaming import Stream
 from ._types import RunResult, StreamEvent
 
@@ -181,15 +183,8 @@ def run_live(stream: Stream, title: str, console: Console) -> RunResult:
 
 
 def rich_hint() -> str:
-    """How to get rich: the checkout's own path when this module runs from a clone (the
-    package is on no index), else rich itself, which is all the extra adds."""
-    project = Path(__file__).resolve().parent.parent
-    pyproject = project / "pyproject.toml"
-    if pyproject.is_file() and 'name = "skillrun-client"' in pyproject.read_text(encoding="utf-8"):
-        relative = os.path.relpath(project)
-        where = relative if relative == "." or relative.startswith(("..", "/")) else os.path.join(".", relative)
-        return f"pip install -e '{where}[cli]'"
-    return "pip install rich"
+    """How to get rich (the ``cli`` extra), as a command that works where this runs."""
+    return install_hint("cli", "rich", __file__)
 
 
 def resume_hint(argv_base_url: str | None, stream: Stream) -> str:
@@ -219,6 +214,11 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     run.add_argument("--inputs-json", metavar="FILE", help="a JSON object of inputs ('-' reads stdin)")
     run.add_argument("--json", action="store_true", help="print one event per line as JSON")
+    codegen = commands.add_parser(
+        "codegen", help="write typed models and helpers (run_<skill>, stream_<skill>) for the skills a server serves"
+    )
+    codegen.add_argument("url", help="the server (its /openapi.json is read; no key needed unless it hides its docs)")
+    codegen.add_argument("-o", "--output", metavar="FILE", help="where to write the module (default: stdout)")
     watch = commands.add_parser("watch", help="follow a run's events (replayed, then live until it ends)")
     watch.add_argument("run_id")
     watch.add_argument("--after", metavar="EVENT_ID", help="only the events after this id")
@@ -241,10 +241,35 @@ def open_stream(client: Client, args: argparse.Namespace, inputs: dict[str, Any]
     return client.stream(args.skill_id, inputs), args.skill_id
 
 
+def codegen(args: argparse.Namespace, out: TextIO) -> int:
+    """``skillrun-client codegen URL [-o FILE]``."""
+    import httpx
+
+    from ._codegen import CodegenError, render, spec_url
+
+    url = spec_url(args.url)
+    headers = {"x-api-key": args.api_key} if args.api_key else {}
+    try:
+        response = httpx.get(url, headers=headers, timeout=30, follow_redirects=True)
+        response.raise_for_status()
+        code = render(response.json(), url)
+    except (httpx.HTTPError, ValueError, CodegenError) as exc:
+        print(f"skillrun-client: codegen from {url}: {exc}", file=sys.stderr)
+        return 2
+    if args.output:
+        Path(args.output).write_text(code, encoding="utf-8")
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        out.write(code)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, console: Console | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     out = stdout or sys.stdout
+    if args.command == "codegen":
+        return codegen(args, out)
     inputs: dict[str, Any] = {}
     if args.command == "run":
         try:  # usage errors first, before any request
