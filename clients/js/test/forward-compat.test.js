@@ -7,8 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import yaml from 'js-yaml';
-import { APIConnectionError, RateLimitError, StreamError, ValidationError, createClient } from '../dist/index.js';
-import { ResumeState } from '../dist/resume.js';
+import { RateLimitError, StreamError, ValidationError, createClient } from '../dist/index.js';
 import { Core } from '../dist/core.js';
 import { PKG, ROOT } from './helpers.js';
 
@@ -122,45 +121,4 @@ test('the defaults are the spec table info.x-skillrun-client-defaults (the Pytho
   for (const key of ['backoff_initial_ms', 'backoff_max_ms', 'backoff_multiplier', 'backoff_jitter']) {
     assert.ok(src.includes(`CLIENT_DEFAULTS.${key}`), `core.ts does not take ${key} from the table`);
   }
-});
-
-// The sans-IO core: the same rules as the Python client's ResumeState, no sockets.
-const sse = (data, id, hasId = id !== undefined) => ({ event: 'message', data: JSON.stringify(data), id, hasId });
-const state = (extra = {}) => new ResumeState({ maxRetries: 2, maxRetryAfterMs: 60_000, ...extra });
-
-test('ResumeState: repeats are events whose own id was delivered; id-less events are new', () => {
-  const s = state({ runId: 'run_x', lastEventId: '2' });
-  assert.equal(s.accept(sse(EVENTS[0], '1')), undefined);
-  assert.equal(s.accept(sse(EVENTS[1], '2')), undefined);
-  assert.equal(s.accept(sse(EVENTS[2], '2', false)).type, 'step_completed');
-  assert.equal(s.accept(sse(EVENTS[3], '3')).type, 'skill_completed');
-  assert.equal(s.lastEventId, '3');
-  assert.equal(s.accept(sse(EVENTS[4], '4')).type, 'done');
-  assert.equal(s.result.status, 'completed');
-  assert.equal(s.accept(sse(EVENTS[0], '9')), undefined, 'nothing after done');
-});
-
-test('ResumeState: the resume request, the run id, and the wait after a drop', () => {
-  const s = state();
-  assert.throws(() => s.nextDelay(new APIConnectionError('x')), /before its run id was known/);
-  s.onConnect(new Headers({ 'x-run-id': 'run/1' }));
-  s.accept(sse(EVENTS[0], '5'));
-  assert.deepEqual(s.resumeRequest(), { path: '/v1/runs/run%2F1/events', headers: { accept: 'text/event-stream', 'last-event-id': '5' } });
-  s.onRetry(1000);
-  const first = s.nextDelay(new APIConnectionError('x'));
-  assert.ok(first >= 1000 && first <= 1250, String(first));
-  const second = s.nextDelay(new APIConnectionError('x'));
-  assert.ok(second >= 2000 && second <= 2500, String(second));
-  assert.throws(() => s.nextDelay(new APIConnectionError('x')), /gave up after 2 reconnects/);
-  s.accept(sse(EVENTS[1], '6'));
-  assert.equal(s.failures, 0, 'a new event resets the budget');
-});
-
-test('ResumeState: a refused resume, and a Retry-After over the cap, end the stream', () => {
-  const s = state({ runId: 'run_x' });
-  const answer = (status, after) => ({ status, headers: new Headers(after ? { 'retry-after': String(after) } : {}) });
-  const err = (status, after) => Object.assign(Object.create(RateLimitError.prototype), answer(status, after));
-  assert.throws(() => s.nextDelay(err(404)), /resuming the stream failed/);
-  assert.equal(s.nextDelay(err(503, 2)), 2000);
-  assert.throws(() => s.nextDelay(err(503, 61)), /longer than maxRetryAfterMs/);
 });
