@@ -87,6 +87,8 @@ def check_order(events: Iterable[dict[str, Any]]) -> None:
             for k in item_keys(e):  # one event may stand for a run of items (last_index)
                 assert k not in open_steps and k not in fated, f"{k} skipped after it had its fate"
                 fated.add(k)
+        elif t == "skill_resumed":
+            open_steps.clear()  # the seam: instances running then start over (a new step_start)
         elif t in IN_STEP_EVENTS:
             assert key in open_steps, f"{t} for {key} outside its step's life"
         else:

@@ -58,7 +58,7 @@ def build_services(settings: Settings) -> Services:
         catalog=catalog,
         engine=engine,
         store=store,
-        runs=RunManager(store, engine, catalog, quotas),
+        runs=RunManager(store, engine, catalog, quotas, max_resumes=settings.max_resumes),
         keys=KeyRing(hashes),
         limiter=RateLimiter(settings.rate_limit, settings.rate_limit_storage),
     )
@@ -77,7 +77,8 @@ def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
         services.runs.draining = False
         await services.store.open()
         await services.engine.offload.start()
-        # Runs a crash or kill -9 left running end as interrupted, so every follower ends.
+        # Runs a crash or kill -9 left running go on from their logs (or end as
+        # interrupted), so every follower gets the rest and a done.
         await services.runs.recover()
         purger = asyncio.create_task(
             services.runs.purge_forever(settings.run_retention_s, _purge_every_s(settings))

@@ -112,6 +112,9 @@ class Settings:
     # Items of one foreach; past it the step fails the run (limit_exceeded).
     # demo.ticker's schema allows 10,000.
     max_foreach_items: int = 10_000
+    # How many times one run may be resumed after a restart before it is closed
+    # as interrupted instead (a run that crashes its process must not loop).
+    max_resumes: int = 3
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -148,4 +151,5 @@ class Settings:
             max_events_per_run=_limit("SKILLRUN_MAX_EVENTS_PER_RUN", 100_000),
             max_stored_runs_per_key=_limit("SKILLRUN_MAX_STORED_RUNS_PER_KEY", 100_000),
             max_foreach_items=_limit("SKILLRUN_MAX_FOREACH_ITEMS", 10_000),
+            max_resumes=_int("SKILLRUN_MAX_RESUMES", 3),
         )

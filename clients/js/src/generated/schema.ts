@@ -64,8 +64,10 @@ export interface paths {
          *     `step_skipped` (reason `not run: …`), and so do a `foreach` step's items
          *     (each item's first event carries `data.items`, the item count; items
          *     that never started share one `step_skipped` from `data.index` to
-         *     `data.last_index`), also when the server died mid-run (closed at its
-         *     next start). Secret inputs
+         *     `data.last_index`), also when a run that cannot go on after its server
+         *     died is closed at the next start. A run that goes on after a restart gets
+         *     `skill_resumed` (not a second `skill_start`): each step instance running
+         *     at that seam starts over with a new `step_start`. Secret inputs
          *     are `[REDACTED]` in every event (see `/execute`). While the stream is
          *     idle a `: ping` comment is sent every 15 s (configurable).
          *
@@ -460,7 +462,7 @@ export interface components {
             error?: components["schemas"]["StepError"];
         };
         /** @enum {string} */
-        EventType: "skill_start" | "step_start" | "step_completed" | "step_skipped" | "step_degraded" | "step_failed" | "skill_completed" | "done" | "step_retrying" | "step_fallback" | "gate_warning";
+        EventType: "skill_start" | "step_start" | "step_completed" | "step_skipped" | "step_degraded" | "step_failed" | "skill_completed" | "done" | "step_retrying" | "step_fallback" | "gate_warning" | "skill_resumed";
         /** @description Fields every event but `done` carries. */
         EventEnvelope: {
             type: components["schemas"]["EventType"];
@@ -488,6 +490,13 @@ export interface components {
                 execution_channel: "http" | "http-stream" | "http-async";
                 /** @description The step ids in order, so a UI can draw them before they run. */
                 steps: string[];
+                /**
+                 * @description The content hash of the skill definition the run started with; a
+                 *     run resumed after a restart continues only with the same definition.
+                 */
+                digest?: string;
+                /** @description The run's time limit (the skill's `timeout` or `options.timeout_ms`, the smaller); it counts wall time from the run's start, across restarts. Absent: none. */
+                timeout_ms?: number;
             };
         } & {
             /**
@@ -495,6 +504,32 @@ export interface components {
              * @enum {string}
              */
             type: "skill_start";
+        };
+        /**
+         * @description The run goes on after its server stopped (a restart, or a lost node whose
+         *     runs a survivor took over): the seam in the log. Steps and `foreach` items
+         *     with a fate before it keep their fate and output and never run again. Each
+         *     step instance that was started and had no fate yet is void: it starts over
+         *     with a new `step_start` (at-least-once: its capability may run twice). Ids
+         *     keep counting up; `skill_start` is not repeated.
+         */
+        SkillResumedEvent: components["schemas"]["EventEnvelope"] & {
+            /** @enum {string} */
+            type: "skill_resumed";
+            data: {
+                /** @description Step instances (steps and `foreach` items, nested ones included) whose fate was kept. */
+                restored: number;
+                /** @description Step instances that were running and start over. */
+                rerun: number;
+                /** @description How many times this run has been resumed, this one included. */
+                resumes: number;
+            };
+        } & {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "skill_resumed";
         };
         StepStartEvent: components["schemas"]["EventEnvelope"] & {
             /** @enum {string} */
@@ -742,7 +777,7 @@ export interface components {
             type: "done";
         };
         /** @description One event of a run, told apart by `type`. */
-        SkillEvent: components["schemas"]["SkillStartEvent"] | components["schemas"]["StepStartEvent"] | components["schemas"]["StepCompletedEvent"] | components["schemas"]["StepSkippedEvent"] | components["schemas"]["StepDegradedEvent"] | components["schemas"]["StepFailedEvent"] | components["schemas"]["SkillCompletedEvent"] | components["schemas"]["DoneEvent"] | components["schemas"]["StepRetryingEvent"] | components["schemas"]["StepFallbackEvent"] | components["schemas"]["GateWarningEvent"];
+        SkillEvent: components["schemas"]["SkillStartEvent"] | components["schemas"]["StepStartEvent"] | components["schemas"]["StepCompletedEvent"] | components["schemas"]["StepSkippedEvent"] | components["schemas"]["StepDegradedEvent"] | components["schemas"]["StepFailedEvent"] | components["schemas"]["SkillCompletedEvent"] | components["schemas"]["SkillResumedEvent"] | components["schemas"]["DoneEvent"] | components["schemas"]["StepRetryingEvent"] | components["schemas"]["StepFallbackEvent"] | components["schemas"]["GateWarningEvent"];
         /**
          * @description One Server-Sent Events frame as a client's parser sees it. `data` is a
          *     JSON text whose schema is `SkillEvent`; `event` equals its `type`.
