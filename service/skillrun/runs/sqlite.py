@@ -183,6 +183,8 @@ class _Purge:
 
 
 class SqliteStore:
+    kind = "sqlite"
+
     def __init__(
         self, path: str | Path, *, tail_events: int = 2048, keep_live_s: float = 30.0, checkpoint_s: float = 1.0
     ) -> None:
@@ -318,6 +320,17 @@ class SqliteStore:
         # An index range scan (runs_by_owner); the quota caches it per owner until a purge.
         rows = await self._query("SELECT COUNT(*) FROM runs WHERE owner = ?", (owner,))
         return int(rows[0][0])
+
+    async def reachable(self) -> bool:
+        """The writer is alive and the file answers a read (a disk gone bad fails here)."""
+        if self._writer is None or self._writer.done():
+            return False
+        try:
+            await self._query("SELECT 1 FROM runs LIMIT 1", ())
+        except sqlite3.Error:
+            log.exception("run store %s: the readiness read failed", self.path)
+            return False
+        return True
 
     def _enqueue(self, op: tuple[str, EventRecord] | _Create | _Purge) -> None:
         if self._writer is None or self._closing:
