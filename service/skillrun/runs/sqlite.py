@@ -239,7 +239,7 @@ class SqliteStore:
         try:
             conn = self._connect()
             try:
-                migrate(conn, self.path)
+                migrate(conn, self._file_lock.db)
             finally:
                 conn.close()
         except BaseException:
@@ -327,8 +327,9 @@ class SqliteStore:
             return False
         try:
             await self._query("SELECT 1 FROM runs LIMIT 1", ())
-        except sqlite3.Error:
-            log.exception("run store %s: the readiness read failed", self.path)
+        except sqlite3.Error as exc:
+            # Probes come every few seconds: one line each, no traceback.
+            log.warning("run store %s: the readiness read failed: %s", self.path, exc)
             return False
         return True
 
