@@ -47,6 +47,21 @@ def parse_sse(text: str) -> tuple[list[Frame], list[str]]:
 IN_STEP_EVENTS = frozenset({"step_retrying", "step_fallback", "gate_warning"})
 
 
+def item_keys(event: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The (step id, index) each event stands for: ``index`` .. ``last_index`` for a
+    ``step_skipped`` of a run of items, else its own."""
+    data = event.get("data") or {}
+    first, last = data.get("index"), data.get("last_index")
+    if first is None or last is None:
+        return [(event.get("step_id"), first)]
+    return [(event.get("step_id"), i) for i in range(first, last + 1)]
+
+
+def skipped_indices(events: Iterable[dict[str, Any]]) -> list[int]:
+    """The item indices ``step_skipped`` events stand for, in order."""
+    return [k[1] for e in events for k in item_keys(e)]
+
+
 def check_order(events: Iterable[dict[str, Any]]) -> None:
     """Assert the stream's order rules (see the spec's execute_stream description)."""
     evs = list(events)
@@ -57,17 +72,21 @@ def check_order(events: Iterable[dict[str, Any]]) -> None:
     assert evs[-2]["type"] == "skill_completed"
     assert [e["type"] for e in evs].count("skill_completed") == 1
     open_steps: dict[tuple[str, Any], str] = {}
+    fated: set[tuple[str, Any]] = set()
     for e in evs[1:-2]:
         t = e["type"]
         key = (e.get("step_id"), (e.get("data") or {}).get("index"))
         if t == "step_start":
-            assert key not in open_steps, f"{key} started twice"
+            assert key not in open_steps and key not in fated, f"{key} started twice"
             open_steps[key] = t
         elif t in ("step_completed", "step_degraded", "step_failed"):
             assert key in open_steps, f"{t} for {key} without step_start"
             del open_steps[key]
+            fated.add(key)
         elif t == "step_skipped":
-            assert key not in open_steps
+            for k in item_keys(e):  # one event may stand for a run of items (last_index)
+                assert k not in open_steps and k not in fated, f"{k} skipped after it had its fate"
+                fated.add(k)
         elif t in IN_STEP_EVENTS:
             assert key in open_steps, f"{t} for {key} outside its step's life"
         else:

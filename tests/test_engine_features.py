@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from engine_util import Probe, engine_for, registry_with, run, skill
-from skillrun.engine import Capability, GateResult
+from sse_util import skipped_indices
+from skillrun.engine import Capability, CapabilityError, GateResult
 from skillrun.engine.runner import CANCELLED
 
 pytestmark = pytest.mark.anyio
@@ -263,7 +264,10 @@ async def test_foreach_items_that_never_start_after_a_failure_are_skipped(max_pa
     assert outcome.status == "failed"
     assert sorted(probe.started) == ["0", "1"]
     skipped = rec.of("step_skipped", "each")
-    assert [e["data"]["index"] for e in skipped] == [2, 3, 4, 5]
+    assert skipped_indices(skipped) == [2, 3, 4, 5]
+    # One event for the run of items that never started (issue 17: 9,998 events for a cancel).
+    assert [(e["data"]["index"], e["data"].get("last_index"), e["data"]["items"]) for e in skipped] == [(2, 5, 6)]
+    assert skipped[0]["message"] == "Step 'each' items 2-5 skipped: not run: another item of step 'each' failed."
     assert {e["data"]["reason"] for e in skipped} == {"not run: another item of step 'each' failed"}
 
 
@@ -287,8 +291,12 @@ async def test_cancelling_a_foreach_gives_every_item_a_fate(max_parallel: int) -
     assert outcome.status == "cancelled"
     assert len(probe.cancelled) == max_parallel
     failed = [e["data"]["index"] for e in rec.of("step_failed", "each")]
-    skipped = [e["data"]["index"] for e in rec.of("step_skipped", "each")]
+    skipped = skipped_indices(rec.of("step_skipped", "each"))
     assert sorted(failed) == list(range(max_parallel)) and skipped == list(range(max_parallel, 5))
+    assert len(rec.of("step_skipped", "each")) == 1
+    # The step stopped by the cancel shares the run's status in the result.
+    assert outcome.steps == [{"id": "each", "status": "cancelled", "duration_ms": outcome.steps[0]["duration_ms"],
+                              "error": {"kind": "cancelled", "message": "the run was cancelled"}}]
     assert {e["data"]["reason"] for e in rec.of("step_skipped")} == {"not run: the run was cancelled"}
 
 
@@ -524,6 +532,32 @@ async def test_gate_warn_emits_gate_warning_and_keeps_the_value(stage: str) -> N
     assert rec.types("s") == ["step_start", *["gate_warning"] * (2 if stage == "both" else 1), "step_completed"]
     assert rec.of("step_completed", "s")[0]["data"]["produced_output"] == {"text": "a secret"}
     assert rec.of("step_completed", "after")[0]["data"]["produced_output"] == {"saw": True}
+
+
+@pytest.mark.parametrize("stage", ["pre", "post"])
+async def test_a_gate_that_breaks_fails_its_step_with_events_at_either_stage(stage: str) -> None:
+    """Finding: pre- and post-gates were handled differently. A pre-gate whose capability
+    raised ended the run with no ``step_start``/``step_failed`` for its step (the step had
+    no fate in the stream); both stages now go through the same gate phase."""
+
+    async def broken(value: dict[str, Any]) -> GateResult:
+        raise CapabilityError("the scanner is down", "upstream")
+
+    reg = registry_with(Capability("broken", broken, gate=True))
+    s = skill(
+        f"""
+        id: brokengate
+        version: "1"
+        steps:
+          - {{id: s, uses: util.echo, gate: {{uses: broken, policy: fail, stage: {stage}}}, input: {{text: x}}}}
+        """,
+        reg,
+    )
+    outcome, rec, _ = await run(engine_for(s, registry=reg), s)
+    assert rec.types("s") == ["step_start", "step_failed"]
+    error = {"kind": "upstream", "message": "gate broken: the scanner is down"}
+    assert rec.of("step_failed", "s")[0]["data"]["error"] == error
+    assert outcome.status == "failed" and outcome.error == error
 
 
 async def test_clean_values_pass_every_gate_policy() -> None:

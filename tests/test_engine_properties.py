@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine_util import Recorder, engine_for, skill
+from sse_util import item_keys
 from skillrun.engine.runner import CANCELLED
 
 TERMINAL = {"step_completed", "step_degraded", "step_failed"}
@@ -79,7 +80,8 @@ def _check(needs: dict[str, list[str] | None], items: dict[str, int], events: li
         assert mine, f"{sid} has no fate"
         by_index: dict[Any, list[str]] = {}
         for e in mine:
-            by_index.setdefault((e["data"] or {}).get("index"), []).append(e["type"])
+            for _, index in item_keys(e):
+                by_index.setdefault(index, []).append(e["type"])
         for index, types in by_index.items():
             fate = [t for t in types if t in TERMINAL | {"step_skipped", "step_start"}]
             assert fate == ["step_skipped"] or (len(fate) == 2 and fate[0] == "step_start" and fate[1] in TERMINAL), (

@@ -26,7 +26,7 @@ from engine_util import engine_for, run, skill
 from skillrun.app import build_services
 from skillrun.runs import EventRecord, RunManager, RunRecord, SqliteStore, follow
 from spec_tools import event_validator
-from sse_util import check_order, parse_sse
+from sse_util import check_order, item_keys, parse_sse
 
 HEADERS = {"x-api-key": API_KEY}
 ITEMS = 500
@@ -76,7 +76,7 @@ steps:
 
 
 def _fates(events: list[dict[str, Any]]) -> Counter[tuple[str, Any]]:
-    return Counter((e["step_id"], e["data"].get("index")) for e in events if e["type"] in OUTCOMES)
+    return Counter(k for e in events if e["type"] in OUTCOMES for k in item_keys(e))
 
 
 def _stream_until(server: Server, enough: Callable[[list[dict[str, Any]]], bool]) -> tuple[str, list[dict[str, Any]]]:
@@ -135,8 +135,7 @@ def test_kill_9_mid_foreach_then_restart_gives_every_step_and_item_one_fate(
     assert set(fates) == expected
 
     def fate(step_id: str, index: Any = None) -> dict[str, Any]:
-        return next(e for e in events if e["type"] in OUTCOMES and e["step_id"] == step_id
-                    and e["data"].get("index") == index)
+        return next(e for e in events if e["type"] in OUTCOMES and (step_id, index) in item_keys(e))
 
     for step_id in ("after", "last"):
         assert fate(step_id)["type"] == "step_skipped"
@@ -159,7 +158,7 @@ def test_kill_9_mid_foreach_then_restart_gives_every_step_and_item_one_fate(
     run = httpx.get(f"{second.url}/v1/runs/{run_id}", headers=HEADERS).json()
     assert run["status"] == "interrupted"
     assert {s["id"]: s["status"] for s in run["result"]["steps"]} == {
-        "first": "completed", "fan": "failed", "side": "failed", "after": "skipped", "last": "skipped",
+        "first": "completed", "fan": "interrupted", "side": "interrupted", "after": "skipped", "last": "skipped",
     }
 
 
@@ -214,9 +213,11 @@ async def test_recovery_of_a_foreach_item_gated_off_still_knows_the_item_count(t
     finally:
         await store.close()
     check_order(events)
-    assert [(e["type"], e["data"].get("index")) for e in events[2:-2]] == [("step_skipped", 1), ("step_skipped", 2)]
+    # The items that never started: one event for the run of them, as the engine says it.
+    assert [(e["type"], e["data"].get("index"), e["data"].get("last_index")) for e in events[2:-2]] == [
+        ("step_skipped", 1, 2)]
     interrupted = {"kind": "interrupted", "message": "the run was interrupted"}
-    assert events[-1]["steps"] == [{"id": "tick", "status": "failed", "error": interrupted}]
+    assert events[-1]["steps"] == [{"id": "tick", "status": "interrupted", "error": interrupted}]
 
 
 @pytest.mark.anyio
@@ -246,7 +247,8 @@ async def test_every_foreach_items_first_event_carries_the_item_count() -> None:
     firsts: dict[tuple[str, int], dict[str, Any]] = {}
     for e in rec.events:
         if "index" in (e["data"] or {}):
-            firsts.setdefault((e["step_id"], e["data"]["index"]), e)
+            for key in item_keys(e):
+                firsts.setdefault(key, e)
     assert {k: e["data"]["items"] for k, e in firsts.items()} == {
         **{("each", i): 3 for i in range(3)}, **{("boom", i): 6 for i in range(6)}}
     assert firsts[("each", 1)]["type"] == "step_skipped"  # gated off before it started

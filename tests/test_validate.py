@@ -100,10 +100,10 @@ CASES = [
      [(9, "step 'b' reads steps.a but does not need it (add 'a' to its needs)")]),
     ("reads_unknown_output_field", HEAD + "steps:\n  - {id: split, uses: text.split_sentences, input: {text: hi}}\n"
      "  - id: b\n    uses: util.echo\n    input: {n: '${steps.split.cnt}'}\n",
-     [(7, "step 'b' reads steps.split.cnt, but text.split_sentences gives no 'cnt' (it gives count, sentences)")]),
+     [(7, "step 'b' reads steps.split.cnt, but text.split_sentences gives no 'cnt' (did you mean 'count'?) (it gives count, sentences)")]),
     ("output_reads_unknown_field", HEAD + "outputs:\n  x: {value: '${size(steps.split.sentence)}'}\n"
      "steps:\n  - {id: split, uses: text.split_sentences, input: {text: hi}}\n",
-     [(4, "output 'x' reads steps.split.sentence, but text.split_sentences gives no 'sentence' (it gives count, sentences)")]),
+     [(4, "output 'x' reads steps.split.sentence, but text.split_sentences gives no 'sentence' (did you mean 'sentences'?) (it gives count, sentences)")]),
     ("skill_timeout_zero", HEAD + "timeout: 0s\nsteps:\n  - {id: a, uses: util.echo}\n", [(3, "timeout must be more than 0")]),
     ("output_unknown_step", HEAD + "outputs:\n  x: {value: '${steps.nope.v}'}\nsteps:\n  - {id: a, uses: util.echo}\n",
      [(4, "output 'x' reads steps.nope, which is no step")]),
@@ -257,7 +257,7 @@ def test_validate_is_a_command_line_program(tmp_path: Path) -> None:
     bad = _file(tmp_path, HEAD + "steps:\n  - {id: a, uses: util.nope}\n")
     proc = subprocess.run([sys.executable, "-m", "skillrun", "validate", str(bad)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1
-    assert f"{bad}:4: unknown capability 'util.nope'" in proc.stderr.splitlines()
+    assert f"{bad}:4: unknown capability 'util.nope' (did you mean 'util.echo'?)" in proc.stderr.splitlines()
 
 
 def test_server_load_skips_bad_files_and_skills_nesting_them(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -271,7 +271,163 @@ def test_server_load_skips_bad_files_and_skills_nesting_them(tmp_path: Path, cap
         catalog, problems = load_skills([tmp_path], builtin_registry())
     assert [s.id for s in catalog.all()] == ["good"]
     assert [str(p) for p in problems] == [
-        f"{tmp_path / 'broken.yaml'}:4: unknown capability 'util.nope'",
+        f"{tmp_path / 'broken.yaml'}:4: unknown capability 'util.nope' (did you mean 'util.echo'?)",
         f"{tmp_path / 'wrapper.yaml'}:4: step 'a' uses skill 'broken', which is not loaded",
     ]
     assert "skipped skill file" in caplog.text
+
+
+def test_validate_calls_ok_exactly_what_the_server_serves(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Finding: `skillrun validate` builds its catalog differently from the server. A skill
+    nesting a skill that is itself left out (it nests a skill that is not loaded) was
+    "ok" to validate, yet the server skipped it; both now build the same catalog."""
+    from skillrun.capabilities import default_registry
+    from skillrun.engine import load_skills
+
+    outer = _file(tmp_path, 'id: outer\nversion: "1"\nsteps:\n  - {id: a, uses: "skill:mid"}\n', "outer.yaml")
+    mid = _file(tmp_path, 'id: mid\nversion: "1"\nsteps:\n  - {id: a, uses: "skill:nowhere"}\n', "mid.yaml")
+    good = _file(tmp_path, 'id: good\nversion: "1"\nsteps:\n  - {id: a, uses: util.echo}\n', "good.yaml")
+    code, problems, out = _validate(capsys, tmp_path)
+    assert code == 1
+    assert sorted(problems) == [
+        f"{mid}:4: step 'a' uses skill 'nowhere', which is not loaded",
+        f"{outer}:4: step 'a' uses skill 'mid', which is not loaded",
+    ]
+    assert out.splitlines() == [f"{good}: ok (good 1, 1 steps)"]
+    catalog, _ = load_skills([BUNDLED_SKILLS, tmp_path], default_registry())
+    assert "good" in catalog and "mid" not in catalog and "outer" not in catalog
+
+
+def test_one_duration_grammar_for_skill_timeouts_and_settings() -> None:
+    """Finding: several grammars for durations (skill timeouts took `250ms, 5s, 2m`;
+    SKILLRUN_RUN_RETENTION took `3600, 90s, 15m, 12h, 7d`): one grammar now reads both."""
+    from skillrun.capabilities import default_registry
+    from skillrun.engine.loader import parse_skill
+    from skillrun.settings import parse_duration
+
+    for text, seconds in [("250ms", 0.25), ("90s", 90.0), ("2m", 120.0), ("1.5m", 90.0)]:
+        skill = parse_skill(HEAD + f"timeout: {text}\nsteps:\n  - {{id: a, uses: util.echo}}\n", "t.yaml", default_registry())
+        assert skill.timeout_s == pytest.approx(seconds)
+        assert parse_duration(text, "SKILLRUN_RUN_RETENTION") == pytest.approx(seconds)
+    for text, seconds in [("3600", 3600.0), ("12h", 43200.0), ("7d", 604800.0), (" 15M ", 900.0)]:
+        assert parse_duration(text, "SKILLRUN_RUN_RETENTION") == seconds
+    for bad in ["soon", "5 parsecs", "-5s", "1e3", ""]:
+        with pytest.raises(ValueError, match="SKILLRUN_RUN_RETENTION: .* is not a duration like"):
+            parse_duration(bad, "SKILLRUN_RUN_RETENTION")
+
+
+# ---------------------------------------------------------------- the first hour (issue 17)
+
+
+def test_validate_names_schema_and_semantic_problems_in_one_run(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """Finding: `skillrun validate` stopped at the schema errors and hid the semantic
+    ones (2 errors, then 7 more after fixing them). Now one run names both kinds, and
+    the refused parts add no guesses of their own."""
+    path = _file(tmp_path, HEAD + textwrap.dedent("""\
+        inputs:
+          type: object
+          properties: {name: {type: string}}
+        steps:
+          - id: a
+            uses: util.echo
+            retries: 3
+          - id: b
+            uses: text.sumarize
+            input: {text: "${inputs.nme}"}
+          - id: c
+            uses: util.echo
+            needs: [a, bb]
+        """))
+    code, problems, _ = _validate(capsys, path)
+    assert code == 1
+    text = "\n".join(problems)
+    assert "steps.0: Additional properties are not allowed ('retries' was unexpected)" in text
+    assert "unknown capability 'text.sumarize' (did you mean 'text.summarize'?)" not in text  # not a capability
+    assert "unknown capability 'text.sumarize'" in text
+    assert "step 'b' reads inputs.nme, which is no declared input (did you mean 'name'?)" in text
+    assert "step 'c' needs 'bb', which is no step (did you mean 'b'?)" in text
+    assert len(problems) == 4, problems
+    lines = [int(p.split(":")[1]) for p in problems]
+    assert lines == sorted(lines)
+
+
+def test_an_undeclared_input_is_named_with_the_closest_declared_one(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """Finding: `${inputs.nme}` (an input that is not declared) loaded, and failed only when run."""
+    path = _file(tmp_path, HEAD + textwrap.dedent("""\
+        inputs:
+          type: object
+          properties: {name: {type: string}}
+        steps:
+          - id: a
+            uses: util.echo
+            input: {x: "${inputs.name}"}
+        outputs:
+          greeting: {value: "hello ${inputs.nme}"}
+        """))
+    code, problems, _ = _validate(capsys, path)
+    assert code == 1
+    assert [p.split(": ", 1)[1] for p in problems] == [
+        "output 'greeting' reads inputs.nme, which is no declared input (did you mean 'name'?) (declare it under inputs.properties)"
+    ]
+
+
+def test_a_field_read_from_a_foreach_list_or_an_undeclared_output_field_is_refused(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Finding: `steps.c.valu` was not caught on a step whose output the old check saw
+    as open (a fallback's, a foreach's list, pii.detect's)."""
+    path = _file(tmp_path, HEAD + textwrap.dedent("""\
+        steps:
+          - id: c
+            uses: util.flaky
+            input: {key: k}
+            on_error: {fallback: {uses: util.sleep, input: {ms: 1}}}
+          - id: d
+            uses: pii.detect
+            input: {text: x}
+          - id: e
+            uses: util.echo
+            foreach: "${[1, 2]}"
+          - id: f
+            uses: util.echo
+            needs: [c, d, e]
+            input: {a: "${steps.c.valu}", b: "${steps.d.has_pi}", n: "${steps.e.size()}", m: "${steps.e.x}"}
+        """))
+    code, problems, _ = _validate(capsys, path)
+    assert code == 1
+    said = [p.split(": ", 1)[1] for p in problems]
+    assert "step 'f' reads steps.c.valu, but util.flaky gives no 'valu' (did you mean 'value'?) (it gives attempts, slept_ms, value)" in said
+    assert "step 'f' reads steps.d.has_pi, but pii.detect gives no 'has_pi' (did you mean 'has_pii'?) (it gives findings, has_pii)" in said
+    assert any(s.startswith("step 'f' reads steps.e.x, but steps.e is a list") for s in said)
+    assert len(said) == 3, said  # steps.e.size() is a method call, not a field
+
+
+def test_retry_on_names_only_kinds_the_step_can_fail_with(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """Finding: `retry.on: [bogus_kind]` loaded and silently never retried anything."""
+    path = _file(tmp_path, HEAD + textwrap.dedent("""\
+        steps:
+          - id: a
+            uses: http.request
+            input: {url: "http://example.com"}
+            retry: {on: [http_eror, timeout]}
+          - id: b
+            uses: util.fail
+            retry: {on: [my_own_kind]}
+        """))
+    code, problems, _ = _validate(capsys, path)
+    assert code == 1
+    assert len(problems) == 1, problems
+    assert problems[0].endswith(":7: retry.on: http.request never fails with 'http_eror' (did you mean 'http_error'?)"
+                                " (its kinds: capability_error, expression_error, gate_failed, http_error, http_refused,"
+                                " http_status, http_too_large, http_too_many_redirects, http_unsupported, input_invalid,"
+                                " internal, timeout)")
+
+
+def test_an_unquoted_expression_with_a_colon_is_explained(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """Finding: an unquoted `${…}` containing `:` gave a bare YAML error."""
+    path = _file(tmp_path, HEAD + "steps:\n  - id: a\n    uses: util.echo\n    input:\n      x: ${ true ? 'y: z' : 'w' }\n")
+    code, problems, _ = _validate(capsys, path)
+    assert code == 1
+    assert len(problems) == 1
+    assert ":7: invalid YAML: " in problems[0]
+    assert "quote the whole value" in problems[0]

@@ -295,12 +295,13 @@ def _validate(args: argparse.Namespace) -> int:
     among the files given. A directory stands for its ``*.yaml``/``*.yml`` files.
     """
     from .capabilities import default_registry
-    from .engine import SkillLoadError, load_skill_file
-    from .engine.loader import Problem, link, load_skills, skill_files
+    from .engine.catalog import CatalogBuilder, skill_files
+    from .engine.parsing import Problem
     from .settings import BUNDLED_SKILLS
 
-    registry = default_registry()
-    bundled, _ = load_skills([BUNDLED_SKILLS], registry)
+    # The same catalog the server builds: the bundled skills, then these files.
+    builder = CatalogBuilder(default_registry())
+    builder.add_layer(skill_files(BUNDLED_SKILLS))
     files: list[Path] = []
     problems: list[Problem] = []
     for name in args.files:
@@ -309,24 +310,12 @@ def _validate(args: argparse.Namespace) -> int:
         if not found:
             problems.append(Problem(str(path), 1, "a directory without skill files (*.yaml, *.yml)"))
         files.extend(found)
-    loaded: dict[str, Any] = {}
-    for path in files:
-        try:
-            skill = load_skill_file(path, registry)
-        except SkillLoadError as exc:
-            problems.extend(exc.problems)
-            continue
-        if skill.id in loaded:
-            problems.append(Problem(str(path), 1, f"skill id {skill.id!r} is also the id of {loaded[skill.id].source}"))
-            continue
-        loaded[skill.id] = skill
-    universe = {s.id: s for s in bundled.all()}
-    universe.update(loaded)
-    for skill_id, link_problems in link(universe.values()).items():
-        if skill_id in loaded:
-            problems.extend(link_problems)
+    loaded = builder.add_layer(files, unique=True)
+    builder.link()
+    ours = {str(p) for p in files}
+    problems += [p for p in builder.problems if p.path in ours]
     bad_files = {p.path for p in problems}
-    for skill in loaded.values():
+    for skill in loaded:
         if skill.source not in bad_files:
             print(f"{skill.source}: ok ({skill.id} {skill.version}, {len(skill.steps)} steps)")
     for p in sorted(problems, key=lambda p: (p.path, p.line)):

@@ -6,21 +6,16 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import durations
+
 BUNDLED_SKILLS = Path(__file__).resolve().parent / "skills"
 # Relative to the working directory of `skillrun serve`.
 DEFAULT_DB = ".skillrun/skillrun.db"
-_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
 def parse_duration(raw: str, name: str) -> float:
-    """Seconds from ``90``, ``90s``, ``15m``, ``12h`` or ``7d``."""
-    text = raw.strip().lower()
-    unit = _UNITS.get(text[-1:], None)
-    number = text[:-1] if unit is not None else text
-    try:
-        value = float(number) * (unit or 1.0)
-    except ValueError:
-        raise ValueError(f"{name}: {raw!r} is not a duration like 3600, 90s, 15m, 12h or 7d") from None
+    """Seconds from ``3600``, ``90s``, ``15m``, ``12h``, ``7d`` (``durations``); positive."""
+    value = durations.parse_duration(raw, name)
     if value <= 0:
         raise ValueError(f"{name}: {raw!r} must be positive")
     return value

@@ -210,6 +210,10 @@ class _GuardedTransport(httpx.AsyncBaseTransport):
 
 
 MAX_REDIRECTS = 20  # as browsers and httpx
+# What a request fails with, besides the engine's kinds (``retry.on`` is checked against them).
+ERROR_KINDS = frozenset(
+    {"http_refused", "http_error", "http_status", "http_too_large", "http_too_many_redirects", "http_unsupported"}
+)
 _METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 #: Response headers that carry credentials or session state: left out of the
@@ -478,4 +482,5 @@ def make_capability(policy: HttpPolicy | None = None) -> Capability:
         "Call an HTTP API (timeout, size limit; private and metadata addresses refused unless allowed).",
         INPUT_SCHEMA,
         OUTPUT_SCHEMA,
+        error_kinds=ERROR_KINDS,
     )

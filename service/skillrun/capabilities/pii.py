@@ -80,9 +80,22 @@ def _gate(output: dict[str, Any]) -> GateResult:
 
 
 _IN = {"type": "object", "required": ["text"], "additionalProperties": False, "properties": {"text": {"type": "string"}}}
+_FINDINGS = {
+    "type": "array",
+    "description": "Each kind found and how often (never the matched text).",
+    "items": {"type": "object", "properties": {"kind": {"type": "string"}, "count": {"type": "integer"}}},
+}
 
 CAPABILITIES = [
-    cpu_capability("pii.detect", _detect, "Find e-mail addresses, phone and card numbers.", _IN),
-    cpu_capability("pii.redact", _redact, "Replace e-mail addresses, phone and card numbers.", _IN),
+    cpu_capability(
+        "pii.detect", _detect, "Find e-mail addresses, phone and card numbers.", _IN,
+        {"type": "object", "additionalProperties": False,
+         "properties": {"has_pii": {"type": "boolean"}, "findings": _FINDINGS}},
+    ),
+    cpu_capability(
+        "pii.redact", _redact, "Replace e-mail addresses, phone and card numbers.", _IN,
+        {"type": "object", "additionalProperties": False,
+         "properties": {"text": {"type": "string"}, "findings": _FINDINGS}},
+    ),
     cpu_capability("pii", _gate, "Gate: redact PII in a step's output (step_degraded).", gate=True),
 ]

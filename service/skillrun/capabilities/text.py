@@ -183,6 +183,7 @@ CAPABILITIES = [
             "properties": {"text": _TEXT, "content_type": {"type": "string"}},
         },
         {"type": "object", "additionalProperties": False, "properties": {"text": {"type": "string"}, "title": {"type": "string"}}},
+        error_kinds=frozenset({"input_too_large"}),
     ),
     cpu_capability(
         "text.split_sections",

@@ -47,8 +47,9 @@ CAPABILITIES = [
         },
         {"type": "object", "additionalProperties": False, "properties": {"slept_ms": {"type": "integer"}}},
         holds_slot=False,  # it only waits: a sleeping run must not keep others' calls out
+        error_kinds=frozenset(),
     ),
-    Capability("util.echo", _echo, "Return the input as the output."),
+    Capability("util.echo", _echo, "Return the input as the output.", error_kinds=frozenset()),
     Capability(
         "util.flaky",
         _flaky,

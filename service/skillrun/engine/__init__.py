@@ -2,9 +2,13 @@
 
 - ``model``: the skill and step model (what a YAML file becomes).
 - ``expressions``: CEL conditions and ``${...}`` templates.
-- ``loader``: YAML files -> ``Skill`` with problems named by file and line.
-- ``capability``: the capability registry steps call into.
-- ``runner``: runs a skill, emitting every step's fate into an ``Emitter``.
+- ``yaml_lines``, ``parsing``, ``catalog`` (``loader`` re-exports them): YAML files
+  -> ``Skill`` with problems named by file and line -> the one catalog.
+- ``capability``: the capability registry steps call into; ``workers``: where
+  CPU-bound capabilities run.
+- ``runner``: runs a skill (scheduling), emitting every step's fate into an
+  ``Emitter``; ``step``: one step's life; ``pool``: the bounded pool;
+  ``stopping``: cancellation with reasons; ``forward``: nested skills' events.
 """
 
 from .capability import Capability, CapabilityError, CapabilityRegistry, GateResult, run_state

@@ -59,6 +59,11 @@ class Capability:
     # False for capabilities that only wait (util.sleep, waits for input): they
     # hold no server-wide capability slot.
     holds_slot: bool = True
+    # The error kinds the capability fails with besides the engine's own
+    # (``model.ENGINE_KINDS``): ``retry.on`` is checked against them at load.
+    # None: not declared (any kind is accepted), as for a capability that takes
+    # its kind from its input.
+    error_kinds: frozenset[str] | None = None
 
 
 def cpu_capability(
@@ -69,6 +74,7 @@ def cpu_capability(
     output_schema: dict[str, Any] | None = None,
     *,
     gate: bool = False,
+    error_kinds: frozenset[str] | None = frozenset(),
 ) -> Capability:
     """A CPU-bound capability from its synchronous function (see ``Capability.sync_fn``).
 
@@ -87,6 +93,7 @@ def cpu_capability(
         output_schema if output_schema is not None else {"type": "object"},
         gate,
         sync_fn,
+        error_kinds=error_kinds,
     )
 
 
@@ -105,6 +112,10 @@ class CapabilityRegistry:
 
     def get(self, name: str) -> Capability | None:
         return self._by_name.get(name)
+
+    def all(self) -> list[Capability]:
+        """Every registered capability, by name."""
+        return [self._by_name[n] for n in sorted(self._by_name)]
 
     def __contains__(self, name: object) -> bool:
         return name in self._by_name

@@ -25,6 +25,12 @@ DETERMINISTIC_KINDS = frozenset(
 )
 
 
+#: Error kinds any step can fail with, whatever it calls (``retry.on`` may name them).
+ENGINE_KINDS = frozenset(
+    {"timeout", "capability_error", "expression_error", "gate_failed", "input_invalid", "internal"}
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Gate:
     """A safety check (a gate capability returning findings) before and/or after a step.

@@ -16,9 +16,9 @@ from starlette.responses import Response
 
 from ..engine import Skill
 from ..errors import TITLES
+from ..events import DONE, result_of_done
 from ..runs import IdempotencyConflict, RunRecord, ShuttingDown, follow, request_hash
 from ..runs.quotas import QuotaExceeded
-from ..runs.store import result_of_done
 from ..services import Services
 from ._http import json_response, owner, problem, services
 from ._stream import EventStreamResponse, frames
@@ -95,7 +95,7 @@ async def execute(skill_id: str, body: dict[str, Any]) -> Response:
     finally:
         if watcher is not None:
             watcher.cancel()
-    assert last is not None and last.type == "done"
+    assert last is not None and last.type == DONE
     result = result_of_done(last.data)
     return json_response(result, headers=_run_headers(run))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import AsyncIterator
 
+from ..events import DONE
 from .store import EventRecord, RunStore
 
 
@@ -24,7 +25,7 @@ async def follow(
         if batch:
             yield batch
             cursor = batch[-1].seq
-            if batch[-1].type == "done":
+            if batch[-1].type == DONE:
                 return
             woke = False
             continue

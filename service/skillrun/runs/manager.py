@@ -19,10 +19,12 @@ from typing import Any
 
 from ..engine import Engine, Skill
 from ..engine.runner import CANCELLED, INTERRUPTED, LIMIT_EXCEEDED
+from .. import events as ev
+from ..events import Event
 from .quotas import RunQuotas
 from .recovery import LogFates, closing_events
 from .redaction import RunInputs
-from .store import TERMINAL, UNFINISHED, EventRecord, RunRecord, RunStore, done_payload, utc_now
+from .store import TERMINAL, UNFINISHED, EventRecord, RunRecord, RunStore, utc_now
 from .writer import RunWriter
 
 log = logging.getLogger(__name__)
@@ -155,21 +157,13 @@ class RunManager:
             log.exception("run %s crashed", run.run_id)
             status, outputs, steps = "failed", {}, []
             error = {"kind": "internal", "message": f"internal error: {type(exc).__name__}"}
-            writer.emit("skill_completed", f"Skill '{skill.id}' failed.", None,
-                        {"status": status, "duration_ms": round((time.perf_counter() - started) * 1000, 3)})
-        result: dict[str, Any] = {
-            "skill_id": skill.id,
-            "status": status,
-            "outputs": outputs,
-            "trace_id": run.trace_id,
-            "run_id": run.run_id,
-            "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-            "steps": steps,
-        }
-        if error is not None:
-            result["error"] = error
+            writer.emit(*ev.skill_completed(skill.id, status, round((time.perf_counter() - started) * 1000, 3)))
+        result = ev.run_result(
+            skill_id=skill.id, status=status, outputs=outputs, trace_id=run.trace_id, run_id=run.run_id,
+            duration_ms=round((time.perf_counter() - started) * 1000, 3), steps=steps, error=error,
+        )
         # The store makes the run terminal with this event (status and result from it).
-        writer.append("done", done_payload(result))
+        writer.append(ev.DONE, ev.done(result))
 
     def _task_done(self, task: asyncio.Task[None], *, run: RunRecord) -> None:
         self._tasks.pop(run.run_id, None)
@@ -230,17 +224,16 @@ class RunManager:
                 break
             fates.feed(batch)
             last = batch[-1]
-        if last is not None and last.type == "done":
+        if last is not None and last.type == ev.DONE:
             return False
         skill = self.catalog.get(run.skill_id) if self.catalog is not None else None
         writer = RunWriter(self.store, run_id, run.trace_id, last_seq=last.seq if last else 0)
-        for n, (type_, payload, emit) in enumerate(closing_events(run, fates, status, skill, self.catalog)):
+        for n, event in enumerate(closing_events(run, fates, status, skill, self.catalog)):
             try:
-                if payload is not None:
-                    writer.append(type_, payload)
+                if isinstance(event, Event):
+                    writer.emit(*event)
                 else:
-                    assert emit is not None
-                    writer.emit(type_, *emit)
+                    writer.append(ev.DONE, event)
             except ValueError:
                 # Out of order: events we cannot see yet are being stored (its engine
                 # just finished, or a second close raced us). The first append fails

@@ -6,7 +6,8 @@ as the engine does when it stops a run itself:
 
 - each step instance that started and has no outcome gets ``step_failed`` (kind
   = the run's status, ``interrupted`` or ``cancelled``);
-- each ``foreach`` item that never started gets ``step_skipped`` (``not run: …``):
+- each ``foreach`` item that never started gets ``step_skipped`` (``not run: …``; one
+  event per run of consecutive items, ``index`` .. ``last_index``, as the engine says it):
   the item count comes from ``data.items``, which every item's first event
   carries (logs written before it existed only get their open items failed);
 - each step of ``skill_start``'s ``steps`` without any event gets ``step_skipped``;
@@ -26,14 +27,15 @@ import json
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
+from .. import events as ev
 from ..engine import Skill
-from .store import EventRecord, RunRecord, done_payload
+from ..events import Event
+from .store import EventRecord, RunRecord
 
-# (type, done payload, (message, step_id, data)) for ``RunWriter.append`` / ``emit``.
-Closing = tuple[str, dict[str, Any] | None, tuple[str, str | None, dict[str, Any]] | None]
+# An engine event for ``RunWriter.emit``, or (last) the ``done`` payload for ``append``.
+Closing = Event | dict[str, Any]
 Key = tuple[str, int | None]  # (step_id, foreach index)
 
-_OUTCOMES = frozenset({"step_completed", "step_degraded", "step_failed", "step_skipped"})
 _PLACE = ("parent_step_id", "parent_index", "path")  # where a nested step belongs (StepPlace)
 
 
@@ -67,17 +69,17 @@ class LogFates:
 
     def feed(self, events: list[EventRecord]) -> None:
         """Read the next events of the log (a page at a time: a log can be long)."""
-        for ev in events:
+        for record in events:
             self.started = True
-            self._read(ev)
+            self._read(record)
 
-    def _read(self, ev: EventRecord) -> None:
-        if ev.type == "skill_start":
-            self.steps = list((json.loads(ev.data).get("data") or {}).get("steps") or [])
+    def _read(self, record: EventRecord) -> None:
+        if record.type == ev.SKILL_START:
+            self.steps = list((json.loads(record.data).get("data") or {}).get("steps") or [])
             return
-        if ev.type != "step_start" and ev.type not in _OUTCOMES:
+        if record.type != ev.STEP_START and record.type not in ev.STEP_TERMINAL:
             return
-        payload = json.loads(ev.data)
+        payload = json.loads(record.data)
         step_id, data = payload.get("step_id"), payload.get("data") or {}
         if not isinstance(step_id, str):
             return
@@ -89,39 +91,42 @@ class LogFates:
             self.items[step_id] = data["items"]
         if step_id not in self.places and "path" in data:
             self.places[step_id] = {k: data[k] for k in _PLACE if k in data}
-        if ev.type == "step_start":
+        if record.type == ev.STEP_START:
             self.open[key] = str(data.get("uses", ""))
             return
         self.open.pop(key, None)
-        outcome = {"status": ev.type.removeprefix("step_")}
-        if ev.type == "step_failed" and "error" in data:
+        outcome = {"status": record.type.removeprefix("step_")}
+        if record.type == ev.STEP_FAILED and "error" in data:
             outcome["error"] = data["error"]
         self.outcomes[key] = outcome
+        last = data.get("last_index")
+        if isinstance(last, int) and isinstance(key[1], int):  # one event for a run of unstarted items
+            for index in range(key[1] + 1, last + 1):
+                self.outcomes[(step_id, index)] = outcome
+                self._instances[step_id].append((step_id, index))
 
     # ------------------------------------------------------------- the missing fates
 
-    def missing(self, status: str, skills: SkillLookup | None) -> list[tuple[str, str, dict[str, Any]]]:
-        """``(type, step_id, data)`` for every instance without a fate, inner steps first."""
+    def missing(self, status: str, skills: SkillLookup | None) -> list[Event]:
+        """An event for every instance without a fate, inner steps first."""
         error = {"kind": status, "message": f"the run was {status}"}
         reason = f"not run: the run was {status}"
-        out: list[tuple[int, str, str, dict[str, Any]]] = []  # (depth, type, step_id, data)
+        out: list[tuple[int, Event]] = []  # (depth, event)
         for (step_id, index) in reversed(self.open):
-            data: dict[str, Any] = {**self.places.get(step_id, {}), "error": error, "duration_ms": 0}
-            if index is not None:
-                data["index"] = index
-            out.append((step_id.count("/"), "step_failed", step_id, data))
+            failed = ev.step_failed(step_id, error, 0, index)
+            out.append((step_id.count("/"), failed._replace(data={**self.places.get(step_id, {}), **(failed.data or {})})))
         for step_id, count in self.items.items():
-            for index in range(count):
-                if (step_id, index) not in self.outcomes and (step_id, index) not in self.open:
-                    data = {**self.places.get(step_id, {}), "reason": reason, "index": index}
-                    out.append((step_id.count("/"), "step_skipped", step_id, data))
+            unstarted = (i for i in range(count) if (step_id, i) not in self.outcomes and (step_id, i) not in self.open)
+            for first, last in ev.index_ranges(unstarted):
+                skipped = ev.step_skipped(step_id, reason, first, items=count, last_index=last, **self.places.get(step_id, {}))
+                out.append((step_id.count("/"), skipped))
         for step_id, data in self._unstarted_nested(skills):
-            out.append((step_id.count("/"), "step_skipped", step_id, {**data, "reason": reason}))
+            out.append((step_id.count("/"), ev.step_skipped(step_id, reason, **data)))
         for step_id in self.steps:
             if step_id not in self.seen:
-                out.append((0, "step_skipped", step_id, {"reason": reason}))
+                out.append((0, ev.step_skipped(step_id, reason)))
         out.sort(key=lambda t: -t[0])  # stable: within a depth, failures, then items, then steps
-        return [(type_, step_id, data) for _, type_, step_id, data in out]
+        return [event for _, event in out]
 
     def _unstarted_nested(self, skills: SkillLookup | None) -> list[tuple[str, dict[str, Any]]]:
         """The steps of nested skills in flight that have no event at all."""
@@ -157,8 +162,9 @@ class LogFates:
             unfinished = any(k in self.open for k in instances) or any(
                 (step_id, i) not in self.outcomes for i in range(self.items.get(step_id, 0))
             )
-            if unfinished:
-                out.append({"id": step_id, "status": "failed", "error": error})
+            if unfinished:  # stopped by the run's end: it shares the run's status
+                out.append({"id": step_id, "status": status if status in ("cancelled", "interrupted") else "failed",
+                            "error": error})
                 continue
             out.append({"id": step_id, **self._summed([self.outcomes[k] for k in instances], step_id in self.items)})
         return out
@@ -187,35 +193,16 @@ def closing_events(
     out: list[Closing] = []
     if not fates.started:
         # Never started: a start first keeps the stream's order rules for every reader.
-        start = (f"Starting skill '{run.skill_id}'.", None, {
-            "skill_id": run.skill_id,
-            "version": skill.version if skill else "unknown",
-            "execution_channel": run.channel if run.channel in ("http", "http-stream", "http-async") else "http",
-            "steps": [s.id for s in skill.steps] if skill else [],
-        })
-        out.append(("skill_start", None, start))
-        fates.feed([EventRecord(1, "skill_start", json.dumps({"data": start[2]}))])
-    for type_, step_id, data in fates.missing(status, skills):
-        out.append((type_, None, (_message(type_, step_id, data), step_id, data)))
+        channel = run.channel if run.channel in ev.CHANNELS else "http"
+        start = ev.skill_start(run.skill_id, skill.version if skill else "unknown", channel,
+                               [s.id for s in skill.steps] if skill else [])
+        out.append(start)
+        fates.feed([EventRecord(1, ev.SKILL_START, json.dumps({"data": start.data}))])
+    out.extend(fates.missing(status, skills))
     duration = _ms_since(run.started_at or run.created_at)
-    out.append(("skill_completed", None, (f"Skill '{run.skill_id}' {status}.", None,
-                                          {"status": status, "duration_ms": duration})))
-    out.append(("done", done_payload({
-        "skill_id": run.skill_id,
-        "status": status,
-        "outputs": {},
-        "trace_id": run.trace_id,
-        "run_id": run.run_id,
-        "duration_ms": duration,
-        "steps": fates.summaries(status),
-        "error": error,
-    }), None))
+    out.append(ev.skill_completed(run.skill_id, status, duration))
+    out.append(ev.done(ev.run_result(
+        skill_id=run.skill_id, status=status, outputs={}, trace_id=run.trace_id, run_id=run.run_id,
+        duration_ms=duration, steps=fates.summaries(status), error=error,
+    )))
     return out
-
-
-def _message(type_: str, step_id: str, data: dict[str, Any]) -> str:
-    if type_ == "step_failed":
-        return f"Step '{step_id}' failed: {data['error']['message']}"
-    if "index" in data:
-        return f"Step '{step_id}' item {data['index']} skipped: {data['reason']}."
-    return f"Step '{step_id}' skipped: {data['reason']}."

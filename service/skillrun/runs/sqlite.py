@@ -40,8 +40,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Collection
 
+from ..events import DONE, projection
 from .filelock import FileLock
-from .store import EventRecord, ListCursor, RunPage, RunRecord, project, result_of_done, utc_now, wait_changed
+from .store import EventRecord, ListCursor, RunPage, RunRecord, project, utc_now, wait_changed
 
 log = logging.getLogger(__name__)
 
@@ -389,11 +390,11 @@ class SqliteStore:
                 if isinstance(op, tuple):
                     run_id, ev = op
                     events.append((run_id, ev.seq, ev.type, ev.data))
-                    if ev.seq == 1:
+                    change = projection(ev.seq, ev.type, ev.data)
+                    if change.starts:
                         started.append((now, run_id))
-                    if ev.type == "done":
-                        result = result_of_done(ev.data)
-                        finished.append((result.get("status", "failed"), _dumps(result), now, run_id))
+                    if change.result is not None:
+                        finished.append((change.status, _dumps(change.result), now, run_id))
                 elif isinstance(op, _Create):
                     outcome[i] = self._insert_run(conn, op.run)
                 else:
@@ -447,7 +448,7 @@ class SqliteStore:
                 live.last = ev.seq
                 if live.run is not None:
                     project(live.run, ev, now)
-                if ev.type == "done":
+                if ev.type == DONE:
                     live.closed = True
                     # Late followers still find the tail for a while, then the database.
                     asyncio.get_running_loop().call_later(self.keep_live_s, self._forget, run_id, live)

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import re
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Collection, Protocol
+
+from ..events import DONE, projection
 
 TERMINAL = frozenset({"completed", "failed", "cancelled", "interrupted"})
 UNFINISHED = frozenset({"queued", "running"})
@@ -126,29 +127,15 @@ class RunStore(Protocol):
         """Whether the store answers now (readiness: a cheap round trip, never a scan)."""
 
 
-def done_payload(result: dict[str, Any]) -> dict[str, Any]:
-    """The ``done`` event: the run's result plus ``type`` and a ``message`` like every
-    other event's (so ``print(event.type, event.message)`` works for all of them)."""
-    return {**result, "type": "done", "message": f"Skill '{result['skill_id']}' {result['status']}."}
-
-
-def result_of_done(data: str) -> dict[str, Any]:
-    """The run's result (the ``/execute`` body) from a ``done`` event's JSON."""
-    result: dict[str, Any] = json.loads(data)
-    result.pop("type", None)
-    result.pop("message", None)
-    return result
-
-
 def project(run: RunRecord, event: EventRecord, now: str) -> None:
-    """Apply an event to its run record (see the module docstring)."""
-    if event.seq == 1 and run.status == "queued":
+    """Apply an event to its run record (``events.projection``; see the module docstring)."""
+    change = projection(event.seq, event.type, event.data)
+    if change.starts and run.status == "queued":
         run.status = "running"
         run.started_at = now
-    if event.type == "done":
-        result = result_of_done(event.data)
-        run.status = result.get("status", "failed")
-        run.result = result
+    if change.result is not None:
+        run.status = change.status
+        run.result = change.result
         run.finished_at = now
 
 
@@ -209,7 +196,7 @@ class _Log:
 
     @property
     def closed(self) -> bool:
-        return bool(self.events) and self.events[-1].type == "done"
+        return bool(self.events) and self.events[-1].type == DONE
 
 
 class MemoryStore:
@@ -251,8 +238,7 @@ class MemoryStore:
         if event.seq != len(log.events) + 1:
             raise ValueError(f"run {run_id}: event {event.seq} out of order")
         log.events.append(event)
-        if event.seq == 1 or event.type == "done":
-            project(log.run, event, utc_now())
+        project(log.run, event, utc_now())
         # Wake every follower at once, then give the next ones a fresh event to wait on.
         log.changed.set()
         log.changed = asyncio.Event()

@@ -1,4 +1,4 @@
-"""The engine's ``Emitter`` for one run: the envelope, the sequence, the append."""
+"""The engine's ``Emitter`` for one run: the envelope (``events``), the sequence, the append."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any, Callable
 
 import orjson
 
+from ..events import DONE, SKILL_COMPLETED, Event, envelope
 from .store import EventRecord, RunStore, utc_now
 
 _json_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
@@ -51,18 +52,8 @@ class RunWriter:
     def emit(
         self, type: str, message: str, step_id: str | None = None, data: dict[str, Any] | None = None
     ) -> None:
-        self.append(
-            type,
-            {
-                "type": type,
-                "message": message,
-                "timestamp": utc_now(),
-                "step_id": step_id,
-                "trace_id": self.trace_id,
-                "run_id": self.run_id,
-                "data": data,
-            },
-        )
+        event = Event(type, message, step_id, data)
+        self.append(type, envelope(event, trace_id=self.trace_id, run_id=self.run_id, timestamp=utc_now()))
 
     def append(self, type: str, payload: dict[str, Any]) -> None:
         self.seq += 1
@@ -70,5 +61,5 @@ class RunWriter:
         # SSE requires (a raw line break would end the data field).
         self._store.append(self.run_id, EventRecord(self.seq, type, _dumps(payload)))
         # The run's last two events come after its engine has ended: nothing left to stop.
-        if self.seq == self.max_events and self._on_full is not None and type not in ("skill_completed", "done"):
+        if self.seq == self.max_events and self._on_full is not None and type not in (SKILL_COMPLETED, DONE):
             self._on_full()

@@ -62,8 +62,10 @@ export interface paths {
          *     (`uses: skill:<id>`) appear as `parent/child` with `data.parent_step_id`
          *     and `data.path`. Steps that never ran because the run ended first get
          *     `step_skipped` (reason `not run: …`), and so do a `foreach` step's items
-         *     (each item's first event carries `data.items`, the item count), also
-         *     when the server died mid-run (closed at its next start). Secret inputs
+         *     (each item's first event carries `data.items`, the item count; items
+         *     that never started share one `step_skipped` from `data.index` to
+         *     `data.last_index`), also when the server died mid-run (closed at its
+         *     next start). Secret inputs
          *     are `[REDACTED]` in every event (see `/execute`). While the stream is
          *     idle a `: ping` comment is sent every 15 s (configurable).
          *
@@ -401,8 +403,13 @@ export interface components {
          * @enum {string}
          */
         RunStatus: "queued" | "running" | "completed" | "failed" | "cancelled" | "interrupted";
-        /** @enum {string} */
-        StepStatus: "completed" | "skipped" | "degraded" | "failed";
+        /**
+         * @description A step's fate in the result. `cancelled` / `interrupted`: the step was
+         *     running when the run was cancelled / the server went down (the run has
+         *     the same status; its `error` says so).
+         * @enum {string}
+         */
+        StepStatus: "completed" | "skipped" | "degraded" | "failed" | "cancelled" | "interrupted";
         StepError: {
             /** @description What went wrong: `capability_error`, `timeout`, `expression_error`, `cancelled`, `interrupted` (the server shut down), `internal`, `gate_failed` (a gate with policy `fail` found something), `input_invalid` (a nested skill's inputs, or a capability's rendered input, that break the schema; the message names the field), `http_refused`, `http_error`, `http_status`, `http_too_large`, `http_too_many_redirects`, `http_unsupported` (`http.request`), `limit_exceeded` (the run went past a server limit: events per run, `foreach` items), or a kind a capability names. By default `retry` repeats none of `expression_error`, `gate_failed`, `input_invalid`, `internal`, `http_refused`, `http_too_many_redirects`, `http_unsupported`. */
             kind: string;
@@ -545,6 +552,12 @@ export interface components {
                 condition?: string;
                 /** @description For a `foreach` step's item (with `index`): how many items the step has (see `StepStartEvent`). */
                 items?: number;
+                /**
+                 * @description With `index`: this one event is the fate of the items `index`
+                 *     to `last_index` (inclusive), none of which started (the step
+                 *     ended first). Absent: the event is item `index`'s alone.
+                 */
+                last_index?: number;
                 /** @description The gate that skipped the step. */
                 gate?: string;
                 findings?: components["schemas"]["GateFinding"][];

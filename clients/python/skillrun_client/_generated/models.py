@@ -51,7 +51,15 @@ RunStatus = TypeAliasType(
 )
 
 
-StepStatus = TypeAliasType("StepStatus", Literal['completed', 'skipped', 'degraded', 'failed'])
+StepStatus = TypeAliasType(
+    "StepStatus",
+    Annotated[
+        Literal['completed', 'skipped', 'degraded', 'failed', 'cancelled', 'interrupted'],
+        Field(
+            description="A step's fate in the result. `cancelled` / `interrupted`: the step was\nrunning when the run was cancelled / the server went down (the run has\nthe same status; its `error` says so).\n"
+        ),
+    ],
+)
 
 
 class StepError(BaseModel):
@@ -441,6 +449,13 @@ class StepSkippedData(StepPlace):
         int | None,
         Field(
             description="For a `foreach` step's item (with `index`): how many items the step has (see `StepStartEvent`).",
+            ge=1,
+        ),
+    ] = None
+    last_index: Annotated[
+        int | None,
+        Field(
+            description="With `index`: this one event is the fate of the items `index`\nto `last_index` (inclusive), none of which started (the step\nended first). Absent: the event is item `index`'s alone.\n",
             ge=1,
         ),
     ] = None

@@ -1,0 +1,283 @@
+"""One step's life (one execution of a step, or of one ``foreach`` item), as phases:
+
+    pre-gates -> step_start -> attempts (call, post-gates; retried) -> fallback -> outcome
+
+Both gate stages run through the same ``gates``; what a finding means differs
+only where the stage does: a pre-gate ``skip`` skips the step before it starts, a
+post-gate ``skip`` drops the output (the step is degraded). A ``fail`` finding is
+the step's failure (before the attempts: not retried; after: retried), a ``warn``
+becomes ``gate_warning``, a ``degrade`` goes on with the redacted value.
+
+An instance emits ``step_start`` and then exactly one terminal event, also when
+it is cancelled (``step_failed`` with the cancellation's reason).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .. import events as ev
+from ..events import Emitter, Event
+from .capability import Capability, CapabilityError, CapabilityRegistry
+from .expressions import ExpressionError, Template
+from .model import Gate, Step
+from .stopping import StepFailure, stop_reason
+
+
+
+class EngineCalls(Protocol):
+    """What a step needs of the engine (``runner.Engine``)."""
+
+    capabilities: CapabilityRegistry
+    rng: random.Random
+
+    async def invoke(self, cap: Capability, args: dict[str, Any]) -> Any: ...
+
+
+class StepHost(Protocol):
+    """What a step needs of the run it belongs to (``runner._Run``): its values, its
+    stream, and the two ways to do the work (a capability call, a nested skill)."""
+
+    @property
+    def engine(self) -> EngineCalls: ...
+
+    inputs: dict[str, Any]
+    outputs: dict[str, Any]
+    emitter: Emitter
+
+    async def _call(self, step: Step, cap: Capability, args: dict[str, Any]) -> dict[str, Any]: ...
+
+    async def _nested(self, step: Step, index: int | None, args: dict[str, Any]) -> dict[str, Any]: ...
+
+    async def render(self, what: Template, local: dict[str, Any] | None = None) -> Any: ...
+
+    def item_count(self, step_id: str) -> int | None: ...
+
+Findings = list[dict[str, Any]]
+
+
+def ms_since(start: float) -> float:
+    return round((time.perf_counter() - start) * 1000, 3)
+
+
+def gate_failure(gate: Gate, findings: Findings) -> StepFailure:
+    kinds = ", ".join(f["kind"] for f in findings)
+    return StepFailure("gate_failed", f"gate {gate.uses} found {kinds}")
+
+
+@dataclass(slots=True)
+class Verdict:
+    """What one stage's gates made of a value."""
+
+    value: dict[str, Any]
+    warnings: list[tuple[Gate, Findings]] = field(default_factory=list)
+    findings: Findings = field(default_factory=list)  # degrading findings
+    info: dict[str, Any] = field(default_factory=dict)  # the last degrading gate: gate, stage, policy
+    skip: tuple[Gate, Findings] | None = None  # a pre-gate ``skip`` found something
+    failure: StepFailure | None = None  # a ``fail`` gate found something
+
+
+# Shared by the verdicts of steps without gates; never changed (only ``gates`` fills a verdict).
+_NONE: list[Any] = []
+_NO_INFO: dict[str, Any] = {}
+
+
+class StepLife:
+    """One instance of ``step`` in ``run``; ``live`` runs its phases."""
+
+    def __init__(self, run: StepHost, step: Step, index: int | None, local: dict[str, Any] | None) -> None:
+        self.run = run
+        self.step = step
+        self.index = index
+        self.local = local
+        # A foreach item's first event says how many items the step has (for recovery).
+        self.items = run.item_count(step.id) if index is not None else None
+        self.t0 = time.perf_counter()
+        self.started = False
+        # Degrading findings so far, and the info of the last gate (or fallback) that degraded.
+        self.findings: Findings = []
+        self.info: dict[str, Any] = {}
+
+    def emit(self, event: Event) -> None:
+        self.run.emitter.emit(*event)
+
+    async def live(self, failure: StepFailure | None = None) -> tuple[Any, str, dict[str, str] | None]:
+        """Returns (output, status, error). Raises ``StepFailure`` when the step failed
+        and its ``on_error`` is ``fail``; re-raises ``CancelledError`` after emitting
+        ``step_failed`` with the cancellation's reason."""
+        try:
+            return await self._phases(failure)
+        except asyncio.CancelledError as exc:
+            self._start()
+            self.emit(ev.step_failed(self.step.id, stop_reason(exc), ms_since(self.t0), self.index))
+            raise
+
+    async def _phases(self, failure: StepFailure | None) -> tuple[Any, str, dict[str, str] | None]:
+        step = self.step
+        args: dict[str, Any] = {}
+        warnings: list[tuple[Gate, Findings]] = []
+        if failure is None:
+            try:
+                verdict = await self.gates("pre", await self.run.render(step.input, self.local))
+            except ExpressionError as exc:
+                failure = StepFailure("expression_error", str(exc))
+            except StepFailure as exc:
+                failure = exc
+            else:
+                if verdict.skip is not None:
+                    gate, found = verdict.skip
+                    kinds = ", ".join(f["kind"] for f in found)
+                    self.emit(ev.step_skipped(step.id, f"gate {gate.uses} found {kinds}", self.index,
+                                              item=False, gate=gate.uses, findings=found, items=self.items))
+                    return None, "skipped", None
+                args, warnings, failure = verdict.value, verdict.warnings, verdict.failure
+                self._degraded_by(verdict)
+        self._start()
+        self._warn("pre", warnings)
+        output: Any = None
+        if failure is None:
+            try:
+                output = await self._attempts(args)
+            except StepFailure as exc:
+                failure = exc
+        if failure is not None:
+            output, failure = await self._fallback(failure)
+        return self._outcome(output, failure)
+
+    def _start(self) -> None:
+        if not self.started:
+            self.started = True
+            self.emit(ev.step_start(self.step.id, self.step.uses, self.index, items=self.items))
+
+    def _warn(self, stage: str, warnings: list[tuple[Gate, Findings]]) -> None:
+        for gate, found in warnings:
+            self.emit(ev.gate_warning(self.step.id, gate.uses, stage, found, self.index))
+
+    def _degraded_by(self, verdict: Verdict) -> None:
+        if verdict.info:
+            self.findings.extend(verdict.findings)
+            self.info = verdict.info
+
+    # ---------------------------------------------------------------- gates (both stages)
+
+    async def gates(self, stage: str, value: dict[str, Any]) -> Verdict:
+        """Run the step's gates of ``stage`` over ``value``, in the order written."""
+        if not self.step.gates:  # most steps: no allocations on the hot path
+            return Verdict(value, _NONE, _NONE, _NO_INFO)
+        verdict = Verdict(value)
+        for gate in self.step.gates:
+            if gate.stage != stage:
+                continue
+            result = await self._gate(gate, verdict.value)
+            if not result.findings:
+                continue
+            if gate.policy == "fail":
+                verdict.failure = gate_failure(gate, result.findings)
+                return verdict
+            if gate.policy == "warn":
+                verdict.warnings.append((gate, result.findings))
+            elif gate.policy == "skip" and stage == "pre":
+                verdict.skip = (gate, result.findings)
+                return verdict
+            elif gate.policy == "skip":  # post: the output is dropped
+                verdict.findings = list(result.findings)
+                verdict.info = {"gate": gate.uses, "stage": stage, "policy": "skip"}
+            else:  # degrade: go on with the redacted value
+                verdict.value = result.redacted
+                verdict.findings = [*verdict.findings, *result.findings]
+                verdict.info = {"gate": gate.uses, "stage": stage, "policy": "degrade"}
+        return verdict
+
+    async def _gate(self, gate: Gate, value: dict[str, Any]) -> Any:
+        engine = self.run.engine
+        cap = engine.capabilities.get(gate.uses)
+        if cap is None:
+            raise StepFailure("internal", f"gate {gate.uses!r} is not registered")
+        try:
+            return await engine.invoke(cap, value)
+        except CapabilityError as exc:
+            raise StepFailure(exc.kind, f"gate {gate.uses}: {exc}") from None
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            raise StepFailure("capability_error", f"gate {gate.uses}: {type(exc).__name__}: {exc}") from None
+
+    async def _post_gates(self, output: dict[str, Any]) -> Verdict:
+        verdict = await self.gates("post", output)
+        self._warn("post", verdict.warnings)
+        if verdict.failure is not None:
+            raise verdict.failure
+        return verdict
+
+    # ---------------------------------------------------------------- attempts, fallback
+
+    async def _attempts(self, args: dict[str, Any]) -> Any:
+        """Call the step's capability (or nested skill), retrying per ``step.retry``."""
+        step, run = self.step, self.run
+        attempt = 1
+        while True:
+            try:
+                if step.skill_id is not None:
+                    output = await run._nested(step, self.index, args)
+                else:
+                    cap = run.engine.capabilities.get(step.uses)
+                    if cap is None:
+                        raise StepFailure("internal", f"capability {step.uses!r} is not registered")
+                    output = await run._call(step, cap, args)
+                verdict = await self._post_gates(output)
+                self._degraded_by(verdict)
+                return verdict.value
+            except StepFailure as failure:
+                if attempt >= step.retry.max_attempts or not step.retry.retries(failure.kind):
+                    if attempt > 1:
+                        failure.message = f"{failure.message} (after {attempt} attempts)"
+                    raise
+                delay = step.retry.delay_ms(attempt, run.engine.rng.random())
+                self.emit(ev.step_retrying(step.id, attempt, failure.as_dict(), delay, self.index))
+                await asyncio.sleep(delay / 1000)
+                attempt += 1
+
+    async def _fallback(self, failure: StepFailure) -> tuple[Any, StepFailure | None]:
+        """``on_error: fallback``: run the alternative; else hand the failure back."""
+        step, run, fb = self.step, self.run, self.step.fallback
+        if step.on_error != "fallback" or fb is None:
+            return None, failure
+        self.emit(ev.step_fallback(step.id, failure.as_dict(), fb.uses, self.index))
+        cap = run.engine.capabilities.get(fb.uses)
+        try:
+            if cap is None:
+                raise StepFailure("internal", f"capability {fb.uses!r} is not registered")
+            try:
+                args = await run.render(fb.input, {**(self.local or {}), "error": failure.as_dict()})
+            except ExpressionError as exc:
+                raise StepFailure("expression_error", str(exc)) from None
+            verdict = await self._post_gates(await run._call(step, cap, args))
+        except StepFailure as exc:
+            return None, StepFailure(exc.kind, f"fallback {fb.uses} failed too: {exc.message}")
+        self.findings.extend(verdict.findings)
+        self.info = {**verdict.info, "fallback": fb.uses}
+        return verdict.value, None
+
+    # ---------------------------------------------------------------- outcome
+
+    def _outcome(self, output: Any, failure: StepFailure | None) -> tuple[Any, str, dict[str, str] | None]:
+        """The instance's one terminal event, and what the scheduler records."""
+        step = self.step
+        if failure is not None:
+            go_on = step.on_error == "continue"
+            self.emit(ev.step_failed(step.id, failure.as_dict(), ms_since(self.t0), self.index,
+                                     "continue" if go_on else None))
+            if go_on:
+                return None, "failed", failure.as_dict()
+            failure.step_id = step.id
+            raise failure
+        if self.findings:
+            self.emit(ev.step_degraded(step.id, output, self.findings, ms_since(self.t0), self.info, self.index))
+            dropped = self.info.get("policy") == "skip"
+            return (None if dropped else output), "degraded", None
+        self.emit(ev.step_completed(step.id, output, ms_since(self.t0), self.index, self.info.get("fallback")))
+        return output, "completed", None

@@ -1,0 +1,273 @@
+"""The one place an event is constructed, in the contract's vocabulary.
+
+Every event of a run's log is built here: the engine's events (as ``Event``
+tuples it hands to its ``Emitter``), the envelope that wraps them in the log,
+the final ``done`` event, and the projection of the log onto the run record
+(which event makes a run ``running``, which makes it terminal, with what).
+The names and fields are those of ``components/schemas`` in
+``openapi/skillrun.yaml``; change them there first.
+
+This module imports nothing of the project: the engine (which must not know
+about runs or HTTP) and the run stores both build on it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterable, NamedTuple, Protocol
+
+# The event types (``type``, and the SSE ``event:`` name).
+SKILL_START = "skill_start"
+STEP_START = "step_start"
+STEP_COMPLETED = "step_completed"
+STEP_DEGRADED = "step_degraded"
+STEP_FAILED = "step_failed"
+STEP_SKIPPED = "step_skipped"
+STEP_RETRYING = "step_retrying"
+STEP_FALLBACK = "step_fallback"
+GATE_WARNING = "gate_warning"
+SKILL_COMPLETED = "skill_completed"
+DONE = "done"
+
+# The terminal events of one step instance (each instance gets exactly one).
+STEP_TERMINAL = frozenset({STEP_COMPLETED, STEP_DEGRADED, STEP_FAILED, STEP_SKIPPED})
+
+# The channels a ``skill_start`` may name.
+CHANNELS = ("http", "http-stream", "http-async")
+
+
+class Event(NamedTuple):
+    """An event before its envelope: ``emitter.emit(*event)``."""
+
+    type: str
+    message: str
+    step_id: str | None
+    data: dict[str, Any] | None
+
+
+class Emitter(Protocol):
+    """Where the engine puts a run's events (``emitter.emit(*event)``)."""
+
+    def emit(
+        self, type: str, message: str, step_id: str | None = None, data: dict[str, Any] | None = None
+    ) -> None: ...
+
+
+def _with_index(data: dict[str, Any], index: int | None) -> dict[str, Any]:
+    if index is not None:
+        data["index"] = index
+    return data
+
+
+# ---------------------------------------------------------------- the run
+
+
+def skill_start(skill_id: str, version: str, channel: str, steps: list[str]) -> Event:
+    return Event(
+        SKILL_START,
+        f"Starting skill '{skill_id}'.",
+        None,
+        {"skill_id": skill_id, "version": version, "execution_channel": channel, "steps": steps},
+    )
+
+
+def skill_completed(skill_id: str, status: str, duration_ms: float) -> Event:
+    return Event(SKILL_COMPLETED, f"Skill '{skill_id}' {status}.", None, {"status": status, "duration_ms": duration_ms})
+
+
+# ---------------------------------------------------------------- one step (instance)
+
+
+def step_start(step_id: str, uses: str, index: int | None = None, *, items: int | None = None) -> Event:
+    """``items``: a foreach item's first event carries its step's item count (recovery reads it)."""
+    data = _with_index({"uses": uses}, index)
+    if items is not None:
+        data["items"] = items
+    return Event(STEP_START, f"Starting step '{step_id}'.", step_id, data)
+
+
+def step_completed(
+    step_id: str, output: Any, duration_ms: float, index: int | None = None, fallback: str | None = None
+) -> Event:
+    data: dict[str, Any] = {"produced_output": output, "duration_ms": duration_ms}
+    if fallback:
+        data["fallback"] = fallback
+    return Event(STEP_COMPLETED, f"Step '{step_id}' completed.", step_id, _with_index(data, index))
+
+
+def step_degraded(
+    step_id: str,
+    output: Any,
+    findings: list[dict[str, Any]],
+    duration_ms: float,
+    info: dict[str, Any],
+    index: int | None = None,
+) -> Event:
+    """Gates found something: the output was redacted, or dropped (``policy: skip``)."""
+    kinds = ", ".join(dict.fromkeys(f["kind"] for f in findings))
+    dropped = info.get("policy") == "skip"
+    return Event(
+        STEP_DEGRADED,
+        f"Step '{step_id}' degraded: {kinds} {'found, output dropped' if dropped else 'redacted'}.",
+        step_id,
+        _with_index(
+            {"produced_output": {} if dropped else output, "findings": findings, "duration_ms": duration_ms, **info},
+            index,
+        ),
+    )
+
+
+def step_failed(
+    step_id: str, error: dict[str, str], duration_ms: float, index: int | None = None, on_error: str | None = None
+) -> Event:
+    data: dict[str, Any] = {"error": error, "duration_ms": duration_ms}
+    if on_error is not None:
+        data["on_error"] = on_error
+    return Event(STEP_FAILED, f"Step '{step_id}' failed: {error['message']}", step_id, _with_index(data, index))
+
+
+def step_skipped(
+    step_id: str,
+    reason: str,
+    index: int | None = None,
+    *,
+    why: str | None = None,
+    item: bool = True,
+    items: int | None = None,
+    last_index: int | None = None,
+    **more: Any,
+) -> Event:
+    """Skipped for ``reason`` (the message says ``why``, when worded differently);
+    ``items`` as for ``step_start``; ``last_index``: this one event stands for the
+    items ``index`` .. ``last_index`` (none of which started); ``more`` are the
+    type's optional fields (condition, gate, findings, a nested step's place)."""
+    what = f"Step '{step_id}' item {index}" if index is not None and item else f"Step '{step_id}'"
+    if last_index is not None and last_index != index:
+        what = f"Step '{step_id}' items {index}-{last_index}"
+    data = _with_index({"reason": reason, **more}, index)
+    if items is not None:
+        data["items"] = items
+    if last_index is not None and last_index != index:
+        data["last_index"] = last_index
+    return Event(STEP_SKIPPED, f"{what} skipped: {why or reason}.", step_id, data)
+
+
+def step_retrying(step_id: str, attempt: int, error: dict[str, str], delay_ms: float, index: int | None = None) -> Event:
+    return Event(
+        STEP_RETRYING,
+        f"Step '{step_id}' attempt {attempt} failed ({error['kind']}); retrying in {delay_ms:g} ms.",
+        step_id,
+        _with_index({"attempt": attempt, "error": error, "delay_ms": delay_ms}, index),
+    )
+
+
+def step_fallback(step_id: str, error: dict[str, str], uses: str, index: int | None = None) -> Event:
+    return Event(
+        STEP_FALLBACK,
+        f"Step '{step_id}' failed ({error['kind']}); running fallback {uses}.",
+        step_id,
+        _with_index({"error": error, "uses": uses}, index),
+    )
+
+
+def gate_warning(step_id: str, gate: str, stage: str, findings: list[dict[str, Any]], index: int | None = None) -> Event:
+    kinds = ", ".join(f["kind"] for f in findings)
+    return Event(
+        GATE_WARNING,
+        f"Step '{step_id}': gate {gate} found {kinds}.",
+        step_id,
+        _with_index({"gate": gate, "stage": stage, "findings": findings}, index),
+    )
+
+
+def index_ranges(indices: Iterable[int]) -> list[tuple[int, int]]:
+    """Sorted indices as ``(first, last)`` runs of consecutive ones (for ``last_index``)."""
+    out: list[tuple[int, int]] = []
+    for i in sorted(indices):
+        if out and out[-1][1] == i - 1:
+            out[-1] = (out[-1][0], i)
+        else:
+            out.append((i, i))
+    return out
+
+
+# ---------------------------------------------------------------- the log
+
+
+def envelope(event: Event, *, trace_id: str, run_id: str, timestamp: str) -> dict[str, Any]:
+    """The event as the log stores it and a stream sends it (``EventEnvelope`` fields)."""
+    return {
+        "type": event.type,
+        "message": event.message,
+        "timestamp": timestamp,
+        "step_id": event.step_id,
+        "trace_id": trace_id,
+        "run_id": run_id,
+        "data": event.data,
+    }
+
+
+def run_result(
+    *,
+    skill_id: str,
+    status: str,
+    outputs: dict[str, Any],
+    trace_id: str,
+    run_id: str,
+    duration_ms: float,
+    steps: list[dict[str, Any]],
+    error: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """The run's result: the ``/execute`` body, and what ``done`` carries."""
+    result: dict[str, Any] = {
+        "skill_id": skill_id,
+        "status": status,
+        "outputs": outputs,
+        "trace_id": trace_id,
+        "run_id": run_id,
+        "duration_ms": duration_ms,
+        "steps": steps,
+    }
+    if error is not None:
+        result["error"] = error
+    return result
+
+
+def done(result: dict[str, Any]) -> dict[str, Any]:
+    """The ``done`` event: the run's result plus ``type`` and a ``message`` like every
+    other event's (so ``print(event.type, event.message)`` works for all of them)."""
+    return {**result, "type": DONE, "message": f"Skill '{result['skill_id']}' {result['status']}."}
+
+
+def result_of_done(data: str) -> dict[str, Any]:
+    """The run's result (the ``/execute`` body) from a ``done`` event's JSON."""
+    result: dict[str, Any] = json.loads(data)
+    result.pop("type", None)
+    result.pop("message", None)
+    return result
+
+
+# ---------------------------------------------------------------- log -> run record
+
+
+class Projection(NamedTuple):
+    """What one event changes in its run record (every store applies exactly this)."""
+
+    starts: bool  # a queued run becomes ``running`` (its first event)
+    result: dict[str, Any] | None  # the run becomes terminal with this result (``done``)
+
+    @property
+    def status(self) -> str:
+        """The terminal status, when ``result`` is set."""
+        return str((self.result or {}).get("status", "failed"))
+
+
+_NOTHING = Projection(False, None)
+
+
+def projection(seq: int, type: str, data: str) -> Projection:
+    """The run record as a projection of its log: the first event marks a queued run
+    ``running``; ``done`` makes it terminal, with ``done``'s status and result."""
+    if seq != 1 and type != DONE:
+        return _NOTHING
+    return Projection(seq == 1, result_of_done(data) if type == DONE else None)
