@@ -16,7 +16,11 @@ async def ready() -> Response:
     s = services()
     if s.runs.draining:
         raise problem(503, "The server is shutting down.", headers={"Retry-After": "5"})
-    return json_response({"status": "ok", "version": __version__, "skills": len(s.catalog)})
+    kind = s.store.kind
+    if not await s.store.reachable():
+        raise problem(503, f"The run store ({kind}) is unreachable.", headers={"Retry-After": "5"})
+    store = {"kind": kind, "reachable": True}
+    return json_response({"status": "ok", "version": __version__, "skills": len(s.catalog), "store": store})
 
 
 async def health_legacy() -> Response:

@@ -82,6 +82,9 @@ class BadCursor(ValueError):
 
 
 class RunStore(Protocol):
+    # What /v1/health/ready reports: "memory", "sqlite" or "redis".
+    kind: str
+
     async def open(self) -> None:
         """Get ready (create files, tables); called once before anything else."""
 
@@ -119,6 +122,9 @@ class RunStore(Protocol):
 
     async def count_runs(self, owner: str) -> int:
         """How many runs ``owner`` has stored (any status): for the stored-runs quota."""
+
+    async def reachable(self) -> bool:
+        """Whether the store answers now (readiness: a cheap round trip, never a scan)."""
 
 
 def project(run: RunRecord, event: EventRecord, now: str) -> None:
@@ -195,6 +201,8 @@ class _Log:
 
 class MemoryStore:
     """Runs and their logs in this process's memory (tests, ``SKILLRUN_DB=:memory:``)."""
+
+    kind = "memory"
 
     def __init__(self) -> None:
         self._logs: dict[str, _Log] = {}
@@ -290,6 +298,9 @@ class MemoryStore:
 
     async def count_runs(self, owner: str) -> int:
         return sum(1 for log in self._logs.values() if log.run.owner == owner)
+
+    async def reachable(self) -> bool:
+        return True
 
     async def purge(self, finished_before: str) -> int:
         gone = [

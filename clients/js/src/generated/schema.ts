@@ -328,7 +328,7 @@ export interface paths {
         };
         /**
          * Readiness probe
-         * @description 200 while the server accepts runs; 503 while it starts or drains.
+         * @description 200 while the server accepts runs and its run store answers (the answer names the store); 503 while it starts or drains, or while the store is unreachable.
          */
         get: operations["ready"];
         put?: never;
@@ -876,6 +876,17 @@ export interface components {
             version?: string;
             /** @description How many skills are loaded. */
             skills?: number;
+            store?: components["schemas"]["StoreHealth"];
+        };
+        /** @description The run store this server uses (readiness only). */
+        StoreHealth: {
+            /**
+             * @description `sqlite` (a file one process owns), `redis` (shared by every worker and node) or `memory` (runs lost at exit).
+             * @enum {string}
+             */
+            kind: "memory" | "sqlite" | "redis";
+            /** @description The store answered a read just now. */
+            reachable: boolean;
         };
     };
     responses: {

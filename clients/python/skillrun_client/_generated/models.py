@@ -391,12 +391,18 @@ class SkillDescription(BaseModel):
     steps: list[SkillStep]
 
 
-class Health(BaseModel):
-    status: Literal['ok']
-    version: str | None = None
-    skills: Annotated[
-        int | None, Field(description='How many skills are loaded.', ge=0)
-    ] = None
+class StoreHealth(BaseModel):
+    """
+    The run store this server uses (readiness only).
+    """
+
+    kind: Annotated[
+        Literal['memory', 'sqlite', 'redis'],
+        Field(
+            description='`sqlite` (a file one process owns), `redis` (shared by every worker and node) or `memory` (runs lost at exit).'
+        ),
+    ]
+    reachable: Annotated[bool, Field(description='The store answered a read just now.')]
 
 
 class Problem(BaseModel):
@@ -633,3 +639,12 @@ SkillEvent = TypeAliasType(
         ),
     ],
 )
+
+
+class Health(BaseModel):
+    status: Literal['ok']
+    version: str | None = None
+    skills: Annotated[
+        int | None, Field(description='How many skills are loaded.', ge=0)
+    ] = None
+    store: StoreHealth | None = None
