@@ -108,3 +108,7 @@ class CapabilityRegistry:
 
     def __contains__(self, name: object) -> bool:
         return name in self._by_name
+
+    def all(self) -> list[Capability]:
+        """Every registered capability, sorted by name."""
+        return [self._by_name[name] for name in sorted(self._by_name)]

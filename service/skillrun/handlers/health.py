@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.responses import Response
 
 from .. import __version__
@@ -16,7 +18,10 @@ async def ready() -> Response:
     s = services()
     if s.runs.draining:
         raise problem(503, "The server is shutting down.", headers={"Retry-After": "5"})
-    return json_response({"status": "ok", "version": __version__, "skills": len(s.catalog)})
+    body: dict[str, Any] = {"status": "ok", "version": __version__, "skills": len(s.catalog)}
+    if s.load_report is not None:
+        body["skills_skipped"] = s.load_report.skills_skipped
+    return json_response(body)
 
 
 async def health_legacy() -> Response:
