@@ -64,7 +64,7 @@ def build_services(settings: Settings) -> Services:
         store=store,
         runs=RunManager(store, engine, catalog, quotas),
         keys=KeyRing(hashes),
-        limiter=RateLimiter(settings.rate_limit, settings.rate_limit_storage),
+        limiter=RateLimiter(settings.rate_limit, settings.rate_limit_storage, settings.rate_limit_anonymous),
         capabilities=registry,
         load_report=report,
     )
