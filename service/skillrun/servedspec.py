@@ -62,7 +62,7 @@ class ServedSpecMiddleware:
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         media_type = self.PATHS.get(scope["path"]) if scope["type"] == "http" else None
-        if media_type is None or scope["method"] not in ("GET", "HEAD"):
+        if media_type is None or scope["method"] != "GET":
             await self.app(scope, receive, send)
             return
         body = self._body(scope["path"], scope.get("root_path", ""))
