@@ -37,15 +37,19 @@ def before_load_schema(context: Any, raw_schema: dict[str, Any]) -> None:
     rename_content_keywords(raw_schema)
 
 
+# A loaded skill's own operations: `/v1/skills/<id>/execute...` with the id in the path
+# (the served spec carries no routing extensions, so the path is what names the skill).
+_CONCRETE_EXECUTE = re.compile(r"^/v1/skills/([^/{}]+)/execute(/stream|/async)?$")
+
+
 def _skill_of(case: Any) -> str | None:
-    definition = case.operation.definition.raw
-    return definition.get("x-skillrun-skill") or (case.path_parameters or {}).get("skill_id")
+    m = _CONCRETE_EXECUTE.match(case.operation.path)
+    return m.group(1) if m else (case.path_parameters or {}).get("skill_id")
 
 
 def _loaded_skills(case: Any) -> set[str]:
     paths = case.operation.schema.raw_schema.get("paths", {})
-    return {op["x-skillrun-skill"] for item in paths.values() for op in item.values()
-            if isinstance(op, dict) and "x-skillrun-skill" in op}
+    return {m.group(1) for path in paths if (m := _CONCRETE_EXECUTE.match(path))}
 
 
 @schemathesis.hook

@@ -20,10 +20,12 @@ from .cors import CorsMiddleware
 from .docsguard import DocsGuardMiddleware
 from .engine import Engine, load_skills
 from .engine.workers import make_offload
+from .loadreport import LoadReport
 from .ratelimit import RateLimiter, RateLimitMiddleware
 from .runs import RunManager, open_store
 from .runs.quotas import RunQuotas
 from .services import Services, ServicesMiddleware
+from .servedspec import ServedSpecMiddleware
 from .settings import BUNDLED_SKILLS, Settings
 from .spec import SkillrunResolver, build_spec
 from .validation import VALIDATOR_MAP
@@ -37,8 +39,10 @@ def _purge_every_s(settings: Settings) -> float:
 
 def build_services(settings: Settings) -> Services:
     registry = default_registry(HttpPolicy(settings.http_allow, public=settings.http_public))
-    dirs = [BUNDLED_SKILLS] if settings.include_bundled_skills else []
-    catalog, _problems = load_skills([*dirs, *settings.skill_dirs], registry)
+    dirs = [*([BUNDLED_SKILLS] if settings.include_bundled_skills else []), *settings.skill_dirs]
+    catalog, problems = load_skills(dirs, registry)
+    report = LoadReport.of(dirs, catalog.all(), problems)
+    log.info("%s", report.summary())
     check_keys(settings.api_keys)
     hashes = [hash_key(k) for k in settings.api_keys]
     if settings.api_keys_file is not None:
@@ -60,7 +64,9 @@ def build_services(settings: Settings) -> Services:
         store=store,
         runs=RunManager(store, engine, catalog, quotas, max_resumes=settings.max_resumes),
         keys=KeyRing(hashes),
-        limiter=RateLimiter(settings.rate_limit, settings.rate_limit_storage),
+        limiter=RateLimiter(settings.rate_limit, settings.rate_limit_storage, settings.rate_limit_anonymous),
+        capabilities=registry,
+        load_report=report,
     )
 
 
@@ -110,6 +116,8 @@ def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
     app.add_middleware(CorsMiddleware, MiddlewarePosition.BEFORE_EXCEPTION, origins=settings.cors_origins)
     # Before connexion serves the spec and Swagger UI (only with SKILLRUN_PUBLIC_DOCS=0).
     app.add_middleware(DocsGuardMiddleware, MiddlewarePosition.BEFORE_EXCEPTION, public=settings.public_docs)
+    # Inside the guard: the spec without the routing extensions, with a useful `servers`.
+    app.add_middleware(ServedSpecMiddleware, MiddlewarePosition.BEFORE_EXCEPTION, spec=spec)
     # Before the security check, so key guessing is limited (per address); then 401,
     # then 413 before body validation.
     app.add_middleware(RateLimitMiddleware, MiddlewarePosition.BEFORE_SECURITY)

@@ -12,13 +12,22 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from . import __version__
 from .settings import Settings
 
+if TYPE_CHECKING:
+    from .devkey import DevKey
+
 log = logging.getLogger("skillrun")
+
+DESCRIPTION = (
+    "Skillrun: run declarative multi-step skills over HTTP and stream every step as Server-Sent Events. "
+    "Commands: serve (the HTTP server), validate (check skill files), keys (API key helpers)."
+)
 
 
 @dataclass(frozen=True)
@@ -60,7 +69,7 @@ def _pool_per_worker(settings: Settings, workers: int) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from .auth import generate_key
+    from .devkey import load_or_create
 
     try:
         settings = Settings.from_env()
@@ -78,10 +87,14 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     _pool_per_worker(settings, args.workers)
     if not settings.api_keys and settings.api_keys_file is None:
-        key = generate_key()
-        settings.api_keys = [key]
-        # Never an open server: print a fresh key once, keep only its hash.
-        print(f"No SKILLRUN_API_KEYS set; generated an API key for this run:\n\n    {key}\n", flush=True)
+        # Never an open server: a generated key, kept per data directory (devkey.py).
+        try:
+            dev = load_or_create(settings.db)
+        except (ValueError, OSError) as exc:
+            print(f"skillrun serve: {exc}", file=sys.stderr)
+            return 2
+        settings.api_keys = [dev.key]
+        print(_dev_key_notice(dev), flush=True)
     options = ServeOptions(args.host, args.port, args.log_level)
     if args.workers == 1:
         return serve_process(settings, options, announce=True)
@@ -134,6 +147,19 @@ def serve_process(
         print(f"Skillrun on http://{options.host}:{options.port}  (docs: /docs, spec: /openapi.json)", flush=True)
     server.run(sockets)
     return 0
+
+
+def _dev_key_notice(dev: "DevKey") -> str:
+    if dev.path is None:
+        where = "generated an API key for this run (SKILLRUN_DB=:memory: keeps neither runs nor key)"
+    elif dev.created:
+        where = f"generated an API key, kept in {dev.path.resolve()} for the next start"
+    else:
+        where = f"using the API key kept in {dev.path.resolve()}"
+    return (
+        f"No SKILLRUN_API_KEYS set; {where}:\n\n    {dev.key}\n\n"
+        "Your own keys: `skillrun keys new`, then SKILLRUN_API_KEYS=KEY (or its hash in SKILLRUN_API_KEYS_FILE).\n"
+    )
 
 
 class DrainingServer:
@@ -348,7 +374,8 @@ def _keys_new(_args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="skillrun", description=__doc__)
+    # Plain text: argparse prints it as is (the module docstring is reStructuredText).
+    p = argparse.ArgumentParser(prog="skillrun", description=DESCRIPTION)
     p.add_argument("--version", action="version", version=f"skillrun {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -396,6 +423,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # connexion imports Starlette's test client at import time, whose httpx warning
+    # would be the first thing `skillrun serve` prints (before the key); the server
+    # never uses that client.
+    warnings.filterwarnings("ignore", message=r"Using `httpx` with `starlette\.testclient`")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     # httpx logs every request's full URL at INFO: http.request's URLs may carry a
     # step's credentials (an API key in the query), which must not reach the log.

@@ -22,12 +22,13 @@ from starlette.responses import Response
 
 from .errors import PROBLEM_JSON, problem_body
 
-ALLOW_METHODS = ("GET", "POST", "OPTIONS")
+ALLOW_METHODS = ("GET", "POST", "DELETE", "OPTIONS")
 ALLOW_HEADERS = ("x-api-key", "x-trace-id", "Last-Event-ID", "Idempotency-Key", "Content-Type")
 EXPOSE_HEADERS = (
     "X-Run-Id",
     "x-trace-id",
     "Location",
+    "Idempotent-Replayed",
     "RateLimit-Limit",
     "RateLimit-Remaining",
     "RateLimit-Reset",

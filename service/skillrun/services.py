@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any, MutableMapping
 
 if TYPE_CHECKING:
     from .auth import KeyRing
-    from .engine import Engine, SkillCatalog
+    from .engine import CapabilityRegistry, Engine, SkillCatalog
+    from .loadreport import LoadReport
     from .ratelimit import RateLimiter
     from .runs import RunManager, RunStore
     from .settings import Settings
@@ -29,6 +30,9 @@ class Services:
     runs: "RunManager"
     keys: "KeyRing"
     limiter: "RateLimiter"
+    # What GET /v1/capabilities lists and /v1/health/ready counts (None: not reported).
+    capabilities: "CapabilityRegistry | None" = None
+    load_report: "LoadReport | None" = None
 
 
 def services_of(scope: MutableMapping[str, Any]) -> Services:

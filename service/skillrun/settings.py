@@ -11,6 +11,8 @@ from . import durations
 BUNDLED_SKILLS = Path(__file__).resolve().parent / "skills"
 # Relative to the working directory of `skillrun serve`.
 DEFAULT_DB = ".skillrun/skillrun.db"
+DEFAULT_RATE_LIMIT = "600/minute"
+DEFAULT_RATE_LIMIT_ANONYMOUS = "60/minute"
 
 
 def parse_duration(raw: str, name: str) -> float:
@@ -55,7 +57,11 @@ class Settings:
     api_keys: list[str] = field(default_factory=list)
     api_keys_file: Path | None = None
     skill_dirs: list[Path] = field(default_factory=list)
-    rate_limit: str = "60/minute"
+    # Per key: a client polling a run once a second (the documented pattern) while
+    # starting, streaming and listing others fits well within 10 requests a second.
+    rate_limit: str = DEFAULT_RATE_LIMIT
+    # Per client address, for requests without a valid key (key guessing): lower.
+    rate_limit_anonymous: str = DEFAULT_RATE_LIMIT_ANONYMOUS
     rate_limit_storage: str = "memory://"
     max_body_bytes: int = 1024 * 1024
     # The HTTP edge (edge.py): a request's head (request line and headers) must be at
@@ -123,7 +129,8 @@ class Settings:
             api_keys=_list("SKILLRUN_API_KEYS"),
             api_keys_file=Path(keys_file) if keys_file else None,
             skill_dirs=[Path(p) for p in _list("SKILLRUN_SKILLS")],
-            rate_limit=os.environ.get("SKILLRUN_RATE_LIMIT") or "60/minute",
+            rate_limit=os.environ.get("SKILLRUN_RATE_LIMIT") or DEFAULT_RATE_LIMIT,
+            rate_limit_anonymous=os.environ.get("SKILLRUN_RATE_LIMIT_ANONYMOUS") or DEFAULT_RATE_LIMIT_ANONYMOUS,
             rate_limit_storage=os.environ.get("SKILLRUN_RATE_LIMIT_STORAGE") or "memory://",
             max_body_bytes=_int("SKILLRUN_MAX_BODY_BYTES", 1024 * 1024),
             max_header_bytes=_int("SKILLRUN_MAX_HEADER_BYTES", 16 * 1024),

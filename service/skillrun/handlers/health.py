@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.responses import Response
 
 from .. import __version__
@@ -19,8 +21,11 @@ async def ready() -> Response:
     kind = s.store.kind
     if not await s.store.reachable():
         raise problem(503, f"The run store ({kind}) is unreachable.", headers={"Retry-After": "5"})
-    store = {"kind": kind, "reachable": True}
-    return json_response({"status": "ok", "version": __version__, "skills": len(s.catalog), "store": store})
+    body: dict[str, Any] = {"status": "ok", "version": __version__, "skills": len(s.catalog)}
+    if s.load_report is not None:
+        body["skills_skipped"] = s.load_report.skills_skipped
+    body["store"] = {"kind": kind, "reachable": True}
+    return json_response(body)
 
 
 async def health_legacy() -> Response:

@@ -97,6 +97,26 @@ class RunManager:
 
         Raises ``IdempotencyConflict`` when that key came with a different request.
         """
+        run, _replayed = await self.start_or_replay(
+            skill, inputs, owner=owner, channel=channel, trace_id=trace_id, timeout_s=timeout_s,
+            idempotency_key=idempotency_key, request_hash=request_hash,
+        )
+        return run
+
+    async def start_or_replay(
+        self,
+        skill: Skill,
+        inputs: dict[str, Any],
+        *,
+        owner: str,
+        channel: str,
+        trace_id: str | None = None,
+        timeout_s: float | None = None,
+        idempotency_key: str | None = None,
+        request_hash: str | None = None,
+    ) -> tuple[RunRecord, bool]:
+        """``start``, also telling whether the run is an earlier one found by its
+        idempotency key (the HTTP answer then says ``Idempotent-Replayed: true``)."""
         if self.draining:
             raise ShuttingDown()
         given = RunInputs(skill, inputs)
@@ -115,9 +135,9 @@ class RunManager:
         if stored.run_id != run.run_id:
             if stored.request_hash != request_hash:
                 raise IdempotencyConflict(stored)
-            return stored
+            return stored, True
         self._launch(run, skill, timeout_s, given)
-        return stored
+        return stored, False
 
     def _launch(self, run: RunRecord, skill: Skill, timeout_s: float | None, given: RunInputs,
                 resume: Resume | None = None) -> None:
@@ -340,6 +360,13 @@ class RunManager:
                 cursor = batch[-1].seq
                 continue
             await self.store.wait(run_id, cursor, 1.0)
+
+    async def delete(self, run_id: str) -> bool:
+        """Delete a finished run and its log (False if it is gone or still going)."""
+        gone = await self.store.delete(run_id)
+        if gone:
+            self.quotas.purged()  # its owner's stored count is taken again at the next start
+        return gone
 
     async def purge(self, retention_s: float) -> int:
         before = (datetime.now(timezone.utc) - timedelta(seconds=retention_s)).isoformat(timespec="milliseconds")

@@ -42,7 +42,7 @@ from typing import Any, Collection
 
 from ..events import DONE, projection
 from .filelock import FileLock
-from .store import EventRecord, ListCursor, RunPage, RunRecord, project, utc_now, wait_changed
+from .store import TERMINAL, EventRecord, ListCursor, RunPage, RunRecord, project, utc_now, wait_changed
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +183,15 @@ class _Purge:
     future: asyncio.Future[int]
 
 
+@dataclass(slots=True)
+class _Delete:
+    run_id: str
+    future: asyncio.Future[bool]
+
+
+_Op = tuple[str, EventRecord] | _Create | _Purge | _Delete
+
+
 class SqliteStore:
     kind = "sqlite"
 
@@ -194,7 +203,7 @@ class SqliteStore:
         self.tail_events = tail_events
         self.keep_live_s = keep_live_s
         self._live: dict[str, _Live] = {}
-        self._pending: list[tuple[str, EventRecord] | _Create | _Purge] = []
+        self._pending: list[_Op] = []
         self._wake = asyncio.Event()
         self._closing = False
         self._writer: asyncio.Task[None] | None = None
@@ -317,6 +326,11 @@ class SqliteStore:
         self._enqueue(_Purge(finished_before, future))
         return await future
 
+    async def delete(self, run_id: str) -> bool:
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._enqueue(_Delete(run_id, future))
+        return await future
+
     async def count_runs(self, owner: str) -> int:
         # An index range scan (runs_by_owner); the quota caches it per owner until a purge.
         rows = await self._query("SELECT COUNT(*) FROM runs WHERE owner = ?", (owner,))
@@ -334,7 +348,7 @@ class SqliteStore:
             return False
         return True
 
-    def _enqueue(self, op: tuple[str, EventRecord] | _Create | _Purge) -> None:
+    def _enqueue(self, op: _Op) -> None:
         if self._writer is None or self._closing:
             raise RuntimeError("the run store is closed")
         self._pending.append(op)
@@ -397,6 +411,8 @@ class SqliteStore:
                         finished.append((change.status, _dumps(change.result), now, run_id))
                 elif isinstance(op, _Create):
                     outcome[i] = self._insert_run(conn, op.run)
+                elif isinstance(op, _Delete):
+                    outcome[i] = self._delete_run(conn, op.run_id)
                 else:
                     gone = [r for (r,) in conn.execute("SELECT run_id FROM runs WHERE finished_at < ?", (op.before,))]
                     conn.executemany("DELETE FROM events WHERE run_id = ?", [(r,) for r in gone])
@@ -414,6 +430,19 @@ class SqliteStore:
             conn.execute("ROLLBACK")
             raise
         return outcome
+
+    def _delete_run(self, conn: sqlite3.Connection, run_id: str) -> bool:
+        """Only a finished run: its ``done`` was committed by an earlier batch (a
+        caller saw the run end before asking), so the status here is current."""
+        terminal = sorted(TERMINAL)
+        cur = conn.execute(
+            f"DELETE FROM runs WHERE run_id = ? AND status IN ({', '.join('?' * len(terminal))})",
+            (run_id, *terminal),
+        )
+        if cur.rowcount != 1:
+            return False
+        conn.execute("DELETE FROM events WHERE run_id = ?", (run_id,))
+        return True
 
     def _insert_run(self, conn: sqlite3.Connection, run: RunRecord) -> RunRecord:
         cur = conn.execute(
@@ -458,6 +487,11 @@ class SqliteStore:
                     self._live.pop(run_id, None)
                 if not op.future.done():
                     op.future.set_result(len(outcome[i]))
+            elif isinstance(op, _Delete):
+                if outcome[i]:
+                    self._live.pop(op.run_id, None)
+                if not op.future.done():
+                    op.future.set_result(outcome[i])
             elif not op.future.done():
                 op.future.set_result(outcome[i])
         for live in touched.values():

@@ -120,6 +120,10 @@ class RunStore(Protocol):
     async def purge(self, finished_before: str) -> int:
         """Delete finished runs (and their logs) that finished before the RFC 3339 time."""
 
+    async def delete(self, run_id: str) -> bool:
+        """Delete one finished run, its log and its idempotency key; True if it was
+        there and finished. A run still queued or running is never deleted (False)."""
+
     async def count_runs(self, owner: str) -> int:
         """How many runs ``owner`` has stored (any status): for the stored-runs quota."""
 
@@ -309,7 +313,17 @@ class MemoryStore:
             if log.run.status in TERMINAL and log.run.finished_at is not None and log.run.finished_at < finished_before
         ]
         for rid in gone:
-            run = self._logs.pop(rid).run
-            if run.idempotency_key is not None:
-                self._idempotent.pop((run.owner, run.idempotency_key), None)
+            self._forget(rid)
         return len(gone)
+
+    def _forget(self, run_id: str) -> None:
+        run = self._logs.pop(run_id).run
+        if run.idempotency_key is not None:
+            self._idempotent.pop((run.owner, run.idempotency_key), None)
+
+    async def delete(self, run_id: str) -> bool:
+        log = self._logs.get(run_id)
+        if log is None or log.run.status not in TERMINAL:
+            return False
+        self._forget(run_id)
+        return True

@@ -219,11 +219,25 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Get a run, with its result once it has ended */
+        /**
+         * Get a run, with its result once it has ended
+         * @description The run as it stands. With `wait`, a long poll for clients that cannot
+         *     stream: the answer comes as soon as the run has ended, or after `wait`
+         *     seconds (at most 60) with the run as it stands then (still `queued` or
+         *     `running`: ask again).
+         */
         get: operations["get_run"];
         put?: never;
         post?: never;
-        delete?: never;
+        /**
+         * Delete a finished run and its events
+         * @description Removes a run that has ended (`completed`, `failed`, `cancelled` or
+         *     `interrupted`) with its whole event log; its id is then unknown (404)
+         *     and its `Idempotency-Key` free again. A run still `queued` or `running`
+         *     is a 409: cancel it first. Only the key that started a run can delete it
+         *     (any other key gets 404).
+         */
+        delete: operations["delete_run"];
         /** CORS preflight */
         options: operations["preflight__get_run"];
         head?: never;
@@ -276,6 +290,30 @@ export interface paths {
         delete?: never;
         /** CORS preflight */
         options: operations["preflight__cancel_run"];
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/capabilities": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List the capabilities a step can use
+         * @description Every capability a skill's step can name in `uses` on this server, built-in
+         *     and from installed plugins, sorted by name: what it does, the JSON Schema
+         *     of its `input` and of its output (what `steps.<id>.<field>` can read).
+         *     `docs/SKILLS.md` holds the same reference for the built-ins.
+         */
+        get: operations["list_capabilities"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        /** CORS preflight */
+        options: operations["preflight__list_capabilities"];
         head?: never;
         patch?: never;
         trace?: never;
@@ -837,6 +875,20 @@ export interface components {
         SkillList: {
             skills: components["schemas"]["SkillSummary"][];
         };
+        Capability: {
+            /** @description What a step names in `uses`, e.g. `text.keywords`. */
+            name: string;
+            description: string;
+            /** @description The JSON Schema of the step's `input`. */
+            input_schema: Record<string, unknown>;
+            /** @description The JSON Schema of the capability's output. */
+            output_schema: Record<string, unknown>;
+            /** @description True for a safety gate (a step's `gate`), false for a step's `uses`. */
+            gate: boolean;
+        };
+        CapabilityList: {
+            capabilities: components["schemas"]["Capability"][];
+        };
         SkillStep: {
             id: string;
             uses: string;
@@ -876,6 +928,11 @@ export interface components {
             version?: string;
             /** @description How many skills are loaded. */
             skills?: number;
+            /**
+             * @description How many skill files (or directories) were skipped at start because
+             *     of a problem (each logged with its path, line and reason).
+             */
+            skills_skipped?: number;
             store?: components["schemas"]["StoreHealth"];
         };
         /** @description The run store this server uses (readiness only). */
@@ -894,7 +951,7 @@ export interface components {
         CorsPreflight: {
             headers: {
                 "Access-Control-Allow-Origin": components["headers"]["AccessControlAllowOrigin"];
-                /** @description `GET, POST, OPTIONS`. */
+                /** @description `GET, POST, DELETE, OPTIONS`. */
                 "Access-Control-Allow-Methods"?: string;
                 /** @description The allowed request headers (see the `cors` tag). */
                 "Access-Control-Allow-Headers"?: string;
@@ -946,6 +1003,7 @@ export interface components {
             headers: {
                 "x-trace-id": components["headers"]["TraceId"];
                 "X-Run-Id": components["headers"]["RunId"];
+                "Idempotent-Replayed": components["headers"]["IdempotentReplayed"];
                 /** @description Always `no-cache`. */
                 "Cache-Control"?: string;
                 /** @description Always `no`, so proxies pass events on at once. */
@@ -968,7 +1026,7 @@ export interface components {
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
-        /** @description The `x-api-key` header is missing or wrong. */
+        /** @description The `x-api-key` header is missing or wrong (`detail` names the header). */
         Unauthorized: {
             headers: {
                 [name: string]: unknown;
@@ -997,6 +1055,15 @@ export interface components {
         };
         /** @description The run has already ended; `detail` says how. */
         RunFinished: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
+        /** @description The run is still `queued` or `running`; cancel it (and wait for its end) first. */
+        RunNotFinished: {
             headers: {
                 [name: string]: unknown;
             };
@@ -1090,7 +1157,7 @@ export interface components {
          * @description Present (with `Origin`) only in a CORS preflight; the method the page
          *     wants. Other methods are refused (400).
          */
-        AccessControlRequestMethod: "GET" | "POST" | "OPTIONS";
+        AccessControlRequestMethod: "GET" | "POST" | "DELETE" | "OPTIONS";
         /**
          * @description The non-safelisted headers the page wants to send: lower-case names,
          *     comma-separated, as browsers send them (Fetch standard). Other names
@@ -1113,7 +1180,8 @@ export interface components {
          *     the same API key starts nothing and answers with the earlier run (a
          *     stream replays it from the start). The same key with a different body
          *     (or skill) is a 422. Keys live as long as their run (see
-         *     `SKILLRUN_RUN_RETENTION`).
+         *     `SKILLRUN_RUN_RETENTION`, and `DELETE /v1/runs/{run_id}`). An answer
+         *     about the earlier run carries `Idempotent-Replayed: true`.
          */
         IdempotencyKey: string;
         /**
@@ -1144,6 +1212,11 @@ export interface components {
         RunId: string;
         /** @description The run's URL, `/v1/runs/{run_id}`. */
         RunLocation: string;
+        /**
+         * @description `true` when a repeated `Idempotency-Key` found the earlier run, so this
+         *     answer is about that run and nothing new was started; absent otherwise.
+         */
+        IdempotentReplayed: "true";
         /** @description Requests allowed per window for this key. */
         RateLimitLimit: number;
         /** @description Requests left in the current window. */
@@ -1174,7 +1247,8 @@ export interface operations {
                  *     the same API key starts nothing and answers with the earlier run (a
                  *     stream replays it from the start). The same key with a different body
                  *     (or skill) is a 422. Keys live as long as their run (see
-                 *     `SKILLRUN_RUN_RETENTION`).
+                 *     `SKILLRUN_RUN_RETENTION`, and `DELETE /v1/runs/{run_id}`). An answer
+                 *     about the earlier run carries `Idempotent-Replayed: true`.
                  */
                 "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
             };
@@ -1194,6 +1268,7 @@ export interface operations {
                 headers: {
                     "x-trace-id": components["headers"]["TraceId"];
                     "X-Run-Id": components["headers"]["RunId"];
+                    "Idempotent-Replayed": components["headers"]["IdempotentReplayed"];
                     "RateLimit-Limit": components["headers"]["RateLimitLimit"];
                     "RateLimit-Remaining": components["headers"]["RateLimitRemaining"];
                     "RateLimit-Reset": components["headers"]["RateLimitReset"];
@@ -1265,7 +1340,8 @@ export interface operations {
                  *     the same API key starts nothing and answers with the earlier run (a
                  *     stream replays it from the start). The same key with a different body
                  *     (or skill) is a 422. Keys live as long as their run (see
-                 *     `SKILLRUN_RUN_RETENTION`).
+                 *     `SKILLRUN_RUN_RETENTION`, and `DELETE /v1/runs/{run_id}`). An answer
+                 *     about the earlier run carries `Idempotent-Replayed: true`.
                  */
                 "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
             };
@@ -1343,7 +1419,8 @@ export interface operations {
                  *     the same API key starts nothing and answers with the earlier run (a
                  *     stream replays it from the start). The same key with a different body
                  *     (or skill) is a 422. Keys live as long as their run (see
-                 *     `SKILLRUN_RUN_RETENTION`).
+                 *     `SKILLRUN_RUN_RETENTION`, and `DELETE /v1/runs/{run_id}`). An answer
+                 *     about the earlier run carries `Idempotent-Replayed: true`.
                  */
                 "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
             };
@@ -1364,6 +1441,7 @@ export interface operations {
                     Location: components["headers"]["RunLocation"];
                     "x-trace-id": components["headers"]["TraceId"];
                     "X-Run-Id": components["headers"]["RunId"];
+                    "Idempotent-Replayed": components["headers"]["IdempotentReplayed"];
                     "RateLimit-Limit": components["headers"]["RateLimitLimit"];
                     "RateLimit-Remaining": components["headers"]["RateLimitRemaining"];
                     "RateLimit-Reset": components["headers"]["RateLimitReset"];
@@ -1671,7 +1749,10 @@ export interface operations {
     };
     get_run: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Seconds to wait for the run to end before answering (0 to 60; default 0, at once). */
+                wait?: number;
+            };
             header?: never;
             path: {
                 /**
@@ -1701,6 +1782,38 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["RunNotFound"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    delete_run: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description A run id, as in `X-Run-Id`, e.g. `run_5f0c3a9b2d7e4f61a8c9b0d1`.
+                 * @example run_5f0c3a9b2d7e4f61a8c9b0d1
+                 */
+                run_id: components["parameters"]["RunId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The run and its events are gone. */
+            204: {
+                headers: {
+                    "RateLimit-Limit": components["headers"]["RateLimitLimit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimitRemaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["RunNotFound"];
+            409: components["responses"]["RunNotFinished"];
             429: components["responses"]["TooManyRequests"];
         };
     };
@@ -1866,6 +1979,60 @@ export interface operations {
                  */
                 run_id: components["parameters"]["PreflightRunId"];
             };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: components["responses"]["CorsPreflight"];
+            204: components["responses"]["NotPreflight"];
+            400: components["responses"]["CorsRefused"];
+            404: components["responses"]["NoRoute"];
+        };
+    };
+    list_capabilities: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The capabilities, sorted by name. */
+            200: {
+                headers: {
+                    "RateLimit-Limit": components["headers"]["RateLimitLimit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimitRemaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CapabilityList"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    preflight__list_capabilities: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The calling page's origin (sent by browsers). */
+                Origin?: components["parameters"]["Origin"];
+                /**
+                 * @description Present (with `Origin`) only in a CORS preflight; the method the page
+                 *     wants. Other methods are refused (400).
+                 */
+                "Access-Control-Request-Method"?: components["parameters"]["AccessControlRequestMethod"];
+                /**
+                 * @description The non-safelisted headers the page wants to send: lower-case names,
+                 *     comma-separated, as browsers send them (Fetch standard). Other names
+                 *     are refused (400).
+                 */
+                "Access-Control-Request-Headers"?: components["parameters"]["AccessControlRequestHeaders"];
+            };
+            path?: never;
             cookie?: never;
         };
         requestBody?: never;

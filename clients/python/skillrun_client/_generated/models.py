@@ -344,6 +344,29 @@ class SkillList(BaseModel):
     skills: list[SkillSummary]
 
 
+class Capability(BaseModel):
+    name: Annotated[
+        str, Field(description='What a step names in `uses`, e.g. `text.keywords`.')
+    ]
+    description: str
+    input_schema: Annotated[
+        dict[str, Any], Field(description="The JSON Schema of the step's `input`.")
+    ]
+    output_schema: Annotated[
+        dict[str, Any], Field(description="The JSON Schema of the capability's output.")
+    ]
+    gate: Annotated[
+        bool,
+        Field(
+            description="True for a safety gate (a step's `gate`), false for a step's `uses`."
+        ),
+    ]
+
+
+class CapabilityList(BaseModel):
+    capabilities: list[Capability]
+
+
 class SkillStep(BaseModel):
     id: str
     uses: str
@@ -646,5 +669,12 @@ class Health(BaseModel):
     version: str | None = None
     skills: Annotated[
         int | None, Field(description='How many skills are loaded.', ge=0)
+    ] = None
+    skills_skipped: Annotated[
+        int | None,
+        Field(
+            description='How many skill files (or directories) were skipped at start because\nof a problem (each logged with its path, line and reason).\n',
+            ge=0,
+        ),
     ] = None
     store: StoreHealth | None = None
