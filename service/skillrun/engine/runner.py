@@ -35,7 +35,7 @@ import jsonschema
 
 from .. import events as ev
 from ..events import Emitter
-from .capability import _RUN_STATE, Capability, CapabilityError, CapabilityRegistry
+from .capability import _RUN_KEY, _RUN_STATE, Capability, CapabilityError, CapabilityRegistry
 from .expressions import Expression, ExpressionError, Template, render_elsewhere
 from .forward import Forward
 from .inputcheck import InputCheck
@@ -149,13 +149,15 @@ class Engine:
         timeout_s: float | None = None,
         tenant: str = "",
         resume: Resume | None = None,
+        run_key: str = "",
     ) -> RunOutcome:
         """Run ``skill``; emits ``skill_start`` .. ``skill_completed`` and returns the outcome.
 
         Cancelling the task running this (``task.cancel(CANCELLED | INTERRUPTED)``)
         ends the run with that status; the open steps get ``step_failed``. The time
         limit is the smaller of ``timeout_s`` and the skill's own ``timeout``.
-        ``tenant`` (the run's owner) is whose turn CPU-bound work waits for.
+        ``tenant`` (the run's owner) is whose turn CPU-bound work waits for;
+        ``run_key`` (the run's id) names its steps' calls (``idempotency_key``).
         With ``resume``, the run continues its log (``skill_resumed`` instead of
         ``skill_start``; see ``resume``); its limit counts the time already spent.
         """
@@ -173,6 +175,7 @@ class Engine:
                 limit = max(0.0, limit - resume.elapsed_s)
         status, error = "completed", None
         state = _RUN_STATE.set({})
+        key_token = _RUN_KEY.set(run_key)
         tenant_token = TENANT.set(tenant)  # the steps' tasks inherit it
         try:
             async with Deadline(limit, f"the run took longer than {limit:g} s" if limit else ""):
@@ -192,6 +195,7 @@ class Engine:
                 error = {"kind": CANCELLED, "message": error["message"]}
         finally:
             _RUN_STATE.reset(state)
+            _RUN_KEY.reset(key_token)
             TENANT.reset(tenant_token)
         if one_fate is not None:  # what the log knew of and nothing gave a fate since
             one_fate.close(f"not run: {error['message']}" if error else "not run")

@@ -188,7 +188,8 @@ class RunManager:
         started = time.perf_counter() - (resume.elapsed_s if resume else 0.0)
         try:
             outcome = await self.engine.run(
-                skill, given.given, writer, channel=run.channel, timeout_s=timeout_s, tenant=run.owner, resume=resume
+                skill, given.given, writer, channel=run.channel, timeout_s=timeout_s, tenant=run.owner, resume=resume,
+                run_key=run.run_id,
             )
             status, outputs, steps, error = outcome.status, outcome.outputs, outcome.steps, outcome.error
         except Exception as exc:  # an engine bug must still end the log
