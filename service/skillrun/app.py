@@ -25,7 +25,7 @@ from .runs import RunManager, open_store
 from .runs.quotas import RunQuotas
 from .services import Services, ServicesMiddleware
 from .settings import BUNDLED_SKILLS, Settings
-from .spec import SkillrunResolver, build_spec
+from .spec import ServedSpecMiddleware, SkillrunResolver, build_spec
 from .validation import VALIDATOR_MAP
 
 log = logging.getLogger(__name__)
@@ -109,6 +109,8 @@ def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
     app.add_middleware(CorsMiddleware, MiddlewarePosition.BEFORE_EXCEPTION, origins=settings.cors_origins)
     # Before connexion serves the spec and Swagger UI (only with SKILLRUN_PUBLIC_DOCS=0).
     app.add_middleware(DocsGuardMiddleware, MiddlewarePosition.BEFORE_EXCEPTION, public=settings.public_docs)
+    # Inside the guard: the spec users read leaves out what only routing needs (spec.py).
+    app.add_middleware(ServedSpecMiddleware, MiddlewarePosition.BEFORE_EXCEPTION, spec=spec)
     # Before the security check, so key guessing is limited (per address); then 401,
     # then 413 before body validation.
     app.add_middleware(RateLimitMiddleware, MiddlewarePosition.BEFORE_SECURITY)
