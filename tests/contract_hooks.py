@@ -26,7 +26,7 @@ import schemathesis
 # Loaded by file path (the toml's `hooks`), so the test helpers are not on sys.path yet.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from spec_tools import rename_content_keywords  # noqa: E402
-from sse_util import check_order, parse_sse  # noqa: E402
+from skillrun.conformance.sse import check_stream  # noqa: E402
 
 SMALL_TICKER_STEPS = 12
 SMALL_TICKER_DELAY_MS = 5
@@ -121,25 +121,9 @@ def sse_stream_rules(ctx: Any, response: Any, case: Any) -> bool | None:
             "The event stream was cut short before `done` (raise `max-stream-events` or "
             "`request-timeout` in schemathesis.toml, or keep generated runs smaller)."
         )
-    frames, _comments = parse_sse(response.content.decode("utf-8"))
-    assert frames, "An event stream without a single event"
-    ids = []
-    for n, frame in enumerate(frames):
-        assert frame.id is not None and frame.id.isdigit(), f"Frame #{n} has no integer `id:` ({frame.id!r})"
-        ids.append(int(frame.id))
-    assert all(a < b for a, b in zip(ids, ids[1:])), f"`id:` values are not strictly increasing: {ids}"
-    events = [frame.json for frame in frames]
-    for n, (frame, event) in enumerate(zip(frames, events)):
-        assert frame.event == event.get("type"), (
-            f"Frame #{n}: `event: {frame.event}` but its data has `type: {event.get('type')}`"
-        )
-    check_order(events)
-    traces = {event.get("trace_id") for event in events}
-    runs = {event.get("run_id") for event in events}
-    assert len(traces) == 1 and len(runs) == 1, f"One run, one trace: got {traces} and {runs}"
-    header_trace = (response.headers.get("x-trace-id") or [None])[0]
-    assert header_trace in traces, f"`x-trace-id: {header_trace}` is not the events' trace id {traces}"
-    sent_trace = (case.headers or {}).get("x-trace-id")
-    if sent_trace is not None:
-        assert traces == {sent_trace}, f"Sent `x-trace-id: {sent_trace}`, the events carry {traces}"
+    check_stream(
+        response.content.decode("utf-8"),
+        header_trace=(response.headers.get("x-trace-id") or [None])[0],
+        sent_trace=(case.headers or {}).get("x-trace-id"),
+    )
     return True
