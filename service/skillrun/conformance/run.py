@@ -75,6 +75,9 @@ def _attempt(results: list[Result], rule: str, name: str, check: Callable[[], An
     except RuleViolation as exc:
         results.append(Result(exc.rule, name, "failed", exc.message, time.monotonic() - started))
         return None
+    except b.Skip as exc:
+        results.append(Result(rule, name, "skipped", str(exc), time.monotonic() - started))
+        return None
     except (httpx.HTTPError, OSError, ValueError, KeyError) as exc:
         results.append(Result(rule, name, "failed", f"{type(exc).__name__}: {exc}", time.monotonic() - started))
         return None
@@ -113,10 +116,12 @@ def _behaviours(client: httpx.Client, target: b.Target, progress: Callable[[str]
     results: list[Result] = []
     s = target.skill
     progress(f"{s}: live stream")
-    run_id = _attempt(results, "sse.done-last", f"{s}: live stream", lambda: b.check_live_stream(client, target))
-    if run_id is not None:
+    live = _attempt(results, "sse.done-last", f"{s}: live stream", lambda: b.check_live_stream(client, target))
+    run_id = live.run_id if live is not None else None
+    if live is not None:
+        _attempt(results, "stream.incremental", f"{s}: incremental delivery", lambda: b.check_incremental(live))
         progress(f"{s}: resume at every cut")
-        _attempt(results, "resume.every-cut", f"{s}: resume at every cut", lambda: b.check_resume(client, target, run_id))
+        _attempt(results, "resume.every-cut", f"{s}: resume at every cut", lambda: b.check_resume(client, target, live.run_id))
     progress(f"{s}: second viewer")
     _attempt(results, "runs.second-viewer", f"{s}: second viewer", lambda: b.check_second_viewer(client, target))
     if s == LONG_SKILL:
