@@ -34,7 +34,7 @@ def fuzz(url: str, key: str, spec: dict[str, Any], max_examples: int,
          fold: Callable[[Any], None], progress: Callable[[str], None]) -> list[Result]:
     """One result per operation: positive and negative cases, every built-in check."""
     import schemathesis
-    from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis import HealthCheck, Phase, Verbosity, given, settings
     from schemathesis import GenerationMode
     from schemathesis.config import SchemathesisConfig
 
@@ -58,7 +58,7 @@ def fuzz(url: str, key: str, spec: dict[str, Any], max_examples: int,
 
         @given(case=strategy)
         @settings(max_examples=max_examples, deadline=None, database=None, derandomize=False,
-                  phases=[Phase.generate], suppress_health_check=list(HealthCheck))
+                  phases=[Phase.generate], suppress_health_check=list(HealthCheck), verbosity=Verbosity.quiet)
         def test(case: Any) -> None:
             fold(case)
             response = case.call(headers={"x-api-key": key}, timeout=60)
