@@ -9,7 +9,6 @@
 - ``map_case``: keeps generated ``demo.ticker`` runs small (its published limits stay
   ``steps`` 1-10000 and ``delay_ms`` 0-60000; only the values sent are folded down),
   and ties each ``Idempotency-Key`` to its request (see ``_distinct_idempotency_key``).
-- ``filter_case``: drops requests that another operation answers (see there).
 """
 
 from __future__ import annotations
@@ -42,26 +41,6 @@ def _skill_of(case: Any) -> str | None:
     return definition.get("x-skillrun-skill") or (case.path_parameters or {}).get("skill_id")
 
 
-def _loaded_skills(case: Any) -> set[str]:
-    paths = case.operation.schema.raw_schema.get("paths", {})
-    return {op["x-skillrun-skill"] for item in paths.values() for op in item.values()
-            if isinstance(op, dict) and "x-skillrun-skill" in op}
-
-
-@schemathesis.hook
-def filter_case(context: Any, case: Any) -> bool:
-    """Drop requests that another operation answers.
-
-    The served spec excludes loaded ids from the templated ``{skill_id}/execute*``
-    operations (they have concrete paths, which match first). A negative case that
-    puts a loaded id there is a request *to that skill's own operation*, tested
-    with its own schema; judged against the templated one it proves nothing.
-    """
-    if "{skill_id}/execute" not in case.operation.path or case.operation.method.lower() != "post":
-        return True
-    return (case.path_parameters or {}).get("skill_id") not in _loaded_skills(case)
-
-
 def _fold(value: Any, low: int, high: int, size: int) -> Any:
     # Only in-range integers are folded, so a negative case stays exactly as invalid.
     if isinstance(value, int) and not isinstance(value, bool) and low <= value <= high:
@@ -76,8 +55,9 @@ def _distinct_idempotency_key(case: Any) -> None:
     """Tie a generated ``Idempotency-Key`` to the request it comes with.
 
     Hypothesis sends the same few keys ("0", "A") with different bodies and skills;
-    the server rightly answers 422 to a key reused for a different request, which
-    the positive checks would read as a valid request refused. Suffixing the key with
+    the server answers 409 to a key reused for a different request (accepted as a
+    conflict), and replays the earlier run, with its trace id, for the same body sent
+    to another execute endpoint, which the trace rule would read as a trace not echoed. Suffixing the key with
     a digest of the request keeps true repeats (same request, same key: a replay)
     and makes every different request's key different. Invalid keys stay as sent.
     """
