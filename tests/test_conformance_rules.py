@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
+from conftest import ROOT
 from skillrun.conformance import RULES, RuleViolation
 from skillrun.conformance.schemas import event_validator
 from skillrun.conformance.sse import check_stream
@@ -74,3 +75,9 @@ async def test_an_event_that_breaks_its_schema_names_sse_event_schema(client: ht
     broken = r.text.replace('"step_id":"tick"', '"step_id":7', 1)
     assert broken != r.text
     assert broken_rule([broken], validate=validate) == "sse.event-schema"
+
+
+def test_every_rule_id_is_documented() -> None:
+    """docs/CONFORMANCE.md lists each rule id the command can report (CI dashboards name them)."""
+    docs = (ROOT / "docs" / "CONFORMANCE.md").read_text()
+    assert [rule for rule in RULES if f"`{rule}`" not in docs] == []

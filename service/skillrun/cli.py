@@ -264,6 +264,9 @@ def _add_conformance(sub: Any) -> None:
 
 def _conformance(args: argparse.Namespace) -> int:
     try:
+        import rich  # noqa: F401
+        import schemathesis  # noqa: F401
+
         from .conformance import Options, exit_code, print_summary, run, write_junit
         from rich.progress import Progress, SpinnerColumn, TextColumn
     except ImportError as exc:  # schemathesis and rich come with the `conformance` extra

@@ -89,10 +89,13 @@ def run(options: Options, progress: Callable[[str], None] = lambda _: None) -> l
     results: list[Result] = []
     with httpx.Client(timeout=httpx.Timeout(30.0)) as client:
         progress("fetching the served spec")
-        response = client.get(options.url + "/openapi.json", headers={"x-api-key": options.key})
-        if response.status_code != 200:
+        try:
+            response = client.get(options.url + "/openapi.json", headers={"x-api-key": options.key})
+            spec = response.json() if response.status_code == 200 else None
+        except (httpx.HTTPError, ValueError) as exc:
+            return [Result("http.spec", "GET /openapi.json", "failed", f"{type(exc).__name__}: {exc}")]
+        if not isinstance(spec, dict):
             return [Result("http.spec", "GET /openapi.json", "failed", f"{response.status_code}: {response.text[:300]}")]
-        spec = response.json()
         if options.fuzz:
             results += fuzz(options.url, options.key, spec, options.max_examples, fold_ticker, progress)
         validate = event_validator(spec)

@@ -80,6 +80,7 @@ class RuleViolation(AssertionError):
 
 #: Every rule's id and what it says. Ids are stable: CI dashboards and docs name them.
 RULES: dict[str, str] = {
+    "http.spec": "the served spec is at URL/openapi.json and has every skill asked for",
     "sse.event-schema": "every event validates against its schema in the served spec",
     "sse.first-skill-start": "the first event is skill_start",
     "sse.step-lifecycle": "per step: step_skipped, or step_start then one terminal event; "
