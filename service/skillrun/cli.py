@@ -263,15 +263,11 @@ def _add_conformance(sub: Any) -> None:
 
 
 def _conformance(args: argparse.Namespace) -> int:
-    try:
-        import rich  # noqa: F401
-        import schemathesis  # noqa: F401
+    # Imported here: `skillrun serve` never loads schemathesis.
+    from rich.progress import Progress, SpinnerColumn, TextColumn
 
-        from .conformance import Options, exit_code, print_summary, run, write_junit
-        from rich.progress import Progress, SpinnerColumn, TextColumn
-    except ImportError as exc:  # schemathesis and rich come with the `conformance` extra
-        print(f"skillrun conformance needs: pip install 'skillrun[conformance]' ({exc})", file=sys.stderr)
-        return 2
+    from .conformance import Options, exit_code, print_summary, run, write_junit
+
     options = Options(args.url.rstrip("/"), args.key, args.other_key, args.skill, args.max_examples, not args.no_fuzz)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), transient=True) as bar:
         task = bar.add_task("starting")
