@@ -412,6 +412,7 @@ def parser() -> argparse.ArgumentParser:
     validate.add_argument("files", nargs="+", metavar="FILE", help="a skill file, or a directory of them")
     validate.set_defaults(func=_validate)
 
+    _add_conformance(sub)
     keys = sub.add_parser("keys", help="API key helpers")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     h = keys_sub.add_parser("hash", help="print a key's SHA-256 for SKILLRUN_API_KEYS_FILE")
@@ -420,6 +421,34 @@ def parser() -> argparse.ArgumentParser:
     n = keys_sub.add_parser("new", help="generate a key and print it with its hash")
     n.set_defaults(func=_keys_new)
     return p
+
+
+def _add_conformance(sub: Any) -> None:
+    c = sub.add_parser("conformance", help="check a deployment of the API against the contract (docs/CONFORMANCE.md)")
+    c.add_argument("url", help="the API's base URL, e.g. https://skills.example.com")
+    c.add_argument("--key", required=True, help="an API key of the deployment")
+    c.add_argument("--other-key", help="a second key, to check that runs are isolated per key")
+    c.add_argument("--skill", action="append", default=[], help="a skill for the live checks (repeatable)")
+    c.add_argument("--junit-xml", type=Path, help="write a JUnit XML report here")
+    c.add_argument("--max-examples", type=int, default=10, help="generated cases per operation (default 10)")
+    c.add_argument("--no-fuzz", action="store_true", help="only the live behaviour checks")
+    c.set_defaults(func=_conformance)
+
+
+def _conformance(args: argparse.Namespace) -> int:
+    # Imported here: `skillrun serve` never loads schemathesis.
+    from rich.progress import Progress, SpinnerColumn, TextColumn
+
+    from .conformance import Options, exit_code, print_summary, run, write_junit
+
+    options = Options(args.url.rstrip("/"), args.key, args.other_key, args.skill, args.max_examples, not args.no_fuzz)
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), transient=True) as bar:
+        task = bar.add_task("starting")
+        results = run(options, lambda what: bar.update(task, description=what))
+    print_summary(results)
+    if args.junit_xml is not None:
+        write_junit(results, args.junit_xml)
+    return exit_code(results)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

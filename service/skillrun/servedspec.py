@@ -20,6 +20,8 @@ from typing import Any
 import yaml
 from starlette.responses import Response
 
+from .spec import served_spec
+
 # Read by connexion (routing, security) and by our resolver (spec.py); never served.
 INTERNAL_KEYS = frozenset({"x-openapi-router-controller", "x-apikeyInfoFunc", "x-skillrun-skill"})
 SERVER_DESCRIPTION = "This server (paths are relative to the address the spec was fetched from)"
@@ -35,7 +37,9 @@ def strip_internal(node: Any) -> Any:
 
 
 def public_spec(routed: dict[str, Any], root_path: str = "") -> dict[str, Any]:
-    spec: dict[str, Any] = strip_internal(copy.deepcopy(routed))
+    """The contract users read: without the templated execute operations once concrete
+    ones exist (``spec.served_spec``) and without the internal keys."""
+    spec: dict[str, Any] = strip_internal(copy.deepcopy(served_spec(routed)))
     spec["servers"] = [{"url": root_path.rstrip("/") or "/", "description": SERVER_DESCRIPTION}]
     return spec
 

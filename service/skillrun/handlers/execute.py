@@ -60,9 +60,10 @@ async def _start(skill_id: str, body: dict[str, Any], channel: str) -> tuple[Ser
         raise problem(503, "The server is shutting down and starts no new runs.", {"Retry-After": "5"}) from None
     except IdempotencyConflict as exc:
         message = f"already used for a different request (run {exc.run.run_id})"
+        # 409, not 422: the request is valid; it conflicts with the run the key names.
         raise ProblemException(
-            status=422,
-            title=TITLES[422],
+            status=409,
+            title=TITLES[409],
             detail=f"Idempotency-Key: {message}; use a new key for a new request.",
             ext={"errors": [{"field": "Idempotency-Key", "message": message}]},
         ) from None

@@ -10,11 +10,13 @@ import asyncio
 from typing import Any
 
 from connexion import request
+from connexion.exceptions import ProblemException
 from starlette.responses import Response
 
-from ..errors import echo
+from ..errors import TITLES, echo
 from ..runs import BadCursor, RunFinished, RunRecord
 from ..runs.store import TERMINAL
+from ..runs.follow import last_seq_if_past
 from ._http import json_response, owner, problem, services
 from ._stream import EventStreamResponse, frames
 
@@ -99,6 +101,15 @@ async def run_events(run_id: str, after: int | None = None) -> Response:
     # first ?after=: the header is the newer cursor. The spec checked it is digits.
     last_event_id = request.headers.get("last-event-id")
     cursor = int(last_event_id) if last_event_id else (after or 0)
+    last = await last_seq_if_past(s.store, run.run_id, cursor)
+    if last is not None:
+        # An id this run never issued: following from it would skip events that come later.
+        field = "Last-Event-ID" if last_event_id else "after"
+        message = f"{cursor} is past the end of this run's log (its last id is {last})"
+        raise ProblemException(
+            status=409, title=TITLES[409], detail=f"{field}: {message}.",
+            ext={"errors": [{"field": field, "message": message}]},
+        )
     return EventStreamResponse(
         frames(s, run.run_id, cursor),
         headers={"x-trace-id": run.trace_id, "X-Run-Id": run.run_id},

@@ -258,7 +258,10 @@ export interface paths {
          *     `/execute/stream` (same `id`s). The cursor is the `Last-Event-ID` header
          *     (what `EventSource` sends when it reconnects) or else `after`; without
          *     either, the stream starts at the first event. A finished run replays
-         *     and ends; a cursor at or past its `done` gives an empty stream.
+         *     and ends; a cursor equal to its last id (its `done`) gives an empty
+         *     stream that ends at once. A cursor past the log's last id (an id the
+         *     server never issued) is a 409 naming the header (or `after`) and the
+         *     log's last id.
          */
         get: operations["run_events"];
         put?: never;
@@ -947,7 +950,12 @@ export interface components {
         };
     };
     responses: {
-        /** @description The preflight is allowed. */
+        /**
+         * @description The preflight's answer. Allowed: the `Access-Control-Allow-*` headers
+         *     below. Refused (an origin, method or request header that is not
+         *     allowed): none of them, so the browser blocks the request (Fetch
+         *     standard, CORS-preflight fetch), and the body names what was refused.
+         */
         CorsPreflight: {
             headers: {
                 "Access-Control-Allow-Origin": components["headers"]["AccessControlAllowOrigin"];
@@ -983,9 +991,8 @@ export interface components {
             };
         };
         /**
-         * @description The preflight is refused (origin not in `SKILLRUN_CORS_ORIGINS`, or a
-         *     method or request header that is not allowed; `detail` names which),
-         *     or a path parameter is malformed.
+         * @description Not a CORS preflight, and a path parameter is malformed. (A refused
+         *     preflight is a 200 without `Access-Control-Allow-*` headers.)
          */
         CorsRefused: {
             headers: {
@@ -1053,6 +1060,35 @@ export interface components {
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
+        /**
+         * @description The `Idempotency-Key` was already used with a different request (another
+         *     body or skill) by this key; `errors` names the header and `detail` the
+         *     earlier run. 409, not 422: the request itself is valid, it conflicts
+         *     with the run the key already names. Use a new key for a new request.
+         */
+        IdempotencyConflict: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
+        /**
+         * @description The cursor (`Last-Event-ID`, or else `after`) is past the end of the
+         *     run's log: an id this run never issued. `errors[0].field` names the
+         *     header or parameter, and `detail` the log's last id (resume from it, or
+         *     from 0 for the whole log). 409, not 400: the cursor is well-formed; it
+         *     conflicts with the log as it stands.
+         */
+        CursorPastEnd: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
         /** @description The run has already ended; `detail` says how. */
         RunFinished: {
             headers: {
@@ -1104,8 +1140,7 @@ export interface components {
         /**
          * @description The body is JSON but breaks the schema (e.g. an input is missing, of the
          *     wrong type or out of range, or an option is unknown). `errors` names
-         *     each failing field. Also: an `Idempotency-Key` already used with a
-         *     different request (`errors` names the `Idempotency-Key` header).
+         *     each failing field.
          */
         UnprocessableEntity: {
             headers: {
@@ -1151,17 +1186,24 @@ export interface components {
          * @example text.summarize
          */
         PreflightSkillId: string;
-        /** @description The calling page's origin (sent by browsers). */
+        /**
+         * @description The calling page's origin (sent by browsers). A preflight from an origin
+         *     not in `SKILLRUN_CORS_ORIGINS` (an empty or malformed one included) is
+         *     refused: a 200 without `Access-Control-Allow-*` headers.
+         */
         Origin: string;
         /**
          * @description Present (with `Origin`) only in a CORS preflight; the method the page
-         *     wants. Other methods are refused (400).
+         *     wants. `GET`, `POST`, `DELETE` and `OPTIONS` are allowed; any other is refused
+         *     (a 200 without `Access-Control-Allow-*` headers).
          */
-        AccessControlRequestMethod: "GET" | "POST" | "DELETE" | "OPTIONS";
+        AccessControlRequestMethod: string;
         /**
          * @description The non-safelisted headers the page wants to send: lower-case names,
-         *     comma-separated, as browsers send them (Fetch standard). Other names
-         *     are refused (400).
+         *     comma-separated, as browsers send them (Fetch standard). Allowed:
+         *     `x-api-key`, `x-trace-id`, `last-event-id`, `idempotency-key`,
+         *     `content-type` and the CORS-safelisted ones; a preflight asking for any
+         *     other is refused (a 200 without `Access-Control-Allow-*` headers).
          */
         AccessControlRequestHeaders: string;
         /**
@@ -1179,7 +1221,7 @@ export interface components {
          * @description Makes a retry safe: a repeat with the same key and the same body from
          *     the same API key starts nothing and answers with the earlier run (a
          *     stream replays it from the start). The same key with a different body
-         *     (or skill) is a 422. Keys live as long as their run (see
+         *     (or skill) is a 409. Keys live as long as their run (see
          *     `SKILLRUN_RUN_RETENTION`, and `DELETE /v1/runs/{run_id}`). An answer
          *     about the earlier run carries `Idempotent-Replayed: true`.
          */
@@ -1246,7 +1288,7 @@ export interface operations {
                  * @description Makes a retry safe: a repeat with the same key and the same body from
                  *     the same API key starts nothing and answers with the earlier run (a
                  *     stream replays it from the start). The same key with a different body
-                 *     (or skill) is a 422. Keys live as long as their run (see
+                 *     (or skill) is a 409. Keys live as long as their run (see
                  *     `SKILLRUN_RUN_RETENTION`, and `DELETE /v1/runs/{run_id}`). An answer
                  *     about the earlier run carries `Idempotent-Replayed: true`.
                  */
@@ -1282,6 +1324,7 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];
             408: components["responses"]["BodyTimeout"];
+            409: components["responses"]["IdempotencyConflict"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["UnprocessableEntity"];
@@ -1293,17 +1336,24 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description The calling page's origin (sent by browsers). */
+                /**
+                 * @description The calling page's origin (sent by browsers). A preflight from an origin
+                 *     not in `SKILLRUN_CORS_ORIGINS` (an empty or malformed one included) is
+                 *     refused: a 200 without `Access-Control-Allow-*` headers.
+                 */
                 Origin?: components["parameters"]["Origin"];
                 /**
                  * @description Present (with `Origin`) only in a CORS preflight; the method the page
-                 *     wants. Other methods are refused (400).
+                 *     wants. `GET`, `POST`, `DELETE` and `OPTIONS` are allowed; any other is refused
+                 *     (a 200 without `Access-Control-Allow-*` headers).
                  */
                 "Access-Control-Request-Method"?: components["parameters"]["AccessControlRequestMethod"];
                 /**
                  * @description The non-safelisted headers the page wants to send: lower-case names,
-                 *     comma-separated, as browsers send them (Fetch standard). Other names
-                 *     are refused (400).
+                 *     comma-separated, as browsers send them (Fetch standard). Allowed:
+                 *     `x-api-key`, `x-trace-id`, `last-event-id`, `idempotency-key`,
+                 *     `content-type` and the CORS-safelisted ones; a preflight asking for any
+                 *     other is refused (a 200 without `Access-Control-Allow-*` headers).
                  */
                 "Access-Control-Request-Headers"?: components["parameters"]["AccessControlRequestHeaders"];
             };
@@ -1339,7 +1389,7 @@ export interface operations {
                  * @description Makes a retry safe: a repeat with the same key and the same body from
                  *     the same API key starts nothing and answers with the earlier run (a
                  *     stream replays it from the start). The same key with a different body
-                 *     (or skill) is a 422. Keys live as long as their run (see
+                 *     (or skill) is a 409. Keys live as long as their run (see
                  *     `SKILLRUN_RUN_RETENTION`, and `DELETE /v1/runs/{run_id}`). An answer
                  *     about the earlier run carries `Idempotent-Replayed: true`.
                  */
@@ -1361,6 +1411,7 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];
             408: components["responses"]["BodyTimeout"];
+            409: components["responses"]["IdempotencyConflict"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["UnprocessableEntity"];
@@ -1372,17 +1423,24 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description The calling page's origin (sent by browsers). */
+                /**
+                 * @description The calling page's origin (sent by browsers). A preflight from an origin
+                 *     not in `SKILLRUN_CORS_ORIGINS` (an empty or malformed one included) is
+                 *     refused: a 200 without `Access-Control-Allow-*` headers.
+                 */
                 Origin?: components["parameters"]["Origin"];
                 /**
                  * @description Present (with `Origin`) only in a CORS preflight; the method the page
-                 *     wants. Other methods are refused (400).
+                 *     wants. `GET`, `POST`, `DELETE` and `OPTIONS` are allowed; any other is refused
+                 *     (a 200 without `Access-Control-Allow-*` headers).
                  */
                 "Access-Control-Request-Method"?: components["parameters"]["AccessControlRequestMethod"];
                 /**
                  * @description The non-safelisted headers the page wants to send: lower-case names,
-                 *     comma-separated, as browsers send them (Fetch standard). Other names
-                 *     are refused (400).
+                 *     comma-separated, as browsers send them (Fetch standard). Allowed:
+                 *     `x-api-key`, `x-trace-id`, `last-event-id`, `idempotency-key`,
+                 *     `content-type` and the CORS-safelisted ones; a preflight asking for any
+                 *     other is refused (a 200 without `Access-Control-Allow-*` headers).
                  */
                 "Access-Control-Request-Headers"?: components["parameters"]["AccessControlRequestHeaders"];
             };
@@ -1418,7 +1476,7 @@ export interface operations {
                  * @description Makes a retry safe: a repeat with the same key and the same body from
                  *     the same API key starts nothing and answers with the earlier run (a
                  *     stream replays it from the start). The same key with a different body
-                 *     (or skill) is a 422. Keys live as long as their run (see
+                 *     (or skill) is a 409. Keys live as long as their run (see
                  *     `SKILLRUN_RUN_RETENTION`, and `DELETE /v1/runs/{run_id}`). An answer
                  *     about the earlier run carries `Idempotent-Replayed: true`.
                  */
@@ -1455,6 +1513,7 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];
             408: components["responses"]["BodyTimeout"];
+            409: components["responses"]["IdempotencyConflict"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["UnprocessableEntity"];
@@ -1466,17 +1525,24 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description The calling page's origin (sent by browsers). */
+                /**
+                 * @description The calling page's origin (sent by browsers). A preflight from an origin
+                 *     not in `SKILLRUN_CORS_ORIGINS` (an empty or malformed one included) is
+                 *     refused: a 200 without `Access-Control-Allow-*` headers.
+                 */
                 Origin?: components["parameters"]["Origin"];
                 /**
                  * @description Present (with `Origin`) only in a CORS preflight; the method the page
-                 *     wants. Other methods are refused (400).
+                 *     wants. `GET`, `POST`, `DELETE` and `OPTIONS` are allowed; any other is refused
+                 *     (a 200 without `Access-Control-Allow-*` headers).
                  */
                 "Access-Control-Request-Method"?: components["parameters"]["AccessControlRequestMethod"];
                 /**
                  * @description The non-safelisted headers the page wants to send: lower-case names,
-                 *     comma-separated, as browsers send them (Fetch standard). Other names
-                 *     are refused (400).
+                 *     comma-separated, as browsers send them (Fetch standard). Allowed:
+                 *     `x-api-key`, `x-trace-id`, `last-event-id`, `idempotency-key`,
+                 *     `content-type` and the CORS-safelisted ones; a preflight asking for any
+                 *     other is refused (a 200 without `Access-Control-Allow-*` headers).
                  */
                 "Access-Control-Request-Headers"?: components["parameters"]["AccessControlRequestHeaders"];
             };
@@ -1527,17 +1593,24 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description The calling page's origin (sent by browsers). */
+                /**
+                 * @description The calling page's origin (sent by browsers). A preflight from an origin
+                 *     not in `SKILLRUN_CORS_ORIGINS` (an empty or malformed one included) is
+                 *     refused: a 200 without `Access-Control-Allow-*` headers.
+                 */
                 Origin?: components["parameters"]["Origin"];
                 /**
                  * @description Present (with `Origin`) only in a CORS preflight; the method the page
-                 *     wants. Other methods are refused (400).
+                 *     wants. `GET`, `POST`, `DELETE` and `OPTIONS` are allowed; any other is refused
+                 *     (a 200 without `Access-Control-Allow-*` headers).
                  */
                 "Access-Control-Request-Method"?: components["parameters"]["AccessControlRequestMethod"];
                 /**
                  * @description The non-safelisted headers the page wants to send: lower-case names,
-                 *     comma-separated, as browsers send them (Fetch standard). Other names
-                 *     are refused (400).
+                 *     comma-separated, as browsers send them (Fetch standard). Allowed:
+                 *     `x-api-key`, `x-trace-id`, `last-event-id`, `idempotency-key`,
+                 *     `content-type` and the CORS-safelisted ones; a preflight asking for any
+                 *     other is refused (a 200 without `Access-Control-Allow-*` headers).
                  */
                 "Access-Control-Request-Headers"?: components["parameters"]["AccessControlRequestHeaders"];
             };
@@ -1614,17 +1687,24 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description The calling page's origin (sent by browsers). */
+                /**
+                 * @description The calling page's origin (sent by browsers). A preflight from an origin
+                 *     not in `SKILLRUN_CORS_ORIGINS` (an empty or malformed one included) is
+                 *     refused: a 200 without `Access-Control-Allow-*` headers.
+                 */
                 Origin?: components["parameters"]["Origin"];
                 /**
                  * @description Present (with `Origin`) only in a CORS preflight; the method the page
-                 *     wants. Other methods are refused (400).
+                 *     wants. `GET`, `POST`, `DELETE` and `OPTIONS` are allowed; any other is refused
+                 *     (a 200 without `Access-Control-Allow-*` headers).
                  */
                 "Access-Control-Request-Method"?: components["parameters"]["AccessControlRequestMethod"];
                 /**
                  * @description The non-safelisted headers the page wants to send: lower-case names,
-                 *     comma-separated, as browsers send them (Fetch standard). Other names
-                 *     are refused (400).
+                 *     comma-separated, as browsers send them (Fetch standard). Allowed:
+                 *     `x-api-key`, `x-trace-id`, `last-event-id`, `idempotency-key`,
+                 *     `content-type` and the CORS-safelisted ones; a preflight asking for any
+                 *     other is refused (a 200 without `Access-Control-Allow-*` headers).
                  */
                 "Access-Control-Request-Headers"?: components["parameters"]["AccessControlRequestHeaders"];
             };
@@ -1722,17 +1802,24 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description The calling page's origin (sent by browsers). */
+                /**
+                 * @description The calling page's origin (sent by browsers). A preflight from an origin
+                 *     not in `SKILLRUN_CORS_ORIGINS` (an empty or malformed one included) is
+                 *     refused: a 200 without `Access-Control-Allow-*` headers.
+                 */
                 Origin?: components["parameters"]["Origin"];
                 /**
                  * @description Present (with `Origin`) only in a CORS preflight; the method the page
-                 *     wants. Other methods are refused (400).
+                 *     wants. `GET`, `POST`, `DELETE` and `OPTIONS` are allowed; any other is refused
+                 *     (a 200 without `Access-Control-Allow-*` headers).
                  */
                 "Access-Control-Request-Method"?: components["parameters"]["AccessControlRequestMethod"];
                 /**
                  * @description The non-safelisted headers the page wants to send: lower-case names,
-                 *     comma-separated, as browsers send them (Fetch standard). Other names
-                 *     are refused (400).
+                 *     comma-separated, as browsers send them (Fetch standard). Allowed:
+                 *     `x-api-key`, `x-trace-id`, `last-event-id`, `idempotency-key`,
+                 *     `content-type` and the CORS-safelisted ones; a preflight asking for any
+                 *     other is refused (a 200 without `Access-Control-Allow-*` headers).
                  */
                 "Access-Control-Request-Headers"?: components["parameters"]["AccessControlRequestHeaders"];
             };
@@ -1821,17 +1908,24 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description The calling page's origin (sent by browsers). */
+                /**
+                 * @description The calling page's origin (sent by browsers). A preflight from an origin
+                 *     not in `SKILLRUN_CORS_ORIGINS` (an empty or malformed one included) is
+                 *     refused: a 200 without `Access-Control-Allow-*` headers.
+                 */
                 Origin?: components["parameters"]["Origin"];
                 /**
                  * @description Present (with `Origin`) only in a CORS preflight; the method the page
-                 *     wants. Other methods are refused (400).
+                 *     wants. `GET`, `POST`, `DELETE` and `OPTIONS` are allowed; any other is refused
+                 *     (a 200 without `Access-Control-Allow-*` headers).
                  */
                 "Access-Control-Request-Method"?: components["parameters"]["AccessControlRequestMethod"];
                 /**
                  * @description The non-safelisted headers the page wants to send: lower-case names,
-                 *     comma-separated, as browsers send them (Fetch standard). Other names
-                 *     are refused (400).
+                 *     comma-separated, as browsers send them (Fetch standard). Allowed:
+                 *     `x-api-key`, `x-trace-id`, `last-event-id`, `idempotency-key`,
+                 *     `content-type` and the CORS-safelisted ones; a preflight asking for any
+                 *     other is refused (a 200 without `Access-Control-Allow-*` headers).
                  */
                 "Access-Control-Request-Headers"?: components["parameters"]["AccessControlRequestHeaders"];
             };
@@ -1878,6 +1972,7 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["RunNotFound"];
+            409: components["responses"]["CursorPastEnd"];
             429: components["responses"]["TooManyRequests"];
         };
     };
@@ -1885,17 +1980,24 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description The calling page's origin (sent by browsers). */
+                /**
+                 * @description The calling page's origin (sent by browsers). A preflight from an origin
+                 *     not in `SKILLRUN_CORS_ORIGINS` (an empty or malformed one included) is
+                 *     refused: a 200 without `Access-Control-Allow-*` headers.
+                 */
                 Origin?: components["parameters"]["Origin"];
                 /**
                  * @description Present (with `Origin`) only in a CORS preflight; the method the page
-                 *     wants. Other methods are refused (400).
+                 *     wants. `GET`, `POST`, `DELETE` and `OPTIONS` are allowed; any other is refused
+                 *     (a 200 without `Access-Control-Allow-*` headers).
                  */
                 "Access-Control-Request-Method"?: components["parameters"]["AccessControlRequestMethod"];
                 /**
                  * @description The non-safelisted headers the page wants to send: lower-case names,
-                 *     comma-separated, as browsers send them (Fetch standard). Other names
-                 *     are refused (400).
+                 *     comma-separated, as browsers send them (Fetch standard). Allowed:
+                 *     `x-api-key`, `x-trace-id`, `last-event-id`, `idempotency-key`,
+                 *     `content-type` and the CORS-safelisted ones; a preflight asking for any
+                 *     other is refused (a 200 without `Access-Control-Allow-*` headers).
                  */
                 "Access-Control-Request-Headers"?: components["parameters"]["AccessControlRequestHeaders"];
             };
@@ -1957,17 +2059,24 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description The calling page's origin (sent by browsers). */
+                /**
+                 * @description The calling page's origin (sent by browsers). A preflight from an origin
+                 *     not in `SKILLRUN_CORS_ORIGINS` (an empty or malformed one included) is
+                 *     refused: a 200 without `Access-Control-Allow-*` headers.
+                 */
                 Origin?: components["parameters"]["Origin"];
                 /**
                  * @description Present (with `Origin`) only in a CORS preflight; the method the page
-                 *     wants. Other methods are refused (400).
+                 *     wants. `GET`, `POST`, `DELETE` and `OPTIONS` are allowed; any other is refused
+                 *     (a 200 without `Access-Control-Allow-*` headers).
                  */
                 "Access-Control-Request-Method"?: components["parameters"]["AccessControlRequestMethod"];
                 /**
                  * @description The non-safelisted headers the page wants to send: lower-case names,
-                 *     comma-separated, as browsers send them (Fetch standard). Other names
-                 *     are refused (400).
+                 *     comma-separated, as browsers send them (Fetch standard). Allowed:
+                 *     `x-api-key`, `x-trace-id`, `last-event-id`, `idempotency-key`,
+                 *     `content-type` and the CORS-safelisted ones; a preflight asking for any
+                 *     other is refused (a 200 without `Access-Control-Allow-*` headers).
                  */
                 "Access-Control-Request-Headers"?: components["parameters"]["AccessControlRequestHeaders"];
             };
@@ -2018,17 +2127,24 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description The calling page's origin (sent by browsers). */
+                /**
+                 * @description The calling page's origin (sent by browsers). A preflight from an origin
+                 *     not in `SKILLRUN_CORS_ORIGINS` (an empty or malformed one included) is
+                 *     refused: a 200 without `Access-Control-Allow-*` headers.
+                 */
                 Origin?: components["parameters"]["Origin"];
                 /**
                  * @description Present (with `Origin`) only in a CORS preflight; the method the page
-                 *     wants. Other methods are refused (400).
+                 *     wants. `GET`, `POST`, `DELETE` and `OPTIONS` are allowed; any other is refused
+                 *     (a 200 without `Access-Control-Allow-*` headers).
                  */
                 "Access-Control-Request-Method"?: components["parameters"]["AccessControlRequestMethod"];
                 /**
                  * @description The non-safelisted headers the page wants to send: lower-case names,
-                 *     comma-separated, as browsers send them (Fetch standard). Other names
-                 *     are refused (400).
+                 *     comma-separated, as browsers send them (Fetch standard). Allowed:
+                 *     `x-api-key`, `x-trace-id`, `last-event-id`, `idempotency-key`,
+                 *     `content-type` and the CORS-safelisted ones; a preflight asking for any
+                 *     other is refused (a 200 without `Access-Control-Allow-*` headers).
                  */
                 "Access-Control-Request-Headers"?: components["parameters"]["AccessControlRequestHeaders"];
             };
