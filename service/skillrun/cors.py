@@ -23,7 +23,9 @@ from starlette.responses import Response
 from .errors import PROBLEM_JSON, problem_body
 
 ALLOW_METHODS = ("GET", "POST", "OPTIONS")
-ALLOW_HEADERS = ("x-api-key", "x-trace-id", "Last-Event-ID", "Idempotency-Key", "Content-Type")
+ALLOW_HEADERS = (
+    "x-api-key", "x-trace-id", "traceparent", "tracestate", "Last-Event-ID", "Idempotency-Key", "Content-Type",
+)
 EXPOSE_HEADERS = (
     "X-Run-Id",
     "x-trace-id",

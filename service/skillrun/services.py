@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, MutableMapping
 if TYPE_CHECKING:
     from .auth import KeyRing
     from .engine import Engine, SkillCatalog
+    from .observe.hub import Observability
     from .ratelimit import RateLimiter
     from .runs import RunManager, RunStore
     from .settings import Settings
@@ -29,6 +30,7 @@ class Services:
     runs: "RunManager"
     keys: "KeyRing"
     limiter: "RateLimiter"
+    observe: "Observability"
 
 
 def services_of(scope: MutableMapping[str, Any]) -> Services:

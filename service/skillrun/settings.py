@@ -46,6 +46,12 @@ def _flag(name: str, default: bool = False) -> bool:
     return raw.strip().lower() in ("1", "true", "yes", "on")
 
 
+def _log_format(raw: str) -> str:
+    if raw not in ("text", "json"):
+        raise ValueError(f"SKILLRUN_LOG_FORMAT: {raw!r} must be text or json")
+    return raw
+
+
 def _list(name: str) -> list[str]:
     return [p.strip() for p in os.environ.get(name, "").split(",") if p.strip()]
 
@@ -112,6 +118,12 @@ class Settings:
     # Items of one foreach; past it the step fails the run (limit_exceeded).
     # demo.ticker's schema allows 10,000.
     max_foreach_items: int = 10_000
+    # Prometheus metrics (GET /metrics); off saves their cost (see bench/bench_metrics.py).
+    metrics: bool = True
+    # Serve /metrics on this port instead (on the main port it is then 404).
+    metrics_port: int | None = None
+    # Log lines: "text" (a terminal) or "json" (one object per line, with run and trace ids).
+    log_format: str = "text"
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -148,4 +160,7 @@ class Settings:
             max_events_per_run=_limit("SKILLRUN_MAX_EVENTS_PER_RUN", 100_000),
             max_stored_runs_per_key=_limit("SKILLRUN_MAX_STORED_RUNS_PER_KEY", 100_000),
             max_foreach_items=_limit("SKILLRUN_MAX_FOREACH_ITEMS", 10_000),
+            metrics=_flag("SKILLRUN_METRICS", True),
+            metrics_port=_int("SKILLRUN_METRICS_PORT", 0) or None,
+            log_format=_log_format(os.environ.get("SKILLRUN_LOG_FORMAT") or "text"),
         )
