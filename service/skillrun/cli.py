@@ -17,17 +17,27 @@ log = logging.getLogger("skillrun")
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from .observe import multiproc
+
+    # Before anything imports prometheus_client (see observe/multiproc.py).
+    multiproc.prepare(int(getattr(args, "workers", 1) or 1))
+
     import uvicorn
 
     from .app import create_app
     from .auth import generate_key
     from .edge import EdgeLimits, edge_protocol
+    from .observe import logs
 
     try:
         settings = Settings.from_env()
     except ValueError as exc:
         print(f"skillrun serve: {exc}", file=sys.stderr)
         return 2
+    if args.log_format is not None:
+        settings.log_format = args.log_format
+    if args.metrics_port is not None:
+        settings.metrics_port = args.metrics_port or None
     settings.skill_dirs += [Path(d) for d in args.skills]
     if args.db is not None:
         settings.db = args.db
@@ -44,11 +54,27 @@ def _serve(args: argparse.Namespace) -> int:
         # A bad keys file or rate limit is the user's to fix: say what, not a traceback.
         print(f"skillrun serve: {exc}", file=sys.stderr)
         return 2
+    observe = app.services.observe
+    tracing = observe.tracing
+    logs.configure(
+        settings.log_format, getattr(logging, args.log_level.upper(), logging.INFO),
+        span_ids=tracing.current_ids if tracing is not None else None,
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    if settings.metrics_port is not None and observe.metrics is not None:
+        from prometheus_client import start_http_server
+
+        # A thread of its own, on its own port: scrapes never queue behind requests.
+        start_http_server(settings.metrics_port, addr=args.host, registry=observe.metrics.scrape_registry())
     config = uvicorn.Config(
         app,
         host=args.host,
         port=args.port,
         log_level=args.log_level,
+        # Our handler and formatter (logs.configure); our access log names the route
+        # template, status, duration and bytes (observe/http.py), so uvicorn's is off.
+        log_config=logs.uvicorn_log_config(),
+        access_log=False,
         # uvicorn alone waits forever for open streams; ours end within the grace.
         timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 5,
         # httptools with head/body deadlines, a head size cap and a connection cap (edge.py).
@@ -220,6 +246,14 @@ def parser() -> argparse.ArgumentParser:
         "(default: $SKILLRUN_FORWARDED_ALLOW_IPS, else none: proxy headers are ignored)",
     )
     serve.add_argument("--log-level", default="info")
+    serve.add_argument(
+        "--log-format", choices=("text", "json"), default=None,
+        help="text (default: $SKILLRUN_LOG_FORMAT or text) or json: one object per line with run and trace ids",
+    )
+    serve.add_argument(
+        "--metrics-port", type=int, default=None, metavar="PORT",
+        help="serve /metrics on this port instead of the API's (default: $SKILLRUN_METRICS_PORT)",
+    )
     serve.set_defaults(func=_serve)
 
     validate = sub.add_parser(

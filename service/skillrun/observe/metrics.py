@@ -109,6 +109,7 @@ class Metrics:
         )
         # Children by label values: ``labels()`` takes a lock and builds a tuple each time.
         self._children: dict[tuple[Any, ...], Any] = {}
+        self._merged: CollectorRegistry | None = None
 
     def child(self, metric: Any, *labels: str) -> Any:
         key = (id(metric), *labels)
@@ -131,9 +132,10 @@ class Metrics:
         """What a scrape reads: with several workers, the sum of all of theirs."""
         if not multiprocess():
             return self.registry
-        merged = CollectorRegistry()
-        MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
-        return merged
+        if self._merged is None:  # the collector reads the files at each scrape
+            self._merged = CollectorRegistry()
+            MultiProcessCollector(self._merged)  # type: ignore[no-untyped-call]
+        return self._merged
 
     def run_events(self) -> "RunEvents":
         return RunEvents(self)
