@@ -10,23 +10,23 @@ no prometheus code for that reason.
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 
 ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def prepare(workers: int) -> str | None:
-    """With more than one worker: a fresh, empty directory for their values (an
-    operator's own ``PROMETHEUS_MULTIPROC_DIR`` is emptied: stale files from an
-    earlier server would be summed in). Returns the directory, or None (one worker)."""
+    """With more than one worker and no ``PROMETHEUS_MULTIPROC_DIR`` given: a fresh
+    directory for their values, in the environment the workers inherit. A directory
+    the operator gives is used as it is (prometheus-client's rule: empty it before
+    the server starts, or an earlier server's counts are summed in). Returns the
+    directory in use, or None (one process: plain in-memory metrics)."""
     given = os.environ.get(ENV)
-    if workers <= 1 and not given:
-        return None
     if given:
-        shutil.rmtree(given, ignore_errors=True)
         os.makedirs(given, exist_ok=True)
         return given
+    if workers <= 1:
+        return None
     path = tempfile.mkdtemp(prefix="skillrun-metrics-")
     os.environ[ENV] = path
     return path
