@@ -148,6 +148,8 @@ class Tracing:
         if type not in _SPAN_EVENTS:
             return
         data = payload.get("data") or {}
+        if type == ev.STEP_SKIPPED and "gate" not in data:
+            return  # only a gate's skip is a gate outcome
         attributes: dict[str, Any] = {"skillrun.step.id": payload.get("step_id") or ""}
         if data.get("index") is not None:
             attributes["skillrun.step.index"] = data["index"]
