@@ -91,8 +91,14 @@ def bounded_problem(_request: Any, exc: ProblemException) -> Any:
 
 def _log_problem(status: int, title: str, detail: str) -> None:
     """A client's mistake (4xx) is routine: INFO, one line, no traceback. Only the
-    server's own faults are ERROR (connexion logs 4xx as warnings, with a repr)."""
-    log.log(logging.INFO if status < 500 else logging.ERROR, "%s %s: %s", status, title, detail)
+    server's own faults are ERROR (connexion logs 4xx as warnings, with a repr).
+    A 4xx's detail echoes what the client sent (a path segment, a header), which may
+    be a key pasted in the wrong place: it goes to DEBUG only."""
+    if status >= 500:
+        log.error("%s %s: %s", status, title, detail)
+        return
+    log.info("%s %s", status, title)
+    log.debug("%s %s: %s", status, title, detail)
 
 
 def http_problem(_request: Any, exc: Any) -> Any:
