@@ -119,3 +119,5 @@ class Observability:
     def close(self) -> None:
         if self.tracing is not None:
             self.tracing.shutdown()
+        if self.metrics is not None:
+            self.metrics.process_ended()

@@ -137,6 +137,15 @@ class Metrics:
             MultiProcessCollector(self._merged)  # type: ignore[no-untyped-call]
         return self._merged
 
+    def process_ended(self) -> None:
+        """A worker that stops takes its live gauges (runs in progress, open streams) out of
+        the sum; its counters stay (they count what it did). A worker killed outright
+        cannot: its last gauge values stay until the directory is emptied."""
+        if multiprocess():
+            from prometheus_client import multiprocess as mp
+
+            mp.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+
     def run_events(self) -> "RunEvents":
         return RunEvents(self)
 
