@@ -1,6 +1,6 @@
 """Prometheus metrics: one registry per app, fed by the run log, the streams, the store and the edge.
 
-Run and step metrics are read off the events a run's writer appends (``RunEvents``),
+Run and step metrics are read off the events a run's writer appends (``runevents``),
 so the engine stays unaware of them: every fact they count is already an event
 (``skill_start`` names the channel, terminal step events carry ``duration_ms``,
 ``step_retrying`` each retry, ``step_degraded``/``gate_warning`` the findings,
@@ -22,13 +22,12 @@ worker the scrape reached.
 from __future__ import annotations
 
 import os
-from typing import Any, Callable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from .. import events as ev
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 UNMATCHED = "unmatched"
@@ -146,100 +145,3 @@ class Metrics:
 
             mp.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
 
-    def run_events(self) -> "RunEvents":
-        return RunEvents(self)
-
-
-def _count(findings: Any) -> int:
-    return len(findings) if isinstance(findings, list) else 1
-
-
-class RunEvents:
-    """One run's events, as they are appended, into the metrics (``RunWriter``'s observer)."""
-
-    __slots__ = ("m", "skill", "started", "uses", "on_event")
-
-    def __init__(self, metrics: Metrics) -> None:
-        self.m = metrics
-        self.skill = UNKNOWN
-        self.started = False
-        # (step_id, index) -> capability, from step_start, for the step's later events.
-        self.uses: dict[tuple[Any, Any], str] = {}
-        # Another observer of the same events (the tracer's span events), if any.
-        self.on_event: Callable[[str, dict[str, Any]], None] | None = None
-
-    def __call__(self, type: str, payload: dict[str, Any]) -> None:
-        handler = _HANDLERS.get(type)
-        if handler is not None:
-            handler(self, payload)
-        if self.on_event is not None:
-            self.on_event(type, payload)
-
-    def _skill_start(self, payload: dict[str, Any]) -> None:
-        data = payload["data"]
-        self.skill = data["skill_id"]
-        self.started = True
-        m = self.m
-        m.child(m.runs_started, self.skill, data["execution_channel"]).inc()
-        m.child(m.runs_in_progress, self.skill).inc()
-
-    def _step_start(self, payload: dict[str, Any]) -> None:
-        data = payload["data"]
-        self.uses[(payload["step_id"], data.get("index"))] = data["uses"]
-
-    def _step_ended(self, status: str, payload: dict[str, Any]) -> None:
-        data = payload["data"]
-        capability = self.uses.pop((payload["step_id"], data.get("index")), UNKNOWN)
-        m = self.m
-        m.child(m.step_duration, self.skill, capability, status).observe(data["duration_ms"] / 1000)
-
-    def _completed(self, payload: dict[str, Any]) -> None:
-        self._step_ended("completed", payload)
-
-    def _degraded(self, payload: dict[str, Any]) -> None:
-        data = payload["data"]
-        self._findings(data.get("policy") or "degrade", data.get("findings"))
-        self._step_ended("degraded", payload)
-
-    def _failed(self, payload: dict[str, Any]) -> None:
-        if payload["data"]["error"].get("kind") == "gate_failed":
-            self._findings("fail", None)
-        self._step_ended("failed", payload)
-
-    def _skipped(self, payload: dict[str, Any]) -> None:
-        data = payload["data"]
-        if "gate" in data:
-            self._findings("skip", data.get("findings"))
-
-    def _retrying(self, payload: dict[str, Any]) -> None:
-        capability = self.uses.get((payload["step_id"], payload["data"].get("index")), UNKNOWN)
-        self.m.child(self.m.step_retries, self.skill, capability).inc()
-
-    def _warning(self, payload: dict[str, Any]) -> None:
-        self._findings("warn", payload["data"].get("findings"))
-
-    def _findings(self, policy: str, findings: Any) -> None:
-        self.m.child(self.m.gate_findings, self.skill, policy).inc(_count(findings))
-
-    def _done(self, payload: dict[str, Any]) -> None:
-        # ``done`` names its skill: a log closed by recovery may have no skill_start here.
-        skill, status = payload.get("skill_id") or self.skill, payload.get("status") or UNKNOWN
-        m = self.m
-        m.child(m.runs_finished, skill, status).inc()
-        m.child(m.run_duration, skill, status).observe(float(payload.get("duration_ms") or 0) / 1000)
-        if self.started:
-            m.child(m.runs_in_progress, skill).dec()
-            self.started = False
-
-
-_HANDLERS: dict[str, Callable[[RunEvents, dict[str, Any]], None]] = {
-    ev.SKILL_START: RunEvents._skill_start,
-    ev.STEP_START: RunEvents._step_start,
-    ev.STEP_COMPLETED: RunEvents._completed,
-    ev.STEP_DEGRADED: RunEvents._degraded,
-    ev.STEP_FAILED: RunEvents._failed,
-    ev.STEP_SKIPPED: RunEvents._skipped,
-    ev.STEP_RETRYING: RunEvents._retrying,
-    ev.GATE_WARNING: RunEvents._warning,
-    ev.DONE: RunEvents._done,
-}
