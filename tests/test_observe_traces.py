@@ -265,3 +265,19 @@ def test_the_otlp_exporter_really_sends_spans_when_otel_variables_are_set(tmp_pa
         server.stop()
         receiver.shutdown()
         receiver.server_close()
+
+
+@pytest.mark.anyio
+async def test_cors_lets_a_page_send_traceparent_and_tracestate(app_factory: Callable[..., Any]) -> None:
+    """A preflight from an allowed origin asking for traceparent, tracestate (and x-api-key) is
+    allowed: a browser app can join its own trace."""
+    page = "https://app.example"
+    async with asgi_client(app_factory(cors_origins=[page])) as client:
+        r = await client.options(
+            "/v1/skills/text.summarize/execute/stream",
+            headers={"origin": page, "access-control-request-method": "POST",
+                     "access-control-request-headers": "traceparent, tracestate, x-api-key, content-type"},
+        )
+    assert r.status_code == 200, r.text
+    allowed = {h.strip().lower() for h in r.headers["access-control-allow-headers"].split(",")}
+    assert {"traceparent", "tracestate"} <= allowed
