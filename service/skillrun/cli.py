@@ -70,12 +70,20 @@ def _pool_per_worker(settings: Settings, workers: int) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     from .devkey import load_or_create
+    from .observe import multiproc
+
+    # Before anything imports prometheus_client (see observe/multiproc.py).
+    multiproc.prepare(int(getattr(args, "workers", 1) or 1))
 
     try:
         settings = Settings.from_env()
     except ValueError as exc:
         print(f"skillrun serve: {exc}", file=sys.stderr)
         return 2
+    if args.log_format is not None:
+        settings.log_format = args.log_format
+    if args.metrics_port is not None:
+        settings.metrics_port = args.metrics_port or None
     settings.skill_dirs += [Path(d) for d in args.skills]
     if args.db is not None:
         settings.db = args.db
@@ -98,7 +106,21 @@ def _serve(args: argparse.Namespace) -> int:
     options = ServeOptions(args.host, args.port, args.log_level)
     if args.workers == 1:
         return serve_process(settings, options, announce=True)
+    _metrics_port_of_workers(settings, options)
     return WorkerSupervisor(settings, options, args.workers).run()
+
+
+def _metrics_port_of_workers(settings: Settings, options: ServeOptions) -> None:
+    """``--metrics-port`` with several workers: the supervisor serves the sum of every
+    worker's values (prometheus-client's multiprocess mode), from a thread of its own."""
+    if settings.metrics_port is None or not settings.metrics:
+        return
+    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    start_http_server(settings.metrics_port, addr=options.host, registry=registry)
 
 
 def serve_process(
@@ -109,6 +131,7 @@ def serve_process(
 
     from .app import create_app
     from .edge import EdgeLimits, edge_protocol
+    from .observe import logs
     from .runs import SchemaTooNew, SqliteStore, StoreInUse
 
     try:
@@ -121,11 +144,28 @@ def serve_process(
         # release wrote: the user's to fix, so say what, not a traceback.
         print(f"skillrun serve: {exc}", file=sys.stderr)
         return 2
+    observe = app.services.observe
+    tracing = observe.tracing
+    logs.configure(
+        settings.log_format, getattr(logging, options.log_level.upper(), logging.INFO),
+        span_ids=tracing.current_ids if tracing is not None else None,
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    if settings.metrics_port is not None and observe.metrics is not None and sockets is None:
+        from prometheus_client import start_http_server
+
+        # A thread of its own, on its own port: scrapes never queue behind requests.
+        # (With --workers N the supervisor serves it: ``_metrics_port_of_workers``.)
+        start_http_server(settings.metrics_port, addr=options.host, registry=observe.metrics.scrape_registry())
     config = uvicorn.Config(
         app,
         host=options.host,
         port=options.port,
         log_level=options.log_level,
+        # Our handler and formatter (logs.configure); our access log names the route
+        # template, status, duration and bytes (observe/http.py), so uvicorn's is off.
+        log_config=logs.uvicorn_log_config(),
+        access_log=False,
         # uvicorn alone waits forever for open streams; ours end within the grace.
         timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 5,
         # httptools with head/body deadlines, a head size cap and a connection cap (edge.py).
@@ -404,6 +444,14 @@ def parser() -> argparse.ArgumentParser:
         "SKILLRUN_WORKER_PROCS defaults to the CPU count divided by N",
     )
     serve.add_argument("--log-level", default="info")
+    serve.add_argument(
+        "--log-format", choices=("text", "json"), default=None,
+        help="text (default: $SKILLRUN_LOG_FORMAT or text) or json: one object per line with run and trace ids",
+    )
+    serve.add_argument(
+        "--metrics-port", type=int, default=None, metavar="PORT",
+        help="serve /metrics on this port instead of the API's (default: $SKILLRUN_METRICS_PORT)",
+    )
     serve.set_defaults(func=_serve)
 
     validate = sub.add_parser(

@@ -26,7 +26,9 @@ from starlette.responses import PlainTextResponse, Response
 
 
 ALLOW_METHODS = ("GET", "POST", "DELETE", "OPTIONS")
-ALLOW_HEADERS = ("x-api-key", "x-trace-id", "Last-Event-ID", "Idempotency-Key", "Content-Type")
+ALLOW_HEADERS = (
+    "x-api-key", "x-trace-id", "traceparent", "tracestate", "Last-Event-ID", "Idempotency-Key", "Content-Type",
+)
 EXPOSE_HEADERS = (
     "X-Run-Id",
     "x-trace-id",

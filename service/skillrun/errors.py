@@ -22,6 +22,7 @@ TITLES = {
     400: "Bad Request",
     401: "Unauthorized",
     404: "Not Found",
+    405: "Method Not Allowed",
     408: "Request Timeout",
     409: "Conflict",
     413: "Content Too Large",
@@ -98,5 +99,26 @@ def bounded_problem(_request: Any, exc: ProblemException) -> Any:
         headers=exc.headers,
         ext=ext,
     )
-    log.log(logging.WARNING if exc.status < 500 else logging.ERROR, "%s %s: %s", exc.status, exc.title, bounded.detail)
+    _log_problem(exc.status, str(exc.title), str(bounded.detail))
     return bounded.to_problem()
+
+
+def _log_problem(status: int, title: str, detail: str) -> None:
+    """A client's mistake (4xx) is routine: INFO, one line, no traceback. Only the
+    server's own faults are ERROR (connexion logs 4xx as warnings, with a repr).
+    A 4xx's detail echoes what the client sent (a path segment, a header), which may
+    be a key pasted in the wrong place: it goes to DEBUG only."""
+    if status >= 500:
+        log.error("%s %s: %s", status, title, detail)
+        return
+    log.info("%s %s", status, title)
+    log.debug("%s %s: %s", status, title, detail)
+
+
+def http_problem(_request: Any, exc: Any) -> Any:
+    """Starlette's ``HTTPException`` (unknown path: 404, wrong method: 405) as a problem."""
+    detail = echo(str(exc.detail), _DETAIL_CHARS)
+    _log_problem(exc.status_code, TITLES.get(exc.status_code, "Error"), detail)
+    return ProblemException(
+        status=exc.status_code, title=TITLES.get(exc.status_code, "Error"), detail=detail, headers=exc.headers
+    ).to_problem()

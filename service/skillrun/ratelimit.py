@@ -27,7 +27,7 @@ from .auth import API_KEY_HEADER
 from .errors import problem_response
 from .services import Services, add_response_headers, services_of
 
-EXEMPT_PREFIXES = ("/v1/health", "/v1/schemas")
+EXEMPT_PREFIXES = ("/v1/health", "/v1/schemas", "/metrics")
 
 
 ANONYMOUS = "addr:"  # the identity prefix of requests without a known key
@@ -91,6 +91,7 @@ class RateLimitMiddleware:
         services = services_of(scope)
         allowed, headers = await services.limiter.hit(client_identity(scope, services))
         if not allowed:
+            services.observe.rate_limited()
             response = problem_response(
                 429, f"Rate limit of {headers['RateLimit-Limit']} requests exceeded; retry in "
                 f"{headers['Retry-After']} s.", headers=headers

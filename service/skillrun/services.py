@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from .auth import KeyRing
     from .engine import CapabilityRegistry, Engine, SkillCatalog
     from .loadreport import LoadReport
+    from .observe.hub import Observability
     from .ratelimit import RateLimiter
     from .runs import RunManager, RunStore
     from .settings import Settings
@@ -30,6 +31,7 @@ class Services:
     runs: "RunManager"
     keys: "KeyRing"
     limiter: "RateLimiter"
+    observe: "Observability"
     # What GET /v1/capabilities lists and /v1/health/ready counts (None: not reported).
     capabilities: "CapabilityRegistry | None" = None
     load_report: "LoadReport | None" = None

@@ -48,6 +48,12 @@ def _flag(name: str, default: bool = False) -> bool:
     return raw.strip().lower() in ("1", "true", "yes", "on")
 
 
+def _log_format(raw: str) -> str:
+    if raw not in ("text", "json"):
+        raise ValueError(f"SKILLRUN_LOG_FORMAT: {raw!r} must be text or json")
+    return raw
+
+
 def _list(name: str) -> list[str]:
     return [p.strip() for p in os.environ.get(name, "").split(",") if p.strip()]
 
@@ -121,6 +127,12 @@ class Settings:
     # How many times one run may be resumed after a restart before it is closed
     # as interrupted instead (a run that crashes its process must not loop).
     max_resumes: int = 3
+    # Prometheus metrics (GET /metrics); off saves their cost (see bench/bench_metrics.py).
+    metrics: bool = True
+    # Serve /metrics on this port instead (on the main port it is then 404).
+    metrics_port: int | None = None
+    # Log lines: "text" (a terminal) or "json" (one object per line, with run and trace ids).
+    log_format: str = "text"
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -159,4 +171,7 @@ class Settings:
             max_stored_runs_per_key=_limit("SKILLRUN_MAX_STORED_RUNS_PER_KEY", 100_000),
             max_foreach_items=_limit("SKILLRUN_MAX_FOREACH_ITEMS", 10_000),
             max_resumes=_int("SKILLRUN_MAX_RESUMES", 3),
+            metrics=_flag("SKILLRUN_METRICS", True),
+            metrics_port=_int("SKILLRUN_METRICS_PORT", 0) or None,
+            log_format=_log_format(os.environ.get("SKILLRUN_LOG_FORMAT") or "text"),
         )

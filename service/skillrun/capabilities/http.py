@@ -34,6 +34,7 @@ from typing import Any, AsyncIterator, Iterable, Iterator
 import httpx
 
 from ..engine.capability import Capability, CapabilityError, idempotency_key
+from ..observe.context import outgoing_trace_headers
 
 ALLOW_ENV = "SKILLRUN_HTTP_ALLOW"
 PUBLIC_ENV = "SKILLRUN_HTTP_PUBLIC"
@@ -402,6 +403,9 @@ def _request_headers(given: dict[str, str], has_json: bool) -> httpx.Headers:
         headers.setdefault("content-type", "application/json")
     # Only what _Body can inflate in bounded pieces (httpx would add br and zstd when installed).
     headers.setdefault("accept-encoding", "gzip, deflate")
+    # The called service joins the run's trace, unless the skill set its own context.
+    for name, value in outgoing_trace_headers().items():
+        headers.setdefault(name, value)
     return headers
 
 

@@ -38,6 +38,7 @@ from ..events import Emitter
 from .capability import _RUN_KEY, _RUN_STATE, Capability, CapabilityError, CapabilityRegistry
 from .expressions import Expression, ExpressionError, Template, render_elsewhere
 from .forward import Forward
+from .hooks import NO_TRACER, Tracer
 from .inputcheck import InputCheck
 from .model import Skill, Step
 from .pool import Pool
@@ -105,6 +106,7 @@ class Engine:
         offload: Offload | None = None,
         max_parallel_per_key: int | None = None,
         max_foreach_items: int | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self.capabilities = capabilities
         self.skills = skills
@@ -116,6 +118,7 @@ class Engine:
         # One key holds at most ``max_parallel_per_key`` of them (see ``slots``).
         self.slots = CapabilitySlots(max_parallel, max_parallel_per_key or max_parallel)
         self.max_foreach_items = max_foreach_items
+        self.tracer: Tracer = tracer or NO_TRACER  # spans per run and attempt (``hooks``)
         self._input_validators: dict[tuple[str, str], Any] = {}
         self.input_check = InputCheck()  # rendered capability inputs against their schemas
         self._slice_start = time.perf_counter()
@@ -178,7 +181,7 @@ class Engine:
         key_token = _RUN_KEY.set(run_key)
         tenant_token = TENANT.set(tenant)  # the steps' tasks inherit it
         try:
-            async with Deadline(limit, f"the run took longer than {limit:g} s" if limit else ""):
+            async with self.tracer.run(skill.id, channel), Deadline(limit, f"the run took longer than {limit:g} s" if limit else ""):
                 await run.execute()
         except StepFailure as failure:
             status, error = "failed", failure.as_dict()
@@ -488,7 +491,7 @@ class _Run:
         problem = self.engine.input_check.problem(cap, args)
         if problem is not None:  # rendered from expressions, so unchecked at load
             raise StepFailure("input_invalid", f"{cap.name} {problem}")
-        async with self.engine.slot(cap):
+        async with self.engine.slot(cap), self.engine.tracer.attempt(step.id, cap.name):
             try:
                 async with Deadline(step.timeout_s, f"step {step.id!r} took longer than {step.timeout_s or 0:g} s"):
                     output = await self.engine.invoke(cap, args)
@@ -520,7 +523,7 @@ class _Run:
                    self.fates, f"{self.prefix}{forward.prefix}/")
         try:
             limit = min([t for t in (step.timeout_s, child.timeout_s) if t is not None], default=None)
-            async with Deadline(limit, f"skill {skill_id!r} took longer than {limit or 0:g} s"):
+            async with self.engine.tracer.attempt(step.id, step.uses), Deadline(limit, f"skill {skill_id!r} took longer than {limit or 0:g} s"):
                 await sub.execute()
         except TimedOut as exc:
             raise StepFailure(TIMEOUT, exc.message) from None

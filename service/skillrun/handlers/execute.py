@@ -17,6 +17,7 @@ from starlette.responses import Response
 from ..engine import Skill
 from ..errors import TITLES
 from ..events import DONE, result_of_done
+from ..observe.tracing import incoming_trace_id
 from ..runs import IdempotencyConflict, RunRecord, ShuttingDown, follow, request_hash
 from ..runs.quotas import QuotaExceeded
 from ..services import Services
@@ -49,7 +50,8 @@ async def _start(skill_id: str, body: dict[str, Any], channel: str) -> tuple[Ser
             body["inputs"],
             owner=owner(),
             channel=channel,
-            trace_id=request.headers.get("x-trace-id"),
+            # A W3C traceparent names the trace; else x-trace-id (see observe/tracing.py).
+            trace_id=incoming_trace_id(request.headers, s.observe.tracing),
             timeout_s=timeout_ms / 1000 if timeout_ms else None,
             idempotency_key=key,
             request_hash=request_hash(skill_id, body) if key is not None else None,

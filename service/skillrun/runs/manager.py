@@ -15,12 +15,13 @@ import logging
 import secrets
 import time
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Callable
 
 from ..engine import Engine, Skill
 from ..engine.runner import CANCELLED, INTERRUPTED, LIMIT_EXCEEDED
 from .. import events as ev
 from ..events import Event
+from ..observe.context import bind_run
 from .quotas import RunQuotas
 from ..engine.resume import Resume
 from ..engine.secret_inputs import has_secrets
@@ -71,8 +72,11 @@ class RunManager:
         quotas: RunQuotas | None = None,
         *,
         max_resumes: int = 3,
+        observe: Any = None,
     ) -> None:
         self.store = store
+        # ``observe.hub.Observability``: each run's writer gets its observer (metrics, spans).
+        self.observe = observe
         self.engine = engine
         self.catalog = catalog
         self.quotas = quotas or RunQuotas()
@@ -178,12 +182,21 @@ class RunManager:
                             f"(SKILLRUN_MAX_EVENTS_PER_RUN)")
 
         # The engine gets the real inputs; the writer scrubs secrets from what it stores.
-        return given.writer(self.store, run.run_id, run.trace_id, last_seq=last_seq, max_events=cap, on_full=full)
+        return given.writer(
+            self.store, run.run_id, run.trace_id, last_seq=last_seq, max_events=cap, on_full=full,
+            observer=self._observer(),
+        )
+
+    def _observer(self) -> Callable[[str, dict[str, Any]], None] | None:
+        return self.observe.run_observer() if self.observe is not None else None
 
     async def _run(
         self, run: RunRecord, skill: Skill, timeout_s: float | None, given: RunInputs, resume: Resume | None
     ) -> None:
         # No await before the engine's: a cancel always reaches the engine, which ends the log.
+        # This task's log lines, spans and outgoing requests carry the run's ids.
+        bind_run(run.run_id, run.trace_id, run.skill_id, run.owner,
+                 self.observe.propagation.headers if self.observe is not None else None)
         writer = self._writer(run, given, resume.last_seq if resume else 0)
         started = time.perf_counter() - (resume.elapsed_s if resume else 0.0)
         try:
@@ -259,7 +272,7 @@ class RunManager:
         if last is not None and last.type == ev.DONE:
             return False
         skill = self.catalog.get(run.skill_id) if self.catalog is not None else None
-        writer = RunWriter(self.store, run_id, run.trace_id, last_seq=last.seq if last else 0)
+        writer = RunWriter(self.store, run_id, run.trace_id, last_seq=last.seq if last else 0, observer=self._observer())
         for n, event in enumerate(closing_events(run, fates, status, skill, self.catalog)):
             try:
                 if isinstance(event, Event):

@@ -36,9 +36,10 @@ import json
 import logging
 import sqlite3
 import threading
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Collection
+from typing import Any, Callable, Collection
 
 from ..events import DONE, projection
 from .filelock import FileLock
@@ -212,6 +213,8 @@ class SqliteStore:
         self._reader_conns: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._file_lock = FileLock(self.path)
+        # Told each group commit's duration (s) and operation count (the metrics).
+        self.on_commit: Callable[[float, int], None] | None = None
 
     # -- connections -------------------------------------------------------
 
@@ -368,6 +371,7 @@ class SqliteStore:
             ops, self._pending = self._pending, []
             if ops:
                 now = utc_now()
+                began = time.perf_counter()
                 try:
                     if restart:
                         outcome = await asyncio.to_thread(self._commit, ops, now)
@@ -377,6 +381,8 @@ class SqliteStore:
                     log.exception("run store: commit of %d operation(s) failed", len(ops))
                     self._fail(ops, exc)
                 else:
+                    if self.on_commit is not None:
+                        self.on_commit(time.perf_counter() - began, len(ops))
                     self._publish(ops, outcome, now)
                     if not dirty:
                         checkpoint_at = loop.time() + self.checkpoint_s

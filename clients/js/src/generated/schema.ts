@@ -400,6 +400,32 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/metrics": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Prometheus metrics
+         * @description The server's metrics in the Prometheus text format, or in OpenMetrics when
+         *     `Accept` asks for `application/openmetrics-text`. No key needed and not rate
+         *     limited; 404 when metrics are off (`SKILLRUN_METRICS=0`) or served on their
+         *     own port (`SKILLRUN_METRICS_PORT`, `--metrics-port`). Labels are bounded:
+         *     skill ids, capability names, statuses and the spec's route templates, never
+         *     a run id, trace id or key. With several workers the values are the sum over
+         *     all of them, whichever worker answers.
+         */
+        get: operations["metrics"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -1229,7 +1255,9 @@ export interface components {
         /**
          * @description Correlates the run with the caller's own traces. Echoed in every event,
          *     in the result and in the `x-trace-id` response header; generated when
-         *     absent.
+         *     absent. A valid W3C `traceparent` header sent alongside wins: the run's
+         *     trace id is then its trace id (and the run's spans, with OpenTelemetry
+         *     on, join that trace; `http.request` sends a `traceparent` in it).
          */
         TraceId: string;
     };
@@ -1248,7 +1276,7 @@ export interface components {
         };
     };
     headers: {
-        /** @description The run's trace id (the request's `x-trace-id`, or a generated one). */
+        /** @description The run's trace id (the request's `traceparent` trace id, else its `x-trace-id`, else a generated one). */
         TraceId: string;
         /** @description The id of the run this request started (or reads). */
         RunId: string;
@@ -1281,7 +1309,9 @@ export interface operations {
                 /**
                  * @description Correlates the run with the caller's own traces. Echoed in every event,
                  *     in the result and in the `x-trace-id` response header; generated when
-                 *     absent.
+                 *     absent. A valid W3C `traceparent` header sent alongside wins: the run's
+                 *     trace id is then its trace id (and the run's spans, with OpenTelemetry
+                 *     on, join that trace; `http.request` sends a `traceparent` in it).
                  */
                 "x-trace-id"?: components["parameters"]["TraceId"];
                 /**
@@ -1382,7 +1412,9 @@ export interface operations {
                 /**
                  * @description Correlates the run with the caller's own traces. Echoed in every event,
                  *     in the result and in the `x-trace-id` response header; generated when
-                 *     absent.
+                 *     absent. A valid W3C `traceparent` header sent alongside wins: the run's
+                 *     trace id is then its trace id (and the run's spans, with OpenTelemetry
+                 *     on, join that trace; `http.request` sends a `traceparent` in it).
                  */
                 "x-trace-id"?: components["parameters"]["TraceId"];
                 /**
@@ -1469,7 +1501,9 @@ export interface operations {
                 /**
                  * @description Correlates the run with the caller's own traces. Echoed in every event,
                  *     in the result and in the `x-trace-id` response header; generated when
-                 *     absent.
+                 *     absent. A valid W3C `traceparent` header sent alongside wins: the run's
+                 *     trace id is then its trace id (and the run's spans, with OpenTelemetry
+                 *     on, join that trace; `http.request` sends a `traceparent` in it).
                  */
                 "x-trace-id"?: components["parameters"]["TraceId"];
                 /**
@@ -2239,6 +2273,28 @@ export interface operations {
                 };
             };
             503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    metrics: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The metrics. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/plain": string;
+                    "application/openmetrics-text": string;
+                };
+            };
+            404: components["responses"]["NotFound"];
         };
     };
 }
