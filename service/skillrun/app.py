@@ -11,6 +11,7 @@ import connexion
 from connexion.exceptions import ProblemException
 from connexion.middleware import MiddlewarePosition
 from connexion.options import SwaggerUIOptions
+from starlette.exceptions import HTTPException
 
 from . import errors
 from .auth import KeyRing, check_keys, hash_key, read_hash_file
@@ -20,10 +21,16 @@ from .cors import CorsMiddleware
 from .docsguard import DocsGuardMiddleware
 from .engine import Engine, load_skills
 from .engine.workers import make_offload
+from .loadreport import LoadReport
+from .observe.http import ObserveMiddleware, RouteMarker, RouteTable
+from .observe.hub import Observability
+from .observe.metrics import Metrics
+from .observe.tracing import Tracing
 from .ratelimit import RateLimiter, RateLimitMiddleware
 from .runs import RunManager, open_store
 from .runs.quotas import RunQuotas
 from .services import Services, ServicesMiddleware
+from .servedspec import ServedSpecMiddleware
 from .settings import BUNDLED_SKILLS, Settings
 from .spec import SkillrunResolver, build_spec
 from .validation import VALIDATOR_MAP
@@ -35,39 +42,60 @@ def _purge_every_s(settings: Settings) -> float:
     return min(3600.0, max(1.0, settings.run_retention_s / 10))
 
 
-def build_services(settings: Settings) -> Services:
+def build_observability(settings: Settings, tracing: Tracing | None = None) -> Observability:
+    from . import __version__
+
+    return Observability(
+        Metrics(__version__) if settings.metrics else None,
+        tracing if tracing is not None else Tracing.from_env(),
+        step_context=settings.log_format == "json",
+    )
+
+
+def build_services(settings: Settings, tracing: Tracing | None = None) -> Services:
     registry = default_registry(HttpPolicy(settings.http_allow, public=settings.http_public))
-    dirs = [BUNDLED_SKILLS] if settings.include_bundled_skills else []
-    catalog, _problems = load_skills([*dirs, *settings.skill_dirs], registry)
+    dirs = [*([BUNDLED_SKILLS] if settings.include_bundled_skills else []), *settings.skill_dirs]
+    catalog, problems = load_skills(dirs, registry)
+    report = LoadReport.of(dirs, catalog.all(), problems)
+    log.info("%s", report.summary())
     check_keys(settings.api_keys)
     hashes = [hash_key(k) for k in settings.api_keys]
     if settings.api_keys_file is not None:
         hashes += read_hash_file(settings.api_keys_file)
     offload = make_offload(settings.worker_procs, settings.inline_max_chars, settings.worker_memory_mb)
+    observe = build_observability(settings, tracing)
     engine = Engine(
         registry, skills=catalog, max_parallel=settings.max_parallel, offload=offload,
         max_parallel_per_key=settings.max_parallel_per_key, max_foreach_items=settings.max_foreach_items,
+        tracer=observe.engine_tracer(),
     )
     quotas = RunQuotas(
         settings.max_running_per_key, settings.max_running, settings.max_events_per_run,
         settings.max_stored_runs_per_key, stored_retry_after_s=int(_purge_every_s(settings)),
     )
     store = open_store(settings.db)
+    if observe.metrics is not None and hasattr(store, "on_commit"):
+        store.on_commit = observe.metrics.commit_observed
     return Services(
         settings=settings,
         catalog=catalog,
         engine=engine,
         store=store,
-        runs=RunManager(store, engine, catalog, quotas),
+        runs=RunManager(store, engine, catalog, quotas, max_resumes=settings.max_resumes, observe=observe),
         keys=KeyRing(hashes),
-        limiter=RateLimiter(settings.rate_limit, settings.rate_limit_storage),
+        limiter=RateLimiter(settings.rate_limit, settings.rate_limit_storage, settings.rate_limit_anonymous),
+        observe=observe,
+        capabilities=registry,
+        load_report=report,
     )
 
 
-def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
-    """A new app; its services hang off ``app.services`` (no module state)."""
+def create_app(settings: Settings | None = None, *, tracing: Tracing | None = None) -> connexion.AsyncApp:
+    """A new app; its services hang off ``app.services`` (no module state).
+
+    ``tracing``: OpenTelemetry tracing to use (tests); default as ``OTEL_*`` configure it."""
     settings = settings or Settings.from_env()
-    services = build_services(settings)
+    services = build_services(settings, tracing)
     if not len(services.keys):
         log.warning("no API key configured: every authenticated request will get 401")
 
@@ -77,7 +105,8 @@ def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
         services.runs.draining = False
         await services.store.open()
         await services.engine.offload.start()
-        # Runs a crash or kill -9 left running end as interrupted, so every follower ends.
+        # Runs a crash or kill -9 left running go on from their logs (or end as
+        # interrupted), so every follower gets the rest and a done.
         await services.runs.recover()
         purger = asyncio.create_task(
             services.runs.purge_forever(settings.run_retention_s, _purge_every_s(settings))
@@ -89,6 +118,7 @@ def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
             await services.runs.drain(settings.shutdown_grace_s)
             await services.engine.offload.close()
             await services.store.close()
+            services.observe.close()
 
     app = connexion.AsyncApp(
         __name__,
@@ -103,12 +133,21 @@ def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
         strict_validation=True,
         swagger_ui_options=SwaggerUIOptions(swagger_ui_path="/docs"),
     )
-    # Outermost: every request can reach this app's services.
+    # Outermost: request duration by route, the access log and the server span see every
+    # answer (429s, unknown paths, a stream's whole life). See observe/http.py.
+    app.add_middleware(
+        ObserveMiddleware, MiddlewarePosition.BEFORE_EXCEPTION, observe=services.observe, routes=RouteTable(spec)
+    )
+    # Then: every request can reach this app's services.
     app.add_middleware(ServicesMiddleware, MiddlewarePosition.BEFORE_EXCEPTION, services=services)
     # Inside that, still before the security check: preflights carry no key. See cors.py.
     app.add_middleware(CorsMiddleware, MiddlewarePosition.BEFORE_EXCEPTION, origins=settings.cors_origins)
     # Before connexion serves the spec and Swagger UI (only with SKILLRUN_PUBLIC_DOCS=0).
     app.add_middleware(DocsGuardMiddleware, MiddlewarePosition.BEFORE_EXCEPTION, public=settings.public_docs)
+    # Inside the guard: the spec without the routing extensions, with a useful `servers`.
+    app.add_middleware(ServedSpecMiddleware, MiddlewarePosition.BEFORE_EXCEPTION, spec=spec)
+    # Right after routing: the matched operation, for the route label.
+    app.add_middleware(RouteMarker, MiddlewarePosition.BEFORE_SECURITY)
     # Before the security check, so key guessing is limited (per address); then 401,
     # then 413 before body validation.
     app.add_middleware(RateLimitMiddleware, MiddlewarePosition.BEFORE_SECURITY)
@@ -119,5 +158,7 @@ def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
     app.add_middleware(BodyLimitMiddleware, MiddlewarePosition.BEFORE_VALIDATION, body_operations=body_operations)
     # Problems quote at most a prefix of the bad value they name (errors.py).
     app.add_error_handler(ProblemException, errors.bounded_problem)
+    # Starlette's own 404/405 (no such path or method): a client's mistake, logged at INFO.
+    app.add_error_handler(HTTPException, errors.http_problem)
     app.services = services
     return app

@@ -22,6 +22,7 @@ TITLES = {
     400: "Bad Request",
     401: "Unauthorized",
     404: "Not Found",
+    405: "Method Not Allowed",
     408: "Request Timeout",
     409: "Conflict",
     413: "Content Too Large",
@@ -64,10 +65,24 @@ def echo(value: object, limit: int = ECHO_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+# connexion's security check says "token" and "apikey"; a user needs the header's name.
+_MISSING_KEY = "No x-api-key header: send an API key in the x-api-key header."
+_UNAUTHORIZED = {
+    "No authorization token provided": _MISSING_KEY,
+    "Provided apikey is not valid": "The x-api-key header holds no key this server knows.",
+}
+
+
+def _unauthorized_detail(detail: Any) -> Any:
+    return _UNAUTHORIZED.get(detail, detail) if isinstance(detail, str) and "x-api-key" not in detail else detail
+
+
 def bounded_problem(_request: Any, exc: ProblemException) -> Any:
     """connexion's problem handler, with every text of the problem cut to a bounded
     prefix: the safety net for values echoed by code that is not ours (connexion's
-    own messages quote query parameter names and Content-Types)."""
+    own messages quote query parameter names and Content-Types). A 401 names the
+    ``x-api-key`` header."""
+    detail = _unauthorized_detail(exc.detail) if exc.status == 401 else exc.detail
     ext = exc.ext
     if isinstance(ext, dict) and isinstance(ext.get("errors"), list):
         errors = [
@@ -78,11 +93,32 @@ def bounded_problem(_request: Any, exc: ProblemException) -> Any:
     bounded = ProblemException(
         status=exc.status,
         title=exc.title,
-        detail=echo(exc.detail, _DETAIL_CHARS) if isinstance(exc.detail, str) else exc.detail,
+        detail=echo(detail, _DETAIL_CHARS) if isinstance(detail, str) else detail,
         type=exc.type,
         instance=exc.instance,
         headers=exc.headers,
         ext=ext,
     )
-    log.log(logging.WARNING if exc.status < 500 else logging.ERROR, "%s %s: %s", exc.status, exc.title, bounded.detail)
+    _log_problem(exc.status, str(exc.title), str(bounded.detail))
     return bounded.to_problem()
+
+
+def _log_problem(status: int, title: str, detail: str) -> None:
+    """A client's mistake (4xx) is routine: INFO, one line, no traceback. Only the
+    server's own faults are ERROR (connexion logs 4xx as warnings, with a repr).
+    A 4xx's detail echoes what the client sent (a path segment, a header), which may
+    be a key pasted in the wrong place: it goes to DEBUG only."""
+    if status >= 500:
+        log.error("%s %s: %s", status, title, detail)
+        return
+    log.info("%s %s", status, title)
+    log.debug("%s %s: %s", status, title, detail)
+
+
+def http_problem(_request: Any, exc: Any) -> Any:
+    """Starlette's ``HTTPException`` (unknown path: 404, wrong method: 405) as a problem."""
+    detail = echo(str(exc.detail), _DETAIL_CHARS)
+    _log_problem(exc.status_code, TITLES.get(exc.status_code, "Error"), detail)
+    return ProblemException(
+        status=exc.status_code, title=TITLES.get(exc.status_code, "Error"), detail=detail, headers=exc.headers
+    ).to_problem()

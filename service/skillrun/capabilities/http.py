@@ -33,7 +33,8 @@ from typing import Any, AsyncIterator, Iterable, Iterator
 
 import httpx
 
-from ..engine.capability import Capability, CapabilityError
+from ..engine.capability import Capability, CapabilityError, idempotency_key
+from ..observe.context import outgoing_trace_headers
 
 ALLOW_ENV = "SKILLRUN_HTTP_ALLOW"
 PUBLIC_ENV = "SKILLRUN_HTTP_PUBLIC"
@@ -402,6 +403,9 @@ def _request_headers(given: dict[str, str], has_json: bool) -> httpx.Headers:
         headers.setdefault("content-type", "application/json")
     # Only what _Body can inflate in bounded pieces (httpx would add br and zstd when installed).
     headers.setdefault("accept-encoding", "gzip, deflate")
+    # The called service joins the run's trace, unless the skill set its own context.
+    for name, value in outgoing_trace_headers().items():
+        headers.setdefault(name, value)
     return headers
 
 
@@ -424,6 +428,11 @@ def make_capability(policy: HttpPolicy | None = None) -> Capability:
             headers = _request_headers(args.get("headers") or {}, "json" in args)
         except ValueError as exc:  # a value that is not ASCII
             raise CapabilityError(f"input.headers: {exc}", kind="input_invalid") from None
+        key = idempotency_key()
+        if key is not None and method not in ("GET", "HEAD", "OPTIONS") and "idempotency-key" not in headers:
+            # The same for every attempt of this step instance and after a resume:
+            # a receiver that honours it drops the repeat of a call (at-least-once).
+            headers["Idempotency-Key"] = key
         try:
             target = httpx.URL(url)
             if args.get("query"):  # added to the URL's own query, not replacing it

@@ -25,8 +25,14 @@ log = logging.getLogger(__name__)
 
 async def frames(s: Services, run_id: str, after: int) -> AsyncIterator[bytes]:
     # A client that goes away cancels this generator: that ends the view, not the run.
-    async for batch in follow(s.store, run_id, after, idle_s=s.settings.heartbeat_s):
-        yield sse.encode(batch) if batch else sse.PING
+    watch = s.observe.stream(resumed=after > 0)  # open streams, events sent, time to first
+    try:
+        async for batch in follow(s.store, run_id, after, idle_s=s.settings.heartbeat_s):
+            if batch:
+                watch.sent(batch)
+            yield sse.encode(batch) if batch else sse.PING
+    finally:
+        watch.closed()
 
 
 class EventStreamResponse(StreamingResponse):

@@ -25,6 +25,8 @@ def _dumps(payload: dict[str, Any]) -> str:
 class RunWriter:
     """Appends one run's events.
 
+    ``observer``: called with each appended event's type and payload.
+
     ``max_events``: once the log holds that many events, ``on_full`` is called once
     (the run manager stops the run with kind ``limit_exceeded``). The events that end
     the run still go in after it (a ``step_failed`` per open step or item,
@@ -41,6 +43,7 @@ class RunWriter:
         *,
         max_events: int | None = None,
         on_full: Callable[[], None] | None = None,
+        observer: Callable[[str, dict[str, Any]], None] | None = None,
     ) -> None:
         self._store = store
         self.run_id = run_id
@@ -48,6 +51,8 @@ class RunWriter:
         self.seq = last_seq
         self.max_events = max_events
         self._on_full = on_full
+        # Sees every event as it is appended (metrics, span events: ``skillrun.observe``).
+        self._observer = observer
 
     def emit(
         self, type: str, message: str, step_id: str | None = None, data: dict[str, Any] | None = None
@@ -60,6 +65,8 @@ class RunWriter:
         # JSON text is one line: json escapes CR and LF inside strings, which
         # SSE requires (a raw line break would end the data field).
         self._store.append(self.run_id, EventRecord(self.seq, type, _dumps(payload)))
+        if self._observer is not None:
+            self._observer(type, payload)
         # The run's last two events come after its engine has ended: nothing left to stop.
         if self.seq == self.max_events and self._on_full is not None and type not in (SKILL_COMPLETED, DONE):
             self._on_full()

@@ -1,0 +1,98 @@
+"""What Prometheus metrics cost: the same server with metrics on and off, side by side.
+
+    python bench/metrics.py [--quick] [--repeat N]
+
+Two ``skillrun serve`` processes on loopback, one with ``SKILLRUN_METRICS=1`` (the
+default) and one with ``SKILLRUN_METRICS=0``, both on the in-memory store with the
+access log off (``--log-level warning``), loaded by the lean raw-socket client
+(bench/_loadclient.py) in its own process. Rounds alternate between the two servers
+so a noisy neighbour hits both alike; the best round of each counts. Printed as
+ratios, on / off, measured in the same run (aim: >= 0.95, i.e. metrics cost <= 5%):
+
+  (a) one demo.ticker stream of 10,000 steps (20,003 events): events/s
+  (c) /execute of text.summarize at concurrency 16: requests/s
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from stream import KEY, TEXT, free_port, load, wait_up  # noqa: E402
+
+
+def start(tmp: Path, metrics: bool) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "SKILLRUN_API_KEYS": KEY,
+        "SKILLRUN_RATE_LIMIT": "100000000/minute",
+        "SKILLRUN_DB": ":memory:",
+        "SKILLRUN_METRICS": "1" if metrics else "0",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "skillrun", "serve", "--port", str(port), "--log-level", "warning"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp,
+    )
+    wait_up(f"http://127.0.0.1:{port}/v1/health/live", proc)
+    return proc, port
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="smaller sizes, to check the script works")
+    ap.add_argument("--repeat", type=int, default=5)
+    args = ap.parse_args()
+    steps = 2_000 if args.quick else 10_000
+    seconds = 2 if args.quick else 5
+    tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"skillrun-bench-metrics-{os.getpid()}"
+    tmp.mkdir(parents=True, exist_ok=True)
+    on, on_port = start(tmp, True)
+    off, off_port = start(tmp, False)
+    auth = {"x-api-key": KEY}
+    ports = {"on": on_port, "off": off_port}
+    try:
+        for port in ports.values():  # warm up
+            load("stream", port, "/v1/skills/demo.ticker/execute/stream", {"inputs": {"steps": 50}}, 1, headers=auth)
+        n_events = 2 * steps + 3
+        stream = {"on": 0.0, "off": 0.0}
+        execute = {"on": 0.0, "off": 0.0}
+        body = {"inputs": {"text": TEXT, "max_sentences": 2}}
+        for round_ in range(args.repeat):
+            order = ("on", "off") if round_ % 2 == 0 else ("off", "on")
+            for which in order:
+                r = load("stream", ports[which], "/v1/skills/demo.ticker/execute/stream",
+                         {"inputs": {"steps": steps}}, 1, headers=auth)
+                assert r["errors"] == 0 and r["events"] == n_events, r
+                stream[which] = max(stream[which], r["events"] / r["wall"])
+            for which in order:
+                r = load("execute", ports[which], "/v1/skills/text.summarize/execute", body, 16, seconds, headers=auth)
+                assert r["errors"] == 0, r
+                execute[which] = max(execute[which], r["requests"] / r["wall"])
+        # The metrics server really counted what it served; the other has none.
+        scraped = httpx.get(f"http://127.0.0.1:{on_port}/metrics").text
+        assert "skillrun_runs_finished_total" in scraped
+        assert httpx.get(f"http://127.0.0.1:{off_port}/metrics").status_code == 404
+        print(f"(a) one stream, {n_events} events: metrics on {stream['on']:,.0f} ev/s, off {stream['off']:,.0f} ev/s, "
+              f"ratio {stream['on'] / stream['off']:.3f} (aim >= 0.95)")
+        print(f"(c) /execute text.summarize, concurrency 16: metrics on {execute['on']:,.0f} req/s, "
+              f"off {execute['off']:,.0f} req/s, ratio {execute['on'] / execute['off']:.3f} (aim >= 0.95)")
+    finally:
+        for p in (on, off):
+            p.terminate()
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+if __name__ == "__main__":
+    main()

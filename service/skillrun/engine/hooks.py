@@ -1,0 +1,36 @@
+"""The engine's one observability hook: a context around each run and each capability call.
+
+The engine knows nothing of what observes it; ``skillrun.observe.tracing`` puts
+spans here (a run's span, a child span per attempt, nested skills under their
+parent step's). The default does nothing and costs one attribute read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import AsyncContextManager, Protocol
+
+
+class Tracer(Protocol):
+    def run(self, skill_id: str, channel: str) -> AsyncContextManager[None]:
+        """Around a whole run (``Engine.run``); exceptions that end it pass through."""
+        ...
+
+    def attempt(self, step_id: str, uses: str) -> AsyncContextManager[None]:
+        """Around one capability call (or one nested skill's run) of a step attempt."""
+        ...
+
+
+class NoTracer:
+    """Does nothing: the same reusable empty context every time."""
+
+    _NONE: AsyncContextManager[None] = contextlib.nullcontext()
+
+    def run(self, skill_id: str, channel: str) -> AsyncContextManager[None]:
+        return self._NONE
+
+    def attempt(self, step_id: str, uses: str) -> AsyncContextManager[None]:
+        return self._NONE
+
+
+NO_TRACER = NoTracer()

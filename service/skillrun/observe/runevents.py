@@ -1,0 +1,151 @@
+"""One run's events, as its writer appends them: metrics, log lines, the current step.
+
+Every fact the run metrics count is already an event: ``skill_start`` names the
+channel, terminal step events carry ``duration_ms``, ``step_retrying`` is a retry,
+``step_degraded``/``gate_warning``/a gate's ``step_skipped`` carry findings, ``done``
+the status and the run's duration. So the engine knows nothing of metrics, and
+they count exactly what the streams show.
+
+This runs once per event on the engine's path (a 10,000-step stream appends
+20,003 events): the two commonest types (``step_start``, ``step_completed``) are
+handled inline, the rest through a table, and each run keeps its own children
+of the step histogram (no label lookups per event).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+from .. import events as ev
+from .context import STEP, step_started
+from .metrics import UNKNOWN, Metrics
+
+Observer = Callable[[str, dict[str, Any]], None]
+run_log = logging.getLogger("skillrun.runs")
+
+_STEP_START = ev.STEP_START
+_STEP_COMPLETED = ev.STEP_COMPLETED
+
+
+def _count(findings: Any) -> int:
+    return len(findings) if isinstance(findings, list) else 1
+
+
+class RunObserver:
+    """``metrics``: None when off. ``mark_steps``: note the current step for log lines and
+    spans (the writer appends ``step_start`` in the step's own context). ``then``: one
+    more observer of every event (the tracer's span events)."""
+
+    __slots__ = ("m", "mark_steps", "then", "skill", "started", "uses", "_durations")
+
+    def __init__(self, metrics: Metrics | None, *, mark_steps: bool = False, then: Observer | None = None) -> None:
+        self.m = metrics
+        self.mark_steps = mark_steps
+        self.then = then
+        self.skill = UNKNOWN
+        self.started = False
+        # step id -> capability, from step_start, for the step's later events (a foreach's
+        # items share their step's id and capability; a nested step's id is its path).
+        self.uses: dict[str, str] = {}
+        self._durations: dict[tuple[str, str], Any] = {}  # (capability, status) -> histogram child
+
+    def __call__(self, type: str, payload: dict[str, Any]) -> None:
+        if type == _STEP_START:
+            data = payload["data"]
+            if self.mark_steps:
+                step_started(payload["step_id"], data.get("index"))
+            if self.m is not None:
+                self.uses[payload["step_id"]] = data["uses"]
+        elif type == _STEP_COMPLETED:
+            if self.m is not None:
+                self._step_ended("completed", payload)
+        else:
+            handler = _HANDLERS.get(type)
+            if handler is not None:
+                handler(self, payload)
+        if self.then is not None:
+            self.then(type, payload)
+
+    def _step_ended(self, status: str, payload: dict[str, Any]) -> None:
+        capability = self.uses.get(payload["step_id"], UNKNOWN)
+        child = self._durations.get((capability, status))
+        if child is None:
+            assert self.m is not None
+            child = self._durations[(capability, status)] = self.m.step_duration.labels(self.skill, capability, status)
+        child.observe(payload["data"]["duration_ms"] / 1000)
+
+    def _skill_start(self, payload: dict[str, Any]) -> None:
+        m = self.m
+        if m is None:
+            return
+        data = payload["data"]
+        self.skill = data["skill_id"]
+        self.started = True
+        m.child(m.runs_started, self.skill, data["execution_channel"]).inc()
+        m.child(m.runs_in_progress, self.skill).inc()
+
+    def _degraded(self, payload: dict[str, Any]) -> None:
+        if self.m is not None:
+            data = payload["data"]
+            self._findings(data.get("policy") or "degrade", data.get("findings"))
+            self._step_ended("degraded", payload)
+
+    def _failed(self, payload: dict[str, Any]) -> None:
+        error = payload["data"].get("error") or {}
+        # The kind only: a message may quote a URL with credentials in its query.
+        if run_log.isEnabledFor(logging.INFO):
+            run_log.info("step %s failed (%s)", payload.get("step_id"), error.get("kind"))
+        if self.m is not None:
+            if error.get("kind") == "gate_failed":
+                self._findings("fail", None)
+            self._step_ended("failed", payload)
+
+    def _skipped(self, payload: dict[str, Any]) -> None:
+        data = payload["data"]
+        if self.m is not None and "gate" in data:
+            self._findings("skip", data.get("findings"))
+
+    def _retrying(self, payload: dict[str, Any]) -> None:
+        if self.m is not None:
+            capability = self.uses.get(payload["step_id"], UNKNOWN)
+            self.m.child(self.m.step_retries, self.skill, capability).inc()
+
+    def _warning(self, payload: dict[str, Any]) -> None:
+        if self.m is not None:
+            self._findings("warn", payload["data"].get("findings"))
+
+    def _findings(self, policy: str, findings: Any) -> None:
+        assert self.m is not None
+        self.m.child(self.m.gate_findings, self.skill, policy).inc(_count(findings))
+
+    def _skill_completed(self, payload: dict[str, Any]) -> None:
+        if self.mark_steps:
+            STEP.set(None)  # a step run inline marked the run's task; the run's end is no step's
+
+    def _done(self, payload: dict[str, Any]) -> None:
+        # ``done`` names its skill: a log closed by recovery may have no skill_start here.
+        skill, status = payload.get("skill_id") or self.skill, payload.get("status") or UNKNOWN
+        if run_log.isEnabledFor(logging.INFO):
+            run_log.info("run %s of %s %s in %.1f ms", payload.get("run_id"), skill, status,
+                         float(payload.get("duration_ms") or 0))
+        m = self.m
+        if m is None:
+            return
+        m.child(m.runs_finished, skill, status).inc()
+        m.child(m.run_duration, skill, status).observe(float(payload.get("duration_ms") or 0) / 1000)
+        if self.started:
+            m.child(m.runs_in_progress, skill).dec()
+            self.started = False
+
+
+_HANDLERS: dict[str, Callable[[RunObserver, dict[str, Any]], None]] = {
+    ev.SKILL_START: RunObserver._skill_start,
+    ev.STEP_DEGRADED: RunObserver._degraded,
+    ev.STEP_FAILED: RunObserver._failed,
+    ev.STEP_SKIPPED: RunObserver._skipped,
+    ev.STEP_RETRYING: RunObserver._retrying,
+    ev.GATE_WARNING: RunObserver._warning,
+    ev.SKILL_COMPLETED: RunObserver._skill_completed,
+    ev.DONE: RunObserver._done,
+}
