@@ -32,6 +32,7 @@ const KNOWN: ReadonlySet<string> = new Set(
     step_fallback: true,
     gate_warning: true,
     skill_completed: true,
+    skill_resumed: true,
     done: true,
   } satisfies Record<EventType, true>),
 );

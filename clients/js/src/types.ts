@@ -33,6 +33,8 @@ export type StepFallbackEvent = Schemas['StepFallbackEvent'];
 export type GateWarningEvent = Schemas['GateWarningEvent'];
 /** The skill finished (completed or failed); `done` follows. */
 export type SkillCompletedEvent = Schemas['SkillCompletedEvent'];
+/** The run goes on from its log after a server restart: the seam between the two lives. */
+export type SkillResumedEvent = Schemas['SkillResumedEvent'];
 /** The last event: the run's result (what `/execute` answers) plus `type: 'done'` and a `message`. */
 export type DoneEvent = Schemas['DoneEvent'];
 
