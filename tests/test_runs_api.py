@@ -1,18 +1,37 @@
 """The runs API in-process (responses checked against the spec): async runs, get, list
-filters and pages, owner-only visibility, cancel, idempotency, resume cursors."""
+filters and pages, owner-only visibility, cancel, idempotency, resume cursors; once
+per run store (memory, SQLite, Redis, Redis Cluster)."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from pathlib import Path
+from typing import Any, AsyncIterator, Callable
 
 import httpx
 import pytest
 
-from conftest import OTHER_KEY
+from conftest import OTHER_KEY, asgi_client
 from sse_util import check_order, parse_sse
+from stores import STORES, store_db
 
 pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(params=STORES)
+async def client(
+    request: pytest.FixtureRequest, tmp_path: Path, app_factory: Callable[..., Any]
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of a new app on each run store (no lifespan in-process: the test opens it)."""
+    db, options = store_db(request, tmp_path)
+    app = app_factory(db=db, **options)
+    await app.services.store.open()
+    try:
+        async with asgi_client(app) as c:
+            yield c
+        await app.services.runs.drain(5)
+    finally:
+        await app.services.store.close()
 
 TICKER = "/v1/skills/demo.ticker"
 

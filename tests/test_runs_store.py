@@ -1,4 +1,4 @@
-"""The run stores (memory and SQLite) behave alike: the log's verbs, the projection,
+"""The run stores (memory, SQLite, Redis, Redis Cluster) behave alike: the log's verbs, the projection,
 idempotent create, newest-first pages, purge; SQLite keeps it all across a reopen."""
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ from typing import Any, AsyncIterator
 
 import pytest
 
-from skillrun.runs import BadCursor, EventRecord, MemoryStore, RunRecord, RunStore, SqliteStore, follow
+from skillrun.runs import BadCursor, EventRecord, RunRecord, RunStore, SqliteStore, follow
+from stores import STORES, store_for
 
 pytestmark = pytest.mark.anyio
 
@@ -28,9 +29,9 @@ def _done(seq: int, status: str = "completed") -> EventRecord:
     return _ev(seq, "done", status=status, skill_id="demo.ticker", outputs={"ticks": 1})
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=STORES)
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[RunStore]:
-    s: RunStore = MemoryStore() if request.param == "memory" else SqliteStore(tmp_path / "runs.db")
+    s = store_for(request, tmp_path)
     await s.open()
     yield s
     await s.close()

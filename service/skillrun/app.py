@@ -52,7 +52,10 @@ def build_services(settings: Settings) -> Services:
         settings.max_running_per_key, settings.max_running, settings.max_events_per_run,
         settings.max_stored_runs_per_key, stored_retry_after_s=int(_purge_every_s(settings)),
     )
-    store = open_store(settings.db)
+    store = open_store(
+        settings.db, redis_prefix=settings.redis_prefix, retention_s=settings.run_retention_s,
+        max_events=settings.max_events_per_run, redis_cluster=settings.redis_cluster,
+    )
     return Services(
         settings=settings,
         catalog=catalog,
@@ -60,7 +63,7 @@ def build_services(settings: Settings) -> Services:
         store=store,
         runs=RunManager(store, engine, catalog, quotas),
         keys=KeyRing(hashes),
-        limiter=RateLimiter(settings.rate_limit, settings.rate_limit_storage),
+        limiter=RateLimiter(settings.rate_limit, settings.limits_storage()),
     )
 
 

@@ -32,7 +32,9 @@ class RateLimiter:
         if not storage_uri.startswith("async+"):
             storage_uri = "async+" + storage_uri
         self.item = limits.parse(limit)
-        self._limiter = MovingWindowRateLimiter(storage_from_string(storage_uri))
+        # limits' async Redis storage defaults to coredis; redis-py is the client this project ships.
+        options = {"implementation": "redispy"} if storage_uri.startswith(("async+redis", "async+rediss")) else {}
+        self._limiter = MovingWindowRateLimiter(storage_from_string(storage_uri, **options))
 
     async def hit(self, identity: str) -> tuple[bool, dict[str, str]]:
         allowed = await self._limiter.hit(self.item, identity)

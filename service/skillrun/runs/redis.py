@@ -1,0 +1,516 @@
+"""The Redis run store: runs shared by every node on one Redis (or Redis Cluster).
+
+Keys (``P`` is the configurable prefix, ``SKILLRUN_REDIS_PREFIX``). Every key of
+one run carries the run's hash tag, so it lives in one Cluster slot, and no
+command ever names keys of two slots:
+
+- ``P{<run_id>}:log``: the run's log, a Stream whose entry ids are ``<seq>-0``
+  (``Last-Event-ID: n`` is ``XREAD ... n-0``). ``XADD`` with an explicit id
+  refuses an id at or below the last one, so two nodes racing to close one log
+  cannot both write: the loser's append fails whole. A ``MAXLEN ~`` guard bounds
+  a log beyond the per-run event cap.
+- ``P{<run_id>}:run``: the run record, a hash (the log's projection, see ``store``).
+- ``P{i:<digest>}:idem``: an idempotency key (owner, key) -> run id, set with
+  ``SET NX`` (atomic across nodes). It is looked up before any run id exists, so
+  it has its own tag (a digest of owner and key): one key, one slot.
+- ``P{o:<owner>}:runs``: the owner's runs, a sorted set ordered by member text
+  ``<created, 17 digits>-<run number, 12 digits>-<run_id>`` (all scores 0, read
+  with ``ZREVRANGEBYLEX``): newest first, created order then creation order
+  within a millisecond, as SQLite's row number orders them. A list cursor
+  (``ListCursor``) is resumed from its run's member when that run is still the
+  caller's, else from its time alone (nothing of other keys shows through).
+- ``P{o:<owner>}:active``: the owner's unfinished runs (the running-runs quota,
+  counted across nodes).
+- ``P{all}:n`` (the run counter), ``P{all}:runs``, ``P{all}:finished`` (finished runs by time, for purge),
+  ``P{all}:active``, ``P{all}:nodes``: the few global indexes.
+- ``P{n:<node>}:runs``: the unfinished runs a node executes; ``P{n:<node>}:lease``
+  its lease (see ``runs.nodes``).
+
+``append`` queues; one writer task sends everything queued in one pipeline
+(group commit), so the engine never waits on the network. While Redis is
+unreachable the queue is kept and sent again when it returns (a partial send
+is harmless: a repeated ``XADD`` id is refused and skipped, the projection's
+``HSET`` writes the same values). Finished runs expire after the retention
+(``EXPIRE``), and ``purge`` removes them from the indexes.
+
+Followers of a run this node writes are woken in memory after each pipeline;
+followers of another node's run block on ``XREAD BLOCK`` (push, no polling).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+from calendar import timegm
+from dataclasses import dataclass, field, replace
+from typing import Any, Awaitable, Collection, Mapping, cast
+
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisError, ResponseError
+
+from ..events import DONE, projection
+from .store import EventRecord, ListCursor, RunPage, RunRecord, utc_now, wait_changed
+
+log = logging.getLogger(__name__)
+
+Client = aioredis.Redis | RedisCluster
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+# XREAD BLOCK waits at most this long per call: below the client's socket timeout.
+_BLOCK_S = 4.0
+# Between sends to a Redis that is unreachable.
+_RETRY_S = (0.05, 0.1, 0.25, 0.5, 1.0)
+_SCAN_BATCH = 100
+
+
+def is_redis_url(db: str) -> bool:
+    return db.startswith(("redis://", "rediss://", "unix://"))
+
+
+def _epoch_ms(stamp: str) -> int:
+    """Milliseconds since the epoch of an RFC 3339 UTC time as ``utc_now`` writes it."""
+    head, _, frac = stamp.rstrip("Z").partition(".")
+    return timegm(time.strptime(head, "%Y-%m-%dT%H:%M:%S")) * 1000 + int((frac + "000")[:3])
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def _run_fields(run: RunRecord) -> dict[str, str]:
+    fields = {
+        "run_id": run.run_id, "owner": run.owner, "skill_id": run.skill_id, "trace_id": run.trace_id,
+        "channel": run.channel, "status": run.status, "inputs": _dumps(run.inputs), "created_at": run.created_at,
+    }
+    optional = {
+        "started_at": run.started_at, "finished_at": run.finished_at,
+        "result": _dumps(run.result) if run.result is not None else None,
+        "idempotency_key": run.idempotency_key, "request_hash": run.request_hash,
+    }
+    fields.update({k: v for k, v in optional.items() if v is not None})
+    return fields
+
+
+def _record(raw: Mapping[Any, Any]) -> RunRecord | None:
+    h = {_text(k): _text(v) for k, v in raw.items()}
+    if "owner" not in h:  # missing, expired, or a projection write that outlived its run
+        return None
+    return RunRecord(
+        run_id=h["run_id"], owner=h["owner"], skill_id=h["skill_id"], trace_id=h["trace_id"], channel=h["channel"],
+        inputs=json.loads(h["inputs"]), created_at=h["created_at"], status=h["status"],
+        started_at=h.get("started_at"), finished_at=h.get("finished_at"),
+        result=json.loads(h["result"]) if "result" in h else None,
+        idempotency_key=h.get("idempotency_key"), request_hash=h.get("request_hash"),
+    )
+
+
+@dataclass(slots=True)
+class _Live:
+    """A run whose events this node appends: the last seq handed over and sent, the wake-up."""
+
+    appended: int
+    last: int
+    closed: bool = False
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Keys:
+    """Key names under one prefix (see the module docstring)."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def run(self, run_id: str) -> str:
+        return f"{self.prefix}{{{run_id}}}:run"
+
+    def log(self, run_id: str) -> str:
+        return f"{self.prefix}{{{run_id}}}:log"
+
+    def idem(self, owner: str, key: str) -> str:
+        digest = hashlib.sha256(f"{owner}\0{key}".encode("utf-8", "surrogatepass")).hexdigest()[:32]
+        return f"{self.prefix}{{i:{digest}}}:idem"
+
+    def owner(self, owner: str, what: str) -> str:
+        return f"{self.prefix}{{o:{owner}}}:{what}"
+
+    def all(self, what: str) -> str:
+        return f"{self.prefix}{{all}}:{what}"
+
+    def node(self, node: str, what: str) -> str:
+        return f"{self.prefix}{{n:{node}}}:{what}"
+
+    @property
+    def cancel_channel(self) -> str:
+        return f"{self.prefix}cancel"
+
+
+def connect(url: str, *, cluster: bool = False) -> Client:
+    if cluster:
+        return RedisCluster.from_url(url, decode_responses=False)
+    return aioredis.Redis.from_url(url, decode_responses=False)
+
+
+class RedisStore:
+    """Runs on Redis, shared by every node (see the module docstring)."""
+
+    shared = True
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "skillrun:",
+        node_id: str = "",
+        retention_s: float = 7 * 86400.0,
+        max_events: int | None = 100_000,
+        cluster: bool = False,
+    ) -> None:
+        self.url = url
+        self.cluster = cluster
+        self.keys = Keys(prefix)
+        self.node_id = node_id or "node-" + hashlib.sha256(f"{time.time_ns()}{id(self)}".encode()).hexdigest()[:12]
+        self.retention_s = retention_s
+        # The guard sits above the per-run cap plus the events that close a run.
+        self.maxlen = (max_events or 1_000_000) + 10_000
+        self._client: Client | None = None
+        self._live: dict[str, _Live] = {}
+        self._pending: list[tuple[str, EventRecord]] = []
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._writer: asyncio.Task[None] | None = None
+        self._finishing: set[asyncio.Future[None]] = set()
+        self.reachable = True  # as of the last command sent; see ``check``
+
+    @property
+    def client(self) -> Any:
+        # Any: redis-py types each command as "result | Awaitable[result]" (one class
+        # for sync and async), so every call site would need a cast anyway.
+        if self._client is None:
+            raise RuntimeError("the run store is closed")
+        return self._client
+
+    async def open(self) -> None:
+        # The client belongs to the running loop: made here, never in __init__.
+        self._client = connect(self.url, cluster=self.cluster)
+        self._closing = False
+        self._writer = asyncio.create_task(self._write_loop(), name="skillrun-redis-writer")
+        await self.check()
+
+    async def check(self) -> bool:
+        """Whether Redis answers now (readiness)."""
+        try:
+            await cast(Awaitable[Any], self.client.ping())
+        except (RedisError, OSError):
+            self.reachable = False
+        else:
+            self.reachable = True
+        return self.reachable
+
+    async def close(self) -> None:
+        if self._writer is None:
+            return
+        self._closing = True
+        self._wake.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._writer), 10)
+        except TimeoutError:
+            log.error("run store: Redis unreachable at close; %d event(s) not sent", len(self._pending))
+            self._writer.cancel()
+        self._writer = None
+        if self._finishing:
+            await asyncio.wait(self._finishing, timeout=5)
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
+
+    # -- create ----------------------------------------------------------------
+
+    async def create(self, run: RunRecord) -> RunRecord:
+        c, k = self.client, self.keys
+        idem = k.idem(run.owner, run.idempotency_key) if run.idempotency_key is not None else None
+        if idem is not None:
+            earlier = await self._idempotent(idem)
+            if earlier is not None:
+                return earlier
+        n = await cast(Awaitable[int], c.incr(k.all("n")))
+        order = f"{ListCursor(run.created_at, run.run_id).encode()[:17]}-{n:012d}-{run.run_id}"
+        if not await cast(Awaitable[int], c.hsetnx(k.run(run.run_id), "run_id", run.run_id)):
+            raise ValueError(f"run {run.run_id} exists")
+        # The record is complete before the idempotency key names it: a loser of the
+        # SET NX race always finds the winner's record.
+        await cast(Awaitable[int], c.hset(k.run(run.run_id), mapping={**_run_fields(run), "order": order,
+                                                                     "node": self.node_id}))
+        if idem is not None and not await c.set(idem, run.run_id, nx=True):
+            await c.delete(k.run(run.run_id))
+            earlier = await self._idempotent(idem)
+            if earlier is None:
+                raise RuntimeError("idempotency key lost its run while being created")
+            return earlier
+        self._live[run.run_id] = _Live(0, 0)
+        async with c.pipeline(transaction=False) as pipe:
+            pipe.zadd(k.owner(run.owner, "runs"), {order: 0})
+            pipe.zadd(k.all("runs"), {order: 0})
+            pipe.sadd(k.owner(run.owner, "active"), run.run_id)
+            pipe.sadd(k.all("active"), run.run_id)
+            pipe.sadd(k.node(self.node_id, "runs"), run.run_id)
+            await pipe.execute()
+        return replace(run)
+
+    async def _idempotent(self, idem: str) -> RunRecord | None:
+        run_id = await self.client.get(idem)
+        return await self.get(_text(run_id)) if run_id is not None else None
+
+    # -- append: queued, sent by one writer task --------------------------------
+
+    def append(self, run_id: str, event: EventRecord) -> None:
+        if self._writer is None or self._closing:
+            raise RuntimeError("the run store is closed")
+        live = self._live.get(run_id)
+        if live is None:
+            # A run from another node or an earlier process (its log being closed
+            # here): the caller knows its last seq; XADD's id order guards the rest.
+            live = self._live[run_id] = _Live(event.seq - 1, event.seq - 1)
+        if event.seq != live.appended + 1:
+            raise ValueError(f"run {run_id}: event {event.seq} out of order")
+        live.appended = event.seq
+        self._pending.append((run_id, event))
+        self._wake.set()
+
+    async def _write_loop(self) -> None:
+        failures = 0
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            batch, self._pending = self._pending, []
+            if batch:
+                try:
+                    await self._send(batch)
+                except (RedisError, OSError) as exc:
+                    # Kept, in order, ahead of anything appended meanwhile; sent again.
+                    self._pending = batch + self._pending
+                    self.reachable = False
+                    if failures == 0:
+                        log.error("run store: Redis unreachable (%s); %d event(s) kept to send again", exc, len(batch))
+                    await asyncio.sleep(_RETRY_S[min(failures, len(_RETRY_S) - 1)])
+                    failures += 1
+                    self._wake.set()
+                    continue
+                if failures:
+                    log.warning("run store: Redis reachable again; kept events sent")
+                failures, self.reachable = 0, True
+                self._publish(batch)
+            if self._closing and not self._pending:
+                return
+
+    async def _send(self, batch: list[tuple[str, EventRecord]]) -> None:
+        k, now = self.keys, utc_now()
+        async with self.client.pipeline(transaction=False) as pipe:
+            for run_id, ev in batch:
+                pipe.xadd(k.log(run_id), {"t": ev.type, "d": ev.data}, id=f"{ev.seq}-0",
+                          maxlen=self.maxlen, approximate=True)
+                change = projection(ev.seq, ev.type, ev.data)
+                if change.starts:
+                    pipe.hset(k.run(run_id), mapping={"status": "running", "started_at": now})
+                if change.result is not None:
+                    pipe.hset(k.run(run_id), mapping={
+                        "status": change.status, "result": _dumps(change.result), "finished_at": now})
+                    # Retention: a finished run's keys expire even if no node purges.
+                    pipe.expire(k.run(run_id), int(self.retention_s) + 1)
+                    pipe.expire(k.log(run_id), int(self.retention_s) + 1)
+            results = await pipe.execute(raise_on_error=False)
+        for result in results:
+            if isinstance(result, ResponseError) and "equal or smaller" in str(result):
+                continue  # sent before a connection broke, or another node closed the log first
+            if isinstance(result, (RedisError, OSError)):
+                raise result
+            if isinstance(result, Exception):
+                log.error("run store: a write was refused: %s", result)
+
+    def _publish(self, batch: list[tuple[str, EventRecord]]) -> None:
+        touched: dict[str, _Live] = {}
+        for run_id, ev in batch:
+            live = self._live.get(run_id)
+            if live is None:
+                continue
+            live.last = ev.seq
+            if ev.type == DONE:
+                live.closed = True
+                self._finish_soon(run_id)
+                asyncio.get_running_loop().call_later(30.0, self._forget, run_id, live)
+            touched[run_id] = live
+        for live in touched.values():
+            live.changed.set()
+            live.changed = asyncio.Event()
+
+    def _forget(self, run_id: str, live: _Live) -> None:
+        if self._live.get(run_id) is live:
+            del self._live[run_id]
+            live.changed.set()
+
+    def _finish_soon(self, run_id: str) -> None:
+        task = asyncio.ensure_future(self._finished(run_id))
+        self._finishing.add(task)
+        task.add_done_callback(self._finishing.discard)
+
+    async def _finished(self, run_id: str) -> None:
+        """A closed log's bookkeeping: off the running indexes, onto the purge index."""
+        k = self.keys
+        for attempt in range(len(_RETRY_S) * 4):
+            try:
+                raw = await cast(Awaitable[list[Any]], self.client.hmget(
+                    k.run(run_id), ["owner", "order", "idempotency_key", "finished_at", "node"]))
+                owner, order, key, finished_at, node = (_text(v) if v is not None else None for v in raw)
+                async with self.client.pipeline(transaction=False) as pipe:
+                    pipe.srem(k.all("active"), run_id)
+                    if owner is not None:
+                        pipe.srem(k.owner(owner, "active"), run_id)
+                    if node is not None:
+                        pipe.srem(k.node(node, "runs"), run_id)
+                    if owner is not None and order is not None and finished_at is not None:
+                        entry = _dumps([run_id, owner, order, key])
+                        pipe.zadd(k.all("finished"), {entry: _epoch_ms(finished_at)})
+                        if key is not None:
+                            pipe.expire(k.idem(owner, key), int(self.retention_s) + 1)
+                    await pipe.execute()
+                return
+            except (RedisError, OSError):
+                await asyncio.sleep(_RETRY_S[min(attempt, len(_RETRY_S) - 1)])
+        log.error("run store: bookkeeping of finished run %s gave up (Redis unreachable)", run_id)
+
+    # -- reads -----------------------------------------------------------------
+
+    async def get(self, run_id: str) -> RunRecord | None:
+        raw = await cast(Awaitable[dict[Any, Any]], self.client.hgetall(self.keys.run(run_id)))
+        return _record(raw)
+
+    async def read(self, run_id: str, after: int, limit: int = 1000) -> list[EventRecord]:
+        after = max(after, 0)
+        live = self._live.get(run_id)
+        if live is not None and after >= live.last:
+            return []  # nothing sent past it yet; the writer's wake-up says when
+        entries = await cast(Awaitable[list[Any]], self.client.xrange(
+            self.keys.log(run_id), min=f"({after}-0", max="+", count=limit))
+        return [self._event(eid, fields) for eid, fields in entries]
+
+    @staticmethod
+    def _event(eid: Any, fields: Mapping[Any, Any]) -> EventRecord:
+        f = {_text(k): v for k, v in fields.items()}
+        return EventRecord(int(_text(eid).split("-", 1)[0]), _text(f["t"]), _text(f["d"]))
+
+    async def wait(self, run_id: str, after: int, timeout: float | None) -> bool:
+        live = self._live.get(run_id)
+        if live is not None:
+            if live.last > after or live.closed:
+                return True
+            return await wait_changed(live.changed, timeout)
+        try:
+            return await self._wait_remote(run_id, after, timeout)
+        except (RedisError, OSError):
+            # Redis is away: the follower heartbeats meanwhile and asks again.
+            self.reachable = False
+            await asyncio.sleep(min(timeout if timeout is not None else 1.0, 1.0))
+            return False
+
+    async def _wait_remote(self, run_id: str, after: int, timeout: float | None) -> bool:
+        finished = await cast(Awaitable[Any], self.client.hget(self.keys.run(run_id), "finished_at"))
+        if finished is not None:
+            return True  # closed: read finds the rest, or nothing
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            block = _BLOCK_S if deadline is None else min(_BLOCK_S, deadline - loop.time())
+            if block <= 0:
+                return False
+            got = await self.client.xread({self.keys.log(run_id): f"{after}-0"}, count=1,
+                                          block=max(1, int(block * 1000)))
+            if got:
+                return True
+            if await cast(Awaitable[Any], self.client.hget(self.keys.run(run_id), "finished_at")) is not None:
+                return True
+
+    async def list_runs(
+        self,
+        owner: str | None,
+        *,
+        statuses: Collection[str] | None = None,
+        skill_id: str | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> RunPage:
+        index = self.keys.all("runs") if owner is None else self.keys.owner(owner, "runs")
+        bound = await self._bound(ListCursor.decode(cursor), owner)
+        found: list[RunRecord] = []
+        while len(found) <= limit:
+            members = await cast(Awaitable[list[Any]], self.client.zrevrangebylex(
+                index, bound, "-", start=0, num=max(_SCAN_BATCH, limit + 1)))
+            if not members:
+                break
+            orders = [_text(m) for m in members]
+            runs = await self._get_many([o.rsplit("-", 1)[-1] for o in orders])
+            gone = [o for o, r in zip(orders, runs) if r is None]
+            if gone:
+                await cast(Awaitable[int], self.client.zrem(index, *gone))  # expired: drop from the index
+            for run in runs:
+                if run is None or (statuses is not None and run.status not in statuses):
+                    continue
+                if skill_id is not None and run.skill_id != skill_id:
+                    continue
+                found.append(run)
+            bound = "(" + orders[-1]
+        page = found[:limit]
+        last = page[-1] if len(found) > limit else None
+        return RunPage(page, ListCursor(last.created_at, last.run_id).encode() if last else None)
+
+    async def _bound(self, after: ListCursor | None, owner: str | None) -> str:
+        """Where a page starts: below the cursor's run if it is still the caller's, else
+        below its time (the run is gone, or never was the caller's)."""
+        if after is None:
+            return "+"
+        raw = await cast(Awaitable[list[Any]], self.client.hmget(self.keys.run(after.run_id), ["owner", "order"]))
+        run_owner, order = (_text(v) if v is not None else None for v in raw)
+        if order is not None and (owner is None or run_owner == owner):
+            return "(" + order
+        return "(" + ListCursor(after.created_at, after.run_id).encode()[:17] + "-"
+
+    async def _get_many(self, run_ids: list[str]) -> list[RunRecord | None]:
+        async with self.client.pipeline(transaction=False) as pipe:
+            for run_id in run_ids:
+                pipe.hgetall(self.keys.run(run_id))
+            raws = await pipe.execute()
+        return [_record(raw) for raw in raws]
+
+    async def count_runs(self, owner: str) -> int:
+        return int(await cast(Awaitable[int], self.client.zcard(self.keys.owner(owner, "runs"))))
+
+    async def count_running(self, owner: str | None) -> int:
+        """Unfinished runs of ``owner`` (or of all owners), on every node."""
+        key = self.keys.all("active") if owner is None else self.keys.owner(owner, "active")
+        return int(await cast(Awaitable[int], self.client.scard(key)))
+
+    async def purge(self, finished_before: str) -> int:
+        k, cutoff, gone = self.keys, _epoch_ms(finished_before), 0
+        if self._finishing:  # runs this node just closed go onto the purge index first
+            await asyncio.wait(list(self._finishing), timeout=5)
+        while True:
+            entries = await cast(Awaitable[list[Any]], self.client.zrangebyscore(
+                k.all("finished"), "-inf", f"({cutoff}", start=0, num=_SCAN_BATCH))
+            if not entries:
+                return gone
+            async with self.client.pipeline(transaction=False) as pipe:
+                for entry in entries:
+                    run_id, owner, order, key = json.loads(_text(entry))
+                    pipe.delete(k.run(run_id))
+                    pipe.delete(k.log(run_id))
+                    if key is not None:
+                        pipe.delete(k.idem(owner, key))
+                    pipe.zrem(k.owner(owner, "runs"), order)
+                    pipe.zrem(k.all("runs"), order)
+                    pipe.zrem(k.all("finished"), entry)
+                    self._live.pop(run_id, None)
+                await pipe.execute()
+            gone += len(entries)
