@@ -21,7 +21,8 @@ from .docsguard import DocsGuardMiddleware
 from .engine import Engine, load_skills
 from .engine.workers import make_offload
 from .ratelimit import RateLimiter, RateLimitMiddleware
-from .runs import RunManager, open_store
+from .runs import RedisStore, RunManager, StoreUnavailable, open_store
+from .runs.nodes import NodeCoordinator
 from .runs.quotas import RunQuotas
 from .services import Services, ServicesMiddleware
 from .settings import BUNDLED_SKILLS, Settings
@@ -56,14 +57,19 @@ def build_services(settings: Settings) -> Services:
         settings.db, redis_prefix=settings.redis_prefix, retention_s=settings.run_retention_s,
         max_events=settings.max_events_per_run, redis_cluster=settings.redis_cluster,
     )
+    runs = RunManager(store, engine, catalog, quotas)
+    if isinstance(store, RedisStore):
+        # Counts across every node sharing the store, not this process's alone.
+        quotas.shared = store.count_running
     return Services(
         settings=settings,
         catalog=catalog,
         engine=engine,
         store=store,
-        runs=RunManager(store, engine, catalog, quotas),
+        runs=runs,
         keys=KeyRing(hashes),
         limiter=RateLimiter(settings.rate_limit, settings.limits_storage()),
+        nodes=NodeCoordinator(store, runs, settings.node_lease_s) if isinstance(store, RedisStore) else None,
     )
 
 
@@ -79,6 +85,8 @@ def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
         # A lifespan may start again after a shutdown (test clients do): take runs again.
         services.runs.draining = False
         await services.store.open()
+        if services.nodes is not None:
+            await services.nodes.start()
         await services.engine.offload.start()
         # Runs a crash or kill -9 left running end as interrupted, so every follower ends.
         await services.runs.recover()
@@ -90,6 +98,8 @@ def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
         finally:
             purger.cancel()
             await services.runs.drain(settings.shutdown_grace_s)
+            if services.nodes is not None:
+                await services.nodes.stop()
             await services.engine.offload.close()
             await services.store.close()
 
@@ -122,5 +132,6 @@ def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
     app.add_middleware(BodyLimitMiddleware, MiddlewarePosition.BEFORE_VALIDATION, body_operations=body_operations)
     # Problems quote at most a prefix of the bad value they name (errors.py).
     app.add_error_handler(ProblemException, errors.bounded_problem)
+    app.add_error_handler(StoreUnavailable, errors.store_unavailable)
     app.services = services
     return app

@@ -86,3 +86,11 @@ def bounded_problem(_request: Any, exc: ProblemException) -> Any:
     )
     log.log(logging.WARNING if exc.status < 500 else logging.ERROR, "%s %s: %s", exc.status, exc.title, bounded.detail)
     return bounded.to_problem()
+
+
+def store_unavailable(_request: Any, exc: Exception) -> Any:
+    """The run store cannot be reached (a Redis outage): 503 with ``Retry-After``, never a 500."""
+    retry_after = str(getattr(exc, "retry_after_s", 2))
+    return problem_response(
+        503, "The run store is unreachable; retry shortly.", headers={"Retry-After": retry_after}
+    )

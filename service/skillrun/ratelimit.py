@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 import limits
+from limits.errors import StorageError
 from limits.storage import storage_from_string
 from limits.aio.strategies import MovingWindowRateLimiter
 
@@ -33,7 +34,10 @@ class RateLimiter:
             storage_uri = "async+" + storage_uri
         self.item = limits.parse(limit)
         # limits' async Redis storage defaults to coredis; redis-py is the client this project ships.
-        options = {"implementation": "redispy"} if storage_uri.startswith(("async+redis", "async+rediss")) else {}
+        # wrap_exceptions: an unreachable storage raises limits' StorageError (answered 503).
+        options: dict[str, Any] = {"wrap_exceptions": True}
+        if storage_uri.startswith(("async+redis", "async+rediss")):
+            options["implementation"] = "redispy"
         self._limiter = MovingWindowRateLimiter(storage_from_string(storage_uri, **options))
 
     async def hit(self, identity: str) -> tuple[bool, dict[str, str]]:
@@ -77,7 +81,15 @@ class RateLimitMiddleware:
             await self.app(scope, receive, send)
             return
         services = services_of(scope)
-        allowed, headers = await services.limiter.hit(client_identity(scope, services))
+        try:
+            allowed, headers = await services.limiter.hit(client_identity(scope, services))
+        except StorageError:
+            # The shared counters (Redis) are away: refuse for now rather than serve unlimited.
+            response = problem_response(
+                503, "The rate-limit storage is unreachable; retry shortly.", headers={"Retry-After": "2"}
+            )
+            await response(scope, receive, send)
+            return
         if not allowed:
             response = problem_response(
                 429, f"Rate limit of {headers['RateLimit-Limit']} requests exceeded; retry in "

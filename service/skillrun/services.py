@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from .auth import KeyRing
     from .engine import Engine, SkillCatalog
     from .ratelimit import RateLimiter
+    from .runs.nodes import NodeCoordinator
     from .runs import RunManager, RunStore
     from .settings import Settings
 
@@ -29,6 +30,8 @@ class Services:
     runs: "RunManager"
     keys: "KeyRing"
     limiter: "RateLimiter"
+    # Leases, takeover and cross-node cancels, with a store shared by several nodes.
+    nodes: "NodeCoordinator | None" = None
 
 
 def services_of(scope: MutableMapping[str, Any]) -> Services:

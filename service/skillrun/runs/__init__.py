@@ -24,7 +24,7 @@ from .follow import follow
 from .manager import IdempotencyConflict, RunFinished, RunManager, ShuttingDown, request_hash
 from .redis import RedisStore, is_redis_url
 from .sqlite import SqliteStore
-from .store import TERMINAL, BadCursor, EventRecord, MemoryStore, RunPage, RunRecord, RunStore
+from .store import TERMINAL, BadCursor, EventRecord, MemoryStore, RunPage, RunRecord, RunStore, StoreUnavailable
 
 MEMORY = ":memory:"
 
@@ -67,6 +67,7 @@ __all__ = [
     "RedisStore",
     "ShuttingDown",
     "SqliteStore",
+    "StoreUnavailable",
     "follow",
     "open_store",
     "request_hash",

@@ -46,14 +46,16 @@ import logging
 import time
 from calendar import timegm
 from dataclasses import dataclass, field, replace
-from typing import Any, Awaitable, Collection, Mapping, cast
+from typing import Any, Awaitable, Callable, Collection, Concatenate, Coroutine, Mapping, ParamSpec, TypeVar, cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import ClusterDownError, RedisError, ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..events import DONE, projection
-from .store import EventRecord, ListCursor, RunPage, RunRecord, utc_now, wait_changed
+from .store import EventRecord, ListCursor, RunPage, RunRecord, StoreUnavailable, utc_now, wait_changed
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +68,29 @@ _BLOCK_S = 4.0
 # Between sends to a Redis that is unreachable.
 _RETRY_S = (0.05, 0.1, 0.25, 0.5, 1.0)
 _SCAN_BATCH = 100
+
+
+# What an unreachable (or failing over) Redis raises, as against a refused command.
+OUTAGE = (RedisConnectionError, RedisTimeoutError, ClusterDownError, OSError)
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+def _outage_is_unavailable(
+    method: Callable[Concatenate["RedisStore", _P], Coroutine[Any, Any, _T]],
+) -> Callable[Concatenate["RedisStore", _P], Coroutine[Any, Any, _T]]:
+    """An outage surfaces as ``StoreUnavailable`` (503 + Retry-After), never a 500."""
+
+    async def call(self: "RedisStore", /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        try:
+            return await method(self, *args, **kwargs)
+        except OUTAGE as exc:
+            self.reachable = False
+            raise StoreUnavailable(f"Redis is unreachable: {exc}") from exc
+
+    call.__name__, call.__doc__, call.__qualname__ = method.__name__, method.__doc__, method.__qualname__
+    return call
 
 
 def is_redis_url(db: str) -> bool:
@@ -201,6 +226,10 @@ class RedisStore:
         self._writer = asyncio.create_task(self._write_loop(), name="skillrun-redis-writer")
         await self.check()
 
+    def pubsub(self) -> Any:
+        """A Pub/Sub connection (cancels between nodes; see ``runs.nodes``)."""
+        return self.client.pubsub()
+
     async def check(self) -> bool:
         """Whether Redis answers now (readiness)."""
         try:
@@ -230,6 +259,7 @@ class RedisStore:
 
     # -- create ----------------------------------------------------------------
 
+    @_outage_is_unavailable
     async def create(self, run: RunRecord) -> RunRecord:
         c, k = self.client, self.keys
         idem = k.idem(run.owner, run.idempotency_key) if run.idempotency_key is not None else None
@@ -290,7 +320,7 @@ class RedisStore:
             if batch:
                 try:
                     await self._send(batch)
-                except (RedisError, OSError) as exc:
+                except OUTAGE as exc:
                     # Kept, in order, ahead of anything appended meanwhile; sent again.
                     self._pending = batch + self._pending
                     self.reachable = False
@@ -378,16 +408,18 @@ class RedisStore:
                             pipe.expire(k.idem(owner, key), int(self.retention_s) + 1)
                     await pipe.execute()
                 return
-            except (RedisError, OSError):
+            except OUTAGE:
                 await asyncio.sleep(_RETRY_S[min(attempt, len(_RETRY_S) - 1)])
         log.error("run store: bookkeeping of finished run %s gave up (Redis unreachable)", run_id)
 
     # -- reads -----------------------------------------------------------------
 
+    @_outage_is_unavailable
     async def get(self, run_id: str) -> RunRecord | None:
         raw = await cast(Awaitable[dict[Any, Any]], self.client.hgetall(self.keys.run(run_id)))
         return _record(raw)
 
+    @_outage_is_unavailable
     async def read(self, run_id: str, after: int, limit: int = 1000) -> list[EventRecord]:
         after = max(after, 0)
         live = self._live.get(run_id)
@@ -410,7 +442,7 @@ class RedisStore:
             return await wait_changed(live.changed, timeout)
         try:
             return await self._wait_remote(run_id, after, timeout)
-        except (RedisError, OSError):
+        except OUTAGE:
             # Redis is away: the follower heartbeats meanwhile and asks again.
             self.reachable = False
             await asyncio.sleep(min(timeout if timeout is not None else 1.0, 1.0))
@@ -433,6 +465,7 @@ class RedisStore:
             if await cast(Awaitable[Any], self.client.hget(self.keys.run(run_id), "finished_at")) is not None:
                 return True
 
+    @_outage_is_unavailable
     async def list_runs(
         self,
         owner: str | None,
@@ -484,14 +517,17 @@ class RedisStore:
             raws = await pipe.execute()
         return [_record(raw) for raw in raws]
 
+    @_outage_is_unavailable
     async def count_runs(self, owner: str) -> int:
         return int(await cast(Awaitable[int], self.client.zcard(self.keys.owner(owner, "runs"))))
 
+    @_outage_is_unavailable
     async def count_running(self, owner: str | None) -> int:
         """Unfinished runs of ``owner`` (or of all owners), on every node."""
         key = self.keys.all("active") if owner is None else self.keys.owner(owner, "active")
         return int(await cast(Awaitable[int], self.client.scard(key)))
 
+    @_outage_is_unavailable
     async def purge(self, finished_before: str) -> int:
         k, cutoff, gone = self.keys, _epoch_ms(finished_before), 0
         if self._finishing:  # runs this node just closed go onto the purge index first

@@ -128,6 +128,8 @@ class _Purge:
 
 
 class SqliteStore:
+    shared = False  # one process owns the file
+
     def __init__(
         self, path: str | Path, *, tail_events: int = 2048, keep_live_s: float = 30.0, checkpoint_s: float = 1.0
     ) -> None:

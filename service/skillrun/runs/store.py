@@ -81,7 +81,20 @@ class BadCursor(ValueError):
     """A list cursor this store did not hand out."""
 
 
+class StoreUnavailable(Exception):
+    """The store cannot be reached now (a networked store's outage); retry later.
+
+    The HTTP layer answers it 503 with ``Retry-After``; followers heartbeat through it.
+    """
+
+    retry_after_s = 2
+
+
 class RunStore(Protocol):
+    # True when other processes or nodes share the store: their runs are live even
+    # though this process does not run them (recovery, cancels; see ``runs.nodes``).
+    shared: bool
+
     async def open(self) -> None:
         """Get ready (create files, tables); called once before anything else."""
 
@@ -195,6 +208,8 @@ class _Log:
 
 class MemoryStore:
     """Runs and their logs in this process's memory (tests, ``SKILLRUN_DB=:memory:``)."""
+
+    shared = False
 
     def __init__(self) -> None:
         self._logs: dict[str, _Log] = {}
