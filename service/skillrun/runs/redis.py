@@ -421,10 +421,9 @@ class RedisStore:
 
     @_outage_is_unavailable
     async def read(self, run_id: str, after: int, limit: int = 1000) -> list[EventRecord]:
+        # Always from Redis: another node's XADD (a takeover closing this node's
+        # follower's run) is readable before any wake-up here says so.
         after = max(after, 0)
-        live = self._live.get(run_id)
-        if live is not None and after >= live.last:
-            return []  # nothing sent past it yet; the writer's wake-up says when
         entries = await cast(Awaitable[list[Any]], self.client.xrange(
             self.keys.log(run_id), min=f"({after}-0", max="+", count=limit))
         return [self._event(eid, fields) for eid, fields in entries]
