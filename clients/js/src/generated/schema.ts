@@ -822,12 +822,19 @@ export interface components {
             outputs: Record<string, unknown>;
             steps: components["schemas"]["SkillStep"][];
         };
+        /** @description The run store this server uses (`SKILLRUN_DB`) and whether it answers now. With `redis`, readiness is 503 while Redis is unreachable. */
+        StoreStatus: {
+            /** @enum {string} */
+            kind: "memory" | "sqlite" | "redis";
+            reachable: boolean;
+        };
         Health: {
             /** @enum {string} */
             status: "ok";
             version?: string;
             /** @description How many skills are loaded. */
             skills?: number;
+            store?: components["schemas"]["StoreStatus"];
         };
     };
     responses: {
@@ -1002,7 +1009,7 @@ export interface components {
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
-        /** @description The server is starting or shutting down, or (starting a run) already runs `SKILLRUN_MAX_RUNNING` runs, and accepts no new runs; retry after `Retry-After` seconds. */
+        /** @description The server is starting or shutting down, or (starting a run) already runs `SKILLRUN_MAX_RUNNING` runs, or its run store (Redis) is unreachable, and accepts no new runs; retry after `Retry-After` seconds. */
         ServiceUnavailable: {
             headers: {
                 "Retry-After": components["headers"]["RetryAfter"];

@@ -335,12 +335,22 @@ class SkillDescription(BaseModel):
     steps: list[SkillStep]
 
 
+class StoreStatus(BaseModel):
+    """
+    The run store this server uses (`SKILLRUN_DB`) and whether it answers now. With `redis`, readiness is 503 while Redis is unreachable.
+    """
+
+    kind: Literal['memory', 'sqlite', 'redis']
+    reachable: bool
+
+
 class Health(BaseModel):
     status: Literal['ok']
     version: str | None = None
     skills: Annotated[
         int | None, Field(description='How many skills are loaded.', ge=0)
     ] = None
+    store: StoreStatus | None = None
 
 
 class Problem(BaseModel):
