@@ -10,7 +10,7 @@ from typing import Any, AsyncIterator
 
 import pytest
 
-from skillrun.runs import BadCursor, EventRecord, RunRecord, RunStore, SqliteStore, follow
+from skillrun.runs import BadCursor, EventRecord, RedisStore, RunRecord, RunStore, SqliteStore, follow
 from stores import STORES, store_for
 
 pytestmark = pytest.mark.anyio
@@ -210,3 +210,61 @@ async def test_sqlite_wal_starts_over_under_steady_writes(tmp_path: Path) -> Non
     finally:
         await s.close()
     assert not wal.exists() or wal.stat().st_size == 0  # close checkpointed everything
+
+
+@pytest.fixture(params=["redis", "redis-cluster"])
+async def two_nodes(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[RunStore, RunStore]]:
+    """Two store instances on one Redis (one prefix): what two nodes see."""
+    first = store_for(request, tmp_path)
+    assert isinstance(first, RedisStore)
+    second = RedisStore(first.url, prefix=first.keys.prefix, cluster=first.cluster)
+    await first.open()
+    await second.open()
+    yield first, second
+    await second.close()
+    await first.close()
+
+
+async def test_followers_on_another_node_get_every_event_once_live(two_nodes: tuple[RunStore, RunStore]) -> None:
+    """Node A appends a run's 200 events while 20 followers on node B follow it from
+    different cursors: each gets exactly the events after its cursor, in order, ending
+    with done (one XREAD per run on B feeds them all)."""
+    a, b = two_nodes
+    await a.create(_run("r1"))
+
+    async def produce() -> None:
+        for seq in range(1, 200):
+            a.append("r1", _ev(seq))
+            if seq % 9 == 0:
+                await asyncio.sleep(0.002)
+        a.append("r1", _done(200))
+
+    async def collect(after: int) -> list[int]:
+        return [e.seq async for batch in follow(b, "r1", after, idle_s=1) for e in batch]
+
+    cursors = [0, 0, 1, 5, 17, 50, 99, 150, 0, 3] * 2
+    followers = [asyncio.create_task(collect(c)) for c in cursors]
+    await produce()
+    for cursor, got in zip(cursors, await asyncio.gather(*followers)):
+        assert got == list(range(cursor + 1, 201)), cursor
+    assert (await b.get("r1")).status == "completed"  # type: ignore[union-attr]
+
+
+async def test_a_log_closed_by_another_node_refuses_the_late_writer(two_nodes: tuple[RunStore, RunStore]) -> None:
+    """Node B closes a run of node A (a takeover) while A still appends: A's late events
+    under the same ids are refused whole, the log keeps B's closing events and status,
+    and A's own followers see B's events, not A's."""
+    a, b = two_nodes
+    await a.create(_run("r1"))
+    a.append("r1", _ev(1, "skill_start"))
+    await _settle(a, "r1", 1)
+    b.append("r1", _ev(2, "skill_completed"))
+    b.append("r1", _done(3, "interrupted"))
+    await _settle(b, "r1", 3)
+    a.append("r1", _ev(2, "step_start"))
+    a.append("r1", _done(3, "completed"))
+    got = [e async for batch in follow(a, "r1", 0, idle_s=1) for e in batch]
+    assert [(e.seq, e.type) for e in got] == [(1, "skill_start"), (2, "skill_completed"), (3, "done")]
+    assert json.loads(got[-1].data)["status"] == "interrupted"
+    await asyncio.sleep(0.2)
+    assert (await a.get("r1")).status == "interrupted"  # type: ignore[union-attr]

@@ -135,13 +135,21 @@ def _record(raw: Mapping[Any, Any]) -> RunRecord | None:
 
 
 @dataclass(slots=True)
-class _Live:
-    """A run whose events this node appends: the last seq handed over and sent, the wake-up."""
+class _Tail:
+    """What this node knows of a run's log: the last seq known to be in Redis, a
+    bounded tail of the events before it (contiguous), and a wake-up for followers.
 
-    appended: int
+    Fed by this node's own sends (a run it writes) or by one watcher task per run
+    doing ``XREAD BLOCK`` (a run another node writes): however many followers a run
+    has on this node, it costs Redis one blocked read, and followers read the tail."""
+
     last: int
+    events: list[EventRecord] = field(default_factory=list)
     closed: bool = False
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    local: bool = False  # written here: no watcher needed
+    waiters: int = 0
+    watcher: "asyncio.Task[None] | None" = None
 
 
 class Keys:
@@ -194,6 +202,7 @@ class RedisStore:
         retention_s: float = 7 * 86400.0,
         max_events: int | None = 100_000,
         cluster: bool = False,
+        tail_events: int = 2048,
     ) -> None:
         self.url = url
         self.cluster = cluster
@@ -203,7 +212,9 @@ class RedisStore:
         # The guard sits above the per-run cap plus the events that close a run.
         self.maxlen = (max_events or 1_000_000) + 10_000
         self._client: Client | None = None
-        self._live: dict[str, _Live] = {}
+        self.tail_events = tail_events
+        self._tails: dict[str, _Tail] = {}
+        self._appended: dict[str, int] = {}  # last seq handed to append, per run written here
         self._pending: list[tuple[str, EventRecord]] = []
         self._wake = asyncio.Event()
         self._closing = False
@@ -281,7 +292,8 @@ class RedisStore:
             if earlier is None:
                 raise RuntimeError("idempotency key lost its run while being created")
             return earlier
-        self._live[run.run_id] = _Live(0, 0)
+        self._appended[run.run_id] = 0
+        self._tails[run.run_id] = _Tail(0, local=True)
         async with c.pipeline(transaction=False) as pipe:
             pipe.zadd(k.owner(run.owner, "runs"), {order: 0})
             pipe.zadd(k.all("runs"), {order: 0})
@@ -300,14 +312,14 @@ class RedisStore:
     def append(self, run_id: str, event: EventRecord) -> None:
         if self._writer is None or self._closing:
             raise RuntimeError("the run store is closed")
-        live = self._live.get(run_id)
-        if live is None:
+        appended = self._appended.get(run_id)
+        if appended is None:
             # A run from another node or an earlier process (its log being closed
             # here): the caller knows its last seq; XADD's id order guards the rest.
-            live = self._live[run_id] = _Live(event.seq - 1, event.seq - 1)
-        if event.seq != live.appended + 1:
+            appended = event.seq - 1
+        if event.seq != appended + 1:
             raise ValueError(f"run {run_id}: event {event.seq} out of order")
-        live.appended = event.seq
+        self._appended[run_id] = event.seq
         self._pending.append((run_id, event))
         self._wake.set()
 
@@ -319,7 +331,7 @@ class RedisStore:
             batch, self._pending = self._pending, []
             if batch:
                 try:
-                    await self._send(batch)
+                    refused = await self._send(batch)
                 except OUTAGE as exc:
                     # Kept, in order, ahead of anything appended meanwhile; sent again.
                     self._pending = batch + self._pending
@@ -333,54 +345,106 @@ class RedisStore:
                 if failures:
                     log.warning("run store: Redis reachable again; kept events sent")
                 failures, self.reachable = 0, True
-                self._publish(batch)
+                self._publish(batch, refused)
             if self._closing and not self._pending:
                 return
 
-    async def _send(self, batch: list[tuple[str, EventRecord]]) -> None:
-        k, now = self.keys, utc_now()
+    async def _send(self, batch: list[tuple[str, EventRecord]]) -> set[tuple[str, int]]:
+        """Send a batch: its events in one pipeline, then the record's projection of the
+        events Redis took (most batches have none: only a run's first event and ``done``
+        change the record). Returns the events Redis refused."""
+        k = self.keys
         async with self.client.pipeline(transaction=False) as pipe:
             for run_id, ev in batch:
                 pipe.xadd(k.log(run_id), {"t": ev.type, "d": ev.data}, id=f"{ev.seq}-0",
                           maxlen=self.maxlen, approximate=True)
+            results = await pipe.execute(raise_on_error=False)
+        refused: set[tuple[str, int]] = set()
+        for (run_id, ev), result in zip(batch, results):
+            if isinstance(result, OUTAGE):
+                raise result
+            if isinstance(result, Exception) and not await self._ours(run_id, ev, result):
+                refused.add((run_id, ev.seq))
+        await self._project([(run_id, ev) for run_id, ev in batch if (run_id, ev.seq) not in refused])
+        return refused
+
+    async def _ours(self, run_id: str, ev: EventRecord, error: Exception) -> bool:
+        """Whether a refused XADD's entry is this very event: sent before a connection
+        broke, so it is there. Else another node wrote that id (it closed the log: a
+        takeover) and Redis, not this batch, has the truth."""
+        if isinstance(error, ResponseError) and "equal or smaller" in str(error):
+            there = await self.client.xrange(self.keys.log(run_id), min=f"{ev.seq}-0", max=f"{ev.seq}-0")
+            if there and self._event(*there[0]).data == ev.data:
+                return True
+            log.warning("run store: event %d of run %s refused: another node wrote the log", ev.seq, run_id)
+        else:
+            log.error("run store: event %d of run %s refused: %s", ev.seq, run_id, error)
+        return False
+
+    async def _project(self, accepted: list[tuple[str, EventRecord]]) -> None:
+        """The run record as the projection of its log (see ``store``): idempotent writes,
+        so a batch sent again after an outage writes the same values."""
+        k, now, commands = self.keys, utc_now(), 0
+        async with self.client.pipeline(transaction=False) as pipe:
+            for run_id, ev in accepted:
                 change = projection(ev.seq, ev.type, ev.data)
                 if change.starts:
                     pipe.hset(k.run(run_id), mapping={"status": "running", "started_at": now})
+                    commands += 1
                 if change.result is not None:
                     pipe.hset(k.run(run_id), mapping={
                         "status": change.status, "result": _dumps(change.result), "finished_at": now})
                     # Retention: a finished run's keys expire even if no node purges.
                     pipe.expire(k.run(run_id), int(self.retention_s) + 1)
                     pipe.expire(k.log(run_id), int(self.retention_s) + 1)
-            results = await pipe.execute(raise_on_error=False)
-        for result in results:
-            if isinstance(result, ResponseError) and "equal or smaller" in str(result):
-                continue  # sent before a connection broke, or another node closed the log first
-            if isinstance(result, (RedisError, OSError)):
-                raise result
-            if isinstance(result, Exception):
-                log.error("run store: a write was refused: %s", result)
+                    commands += 3
+            if commands:
+                await pipe.execute()
 
-    def _publish(self, batch: list[tuple[str, EventRecord]]) -> None:
-        touched: dict[str, _Live] = {}
+    def _publish(self, batch: list[tuple[str, EventRecord]], refused: set[tuple[str, int]]) -> None:
+        touched: dict[str, _Tail] = {}
         for run_id, ev in batch:
-            live = self._live.get(run_id)
-            if live is None:
+            if (run_id, ev.seq) in refused:
+                tail = self._tails.get(run_id)
+                if tail is not None and tail.local:
+                    tail.local = False  # its followers here now read what Redis has (a watcher)
+                    touched[run_id] = tail
                 continue
-            live.last = ev.seq
             if ev.type == DONE:
-                live.closed = True
+                self._appended.pop(run_id, None)
                 self._finish_soon(run_id)
-                asyncio.get_running_loop().call_later(30.0, self._forget, run_id, live)
-            touched[run_id] = live
-        for live in touched.values():
-            live.changed.set()
-            live.changed = asyncio.Event()
+            tail = self._known(run_id, ev)
+            if tail is not None:
+                touched[run_id] = tail
+        for tail in touched.values():
+            self._wake_followers(tail)
 
-    def _forget(self, run_id: str, live: _Live) -> None:
-        if self._live.get(run_id) is live:
-            del self._live[run_id]
-            live.changed.set()
+    def _known(self, run_id: str, ev: EventRecord) -> _Tail | None:
+        """Event ``ev`` is in Redis: extend the run's tail, if this node keeps one."""
+        tail = self._tails.get(run_id)
+        if tail is None or ev.seq <= tail.last:
+            return None  # nobody follows it here, or known already (sent here and read back)
+        if ev.seq != tail.last + 1:
+            tail.events.clear()  # a gap: the tail starts over (older events come from XRANGE)
+        tail.events.append(ev)
+        tail.last = ev.seq
+        if len(tail.events) > 2 * self.tail_events:
+            del tail.events[: len(tail.events) - self.tail_events]
+        if ev.type == DONE:
+            tail.closed = True
+            # Late followers still find the tail for a while, then Redis.
+            asyncio.get_running_loop().call_later(30.0, self._forget, run_id, tail)
+        return tail
+
+    @staticmethod
+    def _wake_followers(tail: _Tail) -> None:
+        tail.changed.set()
+        tail.changed = asyncio.Event()
+
+    def _forget(self, run_id: str, tail: _Tail) -> None:
+        if self._tails.get(run_id) is tail and tail.waiters == 0:
+            del self._tails[run_id]
+            tail.changed.set()
 
     def _finish_soon(self, run_id: str) -> None:
         task = asyncio.ensure_future(self._finished(run_id))
@@ -421,9 +485,14 @@ class RedisStore:
 
     @_outage_is_unavailable
     async def read(self, run_id: str, after: int, limit: int = 1000) -> list[EventRecord]:
-        # Always from Redis: another node's XADD (a takeover closing this node's
-        # follower's run) is readable before any wake-up here says so.
         after = max(after, 0)
+        tail = self._tails.get(run_id)
+        if tail is not None and tail.events and after >= tail.events[0].seq - 1:
+            start = after - (tail.events[0].seq - 1)
+            if start < len(tail.events) or tail.closed or tail.local:
+                return tail.events[start : start + limit]
+        # Older than the tail, or past what this node knows: Redis has the truth
+        # (another node's XADD, a takeover's closing events, is there before any wake-up).
         entries = await cast(Awaitable[list[Any]], self.client.xrange(
             self.keys.log(run_id), min=f"({after}-0", max="+", count=limit))
         return [self._event(eid, fields) for eid, fields in entries]
@@ -434,35 +503,74 @@ class RedisStore:
         return EventRecord(int(_text(eid).split("-", 1)[0]), _text(f["t"]), _text(f["d"]))
 
     async def wait(self, run_id: str, after: int, timeout: float | None) -> bool:
-        live = self._live.get(run_id)
-        if live is not None:
-            if live.last > after or live.closed:
-                return True
-            return await wait_changed(live.changed, timeout)
-        try:
-            return await self._wait_remote(run_id, after, timeout)
-        except OUTAGE:
-            # Redis is away: the follower heartbeats meanwhile and asks again.
-            self.reachable = False
-            await asyncio.sleep(min(timeout if timeout is not None else 1.0, 1.0))
-            return False
-
-    async def _wait_remote(self, run_id: str, after: int, timeout: float | None) -> bool:
-        finished = await cast(Awaitable[Any], self.client.hget(self.keys.run(run_id), "finished_at"))
-        if finished is not None:
-            return True  # closed: read finds the rest, or nothing
+        tail = self._tails.get(run_id)
+        if tail is None:
+            # Anchored by its watcher at the log's real end: a follower's cursor is no
+            # proof of what exists (Last-Event-ID may name an id not written yet).
+            tail = self._tails[run_id] = _Tail(0)
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
-        while True:
-            block = _BLOCK_S if deadline is None else min(_BLOCK_S, deadline - loop.time())
-            if block <= 0:
-                return False
-            got = await self.client.xread({self.keys.log(run_id): f"{after}-0"}, count=1,
-                                          block=max(1, int(block * 1000)))
-            if got:
-                return True
-            if await cast(Awaitable[Any], self.client.hget(self.keys.run(run_id), "finished_at")) is not None:
-                return True
+        tail.waiters += 1
+        try:
+            while not (tail.last > after or tail.closed):
+                if not tail.local and (tail.watcher is None or tail.watcher.done()):
+                    tail.watcher = asyncio.create_task(self._watch(run_id, tail), name=f"skillrun-watch-{run_id}")
+                left = None if deadline is None else deadline - loop.time()
+                if (left is not None and left <= 0) or not await wait_changed(tail.changed, left):
+                    return False
+            return True
+        finally:
+            tail.waiters -= 1
+
+    async def _watch(self, run_id: str, tail: _Tail) -> None:
+        """One ``XREAD BLOCK`` loop per run another node writes, while followers wait here."""
+        failures, first = 0, True
+        try:
+            while not tail.closed and (first or tail.waiters > 0):
+                try:
+                    if first:
+                        await self._anchor(run_id, tail)
+                        if await self._finished_past(run_id, tail):
+                            break
+                    first = False
+                    got = await self.client.xread({self.keys.log(run_id): f"{tail.last}-0"},
+                                                  count=self.tail_events, block=int(_BLOCK_S * 1000))
+                    if not got and await self._finished_past(run_id, tail):
+                        break
+                except OUTAGE:
+                    # Redis is away: followers heartbeat meanwhile; read again when it is back.
+                    self.reachable, failures = False, failures + 1
+                    await asyncio.sleep(_RETRY_S[min(failures, len(_RETRY_S) - 1)])
+                    continue
+                failures = 0
+                for _stream, entries in got or ():
+                    for eid, fields in entries:
+                        self._known(run_id, self._event(eid, fields))
+                if got:
+                    self._wake_followers(tail)
+        finally:
+            if tail.waiters == 0 and not tail.local and self._tails.get(run_id) is tail and not tail.closed:
+                del self._tails[run_id]
+
+    async def _anchor(self, run_id: str, tail: _Tail) -> None:
+        """Start a new tail at the log's last entry (one XREVRANGE), not at its first."""
+        top = await self.client.xrevrange(self.keys.log(run_id), max="+", min="-", count=1)
+        if top:
+            seq = self._event(*top[0]).seq
+            if seq > tail.last:
+                tail.events.clear()
+                tail.last = seq
+                self._wake_followers(tail)
+
+    async def _finished_past(self, run_id: str, tail: _Tail) -> bool:
+        """Whether the run is finished with nothing after what the tail knows (then: closed)."""
+        if await self.client.hget(self.keys.run(run_id), "finished_at") is None:
+            return False
+        if await self.client.xread({self.keys.log(run_id): f"{tail.last}-0"}, count=1):
+            return False  # finished, but the watcher has events to catch up on first
+        tail.closed = True
+        self._wake_followers(tail)
+        return True
 
     @_outage_is_unavailable
     async def list_runs(
@@ -546,6 +654,6 @@ class RedisStore:
                     pipe.zrem(k.owner(owner, "runs"), order)
                     pipe.zrem(k.all("runs"), order)
                     pipe.zrem(k.all("finished"), entry)
-                    self._live.pop(run_id, None)
+                    self._tails.pop(run_id, None)
                 await pipe.execute()
             gone += len(entries)
