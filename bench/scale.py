@@ -46,7 +46,10 @@ async def _follow(host: str, port: int, path: str, lat: list[float]) -> bool:
     writer.write(lean._request("GET", host, port, path, b""))
     await writer.drain()
     done = False
+    status = await reader.readline()
     try:
+        if b" 200 " not in status:
+            raise RuntimeError(status.decode(errors="replace").strip() + " " + (await reader.read(300)).decode())
         while line := await reader.readline():
             if line.startswith(b"data: "):
                 now = time.time()
@@ -64,7 +67,38 @@ async def _follow(host: str, port: int, path: str, lat: list[float]) -> bool:
 async def _latency(host: str, port: int, path: str, n: int) -> None:
     lat: list[float] = []
     results = await asyncio.gather(*(_follow(host, port, path, lat) for _ in range(n)), return_exceptions=True)
-    print(json.dumps({"done": sum(r is True for r in results), "latencies": sorted(lat)}), flush=True)
+    errors = [repr(r)[:200] for r in results if isinstance(r, BaseException)]
+    print(json.dumps({"done": sum(r is True for r in results), "errors": errors[:3], "latencies": sorted(lat)}),
+          flush=True)
+
+
+async def _post(host: str, port: int, path: str, body: bytes) -> int:
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(lean._request("POST", host, port, path, body))
+    await writer.drain()
+    try:
+        head = await reader.read()
+    finally:
+        writer.close()
+    return int(head.split(b" ", 2)[1]) if head[:5] == b"HTTP/" else 0
+
+
+async def _executes(host: str, port: int, path: str, body: str, n: int, concurrency: int) -> None:
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one() -> int:
+        async with gate:
+            return await _post(host, port, path, body.encode())
+
+    t0 = time.perf_counter()
+    statuses = await asyncio.gather(*(one() for _ in range(n)), return_exceptions=True)
+    wall = time.perf_counter() - t0
+    print(json.dumps({"ok": sum(s == 200 for s in statuses), "n": n, "wall": wall}), flush=True)
+
+
+def execute_main(argv: list[str]) -> None:
+    host, port, path, body, n, concurrency = argv
+    asyncio.run(_executes(host, int(port), path, body, int(n), int(concurrency)))
 
 
 def latency_main(argv: list[str]) -> None:
@@ -148,7 +182,7 @@ def main() -> None:
             res = follow_latency(url, run_id, args.followers)
             lat = res["latencies"]
             figures[name] = (lean.pct(lat, .5) * 1000, lean.pct(lat, .99) * 1000)
-            print(f"(b) {args.followers} followers, {name}: {res['done']} got done; latency p50 "
+            print(f"(b) {args.followers} followers, {name}: {res['done']} got done {res['errors']}; latency p50 "
                   f"{figures[name][0]:.1f} ms, p99 {figures[name][1]:.1f} ms over {len(lat)} events")
         same, cross = figures["same node (A)"], figures["cross-node (B)"]
         print(f"(b) cross-node / same-node: p50 x{cross[0] / max(same[0], 0.1):.2f}, p99 "
@@ -158,10 +192,14 @@ def main() -> None:
         n = 300 if args.quick else 1_000
         rates = {}
         for name, url in (("sqlite", sqlite_url), ("redis", a_url)):
-            r = lean.run_client(url, "POST", "/v1/skills/demo.ticker/execute", {"inputs": {"steps": 1}}, n)
+            host, port = url.removeprefix("http://").split(":")
+            out = subprocess.run([sys.executable, __file__, "execute", host, port, "/v1/skills/demo.ticker/execute",
+                                  json.dumps({"inputs": {"steps": 1}}), str(n), "16"],
+                                 capture_output=True, text=True, timeout=600)
+            r = json.loads(out.stdout.strip().splitlines()[-1])
             rates[name] = r["ok"] / r["wall"]
-            print(f"(c) /execute x{n} concurrent, {name}, 1 process: {rates[name]:,.0f} req/s "
-                  f"({r['ok']} ok, {r['errors']} errors)")
+            print(f"(c) /execute x{n} at concurrency 16, {name}, 1 process: {rates[name]:,.0f} req/s "
+                  f"({r['ok']} of {n} ok)")
         print(f"(c) redis / sqlite: {rates['redis'] / rates['sqlite']:.2f}; --workers 1 vs 2: not measured "
               f"(no `serve --workers` on this branch)")
     finally:
@@ -177,6 +215,8 @@ def main() -> None:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["client"]:
         lean.client_main(sys.argv[2:])
+    elif sys.argv[1:2] == ["execute"]:
+        execute_main(sys.argv[2:])
     elif sys.argv[1:2] == ["latency"]:
         latency_main(sys.argv[2:])
     else:

@@ -49,8 +49,8 @@ class RunQuotas:
     max_stored_runs_per_key: int = 100_000
     # When a refused key may find room again: the purge interval (runs age out).
     stored_retry_after_s: int = 60
-    # With a shared store: unfinished runs of an owner (None: of all owners), on every node.
-    shared: Callable[[str | None], Awaitable[int]] | None = field(default=None, repr=False)
+    # With a shared store: (unfinished runs of an owner, of all owners), on every node.
+    shared: Callable[[str], Awaitable[tuple[int, int]]] | None = field(default=None, repr=False)
     _running: Counter[str] = field(default_factory=Counter, init=False)
     _stored: dict[str, int] = field(default_factory=dict, init=False)
     _total: int = field(default=0, init=False)
@@ -62,7 +62,7 @@ class RunQuotas:
     async def admit_everywhere(self, owner: str) -> None:
         """``admit`` against the counts of every node (with a shared store only)."""
         if self.shared is not None:
-            self._check_running(await self.shared(owner), await self.shared(None))
+            self._check_running(*await self.shared(owner))
 
     def _check_running(self, of_key: int, total: int) -> None:
         if of_key >= self.max_running_per_key:

@@ -182,10 +182,24 @@ class Keys:
         return f"{self.prefix}cancel"
 
 
-def connect(url: str, *, cluster: bool = False) -> Client:
+# Commands at once on one node's command pool: past it a command waits for a free
+# connection (up to _POOL_WAIT_S, then the store is "unavailable"), instead of failing.
+_COMMAND_CONNECTIONS = 128
+_POOL_WAIT_S = 5.0
+# Blocked reads (one per run followed here but written elsewhere) and Pub/Sub hold a
+# connection each for long: their own pool, so they never starve the commands.
+_BLOCKING_CONNECTIONS = 100_000
+
+
+def connect(url: str, *, cluster: bool = False, blocking: bool = False) -> Client:
     if cluster:
-        return RedisCluster.from_url(url, decode_responses=False)
-    return aioredis.Redis.from_url(url, decode_responses=False)
+        return RedisCluster.from_url(url, max_connections=_BLOCKING_CONNECTIONS if blocking else _COMMAND_CONNECTIONS)
+    if blocking:
+        pool = aioredis.ConnectionPool.from_url(url, max_connections=_BLOCKING_CONNECTIONS)
+    else:
+        pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=_COMMAND_CONNECTIONS,
+                                                        timeout=_POOL_WAIT_S)
+    return aioredis.Redis.from_pool(pool)  # the client owns the pool: aclose() closes it
 
 
 class RedisStore:
@@ -212,6 +226,7 @@ class RedisStore:
         # The guard sits above the per-run cap plus the events that close a run.
         self.maxlen = (max_events or 1_000_000) + 10_000
         self._client: Client | None = None
+        self._blocking: Client | None = None
         self.tail_events = tail_events
         self._tails: dict[str, _Tail] = {}
         self._appended: dict[str, int] = {}  # last seq handed to append, per run written here
@@ -233,13 +248,21 @@ class RedisStore:
     async def open(self) -> None:
         # The client belongs to the running loop: made here, never in __init__.
         self._client = connect(self.url, cluster=self.cluster)
+        self._blocking = connect(self.url, cluster=self.cluster, blocking=True)
         self._closing = False
         self._writer = asyncio.create_task(self._write_loop(), name="skillrun-redis-writer")
         await self.check()
 
+    @property
+    def blocking(self) -> Any:
+        """The client for blocked reads and Pub/Sub (see ``connect``)."""
+        if self._blocking is None:
+            raise RuntimeError("the run store is closed")
+        return self._blocking
+
     def pubsub(self) -> Any:
         """A Pub/Sub connection (cancels between nodes; see ``runs.nodes``)."""
-        return self.client.pubsub()
+        return self.blocking.pubsub()
 
     async def check(self) -> bool:
         """Whether Redis answers now (readiness)."""
@@ -264,9 +287,13 @@ class RedisStore:
         self._writer = None
         if self._finishing:
             await asyncio.wait(self._finishing, timeout=5)
+        for watch in [t.watcher for t in self._tails.values() if t.watcher is not None]:
+            watch.cancel()
         client, self._client = self._client, None
-        if client is not None:
-            await client.aclose()
+        blocking, self._blocking = self._blocking, None
+        for c in (client, blocking):
+            if c is not None:
+                await c.aclose()
 
     # -- create ----------------------------------------------------------------
 
@@ -278,23 +305,29 @@ class RedisStore:
             earlier = await self._idempotent(idem)
             if earlier is not None:
                 return earlier
-        n = await cast(Awaitable[int], c.incr(k.all("n")))
-        order = f"{ListCursor(run.created_at, run.run_id).encode()[:17]}-{n:012d}-{run.run_id}"
-        if not await cast(Awaitable[int], c.hsetnx(k.run(run.run_id), "run_id", run.run_id)):
+        async with c.pipeline(transaction=False) as pipe:
+            pipe.incr(k.all("n"))
+            pipe.hsetnx(k.run(run.run_id), "run_id", run.run_id)
+            n, fresh = await pipe.execute()
+        if not fresh:
             raise ValueError(f"run {run.run_id} exists")
-        # The record is complete before the idempotency key names it: a loser of the
-        # SET NX race always finds the winner's record.
-        await cast(Awaitable[int], c.hset(k.run(run.run_id), mapping={**_run_fields(run), "order": order,
-                                                                     "node": self.node_id}))
-        if idem is not None and not await c.set(idem, run.run_id, nx=True):
-            await c.delete(k.run(run.run_id))
-            earlier = await self._idempotent(idem)
-            if earlier is None:
-                raise RuntimeError("idempotency key lost its run while being created")
-            return earlier
+        order = f"{ListCursor(run.created_at, run.run_id).encode()[:17]}-{int(n):012d}-{run.run_id}"
+        record = {**_run_fields(run), "order": order, "node": self.node_id}
+        if idem is not None:
+            # The record is complete before the idempotency key names it: a loser of
+            # the SET NX race always finds the winner's record.
+            await c.hset(k.run(run.run_id), mapping=record)
+            if not await c.set(idem, run.run_id, nx=True):
+                await c.delete(k.run(run.run_id))
+                earlier = await self._idempotent(idem)
+                if earlier is None:
+                    raise RuntimeError("idempotency key lost its run while being created")
+                return earlier
         self._appended[run.run_id] = 0
         self._tails[run.run_id] = _Tail(0, local=True)
         async with c.pipeline(transaction=False) as pipe:
+            if idem is None:
+                pipe.hset(k.run(run.run_id), mapping=record)
             pipe.zadd(k.owner(run.owner, "runs"), {order: 0})
             pipe.zadd(k.all("runs"), {order: 0})
             pipe.sadd(k.owner(run.owner, "active"), run.run_id)
@@ -533,8 +566,8 @@ class RedisStore:
                         if await self._finished_past(run_id, tail):
                             break
                     first = False
-                    got = await self.client.xread({self.keys.log(run_id): f"{tail.last}-0"},
-                                                  count=self.tail_events, block=int(_BLOCK_S * 1000))
+                    got = await self.blocking.xread({self.keys.log(run_id): f"{tail.last}-0"},
+                                                    count=self.tail_events, block=int(_BLOCK_S * 1000))
                     if not got and await self._finished_past(run_id, tail):
                         break
                 except OUTAGE:
@@ -629,10 +662,13 @@ class RedisStore:
         return int(await cast(Awaitable[int], self.client.zcard(self.keys.owner(owner, "runs"))))
 
     @_outage_is_unavailable
-    async def count_running(self, owner: str | None) -> int:
-        """Unfinished runs of ``owner`` (or of all owners), on every node."""
-        key = self.keys.all("active") if owner is None else self.keys.owner(owner, "active")
-        return int(await cast(Awaitable[int], self.client.scard(key)))
+    async def count_running(self, owner: str) -> tuple[int, int]:
+        """Unfinished runs of ``owner`` and of all owners, on every node (one round trip)."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.scard(self.keys.owner(owner, "active"))
+            pipe.scard(self.keys.all("active"))
+            of_owner, total = await pipe.execute()
+        return int(of_owner), int(total)
 
     @_outage_is_unavailable
     async def purge(self, finished_before: str) -> int:
