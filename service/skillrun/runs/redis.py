@@ -274,6 +274,11 @@ class RedisStore:
         # The client belongs to the running loop: made here, never in __init__.
         self._client = connect(self.url, cluster=self.cluster)
         self._blocking = connect(self.url, cluster=self.cluster, blocking=True)
+        if isinstance(self._blocking, RedisCluster):
+            try:  # its slot map, which Pub/Sub needs before any command has run
+                await self._blocking.initialize()
+            except Exception:  # an outage at start is not fatal: requests get 503 until it ends
+                log.exception("run store: Redis Cluster unreachable at start")
         self._closing = False
         self._writer = asyncio.create_task(self._write_loop(), name="skillrun-redis-writer")
         await self.check()
@@ -305,7 +310,8 @@ class RedisStore:
         self._closing = True
         self._wake.set()
         try:
-            await asyncio.wait_for(asyncio.shield(self._writer), 10)
+            if not self._writer.done():
+                await asyncio.wait_for(asyncio.shield(self._writer), 10)
         except TimeoutError:
             log.error("run store: Redis unreachable at close; %d event(s) not sent", len(self._pending))
             self._writer.cancel()
