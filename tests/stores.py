@@ -12,9 +12,9 @@ from skillrun.runs import MemoryStore, RedisStore, RunStore, SqliteStore
 STORES = ["memory", "sqlite", "redis", "redis-cluster"]
 
 
-def store_db(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, dict[str, object]]:
-    """``(SKILLRUN_DB, other settings)`` for the store named by the fixture's param."""
-    kind = request.param
+def store_db(request: pytest.FixtureRequest, tmp_path: Path, kind: str | None = None) -> tuple[str, dict[str, object]]:
+    """``(SKILLRUN_DB, other settings)`` for the store ``kind`` (default: the fixture's param)."""
+    kind = kind or request.param
     if kind == "memory":
         return ":memory:", {}
     if kind == "sqlite":

@@ -76,3 +76,36 @@ async def test_a_node_whose_lease_expires_has_its_runs_closed_interrupted_by_a_s
         assert events[-1].type == "done" and '"status":"interrupted"' in events[-1].data, events[-3:]
     assert time.monotonic() - gone < 1 + 5
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
+
+
+async def test_running_and_stored_run_limits_count_every_nodes_runs(
+    request: pytest.FixtureRequest, tmp_path: Path, app_factory: Callable[..., Any]
+) -> None:
+    """SKILLRUN_MAX_RUNNING_PER_KEY=1 on two nodes: with the key's run running on A, a
+    start on B is refused 429; SKILLRUN_MAX_STORED_RUNS_PER_KEY=2: after two runs (one
+    per node) a third on either node is refused 429."""
+    from skillrun.runs.quotas import QuotaExceeded
+
+    db, options = store_db(request, tmp_path, "redis")  # the counting is the same on a Cluster
+    apps = [app_factory(db=db, max_running_per_key=1, max_stored_runs_per_key=2, rate_limit_storage="memory://",
+                        **options) for _ in range(2)]
+    for app in apps:
+        await app.services.store.open()
+    a, b = apps
+    try:
+        first = await _start(a, steps=100)
+        with pytest.raises(QuotaExceeded) as running:
+            await _start(b)
+        assert running.value.status == 429 and "MAX_RUNNING_PER_KEY" in running.value.detail
+        await a.services.runs.cancel(first)
+        await asyncio.wait_for(_log(b, first), 5)
+        await asyncio.sleep(0.2)  # the finished run leaves the running set
+        second = await _start(b, steps=1)
+        await asyncio.wait_for(_log(a, second), 5)
+        with pytest.raises(QuotaExceeded) as stored:
+            await _start(a, steps=1)
+        assert stored.value.status == 429 and "MAX_STORED_RUNS_PER_KEY" in stored.value.detail
+    finally:
+        for app in apps:
+            await app.services.runs.drain(5)
+            await app.services.store.close()

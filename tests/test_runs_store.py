@@ -268,3 +268,28 @@ async def test_a_log_closed_by_another_node_refuses_the_late_writer(two_nodes: t
     assert json.loads(got[-1].data)["status"] == "interrupted"
     await asyncio.sleep(0.2)
     assert (await a.get("r1")).status == "interrupted"  # type: ignore[union-attr]
+
+
+async def test_redis_finished_runs_expire_after_the_retention_and_purge_drops_them_from_listings(
+    two_nodes: tuple[RunStore, RunStore],
+) -> None:
+    """SKILLRUN_RUN_RETENTION on Redis: a finished run's record and log get a TTL of the
+    retention (bounded memory even if no node purges); an unfinished run's never do;
+    purge removes finished runs from the owner's listing and count."""
+    a, _ = two_nodes
+    assert isinstance(a, RedisStore)
+    a.retention_s = 60
+    await a.create(_run("old"))
+    await a.create(_run("live"))
+    a.append("old", _done(1))
+    a.append("live", _ev(1))
+    await _settle(a, "old", 1)
+    await _settle(a, "live", 1)
+    for key in (a.keys.run("old"), a.keys.log("old")):
+        assert 0 < await a.client.ttl(key) <= 61
+    for key in (a.keys.run("live"), a.keys.log("live")):
+        assert await a.client.ttl(key) == -1
+    assert await a.count_runs("key_a") == 2
+    assert await a.purge("2999-01-01T00:00:00.000Z") == 1
+    assert [r.run_id for r in (await a.list_runs("key_a")).runs] == ["live"]
+    assert await a.count_runs("key_a") == 1

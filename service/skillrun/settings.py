@@ -39,6 +39,15 @@ def _limit(name: str, default: int) -> int:
     return value
 
 
+def _lease(name: str, default: float) -> float:
+    """A node lease: long enough to renew over a slow network, short enough that a dead
+    node's runs end soon (the issue's bound: at most 30 s)."""
+    value = _float(name, default)
+    if not 1.0 <= value <= 30.0:
+        raise ValueError(f"{name}: {value} must be between 1 and 30 seconds")
+    return value
+
+
 def _flag(name: str, default: bool = False) -> bool:
     raw = os.environ.get(name)
     if raw in (None, ""):
@@ -154,7 +163,7 @@ class Settings:
             db=os.environ.get("SKILLRUN_DB") or DEFAULT_DB,
             redis_prefix=os.environ.get("SKILLRUN_REDIS_PREFIX") or "skillrun:",
             redis_cluster=_flag("SKILLRUN_REDIS_CLUSTER"),
-            node_lease_s=_float("SKILLRUN_NODE_LEASE_S", 15.0),
+            node_lease_s=_lease("SKILLRUN_NODE_LEASE_S", 15.0),
             run_retention_s=parse_duration(os.environ.get("SKILLRUN_RUN_RETENTION") or "7d", "SKILLRUN_RUN_RETENTION"),
             send_timeout_s=_float("SKILLRUN_SEND_TIMEOUT_S", 30.0),
             max_parallel=_int("SKILLRUN_MAX_PARALLEL", 256),
