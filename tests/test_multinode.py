@@ -26,10 +26,11 @@ HEADERS = {"x-api-key": API_KEY}
 
 
 def _nodes(tmp_path: Path, redis_url: str, n: int = 3, **env: str) -> list[Server]:
+    """``skillrun serve --db redis://…`` n times (the flag, as a user starts a node)."""
     prefix = f"mn{uuid.uuid4().hex[:10]}:"
-    base = {"SKILLRUN_DB": redis_url, "SKILLRUN_REDIS_PREFIX": prefix, "SKILLRUN_NODE_LEASE_S": "3",
+    base = {"SKILLRUN_REDIS_PREFIX": prefix, "SKILLRUN_NODE_LEASE_S": "3",
             "SKILLRUN_HEARTBEAT_S": "1", "SKILLRUN_WORKER_PROCS": "0", **env}
-    return [start_server(tmp_path, base) for _ in range(n)]
+    return [start_server(tmp_path, base, ["--db", redis_url]) for _ in range(n)]
 
 
 @pytest.fixture

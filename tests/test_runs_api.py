@@ -242,3 +242,13 @@ async def test_the_served_spec_has_per_skill_async_operations_with_the_skill_inp
     assert "202" in op["responses"]
     r = await client.post(f"{TICKER}/execute/async", json={"inputs": {"steps": 0}})
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "inputs.steps"
+
+
+async def test_readiness_reports_the_store_and_that_it_answers(
+    client: httpx.AsyncClient, request: pytest.FixtureRequest
+) -> None:
+    """GET /v1/health/ready names the run store SKILLRUN_DB selected and says it is reachable."""
+    r = await client.get("/v1/health/ready")
+    assert r.status_code == 200, r.text
+    kind = request.node.callspec.params["client"].removesuffix("-cluster")
+    assert r.json()["store"] == {"kind": kind, "reachable": True}
