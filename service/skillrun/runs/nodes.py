@@ -1,14 +1,18 @@
 """What nodes sharing one Redis do for each other.
 
 - **Lease**: each node renews ``P{n:<node>}:lease`` (``SET PX``) every third of
-  ``lease_s`` and is listed in ``P{all}:nodes``. A node whose lease has expired is
-  dead (killed, partitioned, or its Redis was away longer than the lease).
+  ``lease_s`` (at most every 2 s) and is listed in ``P{all}:nodes``. A node whose
+  lease has expired is dead (killed, partitioned, or its Redis was away longer
+  than the lease).
 - **Takeover**: every second a node looks for dead nodes (one ``EXISTS`` per
-  listed node, never a ``KEYS`` scan). The first survivor to ``SET NX`` the dead
-  node's takeover key closes each unfinished run in ``P{n:<dead>}:runs`` as
-  ``interrupted`` with the same closing events as a restart's recovery
-  (``RunManager.close_log``), so every follower on every node gets ``done``
-  within ``lease_s`` + about a second.
+  listed node, never a ``KEYS`` scan). A node it has seen without a lease for
+  ``confirm_s`` (3 s; its renewals come more often) is taken over: when Redis
+  returns after an outage longer than the lease, every lease has lapsed at once,
+  and the live nodes renew theirs before anyone may count them dead. The first
+  survivor to ``SET NX`` the dead node's takeover key closes each unfinished run
+  in ``P{n:<dead>}:runs`` as ``interrupted`` with the same closing events as a
+  restart's recovery (``RunManager.close_log``), so every follower on every node
+  gets ``done`` within ``lease_s`` + 5 s.
 - **Cancel**: a cancel for a run whose engine task runs on another node is
   published on ``P cancel``; every node subscribes, and the node running the task
   cancels it (the engine ends the log ``skill_completed`` + ``done`` cancelled).
@@ -40,8 +44,10 @@ class NodeCoordinator:
         self.store = store
         self.runs = runs
         self.lease_s = lease_s
+        self.renew_s = min(lease_s / 3, 2.0)
+        self.confirm_s = min(lease_s, 3.0)
         self._tasks: list[asyncio.Task[None]] = []
-        self._pubsub: Any = None
+        self._dead_since: dict[str, float] = {}  # node -> when this node first saw it without a lease
 
     @property
     def node_id(self) -> str:
@@ -86,7 +92,7 @@ class NodeCoordinator:
 
     async def _renew_forever(self) -> None:
         while True:
-            await asyncio.sleep(self.lease_s / 3)
+            await asyncio.sleep(self.renew_s)
             try:
                 await self._renew()
             except RedisError as exc:
@@ -103,22 +109,27 @@ class NodeCoordinator:
                 await self.take_over()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # housekeeping: log, look again
+            except Exception:  # housekeeping: log, look again (with fresh observations)
+                self._dead_since.clear()
                 log.exception("node %s: takeover pass failed", self.node_id)
             await asyncio.sleep(_TAKEOVER_EVERY_S)
 
     async def take_over(self) -> int:
         """Close the unfinished runs of every dead node; how many were closed."""
         k, c = self.store.keys, self.store.client
-        closed = 0
+        closed, now = 0, asyncio.get_running_loop().time()
         for raw in await c.zrange(k.all("nodes"), 0, -1):
             node = _text(raw)
             if node == self.node_id or await self.alive(node):
+                self._dead_since.pop(node, None)
                 continue
+            if now - self._dead_since.setdefault(node, now) < self.confirm_s:
+                continue  # not yet: it may be renewing after an outage
             # One survivor per dead node; its claim lapses if it dies too.
             if not await c.set(k.node(node, "takeover"), self.node_id, nx=True, px=int(self.lease_s * 1000)):
                 continue
             closed += await self._close_runs_of(node)
+            self._dead_since.pop(node, None)
         return closed
 
     async def _close_runs_of(self, node: str) -> int:

@@ -184,14 +184,19 @@ class Keys:
 
 
 # Appends one run's events (KEYS: its log, its record; one hash tag) and projects each
-# taken event onto the record; returns the seqs XADD refused (an id at or below the
-# last: sent before, or another node closed the log). ARGV: maxlen, now, ttl, then per
+# taken event onto the record; returns the seqs refused: an id at or below the last
+# (sent before, or another node closed the log), or anything after the log's ``done``
+# (two nodes closing one log never leave events after it). ARGV: maxlen, now, ttl, then per
 # event: seq, type, data, starts (0/1), done's status and result ('' unless done).
 _APPEND = """
 local refused = {}
+local closed = redis.call('HEXISTS', KEYS[2], 'finished_at') == 1
 for i = 4, #ARGV, 6 do
-  local r = redis.pcall('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], ARGV[i] .. '-0', 't', ARGV[i+1], 'd', ARGV[i+2])
-  if type(r) == 'table' and r.err then
+  local r = nil
+  if not closed then
+    r = redis.pcall('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], ARGV[i] .. '-0', 't', ARGV[i+1], 'd', ARGV[i+2])
+  end
+  if closed or (type(r) == 'table' and r.err) then
     refused[#refused + 1] = ARGV[i]
   else
     if ARGV[i+3] == '1' then
@@ -201,6 +206,7 @@ for i = 4, #ARGV, 6 do
       redis.call('HSET', KEYS[2], 'status', ARGV[i+4], 'result', ARGV[i+5], 'finished_at', ARGV[2])
       redis.call('EXPIRE', KEYS[1], ARGV[3])
       redis.call('EXPIRE', KEYS[2], ARGV[3])
+      closed = true
     end
   end
 end
