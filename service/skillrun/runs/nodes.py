@@ -140,6 +140,8 @@ class NodeCoordinator:
             if await self.runs.close_log(run_id, INTERRUPTED):
                 closed += 1
                 await self.runs.until_finished(run_id)
+            # Its node may have died between closing a log and its bookkeeping.
+            await self.store.settle(run_id)
             await c.srem(k.node(node, "runs"), run_id)
         if closed:
             log.warning("node %s: closed %d run(s) of dead node %s as interrupted", self.node_id, closed, node)

@@ -6,9 +6,9 @@ command ever names keys of two slots:
 
 - ``P{<run_id>}:log``: the run's log, a Stream whose entry ids are ``<seq>-0``
   (``Last-Event-ID: n`` is ``XREAD ... n-0``). ``XADD`` with an explicit id
-  refuses an id at or below the last one, so two nodes racing to close one log
-  cannot both write: the loser's append fails whole. A ``MAXLEN ~`` guard bounds
-  a log beyond the per-run event cap.
+  refuses an id at or below the last one, and the append script refuses anything
+  after ``done``, so two nodes racing to close one log cannot both write. A
+  ``MAXLEN ~`` guard bounds a log beyond the per-run event cap.
 - ``P{<run_id>}:run``: the run record, a hash (the log's projection, see ``store``).
 - ``P{i:<digest>}:idem``: an idempotency key (owner, key) -> run id, set with
   ``SET NX`` (atomic across nodes). It is looked up before any run id exists, so
@@ -21,21 +21,23 @@ command ever names keys of two slots:
   caller's, else from its time alone (nothing of other keys shows through).
 - ``P{o:<owner>}:active``: the owner's unfinished runs (the running-runs quota,
   counted across nodes).
-- ``P{all}:n`` (the run counter), ``P{all}:runs``, ``P{all}:finished`` (finished runs by time, for purge),
-  ``P{all}:active``, ``P{all}:nodes``: the few global indexes.
+- ``P{all}:n`` (the run counter), ``P{all}:runs``, ``P{all}:finished`` (finished
+  runs by time, for purge), ``P{all}:active``, ``P{all}:nodes``: the few global indexes.
 - ``P{n:<node>}:runs``: the unfinished runs a node executes; ``P{n:<node>}:lease``
   its lease (see ``runs.nodes``).
 
 ``append`` queues; one writer task sends everything queued in one pipeline
 (group commit) of one script call per run (see ``_send``), so the engine never
-waits on the network. While Redis is
-unreachable the queue is kept and sent again when it returns (a partial send
-is harmless: a repeated ``XADD`` id is refused and skipped, the projection's
-``HSET`` writes the same values). Finished runs expire after the retention
+waits on the network. While Redis is unreachable the queue is kept and sent again
+when it returns: an event the script finds already there is compared with what was
+sent (the same: it went through before the connection broke; another: a survivor
+closed the log, and Redis has the truth). Finished runs expire after the retention
 (``EXPIRE``), and ``purge`` removes them from the indexes.
 
-Followers of a run this node writes are woken in memory after each pipeline;
-followers of another node's run block on ``XREAD BLOCK`` (push, no polling).
+Followers read a bounded tail kept per run on each node: fed by the node's own
+sends for a run it writes, else by one watcher task per run blocked on
+``XREAD BLOCK`` (push, never polling) while followers wait on that node. A
+follower behind the tail reads the stream (``XRANGE``), a page at a time.
 """
 
 from __future__ import annotations
@@ -517,29 +519,38 @@ class RedisStore:
         task.add_done_callback(self._finishing.discard)
 
     async def _finished(self, run_id: str) -> None:
-        """A closed log's bookkeeping: off the running indexes, onto the purge index."""
-        k = self.keys
-        for attempt in range(len(_RETRY_S) * 4):
+        """``settle`` until Redis takes it (a closed log left on the running indexes
+        would hold a place of its owner's running-runs limit)."""
+        attempt = 0
+        while True:
             try:
-                raw = await cast(Awaitable[list[Any]], self.client.hmget(
-                    k.run(run_id), ["owner", "order", "idempotency_key", "finished_at", "node"]))
-                owner, order, key, finished_at, node = (_text(v) if v is not None else None for v in raw)
-                async with self.client.pipeline(transaction=False) as pipe:
-                    pipe.srem(k.all("active"), run_id)
-                    if owner is not None:
-                        pipe.srem(k.owner(owner, "active"), run_id)
-                    if node is not None:
-                        pipe.srem(k.node(node, "runs"), run_id)
-                    if owner is not None and order is not None and finished_at is not None:
-                        entry = _dumps([run_id, owner, order, key])
-                        pipe.zadd(k.all("finished"), {entry: _epoch_ms(finished_at)})
-                        if key is not None:
-                            pipe.expire(k.idem(owner, key), int(self.retention_s) + 1)
-                    await pipe.execute()
+                await self.settle(run_id)
                 return
             except OUTAGE:
                 await asyncio.sleep(_RETRY_S[min(attempt, len(_RETRY_S) - 1)])
-        log.error("run store: bookkeeping of finished run %s gave up (Redis unreachable)", run_id)
+                attempt += 1
+
+    async def settle(self, run_id: str) -> None:
+        """A closed log's bookkeeping: off the running indexes, onto the purge index.
+        Idempotent; a survivor calls it too for a dead node's runs that had ended."""
+        k = self.keys
+        raw = await cast(Awaitable[list[Any]], self.client.hmget(
+            k.run(run_id), ["owner", "order", "idempotency_key", "finished_at", "node"]))
+        owner, order, key, finished_at, node = (_text(v) if v is not None else None for v in raw)
+        if owner is not None and finished_at is None:
+            return  # not closed (yet): it still holds its places
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.srem(k.all("active"), run_id)
+            if owner is not None:
+                pipe.srem(k.owner(owner, "active"), run_id)
+            if node is not None:
+                pipe.srem(k.node(node, "runs"), run_id)
+            if owner is not None and order is not None and finished_at is not None:
+                entry = _dumps([run_id, owner, order, key])
+                pipe.zadd(k.all("finished"), {entry: _epoch_ms(finished_at)})
+                if key is not None:
+                    pipe.expire(k.idem(owner, key), int(self.retention_s) + 1)
+            await pipe.execute()
 
     # -- reads -----------------------------------------------------------------
 
