@@ -188,24 +188,36 @@ class Keys:
 # Appends one run's events (KEYS: its log, its record; one hash tag) and projects each
 # taken event onto the record; returns the seqs refused: an id at or below the last
 # (sent before, or another node closed the log), or anything after the log's ``done``
-# (two nodes closing one log never leave events after it). ARGV: maxlen, now, ttl, then per
-# event: seq, type, data, starts (0/1), done's status and result ('' unless done).
+# (two nodes closing one log never leave events after it). ARGV: maxlen, now, ttl, N,
+# then N events as "seq US type US data" (US = \x1f, which JSON text never holds raw:
+# one argument an event, as redis-py's packing costs per argument), then per event that
+# changes the record: seq, starts (0/1), done's status and result ('' unless done).
 _APPEND = """
-local refused = {}
+local refused, changes = {}, {}
+local n = tonumber(ARGV[4])
+for j = 5 + n, #ARGV, 4 do
+  changes[ARGV[j]] = j
+end
 local closed = redis.call('HEXISTS', KEYS[2], 'finished_at') == 1
-for i = 4, #ARGV, 6 do
+for i = 5, 4 + n do
+  local ev = ARGV[i]
+  local a = string.find(ev, '\\31', 1, true)
+  local b = string.find(ev, '\\31', a + 1, true)
+  local seq = string.sub(ev, 1, a - 1)
   local r = nil
   if not closed then
-    r = redis.pcall('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], ARGV[i] .. '-0', 't', ARGV[i+1], 'd', ARGV[i+2])
+    r = redis.pcall('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], seq .. '-0',
+                    't', string.sub(ev, a + 1, b - 1), 'd', string.sub(ev, b + 1))
   end
   if closed or (type(r) == 'table' and r.err) then
-    refused[#refused + 1] = ARGV[i]
-  else
-    if ARGV[i+3] == '1' then
+    refused[#refused + 1] = seq
+  elseif changes[seq] then
+    local j = changes[seq]
+    if ARGV[j + 1] == '1' then
       redis.call('HSET', KEYS[2], 'status', 'running', 'started_at', ARGV[2])
     end
-    if ARGV[i+4] ~= '' then
-      redis.call('HSET', KEYS[2], 'status', ARGV[i+4], 'result', ARGV[i+5], 'finished_at', ARGV[2])
+    if ARGV[j + 2] ~= '' then
+      redis.call('HSET', KEYS[2], 'status', ARGV[j + 2], 'result', ARGV[j + 3], 'finished_at', ARGV[2])
       redis.call('EXPIRE', KEYS[1], ARGV[3])
       redis.call('EXPIRE', KEYS[2], ARGV[3])
       closed = true
@@ -436,12 +448,14 @@ class RedisStore:
             runs.setdefault(run_id, []).append(ev)
         async with self.client.pipeline(transaction=False) as pipe:
             for run_id, events in runs.items():
-                args: list[str | int] = [self.maxlen, now, ttl]
+                args: list[str | int] = [self.maxlen, now, ttl, len(events)]
+                args += [f"{ev.seq}\x1f{ev.type}\x1f{ev.data}" for ev in events]
                 for ev in events:
                     change = projection(ev.seq, ev.type, ev.data)
-                    done = change.result is not None
-                    args += [ev.seq, ev.type, ev.data, int(change.starts), change.status if done else "",
-                             _dumps(change.result) if done else ""]
+                    if change.starts or change.result is not None:
+                        done = change.result is not None
+                        args += [ev.seq, int(change.starts), change.status if done else "",
+                                 _dumps(change.result) if done else ""]
                 pipe.eval(_APPEND, 2, k.log(run_id), k.run(run_id), *args)
             results = await pipe.execute(raise_on_error=False)
         refused: set[tuple[str, int]] = set()
