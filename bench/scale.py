@@ -145,6 +145,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="smaller sizes, to check the script works")
     ap.add_argument("--followers", type=int, default=100)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--only-stream", action="store_true", help="(a) only")
     args = ap.parse_args()
     steps = 1_000 if args.quick else 10_000
     tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"skillrun-bench-scale-{os.getpid()}"
@@ -173,6 +174,9 @@ def main() -> None:
                 best[name] = max(best[name], n_events / r["wall"])
         print(f"(a) one stream, {n_events} events: redis {best['redis']:,.0f} ev/s, sqlite "
               f"{best['sqlite']:,.0f} ev/s, ratio {best['redis'] / best['sqlite']:.2f} (aim >= 0.70)")
+
+        if args.only_stream:
+            return
 
         # (b) followers on B (cross-node) and on A (same node) of one run executing on A.
         ticks = 100 if args.quick else 200
