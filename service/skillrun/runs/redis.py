@@ -144,7 +144,13 @@ class _Tail:
 
     Fed by this node's own sends (a run it writes) or by one watcher task per run
     doing ``XREAD BLOCK`` (a run another node writes): however many followers a run
-    has on this node, it costs Redis one blocked read, and followers read the tail."""
+    has on this node, it costs Redis one blocked read, and followers read the tail.
+
+    At most ``2 * tail_events`` events a run (default 8,192, four times SQLite's): a
+    follower that falls behind the tail reads Redis a page at a time, ~5 µs an event
+    in redis-py against ~0.3 in SQLite, and the stream's own response falls behind a
+    fast engine. Measured (bench/scale.py, 20,003 events): 0.40 of the SQLite store's
+    events/s with 2,048, 0.84 with 8,192."""
 
     last: int
     events: list[EventRecord] = field(default_factory=list)
@@ -262,7 +268,7 @@ class RedisStore:
         retention_s: float = 7 * 86400.0,
         max_events: int | None = 100_000,
         cluster: bool = False,
-        tail_events: int = 2048,
+        tail_events: int = 8192,
     ) -> None:
         self.url = url
         self.cluster = cluster
