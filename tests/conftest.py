@@ -50,6 +50,7 @@ def make_settings(**overrides: Any) -> Settings:
         api_keys=[API_KEY, OTHER_KEY],
         validate_responses=True,
         rate_limit="100000/minute",
+        rate_limit_anonymous="100000/minute",
         # Skills with http.request (web.summarize, doc.pipeline's webhook) must never
         # reach outside this machine, whatever URL a fuzzer generates.
         http_public=False,
@@ -136,6 +137,7 @@ def start_server(
         **os.environ,
         "SKILLRUN_API_KEYS": f"{API_KEY},{OTHER_KEY}",
         "SKILLRUN_RATE_LIMIT": "100000/minute",
+        "SKILLRUN_RATE_LIMIT_ANONYMOUS": "100000/minute",
         "SKILLRUN_HTTP_PUBLIC": "0",
         "PYTHONUNBUFFERED": "1",
         **(env or {}),

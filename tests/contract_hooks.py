@@ -9,7 +9,6 @@
 - ``map_case``: keeps generated ``demo.ticker`` runs small (its published limits stay
   ``steps`` 1-10000 and ``delay_ms`` 0-60000; only the values sent are folded down),
   and ties each ``Idempotency-Key`` to its request (see ``_distinct_idempotency_key``).
-- ``filter_case``: drops requests that another operation answers (see there).
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ import schemathesis
 # Loaded by file path (the toml's `hooks`), so the test helpers are not on sys.path yet.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from spec_tools import rename_content_keywords  # noqa: E402
-from sse_util import check_order, parse_sse  # noqa: E402
+from skillrun.conformance.sse import check_stream  # noqa: E402
 
 SMALL_TICKER_STEPS = 12
 SMALL_TICKER_DELAY_MS = 5
@@ -37,29 +36,14 @@ def before_load_schema(context: Any, raw_schema: dict[str, Any]) -> None:
     rename_content_keywords(raw_schema)
 
 
+# A loaded skill's own operations: `/v1/skills/<id>/execute...` with the id in the path
+# (the served spec carries no routing extensions, so the path is what names the skill).
+_CONCRETE_EXECUTE = re.compile(r"^/v1/skills/([^/{}]+)/execute(/stream|/async)?$")
+
+
 def _skill_of(case: Any) -> str | None:
-    definition = case.operation.definition.raw
-    return definition.get("x-skillrun-skill") or (case.path_parameters or {}).get("skill_id")
-
-
-def _loaded_skills(case: Any) -> set[str]:
-    paths = case.operation.schema.raw_schema.get("paths", {})
-    return {op["x-skillrun-skill"] for item in paths.values() for op in item.values()
-            if isinstance(op, dict) and "x-skillrun-skill" in op}
-
-
-@schemathesis.hook
-def filter_case(context: Any, case: Any) -> bool:
-    """Drop requests that another operation answers.
-
-    The served spec excludes loaded ids from the templated ``{skill_id}/execute*``
-    operations (they have concrete paths, which match first). A negative case that
-    puts a loaded id there is a request *to that skill's own operation*, tested
-    with its own schema; judged against the templated one it proves nothing.
-    """
-    if "{skill_id}/execute" not in case.operation.path or case.operation.method.lower() != "post":
-        return True
-    return (case.path_parameters or {}).get("skill_id") not in _loaded_skills(case)
+    m = _CONCRETE_EXECUTE.match(case.operation.path)
+    return m.group(1) if m else (case.path_parameters or {}).get("skill_id")
 
 
 def _fold(value: Any, low: int, high: int, size: int) -> Any:
@@ -76,8 +60,9 @@ def _distinct_idempotency_key(case: Any) -> None:
     """Tie a generated ``Idempotency-Key`` to the request it comes with.
 
     Hypothesis sends the same few keys ("0", "A") with different bodies and skills;
-    the server rightly answers 422 to a key reused for a different request, which
-    the positive checks would read as a valid request refused. Suffixing the key with
+    the server answers 409 to a key reused for a different request (accepted as a
+    conflict), and replays the earlier run, with its trace id, for the same body sent
+    to another execute endpoint, which the trace rule would read as a trace not echoed. Suffixing the key with
     a digest of the request keeps true repeats (same request, same key: a replay)
     and makes every different request's key different. Invalid keys stay as sent.
     """
@@ -121,25 +106,9 @@ def sse_stream_rules(ctx: Any, response: Any, case: Any) -> bool | None:
             "The event stream was cut short before `done` (raise `max-stream-events` or "
             "`request-timeout` in schemathesis.toml, or keep generated runs smaller)."
         )
-    frames, _comments = parse_sse(response.content.decode("utf-8"))
-    assert frames, "An event stream without a single event"
-    ids = []
-    for n, frame in enumerate(frames):
-        assert frame.id is not None and frame.id.isdigit(), f"Frame #{n} has no integer `id:` ({frame.id!r})"
-        ids.append(int(frame.id))
-    assert all(a < b for a, b in zip(ids, ids[1:])), f"`id:` values are not strictly increasing: {ids}"
-    events = [frame.json for frame in frames]
-    for n, (frame, event) in enumerate(zip(frames, events)):
-        assert frame.event == event.get("type"), (
-            f"Frame #{n}: `event: {frame.event}` but its data has `type: {event.get('type')}`"
-        )
-    check_order(events)
-    traces = {event.get("trace_id") for event in events}
-    runs = {event.get("run_id") for event in events}
-    assert len(traces) == 1 and len(runs) == 1, f"One run, one trace: got {traces} and {runs}"
-    header_trace = (response.headers.get("x-trace-id") or [None])[0]
-    assert header_trace in traces, f"`x-trace-id: {header_trace}` is not the events' trace id {traces}"
-    sent_trace = (case.headers or {}).get("x-trace-id")
-    if sent_trace is not None:
-        assert traces == {sent_trace}, f"Sent `x-trace-id: {sent_trace}`, the events carry {traces}"
+    check_stream(
+        response.content.decode("utf-8"),
+        header_trace=(response.headers.get("x-trace-id") or [None])[0],
+        sent_trace=(case.headers or {}).get("x-trace-id"),
+    )
     return True

@@ -194,7 +194,7 @@ def test_x_forwarded_for_is_believed_only_from_allowed_proxies(server_factory: C
     server = server_factory(env={"SKILLRUN_RATE_LIMIT": "3/minute"}, args=["--forwarded-allow-ips", "127.0.0.1"])
     assert _wrong_key_statuses(server, [f"203.0.113.{i}" for i in range(5)]) == [401] * 5
     assert _wrong_key_statuses(server, ["198.51.100.7"] * 4) == [401, 401, 401, 429]
-    other = server_factory(
-        env={"SKILLRUN_RATE_LIMIT": "3/minute", "SKILLRUN_FORWARDED_ALLOW_IPS": "192.0.2.1"}
+    other = server_factory(  # its own store: a SQLite file serves one process
+        env={"SKILLRUN_RATE_LIMIT": "3/minute", "SKILLRUN_FORWARDED_ALLOW_IPS": "192.0.2.1", "SKILLRUN_DB": "other.db"}
     )
     assert _wrong_key_statuses(other, [f"203.0.113.{i}" for i in range(5)]) == [401, 401, 401, 429, 429]

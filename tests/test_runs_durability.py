@@ -1,6 +1,7 @@
-"""Runs survive the process on the SQLite store: kill -9 mid-run then restart (the run is
-interrupted, its log closed with done), finished runs and their events after a kill,
-SIGTERM drain, and a client that stops reading is disconnected after send_timeout."""
+"""Runs survive the process on the SQLite store: kill -9 mid-run then restart (the run
+goes on from its log; or, where it cannot, is interrupted with its log closed with done),
+finished runs and their events after a kill, SIGTERM drain, and a client that stops
+reading is disconnected after send_timeout."""
 
 from __future__ import annotations
 
@@ -52,15 +53,46 @@ def _kill9(server: Server) -> None:
     server.proc.wait(10)
 
 
-def test_kill_9_mid_run_then_restart_marks_it_interrupted_and_closes_its_log(
+def test_kill_9_after_item_5_then_restart_finishes_the_run_without_running_items_0_to_4_again(
     server_factory: Callable[..., Server], tmp_path: Path
 ) -> None:
+    """Issue 15: a 10-item demo.ticker with delay_ms killed after item 5 -> on restart it
+    finishes with items 0-4 not re-run, and a stream resumed with Last-Event-ID across
+    the crash sees every event once."""
     first = server_factory()
-    run_id, seen = _stream_some(first, {"inputs": {"steps": 1000, "delay_ms": 20}}, 9)
+    # skill_start, items 0-4 (start + completed each), item 5's start.
+    run_id, seen = _stream_some(first, {"inputs": {"steps": 10, "delay_ms": 300}}, 12)
     _kill9(first)
     assert (tmp_path / ".skillrun" / "skillrun.db").exists()  # the default place, in the working dir
 
     second = server_factory()  # same working directory, so the same database
+    r = httpx.get(f"{second.url}/v1/runs/{run_id}/events", headers={**HEADERS, "Last-Event-ID": seen[-1].id},
+                  timeout=30)
+    rest = parse_sse(r.text)[0]
+    frames = [*seen, *rest]
+    assert [int(f.id) for f in frames] == list(range(1, len(frames) + 1))  # each event once, none lost
+    events = [f.json for f in frames]
+    check_order(events)
+    assert [e["type"] for e in events].count("skill_resumed") == 1
+    seam = next(e for e in events if e["type"] == "skill_resumed")
+    assert seam["data"] == {"restored": 5, "rerun": 1, "resumes": 1}
+    starts = [e["data"]["index"] for e in events if e["type"] == "step_start"]
+    assert sorted(starts) == [0, 1, 2, 3, 4, 5, 5, 6, 7, 8, 9]  # only item 5, in flight, ran twice
+    run = _get_run(second, run_id)
+    assert run["status"] == "completed" and run["result"]["outputs"] == {"ticks": 10}
+    assert events[-1] == {**run["result"], "type": "done", "message": "Skill 'demo.ticker' completed."}
+    assert "1 resumed" in second.log()
+
+
+def test_kill_9_mid_run_then_restart_without_resumes_marks_it_interrupted_and_closes_its_log(
+    server_factory: Callable[..., Server],
+) -> None:
+    """Where a run cannot go on (here: SKILLRUN_MAX_RESUMES=0), its log is closed."""
+    first = server_factory()
+    run_id, seen = _stream_some(first, {"inputs": {"steps": 1000, "delay_ms": 20}}, 9)
+    _kill9(first)
+
+    second = server_factory(env={"SKILLRUN_MAX_RESUMES": "0"})  # same working directory: same database
     run = _get_run(second, run_id)
     assert run["status"] == "interrupted"
     assert run["result"]["status"] == "interrupted" and run["result"]["error"]["kind"] == "interrupted"

@@ -37,6 +37,7 @@ OUTER = f"""\
 id: crash.outer
 version: "1.0.0"
 description: Steps after a wide foreach, and a nested skill beside it.
+on_restart: interrupt
 steps:
   - id: first
     uses: util.sleep
@@ -164,8 +165,8 @@ def test_kill_9_mid_foreach_then_restart_gives_every_step_and_item_one_fate(
 
 @pytest.mark.anyio
 async def test_recovery_skips_every_step_of_a_run_killed_before_its_first_event(tmp_path: Path) -> None:
-    """A run created but never started (no event at all) is closed with a start and
-    a ``step_skipped`` for each of its skill's steps."""
+    """A run created but never started (no event at all), where runs are not resumed,
+    is closed with a start and a ``step_skipped`` for each of its skill's steps."""
     path = tmp_path / "runs.db"
     dead = SqliteStore(path)
     await dead.open()
@@ -177,7 +178,7 @@ async def test_recovery_skips_every_step_of_a_run_killed_before_its_first_event(
     store = SqliteStore(path)
     await store.open()
     try:
-        assert await RunManager(store, s.engine, s.catalog).recover() == 1
+        assert await RunManager(store, s.engine, s.catalog, max_resumes=0).recover() == 1
         events = [json.loads(e.data) async for batch in follow(store, "run_new") for e in batch]
     finally:
         await store.close()
@@ -185,6 +186,29 @@ async def test_recovery_skips_every_step_of_a_run_killed_before_its_first_event(
     steps = events[0]["data"]["steps"]
     assert steps and [e["step_id"] for e in events if e["type"] == "step_skipped"] == steps
     assert {st["status"] for st in events[-1]["steps"]} == {"skipped"}
+
+
+@pytest.mark.anyio
+async def test_a_run_killed_before_its_first_event_runs_after_the_restart(tmp_path: Path) -> None:
+    """Nothing of it ran, so resuming it is running it: it completes, one log, one done."""
+    path = tmp_path / "runs.db"
+    dead = SqliteStore(path)
+    await dead.open()
+    await dead.create(RunRecord("run_new", "o", "text.summarize", "t", "http", {"text": "One. Two. Three."},
+                                "2026-01-01T00:00:00.000Z"))
+    await dead.close()
+
+    s = build_services(make_settings())
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        manager = RunManager(store, s.engine, s.catalog)
+        assert await manager.recover() == 1
+        events = [json.loads(e.data) async for batch in follow(store, "run_new") for e in batch]
+    finally:
+        await store.close()
+    check_order(events)
+    assert events[0]["type"] == "skill_start" and events[-1]["status"] == "completed"
 
 
 @pytest.mark.anyio

@@ -270,7 +270,7 @@ def test_idempotency_keys_work_for_secret_inputs_without_storing_them(
     secret_server: Server, api: tuple[str, list[dict[str, str]]]
 ) -> None:
     """The key's request hash covers the real body: a retry with the same secret is
-    the same run, another secret under the same key is a different request (422)."""
+    the same run, another secret under the same key is a different request (409)."""
     url, _ = api
     token = _token()
     with httpx.Client(base_url=secret_server.url, headers={**HEADERS, "Idempotency-Key": "k-1"}, timeout=30) as c:
@@ -280,7 +280,7 @@ def test_idempotency_keys_work_for_secret_inputs_without_storing_them(
         other = c.post("/v1/skills/secret.token/execute", json={"inputs": {**body["inputs"], "token": _token()}})
     assert first.status_code == again.status_code == 200 and first.json()["status"] == "completed"
     assert again.headers["x-run-id"] == first.headers["x-run-id"] and again.json() == first.json()
-    assert other.status_code == 422 and other.json()["errors"][0]["field"] == "Idempotency-Key"
+    assert other.status_code == 409 and other.json()["errors"][0]["field"] == "Idempotency-Key"
 
 
 def test_scrubbing_keeps_the_contract_vocabulary_intact() -> None:

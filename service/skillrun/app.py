@@ -21,6 +21,7 @@ from .cors import CorsMiddleware
 from .docsguard import DocsGuardMiddleware
 from .engine import Engine, load_skills
 from .engine.workers import make_offload
+from .loadreport import LoadReport
 from .observe.http import ObserveMiddleware, RouteMarker, RouteTable
 from .observe.hub import Observability
 from .observe.metrics import Metrics
@@ -29,6 +30,7 @@ from .ratelimit import RateLimiter, RateLimitMiddleware
 from .runs import RunManager, open_store
 from .runs.quotas import RunQuotas
 from .services import Services, ServicesMiddleware
+from .servedspec import ServedSpecMiddleware
 from .settings import BUNDLED_SKILLS, Settings
 from .spec import SkillrunResolver, build_spec
 from .validation import VALIDATOR_MAP
@@ -52,8 +54,10 @@ def build_observability(settings: Settings, tracing: Tracing | None = None) -> O
 
 def build_services(settings: Settings, tracing: Tracing | None = None) -> Services:
     registry = default_registry(HttpPolicy(settings.http_allow, public=settings.http_public))
-    dirs = [BUNDLED_SKILLS] if settings.include_bundled_skills else []
-    catalog, _problems = load_skills([*dirs, *settings.skill_dirs], registry)
+    dirs = [*([BUNDLED_SKILLS] if settings.include_bundled_skills else []), *settings.skill_dirs]
+    catalog, problems = load_skills(dirs, registry)
+    report = LoadReport.of(dirs, catalog.all(), problems)
+    log.info("%s", report.summary())
     check_keys(settings.api_keys)
     hashes = [hash_key(k) for k in settings.api_keys]
     if settings.api_keys_file is not None:
@@ -77,10 +81,12 @@ def build_services(settings: Settings, tracing: Tracing | None = None) -> Servic
         catalog=catalog,
         engine=engine,
         store=store,
-        runs=RunManager(store, engine, catalog, quotas, observe=observe),
+        runs=RunManager(store, engine, catalog, quotas, max_resumes=settings.max_resumes, observe=observe),
         keys=KeyRing(hashes),
-        limiter=RateLimiter(settings.rate_limit, settings.rate_limit_storage),
+        limiter=RateLimiter(settings.rate_limit, settings.rate_limit_storage, settings.rate_limit_anonymous),
         observe=observe,
+        capabilities=registry,
+        load_report=report,
     )
 
 
@@ -99,7 +105,8 @@ def create_app(settings: Settings | None = None, *, tracing: Tracing | None = No
         services.runs.draining = False
         await services.store.open()
         await services.engine.offload.start()
-        # Runs a crash or kill -9 left running end as interrupted, so every follower ends.
+        # Runs a crash or kill -9 left running go on from their logs (or end as
+        # interrupted), so every follower gets the rest and a done.
         await services.runs.recover()
         purger = asyncio.create_task(
             services.runs.purge_forever(settings.run_retention_s, _purge_every_s(settings))
@@ -137,6 +144,8 @@ def create_app(settings: Settings | None = None, *, tracing: Tracing | None = No
     app.add_middleware(CorsMiddleware, MiddlewarePosition.BEFORE_EXCEPTION, origins=settings.cors_origins)
     # Before connexion serves the spec and Swagger UI (only with SKILLRUN_PUBLIC_DOCS=0).
     app.add_middleware(DocsGuardMiddleware, MiddlewarePosition.BEFORE_EXCEPTION, public=settings.public_docs)
+    # Inside the guard: the spec without the routing extensions, with a useful `servers`.
+    app.add_middleware(ServedSpecMiddleware, MiddlewarePosition.BEFORE_EXCEPTION, spec=spec)
     # Right after routing: the matched operation, for the route label.
     app.add_middleware(RouteMarker, MiddlewarePosition.BEFORE_SECURITY)
     # Before the security check, so key guessing is limited (per address); then 401,

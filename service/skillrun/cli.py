@@ -6,28 +6,75 @@ import argparse
 import asyncio
 import logging
 import os
+import signal
+import socket
 import sys
+import threading
+import time
+from dataclasses import dataclass
+import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from . import __version__
 from .settings import Settings
 
+if TYPE_CHECKING:
+    from .devkey import DevKey
+
 log = logging.getLogger("skillrun")
+
+DESCRIPTION = (
+    "Skillrun: run declarative multi-step skills over HTTP and stream every step as Server-Sent Events. "
+    "Commands: serve (the HTTP server), validate (check skill files), keys (API key helpers)."
+)
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """What ``skillrun serve`` passes to each serving process besides ``Settings``."""
+
+    host: str
+    port: int
+    log_level: str
+
+
+def workers_problem(db: str, workers: int) -> str | None:
+    """Why ``--workers N`` cannot serve store ``db``, or None.
+
+    Every worker must see every run (a stream resumed on another worker, a cancel
+    landing on another worker), so N > 1 needs the store processes share.
+    """
+    from .runs import store_kind
+
+    if workers < 1:
+        return f"--workers {workers}: must be at least 1"
+    kind = store_kind(db)
+    if workers == 1 or kind == "redis":
+        return None
+    what = "the in-memory store (:memory:) lives in one process" if kind == "memory" else (
+        f"a SQLite store ({db}) serves one process"
+    )
+    return (
+        f"--workers {workers} needs a run store that all workers share, but {what}. "
+        "Use Redis: --db redis://HOST:6379/0 (or SKILLRUN_DB), or run one worker"
+    )
+
+
+def _pool_per_worker(settings: Settings, workers: int) -> None:
+    """Each serving process has its own pool of CPU workers (engine/workers.py): unless
+    SKILLRUN_WORKER_PROCS says otherwise, split the cores between them."""
+    if workers > 1 and not os.environ.get("SKILLRUN_WORKER_PROCS"):
+        settings.worker_procs = max(1, (os.cpu_count() or 1) // workers)
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from .devkey import load_or_create
     from .observe import multiproc
 
-    # Before anything imports prometheus_client (see observe/multiproc.py).
-    multiproc.prepare(int(getattr(args, "workers", 1) or 1))
-
-    import uvicorn
-
-    from .app import create_app
-    from .auth import generate_key
-    from .edge import EdgeLimits, edge_protocol
-    from .observe import logs
+    # Before anything imports prometheus_client, and before the workers start (they
+    # inherit the environment): see observe/multiproc.py.
+    multiproc.prepare(args.workers)
 
     try:
         settings = Settings.from_env()
@@ -43,34 +90,78 @@ def _serve(args: argparse.Namespace) -> int:
         settings.db = args.db
     if args.forwarded_allow_ips is not None:
         settings.forwarded_allow_ips = [p.strip() for p in args.forwarded_allow_ips.split(",") if p.strip()]
+    problem = workers_problem(settings.db, args.workers)
+    if problem is not None:
+        print(f"skillrun serve: {problem}", file=sys.stderr)
+        return 2
+    _pool_per_worker(settings, args.workers)
     if not settings.api_keys and settings.api_keys_file is None:
-        key = generate_key()
-        settings.api_keys = [key]
-        # Never an open server: print a fresh key once, keep only its hash.
-        print(f"No SKILLRUN_API_KEYS set; generated an API key for this run:\n\n    {key}\n", flush=True)
+        # Never an open server: a generated key, kept per data directory (devkey.py).
+        try:
+            dev = load_or_create(settings.db)
+        except (ValueError, OSError) as exc:
+            print(f"skillrun serve: {exc}", file=sys.stderr)
+            return 2
+        settings.api_keys = [dev.key]
+        print(_dev_key_notice(dev), flush=True)
+    options = ServeOptions(args.host, args.port, args.log_level)
+    if args.workers == 1:
+        return serve_process(settings, options, announce=True, metrics_port_here=True)
+    if settings.metrics_port is not None and settings.metrics:
+        # The workers' values, summed from PROMETHEUS_MULTIPROC_DIR, served by the parent.
+        from prometheus_client import CollectorRegistry, start_http_server
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        start_http_server(settings.metrics_port, addr=args.host, registry=registry)
+    return WorkerSupervisor(settings, options, args.workers).run()
+
+
+def serve_process(
+    settings: Settings,
+    options: ServeOptions,
+    sockets: list[socket.socket] | None = None,
+    announce: bool = False,
+    metrics_port_here: bool = False,
+) -> int:
+    """One serving process: build the app, own its store, serve until signalled.
+    ``metrics_port_here``: this process serves ``settings.metrics_port`` (a single
+    process; with workers, their parent does)."""
+    import uvicorn
+
+    from .app import create_app
+    from .edge import EdgeLimits, edge_protocol
+    from .observe import logs
+    from .runs import SchemaTooNew, SqliteStore, StoreInUse
+
     try:
         app = create_app(settings)
-    except (ValueError, OSError) as exc:
-        # A bad keys file or rate limit is the user's to fix: say what, not a traceback.
+        if isinstance(app.services.store, SqliteStore):
+            # Before uvicorn: a refusal is one line, not a failed lifespan's traceback.
+            app.services.store.claim()
+    except (ValueError, OSError, StoreInUse, SchemaTooNew) as exc:
+        # A bad keys file or rate limit, a store another process owns or a newer
+        # release wrote: the user's to fix, so say what, not a traceback.
         print(f"skillrun serve: {exc}", file=sys.stderr)
         return 2
     observe = app.services.observe
     tracing = observe.tracing
     logs.configure(
-        settings.log_format, getattr(logging, args.log_level.upper(), logging.INFO),
+        settings.log_format, getattr(logging, options.log_level.upper(), logging.INFO),
         span_ids=tracing.current_ids if tracing is not None else None,
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    if settings.metrics_port is not None and observe.metrics is not None:
+    if metrics_port_here and settings.metrics_port is not None and observe.metrics is not None:
         from prometheus_client import start_http_server
 
         # A thread of its own, on its own port: scrapes never queue behind requests.
-        start_http_server(settings.metrics_port, addr=args.host, registry=observe.metrics.scrape_registry())
+        start_http_server(settings.metrics_port, addr=options.host, registry=observe.metrics.scrape_registry())
     config = uvicorn.Config(
         app,
-        host=args.host,
-        port=args.port,
-        log_level=args.log_level,
+        host=options.host,
+        port=options.port,
+        log_level=options.log_level,
         # Our handler and formatter (logs.configure); our access log names the route
         # template, status, duration and bytes (observe/http.py), so uvicorn's is off.
         log_config=logs.uvicorn_log_config(),
@@ -92,9 +183,23 @@ def _serve(args: argparse.Namespace) -> int:
         forwarded_allow_ips=settings.forwarded_allow_ips or None,
     )
     server = DrainingServer(config, app.services.runs, settings.shutdown_grace_s)
-    print(f"Skillrun on http://{args.host}:{args.port}  (docs: /docs, spec: /openapi.json)", flush=True)
-    server.run()
+    if announce:
+        print(f"Skillrun on http://{options.host}:{options.port}  (docs: /docs, spec: /openapi.json)", flush=True)
+    server.run(sockets)
     return 0
+
+
+def _dev_key_notice(dev: "DevKey") -> str:
+    if dev.path is None:
+        where = "generated an API key for this run (SKILLRUN_DB=:memory: keeps neither runs nor key)"
+    elif dev.created:
+        where = f"generated an API key, kept in {dev.path.resolve()} for the next start"
+    else:
+        where = f"using the API key kept in {dev.path.resolve()}"
+    return (
+        f"No SKILLRUN_API_KEYS set; {where}:\n\n    {dev.key}\n\n"
+        "Your own keys: `skillrun keys new`, then SKILLRUN_API_KEYS=KEY (or its hash in SKILLRUN_API_KEYS_FILE).\n"
+    )
 
 
 class DrainingServer:
@@ -158,12 +263,95 @@ class DrainingServer:
             if transport is not None:
                 transport.abort()
 
-    async def _serve(self) -> None:
+    async def _serve(self, sockets: list[socket.socket] | None) -> None:
         self._loop = asyncio.get_running_loop()
-        await self.server.serve()
+        await self.server.serve(sockets)
 
-    def run(self) -> None:
-        asyncio.run(self._serve())
+    def run(self, sockets: list[socket.socket] | None = None) -> None:
+        asyncio.run(self._serve(sockets))
+
+
+class WorkerSupervisor:
+    """``--workers N``: N serving processes accepting on one listening socket.
+
+    uvicorn's own supervisor runs its plain server in each worker; ours runs
+    ``serve_process`` (the draining server, the store claimed before serving). The
+    parent binds the socket, starts the workers (``spawn``: a fresh interpreter each,
+    never a fork of a process with threads), and forwards each SIGTERM/SIGINT to
+    every worker once, so the draining server's first/second/third-signal meaning
+    holds for the whole group. Workers run in their own process group (a terminal's
+    Ctrl-C reaches the parent only, never twice) and stop by themselves when the
+    parent dies. A worker that fails to start (exit 2) stops the others: each would
+    fail the same way. One that dies later is replaced.
+    """
+
+    def __init__(self, settings: Settings, options: ServeOptions, workers: int) -> None:
+        self.settings = settings
+        self.options = options
+        self.workers = workers
+        self._signals: list[int] = []
+
+    def run(self) -> int:
+        import multiprocessing
+        from multiprocessing.connection import wait
+
+        import uvicorn
+
+        sock = uvicorn.Config("skillrun", host=self.options.host, port=self.options.port).bind_socket()
+        context = multiprocessing.get_context("spawn")
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda sig, _frame: self._signals.append(sig))
+
+        def start() -> Any:
+            p = context.Process(target=_worker_main, args=(self.settings, self.options, sock, os.getpid()))
+            p.start()
+            return p
+
+        procs = [start() for _ in range(self.workers)]
+        print(
+            f"Skillrun on http://{self.options.host}:{self.options.port}  ({self.workers} workers; "
+            "docs: /docs, spec: /openapi.json)",
+            flush=True,
+        )
+        stopping, status = False, 0
+        while any(p.is_alive() for p in procs):
+            wait([p.sentinel for p in procs if p.is_alive()], timeout=0.2)
+            while self._signals:
+                stopping = True
+                forwarded = self._signals.pop(0)
+                for p in procs:
+                    if p.is_alive() and p.pid is not None:
+                        os.kill(p.pid, forwarded)
+            for i, p in enumerate(procs):
+                if p.is_alive() or p.exitcode is None or stopping:
+                    continue
+                if p.exitcode in (2, 3):  # ours, uvicorn's STARTUP_FAILURE: the next would fail too
+                    log.error("worker %s failed to start (exit %s): stopping", p.pid, p.exitcode)
+                    stopping, status = True, 2
+                    for other in procs:
+                        if other.is_alive() and other.pid is not None:
+                            os.kill(other.pid, signal.SIGTERM)
+                    break
+                log.error("worker %s died (exit %s): starting another", p.pid, p.exitcode)
+                procs[i] = start()
+        sock.close()
+        return status
+
+
+def _worker_main(settings: Settings, options: ServeOptions, sock: socket.socket, parent: int) -> None:
+    """One of ``--workers N`` (a spawned process)."""
+    os.setpgid(0, 0)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True, name="skillrun-parent-watch").start()
+    sys.exit(serve_process(settings, options, sockets=[sock]))
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A worker whose parent died (kill -9) drains and exits, as on SIGTERM: no orphan keeps serving."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -226,7 +414,8 @@ def _keys_new(_args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="skillrun", description=__doc__)
+    # Plain text: argparse prints it as is (the module docstring is reStructuredText).
+    p = argparse.ArgumentParser(prog="skillrun", description=DESCRIPTION)
     p.add_argument("--version", action="version", version=f"skillrun {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -245,6 +434,15 @@ def parser() -> argparse.ArgumentParser:
         help="comma-separated proxy addresses or CIDRs whose X-Forwarded-For is believed, '*' for any "
         "(default: $SKILLRUN_FORWARDED_ALLOW_IPS, else none: proxy headers are ignored)",
     )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=int(os.environ.get("SKILLRUN_WORKERS", "1")),
+        metavar="N",
+        help="serving processes on this port (default: $SKILLRUN_WORKERS or 1); more than 1 needs the "
+        "Redis store (--db redis://HOST:6379/0). Each has its own pool of CPU workers: "
+        "SKILLRUN_WORKER_PROCS defaults to the CPU count divided by N",
+    )
     serve.add_argument("--log-level", default="info")
     serve.add_argument(
         "--log-format", choices=("text", "json"), default=None,
@@ -262,6 +460,7 @@ def parser() -> argparse.ArgumentParser:
     validate.add_argument("files", nargs="+", metavar="FILE", help="a skill file, or a directory of them")
     validate.set_defaults(func=_validate)
 
+    _add_conformance(sub)
     keys = sub.add_parser("keys", help="API key helpers")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     h = keys_sub.add_parser("hash", help="print a key's SHA-256 for SKILLRUN_API_KEYS_FILE")
@@ -272,7 +471,39 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _add_conformance(sub: Any) -> None:
+    c = sub.add_parser("conformance", help="check a deployment of the API against the contract (docs/CONFORMANCE.md)")
+    c.add_argument("url", help="the API's base URL, e.g. https://skills.example.com")
+    c.add_argument("--key", required=True, help="an API key of the deployment")
+    c.add_argument("--other-key", help="a second key, to check that runs are isolated per key")
+    c.add_argument("--skill", action="append", default=[], help="a skill for the live checks (repeatable)")
+    c.add_argument("--junit-xml", type=Path, help="write a JUnit XML report here")
+    c.add_argument("--max-examples", type=int, default=10, help="generated cases per operation (default 10)")
+    c.add_argument("--no-fuzz", action="store_true", help="only the live behaviour checks")
+    c.set_defaults(func=_conformance)
+
+
+def _conformance(args: argparse.Namespace) -> int:
+    # Imported here: `skillrun serve` never loads schemathesis.
+    from rich.progress import Progress, SpinnerColumn, TextColumn
+
+    from .conformance import Options, exit_code, print_summary, run, write_junit
+
+    options = Options(args.url.rstrip("/"), args.key, args.other_key, args.skill, args.max_examples, not args.no_fuzz)
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), transient=True) as bar:
+        task = bar.add_task("starting")
+        results = run(options, lambda what: bar.update(task, description=what))
+    print_summary(results)
+    if args.junit_xml is not None:
+        write_junit(results, args.junit_xml)
+    return exit_code(results)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    # connexion imports Starlette's test client at import time, whose httpx warning
+    # would be the first thing `skillrun serve` prints (before the key); the server
+    # never uses that client.
+    warnings.filterwarnings("ignore", message=r"Using `httpx` with `starlette\.testclient`")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     # httpx logs every request's full URL at INFO: http.request's URLs may carry a
     # step's credentials (an API key in the query), which must not reach the log.

@@ -1,8 +1,13 @@
 """CORS (Fetch standard, "CORS protocol"), so a web page on another origin can call the API.
 
 Starlette's ``CORSMiddleware`` does the protocol; this module only fixes what we
-allow and expose, and turns a refused preflight into a problem+json naming what
-was refused. It must sit outside connexion's security check (a preflight carries
+allow and expose, and answers a refused preflight the way the Fetch standard
+allows (section 3.2.3, "CORS-preflight fetch"): a 200 without any
+``Access-Control-Allow-*`` header, so the browser's CORS check fails and it
+never sends the request. Starlette's 400 would make a preflight's outcome a
+client error, although nothing in the request is malformed: the origin, method
+or header asked for is simply not allowed here. The body names what was refused,
+for whoever debugs it with curl. It must sit outside connexion's security check (a preflight carries
 no ``x-api-key``: browsers never send credentials-like headers on it) and outside
 the exception handling (so 401/422/429 problems carry the CORS headers and a page
 can read them): ``MiddlewarePosition.BEFORE_EXCEPTION``.
@@ -13,16 +18,14 @@ any. Credentials (cookies) are never allowed: the key travels in a header.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Sequence
 
 from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 
-from .errors import PROBLEM_JSON, problem_body
 
-ALLOW_METHODS = ("GET", "POST", "OPTIONS")
+ALLOW_METHODS = ("GET", "POST", "DELETE", "OPTIONS")
 ALLOW_HEADERS = (
     "x-api-key", "x-trace-id", "traceparent", "tracestate", "Last-Event-ID", "Idempotency-Key", "Content-Type",
 )
@@ -30,6 +33,7 @@ EXPOSE_HEADERS = (
     "X-Run-Id",
     "x-trace-id",
     "Location",
+    "Idempotent-Replayed",
     "RateLimit-Limit",
     "RateLimit-Remaining",
     "RateLimit-Reset",
@@ -55,10 +59,9 @@ class CorsMiddleware(CORSMiddleware):
         if response.status_code != 400:
             return response
         detail = "CORS preflight refused: " + "; ".join(self._refusals(request_headers))
-        headers = {
-            k: v for k, v in response.headers.items() if k.lower() not in ("content-type", "content-length")
-        }
-        return Response(json.dumps(problem_body(400, detail)), 400, headers=headers, media_type=PROBLEM_JSON)
+        # Only what says nothing about permission survives (Vary keeps caches honest).
+        headers = {k: v for k, v in response.headers.items() if k.lower() == "vary"}
+        return PlainTextResponse(detail, 200, headers=headers)
 
     def _refusals(self, request_headers: Headers) -> list[str]:
         """The same checks Starlette made, spelled out with the offending values."""

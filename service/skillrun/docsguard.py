@@ -17,7 +17,7 @@ class DocsGuardMiddleware:
     (so the docs are no free place to guess keys).
     """
 
-    PATHS = ("/openapi.json", "/docs")
+    PATHS = ("/openapi.json", "/openapi.yaml", "/docs")
 
     def __init__(self, app: Any, public: bool) -> None:
         self.app = app

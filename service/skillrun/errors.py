@@ -65,10 +65,24 @@ def echo(value: object, limit: int = ECHO_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+# connexion's security check says "token" and "apikey"; a user needs the header's name.
+_MISSING_KEY = "No x-api-key header: send an API key in the x-api-key header."
+_UNAUTHORIZED = {
+    "No authorization token provided": _MISSING_KEY,
+    "Provided apikey is not valid": "The x-api-key header holds no key this server knows.",
+}
+
+
+def _unauthorized_detail(detail: Any) -> Any:
+    return _UNAUTHORIZED.get(detail, detail) if isinstance(detail, str) and "x-api-key" not in detail else detail
+
+
 def bounded_problem(_request: Any, exc: ProblemException) -> Any:
     """connexion's problem handler, with every text of the problem cut to a bounded
     prefix: the safety net for values echoed by code that is not ours (connexion's
-    own messages quote query parameter names and Content-Types)."""
+    own messages quote query parameter names and Content-Types). A 401 names the
+    ``x-api-key`` header."""
+    detail = _unauthorized_detail(exc.detail) if exc.status == 401 else exc.detail
     ext = exc.ext
     if isinstance(ext, dict) and isinstance(ext.get("errors"), list):
         errors = [
@@ -79,7 +93,7 @@ def bounded_problem(_request: Any, exc: ProblemException) -> Any:
     bounded = ProblemException(
         status=exc.status,
         title=exc.title,
-        detail=echo(exc.detail, _DETAIL_CHARS) if isinstance(exc.detail, str) else exc.detail,
+        detail=echo(detail, _DETAIL_CHARS) if isinstance(detail, str) else detail,
         type=exc.type,
         instance=exc.instance,
         headers=exc.headers,

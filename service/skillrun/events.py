@@ -27,6 +27,7 @@ STEP_RETRYING = "step_retrying"
 STEP_FALLBACK = "step_fallback"
 GATE_WARNING = "gate_warning"
 SKILL_COMPLETED = "skill_completed"
+SKILL_RESUMED = "skill_resumed"
 DONE = "done"
 
 # The terminal events of one step instance (each instance gets exactly one).
@@ -62,12 +63,30 @@ def _with_index(data: dict[str, Any], index: int | None) -> dict[str, Any]:
 # ---------------------------------------------------------------- the run
 
 
-def skill_start(skill_id: str, version: str, channel: str, steps: list[str]) -> Event:
+def skill_start(
+    skill_id: str,
+    version: str,
+    channel: str,
+    steps: list[str],
+    *,
+    digest: str | None = None,
+    timeout_ms: float | None = None,
+) -> Event:
+    data: dict[str, Any] = {"skill_id": skill_id, "version": version, "execution_channel": channel, "steps": steps}
+    if digest:
+        data["digest"] = digest
+    if timeout_ms is not None:
+        data["timeout_ms"] = timeout_ms
+    return Event(SKILL_START, f"Starting skill '{skill_id}'.", None, data)
+
+
+def skill_resumed(skill_id: str, restored: int, rerun: int, resumes: int) -> Event:
+    """The seam of a run continued from its log (see ``SkillResumedEvent``)."""
     return Event(
-        SKILL_START,
-        f"Starting skill '{skill_id}'.",
+        SKILL_RESUMED,
+        f"Resuming skill '{skill_id}': {restored} step(s) kept, {rerun} start over.",
         None,
-        {"skill_id": skill_id, "version": version, "execution_channel": channel, "steps": steps},
+        {"restored": restored, "rerun": rerun, "resumes": resumes},
     )
 
 

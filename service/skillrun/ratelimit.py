@@ -7,7 +7,10 @@ and ``RateLimit-Reset``; a 429 adds ``Retry-After``.
 
 Requests without a known key (none, or a wrong one) draw on their client
 address's budget, so guessing keys is rate limited too; the security check
-after this still answers them 401 until that budget is spent.
+after this still answers them 401 until that budget is spent. That budget has
+its own, lower limit (``SKILLRUN_RATE_LIMIT_ANONYMOUS``, never above the keys'
+one): a key's limit can fit a client polling once a second while guessing
+stays as slow as before.
 """
 
 from __future__ import annotations
@@ -27,19 +30,30 @@ from .services import Services, add_response_headers, services_of
 EXEMPT_PREFIXES = ("/v1/health", "/v1/schemas", "/metrics")
 
 
+ANONYMOUS = "addr:"  # the identity prefix of requests without a known key
+
+
+def _per_second(item: limits.RateLimitItem) -> float:
+    return item.amount / item.get_expiry()
+
+
 class RateLimiter:
-    def __init__(self, limit: str, storage_uri: str = "memory://") -> None:
+    def __init__(self, limit: str, storage_uri: str = "memory://", anonymous_limit: str | None = None) -> None:
         if not storage_uri.startswith("async+"):
             storage_uri = "async+" + storage_uri
         self.item = limits.parse(limit)
+        anonymous = limits.parse(anonymous_limit) if anonymous_limit else self.item
+        # Never more generous to a guesser than to a key holder.
+        self.anonymous_item = anonymous if _per_second(anonymous) < _per_second(self.item) else self.item
         self._limiter = MovingWindowRateLimiter(storage_from_string(storage_uri))
 
     async def hit(self, identity: str) -> tuple[bool, dict[str, str]]:
-        allowed = await self._limiter.hit(self.item, identity)
-        stats = await self._limiter.get_window_stats(self.item, identity)
+        item = self.anonymous_item if identity.startswith(ANONYMOUS) else self.item
+        allowed = await self._limiter.hit(item, identity)
+        stats = await self._limiter.get_window_stats(item, identity)
         reset = max(0, math.ceil(stats.reset_time - time.time()))
         headers = {
-            "RateLimit-Limit": str(self.item.amount),
+            "RateLimit-Limit": str(item.amount),
             "RateLimit-Remaining": str(stats.remaining),
             "RateLimit-Reset": str(reset),
         }
@@ -50,7 +64,7 @@ class RateLimiter:
 
 def _client_address(scope: dict[str, Any]) -> str:
     client = scope.get("client")
-    return f"addr:{client[0]}" if client else "addr:unknown"
+    return f"{ANONYMOUS}{client[0]}" if client else f"{ANONYMOUS}unknown"
 
 
 def client_identity(scope: dict[str, Any], services: Services) -> str:

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any, MutableMapping
 
 if TYPE_CHECKING:
     from .auth import KeyRing
-    from .engine import Engine, SkillCatalog
+    from .engine import CapabilityRegistry, Engine, SkillCatalog
+    from .loadreport import LoadReport
     from .observe.hub import Observability
     from .ratelimit import RateLimiter
     from .runs import RunManager, RunStore
@@ -31,6 +32,9 @@ class Services:
     keys: "KeyRing"
     limiter: "RateLimiter"
     observe: "Observability"
+    # What GET /v1/capabilities lists and /v1/health/ready counts (None: not reported).
+    capabilities: "CapabilityRegistry | None" = None
+    load_report: "LoadReport | None" = None
 
 
 def services_of(scope: MutableMapping[str, Any]) -> Services:

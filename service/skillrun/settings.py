@@ -11,6 +11,8 @@ from . import durations
 BUNDLED_SKILLS = Path(__file__).resolve().parent / "skills"
 # Relative to the working directory of `skillrun serve`.
 DEFAULT_DB = ".skillrun/skillrun.db"
+DEFAULT_RATE_LIMIT = "600/minute"
+DEFAULT_RATE_LIMIT_ANONYMOUS = "60/minute"
 
 
 def parse_duration(raw: str, name: str) -> float:
@@ -61,7 +63,11 @@ class Settings:
     api_keys: list[str] = field(default_factory=list)
     api_keys_file: Path | None = None
     skill_dirs: list[Path] = field(default_factory=list)
-    rate_limit: str = "60/minute"
+    # Per key: a client polling a run once a second (the documented pattern) while
+    # starting, streaming and listing others fits well within 10 requests a second.
+    rate_limit: str = DEFAULT_RATE_LIMIT
+    # Per client address, for requests without a valid key (key guessing): lower.
+    rate_limit_anonymous: str = DEFAULT_RATE_LIMIT_ANONYMOUS
     rate_limit_storage: str = "memory://"
     max_body_bytes: int = 1024 * 1024
     # The HTTP edge (edge.py): a request's head (request line and headers) must be at
@@ -118,6 +124,9 @@ class Settings:
     # Items of one foreach; past it the step fails the run (limit_exceeded).
     # demo.ticker's schema allows 10,000.
     max_foreach_items: int = 10_000
+    # How many times one run may be resumed after a restart before it is closed
+    # as interrupted instead (a run that crashes its process must not loop).
+    max_resumes: int = 3
     # Prometheus metrics (GET /metrics); off saves their cost (see bench/bench_metrics.py).
     metrics: bool = True
     # Serve /metrics on this port instead (on the main port it is then 404).
@@ -132,7 +141,8 @@ class Settings:
             api_keys=_list("SKILLRUN_API_KEYS"),
             api_keys_file=Path(keys_file) if keys_file else None,
             skill_dirs=[Path(p) for p in _list("SKILLRUN_SKILLS")],
-            rate_limit=os.environ.get("SKILLRUN_RATE_LIMIT") or "60/minute",
+            rate_limit=os.environ.get("SKILLRUN_RATE_LIMIT") or DEFAULT_RATE_LIMIT,
+            rate_limit_anonymous=os.environ.get("SKILLRUN_RATE_LIMIT_ANONYMOUS") or DEFAULT_RATE_LIMIT_ANONYMOUS,
             rate_limit_storage=os.environ.get("SKILLRUN_RATE_LIMIT_STORAGE") or "memory://",
             max_body_bytes=_int("SKILLRUN_MAX_BODY_BYTES", 1024 * 1024),
             max_header_bytes=_int("SKILLRUN_MAX_HEADER_BYTES", 16 * 1024),
@@ -160,6 +170,7 @@ class Settings:
             max_events_per_run=_limit("SKILLRUN_MAX_EVENTS_PER_RUN", 100_000),
             max_stored_runs_per_key=_limit("SKILLRUN_MAX_STORED_RUNS_PER_KEY", 100_000),
             max_foreach_items=_limit("SKILLRUN_MAX_FOREACH_ITEMS", 10_000),
+            max_resumes=_int("SKILLRUN_MAX_RESUMES", 3),
             metrics=_flag("SKILLRUN_METRICS", True),
             metrics_port=_int("SKILLRUN_METRICS_PORT", 0) or None,
             log_format=_log_format(os.environ.get("SKILLRUN_LOG_FORMAT") or "text"),

@@ -6,6 +6,16 @@ schema and whose result's ``outputs`` is its outputs schema. connexion then
 validates inputs itself, Swagger UI documents every skill, and schemathesis can
 generate valid inputs. connexion matches paths in the order of the spec's
 ``paths`` (not concrete-before-templated as OAS says), so these come first.
+
+The spec *served* at ``/openapi.json`` leaves out the templated execute
+operations when any skill is loaded (``served_spec``). They overlap every
+concrete path, and a tool that ignores OAS's concrete-first matching (as
+schemathesis does) sends loaded ids through them: negative cases that the
+concrete operation serves, links that send a loaded id with a body meant for
+any skill, methods a templated path "does not have" that a concrete one
+serves. No model of them on the templated path is right for all of these;
+served, the contract names exactly the skills that run here (each with its own
+CORS preflight). The server still routes them, so an unknown id gets its 404.
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ SPEC_PATH = Path(__file__).resolve().parent / "openapi" / "skillrun.yaml"
 TEMPLATED = ("/execute", "/execute/stream", "/execute/async")
 SKILL_KEY = "x-skillrun-skill"
 SKILL_ID_REF = "#/components/parameters/SkillId"
+PREFLIGHT_SKILL_ID_REF = "#/components/parameters/PreflightSkillId"
 
 
 def load_base_spec(path: Path = SPEC_PATH) -> dict[str, Any]:
@@ -79,39 +90,37 @@ def _skill_operation(template: dict[str, Any], skill: Skill, suffix: str) -> dic
     return op
 
 
-def _unloaded_skill_id(spec: dict[str, Any], loaded: list[str]) -> dict[str, Any]:
-    param: dict[str, Any] = copy.deepcopy(spec["components"]["parameters"]["SkillId"])
-    param["description"] = (
-        "The id of a skill that is not loaded here (404). Loaded skills have their "
-        "own paths, which match first."
-    )
-    param["schema"] = {**param["schema"], "not": {"enum": list(loaded)}}
-    param["example"] = "no.such.skill"
-    return param
-
-
-def _exclude_loaded(spec: dict[str, Any], loaded: list[str]) -> None:
-    """The templated execute operations only ever run ids that are not loaded: say so,
-    or a client (or schemathesis) reads `text.summarize` with any `inputs` as valid there."""
-    if not loaded:
-        return  # OAS 3.0: an enum must not be empty; nothing to exclude anyway
-    param = _unloaded_skill_id(spec, loaded)
-    for suffix in TEMPLATED:
-        # Only `post`: an OPTIONS for a loaded skill does fall through to this path.
-        op = spec["paths"][f"/v1/skills/{{skill_id}}{suffix}"]["post"]
-        op["parameters"] = [param if p.get("$ref") == SKILL_ID_REF else p for p in op.get("parameters", [])]
-
-
 def build_spec(catalog: SkillCatalog, base: dict[str, Any] | None = None) -> dict[str, Any]:
     spec = copy.deepcopy(base if base is not None else load_base_spec())
     concrete: dict[str, Any] = {}
     for skill in catalog.all():
         for suffix in TEMPLATED:
-            template = spec["paths"][f"/v1/skills/{{skill_id}}{suffix}"]["post"]
-            concrete[f"/v1/skills/{skill.id}{suffix}"] = {"post": _skill_operation(template, skill, suffix)}
-    _exclude_loaded(spec, [skill.id for skill in catalog.all()])
+            item = spec["paths"][f"/v1/skills/{{skill_id}}{suffix}"]
+            concrete[f"/v1/skills/{skill.id}{suffix}"] = {
+                "options": _preflight_operation(item["options"], skill),
+                "post": _skill_operation(item["post"], skill, suffix),
+            }
     spec["paths"] = {**concrete, **spec["paths"]}
     return spec
+
+
+def _preflight_operation(template: dict[str, Any], skill: Skill) -> dict[str, Any]:
+    # Its own CORS preflight, so the served spec needs no templated path here at all.
+    op = copy.deepcopy(template)
+    op["operationId"] = f"{op['operationId']}__{_slug(skill.id)}"
+    op["parameters"] = [p for p in op.get("parameters", []) if p.get("$ref") != PREFLIGHT_SKILL_ID_REF]
+    return op
+
+
+def served_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """The contract as ``/openapi.json`` serves it: without the templated execute
+    operations once concrete ones exist (see the module's docstring)."""
+    if not any(SKILL_KEY in op for item in spec["paths"].values() for op in item.values() if isinstance(op, dict)):
+        return spec
+    served = copy.deepcopy(spec)
+    for suffix in TEMPLATED:
+        del served["paths"][f"/v1/skills/{{skill_id}}{suffix}"]
+    return served
 
 
 class SkillrunResolver(Resolver):

@@ -64,11 +64,11 @@ export class AuthenticationError extends APIError {
 export class NotFoundError extends APIError {
   override name = 'NotFoundError';
 }
-/** 409: e.g. cancelling a run that has already ended. */
+/** 409: e.g. cancelling a run that has already ended, an `Idempotency-Key` reused with another body, or a resume cursor past the run's log. */
 export class ConflictError extends APIError {
   override name = 'ConflictError';
 }
-/** 422: inputs or options that break the schema, or an `Idempotency-Key` reused with another body. */
+/** 422: inputs or options that break the schema. */
 export class ValidationError extends APIError {
   override name = 'ValidationError';
   /** One entry per failing field, e.g. `{field: 'inputs.max_sentences', message: …}`. */

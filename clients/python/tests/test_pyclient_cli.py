@@ -150,12 +150,20 @@ def test_console_script_into_head_exits_without_a_traceback(server: Server) -> N
     proc.stderr.close()
 
 
+def _default_sigint() -> None:
+    # What a terminal gives the CLI. A test process started with SIGINT ignored (a
+    # background job, nohup, some CI runners) passes that on through exec, and Python
+    # then installs no KeyboardInterrupt handler: the child would never see Ctrl-C.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_exits_130_without_a_traceback(server: Server) -> None:
+    """Also when this test process started with SIGINT ignored: the child gets default handling."""
     proc = subprocess.Popen(
         [sys.executable, "-c", "from skillrun_client._cli import main; raise SystemExit(main())",
          "--base-url", server.url, "--api-key", API_KEY, "run", "demo.ticker", "--input", "steps:=20",
          "--input", "delay_ms:=500", "--json"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=_default_sigint,
     )  # fmt: skip
     assert proc.stdout is not None
     proc.stdout.readline()  # the run is under way

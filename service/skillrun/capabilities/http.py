@@ -33,7 +33,7 @@ from typing import Any, AsyncIterator, Iterable, Iterator
 
 import httpx
 
-from ..engine.capability import Capability, CapabilityError
+from ..engine.capability import Capability, CapabilityError, idempotency_key
 from ..observe.context import outgoing_trace_headers
 
 ALLOW_ENV = "SKILLRUN_HTTP_ALLOW"
@@ -428,6 +428,11 @@ def make_capability(policy: HttpPolicy | None = None) -> Capability:
             headers = _request_headers(args.get("headers") or {}, "json" in args)
         except ValueError as exc:  # a value that is not ASCII
             raise CapabilityError(f"input.headers: {exc}", kind="input_invalid") from None
+        key = idempotency_key()
+        if key is not None and method not in ("GET", "HEAD", "OPTIONS") and "idempotency-key" not in headers:
+            # The same for every attempt of this step instance and after a resume:
+            # a receiver that honours it drops the repeat of a call (at-least-once).
+            headers["Idempotency-Key"] = key
         try:
             target = httpx.URL(url)
             if args.get("query"):  # added to the URL's own query, not replacing it

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Iterable
@@ -10,6 +11,22 @@ from typing import Any, Awaitable, Callable, Iterable
 # The running run's scratch space (see ``run_state``). A context variable, not a
 # global: every run's task (and the step tasks it creates) sees its own.
 _RUN_STATE: ContextVar[dict[str, dict[str, Any]] | None] = ContextVar("skillrun_run_state", default=None)
+
+
+# The run a capability call belongs to (its id), and the step instance: (full step id, index).
+_RUN_KEY: ContextVar[str] = ContextVar("skillrun_run_key", default="")
+_STEP_CALL: ContextVar[tuple[str, int | None] | None] = ContextVar("skillrun_step_call", default=None)
+
+
+def idempotency_key() -> str | None:
+    """A key naming the current step instance of the current run, the same for each of
+    its attempts and after the run is resumed, so a receiver can drop a repeated call
+    (``http.request`` sends it as ``Idempotency-Key``). None outside a run's step."""
+    call, run_key = _STEP_CALL.get(), _RUN_KEY.get()
+    if call is None or not run_key:
+        return None
+    step_id, index = call
+    return hashlib.sha256(f"{run_key}\n{step_id}\n{'' if index is None else index}".encode()).hexdigest()[:32]
 
 
 def run_state(namespace: str) -> dict[str, Any]:

@@ -149,6 +149,10 @@ class Skill:
     defaults: dict[str, Any] = field(default_factory=dict)
     max_parallel: int = 8  # steps of one run at once
     timeout_s: float | None = None
+    # The definition's content hash: a run resumes only with the definition it started with.
+    digest: str = ""
+    # After a restart: ``resume`` the run from its log, or ``interrupt`` it (close it).
+    on_restart: str = "resume"
 
     @property
     def outputs_schema(self) -> dict[str, Any]:

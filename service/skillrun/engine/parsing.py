@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -119,12 +120,12 @@ def parse_skill(text: str, path: str, registry: CapabilityRegistry) -> Skill:
         field = ".".join(str(p) for p in where) or "(top level)"
         c.add(where, f"{field}: {err.message}")
     if not errors:
-        return _build_skill(c, doc, path)
+        return _build_skill(c, doc, path, hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16])
     # Go on with what the schema accepted, so one run names every problem it can.
     view = _accepted_view(c, doc, [list(e.absolute_path) for e in errors])
     if view is not None:
         try:
-            _build_skill(c, view, path)
+            _build_skill(c, view, path, "")
         except SkillLoadError:
             pass
         except (KeyError, TypeError, AttributeError, ValueError, IndexError):
@@ -166,7 +167,7 @@ def _stand_in(c: Checker, n: int, raw: Any) -> dict[str, Any]:
     return out
 
 
-def _build_skill(c: Checker, doc: dict[str, Any], path: str) -> Skill:
+def _build_skill(c: Checker, doc: dict[str, Any], path: str, digest: str) -> Skill:
     if doc["id"] in RESERVED_IDS:
         c.add(["id"], f"id: {doc['id']!r} is reserved (it is a path of the API, e.g. GET /v1/skills/list)")
     inputs_schema = doc.get("inputs") or {"type": "object", "properties": {}}
@@ -196,6 +197,8 @@ def _build_skill(c: Checker, doc: dict[str, Any], path: str) -> Skill:
         defaults=_plain(defaults),
         max_parallel=int(doc.get("max_parallel", 8)),
         timeout_s=parse_duration(doc["timeout"]) if "timeout" in doc else None,
+        digest=digest,
+        on_restart=doc.get("on_restart", "resume"),
     )
 
 

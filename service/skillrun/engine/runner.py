@@ -35,13 +35,14 @@ import jsonschema
 
 from .. import events as ev
 from ..events import Emitter
-from .capability import _RUN_STATE, Capability, CapabilityError, CapabilityRegistry
+from .capability import _RUN_KEY, _RUN_STATE, Capability, CapabilityError, CapabilityRegistry
 from .expressions import Expression, ExpressionError, Template, render_elsewhere
 from .forward import Forward
 from .hooks import NO_TRACER, Tracer
 from .inputcheck import InputCheck
 from .model import Skill, Step
 from .pool import Pool
+from .resume import Fate, OneFate, Resume
 from .slots import CapabilitySlots
 from .step import StepLife, ms_since
 from .stopping import (
@@ -150,21 +151,34 @@ class Engine:
         channel: str,
         timeout_s: float | None = None,
         tenant: str = "",
+        resume: Resume | None = None,
+        run_key: str = "",
     ) -> RunOutcome:
         """Run ``skill``; emits ``skill_start`` .. ``skill_completed`` and returns the outcome.
 
         Cancelling the task running this (``task.cancel(CANCELLED | INTERRUPTED)``)
         ends the run with that status; the open steps get ``step_failed``. The time
         limit is the smaller of ``timeout_s`` and the skill's own ``timeout``.
-        ``tenant`` (the run's owner) is whose turn CPU-bound work waits for.
+        ``tenant`` (the run's owner) is whose turn CPU-bound work waits for;
+        ``run_key`` (the run's id) names its steps' calls (``idempotency_key``).
+        With ``resume``, the run continues its log (``skill_resumed`` instead of
+        ``skill_start``; see ``resume``); its limit counts the time already spent.
         """
-        started = time.perf_counter()
-        run = _Run(self, skill, skill.with_defaults(inputs), emitter, 0)
-        emitter.emit(*ev.skill_start(skill.id, skill.version, channel, [s.id for s in skill.steps]))
+        started = time.perf_counter() - (resume.elapsed_s if resume else 0.0)
+        one_fate = OneFate(emitter, resume) if resume is not None else None
+        run = _Run(self, skill, skill.with_defaults(inputs), one_fate or emitter, 0, resume.fates if resume else None)
         limits = [t for t in (timeout_s, skill.timeout_s) if t is not None]
         limit = min(limits) if limits else None
+        if resume is None:
+            emitter.emit(*ev.skill_start(skill.id, skill.version, channel, [s.id for s in skill.steps],
+                                         digest=skill.digest, timeout_ms=limit * 1000 if limit is not None else None))
+        else:
+            emitter.emit(*ev.skill_resumed(skill.id, resume.restored, resume.rerun, resume.resumes))
+            if limit is not None:
+                limit = max(0.0, limit - resume.elapsed_s)
         status, error = "completed", None
         state = _RUN_STATE.set({})
+        key_token = _RUN_KEY.set(run_key)
         tenant_token = TENANT.set(tenant)  # the steps' tasks inherit it
         try:
             async with self.tracer.run(skill.id, channel), Deadline(limit, f"the run took longer than {limit:g} s" if limit else ""):
@@ -184,7 +198,10 @@ class Engine:
                 error = {"kind": CANCELLED, "message": error["message"]}
         finally:
             _RUN_STATE.reset(state)
+            _RUN_KEY.reset(key_token)
             TENANT.reset(tenant_token)
+        if one_fate is not None:  # what the log knew of and nothing gave a fate since
+            one_fate.close(f"not run: {error['message']}" if error else "not run")
         outputs = await run.result_outputs()
         duration = ms_since(started)
         emitter.emit(*ev.skill_completed(skill.id, status, duration))
@@ -215,12 +232,24 @@ class Engine:
 class _Run:
     """One run of one skill (the top level or a nested one)."""
 
-    def __init__(self, engine: Engine, skill: Skill, inputs: dict[str, Any], emitter: Emitter, depth: int) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        skill: Skill,
+        inputs: dict[str, Any],
+        emitter: Emitter,
+        depth: int,
+        fates: dict[tuple[str, int | None], Fate] | None = None,
+        prefix: str = "",
+    ) -> None:
         self.engine = engine
         self.skill = skill
         self.inputs = inputs
         self.emitter = emitter
         self.depth = depth
+        # A resumed run: the fates its log recorded, by full step id ("a[2]/b") and index.
+        self.fates = fates
+        self.prefix = prefix  # a nested run's steps' ids in the log start with it
         self.outputs: dict[str, Any] = {}  # step id -> output (absent: skipped or failed)
         self.summaries: dict[str, dict[str, Any]] = {}
         self._started: set[str] = set()
@@ -272,6 +301,13 @@ class _Run:
     def _skip_unstarted(self, reason: str) -> None:
         for step in self.skill.steps:
             if step.id not in self.summaries and step.id not in self._started:
+                fate = self._fate(step.id, None)
+                if fate is not None:  # it ended before the run was resumed
+                    summary: dict[str, Any] = {"id": step.id, "status": fate.status}
+                    if fate.error is not None:
+                        summary["error"] = fate.error
+                    self.summaries[step.id] = summary
+                    continue
                 self.emitter.emit(*ev.step_skipped(step.id, reason))
                 self.summaries[step.id] = {"id": step.id, "status": "skipped"}
 
@@ -289,6 +325,10 @@ class _Run:
             raise
 
     async def _step_body(self, step: Step, t0: float) -> None:
+        fate = self._fate(step.id, None)
+        if fate is not None:
+            self._restore(step, fate)
+            return
         if step.when is not None:
             try:
                 go = await self.render(step.when)
@@ -323,6 +363,30 @@ class _Run:
         results, status, error = await self._foreach(step, items)
         self._record(step, results, status, t0, error)
 
+    def _fate(self, step_id: str, index: int | None) -> Fate | None:
+        """The fate the log recorded for this instance before the run was resumed."""
+        return self.fates.get((self.prefix + step_id, index)) if self.fates else None
+
+    def _restore(self, step: Step, fate: Fate) -> None:
+        """A step that ended before the seam: its recorded fate, nothing run, nothing emitted."""
+        summary: dict[str, Any] = {"id": step.id, "status": fate.status}
+        if fate.status == "skipped":
+            if fate.empty_foreach:
+                self.outputs[step.id] = []
+            self.summaries[step.id] = summary
+            return
+        summary["duration_ms"] = fate.duration_ms
+        if fate.status == "failed":
+            error = fate.error or {"kind": "internal", "message": "failed"}
+            if not fate.goes_on:
+                failure = StepFailure(error["kind"], error["message"])
+                failure.step_id = step.id
+                raise failure
+            summary["error"] = error
+        elif fate.output is not None:
+            self.outputs[step.id] = fate.output
+        self.summaries[step.id] = summary
+
     def _check_fan_out(self, step: Step, items: list[Any], t0: float) -> None:
         """Past the server's ``max_foreach_items`` the step fails the run (whatever its ``on_error``)."""
         cap = self.engine.max_foreach_items
@@ -353,9 +417,13 @@ class _Run:
 
         async def one(index: int) -> None:
             started[index] = True  # from here on, _instance gives the item its fate
-            out, statuses[index], errors[index] = await self._instance(
-                step, index, {"item": items[index], "index": index}
-            )
+            fate = self._fate(step.id, index)
+            if fate is not None:  # ended before the run was resumed
+                out, statuses[index], errors[index] = _restored_item(step, fate)
+            else:
+                out, statuses[index], errors[index] = await self._instance(
+                    step, index, {"item": items[index], "index": index}
+                )
             results[index] = out
 
         try:
@@ -450,7 +518,9 @@ class _Run:
         if self.depth + 1 > self.engine.max_depth:
             raise StepFailure("internal", f"nested skills go deeper than {self.engine.max_depth}")
         self.engine._check_nested_inputs(child, args)
-        sub = _Run(self.engine, child, child.with_defaults(args), Forward(self.emitter, step.id, step.id, index), self.depth + 1)
+        forward = Forward(self.emitter, step.id, step.id, index)
+        sub = _Run(self.engine, child, child.with_defaults(args), forward, self.depth + 1,
+                   self.fates, f"{self.prefix}{forward.prefix}/")
         try:
             limit = min([t for t in (step.timeout_s, child.timeout_s) if t is not None], default=None)
             async with self.engine.tracer.attempt(step.id, step.uses), Deadline(limit, f"skill {skill_id!r} took longer than {limit or 0:g} s"):
@@ -494,3 +564,14 @@ class _Run:
                     summary["status"] = stopped
         return out
 
+
+def _restored_item(step: Step, fate: Fate) -> tuple[Any, str, dict[str, str] | None]:
+    """A ``foreach`` item that ended before the seam, as ``_instance`` would have returned it."""
+    if fate.status == "failed":
+        error = fate.error or {"kind": "internal", "message": "failed"}
+        if not fate.goes_on:
+            failure = StepFailure(error["kind"], error["message"])
+            failure.step_id = step.id
+            raise failure
+        return None, "failed", error
+    return fate.output, fate.status, None

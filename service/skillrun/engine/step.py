@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from .. import events as ev
 from ..events import Emitter, Event
-from .capability import Capability, CapabilityError, CapabilityRegistry
+from .capability import _STEP_CALL, Capability, CapabilityError, CapabilityRegistry
 from .expressions import ExpressionError, Template
 from .model import Gate, Step
 from .stopping import StepFailure, stop_reason
@@ -48,6 +48,7 @@ class StepHost(Protocol):
     inputs: dict[str, Any]
     outputs: dict[str, Any]
     emitter: Emitter
+    prefix: str  # a nested run's: its steps' ids in the log start with it
 
     async def _call(self, step: Step, cap: Capability, args: dict[str, Any]) -> dict[str, Any]: ...
 
@@ -109,12 +110,16 @@ class StepLife:
         """Returns (output, status, error). Raises ``StepFailure`` when the step failed
         and its ``on_error`` is ``fail``; re-raises ``CancelledError`` after emitting
         ``step_failed`` with the cancellation's reason."""
+        # Its capability calls know which instance they belong to (``idempotency_key``).
+        call = _STEP_CALL.set((self.run.prefix + self.step.id, self.index))
         try:
             return await self._phases(failure)
         except asyncio.CancelledError as exc:
             self._start()
             self.emit(ev.step_failed(self.step.id, stop_reason(exc), ms_since(self.t0), self.index))
             raise
+        finally:
+            _STEP_CALL.reset(call)
 
     async def _phases(self, failure: StepFailure | None) -> tuple[Any, str, dict[str, str] | None]:
         step = self.step

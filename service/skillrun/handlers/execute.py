@@ -25,6 +25,9 @@ from ._http import json_response, owner, problem, services
 from ._stream import EventStreamResponse, frames
 from .runs import run_json, run_location
 
+# Set (to "true") when a repeated Idempotency-Key found the earlier run: nothing new started.
+REPLAYED_HEADER = "Idempotent-Replayed"
+
 
 def _skill(s: Services, skill_id: str) -> Skill:
     skill = s.catalog.get(skill_id)
@@ -33,14 +36,16 @@ def _skill(s: Services, skill_id: str) -> Skill:
     return skill
 
 
-async def _start(skill_id: str, body: dict[str, Any], channel: str) -> tuple[Services, RunRecord]:
+async def _start(skill_id: str, body: dict[str, Any], channel: str) -> tuple[Services, RunRecord, dict[str, str]]:
+    """The services, the run (new, or the earlier one of a repeated ``Idempotency-Key``)
+    and the headers every answer about it carries."""
     s = services()
     skill = _skill(s, skill_id)
     options = body.get("options") or {}
     timeout_ms = options.get("timeout_ms")
     key = request.headers.get("idempotency-key")
     try:
-        run = await s.runs.start(
+        run, replayed = await s.runs.start_or_replay(
             skill,
             body["inputs"],
             owner=owner(),
@@ -57,17 +62,21 @@ async def _start(skill_id: str, body: dict[str, Any], channel: str) -> tuple[Ser
         raise problem(503, "The server is shutting down and starts no new runs.", {"Retry-After": "5"}) from None
     except IdempotencyConflict as exc:
         message = f"already used for a different request (run {exc.run.run_id})"
+        # 409, not 422: the request is valid; it conflicts with the run the key names.
         raise ProblemException(
-            status=422,
-            title=TITLES[422],
+            status=409,
+            title=TITLES[409],
             detail=f"Idempotency-Key: {message}; use a new key for a new request.",
             ext={"errors": [{"field": "Idempotency-Key", "message": message}]},
         ) from None
-    return s, run
+    return s, run, _run_headers(run, replayed)
 
 
-def _run_headers(run: RunRecord) -> dict[str, str]:
-    return {"x-trace-id": run.trace_id, "X-Run-Id": run.run_id}
+def _run_headers(run: RunRecord, replayed: bool) -> dict[str, str]:
+    headers = {"x-trace-id": run.trace_id, "X-Run-Id": run.run_id}
+    if replayed:
+        headers[REPLAYED_HEADER] = "true"
+    return headers
 
 
 def _cancels_on_disconnect(body: dict[str, Any]) -> bool:
@@ -82,7 +91,7 @@ async def _client_gone() -> None:
 
 
 async def execute(skill_id: str, body: dict[str, Any]) -> Response:
-    s, run = await _start(skill_id, body, "http")
+    s, run, headers = await _start(skill_id, body, "http")
     watcher = None
     if _cancels_on_disconnect(body):
         async def cancel_when_gone() -> None:
@@ -99,22 +108,20 @@ async def execute(skill_id: str, body: dict[str, Any]) -> Response:
             watcher.cancel()
     assert last is not None and last.type == DONE
     result = result_of_done(last.data)
-    return json_response(result, headers=_run_headers(run))
+    return json_response(result, headers=headers)
 
 
 async def execute_stream(skill_id: str, body: dict[str, Any]) -> Response:
-    s, run = await _start(skill_id, body, "http-stream")
+    s, run, headers = await _start(skill_id, body, "http-stream")
     on_abandon = (lambda: s.runs.cancel_soon(run.run_id)) if _cancels_on_disconnect(body) else None
     return EventStreamResponse(
         frames(s, run.run_id, after=0),
-        headers=_run_headers(run),
+        headers=headers,
         send_timeout_s=s.settings.send_timeout_s,
         on_abandon=on_abandon,
     )
 
 
 async def execute_async(skill_id: str, body: dict[str, Any]) -> Response:
-    _s, run = await _start(skill_id, body, "http-async")
-    return json_response(
-        run_json(run), status=202, headers={**_run_headers(run), "Location": run_location(run.run_id)}
-    )
+    _s, run, headers = await _start(skill_id, body, "http-async")
+    return json_response(run_json(run), status=202, headers={**headers, "Location": run_location(run.run_id)})

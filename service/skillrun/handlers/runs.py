@@ -1,4 +1,4 @@
-"""Runs: get, list, follow or resume the events of, cancel.
+"""Runs: get (or long-poll), list, follow or resume the events of, cancel, delete.
 
 A run is visible to its owner only; for any other key it does not exist (404,
 never 403, so run ids cannot be probed).
@@ -6,13 +6,17 @@ never 403, so run ids cannot be probed).
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from connexion import request
+from connexion.exceptions import ProblemException
 from starlette.responses import Response
 
-from ..errors import echo
+from ..errors import TITLES, echo
 from ..runs import BadCursor, RunFinished, RunRecord
+from ..runs.store import TERMINAL
+from ..runs.follow import last_seq_if_past
 from ._http import json_response, owner, problem, services
 from ._stream import EventStreamResponse, frames
 
@@ -47,9 +51,33 @@ async def _own_run(run_id: str) -> RunRecord:
     return run
 
 
-async def get_run(run_id: str) -> Response:
+async def get_run(run_id: str, wait: float | None = None) -> Response:
     run = await _own_run(run_id)
+    if wait and run.status not in TERMINAL:
+        run = await _until_ended(run, wait)
     return json_response(run_json(run), headers={"x-trace-id": run.trace_id, "X-Run-Id": run.run_id})
+
+
+# Past every sequence number a log can reach: the store's ``wait`` then returns only
+# once the log is closed, or when it changes (or at the timeout).
+_AT_THE_END = 2**62
+
+
+async def _until_ended(run: RunRecord, wait_s: float) -> RunRecord:
+    """The run once it has ended, or as it stands after ``wait_s`` (the spec caps it at 60).
+
+    Woken by the store's notification when the log changes, never by polling.
+    """
+    store = services().store
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    while run.status not in TERMINAL and (left := deadline - loop.time()) > 0:
+        await store.wait(run.run_id, _AT_THE_END, left)
+        now = await store.get(run.run_id)
+        if now is None:  # deleted or purged meanwhile: answer with what we had
+            break
+        run = now
+    return run
 
 
 async def list_runs(
@@ -73,6 +101,15 @@ async def run_events(run_id: str, after: int | None = None) -> Response:
     # first ?after=: the header is the newer cursor. The spec checked it is digits.
     last_event_id = request.headers.get("last-event-id")
     cursor = int(last_event_id) if last_event_id else (after or 0)
+    last = await last_seq_if_past(s.store, run.run_id, cursor)
+    if last is not None:
+        # An id this run never issued: following from it would skip events that come later.
+        field = "Last-Event-ID" if last_event_id else "after"
+        message = f"{cursor} is past the end of this run's log (its last id is {last})"
+        raise ProblemException(
+            status=409, title=TITLES[409], detail=f"{field}: {message}.",
+            ext={"errors": [{"field": field, "message": message}]},
+        )
     return EventStreamResponse(
         frames(s, run.run_id, cursor),
         headers={"x-trace-id": run.trace_id, "X-Run-Id": run.run_id},
@@ -91,3 +128,14 @@ async def cancel_run(run_id: str) -> Response:
     return json_response(
         run_json(run), status=202, headers={"X-Run-Id": run.run_id, "Location": run_location(run.run_id)}
     )
+
+
+async def delete_run(run_id: str) -> Response:
+    run = await _own_run(run_id)
+    if run.status not in TERMINAL:
+        raise problem(
+            409, f"Run '{echo(run_id)}' is still {run.status}; cancel it and wait for its end before deleting it."
+        )
+    if not await services().runs.delete(run_id):  # purged between the two reads
+        raise problem(404, f"No run '{echo(run_id)}' is visible to this key.")
+    return Response(status_code=204)

@@ -2,7 +2,8 @@
 
 - ``store``: the log's verbs (create, append, read after a cursor, wait, list,
   purge), the run record as a projection of the log, and the in-memory store.
-- ``sqlite``: the durable store (one file, WAL, group commit).
+- ``sqlite``: the durable store (one file, WAL, group commit, a versioned schema).
+- ``filelock``: one process owns a SQLite store (an OS lock beside the file).
 - ``writer``: the engine's ``Emitter`` for one run: envelope, sequence, append.
 - ``manager``: starts runs as tasks, cancels them, drains them at shutdown,
   closes logs a crash left open, purges old runs.
@@ -17,12 +18,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .filelock import StoreInUse
 from .follow import follow
 from .manager import IdempotencyConflict, RunFinished, RunManager, ShuttingDown, request_hash
-from .sqlite import SqliteStore
+from .sqlite import SchemaTooNew, SqliteStore
 from .store import TERMINAL, BadCursor, EventRecord, MemoryStore, RunPage, RunRecord, RunStore
 
 MEMORY = ":memory:"
+# URL schemes of the store that processes share (the Redis store).
+SHARED_SCHEMES = ("redis://", "rediss://")
+
+
+def store_kind(db: str | Path) -> str:
+    """``memory``, ``redis`` or ``sqlite``: which store ``db`` (SKILLRUN_DB, --db) selects."""
+    text = str(db)
+    if text == MEMORY:
+        return "memory"
+    return "redis" if text.lower().startswith(SHARED_SCHEMES) else "sqlite"
 
 
 def open_store(db: str | Path) -> RunStore:
@@ -42,9 +54,12 @@ __all__ = [
     "RunPage",
     "RunRecord",
     "RunStore",
+    "SchemaTooNew",
     "ShuttingDown",
     "SqliteStore",
+    "StoreInUse",
     "follow",
     "open_store",
     "request_hash",
+    "store_kind",
 ]

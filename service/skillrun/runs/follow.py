@@ -34,3 +34,22 @@ async def follow(
         woke = await store.wait(run_id, cursor, idle_s)
         if not woke:
             yield []
+
+
+async def last_seq_if_past(store: RunStore, run_id: str, cursor: int) -> int | None:
+    """The log's last ``seq`` when ``cursor`` is past it (an id never issued), else None.
+
+    Only ``read`` is needed, so every store answers alike: one read for a cursor
+    that exists, and a binary search of one-event reads (about 17 for the largest
+    log) for one that does not, so a bad cursor never costs reading a whole log.
+    """
+    if cursor <= 0 or await store.read(run_id, cursor - 1, limit=1):
+        return None
+    low, high = 0, cursor - 1  # the last seq is in [low, high]: seq low exists (0: none)
+    while low < high:
+        mid = (low + high + 1) // 2
+        if await store.read(run_id, mid - 1, limit=1):
+            low = mid
+        else:
+            high = mid - 1
+    return low

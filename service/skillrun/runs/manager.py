@@ -23,7 +23,9 @@ from .. import events as ev
 from ..events import Event
 from ..observe.context import bind_run
 from .quotas import RunQuotas
-from .recovery import LogFates, closing_events
+from ..engine.resume import Resume
+from ..engine.secret_inputs import has_secrets
+from .recovery import LogFates, ms_since_iso, closing_events
 from .redaction import RunInputs
 from .store import TERMINAL, UNFINISHED, EventRecord, RunRecord, RunStore, utc_now
 from .writer import RunWriter
@@ -69,6 +71,7 @@ class RunManager:
         catalog: Any = None,
         quotas: RunQuotas | None = None,
         *,
+        max_resumes: int = 3,
         observe: Any = None,
     ) -> None:
         self.store = store
@@ -77,6 +80,7 @@ class RunManager:
         self.engine = engine
         self.catalog = catalog
         self.quotas = quotas or RunQuotas()
+        self.max_resumes = max_resumes
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._background: set[asyncio.Future[None]] = set()
         self.draining = False
@@ -97,6 +101,26 @@ class RunManager:
 
         Raises ``IdempotencyConflict`` when that key came with a different request.
         """
+        run, _replayed = await self.start_or_replay(
+            skill, inputs, owner=owner, channel=channel, trace_id=trace_id, timeout_s=timeout_s,
+            idempotency_key=idempotency_key, request_hash=request_hash,
+        )
+        return run
+
+    async def start_or_replay(
+        self,
+        skill: Skill,
+        inputs: dict[str, Any],
+        *,
+        owner: str,
+        channel: str,
+        trace_id: str | None = None,
+        timeout_s: float | None = None,
+        idempotency_key: str | None = None,
+        request_hash: str | None = None,
+    ) -> tuple[RunRecord, bool]:
+        """``start``, also telling whether the run is an earlier one found by its
+        idempotency key (the HTTP answer then says ``Idempotent-Replayed: true``)."""
         if self.draining:
             raise ShuttingDown()
         given = RunInputs(skill, inputs)
@@ -115,12 +139,17 @@ class RunManager:
         if stored.run_id != run.run_id:
             if stored.request_hash != request_hash:
                 raise IdempotencyConflict(stored)
-            return stored
-        task = asyncio.create_task(self._run(run, skill, timeout_s, given), name=run.run_id)
+            return stored, True
+        self._launch(run, skill, timeout_s, given)
+        return stored, False
+
+    def _launch(self, run: RunRecord, skill: Skill, timeout_s: float | None, given: RunInputs,
+                resume: Resume | None = None) -> None:
+        """The run's engine task (its running place is taken: the task's end gives it back)."""
+        task = asyncio.create_task(self._run(run, skill, timeout_s, given, resume), name=run.run_id)
         self._tasks[run.run_id] = task
         task.add_done_callback(functools.partial(self._task_done, run=run))
-        task.add_done_callback(lambda _t: self.quotas.ended(owner))
-        return stored
+        task.add_done_callback(lambda _t: self.quotas.ended(run.owner))
 
     async def _create_admitted(self, run: RunRecord) -> RunRecord:
         """Store ``run`` if its owner and the server are under their running limits
@@ -140,7 +169,7 @@ class RunManager:
             self.quotas.stored(run.owner)
         return stored
 
-    def _writer(self, run: RunRecord, given: RunInputs) -> RunWriter:
+    def _writer(self, run: RunRecord, given: RunInputs, last_seq: int = 0) -> RunWriter:
         """The run's writer, capped at ``max_events_per_run``: past it, the run is stopped
         (the runner's stop protocol) and fails with kind ``limit_exceeded``."""
         task = asyncio.current_task()
@@ -154,22 +183,26 @@ class RunManager:
 
         # The engine gets the real inputs; the writer scrubs secrets from what it stores.
         return given.writer(
-            self.store, run.run_id, run.trace_id, max_events=cap, on_full=full, observer=self._observer()
+            self.store, run.run_id, run.trace_id, last_seq=last_seq, max_events=cap, on_full=full,
+            observer=self._observer(),
         )
 
     def _observer(self) -> Callable[[str, dict[str, Any]], None] | None:
         return self.observe.run_observer() if self.observe is not None else None
 
-    async def _run(self, run: RunRecord, skill: Skill, timeout_s: float | None, given: RunInputs) -> None:
+    async def _run(
+        self, run: RunRecord, skill: Skill, timeout_s: float | None, given: RunInputs, resume: Resume | None
+    ) -> None:
         # No await before the engine's: a cancel always reaches the engine, which ends the log.
         # This task's log lines, spans and outgoing requests carry the run's ids.
         bind_run(run.run_id, run.trace_id, run.skill_id, run.owner,
                  self.observe.propagation.headers if self.observe is not None else None)
-        writer = self._writer(run, given)
-        started = time.perf_counter()
+        writer = self._writer(run, given, resume.last_seq if resume else 0)
+        started = time.perf_counter() - (resume.elapsed_s if resume else 0.0)
         try:
             outcome = await self.engine.run(
-                skill, given.given, writer, channel=run.channel, timeout_s=timeout_s, tenant=run.owner
+                skill, given.given, writer, channel=run.channel, timeout_s=timeout_s, tenant=run.owner, resume=resume,
+                run_key=run.run_id,
             )
             status, outputs, steps, error = outcome.status, outcome.outputs, outcome.steps, outcome.error
         except Exception as exc:  # an engine bug must still end the log
@@ -235,14 +268,7 @@ class RunManager:
         run = await self.store.get(run_id)
         if run is None or run.status in TERMINAL:
             return False
-        fates = LogFates()
-        last: EventRecord | None = None
-        while True:  # a page at a time: only what the fates need stays in memory
-            batch = await self.store.read(run_id, last.seq if last else 0)
-            if not batch:
-                break
-            fates.feed(batch)
-            last = batch[-1]
+        fates, last = await self._read_fates(run_id)
         if last is not None and last.type == ev.DONE:
             return False
         skill = self.catalog.get(run.skill_id) if self.catalog is not None else None
@@ -262,23 +288,80 @@ class RunManager:
                 raise
         return True
 
+    async def _read_fates(self, run_id: str) -> tuple[LogFates, EventRecord | None]:
+        fates = LogFates()
+        last: EventRecord | None = None
+        while True:  # a page at a time: only what the fates need stays in memory
+            batch = await self.store.read(run_id, last.seq if last else 0)
+            if not batch:
+                break
+            fates.feed(batch)
+            last = batch[-1]
+        return fates, last
+
     async def recover(self) -> int:
-        """Runs left unfinished by a crash or kill -9 become ``interrupted``, logs closed."""
-        closed = 0
+        """Runs left unfinished by a crash or kill -9 go on from their logs (see
+        ``resume``), or, where they cannot, become ``interrupted`` with their logs closed.
+        Returns how many were found."""
+        found = resumed = 0
+        seen: set[str] = set()
         while True:
             page = await self.store.list_runs(None, statuses=UNFINISHED, limit=100)
-            pending = [r for r in page.runs if r.run_id not in self._tasks]
+            pending = [r for r in page.runs if r.run_id not in self._tasks and r.run_id not in seen]
             if not pending:
                 break
+            closing: list[str] = []
             for run in pending:
-                if await self.close_log(run.run_id, INTERRUPTED):
-                    closed += 1
+                seen.add(run.run_id)
+                found += 1
+                if await self.resume(run):
+                    resumed += 1
+                elif await self.close_log(run.run_id, INTERRUPTED):
+                    closing.append(run.run_id)
             # Wait until the closing events are stored, so the next page moves on.
-            for run in pending:
-                await self._until_finished(run.run_id)
-        if closed:
-            log.warning("marked %d run(s) left running by a previous process as interrupted", closed)
-        return closed
+            for run_id in closing:
+                await self._until_finished(run_id)
+        if found:
+            log.warning("found %d run(s) left running by a previous process: %d resumed, %d interrupted",
+                        found, resumed, found - resumed)
+        return found
+
+    async def resume(self, run: RunRecord) -> bool:
+        """Continue ``run`` from its log in this process; False when it cannot go on
+        (its skill is gone, changed or opts out, it has secret inputs, or it was
+        resumed ``max_resumes`` times already): then close it instead."""
+        skill = self.catalog.get(run.skill_id) if self.catalog is not None else None
+        fates, last = await self._read_fates(run.run_id)
+        if last is not None and last.type == ev.DONE:
+            return True  # it ended after all: nothing to do
+        why = self._cannot_resume(run, skill, fates)
+        if why is not None:
+            log.info("run %s is not resumed: %s", run.run_id, why)
+            return False
+        assert skill is not None
+        elapsed_s = ms_since_iso(run.started_at or run.created_at) / 1000
+        state = fates.resume(elapsed_s) if fates.started else None
+        if state is not None:
+            state.last_seq = last.seq if last else 0
+        timeout_s = fates.timeout_ms / 1000 if fates.timeout_ms is not None else None
+        self.quotas.started(run.owner)
+        self._launch(run, skill, timeout_s, RunInputs(skill, run.inputs), state)
+        return True
+
+    def _cannot_resume(self, run: RunRecord, skill: Skill | None, fates: LogFates) -> str | None:
+        if skill is None:
+            return f"skill {run.skill_id!r} is no longer loaded"
+        if skill.on_restart != "resume":
+            return f"skill {skill.id!r} says on_restart: {skill.on_restart}"
+        if fates.started and fates.digest != skill.digest:
+            # (A log without a digest was written by a release before resumes: not
+            # knowing its definition, it is closed, not continued with another.)
+            return f"skill {skill.id!r} is not the definition the run started with"
+        if fates.resumes >= self.max_resumes:
+            return f"resumed {fates.resumes} time(s) already (SKILLRUN_MAX_RESUMES)"
+        if has_secrets(skill.inputs_schema):
+            return "its secret inputs were never stored"
+        return None
 
     async def _until_finished(self, run_id: str) -> None:
         cursor = 0
@@ -291,6 +374,13 @@ class RunManager:
                 cursor = batch[-1].seq
                 continue
             await self.store.wait(run_id, cursor, 1.0)
+
+    async def delete(self, run_id: str) -> bool:
+        """Delete a finished run and its log (False if it is gone or still going)."""
+        gone = await self.store.delete(run_id)
+        if gone:
+            self.quotas.purged()  # its owner's stored count is taken again at the next start
+        return gone
 
     async def purge(self, retention_s: float) -> int:
         before = (datetime.now(timezone.utc) - timedelta(seconds=retention_s)).isoformat(timespec="milliseconds")

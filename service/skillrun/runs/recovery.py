@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 from .. import events as ev
 from ..engine import Skill
+from ..engine.resume import Fate, Resume
 from ..events import Event
 from .store import EventRecord, RunRecord
 
@@ -43,7 +44,7 @@ class SkillLookup(Protocol):
     def get(self, skill_id: str) -> Skill | None: ...
 
 
-def _ms_since(iso: str | None) -> float:
+def ms_since_iso(iso: str | None) -> float:
     if not iso:
         return 0.0
     try:
@@ -66,6 +67,11 @@ class LogFates:
         self.items: dict[str, int] = {}  # foreach step id -> item count
         self.places: dict[str, dict[str, Any]] = {}  # nested step id -> parent_step_id, parent_index, path
         self._instances: dict[str, list[Key]] = {}  # step id -> its instances, in start order
+        self.fates: dict[Key, Fate] = {}  # ended -> its fate and output (what a resume keeps)
+        self.voided: set[Key] = set()  # open at a ``skill_resumed`` seam: they start over
+        self.resumes = 0  # ``skill_resumed`` events so far
+        self.digest: str | None = None  # the definition the run started with (``skill_start``)
+        self.timeout_ms: float | None = None  # the run's time limit (``skill_start``)
 
     def feed(self, events: list[EventRecord]) -> None:
         """Read the next events of the log (a page at a time: a log can be long)."""
@@ -75,7 +81,14 @@ class LogFates:
 
     def _read(self, record: EventRecord) -> None:
         if record.type == ev.SKILL_START:
-            self.steps = list((json.loads(record.data).get("data") or {}).get("steps") or [])
+            start = json.loads(record.data).get("data") or {}
+            self.steps = list(start.get("steps") or [])
+            self.digest, self.timeout_ms = start.get("digest"), start.get("timeout_ms")
+            return
+        if record.type == ev.SKILL_RESUMED:
+            self.resumes += 1
+            self.voided.update(self.open)
+            self.open.clear()
             return
         if record.type != ev.STEP_START and record.type not in ev.STEP_TERMINAL:
             return
@@ -93,17 +106,30 @@ class LogFates:
             self.places[step_id] = {k: data[k] for k in _PLACE if k in data}
         if record.type == ev.STEP_START:
             self.open[key] = str(data.get("uses", ""))
+            self.voided.discard(key)
             return
         self.open.pop(key, None)
         outcome = {"status": record.type.removeprefix("step_")}
         if record.type == ev.STEP_FAILED and "error" in data:
             outcome["error"] = data["error"]
         self.outcomes[key] = outcome
+        self.voided.discard(key)
+        fate = _fate(record.type, data)
+        self.fates[key] = fate
         last = data.get("last_index")
         if isinstance(last, int) and isinstance(key[1], int):  # one event for a run of unstarted items
             for index in range(key[1] + 1, last + 1):
                 self.outcomes[(step_id, index)] = outcome
+                self.fates[(step_id, index)] = fate
                 self._instances[step_id].append((step_id, index))
+
+    def resume(self, elapsed_s: float) -> Resume:
+        """What the engine keeps when it continues this log (see ``engine.resume``)."""
+        pending: set[Key] = set(self.open) | (self.voided - self.outcomes.keys())
+        for step_id, count in self.items.items():
+            pending.update((step_id, i) for i in range(count) if (step_id, i) not in self.outcomes)
+        return Resume(dict(self.fates), self.resumes + 1, len(self.open) + len(self.voided), elapsed_s,
+                      pending=pending, items=dict(self.items), places=dict(self.places))
 
     # ------------------------------------------------------------- the missing fates
 
@@ -112,6 +138,9 @@ class LogFates:
         error = {"kind": status, "message": f"the run was {status}"}
         reason = f"not run: the run was {status}"
         out: list[tuple[int, Event]] = []  # (depth, event)
+        for (step_id, index) in sorted(self.voided - self.outcomes.keys(), key=str):
+            # Started before a resume, not started again since: never ran after the seam.
+            out.append((step_id.count("/"), ev.step_skipped(step_id, reason, index, **self.places.get(step_id, {}))))
         for (step_id, index) in reversed(self.open):
             failed = ev.step_failed(step_id, error, 0, index)
             out.append((step_id.count("/"), failed._replace(data={**self.places.get(step_id, {}), **(failed.data or {})})))
@@ -159,7 +188,7 @@ class LogFates:
                 out.append({"id": step_id, "status": "skipped"})
                 continue
             instances = self._instances.get(step_id, [])
-            unfinished = any(k in self.open for k in instances) or any(
+            unfinished = any(k in self.open or k in self.voided for k in instances) or any(
                 (step_id, i) not in self.outcomes for i in range(self.items.get(step_id, 0))
             )
             if unfinished:  # stopped by the run's end: it shares the run's status
@@ -199,10 +228,22 @@ def closing_events(
         out.append(start)
         fates.feed([EventRecord(1, ev.SKILL_START, json.dumps({"data": start.data}))])
     out.extend(fates.missing(status, skills))
-    duration = _ms_since(run.started_at or run.created_at)
+    duration = ms_since_iso(run.started_at or run.created_at)
     out.append(ev.skill_completed(run.skill_id, status, duration))
     out.append(ev.done(ev.run_result(
         skill_id=run.skill_id, status=status, outputs={}, trace_id=run.trace_id, run_id=run.run_id,
         duration_ms=duration, steps=fates.summaries(status), error=error,
     )))
     return out
+
+
+def _fate(type_: str, data: dict[str, Any]) -> Fate:
+    """An outcome event as the fate a resumed run keeps."""
+    status = type_.removeprefix("step_")
+    duration = float(data.get("duration_ms") or 0.0)
+    if type_ == ev.STEP_FAILED:
+        return Fate(status, error=data.get("error"), goes_on=data.get("on_error") == "continue", duration_ms=duration)
+    if type_ == ev.STEP_SKIPPED:
+        return Fate(status, empty_foreach=data.get("reason") == "foreach gave no items")
+    dropped = type_ == ev.STEP_DEGRADED and data.get("policy") == "skip"
+    return Fate(status, output=None if dropped else data.get("produced_output"), duration_ms=duration)

@@ -42,39 +42,95 @@ from pathlib import Path
 from typing import Any, Callable, Collection
 
 from ..events import DONE, projection
-from .store import EventRecord, ListCursor, RunPage, RunRecord, project, utc_now, wait_changed
+from .filelock import FileLock
+from .store import TERMINAL, EventRecord, ListCursor, RunPage, RunRecord, project, utc_now, wait_changed
 
 log = logging.getLogger(__name__)
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-  n               INTEGER PRIMARY KEY AUTOINCREMENT,
-  run_id          TEXT NOT NULL UNIQUE,
-  owner           TEXT NOT NULL,
-  skill_id        TEXT NOT NULL,
-  trace_id        TEXT NOT NULL,
-  channel         TEXT NOT NULL,
-  status          TEXT NOT NULL,
-  inputs          TEXT NOT NULL,
-  result          TEXT,
-  created_at      TEXT NOT NULL,
-  started_at      TEXT,
-  finished_at     TEXT,
-  idempotency_key TEXT,
-  request_hash    TEXT,
-  UNIQUE (owner, idempotency_key)
-);
-CREATE INDEX IF NOT EXISTS runs_by_owner ON runs (owner, n);
-CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status);
-CREATE INDEX IF NOT EXISTS runs_by_finished ON runs (finished_at);
-CREATE TABLE IF NOT EXISTS events (
-  run_id TEXT NOT NULL,
-  seq    INTEGER NOT NULL,
-  type   TEXT NOT NULL,
-  data   TEXT NOT NULL,
-  PRIMARY KEY (run_id, seq)
-) WITHOUT ROWID;
-"""
+# The schema's history. ``_MIGRATIONS[i]`` takes a database from version ``i`` to
+# ``i + 1``; the version is SQLite's ``PRAGMA user_version`` (0 in a new file). Version
+# 0 is also every database written before the schema had a version (0.1.0 as first
+# released, e.g. at commit 7acb512): migration 1 is that release's schema, written ``IF NOT EXISTS``, so it creates a new
+# file's tables and leaves an old file's as they are, then stamps version 1.
+#
+# How a change to what is stored ships (see also README, "Running more than one
+# process"): append one migration here (statements, run in one transaction with the
+# version stamp, so a crash leaves the old version whole); never edit a released
+# one; and add a database written by the release before the change to the tests
+# (``tests/fixtures/``), which open every such fixture and serve its runs. The Redis
+# store follows the same convention: its keyspace's version is the integer at
+# ``<prefix>schema_version``, migrated forward at start by its own list.
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE IF NOT EXISTS runs (
+          n               INTEGER PRIMARY KEY AUTOINCREMENT,
+          run_id          TEXT NOT NULL UNIQUE,
+          owner           TEXT NOT NULL,
+          skill_id        TEXT NOT NULL,
+          trace_id        TEXT NOT NULL,
+          channel         TEXT NOT NULL,
+          status          TEXT NOT NULL,
+          inputs          TEXT NOT NULL,
+          result          TEXT,
+          created_at      TEXT NOT NULL,
+          started_at      TEXT,
+          finished_at     TEXT,
+          idempotency_key TEXT,
+          request_hash    TEXT,
+          UNIQUE (owner, idempotency_key)
+        )""",
+        "CREATE INDEX IF NOT EXISTS runs_by_owner ON runs (owner, n)",
+        "CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status)",
+        "CREATE INDEX IF NOT EXISTS runs_by_finished ON runs (finished_at)",
+        """CREATE TABLE IF NOT EXISTS events (
+          run_id TEXT NOT NULL,
+          seq    INTEGER NOT NULL,
+          type   TEXT NOT NULL,
+          data   TEXT NOT NULL,
+          PRIMARY KEY (run_id, seq)
+        ) WITHOUT ROWID""",
+    ),
+)
+
+# The schema version this release writes.
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+
+class SchemaTooNew(RuntimeError):
+    """The database was written by a newer release, whose schema this one does not know."""
+
+    def __init__(self, db: Path, found: int, known: int) -> None:
+        self.db, self.found, self.known = db, found, known
+        super().__init__(
+            f"the run store {db} has schema version {found}, but this release of Skillrun knows "
+            f"versions up to {known}: it was written by a newer release. Run that release (or a "
+            "newer one) on it, or give this one another --db"
+        )
+
+
+def migrate(conn: sqlite3.Connection, db: Path, migrations: tuple[tuple[str, ...], ...] = _MIGRATIONS) -> int:
+    """Bring the schema to ``len(migrations)``; returns the version found.
+
+    The caller holds the store's lock, so no other process migrates meanwhile.
+    """
+    found = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if found > len(migrations):
+        raise SchemaTooNew(db, found, len(migrations))
+    for version in range(found, len(migrations)):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in migrations[version]:
+                conn.execute(statement)
+            # PRAGMA user_version takes no parameters; the version is an int we made.
+            conn.execute(f"PRAGMA user_version = {version + 1:d}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    if found < len(migrations):
+        log.info("run store %s: schema migrated from version %d to %d", db, found, len(migrations))
+    return found
+
 
 _RUN_COLUMNS = (
     "run_id, owner, skill_id, trace_id, channel, status, inputs, result, created_at, "
@@ -128,7 +184,18 @@ class _Purge:
     future: asyncio.Future[int]
 
 
+@dataclass(slots=True)
+class _Delete:
+    run_id: str
+    future: asyncio.Future[bool]
+
+
+_Op = tuple[str, EventRecord] | _Create | _Purge | _Delete
+
+
 class SqliteStore:
+    kind = "sqlite"
+
     def __init__(
         self, path: str | Path, *, tail_events: int = 2048, keep_live_s: float = 30.0, checkpoint_s: float = 1.0
     ) -> None:
@@ -137,7 +204,7 @@ class SqliteStore:
         self.tail_events = tail_events
         self.keep_live_s = keep_live_s
         self._live: dict[str, _Live] = {}
-        self._pending: list[tuple[str, EventRecord] | _Create | _Purge] = []
+        self._pending: list[_Op] = []
         self._wake = asyncio.Event()
         self._closing = False
         self._writer: asyncio.Task[None] | None = None
@@ -145,6 +212,7 @@ class SqliteStore:
         self._readers = threading.local()
         self._reader_conns: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._file_lock = FileLock(self.path)
         # Told each group commit's duration (s) and operation count (the metrics).
         self.on_commit: Callable[[float, int], None] | None = None
 
@@ -171,17 +239,37 @@ class SqliteStore:
 
         return await asyncio.to_thread(run)
 
+    def claim(self) -> None:
+        """Own the file: take its lock (``StoreInUse`` if another process has it), then
+        bring its schema to this release's (``SchemaTooNew`` if it is newer).
+
+        ``open`` claims too; ``skillrun serve`` claims first, so either refusal is one
+        line on stderr before the server starts. Idempotent while held.
+        """
+        if self._file_lock.held:
+            return
+        self._file_lock.acquire()
+        try:
+            conn = self._connect()
+            try:
+                migrate(conn, self._file_lock.db)
+            finally:
+                conn.close()
+        except BaseException:
+            self._file_lock.release()
+            raise
+
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._closing = False  # a store may be opened again after close (a second lifespan)
 
         def setup() -> sqlite3.Connection:
+            self.claim()
             conn = self._connect()
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA wal_autocheckpoint = 0")  # see the module docstring
             # The WAL file is reused from its start after a checkpoint; past this, shrink it.
             conn.execute("PRAGMA journal_size_limit = 67108864")
-            conn.executescript(_SCHEMA)
             return conn
 
         self._conn = await asyncio.to_thread(setup)
@@ -213,6 +301,7 @@ class SqliteStore:
             for conn in self._reader_conns:
                 conn.close()
             self._reader_conns.clear()
+        self._file_lock.release()
 
     # -- writes: everything goes through one queue and one connection -------
 
@@ -240,12 +329,29 @@ class SqliteStore:
         self._enqueue(_Purge(finished_before, future))
         return await future
 
+    async def delete(self, run_id: str) -> bool:
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._enqueue(_Delete(run_id, future))
+        return await future
+
     async def count_runs(self, owner: str) -> int:
         # An index range scan (runs_by_owner); the quota caches it per owner until a purge.
         rows = await self._query("SELECT COUNT(*) FROM runs WHERE owner = ?", (owner,))
         return int(rows[0][0])
 
-    def _enqueue(self, op: tuple[str, EventRecord] | _Create | _Purge) -> None:
+    async def reachable(self) -> bool:
+        """The writer is alive and the file answers a read (a disk gone bad fails here)."""
+        if self._writer is None or self._writer.done():
+            return False
+        try:
+            await self._query("SELECT 1 FROM runs LIMIT 1", ())
+        except sqlite3.Error as exc:
+            # Probes come every few seconds: one line each, no traceback.
+            log.warning("run store %s: the readiness read failed: %s", self.path, exc)
+            return False
+        return True
+
+    def _enqueue(self, op: _Op) -> None:
         if self._writer is None or self._closing:
             raise RuntimeError("the run store is closed")
         self._pending.append(op)
@@ -311,6 +417,8 @@ class SqliteStore:
                         finished.append((change.status, _dumps(change.result), now, run_id))
                 elif isinstance(op, _Create):
                     outcome[i] = self._insert_run(conn, op.run)
+                elif isinstance(op, _Delete):
+                    outcome[i] = self._delete_run(conn, op.run_id)
                 else:
                     gone = [r for (r,) in conn.execute("SELECT run_id FROM runs WHERE finished_at < ?", (op.before,))]
                     conn.executemany("DELETE FROM events WHERE run_id = ?", [(r,) for r in gone])
@@ -328,6 +436,19 @@ class SqliteStore:
             conn.execute("ROLLBACK")
             raise
         return outcome
+
+    def _delete_run(self, conn: sqlite3.Connection, run_id: str) -> bool:
+        """Only a finished run: its ``done`` was committed by an earlier batch (a
+        caller saw the run end before asking), so the status here is current."""
+        terminal = sorted(TERMINAL)
+        cur = conn.execute(
+            f"DELETE FROM runs WHERE run_id = ? AND status IN ({', '.join('?' * len(terminal))})",
+            (run_id, *terminal),
+        )
+        if cur.rowcount != 1:
+            return False
+        conn.execute("DELETE FROM events WHERE run_id = ?", (run_id,))
+        return True
 
     def _insert_run(self, conn: sqlite3.Connection, run: RunRecord) -> RunRecord:
         cur = conn.execute(
@@ -372,6 +493,11 @@ class SqliteStore:
                     self._live.pop(run_id, None)
                 if not op.future.done():
                     op.future.set_result(len(outcome[i]))
+            elif isinstance(op, _Delete):
+                if outcome[i]:
+                    self._live.pop(op.run_id, None)
+                if not op.future.done():
+                    op.future.set_result(outcome[i])
             elif not op.future.done():
                 op.future.set_result(outcome[i])
         for live in touched.values():

@@ -82,6 +82,9 @@ class BadCursor(ValueError):
 
 
 class RunStore(Protocol):
+    # What /v1/health/ready reports: "memory", "sqlite" or "redis".
+    kind: str
+
     async def open(self) -> None:
         """Get ready (create files, tables); called once before anything else."""
 
@@ -117,8 +120,15 @@ class RunStore(Protocol):
     async def purge(self, finished_before: str) -> int:
         """Delete finished runs (and their logs) that finished before the RFC 3339 time."""
 
+    async def delete(self, run_id: str) -> bool:
+        """Delete one finished run, its log and its idempotency key; True if it was
+        there and finished. A run still queued or running is never deleted (False)."""
+
     async def count_runs(self, owner: str) -> int:
         """How many runs ``owner`` has stored (any status): for the stored-runs quota."""
+
+    async def reachable(self) -> bool:
+        """Whether the store answers now (readiness: a cheap round trip, never a scan)."""
 
 
 def project(run: RunRecord, event: EventRecord, now: str) -> None:
@@ -195,6 +205,8 @@ class _Log:
 
 class MemoryStore:
     """Runs and their logs in this process's memory (tests, ``SKILLRUN_DB=:memory:``)."""
+
+    kind = "memory"
 
     def __init__(self) -> None:
         self._logs: dict[str, _Log] = {}
@@ -291,6 +303,9 @@ class MemoryStore:
     async def count_runs(self, owner: str) -> int:
         return sum(1 for log in self._logs.values() if log.run.owner == owner)
 
+    async def reachable(self) -> bool:
+        return True
+
     async def purge(self, finished_before: str) -> int:
         gone = [
             rid
@@ -298,7 +313,17 @@ class MemoryStore:
             if log.run.status in TERMINAL and log.run.finished_at is not None and log.run.finished_at < finished_before
         ]
         for rid in gone:
-            run = self._logs.pop(rid).run
-            if run.idempotency_key is not None:
-                self._idempotent.pop((run.owner, run.idempotency_key), None)
+            self._forget(rid)
         return len(gone)
+
+    def _forget(self, run_id: str) -> None:
+        run = self._logs.pop(run_id).run
+        if run.idempotency_key is not None:
+            self._idempotent.pop((run.owner, run.idempotency_key), None)
+
+    async def delete(self, run_id: str) -> bool:
+        log = self._logs.get(run_id)
+        if log is None or log.run.status not in TERMINAL:
+            return False
+        self._forget(run_id)
+        return True

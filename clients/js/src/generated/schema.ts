@@ -64,8 +64,10 @@ export interface paths {
          *     `step_skipped` (reason `not run: …`), and so do a `foreach` step's items
          *     (each item's first event carries `data.items`, the item count; items
          *     that never started share one `step_skipped` from `data.index` to
-         *     `data.last_index`), also when the server died mid-run (closed at its
-         *     next start). Secret inputs
+         *     `data.last_index`), also when a run that cannot go on after its server
+         *     died is closed at the next start. A run that goes on after a restart gets
+         *     `skill_resumed` (not a second `skill_start`): each step instance running
+         *     at that seam starts over with a new `step_start`. Secret inputs
          *     are `[REDACTED]` in every event (see `/execute`). While the stream is
          *     idle a `: ping` comment is sent every 15 s (configurable).
          *
@@ -217,11 +219,25 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Get a run, with its result once it has ended */
+        /**
+         * Get a run, with its result once it has ended
+         * @description The run as it stands. With `wait`, a long poll for clients that cannot
+         *     stream: the answer comes as soon as the run has ended, or after `wait`
+         *     seconds (at most 60) with the run as it stands then (still `queued` or
+         *     `running`: ask again).
+         */
         get: operations["get_run"];
         put?: never;
         post?: never;
-        delete?: never;
+        /**
+         * Delete a finished run and its events
+         * @description Removes a run that has ended (`completed`, `failed`, `cancelled` or
+         *     `interrupted`) with its whole event log; its id is then unknown (404)
+         *     and its `Idempotency-Key` free again. A run still `queued` or `running`
+         *     is a 409: cancel it first. Only the key that started a run can delete it
+         *     (any other key gets 404).
+         */
+        delete: operations["delete_run"];
         /** CORS preflight */
         options: operations["preflight__get_run"];
         head?: never;
@@ -242,7 +258,10 @@ export interface paths {
          *     `/execute/stream` (same `id`s). The cursor is the `Last-Event-ID` header
          *     (what `EventSource` sends when it reconnects) or else `after`; without
          *     either, the stream starts at the first event. A finished run replays
-         *     and ends; a cursor at or past its `done` gives an empty stream.
+         *     and ends; a cursor equal to its last id (its `done`) gives an empty
+         *     stream that ends at once. A cursor past the log's last id (an id the
+         *     server never issued) is a 409 naming the header (or `after`) and the
+         *     log's last id.
          */
         get: operations["run_events"];
         put?: never;
@@ -274,6 +293,30 @@ export interface paths {
         delete?: never;
         /** CORS preflight */
         options: operations["preflight__cancel_run"];
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/capabilities": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List the capabilities a step can use
+         * @description Every capability a skill's step can name in `uses` on this server, built-in
+         *     and from installed plugins, sorted by name: what it does, the JSON Schema
+         *     of its `input` and of its output (what `steps.<id>.<field>` can read).
+         *     `docs/SKILLS.md` holds the same reference for the built-ins.
+         */
+        get: operations["list_capabilities"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        /** CORS preflight */
+        options: operations["preflight__list_capabilities"];
         head?: never;
         patch?: never;
         trace?: never;
@@ -326,7 +369,7 @@ export interface paths {
         };
         /**
          * Readiness probe
-         * @description 200 while the server accepts runs; 503 while it starts or drains.
+         * @description 200 while the server accepts runs and its run store answers (the answer names the store); 503 while it starts or drains, or while the store is unreachable.
          */
         get: operations["ready"];
         put?: never;
@@ -486,7 +529,7 @@ export interface components {
             error?: components["schemas"]["StepError"];
         };
         /** @enum {string} */
-        EventType: "skill_start" | "step_start" | "step_completed" | "step_skipped" | "step_degraded" | "step_failed" | "skill_completed" | "done" | "step_retrying" | "step_fallback" | "gate_warning";
+        EventType: "skill_start" | "step_start" | "step_completed" | "step_skipped" | "step_degraded" | "step_failed" | "skill_completed" | "done" | "step_retrying" | "step_fallback" | "gate_warning" | "skill_resumed";
         /** @description Fields every event but `done` carries. */
         EventEnvelope: {
             type: components["schemas"]["EventType"];
@@ -514,6 +557,13 @@ export interface components {
                 execution_channel: "http" | "http-stream" | "http-async";
                 /** @description The step ids in order, so a UI can draw them before they run. */
                 steps: string[];
+                /**
+                 * @description The content hash of the skill definition the run started with; a
+                 *     run resumed after a restart continues only with the same definition.
+                 */
+                digest?: string;
+                /** @description The run's time limit (the skill's `timeout` or `options.timeout_ms`, the smaller); it counts wall time from the run's start, across restarts. Absent: none. */
+                timeout_ms?: number;
             };
         } & {
             /**
@@ -521,6 +571,32 @@ export interface components {
              * @enum {string}
              */
             type: "skill_start";
+        };
+        /**
+         * @description The run goes on after its server stopped (a restart, or a lost node whose
+         *     runs a survivor took over): the seam in the log. Steps and `foreach` items
+         *     with a fate before it keep their fate and output and never run again. Each
+         *     step instance that was started and had no fate yet is void: it starts over
+         *     with a new `step_start` (at-least-once: its capability may run twice). Ids
+         *     keep counting up; `skill_start` is not repeated.
+         */
+        SkillResumedEvent: components["schemas"]["EventEnvelope"] & {
+            /** @enum {string} */
+            type: "skill_resumed";
+            data: {
+                /** @description Step instances (steps and `foreach` items, nested ones included) whose fate was kept. */
+                restored: number;
+                /** @description Step instances that were running and start over. */
+                rerun: number;
+                /** @description How many times this run has been resumed, this one included. */
+                resumes: number;
+            };
+        } & {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "skill_resumed";
         };
         StepStartEvent: components["schemas"]["EventEnvelope"] & {
             /** @enum {string} */
@@ -768,7 +844,7 @@ export interface components {
             type: "done";
         };
         /** @description One event of a run, told apart by `type`. */
-        SkillEvent: components["schemas"]["SkillStartEvent"] | components["schemas"]["StepStartEvent"] | components["schemas"]["StepCompletedEvent"] | components["schemas"]["StepSkippedEvent"] | components["schemas"]["StepDegradedEvent"] | components["schemas"]["StepFailedEvent"] | components["schemas"]["SkillCompletedEvent"] | components["schemas"]["DoneEvent"] | components["schemas"]["StepRetryingEvent"] | components["schemas"]["StepFallbackEvent"] | components["schemas"]["GateWarningEvent"];
+        SkillEvent: components["schemas"]["SkillStartEvent"] | components["schemas"]["StepStartEvent"] | components["schemas"]["StepCompletedEvent"] | components["schemas"]["StepSkippedEvent"] | components["schemas"]["StepDegradedEvent"] | components["schemas"]["StepFailedEvent"] | components["schemas"]["SkillCompletedEvent"] | components["schemas"]["SkillResumedEvent"] | components["schemas"]["DoneEvent"] | components["schemas"]["StepRetryingEvent"] | components["schemas"]["StepFallbackEvent"] | components["schemas"]["GateWarningEvent"];
         /**
          * @description One Server-Sent Events frame as a client's parser sees it. `data` is a
          *     JSON text whose schema is `SkillEvent`; `event` equals its `type`.
@@ -828,6 +904,20 @@ export interface components {
         SkillList: {
             skills: components["schemas"]["SkillSummary"][];
         };
+        Capability: {
+            /** @description What a step names in `uses`, e.g. `text.keywords`. */
+            name: string;
+            description: string;
+            /** @description The JSON Schema of the step's `input`. */
+            input_schema: Record<string, unknown>;
+            /** @description The JSON Schema of the capability's output. */
+            output_schema: Record<string, unknown>;
+            /** @description True for a safety gate (a step's `gate`), false for a step's `uses`. */
+            gate: boolean;
+        };
+        CapabilityList: {
+            capabilities: components["schemas"]["Capability"][];
+        };
         SkillStep: {
             id: string;
             uses: string;
@@ -867,14 +957,35 @@ export interface components {
             version?: string;
             /** @description How many skills are loaded. */
             skills?: number;
+            /**
+             * @description How many skill files (or directories) were skipped at start because
+             *     of a problem (each logged with its path, line and reason).
+             */
+            skills_skipped?: number;
+            store?: components["schemas"]["StoreHealth"];
+        };
+        /** @description The run store this server uses (readiness only). */
+        StoreHealth: {
+            /**
+             * @description `sqlite` (a file one process owns), `redis` (shared by every worker and node) or `memory` (runs lost at exit).
+             * @enum {string}
+             */
+            kind: "memory" | "sqlite" | "redis";
+            /** @description The store answered a read just now. */
+            reachable: boolean;
         };
     };
     responses: {
-        /** @description The preflight is allowed. */
+        /**
+         * @description The preflight's answer. Allowed: the `Access-Control-Allow-*` headers
+         *     below. Refused (an origin, method or request header that is not
+         *     allowed): none of them, so the browser blocks the request (Fetch
+         *     standard, CORS-preflight fetch), and the body names what was refused.
+         */
         CorsPreflight: {
             headers: {
                 "Access-Control-Allow-Origin": components["headers"]["AccessControlAllowOrigin"];
-                /** @description `GET, POST, OPTIONS`. */
+                /** @description `GET, POST, DELETE, OPTIONS`. */
                 "Access-Control-Allow-Methods"?: string;
                 /** @description The allowed request headers (see the `cors` tag). */
                 "Access-Control-Allow-Headers"?: string;
@@ -906,9 +1017,8 @@ export interface components {
             };
         };
         /**
-         * @description The preflight is refused (origin not in `SKILLRUN_CORS_ORIGINS`, or a
-         *     method or request header that is not allowed; `detail` names which),
-         *     or a path parameter is malformed.
+         * @description Not a CORS preflight, and a path parameter is malformed. (A refused
+         *     preflight is a 200 without `Access-Control-Allow-*` headers.)
          */
         CorsRefused: {
             headers: {
@@ -926,6 +1036,7 @@ export interface components {
             headers: {
                 "x-trace-id": components["headers"]["TraceId"];
                 "X-Run-Id": components["headers"]["RunId"];
+                "Idempotent-Replayed": components["headers"]["IdempotentReplayed"];
                 /** @description Always `no-cache`. */
                 "Cache-Control"?: string;
                 /** @description Always `no`, so proxies pass events on at once. */
@@ -948,7 +1059,7 @@ export interface components {
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
-        /** @description The `x-api-key` header is missing or wrong. */
+        /** @description The `x-api-key` header is missing or wrong (`detail` names the header). */
         Unauthorized: {
             headers: {
                 [name: string]: unknown;
@@ -975,8 +1086,46 @@ export interface components {
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
+        /**
+         * @description The `Idempotency-Key` was already used with a different request (another
+         *     body or skill) by this key; `errors` names the header and `detail` the
+         *     earlier run. 409, not 422: the request itself is valid, it conflicts
+         *     with the run the key already names. Use a new key for a new request.
+         */
+        IdempotencyConflict: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
+        /**
+         * @description The cursor (`Last-Event-ID`, or else `after`) is past the end of the
+         *     run's log: an id this run never issued. `errors[0].field` names the
+         *     header or parameter, and `detail` the log's last id (resume from it, or
+         *     from 0 for the whole log). 409, not 400: the cursor is well-formed; it
+         *     conflicts with the log as it stands.
+         */
+        CursorPastEnd: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
         /** @description The run has already ended; `detail` says how. */
         RunFinished: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
+        /** @description The run is still `queued` or `running`; cancel it (and wait for its end) first. */
+        RunNotFinished: {
             headers: {
                 [name: string]: unknown;
             };
@@ -1017,8 +1166,7 @@ export interface components {
         /**
          * @description The body is JSON but breaks the schema (e.g. an input is missing, of the
          *     wrong type or out of range, or an option is unknown). `errors` names
-         *     each failing field. Also: an `Idempotency-Key` already used with a
-         *     different request (`errors` names the `Idempotency-Key` header).
+         *     each failing field.
          */
         UnprocessableEntity: {
             headers: {
@@ -1064,17 +1212,24 @@ export interface components {
          * @example text.summarize
          */
         PreflightSkillId: string;
-        /** @description The calling page's origin (sent by browsers). */
+        /**
+         * @description The calling page's origin (sent by browsers). A preflight from an origin
+         *     not in `SKILLRUN_CORS_ORIGINS` (an empty or malformed one included) is
+         *     refused: a 200 without `Access-Control-Allow-*` headers.
+         */
         Origin: string;
         /**
          * @description Present (with `Origin`) only in a CORS preflight; the method the page
-         *     wants. Other methods are refused (400).
+         *     wants. `GET`, `POST`, `DELETE` and `OPTIONS` are allowed; any other is refused
+         *     (a 200 without `Access-Control-Allow-*` headers).
          */
-        AccessControlRequestMethod: "GET" | "POST" | "OPTIONS";
+        AccessControlRequestMethod: string;
         /**
          * @description The non-safelisted headers the page wants to send: lower-case names,
-         *     comma-separated, as browsers send them (Fetch standard). Other names
-         *     are refused (400).
+         *     comma-separated, as browsers send them (Fetch standard). Allowed:
+         *     `x-api-key`, `x-trace-id`, `last-event-id`, `idempotency-key`,
+         *     `content-type` and the CORS-safelisted ones; a preflight asking for any
+         *     other is refused (a 200 without `Access-Control-Allow-*` headers).
          */
         AccessControlRequestHeaders: string;
         /**
@@ -1092,8 +1247,9 @@ export interface components {
          * @description Makes a retry safe: a repeat with the same key and the same body from
          *     the same API key starts nothing and answers with the earlier run (a
          *     stream replays it from the start). The same key with a different body
-         *     (or skill) is a 422. Keys live as long as their run (see
-         *     `SKILLRUN_RUN_RETENTION`).
+         *     (or skill) is a 409. Keys live as long as their run (see
+         *     `SKILLRUN_RUN_RETENTION`, and `DELETE /v1/runs/{run_id}`). An answer
+         *     about the earlier run carries `Idempotent-Replayed: true`.
          */
         IdempotencyKey: string;
         /**
@@ -1126,6 +1282,11 @@ export interface components {
         RunId: string;
         /** @description The run's URL, `/v1/runs/{run_id}`. */
         RunLocation: string;
+        /**
+         * @description `true` when a repeated `Idempotency-Key` found the earlier run, so this
+         *     answer is about that run and nothing new was started; absent otherwise.
+         */
+        IdempotentReplayed: "true";
         /** @description Requests allowed per window for this key. */
         RateLimitLimit: number;
         /** @description Requests left in the current window. */
@@ -1157,8 +1318,9 @@ export interface operations {
                  * @description Makes a retry safe: a repeat with the same key and the same body from
                  *     the same API key starts nothing and answers with the earlier run (a
                  *     stream replays it from the start). The same key with a different body
-                 *     (or skill) is a 422. Keys live as long as their run (see
-                 *     `SKILLRUN_RUN_RETENTION`).
+                 *     (or skill) is a 409. Keys live as long as their run (see
+                 *     `SKILLRUN_RUN_RETENTION`, and `DELETE /v1/runs/{run_id}`). An answer
+                 *     about the earlier run carries `Idempotent-Replayed: true`.
                  */
                 "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
             };
@@ -1178,6 +1340,7 @@ export interface operations {
                 headers: {
                     "x-trace-id": components["headers"]["TraceId"];
                     "X-Run-Id": components["headers"]["RunId"];
+                    "Idempotent-Replayed": components["headers"]["IdempotentReplayed"];
                     "RateLimit-Limit": components["headers"]["RateLimitLimit"];
                     "RateLimit-Remaining": components["headers"]["RateLimitRemaining"];
                     "RateLimit-Reset": components["headers"]["RateLimitReset"];
@@ -1191,6 +1354,7 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];
             408: components["responses"]["BodyTimeout"];
+            409: components["responses"]["IdempotencyConflict"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["UnprocessableEntity"];
@@ -1202,17 +1366,24 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description The calling page's origin (sent by browsers). */
+                /**
+                 * @description The calling page's origin (sent by browsers). A preflight from an origin
+                 *     not in `SKILLRUN_CORS_ORIGINS` (an empty or malformed one included) is
+                 *     refused: a 200 without `Access-Control-Allow-*` headers.
+                 */
                 Origin?: components["parameters"]["Origin"];
                 /**
                  * @description Present (with `Origin`) only in a CORS preflight; the method the page
-                 *     wants. Other methods are refused (400).
+                 *     wants. `GET`, `POST`, `DELETE` and `OPTIONS` are allowed; any other is refused
+                 *     (a 200 without `Access-Control-Allow-*` headers).
                  */
                 "Access-Control-Request-Method"?: components["parameters"]["AccessControlRequestMethod"];
                 /**
                  * @description The non-safelisted headers the page wants to send: lower-case names,
-                 *     comma-separated, as browsers send them (Fetch standard). Other names
-                 *     are refused (400).
+                 *     comma-separated, as browsers send them (Fetch standard). Allowed:
+                 *     `x-api-key`, `x-trace-id`, `last-event-id`, `idempotency-key`,
+                 *     `content-type` and the CORS-safelisted ones; a preflight asking for any
+                 *     other is refused (a 200 without `Access-Control-Allow-*` headers).
                  */
                 "Access-Control-Request-Headers"?: components["parameters"]["AccessControlRequestHeaders"];
             };
@@ -1250,8 +1421,9 @@ export interface operations {
                  * @description Makes a retry safe: a repeat with the same key and the same body from
                  *     the same API key starts nothing and answers with the earlier run (a
                  *     stream replays it from the start). The same key with a different body
-                 *     (or skill) is a 422. Keys live as long as their run (see
-                 *     `SKILLRUN_RUN_RETENTION`).
+                 *     (or skill) is a 409. Keys live as long as their run (see
+                 *     `SKILLRUN_RUN_RETENTION`, and `DELETE /v1/runs/{run_id}`). An answer
+                 *     about the earlier run carries `Idempotent-Replayed: true`.
                  */
                 "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
             };
@@ -1271,6 +1443,7 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];
             408: components["responses"]["BodyTimeout"];
+            409: components["responses"]["IdempotencyConflict"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["UnprocessableEntity"];
@@ -1282,17 +1455,24 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description The calling page's origin (sent by browsers). */
+                /**
+                 * @description The calling page's origin (sent by browsers). A preflight from an origin
+                 *     not in `SKILLRUN_CORS_ORIGINS` (an empty or malformed one included) is
+                 *     refused: a 200 without `Access-Control-Allow-*` headers.
+                 */
                 Origin?: components["parameters"]["Origin"];
                 /**
                  * @description Present (with `Origin`) only in a CORS preflight; the method the page
-                 *     wants. Other methods are refused (400).
+                 *     wants. `GET`, `POST`, `DELETE` and `OPTIONS` are allowed; any other is refused
+                 *     (a 200 without `Access-Control-Allow-*` headers).
                  */
                 "Access-Control-Request-Method"?: components["parameters"]["AccessControlRequestMethod"];
                 /**
                  * @description The non-safelisted headers the page wants to send: lower-case names,
-                 *     comma-separated, as browsers send them (Fetch standard). Other names
-                 *     are refused (400).
+                 *     comma-separated, as browsers send them (Fetch standard). Allowed:
+                 *     `x-api-key`, `x-trace-id`, `last-event-id`, `idempotency-key`,
+                 *     `content-type` and the CORS-safelisted ones; a preflight asking for any
+                 *     other is refused (a 200 without `Access-Control-Allow-*` headers).
                  */
                 "Access-Control-Request-Headers"?: components["parameters"]["AccessControlRequestHeaders"];
             };
@@ -1330,8 +1510,9 @@ export interface operations {
                  * @description Makes a retry safe: a repeat with the same key and the same body from
                  *     the same API key starts nothing and answers with the earlier run (a
                  *     stream replays it from the start). The same key with a different body
-                 *     (or skill) is a 422. Keys live as long as their run (see
-                 *     `SKILLRUN_RUN_RETENTION`).
+                 *     (or skill) is a 409. Keys live as long as their run (see
+                 *     `SKILLRUN_RUN_RETENTION`, and `DELETE /v1/runs/{run_id}`). An answer
+                 *     about the earlier run carries `Idempotent-Replayed: true`.
                  */
                 "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
             };
@@ -1352,6 +1533,7 @@ export interface operations {
                     Location: components["headers"]["RunLocation"];
                     "x-trace-id": components["headers"]["TraceId"];
                     "X-Run-Id": components["headers"]["RunId"];
+                    "Idempotent-Replayed": components["headers"]["IdempotentReplayed"];
                     "RateLimit-Limit": components["headers"]["RateLimitLimit"];
                     "RateLimit-Remaining": components["headers"]["RateLimitRemaining"];
                     "RateLimit-Reset": components["headers"]["RateLimitReset"];
@@ -1365,6 +1547,7 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];
             408: components["responses"]["BodyTimeout"];
+            409: components["responses"]["IdempotencyConflict"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["UnprocessableEntity"];
@@ -1376,17 +1559,24 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description The calling page's origin (sent by browsers). */
+                /**
+                 * @description The calling page's origin (sent by browsers). A preflight from an origin
+                 *     not in `SKILLRUN_CORS_ORIGINS` (an empty or malformed one included) is
+                 *     refused: a 200 without `Access-Control-Allow-*` headers.
+                 */
                 Origin?: components["parameters"]["Origin"];
                 /**
                  * @description Present (with `Origin`) only in a CORS preflight; the method the page
-                 *     wants. Other methods are refused (400).
+                 *     wants. `GET`, `POST`, `DELETE` and `OPTIONS` are allowed; any other is refused
+                 *     (a 200 without `Access-Control-Allow-*` headers).
                  */
                 "Access-Control-Request-Method"?: components["parameters"]["AccessControlRequestMethod"];
                 /**
                  * @description The non-safelisted headers the page wants to send: lower-case names,
-                 *     comma-separated, as browsers send them (Fetch standard). Other names
-                 *     are refused (400).
+                 *     comma-separated, as browsers send them (Fetch standard). Allowed:
+                 *     `x-api-key`, `x-trace-id`, `last-event-id`, `idempotency-key`,
+                 *     `content-type` and the CORS-safelisted ones; a preflight asking for any
+                 *     other is refused (a 200 without `Access-Control-Allow-*` headers).
                  */
                 "Access-Control-Request-Headers"?: components["parameters"]["AccessControlRequestHeaders"];
             };
@@ -1437,17 +1627,24 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description The calling page's origin (sent by browsers). */
+                /**
+                 * @description The calling page's origin (sent by browsers). A preflight from an origin
+                 *     not in `SKILLRUN_CORS_ORIGINS` (an empty or malformed one included) is
+                 *     refused: a 200 without `Access-Control-Allow-*` headers.
+                 */
                 Origin?: components["parameters"]["Origin"];
                 /**
                  * @description Present (with `Origin`) only in a CORS preflight; the method the page
-                 *     wants. Other methods are refused (400).
+                 *     wants. `GET`, `POST`, `DELETE` and `OPTIONS` are allowed; any other is refused
+                 *     (a 200 without `Access-Control-Allow-*` headers).
                  */
                 "Access-Control-Request-Method"?: components["parameters"]["AccessControlRequestMethod"];
                 /**
                  * @description The non-safelisted headers the page wants to send: lower-case names,
-                 *     comma-separated, as browsers send them (Fetch standard). Other names
-                 *     are refused (400).
+                 *     comma-separated, as browsers send them (Fetch standard). Allowed:
+                 *     `x-api-key`, `x-trace-id`, `last-event-id`, `idempotency-key`,
+                 *     `content-type` and the CORS-safelisted ones; a preflight asking for any
+                 *     other is refused (a 200 without `Access-Control-Allow-*` headers).
                  */
                 "Access-Control-Request-Headers"?: components["parameters"]["AccessControlRequestHeaders"];
             };
@@ -1524,17 +1721,24 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description The calling page's origin (sent by browsers). */
+                /**
+                 * @description The calling page's origin (sent by browsers). A preflight from an origin
+                 *     not in `SKILLRUN_CORS_ORIGINS` (an empty or malformed one included) is
+                 *     refused: a 200 without `Access-Control-Allow-*` headers.
+                 */
                 Origin?: components["parameters"]["Origin"];
                 /**
                  * @description Present (with `Origin`) only in a CORS preflight; the method the page
-                 *     wants. Other methods are refused (400).
+                 *     wants. `GET`, `POST`, `DELETE` and `OPTIONS` are allowed; any other is refused
+                 *     (a 200 without `Access-Control-Allow-*` headers).
                  */
                 "Access-Control-Request-Method"?: components["parameters"]["AccessControlRequestMethod"];
                 /**
                  * @description The non-safelisted headers the page wants to send: lower-case names,
-                 *     comma-separated, as browsers send them (Fetch standard). Other names
-                 *     are refused (400).
+                 *     comma-separated, as browsers send them (Fetch standard). Allowed:
+                 *     `x-api-key`, `x-trace-id`, `last-event-id`, `idempotency-key`,
+                 *     `content-type` and the CORS-safelisted ones; a preflight asking for any
+                 *     other is refused (a 200 without `Access-Control-Allow-*` headers).
                  */
                 "Access-Control-Request-Headers"?: components["parameters"]["AccessControlRequestHeaders"];
             };
@@ -1632,17 +1836,24 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description The calling page's origin (sent by browsers). */
+                /**
+                 * @description The calling page's origin (sent by browsers). A preflight from an origin
+                 *     not in `SKILLRUN_CORS_ORIGINS` (an empty or malformed one included) is
+                 *     refused: a 200 without `Access-Control-Allow-*` headers.
+                 */
                 Origin?: components["parameters"]["Origin"];
                 /**
                  * @description Present (with `Origin`) only in a CORS preflight; the method the page
-                 *     wants. Other methods are refused (400).
+                 *     wants. `GET`, `POST`, `DELETE` and `OPTIONS` are allowed; any other is refused
+                 *     (a 200 without `Access-Control-Allow-*` headers).
                  */
                 "Access-Control-Request-Method"?: components["parameters"]["AccessControlRequestMethod"];
                 /**
                  * @description The non-safelisted headers the page wants to send: lower-case names,
-                 *     comma-separated, as browsers send them (Fetch standard). Other names
-                 *     are refused (400).
+                 *     comma-separated, as browsers send them (Fetch standard). Allowed:
+                 *     `x-api-key`, `x-trace-id`, `last-event-id`, `idempotency-key`,
+                 *     `content-type` and the CORS-safelisted ones; a preflight asking for any
+                 *     other is refused (a 200 without `Access-Control-Allow-*` headers).
                  */
                 "Access-Control-Request-Headers"?: components["parameters"]["AccessControlRequestHeaders"];
             };
@@ -1659,7 +1870,10 @@ export interface operations {
     };
     get_run: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Seconds to wait for the run to end before answering (0 to 60; default 0, at once). */
+                wait?: number;
+            };
             header?: never;
             path: {
                 /**
@@ -1692,21 +1906,60 @@ export interface operations {
             429: components["responses"]["TooManyRequests"];
         };
     };
+    delete_run: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description A run id, as in `X-Run-Id`, e.g. `run_5f0c3a9b2d7e4f61a8c9b0d1`.
+                 * @example run_5f0c3a9b2d7e4f61a8c9b0d1
+                 */
+                run_id: components["parameters"]["RunId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The run and its events are gone. */
+            204: {
+                headers: {
+                    "RateLimit-Limit": components["headers"]["RateLimitLimit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimitRemaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["RunNotFound"];
+            409: components["responses"]["RunNotFinished"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
     preflight__get_run: {
         parameters: {
             query?: never;
             header?: {
-                /** @description The calling page's origin (sent by browsers). */
+                /**
+                 * @description The calling page's origin (sent by browsers). A preflight from an origin
+                 *     not in `SKILLRUN_CORS_ORIGINS` (an empty or malformed one included) is
+                 *     refused: a 200 without `Access-Control-Allow-*` headers.
+                 */
                 Origin?: components["parameters"]["Origin"];
                 /**
                  * @description Present (with `Origin`) only in a CORS preflight; the method the page
-                 *     wants. Other methods are refused (400).
+                 *     wants. `GET`, `POST`, `DELETE` and `OPTIONS` are allowed; any other is refused
+                 *     (a 200 without `Access-Control-Allow-*` headers).
                  */
                 "Access-Control-Request-Method"?: components["parameters"]["AccessControlRequestMethod"];
                 /**
                  * @description The non-safelisted headers the page wants to send: lower-case names,
-                 *     comma-separated, as browsers send them (Fetch standard). Other names
-                 *     are refused (400).
+                 *     comma-separated, as browsers send them (Fetch standard). Allowed:
+                 *     `x-api-key`, `x-trace-id`, `last-event-id`, `idempotency-key`,
+                 *     `content-type` and the CORS-safelisted ones; a preflight asking for any
+                 *     other is refused (a 200 without `Access-Control-Allow-*` headers).
                  */
                 "Access-Control-Request-Headers"?: components["parameters"]["AccessControlRequestHeaders"];
             };
@@ -1753,6 +2006,7 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["RunNotFound"];
+            409: components["responses"]["CursorPastEnd"];
             429: components["responses"]["TooManyRequests"];
         };
     };
@@ -1760,17 +2014,24 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description The calling page's origin (sent by browsers). */
+                /**
+                 * @description The calling page's origin (sent by browsers). A preflight from an origin
+                 *     not in `SKILLRUN_CORS_ORIGINS` (an empty or malformed one included) is
+                 *     refused: a 200 without `Access-Control-Allow-*` headers.
+                 */
                 Origin?: components["parameters"]["Origin"];
                 /**
                  * @description Present (with `Origin`) only in a CORS preflight; the method the page
-                 *     wants. Other methods are refused (400).
+                 *     wants. `GET`, `POST`, `DELETE` and `OPTIONS` are allowed; any other is refused
+                 *     (a 200 without `Access-Control-Allow-*` headers).
                  */
                 "Access-Control-Request-Method"?: components["parameters"]["AccessControlRequestMethod"];
                 /**
                  * @description The non-safelisted headers the page wants to send: lower-case names,
-                 *     comma-separated, as browsers send them (Fetch standard). Other names
-                 *     are refused (400).
+                 *     comma-separated, as browsers send them (Fetch standard). Allowed:
+                 *     `x-api-key`, `x-trace-id`, `last-event-id`, `idempotency-key`,
+                 *     `content-type` and the CORS-safelisted ones; a preflight asking for any
+                 *     other is refused (a 200 without `Access-Control-Allow-*` headers).
                  */
                 "Access-Control-Request-Headers"?: components["parameters"]["AccessControlRequestHeaders"];
             };
@@ -1832,17 +2093,24 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description The calling page's origin (sent by browsers). */
+                /**
+                 * @description The calling page's origin (sent by browsers). A preflight from an origin
+                 *     not in `SKILLRUN_CORS_ORIGINS` (an empty or malformed one included) is
+                 *     refused: a 200 without `Access-Control-Allow-*` headers.
+                 */
                 Origin?: components["parameters"]["Origin"];
                 /**
                  * @description Present (with `Origin`) only in a CORS preflight; the method the page
-                 *     wants. Other methods are refused (400).
+                 *     wants. `GET`, `POST`, `DELETE` and `OPTIONS` are allowed; any other is refused
+                 *     (a 200 without `Access-Control-Allow-*` headers).
                  */
                 "Access-Control-Request-Method"?: components["parameters"]["AccessControlRequestMethod"];
                 /**
                  * @description The non-safelisted headers the page wants to send: lower-case names,
-                 *     comma-separated, as browsers send them (Fetch standard). Other names
-                 *     are refused (400).
+                 *     comma-separated, as browsers send them (Fetch standard). Allowed:
+                 *     `x-api-key`, `x-trace-id`, `last-event-id`, `idempotency-key`,
+                 *     `content-type` and the CORS-safelisted ones; a preflight asking for any
+                 *     other is refused (a 200 without `Access-Control-Allow-*` headers).
                  */
                 "Access-Control-Request-Headers"?: components["parameters"]["AccessControlRequestHeaders"];
             };
@@ -1854,6 +2122,67 @@ export interface operations {
                  */
                 run_id: components["parameters"]["PreflightRunId"];
             };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: components["responses"]["CorsPreflight"];
+            204: components["responses"]["NotPreflight"];
+            400: components["responses"]["CorsRefused"];
+            404: components["responses"]["NoRoute"];
+        };
+    };
+    list_capabilities: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The capabilities, sorted by name. */
+            200: {
+                headers: {
+                    "RateLimit-Limit": components["headers"]["RateLimitLimit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimitRemaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CapabilityList"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    preflight__list_capabilities: {
+        parameters: {
+            query?: never;
+            header?: {
+                /**
+                 * @description The calling page's origin (sent by browsers). A preflight from an origin
+                 *     not in `SKILLRUN_CORS_ORIGINS` (an empty or malformed one included) is
+                 *     refused: a 200 without `Access-Control-Allow-*` headers.
+                 */
+                Origin?: components["parameters"]["Origin"];
+                /**
+                 * @description Present (with `Origin`) only in a CORS preflight; the method the page
+                 *     wants. `GET`, `POST`, `DELETE` and `OPTIONS` are allowed; any other is refused
+                 *     (a 200 without `Access-Control-Allow-*` headers).
+                 */
+                "Access-Control-Request-Method"?: components["parameters"]["AccessControlRequestMethod"];
+                /**
+                 * @description The non-safelisted headers the page wants to send: lower-case names,
+                 *     comma-separated, as browsers send them (Fetch standard). Allowed:
+                 *     `x-api-key`, `x-trace-id`, `last-event-id`, `idempotency-key`,
+                 *     `content-type` and the CORS-safelisted ones; a preflight asking for any
+                 *     other is refused (a 200 without `Access-Control-Allow-*` headers).
+                 */
+                "Access-Control-Request-Headers"?: components["parameters"]["AccessControlRequestHeaders"];
+            };
+            path?: never;
             cookie?: never;
         };
         requestBody?: never;

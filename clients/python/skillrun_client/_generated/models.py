@@ -99,7 +99,7 @@ class ExecuteResult(BaseModel):
     error: StepError | None = None
 
 
-EventType = TypeAliasType("EventType", Literal['skill_start', 'step_start', 'step_completed', 'step_skipped', 'step_degraded', 'step_failed', 'skill_completed', 'done', 'step_retrying', 'step_fallback', 'gate_warning'])
+EventType = TypeAliasType("EventType", Literal['skill_start', 'step_start', 'step_completed', 'step_skipped', 'step_degraded', 'step_failed', 'skill_completed', 'done', 'step_retrying', 'step_fallback', 'gate_warning', 'skill_resumed'])
 
 
 class EventEnvelope(BaseModel):
@@ -132,11 +132,59 @@ class SkillStartData(BaseModel):
             description='The step ids in order, so a UI can draw them before they run.'
         ),
     ]
+    digest: Annotated[
+        str | None,
+        Field(
+            description='The content hash of the skill definition the run started with; a\nrun resumed after a restart continues only with the same definition.\n'
+        ),
+    ] = None
+    timeout_ms: Annotated[
+        float | None,
+        Field(
+            description="The run's time limit (the skill's `timeout` or `options.timeout_ms`, the smaller); it counts wall time from the run's start, across restarts. Absent: none.",
+            ge=0.0,
+        ),
+    ] = None
 
 
 class SkillStartEvent(EventEnvelope):
     type: Literal['skill_start']
     data: SkillStartData
+
+
+class SkillResumedData(BaseModel):
+    restored: Annotated[
+        int,
+        Field(
+            description='Step instances (steps and `foreach` items, nested ones included) whose fate was kept.',
+            ge=0,
+        ),
+    ]
+    rerun: Annotated[
+        int, Field(description='Step instances that were running and start over.', ge=0)
+    ]
+    resumes: Annotated[
+        int,
+        Field(
+            description='How many times this run has been resumed, this one included.',
+            ge=1,
+        ),
+    ]
+
+
+class SkillResumedEvent(EventEnvelope):
+    """
+    The run goes on after its server stopped (a restart, or a lost node whose
+    runs a survivor took over): the seam in the log. Steps and `foreach` items
+    with a fate before it keep their fate and output and never run again. Each
+    step instance that was started and had no fate yet is void: it starts over
+    with a new `step_start` (at-least-once: its capability may run twice). Ids
+    keep counting up; `skill_start` is not repeated.
+
+    """
+
+    type: Literal['skill_resumed']
+    data: SkillResumedData
 
 
 class GateFinding(BaseModel):
@@ -296,6 +344,29 @@ class SkillList(BaseModel):
     skills: list[SkillSummary]
 
 
+class Capability(BaseModel):
+    name: Annotated[
+        str, Field(description='What a step names in `uses`, e.g. `text.keywords`.')
+    ]
+    description: str
+    input_schema: Annotated[
+        dict[str, Any], Field(description="The JSON Schema of the step's `input`.")
+    ]
+    output_schema: Annotated[
+        dict[str, Any], Field(description="The JSON Schema of the capability's output.")
+    ]
+    gate: Annotated[
+        bool,
+        Field(
+            description="True for a safety gate (a step's `gate`), false for a step's `uses`."
+        ),
+    ]
+
+
+class CapabilityList(BaseModel):
+    capabilities: list[Capability]
+
+
 class SkillStep(BaseModel):
     id: str
     uses: str
@@ -343,12 +414,18 @@ class SkillDescription(BaseModel):
     steps: list[SkillStep]
 
 
-class Health(BaseModel):
-    status: Literal['ok']
-    version: str | None = None
-    skills: Annotated[
-        int | None, Field(description='How many skills are loaded.', ge=0)
-    ] = None
+class StoreHealth(BaseModel):
+    """
+    The run store this server uses (readiness only).
+    """
+
+    kind: Annotated[
+        Literal['memory', 'sqlite', 'redis'],
+        Field(
+            description='`sqlite` (a file one process owns), `redis` (shared by every worker and node) or `memory` (runs lost at exit).'
+        ),
+    ]
+    reachable: Annotated[bool, Field(description='The store answered a read just now.')]
 
 
 class Problem(BaseModel):
@@ -578,10 +655,26 @@ class GateWarningEvent(EventEnvelope):
 SkillEvent = TypeAliasType(
     "SkillEvent",
     Annotated[
-        SkillStartEvent | StepStartEvent | StepCompletedEvent | StepSkippedEvent | StepDegradedEvent | StepFailedEvent | SkillCompletedEvent | DoneEvent | StepRetryingEvent | StepFallbackEvent | GateWarningEvent,
+        SkillStartEvent | StepStartEvent | StepCompletedEvent | StepSkippedEvent | StepDegradedEvent | StepFailedEvent | SkillCompletedEvent | SkillResumedEvent | DoneEvent | StepRetryingEvent | StepFallbackEvent | GateWarningEvent,
         Field(
             description='One event of a run, told apart by `type`.',
             discriminator='type',
         ),
     ],
 )
+
+
+class Health(BaseModel):
+    status: Literal['ok']
+    version: str | None = None
+    skills: Annotated[
+        int | None, Field(description='How many skills are loaded.', ge=0)
+    ] = None
+    skills_skipped: Annotated[
+        int | None,
+        Field(
+            description='How many skill files (or directories) were skipped at start because\nof a problem (each logged with its path, line and reason).\n',
+            ge=0,
+        ),
+    ] = None
+    store: StoreHealth | None = None
