@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
+import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -312,3 +315,46 @@ def test_prometheus_scrapes_the_server_and_its_query_api_returns_the_run_counter
         proc.wait(10)
         log.close()
         server.stop()
+
+
+_SUPERVISE = """
+import sys
+from skillrun.cli import ServeOptions, WorkerSupervisor
+from skillrun.observe import multiproc
+from skillrun.settings import Settings
+multiproc.prepare(2)  # as `skillrun serve --workers 2` does, before the workers start
+settings = Settings(api_keys=[{key!r}], db=":memory:", http_public=False, rate_limit="100000/minute")
+sys.exit(WorkerSupervisor(settings, ServeOptions("127.0.0.1", {port}, "info"), 2).run())
+"""
+
+
+def test_with_two_workers_every_scrape_counts_the_runs_of_both(tmp_path: Path) -> None:
+    """`--workers 2` (the supervisor, each worker with its own in-memory store): 20 runs, each
+    on a new connection so both workers serve some; then 10 scrapes, whichever worker answers
+    each, all count 20 finished runs and no run in progress."""
+    port = free_port()
+    log = tmp_path / "supervisor.log"
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-c", _SUPERVISE.format(key=API_KEY, port=port)],
+                                stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while log.read_text(errors="replace").count("Application startup complete") < 2:
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text(errors="replace")
+            time.sleep(0.2)
+        for _ in range(20):
+            r = httpx.post(url + "/v1/skills/text.summarize/execute", json={"inputs": {"text": "a b. c d."}},
+                           headers={"x-api-key": API_KEY, "connection": "close"})
+            assert r.status_code == 200
+        for _ in range(10):
+            text = httpx.get(url + "/metrics", headers={"connection": "close"}).text
+            assert value(text, "skillrun_runs_finished_total", skill="text.summarize", status="completed") == 20
+            assert value(text, "skillrun_runs_in_progress", skill="text.summarize") == 0
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
