@@ -358,3 +358,42 @@ def test_with_two_workers_every_scrape_counts_the_runs_of_both(tmp_path: Path) -
             proc.wait(30)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def test_batched_step_durations_match_direct_observation() -> None:
+    """3,000 step durations spread over every bucket, through a run's batch, give the same bucket
+    counts and count as Histogram.observe one by one (and the same sum, to rounding)."""
+    from prometheus_client import CollectorRegistry, Histogram
+
+    from skillrun.observe.runevents import StepDurations
+
+    registry = CollectorRegistry()
+    batched = Histogram("a_seconds", "a", buckets=(0.001, 0.01, 0.1, 1, 10), registry=registry)
+    direct = Histogram("b_seconds", "b", buckets=(0.001, 0.01, 0.1, 1, 10), registry=registry)
+    batch = StepDurations(batched)
+    values = [10 ** (i % 7 - 4) for i in range(3000)] + [0.01, 1.0]  # bounds themselves land in their bucket
+    for v in values:
+        batch.observe(v)
+        direct.observe(v)
+    batch.flush()
+    a = {(s.name.replace("a_", ""), tuple(sorted(s.labels.items()))): s.value
+         for f in registry.collect() if f.name == "a_seconds" for s in f.samples if "created" not in s.name}
+    b = {(s.name.replace("b_", ""), tuple(sorted(s.labels.items()))): s.value
+         for f in registry.collect() if f.name == "b_seconds" for s in f.samples if "created" not in s.name}
+    assert set(a) == set(b)
+    for key in a:
+        assert a[key] == pytest.approx(b[key]), key
+
+
+@pytest.mark.anyio
+async def test_a_running_runs_step_durations_appear_within_seconds(app_factory: Callable[..., Any]) -> None:
+    """A 10-step ticker, 300 ms a step: 2.2 s after it starts, while it still runs, the scrape
+    already counts at least 3 completed steps (durations are added at least every second)."""
+    async with asgi_client(app_factory()) as client:
+        r = await client.post("/v1/skills/demo.ticker/execute/async", json={"inputs": {"steps": 10, "delay_ms": 300}})
+        run_id = r.json()["run_id"]
+        await asyncio.sleep(2.2)
+        text = await scrape(client)
+        assert (await client.get(f"/v1/runs/{run_id}")).json()["status"] == "running"
+    assert value(text, "skillrun_step_duration_seconds_count", skill="demo.ticker", capability="util.sleep",
+                 status="completed") >= 3
