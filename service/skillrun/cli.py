@@ -72,9 +72,8 @@ def _serve(args: argparse.Namespace) -> int:
     from .devkey import load_or_create
     from .observe import multiproc
 
-    # Before anything imports prometheus_client, and before the workers start (they
-    # inherit the environment): see observe/multiproc.py.
-    multiproc.prepare(args.workers)
+    # Before anything imports prometheus_client (see observe/multiproc.py).
+    multiproc.prepare(int(getattr(args, "workers", 1) or 1))
 
     try:
         settings = Settings.from_env()
@@ -106,28 +105,28 @@ def _serve(args: argparse.Namespace) -> int:
         print(_dev_key_notice(dev), flush=True)
     options = ServeOptions(args.host, args.port, args.log_level)
     if args.workers == 1:
-        return serve_process(settings, options, announce=True, metrics_port_here=True)
-    if settings.metrics_port is not None and settings.metrics:
-        # The workers' values, summed from PROMETHEUS_MULTIPROC_DIR, served by the parent.
-        from prometheus_client import CollectorRegistry, start_http_server
-        from prometheus_client.multiprocess import MultiProcessCollector
-
-        registry = CollectorRegistry()
-        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        start_http_server(settings.metrics_port, addr=args.host, registry=registry)
+        return serve_process(settings, options, announce=True)
+    _metrics_port_of_workers(settings, options)
     return WorkerSupervisor(settings, options, args.workers).run()
 
 
+def _metrics_port_of_workers(settings: Settings, options: ServeOptions) -> None:
+    """``--metrics-port`` with several workers: the supervisor serves the sum of every
+    worker's values (prometheus-client's multiprocess mode), from a thread of its own."""
+    if settings.metrics_port is None or not settings.metrics:
+        return
+    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    start_http_server(settings.metrics_port, addr=options.host, registry=registry)
+
+
 def serve_process(
-    settings: Settings,
-    options: ServeOptions,
-    sockets: list[socket.socket] | None = None,
-    announce: bool = False,
-    metrics_port_here: bool = False,
+    settings: Settings, options: ServeOptions, sockets: list[socket.socket] | None = None, announce: bool = False
 ) -> int:
-    """One serving process: build the app, own its store, serve until signalled.
-    ``metrics_port_here``: this process serves ``settings.metrics_port`` (a single
-    process; with workers, their parent does)."""
+    """One serving process: build the app, own its store, serve until signalled."""
     import uvicorn
 
     from .app import create_app
@@ -152,10 +151,11 @@ def serve_process(
         span_ids=tracing.current_ids if tracing is not None else None,
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    if metrics_port_here and settings.metrics_port is not None and observe.metrics is not None:
+    if settings.metrics_port is not None and observe.metrics is not None and sockets is None:
         from prometheus_client import start_http_server
 
         # A thread of its own, on its own port: scrapes never queue behind requests.
+        # (With --workers N the supervisor serves it: ``_metrics_port_of_workers``.)
         start_http_server(settings.metrics_port, addr=options.host, registry=observe.metrics.scrape_registry())
     config = uvicorn.Config(
         app,

@@ -9,17 +9,29 @@ import type {
   RunList,
   RunListParams,
   SkillDescription,
-  SkillSummary,
   SkillList,
 } from './types.js';
 
-/** The body of every execute call. */
-export interface ExecuteBody {
+/** The body of every execute call; `I` is the skill's inputs type (see `SkillMap`). */
+export interface ExecuteBody<I = Record<string, unknown>> {
   /** The skill's inputs; their schema is the skill's (see `skills.get`). */
-  inputs: Record<string, unknown>;
+  inputs: I;
   /** Per-run options (`timeout_ms`, `on_disconnect` …), as the contract's `ExecuteOptions`. */
   options?: ExecuteOptions;
 }
+
+/**
+ * Each skill id with its inputs and outputs types. `npx skillrun-client codegen URL`
+ * writes one for the skills a server serves; `createClient<Skills>(…)` then types
+ * `stream`, `execute` and `executeAsync` by skill.
+ */
+export type SkillMap = Record<string, { inputs: unknown; outputs: unknown }>;
+
+/** Any skill: inputs and outputs are plain JSON objects. The default `SkillMap`. */
+export type AnySkills = Record<string, { inputs: Record<string, unknown>; outputs: Record<string, unknown> }>;
+
+/** A result whose `outputs` has the skill's outputs type. */
+export type TypedResult<O> = Omit<ExecuteResult, 'outputs'> & { outputs: O };
 
 /** Options of the calls that start a run. */
 export interface RunOptions extends RequestOptions {
@@ -38,17 +50,20 @@ export interface EventsOptions extends RequestOptions {
   after?: string | number;
 }
 
-/** What `createClient` returns: the calls of the API, grouped as its tags are. */
-export interface Client {
+/**
+ * What `createClient` returns: the calls of the API, grouped as its tags are.
+ * `S` types the execute calls by skill (see `SkillMap`).
+ */
+export interface Client<S extends SkillMap = AnySkills> {
   /**
    * Run a skill and stream its events. Nothing is sent until the stream is
    * iterated or `result()` is called.
    */
-  stream(skillId: string, body: ExecuteBody, options?: RunOptions): SkillStream;
+  stream<K extends keyof S & string>(skillId: K, body: ExecuteBody<S[K]['inputs']>, options?: RunOptions): SkillStream<S[K]['outputs']>;
   /** Run a skill and wait for its result (a failed run is a result too, `status: 'failed'`). */
-  execute(skillId: string, body: ExecuteBody, options?: RunOptions): Promise<ExecuteResult>;
+  execute<K extends keyof S & string>(skillId: K, body: ExecuteBody<S[K]['inputs']>, options?: RunOptions): Promise<TypedResult<S[K]['outputs']>>;
   /** Start a run in the background; follow it with `runs.events` or poll `runs.get`. */
-  executeAsync(skillId: string, body: ExecuteBody, options?: RunOptions): Promise<RunAccepted>;
+  executeAsync<K extends keyof S & string>(skillId: K, body: ExecuteBody<S[K]['inputs']>, options?: RunOptions): Promise<RunAccepted>;
   /** The runs this API key started. */
   runs: {
     /** One run (`result` once it has ended); `NotFoundError` for a run this key cannot see. */
@@ -62,8 +77,8 @@ export interface Client {
   };
   /** The skills the server has loaded. */
   skills: {
-    /** Every loaded skill, sorted by id. */
-    list(options?: RequestOptions): Promise<SkillSummary[]>;
+    /** Every loaded skill, sorted by id, in `skills` (the body, as `runs.list` answers its page). */
+    list(options?: RequestOptions): Promise<SkillList>;
     /** One skill with its inputs and outputs schemas; `NotFoundError` when not loaded. */
     get(skillId: string, options?: RequestOptions): Promise<SkillDescription>;
   };
@@ -73,7 +88,7 @@ export interface Client {
  * A client for one server and API key. Every request sends `x-api-key`;
  * runs are started with a generated `Idempotency-Key`, so retries are safe.
  */
-export function createClient(options: ClientOptions): Client {
+export function createClient<S extends SkillMap = AnySkills>(options: ClientOptions): Client<S> {
   const core = new Core(options);
   const skillPath = (skillId: string, suffix: string): string => `/v1/skills/${encodeURIComponent(skillId)}${suffix}`;
   const runPath = (runId: string, suffix = ''): string => `/v1/runs/${encodeURIComponent(runId)}${suffix}`;
@@ -88,7 +103,7 @@ export function createClient(options: ClientOptions): Client {
     return headers;
   }
 
-  function start(skillId: string, suffix: string, body: ExecuteBody, options: RunOptions | undefined, accept: string) {
+  function start(skillId: string, suffix: string, body: ExecuteBody<unknown>, options: RunOptions | undefined, accept: string) {
     return {
       method: 'POST' as const,
       path: skillPath(skillId, suffix),
@@ -110,14 +125,15 @@ export function createClient(options: ClientOptions): Client {
   return {
     stream(skillId, body, options) {
       const request = start(skillId, '/execute/stream', body, options, 'text/event-stream');
-      return new SkillStream(core, (signal) => core.send({ ...request, signal, headersTimeout: true }), {
+      // `never` outputs: the runtime result is the server's; the caller's `S` names its type.
+      return new SkillStream<never>(core, (signal) => core.send({ ...request, signal, headersTimeout: true }), {
         signal: options?.signal,
         headers: options?.headers,
       });
     },
     execute(skillId, body, options) {
       // No headers timeout: /execute answers when the run ends, however long it takes.
-      return core.json<ExecuteResult>(start(skillId, '/execute', body, options, 'application/json'));
+      return core.json<TypedResult<never>>(start(skillId, '/execute', body, options, 'application/json'));
     },
     executeAsync(skillId, body, options) {
       return core.json<RunAccepted>({
@@ -141,8 +157,7 @@ export function createClient(options: ClientOptions): Client {
       },
     },
     skills: {
-      list: async (options) =>
-        (await core.json<SkillList>({ method: 'GET', path: '/v1/skills', ...plain(options) })).skills,
+      list: (options) => core.json<SkillList>({ method: 'GET', path: '/v1/skills', ...plain(options) }),
       get: (skillId, options) =>
         core.json<SkillDescription>({ method: 'GET', path: skillPath(skillId, ''), ...plain(options) }),
     },

@@ -6,10 +6,10 @@ import {
   APIConnectionError,
   APIError,
   APITimeoutError,
-  RateLimitError,
   errorFromResponse,
   retryAfterSeconds,
 } from './errors.js';
+import { CLIENT_DEFAULTS } from './generated/defaults.js';
 
 /** A `fetch` the client can use instead of the platform's (a proxy agent, a test double). */
 export type FetchLike = (input: string, init: RequestInit) => Promise<Response>;
@@ -25,16 +25,26 @@ export interface ClientOptions {
   /**
    * How often to retry a request that did not reach a run (connection error,
    * 429, 502, 503, 504), and how many reconnects in a row a stream may make
-   * without receiving an event. Default 4.
+   * without receiving an event. Default 5.
    */
   maxRetries?: number;
+  /**
+   * The longest `Retry-After` waited for, in ms; a longer one goes to the
+   * caller at once (as the error). Default 60 000.
+   */
+  maxRetryAfterMs?: number;
+  /**
+   * Streams: an event of a type this client does not know throws `StreamError`
+   * instead of arriving as an `UnknownEvent`. For tests. Default false.
+   */
+  strict?: boolean;
   /**
    * A stream with no bytes at all for this long (heartbeats count) is treated
    * as dropped and resumed; a request whose answer's headers do not come within
    * this long fails with `APITimeoutError` (retried like a connection error).
    * `execute` is the exception: `/execute` answers when its run ends, so it
    * waits as long as the run takes (pass a `signal` to bound it). Default
-   * 60 000 ms: four of the server's 15 s heartbeats.
+   * 45 000 ms: three of the server's 15 s heartbeats.
    */
   idleTimeoutMs?: number;
   /** Extra headers for every request. */
@@ -61,18 +71,20 @@ export interface SendOptions extends RequestOptions {
 }
 
 const RETRY_STATUS = new Set([429, 502, 503, 504]);
-const BASE_DELAY_MS = 250;
-const MAX_DELAY_MS = 8_000;
-const JITTER = 0.25;
-/** A Retry-After longer than this is not waited for: the error goes to the caller. */
-const MAX_RETRY_AFTER_S = 60;
+// The behaviour table shared with the Python client: the spec's info.x-skillrun-client-defaults.
+const BASE_DELAY_MS = CLIENT_DEFAULTS.backoff_initial_ms;
+const MAX_DELAY_MS = CLIENT_DEFAULTS.backoff_max_ms;
+const MULTIPLIER = CLIENT_DEFAULTS.backoff_multiplier;
+const JITTER = CLIENT_DEFAULTS.backoff_jitter;
 
 export class Core {
   readonly baseUrl: string;
   readonly apiKey: string;
   readonly fetch: FetchLike;
   readonly maxRetries: number;
+  readonly maxRetryAfterMs: number;
   readonly idleTimeoutMs: number;
+  readonly strict: boolean;
   readonly headers: Record<string, string>;
 
   constructor(options: ClientOptions) {
@@ -83,8 +95,10 @@ export class Core {
     }
     // Called unbound, a browser's fetch throws "Illegal invocation".
     this.fetch = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
-    this.maxRetries = options.maxRetries ?? 4;
-    this.idleTimeoutMs = options.idleTimeoutMs ?? 60_000;
+    this.maxRetries = options.maxRetries ?? CLIENT_DEFAULTS.max_retries;
+    this.maxRetryAfterMs = options.maxRetryAfterMs ?? CLIENT_DEFAULTS.max_retry_after_s * 1000;
+    this.idleTimeoutMs = options.idleTimeoutMs ?? CLIENT_DEFAULTS.idle_timeout_ms;
+    this.strict = options.strict ?? false;
     this.headers = { ...options.headers };
   }
 
@@ -116,7 +130,7 @@ export class Core {
       opened.close();
       if (!canRetry || !RETRY_STATUS.has(response.status)) throw error;
       const after = retryAfterSeconds(response.headers);
-      if (after !== undefined && after > MAX_RETRY_AFTER_S) throw error;
+      if (after !== undefined && after * 1000 > this.maxRetryAfterMs) throw error;
       await sleep(after !== undefined ? after * 1000 : backoffMs(attempt), options.signal);
     }
   }
@@ -192,8 +206,8 @@ export interface Opened {
  * together, and none sooner than asked: `base` is the server's `retry:` when it
  * sent one (WHATWG HTML 9.2.3, "reconnection time"). The Python client's rule.
  */
-export function backoffMs(attempt: number, baseMs = BASE_DELAY_MS): number {
-  const raw = Math.min(Math.max(MAX_DELAY_MS, baseMs), baseMs * 2 ** attempt);
+export function backoffMs(attempt: number, baseMs: number = BASE_DELAY_MS): number {
+  const raw = Math.min(Math.max(MAX_DELAY_MS, baseMs), baseMs * MULTIPLIER ** Math.min(attempt, 64));
   return raw * (1 + JITTER * Math.random());
 }
 
@@ -252,5 +266,5 @@ export function retryAfterMs(err: unknown): number | undefined {
 }
 
 export function isRetryableStatus(err: unknown): err is APIError {
-  return err instanceof APIError && RETRY_STATUS.has(err.status) && !(err instanceof RateLimitError && (err.retryAfter ?? 0) > MAX_RETRY_AFTER_S);
+  return err instanceof APIError && RETRY_STATUS.has(err.status);
 }

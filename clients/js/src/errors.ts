@@ -46,9 +46,18 @@ export class APIError extends SkillrunError {
   }
 }
 
+/**
+ * `422 Title: detail (field: message; …)`, naming each field error once: the
+ * ones the detail already says (the server's 422 detail quotes them) are not
+ * repeated. The Python client's rule.
+ */
 function describe(status: number, problem: Problem | undefined): string {
   if (problem === undefined) return `HTTP ${status}`;
-  const fields = problem.errors?.map((e) => `${e.field}: ${e.message}`).join('; ');
+  const said = problem.detail ?? '';
+  const fields = (problem.errors ?? [])
+    .map((e) => `${e.field}: ${e.message}`)
+    .filter((text) => !said.includes(text))
+    .join('; ');
   return `${status} ${problem.title}${problem.detail ? `: ${problem.detail}` : ''}${fields ? ` (${fields})` : ''}`;
 }
 

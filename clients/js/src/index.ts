@@ -1,5 +1,5 @@
 export { createClient } from './client.js';
-export type { Client, ExecuteBody, RunOptions, EventsOptions } from './client.js';
+export type { Client, ExecuteBody, RunOptions, EventsOptions, SkillMap, AnySkills, TypedResult } from './client.js';
 export type { ClientOptions, RequestOptions, FetchLike } from './core.js';
 export { SkillStream } from './stream.js';
 export { SSEDecoder } from './sse.js';

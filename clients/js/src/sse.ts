@@ -13,6 +13,12 @@ export interface ServerSentEvent {
   data: string;
   /** The last event ID buffer at dispatch (`id:` persists across events), if any was set. */
   id: string | undefined;
+  /**
+   * Whether the event's own lines set `id` (else it is inherited from an earlier
+   * event, or from the reconnection's `Last-Event-ID`). Only an event with its
+   * own id can be recognised as a repeat after a resume.
+   */
+  hasId: boolean;
 }
 
 /**
@@ -31,6 +37,8 @@ export class SSEDecoder {
   #pendingCR = false;
   #data: string[] = [];
   #event = '';
+  // The event in progress has an `id:` line of its own.
+  #hasId = false;
   /** The spec's "last event ID buffer": it survives between events. */
   lastEventId: string | undefined = undefined;
   /** The reconnection time the server asked for with `retry:`, in ms. */
@@ -76,16 +84,18 @@ export class SSEDecoder {
     this.#pendingCR = false;
     this.#data = [];
     this.#event = '';
+    this.#hasId = false;
   }
 
   #line(line: string, out: ServerSentEvent[]): void {
     if (line === '') {
       // Dispatch. With no data line at all, nothing is dispatched.
       if (this.#data.length > 0) {
-        out.push({ event: this.#event || 'message', data: this.#data.join('\n'), id: this.lastEventId });
+        out.push({ event: this.#event || 'message', data: this.#data.join('\n'), id: this.lastEventId, hasId: this.#hasId });
       }
       this.#data = [];
       this.#event = '';
+      this.#hasId = false;
       return;
     }
     const colon = line.indexOf(':');
@@ -104,7 +114,10 @@ export class SSEDecoder {
         this.#data.push(value);
         break;
       case 'id':
-        if (!value.includes('\0')) this.lastEventId = value;
+        if (!value.includes('\0')) {
+          this.lastEventId = value;
+          this.#hasId = true;
+        }
         break;
       case 'retry':
         if (/^[0-9]+$/.test(value)) this.retry = Number(value);

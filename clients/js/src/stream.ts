@@ -1,17 +1,18 @@
 /**
- * A run's events as an async iterable that heals itself.
+ * A run's events as an async iterable that heals itself: the I/O half.
  *
  * The first connection starts the run (or, for `runs.events`, follows one).
  * When a connection drops before `done` (reset, EOF mid-frame, no bytes for
  * idleTimeoutMs), the stream reconnects to `GET /v1/runs/{run_id}/events` with
- * `Last-Event-ID`, after a backoff with jitter (based on the server's `retry:`
- * when it sent one), and skips any event id it has already delivered: the
- * consumer sees every event exactly once, in order.
+ * `Last-Event-ID`. Every decision (which events are new, how long to wait, when
+ * to give up) is `ResumeState`'s (./resume.ts, sans-IO); this module only
+ * connects, reads, and sleeps.
  */
-import { Core, type Opened, abortReason, backoffMs, isRetryableStatus, link, retryAfterMs, sleep } from './core.js';
+import { Core, type Opened, abortReason, link, sleep } from './core.js';
 import { APIConnectionError, APITimeoutError, SkillrunError, StreamError } from './errors.js';
-import { SSEDecoder, type ServerSentEvent } from './sse.js';
-import type { ExecuteResult, SkillEvent } from './types.js';
+import { ResumeState } from './resume.js';
+import { SSEDecoder } from './sse.js';
+import type { ExecuteResult, StreamEvent } from './types.js';
 
 /** Opens one connection; `signal` aborts it. */
 export type Opener = (signal: AbortSignal) => Promise<Opened>;
@@ -30,25 +31,22 @@ export interface SkillStreamInit {
 
 /**
  * A run's events: iterate it once with `for await` (each event a member of the
- * `SkillEvent` union, narrowed by `switch (event.type)`), or call `result()`.
- * Made by `client.stream` and `client.runs.events`.
+ * `SkillEvent` union, narrowed by `switch (event.type)`, or an `UnknownEvent`),
+ * or call `result()`. Made by `client.stream` and `client.runs.events`. `O` is
+ * the skill's outputs type when the client has a `SkillMap` (see `codegen`).
  */
-export class SkillStream implements AsyncIterable<SkillEvent> {
-  /** The run being followed: from the `X-Run-Id` header or the first event. */
-  runId: string | undefined;
-  /** The SSE id of the last event delivered (the run's sequence number). */
-  lastEventId: string | undefined;
+export class SkillStream<O = Record<string, unknown>> implements AsyncIterable<StreamEvent> {
   /** How many times the stream reconnected. */
   reconnects = 0;
 
   readonly #core: Core;
+  readonly #state: ResumeState;
   readonly #open: Opener;
   readonly #headers: Record<string, string> | undefined;
   readonly #signal: AbortSignal | undefined;
   readonly #controller = new AbortController();
   readonly #unlink: () => void;
   #started = false;
-  #retryMs: number | undefined;
   #settled = false;
   #resolve!: (result: ExecuteResult) => void;
   #reject!: (err: unknown) => void;
@@ -60,11 +58,16 @@ export class SkillStream implements AsyncIterable<SkillEvent> {
    */
   constructor(core: Core, open: Opener | undefined, init: SkillStreamInit = {}) {
     this.#core = core;
+    this.#state = new ResumeState({
+      runId: init.runId,
+      lastEventId: init.lastEventId,
+      maxRetries: core.maxRetries,
+      maxRetryAfterMs: core.maxRetryAfterMs,
+      strict: core.strict,
+    });
     this.#open = open ?? ((signal) => this.#resume(signal, true));
     this.#headers = init.headers;
     this.#signal = init.signal;
-    this.runId = init.runId;
-    this.lastEventId = init.lastEventId;
     this.#unlink = link(init.signal, this.#controller);
     this.#result = new Promise<ExecuteResult>((resolve, reject) => {
       this.#resolve = resolve;
@@ -74,8 +77,18 @@ export class SkillStream implements AsyncIterable<SkillEvent> {
     this.#result.catch(() => {});
   }
 
+  /** The run being followed: from the `X-Run-Id` header or the first event. */
+  get runId(): string | undefined {
+    return this.#state.runId;
+  }
+
+  /** The SSE id of the last event delivered (the run's sequence number). */
+  get lastEventId(): string | undefined {
+    return this.#state.lastEventId;
+  }
+
   /** Iterate once; `break` closes the connection. */
-  [Symbol.asyncIterator](): AsyncIterator<SkillEvent> {
+  [Symbol.asyncIterator](): AsyncIterator<StreamEvent> {
     if (this.#started) throw new SkillrunError('a stream can be iterated only once');
     this.#started = true;
     return this.#events();
@@ -85,21 +98,22 @@ export class SkillStream implements AsyncIterable<SkillEvent> {
    * The `done` payload (without `type`): the same body `/execute` answers.
    * Without an iteration in progress it reads the stream to its end itself.
    */
-  async result(): Promise<ExecuteResult> {
+  async result(): Promise<Omit<ExecuteResult, 'outputs'> & { outputs: O }> {
     if (!this.#started) {
       for await (const _event of this) {
         // Drained: result() alone needs no consumer.
       }
     }
-    return this.#result;
+    // The server's outputs follow the skill's outputs schema, which `O` is generated from.
+    return (await this.#result) as Omit<ExecuteResult, 'outputs'> & { outputs: O };
   }
 
-  async *#events(): AsyncGenerator<SkillEvent, void, undefined> {
+  async *#events(): AsyncGenerator<StreamEvent, void, undefined> {
     const signal = this.#controller.signal;
+    const state = this.#state;
     let opened: Opened | undefined;
-    let failures = 0;
-    // Why the last connection (or reconnect) failed: its Retry-After sets the
-    // next wait, and a StreamError carries it.
+    // Why the last connection (or reconnect) failed: the state decides what follows
+    // (a 503's or 429's Retry-After sets the next wait).
     let cause: unknown;
     try {
       opened = await this.#open(signal);
@@ -107,11 +121,10 @@ export class SkillStream implements AsyncIterable<SkillEvent> {
         if (opened !== undefined) {
           try {
             for await (const event of this.#read(opened)) {
-              failures = 0;
               // Events already decoded from the last chunk are not delivered after an abort.
               this.#throwIfAborted();
               yield event;
-              if (event.type === 'done') return;
+              if (state.finished) return;
             }
             cause = new APIConnectionError('the connection ended before the done event');
           } catch (err) {
@@ -123,41 +136,30 @@ export class SkillStream implements AsyncIterable<SkillEvent> {
             opened = undefined;
           }
         }
-        if (this.runId === undefined) {
-          throw new StreamError('the stream dropped before its run id was known', this, cause);
-        }
-        if (failures >= this.#core.maxRetries) {
-          throw new StreamError(`gave up after ${failures} reconnects in a row`, this, cause);
-        }
-        await sleep(retryAfterMs(cause) ?? backoffMs(failures, this.#retryMs), signal);
-        failures++;
+        await sleep(state.nextDelay(cause), signal);
         this.reconnects++;
         try {
           opened = await this.#resume(signal);
         } catch (err) {
           this.#throwIfAborted();
-          if (!(err instanceof APIConnectionError) && !isRetryableStatus(err)) {
-            throw new StreamError('resuming the stream failed', this, err);
-          }
-          cause = err; // a 503's or 429's Retry-After sets the next wait
+          cause = err;
         }
       }
     } catch (err) {
       this.#finish(err);
       throw err;
     } finally {
-      this.#finish(new StreamError('the stream was closed before its done event', this));
+      this.#finish(new StreamError('the stream was closed before its done event', state));
     }
   }
 
   /** `GET /v1/runs/{runId}/events` after `lastEventId`. `retry`: let `Core` retry (the first connection only). */
   #resume(signal: AbortSignal, retry = false): Promise<Opened> {
-    const headers: Record<string, string> = { ...this.#headers, accept: 'text/event-stream' };
-    if (this.lastEventId !== undefined) headers['last-event-id'] = this.lastEventId;
+    const request = this.#state.resumeRequest();
     return this.#core.send({
       method: 'GET',
-      path: `/v1/runs/${encodeURIComponent(this.runId ?? '')}/events`,
-      headers,
+      path: request.path,
+      headers: { ...this.#headers, ...request.headers },
       signal,
       headersTimeout: true,
       // A reconnect is retried by the stream's own loop, on its budget of maxRetries.
@@ -165,9 +167,9 @@ export class SkillStream implements AsyncIterable<SkillEvent> {
     });
   }
 
-  async *#read(opened: Opened): AsyncGenerator<SkillEvent, void, undefined> {
+  async *#read(opened: Opened): AsyncGenerator<StreamEvent, void, undefined> {
     const { response } = opened;
-    this.runId ??= response.headers.get('x-run-id') ?? undefined;
+    this.#state.onConnect(response.headers);
     if (response.body === null) throw new APIConnectionError('the answer has no body');
     const reader = response.body.getReader();
     const decoder = new SSEDecoder();
@@ -176,10 +178,16 @@ export class SkillStream implements AsyncIterable<SkillEvent> {
         const chunk = await this.#readChunk(reader);
         if (chunk === undefined) return;
         for (const message of decoder.push(chunk)) {
-          const event = this.#accept(message);
-          if (event !== undefined) yield event;
+          const event = this.#state.accept(message);
+          if (event === undefined) continue;
+          if (this.#state.result !== undefined && !this.#settled) {
+            // Settled before the consumer sees `done`: a `break` there keeps the result.
+            this.#settled = true;
+            this.#resolve(this.#state.result);
+          }
+          yield event;
         }
-        if (decoder.retry !== undefined) this.#retryMs = decoder.retry;
+        this.#state.onRetry(decoder.retry);
       }
     } finally {
       decoder.end();
@@ -205,30 +213,6 @@ export class SkillStream implements AsyncIterable<SkillEvent> {
     }
   }
 
-  #accept(message: ServerSentEvent): SkillEvent | undefined {
-    if (message.id !== undefined && this.lastEventId !== undefined && !isAfter(message.id, this.lastEventId)) {
-      return undefined; // delivered before the connection dropped
-    }
-    let event: unknown;
-    try {
-      event = JSON.parse(message.data);
-    } catch (err) {
-      throw new StreamError(`event ${message.id ?? '?'} is not JSON`, this, err);
-    }
-    if (typeof event !== 'object' || event === null || typeof (event as { type?: unknown }).type !== 'string') {
-      throw new StreamError(`event ${message.id ?? '?'} has no type`, this);
-    }
-    const typed = event as SkillEvent;
-    if (message.id !== undefined) this.lastEventId = message.id;
-    this.runId ??= typed.run_id;
-    if (typed.type === 'done') {
-      const { type: _type, message: _message, ...result } = typed;
-      this.#settled = true;
-      this.#resolve(result);
-    }
-    return typed;
-  }
-
   #throwIfAborted(): void {
     if (this.#signal?.aborted) throw abortReason(this.#signal);
   }
@@ -241,10 +225,4 @@ export class SkillStream implements AsyncIterable<SkillEvent> {
     this.#unlink();
     this.#controller.abort();
   }
-}
-
-/** Is SSE id `a` later than `b`? Ids are the run's sequence numbers; others compare as unequal. */
-function isAfter(a: string, b: string): boolean {
-  if (/^[0-9]+$/.test(a) && /^[0-9]+$/.test(b)) return Number(a) > Number(b);
-  return a !== b;
 }

@@ -33,6 +33,8 @@ export type StepFallbackEvent = Schemas['StepFallbackEvent'];
 export type GateWarningEvent = Schemas['GateWarningEvent'];
 /** The skill finished (completed or failed); `done` follows. */
 export type SkillCompletedEvent = Schemas['SkillCompletedEvent'];
+/** The run goes on from its log after a server restart: the seam between the two lives. */
+export type SkillResumedEvent = Schemas['SkillResumedEvent'];
 /** The last event: the run's result (what `/execute` answers) plus `type: 'done'` and a `message`. */
 export type DoneEvent = Schemas['DoneEvent'];
 
@@ -69,3 +71,28 @@ export type RunAccepted = Schemas['Run'];
 export type RunList = Schemas['RunList'];
 /** The filters of `runs.list`: `status`, `skill_id`, `limit`, `cursor`. */
 export type RunListParams = NonNullable<operations['list_runs']['parameters']['query']>;
+
+/**
+ * An event this client does not know: a type newer than its generated types.
+ * It arrives in its place, in order, so an older client keeps working against a
+ * newer server (`strict: true` makes it a `StreamError` instead, for tests).
+ * `type` is always `'unknown'`, so `switch (event.type)` still narrows every
+ * event; the server's own type is `event_type`, the whole event as sent `raw`.
+ */
+export interface UnknownEvent {
+  /** Always `'unknown'`: see `event_type` for the server's type. */
+  type: 'unknown';
+  /** The event's `type` as the server sent it, e.g. `step_paused`. */
+  event_type: string;
+  /** The event's human-readable `message` (empty when it had none). */
+  message: string;
+  /** The event's `data` member as sent (`null` when it had none). */
+  data: unknown;
+  /** The run, when the event named it. */
+  run_id: string | undefined;
+  /** The whole event object as sent. */
+  raw: Record<string, unknown>;
+}
+
+/** What a stream yields: an event of the contract, or an `UnknownEvent`. */
+export type StreamEvent = SkillEvent | UnknownEvent;

@@ -11,7 +11,7 @@ const bin = (name) => join(PKG, 'node_modules', '.bin', name);
 
 test('src/generated/schema.ts is what openapi-typescript makes of openapi/skillrun.yaml now', () => {
   const out = join(mkdtempSync(join(tmpdir(), 'skillrun-gen-')), 'schema.ts');
-  const script = JSON.parse(readFileSync(join(PKG, 'package.json'), 'utf8')).scripts.generate;
+  const script = JSON.parse(readFileSync(join(PKG, 'package.json'), 'utf8')).scripts['generate:types'];
   const args = script.split(/\s+/).slice(1);
   args[args.indexOf('--output') + 1] = out;
   execFileSync(bin('openapi-typescript'), args, { cwd: PKG, stdio: 'pipe' });

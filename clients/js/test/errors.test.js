@@ -72,6 +72,12 @@ test('422 ValidationError names the failing field', async () => {
   assert.match(err.message, /inputs\.max_sentences/);
 });
 
+test('a real 422 names each field error once (it said "inputs.steps: 0 is less than the minimum of 1 (inputs.steps: 0 …)")', async () => {
+  const err = await client.execute('demo.ticker', { inputs: { steps: 0 } }).catch((e) => e);
+  assert.ok(err instanceof sr.ValidationError, String(err));
+  for (const e of err.errors) assert.equal(err.message.split(`${e.field}: ${e.message}`).length, 2, err.message);
+});
+
 test('other statuses (413) are a plain APIError with the problem', async () => {
   const err = await client.execute('text.summarize', { inputs: { text: 'x'.repeat(1_100_000) } }).catch((e) => e);
   assert.equal(err.constructor, sr.APIError, String(err));

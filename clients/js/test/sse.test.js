@@ -23,9 +23,9 @@ function everySplit(bytes, expected, check = () => {}) {
 }
 
 const EVENTS = [
-  { event: 'skill_start', data: '{"type":"skill_start","message":"héllo ✓ 🚀"}', id: '1' },
-  { event: 'step_start', data: '{"type":"step_start"}', id: '2' },
-  { event: 'done', data: '{"type":"done"}', id: '3' },
+  { event: 'skill_start', data: '{"type":"skill_start","message":"héllo ✓ 🚀"}', id: '1', hasId: true },
+  { event: 'step_start', data: '{"type":"step_start"}', id: '2', hasId: true },
+  { event: 'done', data: '{"type":"done"}', id: '3', hasId: true },
 ];
 
 function frames(eol) {
@@ -40,12 +40,12 @@ for (const [name, eol] of [['LF', '\n'], ['CRLF', '\r\n'], ['CR', '\r']]) {
 
 test('a leading BOM is dropped, and only one', () => {
   const bytes = new Uint8Array([0xef, 0xbb, 0xbf, ...enc.encode('data: a\n\n')]);
-  everySplit(bytes, [{ event: 'message', data: 'a', id: undefined }]);
+  everySplit(bytes, [{ event: 'message', data: 'a', id: undefined, hasId: false }]);
 });
 
 test('multi-line data joins with LF; "data" with no colon is an empty line', () => {
   const text = 'data: one\ndata:two\ndata\ndata:  three\n\n';
-  everySplit(enc.encode(text), [{ event: 'message', data: 'one\ntwo\n\n three', id: undefined }]);
+  everySplit(enc.encode(text), [{ event: 'message', data: 'one\ntwo\n\n three', id: undefined, hasId: false }]);
 });
 
 test('comments and blank lines alone dispatch nothing', () => {
@@ -56,10 +56,10 @@ test('comments and blank lines alone dispatch nothing', () => {
 test('id persists across events, an id with NUL is ignored, unknown fields are ignored', () => {
   const text = 'id: 7\ndata: a\n\ndata: b\n\nid: x\0y\nfoo: bar\ndata: c\n\nid\ndata: d\n\n';
   everySplit(enc.encode(text), [
-    { event: 'message', data: 'a', id: '7' },
-    { event: 'message', data: 'b', id: '7' },
-    { event: 'message', data: 'c', id: '7' },
-    { event: 'message', data: 'd', id: '' },
+    { event: 'message', data: 'a', id: '7', hasId: true },
+    { event: 'message', data: 'b', id: '7', hasId: false },
+    { event: 'message', data: 'c', id: '7', hasId: false },
+    { event: 'message', data: 'd', id: '', hasId: true },
   ]);
 });
 
@@ -71,7 +71,7 @@ test('retry sets the reconnection time only when it is all digits', () => {
 test('an event not ended by a blank line is discarded at the end', () => {
   const d = new SSEDecoder();
   assert.deepEqual(d.push(enc.encode('data: complete\n\ndata: partial\n')), [
-    { event: 'message', data: 'complete', id: undefined },
+    { event: 'message', data: 'complete', id: undefined, hasId: false },
   ]);
   d.end();
   assert.deepEqual(d.push(enc.encode('\n')), []);
@@ -79,7 +79,7 @@ test('an event not ended by a blank line is discarded at the end', () => {
 
 test('a CR at the end of one chunk and LF at the start of the next are one line ending', () => {
   const { out } = decodeChunks([enc.encode('data: a\r'), enc.encode('\ndata: b\r'), enc.encode('\n\r\n')]);
-  assert.deepEqual(out, [{ event: 'message', data: 'a\nb', id: undefined }]);
+  assert.deepEqual(out, [{ event: 'message', data: 'a\nb', id: undefined, hasId: false }]);
 });
 
 test('a huge event split into small chunks arrives whole', () => {

@@ -148,9 +148,12 @@ test('execute returns the same result shape as the stream', async () => {
   assert.ok(Array.isArray(result.steps));
 });
 
-test('skills.list and skills.get', async () => {
-  const skills = await client.skills.list();
-  const ids = skills.map((s) => s.id);
+test('skills.list answers the body, as runs.list does (skills, runs: one shape for lists)', async () => {
+  const page = await client.runs.list({ limit: 1 });
+  assert.ok(Array.isArray(page.runs));
+  const list = await client.skills.list();
+  assert.ok(Array.isArray(list.skills), 'skills.list() returned a bare array where runs.list() returns its body');
+  const ids = list.skills.map((s) => s.id);
   assert.deepEqual(ids, [...ids].sort());
   for (const id of ['demo.showcase', 'demo.ticker', 'text.summarize']) assert.ok(ids.includes(id), id);
   const ticker = await client.skills.get('demo.ticker');

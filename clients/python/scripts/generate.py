@@ -1,7 +1,10 @@
-"""Regenerate ``skillrun_client/_generated/models.py`` from ``openapi/skillrun.yaml``.
+"""Regenerate ``skillrun_client/_generated/`` from ``openapi/skillrun.yaml``.
 
-    python clients/python/scripts/generate.py          # rewrite the committed file
-    python clients/python/scripts/generate.py --check  # exit 1 when it is stale
+    python clients/python/scripts/generate.py          # rewrite the committed files
+    python clients/python/scripts/generate.py --check  # exit 1 when one is stale
+
+``defaults.py`` holds the spec's ``info.x-skillrun-client-defaults`` (the behaviour table
+both clients share: retries, backoff, idle timeout, longest ``Retry-After`` honoured).
 
 The models are whatever the pinned datamodel-code-generator makes of the spec, plus
 one deterministic rename: the inline ``data`` objects of the events come out as
@@ -20,10 +23,14 @@ import sys
 import tempfile
 import tokenize
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 CLIENT = Path(__file__).resolve().parent.parent
 SPEC = CLIENT.parent.parent / "openapi" / "skillrun.yaml"
 TARGET = CLIENT / "skillrun_client" / "_generated" / "models.py"
+DEFAULTS_TARGET = CLIENT / "skillrun_client" / "_generated" / "defaults.py"
 
 OPTIONS = [
     "--input-file-type", "openapi",
@@ -87,20 +94,35 @@ def render(spec: Path = SPEC) -> str:
     return HEADER + _rename_event_data(code)
 
 
+def render_defaults(spec: Path = SPEC) -> str:
+    """``defaults.py``: one ``Final`` constant per entry of ``info.x-skillrun-client-defaults``."""
+    loaded: Any = yaml.safe_load(spec.read_text(encoding="utf-8"))
+    table: dict[str, int | float] = loaded["info"]["x-skillrun-client-defaults"]
+    lines = [
+        '"""Client defaults from openapi/skillrun.yaml (info.x-skillrun-client-defaults).',
+        "",
+        'Do not edit: run clients/python/scripts/generate.py. The JS client generates the same table."""',
+        "",
+        "from typing import Final",
+        "",
+    ]
+    lines += [f"{name.upper()}: Final = {value!r}" for name, value in table.items()]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--check", action="store_true", help="exit 1 if the committed file is stale")
+    parser.add_argument("--check", action="store_true", help="exit 1 if a committed file is stale")
     args = parser.parse_args(argv)
-    text = render()
-    if args.check:
-        current = TARGET.read_text(encoding="utf-8") if TARGET.exists() else ""
-        if current != text:
-            print(f"{TARGET} is stale: run {Path(__file__).name}", file=sys.stderr)
-            return 1
-        return 0
-    TARGET.write_text(text, encoding="utf-8")
-    print(f"wrote {TARGET}")
-    return 0
+    stale = 0
+    for target, text in ((TARGET, render()), (DEFAULTS_TARGET, render_defaults())):
+        if not args.check:
+            target.write_text(text, encoding="utf-8")
+            print(f"wrote {target}")
+        elif (target.read_text(encoding="utf-8") if target.exists() else "") != text:
+            print(f"{target} is stale: run {Path(__file__).name}", file=sys.stderr)
+            stale = 1
+    return stale
 
 
 if __name__ == "__main__":

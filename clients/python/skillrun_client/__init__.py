@@ -31,6 +31,7 @@ from ._generated.models import (
     DoneEvent,
     GateWarningEvent,
     SkillCompletedEvent,
+    SkillResumedEvent,
     SkillStartEvent,
     StepCompletedEvent,
     StepDegradedEvent,
@@ -42,7 +43,7 @@ from ._generated.models import (
 )
 from ._retry import Backoff
 from ._streaming import AsyncStream, Stream
-from ._types import Event, RunResult
+from ._types import Event, RunResult, StreamEvent, UnknownEvent
 
 __version__ = "0.1.0"
 
@@ -55,6 +56,8 @@ __all__ = [
     "Backoff",
     "DEFAULT_BASE_URL",
     "Event",
+    "StreamEvent",
+    "UnknownEvent",
     "RunResult",
     "SkillStartEvent",
     "StepStartEvent",
@@ -66,6 +69,7 @@ __all__ = [
     "StepFallbackEvent",
     "GateWarningEvent",
     "SkillCompletedEvent",
+    "SkillResumedEvent",
     "DoneEvent",
     "SSEDecoder",
     "ServerSentEvent",

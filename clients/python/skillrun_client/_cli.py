@@ -1,14 +1,18 @@
 """``skillrun-client run SKILL_ID``: run a skill and watch its events.
 
-    skillrun-client run text.summarize --input text="Cats purr. Dogs bark." --input max_sentences:=1
+    skillrun-client run text.summarize --input text="Cats purr. Dogs bark." --input max_sentences=1
     skillrun-client run demo.ticker --inputs-json inputs.json --json
+    skillrun-client watch RUN_ID --after 5          # follow a run again (after Ctrl-C, say)
+    skillrun-client codegen http://127.0.0.1:8080 -o myskills.py   # typed helpers per served skill
 
-``--input key=value`` gives a string, ``--input key:=json`` a JSON value (as httpie does).
-Live display (rich): a spinner per running step, then ✓ completed, ↷ skipped,
-⚠ degraded, ✗ failed, and the outputs as a table. ``--json`` prints each event as one
-line of JSON instead. Exit code: 0 when the run completed, 1 when it did not, 2 for
-usage errors and for requests the server refused, 130 on Ctrl-C, 141 when stdout closed
-early (``| head``).
+``--input key=value`` is read as the skill's input schema says (``steps=2`` is the number
+2 when ``steps`` is an integer; the schema comes from ``GET /v1/skills/{id}``); ``--input
+key:=json`` is any raw JSON value (as httpie does). Live display (rich): a spinner per
+running step, then ✓ completed, ↷ skipped, ⚠ degraded, ✗ failed, and the outputs as a
+table. ``--json`` prints each event as one line of JSON instead. Exit code: 0 when the run
+completed, 1 when it did not, 2 for usage errors and for requests the server refused, 130
+on Ctrl-C (which prints the run id and the command that follows it again), 141 when
+stdout closed early (``| head``).
 """
 
 from __future__ import annotations
@@ -23,7 +27,9 @@ from typing import TYPE_CHECKING, Any, Sequence, TextIO, cast
 
 from ._client import Client
 from ._exceptions import SkillrunError
-from ._types import Event, RunResult
+from ._hints import install_hint
+from ._streaming import Stream
+from ._types import RunResult, StreamEvent
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -36,8 +42,9 @@ MARKS = {
 }
 
 
-def parse_inputs(pairs: Sequence[str], inputs_json: str | None) -> dict[str, Any]:
-    """Inputs from ``--inputs-json FILE`` (``-`` for stdin), then each ``--input``."""
+def parse_inputs(pairs: Sequence[str], inputs_json: str | None, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Inputs from ``--inputs-json FILE`` (``-`` for stdin), then each ``--input``;
+    ``key=value`` is coerced to the type ``schema`` (the skill's inputs) gives ``key``."""
     inputs: dict[str, Any] = {}
     if inputs_json is not None:
         text = sys.stdin.read() if inputs_json == "-" else Path(inputs_json).read_text(encoding="utf-8")
@@ -52,8 +59,40 @@ def parse_inputs(pairs: Sequence[str], inputs_json: str | None) -> dict[str, Any
         if key.endswith(":"):
             inputs[key[:-1]] = json.loads(value)
         else:
-            inputs[key] = value
+            inputs[key] = coerce(value, _property(schema, key))
     return inputs
+
+
+def _property(schema: dict[str, Any] | None, key: str) -> dict[str, Any]:
+    properties: Any = (schema or {}).get("properties")
+    found: Any = properties.get(key) if isinstance(properties, dict) else None
+    return cast(dict[str, Any], found) if isinstance(found, dict) else {}
+
+
+def coerce(value: str, prop: dict[str, Any]) -> Any:
+    """``value`` as the JSON type ``prop`` declares; the string itself when it declares a
+    string (or nothing), or when ``value`` is not of its type (the server's 422 then names
+    the field)."""
+    declared: Any = prop.get("type")
+    types = set(declared) if isinstance(declared, list) else {declared}
+    if "string" in types or None in types:
+        return value
+    if types & {"integer", "number", "boolean", "array", "object", "null"}:
+        try:
+            parsed: Any = json.loads(value)
+        except ValueError:
+            return value
+        return parsed if _json_type(parsed) in types or (_json_type(parsed) == "integer" and "number" in types) else value
+    return value
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    names = {float: "number", list: "array", dict: "object", str: "string"}
+    return names.get(type(value), "null")
 
 
 @dataclass
@@ -71,7 +110,7 @@ class LiveView:
     rows: dict[str, StepRow] = field(default_factory=dict[str, StepRow])
     result: RunResult | None = None
 
-    def apply(self, event: Event) -> None:
+    def apply(self, event: StreamEvent) -> None:
         data = getattr(event, "data", None)
         step_id = getattr(event, "step_id", None)
         if step_id is None:
@@ -122,25 +161,43 @@ def outcome(result: RunResult) -> list[RenderableType]:
     return [status, table]
 
 
-def run_json(client: Client, skill_id: str, inputs: dict[str, Any], out: TextIO) -> RunResult:
-    with client.stream(skill_id, inputs) as stream:
+def run_json(stream: Stream, out: TextIO) -> RunResult:
+    with stream:
         for event in stream:
             out.write(event.model_dump_json() + "\n")
             out.flush()
         return stream.result()
 
 
-def run_live(client: Client, skill_id: str, inputs: dict[str, Any], console: Console) -> RunResult:
+def run_live(stream: Stream, title: str, console: Console) -> RunResult:
     from rich.live import Live
 
-    view = LiveView(skill_id)
-    with client.stream(skill_id, inputs) as stream, Live(view.render(), console=console, refresh_per_second=12) as live:
+    view = LiveView(title)
+    with stream, Live(view.render(), console=console, refresh_per_second=12) as live:
         for event in stream:
             view.apply(event)
             live.update(view.render())
         view.result = stream.result()
         live.update(view.render())
     return view.result
+
+
+def rich_hint() -> str:
+    """How to get rich (the ``cli`` extra), as a command that works where this runs."""
+    return install_hint("cli", "rich", __file__)
+
+
+def resume_hint(argv_base_url: str | None, stream: Stream) -> str:
+    """The command that follows the interrupted run again, after the last event shown."""
+    if stream.run_id is None:
+        return "skillrun-client: interrupted before the server named the run"
+    command = ["skillrun-client"]
+    if argv_base_url:
+        command += ["--base-url", argv_base_url]
+    command += ["watch", stream.run_id]
+    if stream.last_event_id:
+        command += ["--after", stream.last_event_id]
+    return f"skillrun-client: interrupted; run {stream.run_id} goes on. Follow it again with:\n  {' '.join(command)}"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -150,39 +207,96 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run a skill and print its events live")
     run.add_argument("skill_id")
-    run.add_argument("--input", action="append", default=[], metavar="KEY=VALUE", help="a string input (KEY:=JSON for any JSON value)")
+    run.add_argument(
+        "--input", action="append", default=[], metavar="KEY=VALUE",
+        help="an input, read as the skill's input schema types it (steps=2 is a number when steps is an "
+        "integer; text=2 stays a string); KEY:=JSON sends any raw JSON value as is (tags:='[\"a\"]')",
+    )  # fmt: skip
     run.add_argument("--inputs-json", metavar="FILE", help="a JSON object of inputs ('-' reads stdin)")
     run.add_argument("--json", action="store_true", help="print one event per line as JSON")
+    codegen = commands.add_parser(
+        "codegen", help="write typed models and helpers (run_<skill>, stream_<skill>) for the skills a server serves"
+    )
+    codegen.add_argument("url", help="the server (its /openapi.json is read; no key needed unless it hides its docs)")
+    codegen.add_argument("-o", "--output", metavar="FILE", help="where to write the module (default: stdout)")
+    watch = commands.add_parser("watch", help="follow a run's events (replayed, then live until it ends)")
+    watch.add_argument("run_id")
+    watch.add_argument("--after", metavar="EVENT_ID", help="only the events after this id")
+    watch.add_argument("--json", action="store_true", help="print one event per line as JSON")
     return parser
+
+
+def open_stream(client: Client, args: argparse.Namespace, inputs: dict[str, Any]) -> tuple[Stream, str]:
+    """The stream the command follows, and the live display's title. ``inputs`` were
+    parsed (and checked) before any request; plain ``key=value`` pairs are read again
+    with the skill's input schema."""
+    if args.command == "watch":
+        return client.runs.events(args.run_id, after=args.after), args.run_id
+    if any(":=" not in pair for pair in args.input):
+        try:
+            schema = client.skills.get(args.skill_id).inputs
+        except SkillrunError:
+            schema = None  # not loaded, or unreachable: the run itself says so
+        inputs = {**inputs, **parse_inputs(args.input, None, schema)}
+    return client.stream(args.skill_id, inputs), args.skill_id
+
+
+def codegen(args: argparse.Namespace, out: TextIO) -> int:
+    """``skillrun-client codegen URL [-o FILE]``."""
+    import httpx
+
+    from ._codegen import CodegenError, render, spec_url
+
+    url = spec_url(args.url)
+    headers = {"x-api-key": args.api_key} if args.api_key else {}
+    try:
+        response = httpx.get(url, headers=headers, timeout=30, follow_redirects=True)
+        response.raise_for_status()
+        code = render(response.json(), url)
+    except (httpx.HTTPError, ValueError, CodegenError) as exc:
+        print(f"skillrun-client: codegen from {url}: {exc}", file=sys.stderr)
+        return 2
+    if args.output:
+        Path(args.output).write_text(code, encoding="utf-8")
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        out.write(code)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, console: Console | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     out = stdout or sys.stdout
-    try:
-        inputs = parse_inputs(args.input, args.inputs_json)
-    except (OSError, ValueError) as exc:
-        parser.error(str(exc))
+    if args.command == "codegen":
+        return codegen(args, out)
+    inputs: dict[str, Any] = {}
+    if args.command == "run":
+        try:  # usage errors first, before any request
+            inputs = parse_inputs(args.input, args.inputs_json)
+        except (OSError, ValueError) as exc:
+            parser.error(str(exc))
     if not args.json:
         try:
             from rich.console import Console
         except ImportError:
-            parser.error("the live display needs rich: pip install 'skillrun-client[cli]' (or use --json)")
+            parser.error(f"the live display needs rich (the client's [cli] extra): {rich_hint()} (or use --json)")
         console = console or Console(file=out)
+    stream: Stream | None = None
     try:
         with Client(args.base_url, args.api_key) as client:
+            stream, title = open_stream(client, args, inputs)
             if args.json:
-                result = run_json(client, args.skill_id, inputs, out)
+                result = run_json(stream, out)
             else:
                 assert console is not None
-                result = run_live(client, args.skill_id, inputs, console)
+                result = run_live(stream, title, console)
     except SkillrunError as exc:
         print(f"skillrun-client: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        # Ctrl-C stops the watching; the run goes on on the server (see runs.events).
-        print("skillrun-client: interrupted", file=sys.stderr)
+        # Ctrl-C stops the watching; the run goes on on the server: say how to follow it again.
+        print(resume_hint(args.base_url, stream) if stream is not None else "skillrun-client: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         # The reader left (`| head`). Stop quietly, with the shell's code for SIGPIPE, not

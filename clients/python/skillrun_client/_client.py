@@ -18,7 +18,8 @@ import httpx
 from pydantic import BaseModel
 from typing_extensions import Unpack
 
-from ._generated.models import ExecuteOptions, Run, RunList, SkillDescription, SkillSummary, SkillList
+from ._generated import defaults
+from ._generated.models import ExecuteOptions, Run, RunList, SkillDescription, SkillList
 from ._retry import Backoff, RequestRetry
 from ._streaming import AsyncStream, ResumeState, Stream
 from ._transport import Call, asend, segment, send
@@ -42,6 +43,11 @@ class RequestOptions(TypedDict, total=False):
     connection counts as dropped and is resumed. Default 45."""
     max_retries: int
     """Retries of a failed request, and reconnects of a stream in a row without progress. Default 5."""
+    max_retry_after: float
+    """The longest ``Retry-After`` (seconds) waited for; a longer one is raised at once. Default 60."""
+    strict: bool
+    """Streams: an event the models cannot read (a newer type, unknown or unreadable fields)
+    raises :class:`StreamError` instead of arriving as an ``UnknownEvent``. For tests. Default False."""
     headers: Mapping[str, str]
     """Extra headers; a call's are added to (and override) the client's."""
     trace_id: str
@@ -59,8 +65,11 @@ class _BaseClient:
         self.base_url = base_url or os.environ.get("SKILLRUN_BASE_URL") or DEFAULT_BASE_URL
         self.api_key = api_key or os.environ.get("SKILLRUN_API_KEY")
         self.timeout = options.get("timeout", 60.0)
-        self.idle_timeout = options.get("idle_timeout", 45.0)
-        self.max_retries = options.get("max_retries", 5)
+        # The behaviour table shared with the JS client: the spec's info.x-skillrun-client-defaults.
+        self.idle_timeout = options.get("idle_timeout", defaults.IDLE_TIMEOUT_MS / 1000)
+        self.max_retries = options.get("max_retries", defaults.MAX_RETRIES)
+        self.max_retry_after = options.get("max_retry_after", float(defaults.MAX_RETRY_AFTER_S))
+        self.strict = options.get("strict", False)
         self.trace_id = options.get("trace_id")
         self.idempotency_key = options.get("idempotency_key")
         self.backoff = backoff or Backoff()
@@ -116,7 +125,7 @@ class _BaseClient:
         )
 
     def _retry(self, options: RequestOptions) -> RequestRetry:
-        return RequestRetry(options.get("max_retries", self.max_retries), self.backoff)
+        return RequestRetry(options.get("max_retries", self.max_retries), self.backoff, options.get("max_retry_after", self.max_retry_after))
 
     def _stream_state(
         self, call: Call, options: RequestOptions, *, run_id: str | None = None, last_event_id: str | None = None
@@ -127,6 +136,8 @@ class _BaseClient:
             backoff=self.backoff,
             run_id=run_id,
             last_event_id=last_event_id,
+            max_retry_after=options.get("max_retry_after", self.max_retry_after),
+            strict=options.get("strict", self.strict),
         )
 
     def _events_call(self, run_id: str, after: int | str | None, options: RequestOptions) -> tuple[Call, str | None]:
@@ -216,10 +227,10 @@ class Skills:
     def __init__(self, client: Client) -> None:
         self._client = client
 
-    def list(self, **options: Unpack[RequestOptions]) -> list[SkillSummary]:
-        """The loaded skills, sorted by id."""
+    def list(self, **options: Unpack[RequestOptions]) -> SkillList:
+        """The loaded skills, sorted by id, in ``.skills`` (the body, as ``runs.list`` answers its page)."""
         call = self._client._call("GET", "/v1/skills", options)
-        return self._client._get(SkillList, call, options).skills
+        return self._client._get(SkillList, call, options)
 
     def get(self, skill_id: str, **options: Unpack[RequestOptions]) -> SkillDescription:
         """One skill: its inputs' JSON Schema, outputs and steps."""
@@ -332,10 +343,10 @@ class AsyncSkills:
     def __init__(self, client: AsyncClient) -> None:
         self._client = client
 
-    async def list(self, **options: Unpack[RequestOptions]) -> list[SkillSummary]:
-        """The loaded skills, sorted by id."""
+    async def list(self, **options: Unpack[RequestOptions]) -> SkillList:
+        """The loaded skills, sorted by id, in ``.skills`` (the body, as ``runs.list`` answers its page)."""
         call = self._client._call("GET", "/v1/skills", options)
-        return (await self._client._get(SkillList, call, options)).skills
+        return await self._client._get(SkillList, call, options)
 
     async def get(self, skill_id: str, **options: Unpack[RequestOptions]) -> SkillDescription:
         """One skill: its inputs' JSON Schema, outputs and steps."""

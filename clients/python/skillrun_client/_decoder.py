@@ -22,11 +22,14 @@ _FRAME = re.compile(r"(?:id: ?([^\n\0]*)\n)?(?:event: ?([^\n]*)\n)?data: ?([^\n]
 
 
 class ServerSentEvent(NamedTuple):
-    """One dispatched event. ``id`` is the stream's last event ID at dispatch (9.2.6)."""
+    """One dispatched event. ``id`` is the stream's last event ID at dispatch (9.2.6);
+    ``has_id`` says whether the event's own lines set it (else it is inherited from an
+    earlier event, or from the reconnection's ``Last-Event-ID``)."""
 
     event: str
     data: str
     id: str
+    has_id: bool = False
 
 
 class SSEDecoder:
@@ -37,7 +40,7 @@ class SSEDecoder:
     ``retry`` is the latest valid ``retry:`` field in milliseconds (None until one comes).
     """
 
-    __slots__ = ("last_event_id", "retry", "_partial", "_cr_pending", "_bom_checked", "_event", "_data")
+    __slots__ = ("last_event_id", "retry", "_partial", "_cr_pending", "_bom_checked", "_event", "_data", "_has_id")
 
     def __init__(self, last_event_id: str = "") -> None:
         self.last_event_id = last_event_id
@@ -47,6 +50,7 @@ class SSEDecoder:
         self._bom_checked = False
         self._event = ""
         self._data: list[str] = []
+        self._has_id = False  # the frame in progress has an `id:` line of its own
 
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
         """The events completed by ``chunk``."""
@@ -80,7 +84,7 @@ class SSEDecoder:
         """Events from complete lines (``text`` ends with a line end)."""
         events: list[ServerSentEvent] = []
         pos = 0
-        if self._data or self._event:  # finish the frame in progress line by line
+        if self._data or self._event or self._has_id:  # finish the frame in progress line by line
             blank = 0 if text[0] == "\n" else text.find("\n\n")
             if blank < 0:
                 self._lines(text, events)
@@ -97,7 +101,7 @@ class SSEDecoder:
                 event_id, event, data = m.groups()
                 if event_id is not None:
                     last_id = event_id
-                events.append(ServerSentEvent(event or "message", data, last_id))
+                events.append(ServerSentEvent(event or "message", data, last_id, event_id is not None))
                 pos = m.end()
             elif text[pos] == ":":
                 pos = text.index("\n", pos) + 1
@@ -113,14 +117,14 @@ class SSEDecoder:
     def _lines(self, text: str, events: list[ServerSentEvent]) -> None:
         lines = text.split("\n")
         lines.pop()  # the empty string after the final line end
-        event, data, last_id = self._event, self._data, self.last_event_id
+        event, data, last_id, has_id = self._event, self._data, self.last_event_id, self._has_id
         for line in lines:
             if not line:
                 # A blank line dispatches, but only if a data field came (9.2.6, "dispatch the event").
                 if data:
-                    events.append(ServerSentEvent(event or "message", "\n".join(data), last_id))
+                    events.append(ServerSentEvent(event or "message", "\n".join(data), last_id, has_id))
                     data = []
-                event = ""
+                event, has_id = "", False
                 continue
             if line[0] == ":":  # a comment: heartbeats are never events
                 continue
@@ -133,9 +137,9 @@ class SSEDecoder:
                 event = value
             elif name == "id":
                 if "\0" not in value:  # the spec ignores ids containing NULL
-                    last_id = value
+                    last_id, has_id = value, True
             elif name == "retry":
                 if value.isascii() and value.isdigit():
                     self.retry = int(value)
             # Any other field is ignored (9.2.6).
-        self._event, self._data, self.last_event_id = event, data, last_id
+        self._event, self._data, self.last_event_id, self._has_id = event, data, last_id, has_id

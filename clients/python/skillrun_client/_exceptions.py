@@ -172,12 +172,20 @@ def status_error(response: httpx.Response) -> APIStatusError:
     cls = _BY_STATUS.get(response.status_code)
     if cls is None:
         cls = InternalServerError if response.status_code >= 500 else APIStatusError
-    message = f"{response.status_code} {problem.title}"
+    return cls(describe(response.status_code, problem), response=response, problem=problem)
+
+
+def describe(status: int, problem: Problem) -> str:
+    """``422 Title: detail (field: message; ...)``, naming each field error once: the ones
+    the detail already says (the server's 422 detail quotes them) are not repeated."""
+    message = f"{status} {problem.title}"
     if problem.detail:
         message += f": {problem.detail}"
-    if problem.errors:
-        message += " (" + "; ".join(f"{e.field}: {e.message}" for e in problem.errors) + ")"
-    return cls(message, response=response, problem=problem)
+    said = problem.detail or ""
+    extra = [f"{e.field}: {e.message}" for e in problem.errors or [] if f"{e.field}: {e.message}" not in said]
+    if extra:
+        message += " (" + "; ".join(extra) + ")"
+    return message
 
 
 def connection_error(exc: httpx.TransportError) -> APIConnectionError:

@@ -3,14 +3,17 @@
 Two policies share one backoff:
 
 * :class:`RequestRetry`, for requests made before a run exists (and plain reads):
-  connection errors, 429, 502, 503 and 504 are retried, honouring ``Retry-After``;
-  anything else is raised as is. Starting a run is safe to retry because the client
+  connection errors, 429, 502, 503 and 504 are retried, honouring ``Retry-After`` up to
+  ``max_retry_after`` seconds (a longer one is raised at once); anything else is raised as is. Starting a run is safe to retry because the client
   sends the same ``Idempotency-Key`` on every attempt.
 * the stream's resume policy (``_streaming.ResumeState``) uses :class:`Backoff` with
   the server's ``retry:`` as the first delay.
 
 The I/O loops ask ``policy.next_delay(error)``: a number of seconds to wait, or the
 error raised when it should not (or may no more) be retried.
+
+Every default comes from the spec's ``info.x-skillrun-client-defaults`` (``_generated/defaults.py``),
+the table the JS client generates its defaults from too.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
+from ._generated import defaults
 from ._exceptions import APIConnectionError, APIStatusError, RateLimitError, SkillrunError, retry_after
 
 RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
@@ -31,10 +35,10 @@ class Backoff:
     clients dropped together do not come back together (and never sooner than asked).
     """
 
-    initial: float = 0.5
-    maximum: float = 8.0
-    multiplier: float = 2.0
-    jitter: float = 0.25
+    initial: float = defaults.BACKOFF_INITIAL_MS / 1000
+    maximum: float = defaults.BACKOFF_MAX_MS / 1000
+    multiplier: float = defaults.BACKOFF_MULTIPLIER
+    jitter: float = defaults.BACKOFF_JITTER
     rand: Callable[[], float] = field(default=random.random, repr=False, compare=False)
 
     def delay(self, attempt: int, first: float | None = None) -> float:
@@ -69,14 +73,17 @@ def is_retryable(error: SkillrunError) -> bool:
 class RequestRetry:
     """Retries for one request; make a new one per request."""
 
-    def __init__(self, max_retries: int, backoff: Backoff) -> None:
+    def __init__(self, max_retries: int, backoff: Backoff, max_retry_after: float = defaults.MAX_RETRY_AFTER_S) -> None:
         self.max_retries = max_retries
         self.backoff = backoff
+        self.max_retry_after = max_retry_after
         self.attempts = 0
 
     def next_delay(self, error: SkillrunError) -> float:
         if not is_retryable(error) or self.attempts >= self.max_retries:
             raise error
-        self.attempts += 1
         asked = server_delay(error)
+        if asked is not None and asked > self.max_retry_after:
+            raise error  # not worth hanging for: the caller decides
+        self.attempts += 1
         return asked if asked is not None else self.backoff.delay(self.attempts)

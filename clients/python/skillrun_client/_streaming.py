@@ -7,15 +7,22 @@ The two stream classes only move bytes and sleep, so sync and async cannot drift
 A connection that ends before ``done`` — reset, EOF, or ``idle_timeout`` without a single
 byte (heartbeat comments count) — is resumed at ``GET /v1/runs/{run_id}/events`` with
 ``Last-Event-ID``; events already delivered are skipped by their sequence number, so the
-consumer sees each event exactly once.
+consumer sees each event exactly once. Only an event whose *own* ``id:`` line names an id
+already delivered is a repeat: one without an ``id:`` line keeps the previous last event
+ID (WHATWG HTML 9.2.6) and is delivered.
+
+An event the models cannot read arrives as an :class:`~skillrun_client.UnknownEvent`
+(``strict=True``: a :class:`StreamError`); a ``done`` the models cannot read is always
+an error, since the run's result is in it.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections import deque
 from types import TracebackType
-from typing import Any, AsyncIterator, Callable, Iterator
+from typing import Any, AsyncIterator, Callable, Iterator, cast
 
 import anyio
 import httpx
@@ -24,9 +31,10 @@ import pydantic
 from ._decoder import SSEDecoder, ServerSentEvent
 from ._exceptions import APIStatusError, SkillrunError, StreamError
 from ._generated.models import DoneEvent
+from ._generated import defaults
 from ._retry import Backoff, RequestRetry, server_delay
 from ._transport import Call, asend, dropped, segment, send
-from ._types import EVENT_ADAPTER, Event, RunResult
+from ._types import EVENT_ADAPTER, RunResult, StreamEvent, UnknownEvent, unknown_fields
 
 
 class ResumeState:
@@ -40,17 +48,21 @@ class ResumeState:
         backoff: Backoff,
         run_id: str | None = None,
         last_event_id: str | None = None,
+        max_retry_after: float = defaults.MAX_RETRY_AFTER_S,
+        strict: bool = False,
     ) -> None:
         self.first = first
         self.max_retries = max_retries
         self.backoff = backoff
+        self.max_retry_after = max_retry_after
+        self.strict = strict
         self.run_id = run_id
         self.last_event_id = last_event_id
         self.done: DoneEvent | None = None
         self.connected = False  # a connection has been opened once: the run exists
         self.failures = 0  # consecutive failed resumes; reset by every new event
         self.server_retry: float | None = None  # the server's `retry:`, in seconds
-        self._first_retry = RequestRetry(max_retries, backoff)
+        self._first_retry = RequestRetry(max_retries, backoff, max_retry_after)
         self._last_seq = _seq(last_event_id)
         self._decoder = SSEDecoder()
 
@@ -72,7 +84,7 @@ class ResumeState:
         # A fresh decoder per connection: a frame cut off by the drop is discarded (9.2.6).
         self._decoder = SSEDecoder(self.last_event_id or "")
 
-    def feed(self, chunk: bytes) -> list[Event]:
+    def feed(self, chunk: bytes) -> list[StreamEvent]:
         """The new events in ``chunk``."""
         accept = self._accept
         events = [e for sse in self._decoder.feed(chunk) if (e := accept(sse)) is not None]
@@ -80,31 +92,37 @@ class ResumeState:
             self.server_retry = self._decoder.retry / 1000
         return events
 
-    def _accept(self, sse: ServerSentEvent) -> Event | None:
-        event_id = sse.id
-        seq = int(event_id) if event_id.isdigit() and event_id.isascii() else None
+    def _accept(self, sse: ServerSentEvent) -> StreamEvent | None:
+        seq = _seq(sse.id) if sse.has_id else None
         if self.done is not None or (seq is not None and self._last_seq is not None and seq <= self._last_seq):
             return None  # already delivered before a reconnect
-        try:
-            event: Event | None = _validate_event(sse.data)
-        except pydantic.ValidationError as exc:
-            if exc.errors()[0]["type"] != "union_tag_invalid":
-                raise StreamError(
-                    f"the server sent an event this client cannot read: {exc}", run_id=self.run_id, last_event_id=self.last_event_id
-                ) from exc
-            event = None  # a type newer than this client (regenerate the models to see it): skipped, but passed
+        event = self._read(sse.data)
         if seq is not None:
             self._last_seq = seq
-        if event_id:
-            self.last_event_id = event_id
-        if event is None:
-            return None
+        if sse.id:
+            self.last_event_id = sse.id
         if self.run_id is None:
             self.run_id = event.run_id
         self.failures = 0
         if event.type == "done":
             self.done = event
         return event
+
+    def _read(self, data: str) -> StreamEvent:
+        """``data`` as a typed event, or an :class:`UnknownEvent` (strict: a StreamError)."""
+        try:
+            event: StreamEvent = _validate_event(data)
+        except pydantic.ValidationError as exc:
+            raw = _object(data)
+            if raw is None or self.strict or raw["type"] == "done":
+                raise self._unreadable(str(exc)) from exc
+            return UnknownEvent.from_raw(raw)
+        if self.strict and (extra := list(unknown_fields(event, json.loads(data)))):
+            raise self._unreadable(f"{event.type} has fields the models do not know: {', '.join(extra)}")
+        return event
+
+    def _unreadable(self, why: str) -> StreamError:
+        return StreamError(f"the server sent an event this client cannot read: {why}", run_id=self.run_id, last_event_id=self.last_event_id)
 
     def next_delay(self, error: SkillrunError) -> float:
         """Seconds before the next connection attempt, or raise when there is none."""
@@ -118,6 +136,12 @@ class ResumeState:
                 f"gave up after {self.max_retries} retries: {error}", run_id=self.run_id, last_event_id=self.last_event_id
             ) from error
         asked = server_delay(error)
+        if asked is not None and asked > self.max_retry_after:
+            raise StreamError(
+                f"the server asked to wait {asked:.0f} s, longer than max_retry_after ({self.max_retry_after:.0f} s): {error}",
+                run_id=self.run_id,
+                last_event_id=self.last_event_id,
+            ) from error
         return asked if asked is not None else self.backoff.delay(self.failures, first=self.server_retry)
 
     def result(self) -> RunResult:
@@ -130,6 +154,15 @@ def _seq(event_id: str | None) -> int | None:
     return int(event_id) if event_id and event_id.isascii() and event_id.isdigit() else None
 
 
+def _object(data: str) -> dict[str, Any] | None:
+    """``data`` as a JSON object with a string ``type``, or None: then it is no event at all."""
+    try:
+        raw: Any = json.loads(data)
+    except ValueError:
+        return None
+    return cast(dict[str, Any], raw) if isinstance(raw, dict) and isinstance(raw.get("type"), str) else None
+
+
 # The core validator itself: TypeAdapter.validate_json adds a Python call per event.
 _validate_event: Callable[[str], Any] = EVENT_ADAPTER.validator.validate_json
 
@@ -137,7 +170,7 @@ _validate_event: Callable[[str], Any] = EVENT_ADAPTER.validator.validate_json
 class _StreamBase:
     def __init__(self, state: ResumeState) -> None:
         self._state = state
-        self._pending: deque[Event] = deque()
+        self._pending: deque[StreamEvent] = deque()
         self._delay = 0.0
         self._closed = False
 
@@ -179,7 +212,7 @@ class Stream(_StreamBase):
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.close()
 
-    def __iter__(self) -> Iterator[Event]:
+    def __iter__(self) -> Iterator[StreamEvent]:
         try:
             while (event := self._next()) is not None:
                 yield event
@@ -197,7 +230,7 @@ class Stream(_StreamBase):
         self._closed = True
         self._disconnect()
 
-    def _next(self) -> Event | None:
+    def _next(self) -> StreamEvent | None:
         while True:
             if self._closed:
                 return None
@@ -254,7 +287,7 @@ class AsyncStream(_StreamBase):
     ) -> None:
         await self.close()
 
-    async def __aiter__(self) -> AsyncIterator[Event]:
+    async def __aiter__(self) -> AsyncIterator[StreamEvent]:
         try:
             while (event := await self._next()) is not None:
                 yield event
@@ -272,7 +305,7 @@ class AsyncStream(_StreamBase):
         self._closed = True
         await self._disconnect()
 
-    async def _next(self) -> Event | None:
+    async def _next(self) -> StreamEvent | None:
         while True:
             if self._closed:
                 return None

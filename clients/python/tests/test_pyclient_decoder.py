@@ -29,9 +29,9 @@ STREAM = (
     "id: 7\nevent: done\ndata: {}\n\n"
 )
 EXPECTED = [
-    ServerSentEvent("step_start", '{"a": "caf\u00e9 \u2603 \U0001f600"}', "1"),
-    ServerSentEvent("message", "line one\nline two\n", "1"),
-    ServerSentEvent("done", "{}", "7"),
+    ServerSentEvent("step_start", '{"a": "caf\u00e9 \u2603 \U0001f600"}', "1", True),
+    ServerSentEvent("message", "line one\nline two\n", "1", False),
+    ServerSentEvent("done", "{}", "7", True),
 ]
 
 
@@ -110,6 +110,13 @@ def test_id_persists_until_changed_and_empty_id_clears_it() -> None:
     assert [e.id for e in events] == ["5", "5", ""]
 
 
+def test_an_event_says_whether_its_own_lines_set_the_id() -> None:
+    """An event without its own ``id:`` line inherits the last event ID (9.2.6), and says so,
+    also when the ``id:`` line and the rest of its frame arrive in different chunks."""
+    events, _ = decode(b"id: 5\ndata: a\n\ndata: b\n\nid: 6\n", b"data: c\n\n")
+    assert [(e.id, e.has_id) for e in events] == [("5", True), ("5", False), ("6", True)]
+
+
 def test_id_with_null_is_ignored() -> None:
     events, decoder = decode(b"id: 3\n\nid: 4\x00\ndata: a\n\n")
     assert events[0].id == "3" and decoder.last_event_id == "3"
@@ -157,12 +164,12 @@ def reference_decode(data: bytes) -> tuple[list[ServerSentEvent], str, int | Non
     text = text[1:] if text.startswith("\ufeff") else text
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     lines.pop()  # an unterminated last line is never processed
-    events, event, buf, last_id, retry = [], "", "", "", None
+    events, event, buf, last_id, retry, has_id = [], "", "", "", None, False
     for line in lines:
         if line == "":
             if buf:
-                events.append(ServerSentEvent(event or "message", buf[:-1], last_id))
-            event, buf = "", ""
+                events.append(ServerSentEvent(event or "message", buf[:-1], last_id, has_id))
+            event, buf, has_id = "", "", False
             continue
         if line.startswith(":"):
             continue
@@ -173,7 +180,7 @@ def reference_decode(data: bytes) -> tuple[list[ServerSentEvent], str, int | Non
         elif field == "data":
             buf += value + "\n"
         elif field == "id" and "\0" not in value:
-            last_id = value
+            last_id, has_id = value, True
         elif field == "retry" and value and all(c in "0123456789" for c in value):
             retry = int(value)
     return events, last_id, retry

@@ -33,9 +33,30 @@ def test_committed_models_match_the_spec() -> None:
 def test_check_mode_reports_a_stale_file(tmp_path: Path) -> None:
     generator = load_generator()
     generator.TARGET = tmp_path / "models.py"
+    generator.DEFAULTS_TARGET = tmp_path / "defaults.py"
     assert generator.main(["--check"]) == 1  # missing counts as stale
     assert generator.main([]) == 0
     assert generator.main(["--check"]) == 0
+
+
+def test_committed_defaults_match_the_spec() -> None:
+    generator = load_generator()
+    assert generator.DEFAULTS_TARGET.read_text(encoding="utf-8") == generator.render_defaults()
+
+
+def test_client_defaults_are_the_spec_table() -> None:
+    """The two clients agree because both take retries, backoff, idle timeout and the longest
+    Retry-After honoured from ``info.x-skillrun-client-defaults`` (the JS suite checks its side)."""
+    from skillrun_client import Backoff, Client
+
+    table = yaml.safe_load((CLIENT.parent.parent / "openapi" / "skillrun.yaml").read_text())["info"]["x-skillrun-client-defaults"]
+    backoff = Backoff()
+    with Client("http://127.0.0.1:1") as client:
+        assert client.max_retries == table["max_retries"]
+        assert client.idle_timeout * 1000 == table["idle_timeout_ms"]
+        assert client.max_retry_after == table["max_retry_after_s"]
+    assert (backoff.initial * 1000, backoff.maximum * 1000) == (table["backoff_initial_ms"], table["backoff_max_ms"])
+    assert (backoff.multiplier, backoff.jitter) == (table["backoff_multiplier"], table["backoff_jitter"])
 
 
 def test_event_data_classes_are_named_after_their_event() -> None:

@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import pytest
 
-from skillrun_client import NotFoundError, StreamError
+from skillrun_client import NotFoundError, StreamError, UnknownEvent
 
 from .conftest import (
     Proxy,
@@ -208,22 +208,34 @@ async def test_run_id_comes_from_events_when_the_header_is_missing(make_client: 
     assert len(events) == len(all_frames) and srv.requests[1].path == "/v1/runs/run_from_event/events"
 
 
-async def test_unknown_event_types_are_skipped_and_nothing_follows_done(make_client: Callable[..., Any]) -> None:
+async def test_unknown_event_types_arrive_as_unknown_events_and_nothing_follows_done(make_client: Callable[..., Any]) -> None:
     evs = run_events()
-    future = envelope("step_teleported", "run_x", "a", {})
+    future = envelope("step_teleported", "run_x", "a", {"to": "mars"})
     raw = frames(evs[:1]) + frames([future], first_id=2) + frames(evs[1:], first_id=3) + frames(evs[:1], first_id=99)
-    # The unknown event (id 2) is passed over: a resume after it starts after it.
+    # The unknown event (id 2) is delivered in its place: a resume after it starts after it.
     async with ScriptServer([sse_stream(*raw[:2]), sse_stream(*raw[2:], end="finish")]) as srv:
         events = await collect(make_client(srv.url).stream("s", {}))
-    assert [e.type for e in events] == [e["type"] for e in evs]
+    assert [e.type for e in events] == ["skill_start", "unknown"] + [e["type"] for e in evs[1:]]
+    unknown = events[1]
+    assert isinstance(unknown, UnknownEvent)
+    assert (unknown.event_type, unknown.message, unknown.data, unknown.run_id) == ("step_teleported", "step_teleported", {"to": "mars"}, "run_x")
+    assert unknown.raw == future
     assert srv.requests[1].headers["last-event-id"] == "2"
 
 
-async def test_an_event_that_breaks_the_contract_is_a_stream_error(make_client: Callable[..., Any]) -> None:
+async def test_an_event_the_models_cannot_read_arrives_as_an_unknown_event(make_client: Callable[..., Any]) -> None:
+    bad = {**run_events()[1], "data": {"no_uses": True}}
+    async with ScriptServer([sse_stream(*frames([run_events()[0], bad, *run_events()[1:]]), end="finish")]) as srv:
+        events = await collect(make_client(srv.url).stream("s", {}))
+    assert isinstance(events[1], UnknownEvent) and events[1].event_type == "step_start" and events[1].raw == bad
+    assert events[-1].type == "done"
+
+
+async def test_strict_makes_an_unreadable_event_a_stream_error(make_client: Callable[..., Any]) -> None:
     bad = {**run_events()[1], "data": {"no_uses": True}}
     async with ScriptServer([sse_stream(*frames([run_events()[0], bad]), end="finish")]) as srv:
         with pytest.raises(StreamError) as info:
-            await collect(make_client(srv.url).stream("s", {}))
+            await collect(make_client(srv.url, strict=True).stream("s", {}))
     assert "cannot read" in str(info.value) and info.value.last_event_id == "1"
 
 

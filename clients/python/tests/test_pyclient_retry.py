@@ -28,12 +28,12 @@ async def hang_up(req: Request, w: asyncio.StreamWriter) -> None:
 async def test_retryable_status_is_retried(make_client: Callable[..., Any], status: int) -> None:
     async with ScriptServer([answer(status, {"title": "x", "status": status}), answer(200, SKILLS)]) as srv:
         skills = await call(make_client(srv.url).skills.list)
-    assert [s.id for s in skills] == ["a"] and len(srv.requests) == 2
+    assert [s.id for s in skills.skills] == ["a"] and len(srv.requests) == 2
 
 
 async def test_connection_error_is_retried(make_client: Callable[..., Any]) -> None:
     async with ScriptServer([hang_up, answer(200, SKILLS)]) as srv:
-        assert len(await call(make_client(srv.url).skills.list)) == 1
+        assert len((await call(make_client(srv.url).skills.list)).skills) == 1
 
 
 async def test_other_errors_are_not_retried(make_client: Callable[..., Any]) -> None:
@@ -62,6 +62,16 @@ async def test_retry_after_is_honoured(make_client: Callable[..., Any]) -> None:
         started = time.monotonic()
         await call(make_client(srv.url).skills.list)
     assert time.monotonic() - started >= 1.0
+
+
+async def test_a_retry_after_longer_than_max_retry_after_is_raised_at_once(make_client: Callable[..., Any]) -> None:
+    """A 429 with ``Retry-After: 3600`` is not waited for (the shared default caps it at 60 s):
+    the caller gets the RateLimitError at once instead of a client hung for an hour."""
+    async with ScriptServer([answer(429, {"title": "x", "status": 429}, {"Retry-After": "3600"}), answer(200, SKILLS)]) as srv:
+        started = time.monotonic()
+        with pytest.raises(RateLimitError) as info:
+            await call(make_client(srv.url).skills.list)
+    assert info.value.retry_after == 3600 and len(srv.requests) == 1 and time.monotonic() - started < 5
 
 
 async def test_execute_retries_reuse_one_idempotency_key(make_client: Callable[..., Any]) -> None:
@@ -114,10 +124,10 @@ async def test_environment_gives_base_url_and_key(kind: str, server: Server, mon
     monkeypatch.setenv("SKILLRUN_API_KEY", API_KEY)
     if kind == "sync":
         with Client() as c:
-            assert len(await call(c.skills.list)) >= 3
+            assert len((await call(c.skills.list)).skills) >= 3
     else:
         async with AsyncClient() as ac:
-            assert len(await ac.skills.list()) >= 3
+            assert len((await ac.skills.list()).skills) >= 3
     monkeypatch.delenv("SKILLRUN_BASE_URL")
     monkeypatch.delenv("SKILLRUN_API_KEY")
     bare = Client()
@@ -158,7 +168,7 @@ async def test_a_callers_own_http_client_is_used(kind: str, server: Server) -> N
     if kind == "sync":
         http = httpx.Client(event_hooks={"request": [lambda r: seen.append(str(r.url))]})
         with Client(server.url + "/", API_KEY, http_client=http) as c:
-            assert len(await call(c.skills.list)) >= 3
+            assert len((await call(c.skills.list)).skills) >= 3
     else:
 
         async def hook(r: httpx.Request) -> None:
@@ -166,5 +176,5 @@ async def test_a_callers_own_http_client_is_used(kind: str, server: Server) -> N
 
         ahttp = httpx.AsyncClient(event_hooks={"request": [hook]})
         async with AsyncClient(server.url + "/", API_KEY, http_client=ahttp) as ac:
-            assert len(await ac.skills.list()) >= 3
+            assert len((await ac.skills.list()).skills) >= 3
     assert seen == [server.url + "/v1/skills"]

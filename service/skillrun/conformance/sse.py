@@ -83,8 +83,9 @@ RULES: dict[str, str] = {
     "http.spec": "the served spec is at URL/openapi.json and has every skill asked for",
     "sse.event-schema": "every event validates against its schema in the served spec",
     "sse.first-skill-start": "the first event is skill_start",
-    "sse.step-lifecycle": "per step: step_skipped, or step_start then one terminal event; "
-    "retries, fallbacks and gate warnings only inside a step's life",
+    "sse.step-lifecycle": "per step and foreach item: exactly one fate, step_skipped (one may stand for "
+    "items index..last_index) or step_start then one terminal event; after skill_resumed the instances "
+    "running at that seam start over; retries, fallbacks and gate warnings only inside a step's life",
     "sse.done-last": "exactly one done, last, right after the one skill_completed",
     "sse.ids-increasing": "every frame has an integer id:, strictly increasing",
     "sse.event-is-type": "each frame's event: is its data's type",

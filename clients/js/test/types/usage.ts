@@ -53,6 +53,13 @@ export async function usage(): Promise<void> {
         void doneMessage;
         break;
       }
+      case 'unknown': {
+        // A type newer than this client: its own type, message and the raw event.
+        const serverType: string = event.event_type;
+        const raw: Record<string, unknown> = event.raw;
+        void serverType, raw;
+        break;
+      }
       default: {
         const message: string = event.message;
         void message;
@@ -88,7 +95,9 @@ export async function usage(): Promise<void> {
   await client.runs.cancel(run.run_id);
   for await (const e of client.runs.events(run.run_id, { after: 3 })) void e.type;
   const skills = await client.skills.list();
-  void skills[0]?.id;
+  void skills.skills[0]?.id;
+  // @ts-expect-error a list answers its body, as runs.list does, not a bare array
+  void skills[0];
   void (await client.skills.get('demo.ticker')).inputs;
 
   try {
