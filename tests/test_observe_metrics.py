@@ -365,7 +365,7 @@ def test_batched_step_durations_match_direct_observation() -> None:
     counts and count as Histogram.observe one by one (and the same sum, to rounding)."""
     from prometheus_client import CollectorRegistry, Histogram
 
-    from skillrun.observe.runevents import StepDurations
+    from skillrun.observe.metrics import StepDurations
 
     registry = CollectorRegistry()
     batched = Histogram("a_seconds", "a", buckets=(0.001, 0.01, 0.1, 1, 10), registry=registry)

@@ -9,19 +9,17 @@ they count exactly what the streams show.
 This runs once per event on the engine's path (a 10,000-step stream appends
 20,003 events): the two commonest types (``step_start``, ``step_completed``) are
 handled inline, the rest through a table, and step durations are counted into
-buckets per run and added to the histogram in batches (``StepDurations``).
+buckets and added to the histogram in batches (``metrics.StepDurations``).
 """
 
 from __future__ import annotations
 
-import bisect
 import logging
-import time
 from typing import Any, Callable
 
 from .. import events as ev
 from .context import STEP, step_started
-from .metrics import UNKNOWN, Metrics
+from .metrics import UNKNOWN, Metrics, StepDurations
 
 Observer = Callable[[str, dict[str, Any]], None]
 run_log = logging.getLogger("skillrun.runs")
@@ -32,53 +30,6 @@ _STEP_COMPLETED = ev.STEP_COMPLETED
 
 def _count(findings: Any) -> int:
     return len(findings) if isinstance(findings, list) else 1
-
-
-class StepDurations:
-    """One run's step durations for one histogram child, bucketed here and added in batches.
-
-    ``Histogram.observe`` takes a lock per bucket and sum update (~0.5 µs, a twentieth
-    of a step's whole cost in a fast stream); counting into a local list costs a bisect.
-    The batch goes in at ``FLUSH_N`` durations, once ``FLUSH_S`` has passed since the
-    last (scrapes are seconds apart: a second's delay is invisible), and when the run
-    ends. The child's bucket and sum values are prometheus-client's own; if a release
-    renames them, each duration is observed as it comes.
-    """
-
-    FLUSH_N = 256
-    FLUSH_S = 1.0
-    __slots__ = ("child", "bounds", "counts", "total", "pending", "since")
-
-    def __init__(self, child: Any) -> None:
-        self.child = child
-        bounds: Any = getattr(child, "_upper_bounds", None)
-        direct = bounds is not None and hasattr(child, "_buckets") and hasattr(child, "_sum")
-        self.bounds: list[float] | None = [float(b) for b in bounds] if direct else None
-        self.counts = [0] * len(self.bounds) if self.bounds is not None else []
-        self.total = 0.0
-        self.pending = 0
-        self.since = time.monotonic()
-
-    def observe(self, seconds: float) -> None:
-        if self.bounds is None:
-            self.child.observe(seconds)
-            return
-        self.counts[bisect.bisect_left(self.bounds, seconds)] += 1  # the first bucket with le >= seconds
-        self.total += seconds
-        self.pending += 1
-        if self.pending >= self.FLUSH_N or time.monotonic() - self.since >= self.FLUSH_S:
-            self.flush()
-
-    def flush(self) -> None:
-        if not self.pending:
-            return
-        buckets = self.child._buckets
-        for i, n in enumerate(self.counts):
-            if n:
-                buckets[i].inc(n)
-                self.counts[i] = 0
-        self.child._sum.inc(self.total)
-        self.total, self.pending, self.since = 0.0, 0, time.monotonic()
 
 
 class RunObserver:
@@ -97,7 +48,7 @@ class RunObserver:
         # step id -> capability, from step_start, for the step's later events (a foreach's
         # items share their step's id and capability; a nested step's id is its path).
         self.uses: dict[str, str] = {}
-        self._durations: dict[tuple[str, str], StepDurations] = {}  # (capability, status) -> its batch
+        self._durations: dict[tuple[str, str], StepDurations] = {}  # (capability, status) -> its batch, this run's
 
     def __call__(self, type: str, payload: dict[str, Any]) -> None:
         if type == _STEP_START:
@@ -121,12 +72,12 @@ class RunObserver:
         batch = self._durations.get((capability, status))
         if batch is None:
             assert self.m is not None
-            child = self.m.step_duration.labels(self.skill, capability, status)
-            batch = self._durations[(capability, status)] = StepDurations(child)
+            batch = self._durations[(capability, status)] = self.m.step_durations(self.skill, capability, status)
         batch.observe(payload["data"]["duration_ms"] / 1000)
 
     def flush(self) -> None:
-        """Every step duration counted so far into the histogram."""
+        """Every step duration this run counted so far (and others' in the same batches)
+        into the histogram: a scrape right after the run's end sees all of its steps."""
         for batch in self._durations.values():
             batch.flush()
 
