@@ -184,3 +184,24 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     s = start_server(tmp_path_factory.mktemp("server"))
     yield s
     s.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One ``redis-server`` (AOF on) for the session; tests keep apart by key prefix."""
+    from redis_util import RedisServer
+
+    server = RedisServer(require_tool("redis-server"), tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Three local Redis Cluster masters (``redis-cli --cluster create``), for the session."""
+    from redis_util import start_cluster
+
+    nodes = start_cluster(require_tool("redis-server"), require_tool("redis-cli"), tmp_path_factory.mktemp("cluster"))
+    yield nodes
+    for node in nodes:
+        node.stop()

@@ -1,18 +1,37 @@
 """The runs API in-process (responses checked against the spec): async runs, get, list
-filters and pages, owner-only visibility, cancel, idempotency, resume cursors."""
+filters and pages, owner-only visibility, cancel, idempotency, resume cursors; once
+per run store (memory, SQLite, Redis, Redis Cluster)."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from pathlib import Path
+from typing import Any, AsyncIterator, Callable
 
 import httpx
 import pytest
 
-from conftest import OTHER_KEY
+from conftest import OTHER_KEY, asgi_client
 from sse_util import check_order, parse_sse, skipped_indices
+from stores import STORES, store_db
 
 pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(params=STORES)
+async def client(
+    request: pytest.FixtureRequest, tmp_path: Path, app_factory: Callable[..., Any]
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of a new app on each run store (no lifespan in-process: the test opens it)."""
+    db, options = store_db(request, tmp_path)
+    app = app_factory(db=db, **options)
+    await app.services.store.open()
+    try:
+        async with asgi_client(app) as c:
+            yield c
+        await app.services.runs.drain(5)
+    finally:
+        await app.services.store.close()
 
 TICKER = "/v1/skills/demo.ticker"
 
@@ -230,3 +249,13 @@ async def test_the_served_spec_has_per_skill_async_operations_with_the_skill_inp
     assert "202" in op["responses"]
     r = await client.post(f"{TICKER}/execute/async", json={"inputs": {"steps": 0}})
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "inputs.steps"
+
+
+async def test_readiness_reports_the_store_and_that_it_answers(
+    client: httpx.AsyncClient, request: pytest.FixtureRequest
+) -> None:
+    """GET /v1/health/ready names the run store SKILLRUN_DB selected and says it is reachable."""
+    r = await client.get("/v1/health/ready")
+    assert r.status_code == 200, r.text
+    kind = request.node.callspec.params["client"].removesuffix("-cluster")
+    assert r.json()["store"] == {"kind": kind, "reachable": True}

@@ -1,7 +1,9 @@
-"""The run stores (memory and SQLite) behave alike: the log's verbs, the projection,
+"""The run stores (memory, SQLite, Redis, Redis Cluster) behave alike: the log's verbs, the projection,
 idempotent create, newest-first pages, purge; SQLite keeps it all across a reopen."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import asyncio
 import json
@@ -10,7 +12,8 @@ from typing import Any, AsyncIterator
 
 import pytest
 
-from skillrun.runs import BadCursor, EventRecord, MemoryStore, RunRecord, RunStore, SqliteStore, follow
+from skillrun.runs import BadCursor, EventRecord, RedisStore, RunRecord, RunStore, SqliteStore, follow
+from stores import STORES, store_for
 
 pytestmark = pytest.mark.anyio
 
@@ -28,9 +31,9 @@ def _done(seq: int, status: str = "completed") -> EventRecord:
     return _ev(seq, "done", status=status, skill_id="demo.ticker", outputs={"ticks": 1})
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=STORES)
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[RunStore]:
-    s: RunStore = MemoryStore() if request.param == "memory" else SqliteStore(tmp_path / "runs.db")
+    s = store_for(request, tmp_path)
     await s.open()
     yield s
     await s.close()
@@ -147,6 +150,24 @@ async def test_purge_removes_finished_runs_older_than_the_cutoff_only(store: Run
     assert await store.get("live") is not None
 
 
+async def test_delete_removes_a_run_its_log_its_listing_and_its_idempotency_key(store: RunStore) -> None:
+    """``DELETE /v1/runs/{id}`` on every store: the run, its events, its place in the
+    owner's list and its idempotency key go; another run stays; unknown is False."""
+    keyed = replace(_run("gone"), idempotency_key="k1", request_hash="h")
+    await store.create(keyed)
+    await store.create(_run("kept"))
+    store.append("gone", _done(1))
+    await _settle(store, "gone", 1)
+    assert await store.delete("gone") is True
+    assert await store.get("gone") is None
+    assert await store.read("gone", 0) == []
+    assert [r.run_id for r in (await store.list_runs("key_a")).runs] == ["kept"]
+    assert await store.count_runs("key_a") == 1
+    again = await store.create(replace(_run("new"), idempotency_key="k1", request_hash="h"))
+    assert again.run_id == "new"  # the key names no run any more
+    assert await store.delete("never") is False
+
+
 async def test_sqlite_keeps_runs_and_logs_across_reopen(tmp_path: Path) -> None:
     path = tmp_path / "d" / "runs.db"
     s = SqliteStore(path)
@@ -209,3 +230,86 @@ async def test_sqlite_wal_starts_over_under_steady_writes(tmp_path: Path) -> Non
     finally:
         await s.close()
     assert not wal.exists() or wal.stat().st_size == 0  # close checkpointed everything
+
+
+@pytest.fixture(params=["redis", "redis-cluster"])
+async def two_nodes(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[RunStore, RunStore]]:
+    """Two store instances on one Redis (one prefix): what two nodes see."""
+    first = store_for(request, tmp_path)
+    assert isinstance(first, RedisStore)
+    second = RedisStore(first.url, prefix=first.keys.prefix, cluster=first.cluster)
+    await first.open()
+    await second.open()
+    yield first, second
+    await second.close()
+    await first.close()
+
+
+async def test_followers_on_another_node_get_every_event_once_live(two_nodes: tuple[RunStore, RunStore]) -> None:
+    """Node A appends a run's 200 events while 20 followers on node B follow it from
+    different cursors: each gets exactly the events after its cursor, in order, ending
+    with done (one XREAD per run on B feeds them all)."""
+    a, b = two_nodes
+    await a.create(_run("r1"))
+
+    async def produce() -> None:
+        for seq in range(1, 200):
+            a.append("r1", _ev(seq))
+            if seq % 9 == 0:
+                await asyncio.sleep(0.002)
+        a.append("r1", _done(200))
+
+    async def collect(after: int) -> list[int]:
+        return [e.seq async for batch in follow(b, "r1", after, idle_s=1) for e in batch]
+
+    cursors = [0, 0, 1, 5, 17, 50, 99, 150, 0, 3] * 2
+    followers = [asyncio.create_task(collect(c)) for c in cursors]
+    await produce()
+    for cursor, got in zip(cursors, await asyncio.gather(*followers)):
+        assert got == list(range(cursor + 1, 201)), cursor
+    assert (await b.get("r1")).status == "completed"  # type: ignore[union-attr]
+
+
+async def test_a_log_closed_by_another_node_refuses_the_late_writer(two_nodes: tuple[RunStore, RunStore]) -> None:
+    """Node B closes a run of node A (a takeover) while A still appends: A's late events
+    under the same ids are refused whole, the log keeps B's closing events and status,
+    and A's own followers see B's events, not A's."""
+    a, b = two_nodes
+    await a.create(_run("r1"))
+    a.append("r1", _ev(1, "skill_start"))
+    await _settle(a, "r1", 1)
+    b.append("r1", _ev(2, "skill_completed"))
+    b.append("r1", _done(3, "interrupted"))
+    await _settle(b, "r1", 3)
+    a.append("r1", _ev(2, "step_start"))
+    a.append("r1", _done(3, "completed"))
+    got = [e async for batch in follow(a, "r1", 0, idle_s=1) for e in batch]
+    assert [(e.seq, e.type) for e in got] == [(1, "skill_start"), (2, "skill_completed"), (3, "done")]
+    assert json.loads(got[-1].data)["status"] == "interrupted"
+    await asyncio.sleep(0.2)
+    assert (await a.get("r1")).status == "interrupted"  # type: ignore[union-attr]
+
+
+async def test_redis_finished_runs_expire_after_the_retention_and_purge_drops_them_from_listings(
+    two_nodes: tuple[RunStore, RunStore],
+) -> None:
+    """SKILLRUN_RUN_RETENTION on Redis: a finished run's record and log get a TTL of the
+    retention (bounded memory even if no node purges); an unfinished run's never do;
+    purge removes finished runs from the owner's listing and count."""
+    a, _ = two_nodes
+    assert isinstance(a, RedisStore)
+    a.retention_s = 60
+    await a.create(_run("old"))
+    await a.create(_run("live"))
+    a.append("old", _done(1))
+    a.append("live", _ev(1))
+    await _settle(a, "old", 1)
+    await _settle(a, "live", 1)
+    for key in (a.keys.run("old"), a.keys.log("old")):
+        assert 0 < await a.client.ttl(key) <= 61
+    for key in (a.keys.run("live"), a.keys.log("live")):
+        assert await a.client.ttl(key) == -1
+    assert await a.count_runs("key_a") == 2
+    assert await a.purge("2999-01-01T00:00:00.000Z") == 1
+    assert [r.run_id for r in (await a.list_runs("key_a")).runs] == ["live"]
+    assert await a.count_runs("key_a") == 1

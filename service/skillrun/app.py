@@ -27,7 +27,8 @@ from .observe.hub import Observability
 from .observe.metrics import Metrics
 from .observe.tracing import Tracing
 from .ratelimit import RateLimiter, RateLimitMiddleware
-from .runs import RunManager, open_store
+from .runs import RedisStore, RunManager, StoreUnavailable, open_store
+from .runs.nodes import NodeCoordinator
 from .runs.quotas import RunQuotas
 from .services import Services, ServicesMiddleware
 from .servedspec import ServedSpecMiddleware
@@ -73,20 +74,28 @@ def build_services(settings: Settings, tracing: Tracing | None = None) -> Servic
         settings.max_running_per_key, settings.max_running, settings.max_events_per_run,
         settings.max_stored_runs_per_key, stored_retry_after_s=int(_purge_every_s(settings)),
     )
-    store = open_store(settings.db)
+    store = open_store(
+        settings.db, redis_prefix=settings.redis_prefix, retention_s=settings.run_retention_s,
+        max_events=settings.max_events_per_run, redis_cluster=settings.redis_cluster,
+    )
     if observe.metrics is not None and hasattr(store, "on_commit"):
         store.on_commit = observe.metrics.commit_observed
+    runs = RunManager(store, engine, catalog, quotas, max_resumes=settings.max_resumes, observe=observe)
+    if isinstance(store, RedisStore):
+        # Counts across every node sharing the store, not this process's alone.
+        quotas.shared = store.count_running
     return Services(
         settings=settings,
         catalog=catalog,
         engine=engine,
         store=store,
-        runs=RunManager(store, engine, catalog, quotas, max_resumes=settings.max_resumes, observe=observe),
+        runs=runs,
         keys=KeyRing(hashes),
-        limiter=RateLimiter(settings.rate_limit, settings.rate_limit_storage, settings.rate_limit_anonymous),
+        limiter=RateLimiter(settings.rate_limit, settings.limits_storage(), settings.rate_limit_anonymous),
         observe=observe,
         capabilities=registry,
         load_report=report,
+        nodes=NodeCoordinator(store, runs, settings.node_lease_s) if isinstance(store, RedisStore) else None,
     )
 
 
@@ -104,6 +113,8 @@ def create_app(settings: Settings | None = None, *, tracing: Tracing | None = No
         # A lifespan may start again after a shutdown (test clients do): take runs again.
         services.runs.draining = False
         await services.store.open()
+        if services.nodes is not None:
+            await services.nodes.start()
         await services.engine.offload.start()
         # Runs a crash or kill -9 left running go on from their logs (or end as
         # interrupted), so every follower gets the rest and a done.
@@ -116,6 +127,8 @@ def create_app(settings: Settings | None = None, *, tracing: Tracing | None = No
         finally:
             purger.cancel()
             await services.runs.drain(settings.shutdown_grace_s)
+            if services.nodes is not None:
+                await services.nodes.stop()
             await services.engine.offload.close()
             await services.store.close()
             services.observe.close()
@@ -160,5 +173,6 @@ def create_app(settings: Settings | None = None, *, tracing: Tracing | None = No
     app.add_error_handler(ProblemException, errors.bounded_problem)
     # Starlette's own 404/405 (no such path or method): a client's mistake, logged at INFO.
     app.add_error_handler(HTTPException, errors.http_problem)
+    app.add_error_handler(StoreUnavailable, errors.store_unavailable)
     app.services = services
     return app

@@ -425,8 +425,9 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--skills", action="append", default=[], metavar="DIR", help="a directory of user skills (repeatable)")
     serve.add_argument(
         "--db",
-        metavar="PATH",
-        help="the run store's SQLite file, or :memory: (default: $SKILLRUN_DB or .skillrun/skillrun.db)",
+        metavar="PATH|URL",
+        help="the run store: a SQLite file (or sqlite:PATH), redis://HOST:PORT/DB (rediss:// for TLS) "
+        "to share runs across nodes, or :memory: (default: $SKILLRUN_DB or .skillrun/skillrun.db)",
     )
     serve.add_argument(
         "--forwarded-allow-ips",

@@ -122,3 +122,14 @@ def http_problem(_request: Any, exc: Any) -> Any:
     return ProblemException(
         status=exc.status_code, title=TITLES.get(exc.status_code, "Error"), detail=detail, headers=exc.headers
     ).to_problem()
+
+
+def store_unavailable(_request: Any, exc: Exception) -> Any:
+    """The run store cannot be reached (a Redis outage): 503 with ``Retry-After``, never a 500."""
+    retry_after = str(getattr(exc, "retry_after_s", 2))
+    log.error("503: the run store is unreachable: %s", exc)
+    # connexion's exception middleware wants its own response type: a problem's.
+    return ProblemException(
+        status=503, title=TITLES.get(503), detail="The run store is unreachable; retry shortly.",
+        headers={"Retry-After": retry_after},
+    ).to_problem()

@@ -20,6 +20,7 @@ import time
 from typing import Any
 
 import limits
+from limits.errors import StorageError
 from limits.storage import storage_from_string
 from limits.aio.strategies import MovingWindowRateLimiter
 
@@ -45,7 +46,12 @@ class RateLimiter:
         anonymous = limits.parse(anonymous_limit) if anonymous_limit else self.item
         # Never more generous to a guesser than to a key holder.
         self.anonymous_item = anonymous if _per_second(anonymous) < _per_second(self.item) else self.item
-        self._limiter = MovingWindowRateLimiter(storage_from_string(storage_uri))
+        # limits' async Redis storage defaults to coredis; redis-py is the client this project ships.
+        # wrap_exceptions: an unreachable storage raises limits' StorageError (answered 503).
+        options: dict[str, Any] = {"wrap_exceptions": True}
+        if storage_uri.startswith(("async+redis", "async+rediss")):
+            options["implementation"] = "redispy"
+        self._limiter = MovingWindowRateLimiter(storage_from_string(storage_uri, **options))
 
     async def hit(self, identity: str) -> tuple[bool, dict[str, str]]:
         item = self.anonymous_item if identity.startswith(ANONYMOUS) else self.item
@@ -89,7 +95,15 @@ class RateLimitMiddleware:
             await self.app(scope, receive, send)
             return
         services = services_of(scope)
-        allowed, headers = await services.limiter.hit(client_identity(scope, services))
+        try:
+            allowed, headers = await services.limiter.hit(client_identity(scope, services))
+        except StorageError:
+            # The shared counters (Redis) are away: refuse for now rather than serve unlimited.
+            response = problem_response(
+                503, "The rate-limit storage is unreachable; retry shortly.", headers={"Retry-After": "2"}
+            )
+            await response(scope, receive, send)
+            return
         if not allowed:
             services.observe.rate_limited()
             response = problem_response(

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from .loadreport import LoadReport
     from .observe.hub import Observability
     from .ratelimit import RateLimiter
+    from .runs.nodes import NodeCoordinator
     from .runs import RunManager, RunStore
     from .settings import Settings
 
@@ -35,6 +36,8 @@ class Services:
     # What GET /v1/capabilities lists and /v1/health/ready counts (None: not reported).
     capabilities: "CapabilityRegistry | None" = None
     load_report: "LoadReport | None" = None
+    # Leases, takeover and cross-node cancels, with a store shared by several nodes.
+    nodes: "NodeCoordinator | None" = None
 
 
 def services_of(scope: MutableMapping[str, Any]) -> Services:

@@ -41,6 +41,15 @@ def _limit(name: str, default: int) -> int:
     return value
 
 
+def _lease(name: str, default: float) -> float:
+    """A node lease: long enough to renew over a slow network, short enough that a dead
+    node's runs end soon (the issue's bound: at most 30 s)."""
+    value = _float(name, default)
+    if not 1.0 <= value <= 30.0:
+        raise ValueError(f"{name}: {value} must be between 1 and 30 seconds")
+    return value
+
+
 def _flag(name: str, default: bool = False) -> bool:
     raw = os.environ.get(name)
     if raw in (None, ""):
@@ -68,7 +77,9 @@ class Settings:
     rate_limit: str = DEFAULT_RATE_LIMIT
     # Per client address, for requests without a valid key (key guessing): lower.
     rate_limit_anonymous: str = DEFAULT_RATE_LIMIT_ANONYMOUS
-    rate_limit_storage: str = "memory://"
+    # None: the run store's Redis when `db` is a redis:// URL (one budget across
+    # nodes), else this process's memory. See `limits_storage`.
+    rate_limit_storage: str | None = None
     max_body_bytes: int = 1024 * 1024
     # The HTTP edge (edge.py): a request's head (request line and headers) must be at
     # most this big and arrive within header_timeout_s; its body within body_timeout_s.
@@ -91,6 +102,13 @@ class Settings:
     # The run store: a SQLite file, or ":memory:" (the default when Settings is
     # built in code, as tests do; `from_env` defaults to DEFAULT_DB).
     db: str = ":memory:"
+    # With a Redis store: every key starts with this (several deployments can share a Redis).
+    redis_prefix: str = "skillrun:"
+    # With a Redis store: the URL is one node of a Redis Cluster.
+    redis_cluster: bool = False
+    # With a Redis store: how long a node's lease lasts without renewal; a node
+    # silent this long is dead and a survivor closes its runs (renewed every third of it).
+    node_lease_s: float = 15.0
     run_retention_s: float = 7 * 86400.0
     # A stream whose client reads nothing for this long is disconnected.
     send_timeout_s: float = 30.0
@@ -134,6 +152,15 @@ class Settings:
     # Log lines: "text" (a terminal) or "json" (one object per line, with run and trace ids).
     log_format: str = "text"
 
+    def limits_storage(self) -> str:
+        """Where rate-limit counters live: as set, else the Redis run store's Redis, else memory."""
+        if self.rate_limit_storage:
+            return self.rate_limit_storage
+        if self.db.startswith(("redis://", "rediss://")):
+            scheme, rest = self.db.split("://", 1)
+            return f"{scheme}+cluster://{rest}" if self.redis_cluster else self.db
+        return "memory://"
+
     @classmethod
     def from_env(cls) -> "Settings":
         keys_file = os.environ.get("SKILLRUN_API_KEYS_FILE")
@@ -143,7 +170,7 @@ class Settings:
             skill_dirs=[Path(p) for p in _list("SKILLRUN_SKILLS")],
             rate_limit=os.environ.get("SKILLRUN_RATE_LIMIT") or DEFAULT_RATE_LIMIT,
             rate_limit_anonymous=os.environ.get("SKILLRUN_RATE_LIMIT_ANONYMOUS") or DEFAULT_RATE_LIMIT_ANONYMOUS,
-            rate_limit_storage=os.environ.get("SKILLRUN_RATE_LIMIT_STORAGE") or "memory://",
+            rate_limit_storage=os.environ.get("SKILLRUN_RATE_LIMIT_STORAGE") or None,
             max_body_bytes=_int("SKILLRUN_MAX_BODY_BYTES", 1024 * 1024),
             max_header_bytes=_int("SKILLRUN_MAX_HEADER_BYTES", 16 * 1024),
             header_timeout_s=_float("SKILLRUN_HEADER_TIMEOUT_S", 10.0),
@@ -156,6 +183,9 @@ class Settings:
             validate_responses=_flag("SKILLRUN_VALIDATE_RESPONSES"),
             cors_origins=_list("SKILLRUN_CORS_ORIGINS"),
             db=os.environ.get("SKILLRUN_DB") or DEFAULT_DB,
+            redis_prefix=os.environ.get("SKILLRUN_REDIS_PREFIX") or "skillrun:",
+            redis_cluster=_flag("SKILLRUN_REDIS_CLUSTER"),
+            node_lease_s=_lease("SKILLRUN_NODE_LEASE_S", 15.0),
             run_retention_s=parse_duration(os.environ.get("SKILLRUN_RUN_RETENTION") or "7d", "SKILLRUN_RUN_RETENTION"),
             send_timeout_s=_float("SKILLRUN_SEND_TIMEOUT_S", 30.0),
             max_parallel=_int("SKILLRUN_MAX_PARALLEL", 256),

@@ -7,6 +7,7 @@ from typing import Any
 from starlette.responses import Response
 
 from .. import __version__
+
 from ._http import json_response, problem, services
 
 
@@ -19,7 +20,7 @@ async def ready() -> Response:
     if s.runs.draining:
         raise problem(503, "The server is shutting down.", headers={"Retry-After": "5"})
     kind = s.store.kind
-    if not await s.store.reachable():
+    if not await s.store.check():
         raise problem(503, f"The run store ({kind}) is unreachable.", headers={"Retry-After": "5"})
     body: dict[str, Any] = {"status": "ok", "version": __version__, "skills": len(s.catalog)}
     if s.load_report is not None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import AsyncIterator
 
 from ..events import DONE
-from .store import EventRecord, RunStore
+from .store import EventRecord, RunStore, StoreUnavailable
 
 
 async def follow(
@@ -17,11 +18,18 @@ async def follow(
     caller can send a heartbeat. Reading is always from the store, so a slow
     reader costs the store a read, not a growing queue. A cursor at or past a
     closed log's ``done`` yields nothing and ends: the reader has everything.
+    While the store is unreachable, empty batches (heartbeats) keep the stream
+    open, and reading goes on from the cursor when it is back.
     """
     cursor = after
     woke = False
     while True:
-        batch = await store.read(run_id, cursor)
+        try:
+            batch = await store.read(run_id, cursor)
+        except StoreUnavailable:
+            await asyncio.sleep(min(idle_s if idle_s is not None else 1.0, 1.0))
+            yield []
+            continue
         if batch:
             yield batch
             cursor = batch[-1].seq

@@ -15,7 +15,7 @@ import logging
 import secrets
 import time
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from ..engine import Engine, Skill
 from ..engine.runner import CANCELLED, INTERRUPTED, LIMIT_EXCEEDED
@@ -84,6 +84,9 @@ class RunManager:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._background: set[asyncio.Future[None]] = set()
         self.draining = False
+        # With a store shared by several nodes: asks the node running a run's engine
+        # task to cancel it; False if no live node runs it (see runs.nodes).
+        self.remote_cancel: Callable[[str, str], Awaitable[bool]] | None = None
 
     async def start(
         self,
@@ -157,6 +160,7 @@ class RunManager:
         store is awaited, so concurrent starts cannot overshoot; it is given back
         unless a new run was stored (its task's end gives it back then)."""
         await self.quotas.admit_stored(run.owner, functools.partial(self.store.count_runs, run.owner))
+        await self.quotas.admit_everywhere(run.owner)
         self.quotas.admit(run.owner)
         self.quotas.started(run.owner)
         stored: RunRecord | None = None
@@ -241,11 +245,19 @@ class RunManager:
         task = self._tasks.get(run_id)
         if task is not None and not task.done():
             task.cancel(reason)
+        elif self.remote_cancel is not None and await self.remote_cancel(run_id, reason):
+            pass  # its node cancels the engine task, which ends the log as here
         elif not await self.close_log(run_id, reason):
             # Its engine was just writing its last events: it ended by itself.
             fresh = await self.store.get(run_id)
             raise RunFinished(fresh.status if fresh is not None and fresh.status in TERMINAL else "just now")
         return run
+
+    def cancel_here(self, run_id: str, reason: str) -> None:
+        """Cancel the run's engine task if this node runs it (a cancel sent by another node)."""
+        task = self._tasks.get(run_id)
+        if task is not None and not task.done():
+            task.cancel(reason)
 
     def cancel_soon(self, run_id: str, reason: str = CANCELLED) -> None:
         """``cancel`` from code that cannot wait (a response ending); a finished run is left alone."""
@@ -302,7 +314,12 @@ class RunManager:
     async def recover(self) -> int:
         """Runs left unfinished by a crash or kill -9 go on from their logs (see
         ``resume``), or, where they cannot, become ``interrupted`` with their logs closed.
-        Returns how many were found."""
+        Returns how many were found.
+
+        Not with a store shared by several nodes: other nodes' runs are live; a dead
+        node's are taken over by a survivor once its lease expires (``runs.nodes``)."""
+        if self.store.shared:
+            return 0
         found = resumed = 0
         seen: set[str] = set()
         while True:
@@ -320,7 +337,7 @@ class RunManager:
                     closing.append(run.run_id)
             # Wait until the closing events are stored, so the next page moves on.
             for run_id in closing:
-                await self._until_finished(run_id)
+                await self.until_finished(run_id)
         if found:
             log.warning("found %d run(s) left running by a previous process: %d resumed, %d interrupted",
                         found, resumed, found - resumed)
@@ -363,7 +380,7 @@ class RunManager:
             return "its secret inputs were never stored"
         return None
 
-    async def _until_finished(self, run_id: str) -> None:
+    async def until_finished(self, run_id: str) -> None:
         cursor = 0
         while True:
             run = await self.store.get(run_id)

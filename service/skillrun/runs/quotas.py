@@ -4,6 +4,9 @@ A run holds memory, a task and a follower or two for as long as it runs, even wh
 only waits; so running runs are counted per key (``max_running_per_key``: one key
 cannot fill the server) and in all (``max_running``: the server refuses work it could
 not serve). Counts are of this node's runs: runs execute on the node that started them.
+With a store several nodes share (Redis), ``shared`` counts unfinished runs on every
+node as well, so the limits hold across all of them (two nodes admitting the last place
+at the same instant may both get it: the limit can be passed by the number of nodes).
 
 Stored runs are counted per key too (``max_stored_runs_per_key``): a key cannot fill
 the store faster than retention empties it. The count is asked of the store once per
@@ -46,30 +49,42 @@ class RunQuotas:
     max_stored_runs_per_key: int = 100_000
     # When a refused key may find room again: the purge interval (runs age out).
     stored_retry_after_s: int = 60
+    # With a shared store: (unfinished runs of an owner, of all owners), on every node.
+    shared: Callable[[str], Awaitable[tuple[int, int]]] | None = field(default=None, repr=False)
     _running: Counter[str] = field(default_factory=Counter, init=False)
     _stored: dict[str, int] = field(default_factory=dict, init=False)
     _total: int = field(default=0, init=False)
 
     def admit(self, owner: str) -> None:
         """Raise ``QuotaExceeded`` if ``owner`` may not start a run now."""
-        if self._running[owner] >= self.max_running_per_key:
+        self._check_running(self._running[owner], self._total)
+
+    async def admit_everywhere(self, owner: str) -> None:
+        """``admit`` against the counts of every node (with a shared store only)."""
+        if self.shared is not None:
+            self._check_running(*await self.shared(owner))
+
+    def _check_running(self, of_key: int, total: int) -> None:
+        if of_key >= self.max_running_per_key:
             raise QuotaExceeded(
                 429,
-                f"This key already has {self._running[owner]} runs running, its limit "
+                f"This key already has {of_key} runs running, its limit "
                 f"(SKILLRUN_MAX_RUNNING_PER_KEY = {self.max_running_per_key}); "
                 f"retry when one has ended.",
             )
-        if self._total >= self.max_running:
+        if total >= self.max_running:
             raise QuotaExceeded(
                 503,
-                f"The server is running {self._total} runs, its limit (SKILLRUN_MAX_RUNNING = "
+                f"The server is running {total} runs, its limit (SKILLRUN_MAX_RUNNING = "
                 f"{self.max_running}); retry shortly.",
             )
 
     async def admit_stored(self, owner: str, count: Callable[[], Awaitable[int]]) -> None:
         """Raise ``QuotaExceeded`` if ``owner`` has ``max_stored_runs_per_key`` runs stored;
         ``count`` asks the store (once per key until ``purged``)."""
-        if owner not in self._stored:
+        if self.shared is not None:
+            self._stored[owner] = await count()  # other nodes store runs too: ask every time
+        elif owner not in self._stored:
             stored = await count()
             self._stored.setdefault(owner, stored)  # a concurrent start may have set it
         if self._stored[owner] >= self.max_stored_runs_per_key:

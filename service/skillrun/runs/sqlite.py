@@ -195,6 +195,7 @@ _Op = tuple[str, EventRecord] | _Create | _Purge | _Delete
 
 class SqliteStore:
     kind = "sqlite"
+    shared = False  # one process owns the file
 
     def __init__(
         self, path: str | Path, *, tail_events: int = 2048, keep_live_s: float = 30.0, checkpoint_s: float = 1.0
@@ -339,7 +340,7 @@ class SqliteStore:
         rows = await self._query("SELECT COUNT(*) FROM runs WHERE owner = ?", (owner,))
         return int(rows[0][0])
 
-    async def reachable(self) -> bool:
+    async def check(self) -> bool:
         """The writer is alive and the file answers a read (a disk gone bad fails here)."""
         if self._writer is None or self._writer.done():
             return False

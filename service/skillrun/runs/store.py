@@ -81,9 +81,21 @@ class BadCursor(ValueError):
     """A list cursor this store did not hand out."""
 
 
+class StoreUnavailable(Exception):
+    """The store cannot be reached now (a networked store's outage); retry later.
+
+    The HTTP layer answers it 503 with ``Retry-After``; followers heartbeat through it.
+    """
+
+    retry_after_s = 2
+
+
 class RunStore(Protocol):
     # What /v1/health/ready reports: "memory", "sqlite" or "redis".
     kind: str
+    # True when other processes or nodes share the store: their runs are live even
+    # though this process does not run them (recovery, cancels; see ``runs.nodes``).
+    shared: bool
 
     async def open(self) -> None:
         """Get ready (create files, tables); called once before anything else."""
@@ -127,7 +139,7 @@ class RunStore(Protocol):
     async def count_runs(self, owner: str) -> int:
         """How many runs ``owner`` has stored (any status): for the stored-runs quota."""
 
-    async def reachable(self) -> bool:
+    async def check(self) -> bool:
         """Whether the store answers now (readiness: a cheap round trip, never a scan)."""
 
 
@@ -207,6 +219,7 @@ class MemoryStore:
     """Runs and their logs in this process's memory (tests, ``SKILLRUN_DB=:memory:``)."""
 
     kind = "memory"
+    shared = False
 
     def __init__(self) -> None:
         self._logs: dict[str, _Log] = {}
@@ -303,7 +316,7 @@ class MemoryStore:
     async def count_runs(self, owner: str) -> int:
         return sum(1 for log in self._logs.values() if log.run.owner == owner)
 
-    async def reachable(self) -> bool:
+    async def check(self) -> bool:
         return True
 
     async def purge(self, finished_before: str) -> int:

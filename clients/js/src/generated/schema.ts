@@ -964,7 +964,7 @@ export interface components {
             skills_skipped?: number;
             store?: components["schemas"]["StoreHealth"];
         };
-        /** @description The run store this server uses (readiness only). */
+        /** @description The run store this server uses (`SKILLRUN_DB`) and whether it answers now (readiness only); readiness is 503 while it cannot be read (e.g. Redis unreachable). */
         StoreHealth: {
             /**
              * @description `sqlite` (a file one process owns), `redis` (shared by every worker and node) or `memory` (runs lost at exit).
@@ -1189,7 +1189,7 @@ export interface components {
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
-        /** @description The server is starting or shutting down, or (starting a run) already runs `SKILLRUN_MAX_RUNNING` runs, and accepts no new runs; retry after `Retry-After` seconds. */
+        /** @description The server is starting or shutting down, or (starting a run) already runs `SKILLRUN_MAX_RUNNING` runs, or its run store (Redis) is unreachable, and accepts no new runs; retry after `Retry-After` seconds. */
         ServiceUnavailable: {
             headers: {
                 "Retry-After": components["headers"]["RetryAfter"];

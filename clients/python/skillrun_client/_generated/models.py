@@ -416,7 +416,7 @@ class SkillDescription(BaseModel):
 
 class StoreHealth(BaseModel):
     """
-    The run store this server uses (readiness only).
+    The run store this server uses (`SKILLRUN_DB`) and whether it answers now (readiness only); readiness is 503 while it cannot be read (e.g. Redis unreachable).
     """
 
     kind: Annotated[

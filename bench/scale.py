@@ -1,0 +1,223 @@
+"""Scale-out benchmark: the Redis run store against the SQLite store, same run.
+
+    python bench/scale.py [--quick] [--followers N]
+
+Starts its own ``redis-server`` (AOF on, ``appendfsync everysec``) in a temp dir, one
+``skillrun serve`` on a SQLite file and two (nodes A and B) on that Redis; the load
+comes from lean raw-socket clients in their own processes (bench/runs.py's, and a
+latency client in this file), since httpx would be the bottleneck.
+
+  (a) one demo.ticker stream of 10,000 steps (20,003 events): events/s through the
+      Redis store vs the SQLite store (aim: ratio >= 0.70)
+  (b) cross-node follow latency: N followers (default 100) on node B of a run that
+      executes on node A; per event, receipt on B minus the event's timestamp (set when
+      A emitted it): p50 / p99 (aim: p99 <= 50 ms), against the same N followers on A
+  (c) /execute req/s on each store, one process each (``skillrun serve --workers``
+      does not exist on this branch: the per-worker-count figures are not measured)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import runs as lean  # noqa: E402  (bench/runs.py: the raw-socket client and server helpers)
+
+KEY = lean.KEY
+
+
+# --- the latency client (its own process) --------------------------------------------------
+
+
+async def _follow(host: str, port: int, path: str, lat: list[float]) -> bool:
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(lean._request("GET", host, port, path, b""))
+    await writer.drain()
+    done = False
+    status = await reader.readline()
+    try:
+        if b" 200 " not in status:
+            raise RuntimeError(status.decode(errors="replace").strip() + " " + (await reader.read(300)).decode())
+        while line := await reader.readline():
+            if line.startswith(b"data: "):
+                now = time.time()
+                payload = json.loads(line[6:])
+                stamp = payload.get("timestamp")
+                if stamp:
+                    lat.append(now - datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp())
+            elif line.startswith(b"event: done"):
+                done = True
+    finally:
+        writer.close()
+    return done
+
+
+async def _latency(host: str, port: int, path: str, n: int) -> None:
+    lat: list[float] = []
+    results = await asyncio.gather(*(_follow(host, port, path, lat) for _ in range(n)), return_exceptions=True)
+    errors = [repr(r)[:200] for r in results if isinstance(r, BaseException)]
+    print(json.dumps({"done": sum(r is True for r in results), "errors": errors[:3], "latencies": sorted(lat)}),
+          flush=True)
+
+
+async def _post(host: str, port: int, path: str, body: bytes) -> int:
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(lean._request("POST", host, port, path, body))
+    await writer.drain()
+    try:
+        head = await reader.read()
+    finally:
+        writer.close()
+    return int(head.split(b" ", 2)[1]) if head[:5] == b"HTTP/" else 0
+
+
+async def _executes(host: str, port: int, path: str, body: str, n: int, concurrency: int) -> None:
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one() -> int:
+        async with gate:
+            return await _post(host, port, path, body.encode())
+
+    t0 = time.perf_counter()
+    statuses = await asyncio.gather(*(one() for _ in range(n)), return_exceptions=True)
+    wall = time.perf_counter() - t0
+    print(json.dumps({"ok": sum(s == 200 for s in statuses), "n": n, "wall": wall}), flush=True)
+
+
+def execute_main(argv: list[str]) -> None:
+    host, port, path, body, n, concurrency = argv
+    asyncio.run(_executes(host, int(port), path, body, int(n), int(concurrency)))
+
+
+def latency_main(argv: list[str]) -> None:
+    host, port, path, n = argv
+    asyncio.run(_latency(host, int(port), path, int(n)))
+
+
+# --- the driver ----------------------------------------------------------------------------
+
+
+def start_redis(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SystemExit("redis-server is not installed (Debian: apt-get install redis-server)")
+    port = lean.free_port()
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp), "--appendonly", "yes",
+         "--appendfsync", "everysec", "--save", ""],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    import redis
+
+    for _ in range(100):
+        try:
+            redis.Redis(port=port).ping()
+            return proc, f"redis://127.0.0.1:{port}/0"
+        except redis.RedisError:
+            time.sleep(0.05)
+    raise SystemExit("redis-server did not start")
+
+
+def follow_latency(url: str, run_id: str, n: int) -> dict[str, Any]:
+    """Latencies of ``n`` followers of ``run_id`` on the server at ``url`` (a client process)."""
+    host, port = url.removeprefix("http://").split(":")
+    out = subprocess.run([sys.executable, __file__, "latency", host, port, f"/v1/runs/{run_id}/events", str(n)],
+                         capture_output=True, text=True, timeout=600)
+    if out.returncode:
+        raise SystemExit(out.stderr)
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="smaller sizes, to check the script works")
+    ap.add_argument("--followers", type=int, default=100)
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    steps = 1_000 if args.quick else 10_000
+    tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"skillrun-bench-scale-{os.getpid()}"
+    tmp.mkdir(parents=True, exist_ok=True)
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        redis_proc, redis_url = start_redis(tmp)
+        procs.append(redis_proc)
+        os.environ["SKILLRUN_REDIS_PREFIX"] = f"bench{os.getpid()}:"
+        sqlite, sqlite_url = lean.start_server(tmp, str(tmp / "runs.db"))
+        node_a, a_url = lean.start_server(tmp, redis_url)
+        node_b, b_url = lean.start_server(tmp, redis_url)
+        procs += [sqlite, node_a, node_b]
+        print(f"machine: {os.cpu_count()} cores; redis-server with AOF (everysec)")
+        stream = "/v1/skills/demo.ticker/execute/stream"
+        for url in (sqlite_url, a_url):  # warm up
+            lean.run_client(url, "POST", stream, {"inputs": {"steps": 50}}, 1)
+
+        # (a) one long stream on each store, best of --repeat, interleaved.
+        n_events = 2 * steps + 3
+        best = {"sqlite": 0.0, "redis": 0.0}
+        for _ in range(args.repeat):
+            for name, url in (("sqlite", sqlite_url), ("redis", a_url)):
+                r = lean.run_client(url, "POST", stream, {"inputs": {"steps": steps}}, 1)
+                assert r["errors"] == 0 and r["events"] == [n_events], r
+                best[name] = max(best[name], n_events / r["wall"])
+        print(f"(a) one stream, {n_events} events: redis {best['redis']:,.0f} ev/s, sqlite "
+              f"{best['sqlite']:,.0f} ev/s, ratio {best['redis'] / best['sqlite']:.2f} (aim >= 0.70)")
+
+        # (b) followers on B (cross-node) and on A (same node) of one run executing on A.
+        ticks = 100 if args.quick else 200
+        figures = {}
+        for name, url in (("same node (A)", a_url), ("cross-node (B)", b_url)):
+            run_id = lean.start_async(a_url, {"steps": ticks, "delay_ms": 20})
+            res = follow_latency(url, run_id, args.followers)
+            lat = res["latencies"]
+            figures[name] = (lean.pct(lat, .5) * 1000, lean.pct(lat, .99) * 1000)
+            print(f"(b) {args.followers} followers, {name}: {res['done']} got done {res['errors']}; latency p50 "
+                  f"{figures[name][0]:.1f} ms, p99 {figures[name][1]:.1f} ms over {len(lat)} events")
+        same, cross = figures["same node (A)"], figures["cross-node (B)"]
+        print(f"(b) cross-node / same-node: p50 x{cross[0] / max(same[0], 0.1):.2f}, p99 "
+              f"x{cross[1] / max(same[1], 0.1):.2f} (aim: cross-node p99 <= 50 ms)")
+
+        # (c) /execute req/s, one process per store.
+        n = 300 if args.quick else 1_000
+        rates = {}
+        for name, url in (("sqlite", sqlite_url), ("redis", a_url)):
+            host, port = url.removeprefix("http://").split(":")
+            out = subprocess.run([sys.executable, __file__, "execute", host, port, "/v1/skills/demo.ticker/execute",
+                                  json.dumps({"inputs": {"steps": 1}}), str(n), "16"],
+                                 capture_output=True, text=True, timeout=600)
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            rates[name] = r["ok"] / r["wall"]
+            print(f"(c) /execute x{n} at concurrency 16, {name}, 1 process: {rates[name]:,.0f} req/s "
+                  f"({r['ok']} of {n} ok)")
+        print(f"(c) redis / sqlite: {rates['redis'] / rates['sqlite']:.2f}; --workers 1 vs 2: not measured "
+              f"(no `serve --workers` on this branch)")
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["client"]:
+        lean.client_main(sys.argv[2:])
+    elif sys.argv[1:2] == ["execute"]:
+        execute_main(sys.argv[2:])
+    elif sys.argv[1:2] == ["latency"]:
+        latency_main(sys.argv[2:])
+    else:
+        main()

@@ -1,0 +1,196 @@
+"""What nodes sharing one Redis do for each other.
+
+- **Lease**: each node renews ``P{n:<node>}:lease`` (``SET PX``) every third of
+  ``lease_s`` (at most every 2 s) and is listed in ``P{all}:nodes``. A node whose
+  lease has expired is dead (killed, partitioned, or its Redis was away longer
+  than the lease).
+- **Takeover**: every second a node looks for dead nodes (one ``EXISTS`` per
+  listed node, never a ``KEYS`` scan). A node it has seen without a lease for
+  ``confirm_s`` (3 s; its renewals come more often) is taken over: when Redis
+  returns after an outage longer than the lease, every lease has lapsed at once,
+  and the live nodes renew theirs before anyone may count them dead. The first
+  survivor to ``SET NX`` the dead node's takeover key takes each unfinished run
+  in ``P{n:<dead>}:runs``: it resumes it from its log (``RunManager.resume``: the
+  run goes on here, ``skill_resumed`` marks the seam), or, where a run cannot go
+  on, closes it as ``interrupted`` with the same closing events as a restart's
+  recovery (``RunManager.close_log``). Either way every follower on every node
+  gets the rest of the log and ``done``; the seam comes within ``lease_s`` + 5 s.
+- **Cancel**: a cancel for a run whose engine task runs on another node is
+  published on ``P cancel``; every node subscribes, and the node running the task
+  cancels it (the engine ends the log ``skill_completed`` + ``done`` cancelled).
+  A run whose node is dead is closed by the canceller itself.
+
+Nothing here is module state: a coordinator belongs to one app's services.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from ..engine.runner import INTERRUPTED
+from .manager import RunManager
+from .redis import RedisStore, _text
+from .store import UNFINISHED
+
+log = logging.getLogger(__name__)
+
+_TAKEOVER_EVERY_S = 1.0
+
+
+class NodeCoordinator:
+    def __init__(self, store: RedisStore, runs: RunManager, lease_s: float = 15.0) -> None:
+        self.store = store
+        self.runs = runs
+        self.lease_s = lease_s
+        self.renew_s = min(lease_s / 3, 2.0)
+        self.confirm_s = min(lease_s, 3.0)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._dead_since: dict[str, float] = {}  # node -> when this node first saw it without a lease
+
+    @property
+    def node_id(self) -> str:
+        return self.store.node_id
+
+    async def start(self) -> None:
+        """Take the lease, listen for cancels, and start watching the other nodes."""
+        try:
+            await self._renew()
+        except RedisError:
+            log.exception("node %s: could not take its lease (Redis unreachable); retrying", self.node_id)
+        self.runs.remote_cancel = self.cancel_elsewhere
+        self._tasks = [
+            asyncio.create_task(self._renew_forever(), name="skillrun-node-lease"),
+            asyncio.create_task(self._take_over_forever(), name="skillrun-node-takeover"),
+            asyncio.create_task(self._listen_forever(), name="skillrun-node-cancels"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        self.runs.remote_cancel = None
+        k, c = self.store.keys, self.store.client
+        try:
+            # Drained: every run of this node has its log closed, so nothing is left to take over.
+            if not await c.scard(k.node(self.node_id, "runs")):
+                await c.delete(k.node(self.node_id, "lease"))
+                await c.zrem(k.all("nodes"), self.node_id)
+        except RedisError:
+            log.warning("node %s: could not release its lease; it expires in %g s", self.node_id, self.lease_s)
+
+    # -- lease -----------------------------------------------------------------
+
+    async def _renew(self) -> None:
+        k, c = self.store.keys, self.store.client
+        async with c.pipeline(transaction=False) as pipe:
+            pipe.set(k.node(self.node_id, "lease"), "1", px=int(self.lease_s * 1000))
+            pipe.zadd(k.all("nodes"), {self.node_id: 0})
+            await pipe.execute()
+
+    async def _renew_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.renew_s)
+            try:
+                await self._renew()
+            except RedisError as exc:
+                log.warning("node %s: lease not renewed (%s)", self.node_id, exc)
+
+    async def alive(self, node: str) -> bool:
+        return bool(await self.store.client.exists(self.store.keys.node(node, "lease")))
+
+    # -- takeover ----------------------------------------------------------------
+
+    async def _take_over_forever(self) -> None:
+        while True:
+            try:
+                await self.take_over()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # housekeeping: log, look again (with fresh observations)
+                self._dead_since.clear()
+                log.exception("node %s: takeover pass failed", self.node_id)
+            await asyncio.sleep(_TAKEOVER_EVERY_S)
+
+    async def take_over(self) -> int:
+        """Take the unfinished runs of every dead node (resumed here, or closed); how many."""
+        k, c = self.store.keys, self.store.client
+        closed, now = 0, asyncio.get_running_loop().time()
+        for raw in await c.zrange(k.all("nodes"), 0, -1):
+            node = _text(raw)
+            if node == self.node_id or await self.alive(node):
+                self._dead_since.pop(node, None)
+                continue
+            if now - self._dead_since.setdefault(node, now) < self.confirm_s:
+                continue  # not yet: it may be renewing after an outage
+            # One survivor per dead node; its claim lapses if it dies too.
+            if not await c.set(k.node(node, "takeover"), self.node_id, nx=True, px=int(self.lease_s * 1000)):
+                continue
+            closed += await self._take_runs_of(node)
+            self._dead_since.pop(node, None)
+        return closed
+
+    async def _take_runs_of(self, node: str) -> int:
+        k, c = self.store.keys, self.store.client
+        resumed = closed = 0
+        for raw in await c.smembers(k.node(node, "runs")):
+            run_id = _text(raw)
+            run = await self.store.get(run_id)
+            if run is not None and run.status in UNFINISHED:
+                await self.store.adopt(run_id)
+                if await self.runs.resume(run):
+                    resumed += 1
+                elif await self.runs.close_log(run_id, INTERRUPTED):
+                    closed += 1
+                    await self.runs.until_finished(run_id)
+            # Its node may have died between closing a log and its bookkeeping.
+            await self.store.settle(run_id)
+            await c.srem(k.node(node, "runs"), run_id)
+        if resumed or closed:
+            log.warning("node %s: took %d run(s) of dead node %s: %d resumed, %d closed as interrupted",
+                        self.node_id, resumed + closed, node, resumed, closed)
+        closed += resumed
+        if not await c.scard(k.node(node, "runs")):
+            await c.zrem(k.all("nodes"), node)
+            await c.delete(k.node(node, "runs"), k.node(node, "takeover"))  # one slot: {n:<node>}
+        return closed
+
+    # -- cancel ----------------------------------------------------------------
+
+    async def cancel_elsewhere(self, run_id: str, reason: str) -> bool:
+        """Ask the node running ``run_id`` to cancel it; False when that node is dead
+        (the caller closes the log itself)."""
+        k, c = self.store.keys, self.store.client
+        node = await c.hget(k.run(run_id), "node")
+        if node is None or _text(node) == self.node_id or not await self.alive(_text(node)):
+            return False
+        await c.publish(k.cancel_channel, json.dumps({"run_id": run_id, "reason": reason, "node": _text(node)}))
+        return True
+
+    async def _listen_forever(self) -> None:
+        while True:
+            try:
+                await self._listen()
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as exc:
+                log.warning("node %s: cancel channel lost (%s); subscribing again", self.node_id, exc)
+                await asyncio.sleep(0.5)
+
+    async def _listen(self) -> None:
+        pubsub = self.store.pubsub()
+        try:
+            await pubsub.subscribe(self.store.keys.cancel_channel)
+            async for message in pubsub.listen():
+                if message.get("type") != "message":
+                    continue
+                order = json.loads(_text(message["data"]))
+                if order.get("node") == self.node_id:
+                    self.runs.cancel_here(order["run_id"], order["reason"])
+        finally:
+            await pubsub.aclose()
