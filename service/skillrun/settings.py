@@ -145,7 +145,7 @@ class Settings:
     # How many times one run may be resumed after a restart before it is closed
     # as interrupted instead (a run that crashes its process must not loop).
     max_resumes: int = 3
-    # Prometheus metrics (GET /metrics); off saves their cost (see bench/bench_metrics.py).
+    # Prometheus metrics (GET /metrics); off saves their cost (see bench/metrics.py).
     metrics: bool = True
     # Serve /metrics on this port instead (on the main port it is then 404).
     metrics_port: int | None = None
