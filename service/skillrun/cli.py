@@ -133,13 +133,15 @@ def serve_process(
     from .app import create_app
     from .edge import EdgeLimits, edge_protocol
     from .observe import logs
-    from .runs import SchemaTooNew, SqliteStore, StoreInUse
+    from .runs import RedisStore, SchemaTooNew, SqliteStore, StoreInUse
 
     try:
         app = create_app(settings)
         if isinstance(app.services.store, SqliteStore):
             # Before uvicorn: a refusal is one line, not a failed lifespan's traceback.
             app.services.store.claim()
+        elif isinstance(app.services.store, RedisStore):
+            asyncio.run(_preflight(app.services.store))  # the keyspace's schema version, the same way
     except (ValueError, OSError, StoreInUse, SchemaTooNew) as exc:
         # A bad keys file or rate limit, a store another process owns or a newer
         # release wrote: the user's to fix, so say what, not a traceback.
@@ -189,6 +191,12 @@ def serve_process(
         print(f"Skillrun on http://{options.host}:{options.port}  (docs: /docs, spec: /openapi.json)", flush=True)
     server.run(sockets)
     return 0
+
+
+async def _preflight(store: Any) -> None:
+    """Open the store once and close it (the server opens it again on its own loop)."""
+    await store.open()
+    await store.close()
 
 
 def _settle_the_heap() -> None:

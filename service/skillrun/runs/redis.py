@@ -58,6 +58,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..events import DONE, projection
+from .sqlite import SchemaTooNew
 from .store import EventRecord, ListCursor, RunPage, RunRecord, StoreUnavailable, utc_now, wait_changed
 
 log = logging.getLogger(__name__)
@@ -242,6 +243,18 @@ _POOL_WAIT_S = 5.0
 _BLOCKING_CONNECTIONS = 100_000
 
 
+# The keyspace's history, as SQLite's ``_MIGRATIONS`` (runs/sqlite.py): version 1 is the
+# first Redis layout. A change to what is stored adds a version here and its migration
+# in ``_migrate``; a keyspace written by a newer release is refused at start.
+SCHEMA_VERSION = 1
+
+
+def public_url(url: str) -> str:
+    """``url`` without its credentials (``redis://user:password@host`` -> ``redis://host``)."""
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{rest.rsplit('@', 1)[-1]}"
+
+
 def connect(url: str, *, cluster: bool = False, blocking: bool = False) -> Client:
     if cluster:
         return RedisCluster.from_url(url, max_connections=_BLOCKING_CONNECTIONS if blocking else _COMMAND_CONNECTIONS)
@@ -307,8 +320,26 @@ class RedisStore:
             except Exception:  # an outage at start is not fatal: requests get 503 until it ends
                 log.exception("run store: Redis Cluster unreachable at start")
         self._closing = False
+        try:
+            await self._versioned()
+        except (RedisError, OSError) as exc:  # an outage at start is not fatal (see above)
+            log.warning("run store: the keyspace's schema version was not checked (Redis unreachable): %s", exc)
+        except SchemaTooNew:
+            await self._client.aclose()
+            await self._blocking.aclose()
+            self._client = self._blocking = None
+            raise
         self._writer = asyncio.create_task(self._write_loop(), name="skillrun-redis-writer")
         await self.check()
+
+    async def _versioned(self) -> None:
+        """Stamp a new keyspace with ``SCHEMA_VERSION``; refuse one a newer release wrote
+        (``SchemaTooNew``, naming both versions). One key, so any Cluster slot will do."""
+        key = f"{self.keys.prefix}schema_version"
+        await cast(Awaitable[Any], self.client.set(key, SCHEMA_VERSION, nx=True))
+        found = int(_text(await cast(Awaitable[Any], self.client.get(key))) or SCHEMA_VERSION)
+        if found > SCHEMA_VERSION:
+            raise SchemaTooNew(f"{public_url(self.url)} (keys {self.keys.prefix}*)", found, SCHEMA_VERSION)
 
     @property
     def blocking(self) -> Any:
