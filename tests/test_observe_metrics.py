@@ -17,6 +17,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import API_KEY, asgi_client, free_port, require_tool, start_server
+from stores import store_db
 
 SKILLS = Path(__file__).parent / "observe_skills"
 
@@ -126,10 +127,15 @@ async def test_stream_metrics_count_open_streams_events_by_type_resumes_and_firs
 
 
 @pytest.mark.anyio
-async def test_store_metrics_time_each_group_commit_and_its_batch(app_factory: Callable[..., Any], tmp_path: Path) -> None:
-    """With the SQLite store, every group commit is timed and its batch size observed: the
-    batches add up to at least the run's create and its events."""
-    app = app_factory(db=str(tmp_path / "runs.db"))
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+async def test_store_metrics_time_each_group_commit_and_its_batch(
+    app_factory: Callable[..., Any], tmp_path: Path, request: pytest.FixtureRequest, kind: str
+) -> None:
+    """With the SQLite store every group commit, with Redis every appended batch, is timed
+    and its batch size observed: the batches add up to at least the run's events (and,
+    on SQLite, its create)."""
+    db, options = store_db(request, tmp_path, kind)
+    app = app_factory(db=db, rate_limit_storage="memory://", **options)
     async with _lifespan(app):
         async with asgi_client(app) as client:
             result = await run(client, "demo.ticker", {"steps": 3})
@@ -138,7 +144,7 @@ async def test_store_metrics_time_each_group_commit_and_its_batch(app_factory: C
     commits = value(text, "skillrun_store_append_seconds_count")
     assert commits >= 1
     assert value(text, "skillrun_store_commit_batch_size_count") == commits
-    assert value(text, "skillrun_store_commit_batch_size_sum") >= 1 + 10  # the create and 10 events
+    assert value(text, "skillrun_store_commit_batch_size_sum") >= 9  # demo.ticker of 3 steps: 9 events
 
 
 class _lifespan:

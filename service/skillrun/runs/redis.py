@@ -284,6 +284,8 @@ class RedisStore:
         tail_events: int = 8192,
     ) -> None:
         self.url = url
+        # Told each appended batch's duration (s) and event count (the metrics, as SQLite's).
+        self.on_commit: Callable[[float, int], None] | None = None
         self.cluster = cluster
         self.keys = Keys(prefix)
         self.node_id = node_id or "node-" + hashlib.sha256(f"{time.time_ns()}{id(self)}".encode()).hexdigest()[:12]
@@ -452,6 +454,7 @@ class RedisStore:
             self._wake.clear()
             batch, self._pending = self._pending, []
             if batch:
+                began = time.perf_counter()
                 try:
                     refused = await self._send(batch)
                 except OUTAGE as exc:
@@ -467,6 +470,8 @@ class RedisStore:
                 if failures:
                     log.warning("run store: Redis reachable again; kept events sent")
                 failures, self.reachable = 0, True
+                if self.on_commit is not None:  # the metrics: one batch, its time and size
+                    self.on_commit(time.perf_counter() - began, len(batch))
                 self._publish(batch, refused)
             if self._closing and not self._pending:
                 return
