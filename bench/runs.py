@@ -113,11 +113,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(tmp: Path, db: str) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(tmp: Path, db: str, workers: int = 1) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     env = {**os.environ, "SKILLRUN_API_KEYS": KEY, "SKILLRUN_RATE_LIMIT": "100000000/minute", "SKILLRUN_DB": db}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "skillrun", "serve", "--port", str(port), "--log-level", "warning"],
+        [sys.executable, "-m", "skillrun", "serve", "--port", str(port), "--log-level", "warning",
+         "--workers", str(workers)],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp,
     )
     url = f"http://127.0.0.1:{port}"

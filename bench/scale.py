@@ -13,8 +13,8 @@ latency client in this file), since httpx would be the bottleneck.
       executes on node A; per live event (emitted after the follower joined), receipt on
       B minus the event's timestamp (set when A emitted it, ms resolution): p50 / p99
       (aim: p99 <= 50 ms), against the same N followers on A
-  (c) /execute req/s on each store, one process each (``skillrun serve --workers``
-      does not exist on this branch: the per-worker-count figures are not measured)
+  (c) /execute req/s on each store with one serving process, and on Redis with
+      ``skillrun serve --workers 2`` (SQLite serves one process only)
 """
 
 from __future__ import annotations
@@ -195,20 +195,21 @@ def main() -> None:
         print(f"(b) cross-node / same-node: p50 x{cross[0] / max(same[0], 0.1):.2f}, p99 "
               f"x{cross[1] / max(same[1], 0.1):.2f} (aim: cross-node p99 <= 50 ms)")
 
-        # (c) /execute req/s, one process per store.
+        # (c) /execute req/s, one process per store; then Redis with two workers.
         n = 300 if args.quick else 1_000
         rates = {}
-        for name, url in (("sqlite", sqlite_url), ("redis", a_url)):
+        two, two_url = lean.start_server(tmp, redis_url, workers=2)
+        procs.append(two)
+        for name, url in (("sqlite", sqlite_url), ("redis", a_url), ("redis --workers 2", two_url)):
             host, port = url.removeprefix("http://").split(":")
             out = subprocess.run([sys.executable, __file__, "execute", host, port, "/v1/skills/demo.ticker/execute",
                                   json.dumps({"inputs": {"steps": 1}}), str(n), "16"],
                                  capture_output=True, text=True, timeout=600)
             r = json.loads(out.stdout.strip().splitlines()[-1])
             rates[name] = r["ok"] / r["wall"]
-            print(f"(c) /execute x{n} at concurrency 16, {name}, 1 process: {rates[name]:,.0f} req/s "
-                  f"({r['ok']} of {n} ok)")
-        print(f"(c) redis / sqlite: {rates['redis'] / rates['sqlite']:.2f}; --workers 1 vs 2: not measured "
-              f"(no `serve --workers` on this branch)")
+            print(f"(c) /execute x{n} at concurrency 16, {name}: {rates[name]:,.0f} req/s ({r['ok']} of {n} ok)")
+        print(f"(c) redis / sqlite (1 worker each): {rates['redis'] / rates['sqlite']:.2f}; redis --workers 2 / 1: "
+              f"{rates['redis --workers 2'] / rates['redis']:.2f} on {os.cpu_count()} cores")
     finally:
         for proc in reversed(procs):
             proc.terminate()

@@ -141,7 +141,7 @@ def serve_process(
             # Before uvicorn: a refusal is one line, not a failed lifespan's traceback.
             app.services.store.claim()
         elif isinstance(app.services.store, RedisStore):
-            asyncio.run(_preflight(app.services.store))  # the keyspace's schema version, the same way
+            asyncio.run(_check_keyspace(app.services.store))  # the keyspace's schema version, the same way
     except (ValueError, OSError, StoreInUse, SchemaTooNew) as exc:
         # A bad keys file or rate limit, a store another process owns or a newer
         # release wrote: the user's to fix, so say what, not a traceback.
@@ -193,10 +193,15 @@ def serve_process(
     return 0
 
 
-async def _preflight(store: Any) -> None:
-    """Open the store once and close it (the server opens it again on its own loop)."""
-    await store.open()
-    await store.close()
+async def _check_keyspace(store: Any) -> None:
+    """A Redis keyspace's schema version, before the server starts; unreachable Redis is
+    not fatal here (the server answers 503 until it is back)."""
+    from redis.exceptions import RedisError
+
+    try:
+        await store.check_keyspace()
+    except (RedisError, OSError) as exc:
+        log.warning("run store: the keyspace's schema version was not checked (Redis unreachable): %s", exc)
 
 
 def _settle_the_heap() -> None:

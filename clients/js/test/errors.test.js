@@ -79,7 +79,7 @@ test('a real 422 names each field error once (it said "inputs.steps: 0 is less t
 });
 
 test('other statuses (413) are a plain APIError with the problem', async () => {
-  const err = await client.execute('text.summarize', { inputs: { text: 'x'.repeat(1_100_000) } }).catch((e) => e);
+  const err = await client.execute('text.summarize', { inputs: { text: 'x'.repeat(9_000_000) } }).catch((e) => e); // over the 8 MiB body limit
   assert.equal(err.constructor, sr.APIError, String(err));
   assert.equal(err.status, 413);
   assert.equal(err.problem.status, 413);

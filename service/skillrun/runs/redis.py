@@ -249,6 +249,16 @@ _BLOCKING_CONNECTIONS = 100_000
 SCHEMA_VERSION = 1
 
 
+async def versioned(client: Client, url: str, prefix: str) -> None:
+    """Stamp a new keyspace with ``SCHEMA_VERSION``; refuse one a newer release wrote
+    (``SchemaTooNew``, naming both versions). One key, so any Cluster slot will do."""
+    key = f"{prefix}schema_version"
+    await cast(Awaitable[Any], client.set(key, SCHEMA_VERSION, nx=True))
+    found = int(_text(await cast(Awaitable[Any], client.get(key))) or SCHEMA_VERSION)
+    if found > SCHEMA_VERSION:
+        raise SchemaTooNew(f"{public_url(url)} (keys {prefix}*)", found, SCHEMA_VERSION)
+
+
 def public_url(url: str) -> str:
     """``url`` without its credentials (``redis://user:password@host`` -> ``redis://host``)."""
     scheme, _, rest = url.partition("://")
@@ -323,7 +333,7 @@ class RedisStore:
                 log.exception("run store: Redis Cluster unreachable at start")
         self._closing = False
         try:
-            await self._versioned()
+            await versioned(self.client, self.url, self.keys.prefix)
         except (RedisError, OSError) as exc:  # an outage at start is not fatal (see above)
             log.warning("run store: the keyspace's schema version was not checked (Redis unreachable): %s", exc)
         except SchemaTooNew:
@@ -334,14 +344,14 @@ class RedisStore:
         self._writer = asyncio.create_task(self._write_loop(), name="skillrun-redis-writer")
         await self.check()
 
-    async def _versioned(self) -> None:
-        """Stamp a new keyspace with ``SCHEMA_VERSION``; refuse one a newer release wrote
-        (``SchemaTooNew``, naming both versions). One key, so any Cluster slot will do."""
-        key = f"{self.keys.prefix}schema_version"
-        await cast(Awaitable[Any], self.client.set(key, SCHEMA_VERSION, nx=True))
-        found = int(_text(await cast(Awaitable[Any], self.client.get(key))) or SCHEMA_VERSION)
-        if found > SCHEMA_VERSION:
-            raise SchemaTooNew(f"{public_url(self.url)} (keys {self.keys.prefix}*)", found, SCHEMA_VERSION)
+    async def check_keyspace(self) -> None:
+        """The keyspace's schema version, checked on a client of its own (``skillrun serve``
+        before its server starts: this store is opened later, on the server's loop)."""
+        client = connect(self.url, cluster=self.cluster)
+        try:
+            await versioned(client, self.url, self.keys.prefix)
+        finally:
+            await client.aclose()
 
     @property
     def blocking(self) -> Any:
