@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import gc
 import json
 import os
 import signal
@@ -76,12 +77,25 @@ def serve(port: int, out: str) -> None:
     from skillrun.cli import main as skillrun_main
 
     profiler = Profiler(interval=0.0002, async_mode="disabled")
+    gc_time = [0.0, 0.0, 0.0]  # seconds in collections of each generation, while profiling
+    gc_count = [0, 0, 0]
+    gc_began = [0.0]
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            gc_began[0] = time.perf_counter()
+        elif profiler.is_running:
+            gc_time[info["generation"]] += time.perf_counter() - gc_began[0]
+            gc_count[info["generation"]] += 1
+
+    gc.callbacks.append(on_gc)
 
     def start(_sig: int, _frame: Any) -> None:
         profiler.start()
 
     def stop(_sig: int, _frame: Any) -> None:
         session = profiler.stop()
+        Path(out + ".gc.json").write_text(json.dumps({"time": gc_time, "count": gc_count}))
         # The tree first: the driver waits for the .json, written last.
         Path(out + ".txt").write_text(profiler.output_text(unicode=False, color=False))
         Path(out + ".json").write_text(json.dumps(summarise(session.root_frame())))
@@ -152,6 +166,9 @@ def profile(target: str, args: argparse.Namespace, tmp: Path) -> None:
             time.sleep(0.1)
         time.sleep(0.3)
         report(target, n, what, json.loads(Path(out + ".json").read_text()), args.top)
+        collections_ = json.loads(Path(out + ".gc.json").read_text())
+        print("  garbage collections (gen 0/1/2): " + ", ".join(
+            f"{c} taking {t / n * 1e6:,.0f} us a request" for c, t in zip(collections_["count"], collections_["time"])))
         if args.tree:
             print(Path(out + ".txt").read_text())
     finally:

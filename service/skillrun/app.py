@@ -22,7 +22,7 @@ from .docsguard import DocsGuardMiddleware
 from .engine import Engine, load_skills
 from .engine.workers import make_offload
 from .loadreport import LoadReport
-from .operations import CachedAsyncApi
+from .operations import CachedAsyncApi, security_map
 from .observe.http import ObserveMiddleware, RouteMarker, RouteTable
 from .observe.hub import Observability
 from .observe.metrics import Metrics
@@ -147,6 +147,7 @@ def create_app(settings: Settings | None = None, *, tracing: Tracing | None = No
         resolver=SkillrunResolver(),
         validate_responses=settings.validate_responses,
         strict_validation=True,
+        security_map=security_map(),
         swagger_ui_options=SwaggerUIOptions(swagger_ui_path="/docs"),
     )
     # Outermost: request duration by route, the access log and the server span see every

@@ -1,4 +1,4 @@
-"""connexion's handler call, with what it builds per operation built once.
+"""connexion's handler call and key check, with what they build per operation built once.
 
 connexion 3's ``AsyncOperation.fn`` makes a new ``StarletteDecorator`` on every
 request, and that decorator re-inspects the handler's signature
@@ -7,6 +7,9 @@ parameters each time: about a fifth of ``/execute``'s server CPU in
 ``bench/profiler.py``. Both depend only on the operation, so here they are made on
 its first request and kept. What a request gets (arguments, body, response) is
 unchanged: the same decorators run, only not rebuilt.
+
+Its API-key check likewise calls ``inspect.signature`` on the key callback twice a
+request (``_accepts_kwarg``); the answer is kept per callback.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any, Callable
 from connexion.apps.asynchronous import AsyncApi, AsyncOperation
 from connexion.context import _operation, _receive, _scope
 from connexion.decorators import StarletteDecorator
+from connexion.security import SECURITY_HANDLERS, ApiKeySecurityHandler
 
 
 class _CachedDecorator(StarletteDecorator):
@@ -64,3 +68,22 @@ class CachedAsyncApi(AsyncApi):
         return CachedAsyncOperation.from_operation(
             operation, pythonic_params=self.pythonic_params, jsonifier=self.jsonifier
         )
+
+
+class CachedApiKeyHandler(ApiKeySecurityHandler):
+    """connexion's API-key check; whether the callback takes a keyword is asked once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._accepts: dict[tuple[Callable[..., Any], str], bool] = {}
+
+    def _accepts_kwarg(self, func: Callable[..., Any], keyword: str) -> bool:
+        accepts = self._accepts.get((func, keyword))
+        if accepts is None:
+            accepts = self._accepts[(func, keyword)] = ApiKeySecurityHandler._accepts_kwarg(func, keyword)
+        return accepts
+
+
+def security_map() -> dict[str, Any]:
+    """connexion's security handlers, the API-key one replaced by ``CachedApiKeyHandler``."""
+    return {**SECURITY_HANDLERS, "apiKey": CachedApiKeyHandler}
