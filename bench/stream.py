@@ -113,7 +113,8 @@ def idle_streams(tmp: Path, n: int, hold_s: float, heartbeat_s: float) -> None:
     try:
         load("stream", port, "/v1/skills/demo.ticker/execute/stream", {"inputs": {"steps": 5}}, 20, headers=auth)
         before, _ = rss_mb(proc.pid)
-        body = json.dumps({"inputs": {"steps": 1, "delay_ms": 60_000}})
+        # Three 60 s ticks: every run outlives the opening of all the streams and the hold.
+        body = json.dumps({"inputs": {"steps": 3, "delay_ms": 60_000}})
         client = subprocess.Popen(
             [sys.executable, str(HERE / "_loadclient.py"), "idle", "127.0.0.1", str(port),
              "/v1/skills/demo.ticker/execute/stream", body, str(n), str(hold_s), json.dumps(auth)],

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from skillrun.ratewindow import MovingWindow
 from skillrun.runs.manager import new_run_id
 
 pytestmark = pytest.mark.anyio
@@ -64,3 +65,39 @@ async def test_requests_do_not_inspect_handler_signatures(
         assert listed.status_code == 200
     assert (await client.get("/v1/skills/text.summarize", headers={"x-api-key": ""})).status_code == 401
     assert calls == []
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_rate_window_allows_amount_in_any_sliding_window() -> None:
+    """The in-process rate limit (ratewindow.py, replacing limits' memory storage whose
+    hit cost O(limit) and a thread hop) keeps limits' moving-window answers: 3 per 10 s
+    allows 3, refuses the 4th, frees one slot when the oldest hit leaves the window,
+    and reports the reset as the oldest hit's time plus the window."""
+    clock = _Clock()
+    window = MovingWindow(clock)
+    assert [window.hit("k", 3, 10)[0] for _ in range(3)] == [True, True, True]
+    clock.now += 4
+    allowed, reset, left = window.hit("k", 3, 10)
+    assert (allowed, reset, left) == (False, 1010.0, 0)
+    clock.now += 6.5  # the first three hits (at 1000) are out of the window
+    assert window.hit("k", 3, 10) == (True, 1020.5, 2)
+    assert window.hit("other", 3, 10) == (True, 1020.5, 2)  # each identity its own budget
+
+
+def test_rate_window_forgets_idle_identities() -> None:
+    """Memory is bounded by the identities of one window: an address seen once is
+    forgotten a window later (a scan of many addresses does not grow the process)."""
+    clock = _Clock()
+    window = MovingWindow(clock)
+    for i in range(1000):
+        window.hit(f"addr:{i}", 5, 60)
+    clock.now += 61
+    window.hit("key", 5, 60)
+    assert list(window._hits) == ["key"]
