@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from skillrun import validation
 from skillrun.ratewindow import MovingWindow
 from skillrun.runs.manager import new_run_id
 
@@ -101,3 +102,33 @@ def test_rate_window_forgets_idle_identities() -> None:
     clock.now += 61
     window.hit("key", 5, 60)
     assert list(window._hits) == ["key"]
+
+
+async def test_request_validators_are_compiled_once_per_operation(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """connexion built and compiled a new jsonschema validator for the body and for each
+    parameter on every request: after an operation's first request none is compiled
+    again, and a bad body still gets its 422 naming the field (``inputs.max_sentences``)."""
+    compiled: list[Any] = []
+    real_body, real_param = validation.Draft4RequestValidator, validation.Draft4Validator
+
+    def counting(real: Any) -> Any:
+        def make(schema: Any, **kwargs: Any) -> Any:
+            compiled.append(schema)
+            return real(schema, **kwargs)
+
+        make.FORMAT_CHECKER = real.FORMAT_CHECKER  # type: ignore[attr-defined]
+        return make
+
+    bad = {"inputs": {"text": "Hello there.", "max_sentences": "two"}}
+    headers = {"x-trace-id": "0123456789abcdef0123456789abcdef"}
+    url = "/v1/skills/text.summarize/execute"
+    assert (await client.post(url, json=bad, headers=headers)).status_code == 422
+    monkeypatch.setattr(validation, "Draft4RequestValidator", counting(real_body))
+    monkeypatch.setattr(validation, "Draft4Validator", counting(real_param))
+    for _ in range(5):
+        r = await client.post(url, json=bad, headers=headers)
+        assert r.status_code == 422
+        assert [e["field"] for e in r.json()["errors"]] == ["inputs.max_sentences"]
+    assert compiled == []
