@@ -185,10 +185,14 @@ def serve_process(
     )
     server = DrainingServer(config, app.services.runs, settings.shutdown_grace_s)
     # The app (spec, schemas, routes, skills) lives as long as the process: out of the
-    # collector's sight, a full collection under load walks only what requests made
-    # (bench/profiler.py saw one such pause cost ~0.3 ms a request before).
+    # collector's sight, a full collection under load walks only what requests made.
     gc.collect()
     gc.freeze()
+    # A request allocates thousands of objects, nearly all freed by reference counting:
+    # at Python's default (a young collection every 700 allocations) collections took
+    # ~0.3-0.5 ms of a stream start in a burst (bench/profiler.py). Rarer ones halved
+    # the burst's first-event p95 in bench/stream.py (b), with the same RSS.
+    gc.set_threshold(20_000, 20, 100)
     if announce:
         print(f"Skillrun on http://{options.host}:{options.port}  (docs: /docs, spec: /openapi.json)", flush=True)
     server.run(sockets)
