@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import logging
 import os
 import signal
@@ -184,15 +183,6 @@ def serve_process(
         forwarded_allow_ips=settings.forwarded_allow_ips or None,
     )
     server = DrainingServer(config, app.services.runs, settings.shutdown_grace_s)
-    # The app (spec, schemas, routes, skills) lives as long as the process: out of the
-    # collector's sight, a full collection under load walks only what requests made.
-    gc.collect()
-    gc.freeze()
-    # A request allocates thousands of objects, nearly all freed by reference counting:
-    # at Python's default (a young collection every 700 allocations) collections took
-    # ~0.3-0.5 ms of a stream start in a burst (bench/profiler.py). Rarer ones halved
-    # the burst's first-event p95 in bench/stream.py (b), with the same RSS.
-    gc.set_threshold(20_000, 20, 100)
     if announce:
         print(f"Skillrun on http://{options.host}:{options.port}  (docs: /docs, spec: /openapi.json)", flush=True)
     server.run(sockets)
