@@ -2,6 +2,10 @@
 
     python bench/profiler.py [--target execute|stream|both] [--seconds 5] [--db PATH] [--tree]
 
+Needs pyinstrument (``pip install pyinstrument``; no test uses it, so it is in no extra).
+Sampled wall time under a profiler: compare areas within one profile, and profiles
+taken one after the other, not absolute figures (the profiler roughly triples them).
+
 The server (one uvicorn process, SQLite store) runs under pyinstrument; the profile
 covers only the load window (started and stopped by signals), not start-up. The
 load is bench/_loadclient.py in its own process:
