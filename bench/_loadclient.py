@@ -3,6 +3,7 @@
 Run as its own process by ``bench/stream.py``; prints one JSON object of results.
   stream  HOST PORT PATH BODY N_CONCURRENT   -> events, bytes, errors, ttfe, durations
   execute HOST PORT PATH BODY CONCURRENCY SECONDS -> requests, errors, latencies
+  idle    HOST PORT PATH BODY N HOLD_SECONDS -> ok, errors, min_pings, max_gap (streams held open)
 """
 
 from __future__ import annotations
@@ -109,12 +110,93 @@ async def run_execute(host, port, path, body, concurrency, seconds, headers):
     return {"wall": wall, "requests": len(lat), "errors": len(errors), "latencies": sorted(lat)}
 
 
+async def _one_idle(host, port, path, body, headers, opened, state, out):
+    """One stream held open until ``state["until"]``: counts events and ``: ping``
+    heartbeats, and the longest gap between two heartbeats once the first came."""
+    r = {"status": None, "events": 0, "pings": 0, "max_gap": 0.0, "error": None}
+    out.append(r)
+    released = False
+    try:
+        reader, writer = await asyncio.open_connection(host, port)
+    except OSError as exc:
+        r["error"] = repr(exc)
+        opened.release()
+        return
+    writer.write(_request(host, port, path, body, {**headers, "Connection": "close"}))
+    last_ping = None
+    tail = b""
+    try:
+        while True:
+            left = state["until"] - time.perf_counter()
+            if left <= 0:
+                break
+            try:
+                chunk = await asyncio.wait_for(reader.read(65536), min(left, 1.0))
+            except asyncio.TimeoutError:
+                continue
+            if not chunk:
+                r["error"] = "closed early"
+                break
+            if r["status"] is None:
+                r["status"] = int(chunk.split(b" ", 2)[1])
+            window = tail + chunk
+            tail = window[-7:]
+            r["events"] += window.count(b"\nevent: ")
+            if not released and (r["events"] or r["status"] != 200):
+                released = True
+                opened.release()
+            pings = window.count(b": ping")
+            if pings:
+                now = time.perf_counter()
+                if last_ping is not None:
+                    r["max_gap"] = max(r["max_gap"], now - last_ping)
+                last_ping = now
+                r["pings"] += pings
+    except OSError as exc:
+        r["error"] = repr(exc)
+    finally:
+        if not released:
+            opened.release()
+        writer.close()
+
+
+async def run_idle(host, port, path, body, n, hold_s, headers):
+    """``n`` streams opened in waves (no more than 500 waiting for their first event),
+    then all held ``hold_s`` seconds. Writes "connected" to stderr once all are open
+    (the caller measures the server's memory then and after)."""
+    out: list[dict] = []
+    opened = asyncio.Semaphore(500)
+    state = {"until": float("inf")}
+    tasks = []
+    t0 = time.perf_counter()
+    for _ in range(n):
+        await opened.acquire()
+        tasks.append(asyncio.create_task(_one_idle(host, port, path, body, headers, opened, state, out)))
+    for _ in range(500):
+        await opened.acquire()  # the last wave's first events
+    connect_s = time.perf_counter() - t0
+    print("connected", file=sys.stderr, flush=True)
+    state["until"] = time.perf_counter() + hold_s
+    await asyncio.gather(*tasks)
+    ok = [r for r in out if r["status"] == 200 and r["error"] is None]
+    return {
+        "connect_s": connect_s,
+        "ok": len(ok),
+        "errors": len(out) - len(ok),
+        "error_samples": [r for r in out if r not in ok][:3],
+        "min_pings": min((r["pings"] for r in ok), default=0),
+        "max_gap": max((r["max_gap"] for r in ok), default=0.0),
+    }
+
+
 def main() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     mode, host, port, path, body = sys.argv[1:6]
     headers = json.loads(sys.argv[-1]) if sys.argv[-1].startswith("{") else {}
-    if mode == "stream":
+    if mode == "idle":
+        out = asyncio.run(run_idle(host, int(port), path, body.encode(), int(sys.argv[6]), float(sys.argv[7]), headers))
+    elif mode == "stream":
         out = asyncio.run(run_streams(host, int(port), path, body.encode(), int(sys.argv[6]), headers))
     else:
         out = asyncio.run(run_execute(host, int(port), path, body.encode(), int(sys.argv[6]), float(sys.argv[7]), headers))

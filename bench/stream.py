@@ -10,6 +10,9 @@ as ratios against the bare endpoint measured in the same run:
   (b) 1,000 concurrent demo.ticker streams: errors (must be 0), time to first
       event p50/p95, server RSS
   (c) /execute of text.summarize at concurrency 16: req/s, p50/p95
+  (d) 10,000 idle streams (each its own demo.ticker run waiting 60 s, heartbeats
+      every 5 s), held 15 s: server RSS growth (aim <= 256 MiB), every stream pinged
+      on time; its own server, the open-file limits raised by the benchmark
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -50,17 +54,24 @@ def wait_up(url: str, proc: subprocess.Popen) -> None:
     raise SystemExit(f"server did not start: {proc.args}")
 
 
-def start_skillrun(tmp: Path, db: str) -> tuple[subprocess.Popen, int]:
+def _raise_nofile() -> None:
+    """In the child before exec: as many open files as the hard limit allows (10,000 streams)."""
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def start_skillrun(tmp: Path, db: str, extra_env: dict[str, str] | None = None) -> tuple[subprocess.Popen, int]:
     port = free_port()
     env = {
         **os.environ,
         "SKILLRUN_API_KEYS": KEY,
         "SKILLRUN_RATE_LIMIT": "100000000/minute",
         "SKILLRUN_DB": db,
+        **(extra_env or {}),
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "skillrun", "serve", "--port", str(port), "--log-level", "warning"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp,
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp, preexec_fn=_raise_nofile,
     )
     wait_up(f"http://127.0.0.1:{port}/v1/health/live", proc)
     return proc, port
@@ -95,6 +106,42 @@ def load(mode: str, port: int, path: str, body: dict, *args: object, headers: di
     return json.loads(out.stdout)
 
 
+def idle_streams(tmp: Path, n: int, hold_s: float, heartbeat_s: float) -> None:
+    """(d): RSS of a server holding ``n`` idle streams, each its own run, and their heartbeats."""
+    proc, port = start_skillrun(tmp, str(tmp / "idle.db"), {"SKILLRUN_HEARTBEAT_S": str(heartbeat_s)})
+    auth = {"x-api-key": KEY}
+    try:
+        load("stream", port, "/v1/skills/demo.ticker/execute/stream", {"inputs": {"steps": 5}}, 20, headers=auth)
+        before, _ = rss_mb(proc.pid)
+        # Three 60 s ticks: every run outlives the opening of all the streams and the hold.
+        body = json.dumps({"inputs": {"steps": 3, "delay_ms": 60_000}})
+        client = subprocess.Popen(
+            [sys.executable, str(HERE / "_loadclient.py"), "idle", "127.0.0.1", str(port),
+             "/v1/skills/demo.ticker/execute/stream", body, str(n), str(hold_s), json.dumps(auth)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_raise_nofile,
+        )
+        assert client.stderr is not None
+        line = client.stderr.readline()
+        held, _ = rss_mb(proc.pid)
+        time.sleep(hold_s / 2)
+        mid, peak = rss_mb(proc.pid)
+        out, err = client.communicate(timeout=900)
+        if client.returncode or "connected" not in line:
+            raise SystemExit(line + err)
+        r = json.loads(out)
+        print(f"(d) {n} idle streams (own runs, heartbeat {heartbeat_s:g} s, held {hold_s:g} s): ok {r['ok']}, "
+              f"errors {r['errors']} {r['error_samples']}; opened in {r['connect_s']:.1f} s")
+        print(f"    server RSS {before:.0f} -> {max(held, mid):.0f} MiB (+{max(held, mid) - before:.0f} MiB, "
+              f"{(max(held, mid) - before) * 1024 / n:.1f} KiB a stream; aim <= +256 MiB), peak {peak:.0f}; "
+              f"pings: each stream at least {r['min_pings']}, longest gap {r['max_gap']:.1f} s")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 def pct(values: list[float], p: float) -> float:
     if not values:
         return float("nan")
@@ -104,7 +151,7 @@ def pct(values: list[float], p: float) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="smaller sizes, to check the script works")
-    ap.add_argument("--only", choices=["a", "b", "c"], action="append", help="run only these parts")
+    ap.add_argument("--only", choices=["a", "b", "c", "d"], action="append", help="run only these parts")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--db", default=None, help="SKILLRUN_DB for the server (default: a new SQLite file)")
     args = ap.parse_args()
@@ -166,6 +213,12 @@ def main() -> None:
                   f"{pct(sk_c['latencies'], .95) * 1000:.1f} ms; bare {bare_rps:,.0f} req/s, p50/p95 "
                   f"{pct(bare_c['latencies'], .5) * 1000:.1f}/{pct(bare_c['latencies'], .95) * 1000:.1f} ms; "
                   f"ratio {sk_rps / bare_rps:.2f}")
+        if want("d"):
+            # After (a)-(c), with their server stopped: a server of its own with 5 s heartbeats.
+            for p in (sk, bare):
+                p.terminate()
+                p.wait(30)
+            idle_streams(tmp, 1_000 if args.quick else 10_000, 6 if args.quick else 15, 5.0)
     finally:
         for p in (sk, bare):
             p.terminate()

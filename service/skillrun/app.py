@@ -22,6 +22,7 @@ from .docsguard import DocsGuardMiddleware
 from .engine import Engine, load_skills
 from .engine.workers import make_offload
 from .loadreport import LoadReport
+from .operations import CachedAsyncApi, security_map
 from .observe.http import ObserveMiddleware, RouteMarker, RouteTable
 from .observe.hub import Observability
 from .observe.metrics import Metrics
@@ -138,12 +139,15 @@ def create_app(settings: Settings | None = None, *, tracing: Tracing | None = No
         lifespan=lifespan,
         validator_map=VALIDATOR_MAP,
     )
+    # Handlers' decorators built once per operation, not per request (operations.py).
+    app._middleware_app.api_cls = CachedAsyncApi
     spec = build_spec(services.catalog)
     app.add_api(
         spec,
         resolver=SkillrunResolver(),
         validate_responses=settings.validate_responses,
         strict_validation=True,
+        security_map=security_map(),
         swagger_ui_options=SwaggerUIOptions(swagger_ui_path="/docs"),
     )
     # Outermost: request duration by route, the access log and the server span see every

@@ -26,6 +26,7 @@ from limits.aio.strategies import MovingWindowRateLimiter
 
 from .auth import API_KEY_HEADER
 from .errors import problem_response
+from .ratewindow import MovingWindow
 from .services import Services, add_response_headers, services_of
 
 EXEMPT_PREFIXES = ("/v1/health", "/v1/schemas", "/metrics")
@@ -51,16 +52,26 @@ class RateLimiter:
         options: dict[str, Any] = {"wrap_exceptions": True}
         if storage_uri.startswith(("async+redis", "async+rediss")):
             options["implementation"] = "redispy"
+        # In one process, our own window (ratewindow.py): limits' memory storage costs
+        # O(limit) and a thread hop a hit. Shared storages (Redis) go through limits.
+        self._local = MovingWindow() if storage_uri == "async+memory://" else None
         self._limiter = MovingWindowRateLimiter(storage_from_string(storage_uri, **options))
+
+    async def _hit(self, item: limits.RateLimitItem, identity: str) -> tuple[bool, float, int]:
+        """(allowed, the window's reset time, hits left)."""
+        if self._local is not None:
+            return self._local.hit(identity, item.amount, item.get_expiry())
+        allowed = await self._limiter.hit(item, identity)
+        stats = await self._limiter.get_window_stats(item, identity)
+        return allowed, stats.reset_time, stats.remaining
 
     async def hit(self, identity: str) -> tuple[bool, dict[str, str]]:
         item = self.anonymous_item if identity.startswith(ANONYMOUS) else self.item
-        allowed = await self._limiter.hit(item, identity)
-        stats = await self._limiter.get_window_stats(item, identity)
-        reset = max(0, math.ceil(stats.reset_time - time.time()))
+        allowed, reset_time, remaining = await self._hit(item, identity)
+        reset = max(0, math.ceil(reset_time - time.time()))
         headers = {
             "RateLimit-Limit": str(item.amount),
-            "RateLimit-Remaining": str(stats.remaining),
+            "RateLimit-Remaining": str(remaining),
             "RateLimit-Reset": str(reset),
         }
         if not allowed:

@@ -1,0 +1,165 @@
+"""Cost must not grow with what is stored: an empty SQLite store against a full one, same run.
+
+    python bench/stored.py [--runs 1000000] [--fill-seconds 300] [--seconds 5] [--streams 500]
+
+Fills a SQLite run store DIRECTLY (sqlite3, not through HTTP: a million runs through
+the API would take most of an hour) with copies of a real text.summarize run (its
+row and its events, ids new, times spread over the last six days so retention
+keeps them), up to --runs or until --fill-seconds pass, whichever is first; says
+how many it stored. Then serves each store in turn (empty, full, empty, full), one
+uvicorn worker each, and measures:
+
+  /execute   text.summarize at concurrency 16 for --seconds: req/s (best of two)
+  streams    --streams simultaneous demo.ticker stream starts: first-event p95 (best of two)
+
+and prints full/empty ratios (aim: within 10%, i.e. >= 0.90 for req/s, <= 1.10 for p95).
+The stored runs belong to the benchmark's key (so its per-key count is a real one)
+and SKILLRUN_MAX_STORED_RUNS_PER_KEY is raised above --runs for the server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import sqlite3
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from stream import KEY, TEXT, free_port, load, pct, wait_up  # noqa: E402
+
+
+def serve(db: Path, cwd: Path, max_stored: int) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "SKILLRUN_API_KEYS": KEY,
+        "SKILLRUN_RATE_LIMIT": "100000000/minute",
+        "SKILLRUN_DB": str(db),
+        "SKILLRUN_MAX_STORED_RUNS_PER_KEY": str(max_stored),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "skillrun", "serve", "--port", str(port), "--log-level", "warning"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=cwd,
+    )
+    wait_up(f"http://127.0.0.1:{port}/v1/health/live", proc)
+    return proc, port
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def iso(t: datetime) -> str:
+    return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def fill(db: Path, runs: int, budget_s: float) -> int:
+    """Copies of the one run in ``db`` until ``runs`` or ``budget_s``; returns how many runs it holds."""
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = OFF")
+    cols = [r[1] for r in conn.execute("PRAGMA table_info(runs)") if r[1] != "n"]
+    template = dict(zip(cols, conn.execute(f"SELECT {', '.join(cols)} FROM runs LIMIT 1").fetchone()))
+    events = conn.execute("SELECT seq, type, data FROM events WHERE run_id = ? ORDER BY seq",
+                          (template["run_id"],)).fetchall()
+    old = template["run_id"]
+    now = datetime.now(timezone.utc)
+    span = timedelta(days=6).total_seconds()
+    t0 = time.perf_counter()
+    stored = 1
+    batch = 10_000
+    while stored < runs and time.perf_counter() - t0 < budget_s:
+        n = min(batch, runs - stored)
+        run_rows, event_rows = [], []
+        for i in range(n):
+            # Oldest first, as a server would have written them.
+            at = iso(now - timedelta(seconds=span * (1 - (stored + i) / runs)))
+            run_id = "run_" + secrets.token_hex(12)
+            row = {**template, "run_id": run_id, "created_at": at, "started_at": at, "finished_at": at,
+                   "trace_id": secrets.token_hex(16)}
+            run_rows.append(tuple(row[c] for c in cols))
+            event_rows.extend((run_id, seq, typ, data.replace(old, run_id)) for seq, typ, data in events)
+        conn.execute("BEGIN")
+        conn.executemany(f"INSERT INTO runs ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", run_rows)
+        conn.executemany("INSERT INTO events (run_id, seq, type, data) VALUES (?, ?, ?, ?)", event_rows)
+        conn.execute("COMMIT")
+        stored += n
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    print(f"filled {stored:,} runs ({stored * len(events):,} events, {db.stat().st_size / 2**30:.2f} GiB) "
+          f"in {time.perf_counter() - t0:.0f} s", flush=True)
+    return stored
+
+
+def measure(db: Path, cwd: Path, args: argparse.Namespace, max_stored: int) -> tuple[float, float, float]:
+    """(/execute req/s, stream first-event p50, p95) against the store at ``db``."""
+    proc, port = serve(db, cwd, max_stored)
+    auth = {"x-api-key": KEY}
+    try:
+        load("execute", port, "/v1/skills/text.summarize/execute", {"inputs": {"text": TEXT}}, 4, 1, headers=auth)
+        r = load("execute", port, "/v1/skills/text.summarize/execute", {"inputs": {"text": TEXT, "max_sentences": 2}},
+                 16, args.seconds, headers=auth)
+        assert r["errors"] == 0, r
+        s = load("stream", port, "/v1/skills/demo.ticker/execute/stream", {"inputs": {"steps": 2}}, args.streams,
+                 headers=auth)
+        assert s["errors"] == 0, s
+        return r["requests"] / r["wall"], pct(s["ttfe"], .5), pct(s["ttfe"], .95)
+    finally:
+        stop(proc)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=1_000_000)
+    ap.add_argument("--fill-seconds", type=float, default=300)
+    ap.add_argument("--seconds", type=float, default=5)
+    ap.add_argument("--streams", type=int, default=500)
+    ap.add_argument("--dir", default=None, help="where the databases go (default: a new folder in TMPDIR)")
+    args = ap.parse_args()
+    tmp = Path(args.dir or Path(os.environ.get("TMPDIR", "/tmp")) / f"skillrun-stored-{os.getpid()}")
+    tmp.mkdir(parents=True, exist_ok=True)
+    empty, full = tmp / "empty.db", tmp / "full.db"
+    empty.unlink(missing_ok=True)
+    max_stored = args.runs * 2 + 100_000
+    if full.exists():
+        # Kept from an earlier run (--dir): measure the same store again, e.g. after a change.
+        stored = sqlite3.connect(full).execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+        print(f"reusing {full} with {stored:,} runs", flush=True)
+    else:
+        # One real run written by the server: the template the fill copies.
+        proc, port = serve(full, tmp, max_stored)
+        try:
+            load("execute", port, "/v1/skills/text.summarize/execute",
+                 {"inputs": {"text": TEXT, "max_sentences": 2}}, 1, 0.01, headers={"x-api-key": KEY})
+        finally:
+            stop(proc)
+        stored = fill(full, args.runs, args.fill_seconds)
+    results: dict[str, list[tuple[float, float, float]]] = {"empty": [], "full": []}
+    for name, db in [("empty", empty), ("full", full), ("empty", empty), ("full", full)]:
+        results[name].append(measure(db, tmp, args, max_stored))
+        rps, p50, p95 = results[name][-1]
+        print(f"  {name:5}: /execute {rps:,.0f} req/s; {args.streams} stream starts first event p50/p95 "
+              f"{p50 * 1000:.0f}/{p95 * 1000:.0f} ms", flush=True)
+    e_rps = max(r[0] for r in results["empty"])
+    f_rps = max(r[0] for r in results["full"])
+    e_p95 = min(r[2] for r in results["empty"])
+    f_p95 = min(r[2] for r in results["full"])
+    print(f"with {stored:,} stored runs vs an empty store: /execute {f_rps:,.0f} vs {e_rps:,.0f} req/s "
+          f"(ratio {f_rps / e_rps:.2f}, aim >= 0.90); stream-start p95 {f_p95 * 1000:.0f} vs {e_p95 * 1000:.0f} ms "
+          f"(ratio {f_p95 / e_p95:.2f}, aim <= 1.10)")
+
+
+if __name__ == "__main__":
+    main()
