@@ -58,6 +58,7 @@ from .stopping import (
     stop_reason,
     stopped_status,
 )
+from .waiting import Answers
 from .workers import TENANT, Inline, Offload
 
 __all__ = [
@@ -121,6 +122,7 @@ class Engine:
         self.tracer: Tracer = tracer or NO_TRACER  # spans per run and attempt (``hooks``)
         self._input_validators: dict[tuple[str, str], Any] = {}
         self.input_check = InputCheck()  # rendered capability inputs against their schemas
+        self.answers = Answers()  # steps waiting for input, by run, step and item (``waiting``)
         self._slice_start = time.perf_counter()
 
     async def yield_if_due(self) -> None:

@@ -25,6 +25,7 @@ from ..observe.context import bind_run
 from .quotas import RunQuotas
 from ..engine.resume import Resume
 from ..engine.secret_inputs import has_secrets
+from ..engine.waiting import NotWaiting
 from .recovery import LogFates, ms_since_iso, closing_events
 from .redaction import RunInputs
 from .store import TERMINAL, UNFINISHED, EventRecord, RunRecord, RunStore, utc_now
@@ -47,6 +48,28 @@ class IdempotencyConflict(Exception):
 
 class RunFinished(Exception):
     """The run has already ended."""
+
+
+class AnswerInvalid(Exception):
+    """An answer breaks the waiting step's schema: ``field`` (``value``, ``value.x``) and why."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+# How long an answer's request waits for the step's terminal event to be stored
+# (its post-gates run first); past it the answer is acknowledged as delivered.
+ANSWER_RECORDED_S = 30.0
+
+
+def _ends_wait_of(record: EventRecord, step_id: str, index: int | None) -> bool:
+    if record.type not in ev.ENDS_WAIT:
+        return False
+    payload = json.loads(record.data)
+    data = payload.get("data") or {}
+    return bool(payload.get("step_id") == step_id and data.get("index") == index and "waited_ms" in data)
 
 
 def new_run_id() -> str:
@@ -82,6 +105,10 @@ class RunManager:
         self.quotas = quotas or RunQuotas()
         self.max_resumes = max_resumes
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._writers: dict[str, RunWriter] = {}  # the runs this node runs: their writers
+        self._owners: dict[str, str] = {}
+        # A waiting run counts toward stored runs, not running ones (``quotas``).
+        engine.answers.on_change = self._waiting_changed
         self._background: set[asyncio.Future[None]] = set()
         self.draining = False
         # With a store shared by several nodes: asks the node running a run's engine
@@ -151,6 +178,7 @@ class RunManager:
         """The run's engine task (its running place is taken: the task's end gives it back)."""
         task = asyncio.create_task(self._run(run, skill, timeout_s, given, resume), name=run.run_id)
         self._tasks[run.run_id] = task
+        self._owners[run.run_id] = run.owner
         task.add_done_callback(functools.partial(self._task_done, run=run))
         task.add_done_callback(lambda _t: self.quotas.ended(run.owner))
 
@@ -201,7 +229,7 @@ class RunManager:
         # This task's log lines, spans and outgoing requests carry the run's ids.
         bind_run(run.run_id, run.trace_id, run.skill_id, run.owner,
                  self.observe.propagation.headers if self.observe is not None else None)
-        writer = self._writer(run, given, resume.last_seq if resume else 0)
+        writer = self._writers[run.run_id] = self._writer(run, given, resume.last_seq if resume else 0)
         started = time.perf_counter() - (resume.elapsed_s if resume else 0.0)
         try:
             outcome = await self.engine.run(
@@ -223,6 +251,8 @@ class RunManager:
 
     def _task_done(self, task: asyncio.Task[None], *, run: RunRecord) -> None:
         self._tasks.pop(run.run_id, None)
+        self._writers.pop(run.run_id, None)
+        self._owners.pop(run.run_id, None)
         if task.cancelled():
             # Cancelled before its first step ran: the engine never saw it, so close the log here.
             closer = asyncio.ensure_future(self.close_log(run.run_id, INTERRUPTED if self.draining else CANCELLED))
@@ -252,6 +282,49 @@ class RunManager:
             fresh = await self.store.get(run_id)
             raise RunFinished(fresh.status if fresh is not None and fresh.status in TERMINAL else "just now")
         return run
+
+    def _waiting_changed(self, run_id: str, waiting: bool) -> None:
+        """A run of this node began (or ended) waiting for input: it holds no running place meanwhile."""
+        owner = self._owners.get(run_id)
+        if owner is None:
+            return
+        if waiting:
+            self.quotas.ended(owner)
+        else:
+            self.quotas.started(owner)
+
+    async def answer(self, run: RunRecord, step_id: str, index: int | None, value: Any) -> None:
+        """Deliver ``value`` to the step instance of ``run`` that waits for input, and
+        return once the event that ends its wait is stored (an acknowledged answer
+        survives a restart). ``RunFinished`` if the run has ended; ``NotWaiting`` if
+        that instance does not wait (any more); ``AnswerInvalid`` if ``value`` breaks
+        the schema it announced."""
+        if run.status in TERMINAL:
+            raise RunFinished(run.status)
+        key = (run.run_id, step_id, index)
+        waiter = self.engine.answers.get(key)
+        problem = waiter.check(value)
+        if problem is not None:
+            raise AnswerInvalid(*problem)
+        writer = self._writers.get(run.run_id)
+        cursor = writer.seq if writer is not None else 0
+        self.engine.answers.deliver(key, value)
+        await self._until_wait_ended(run.run_id, step_id, index, cursor)
+
+    async def _until_wait_ended(self, run_id: str, step_id: str, index: int | None, cursor: int) -> None:
+        """Follow the log from ``cursor`` until the instance's wait-ending event (or the run's end) is stored."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + ANSWER_RECORDED_S
+        while (left := deadline - loop.time()) > 0:
+            batch = await self.store.read(run_id, cursor)
+            for record in batch:
+                if record.type == ev.DONE or _ends_wait_of(record, step_id, index):
+                    return
+            if batch:
+                cursor = batch[-1].seq
+                continue
+            await self.store.wait(run_id, cursor, left)
+        log.warning("run %s: the answer to step %r was delivered, its outcome not yet stored", run_id, step_id)
 
     def cancel_here(self, run_id: str, reason: str) -> None:
         """Cancel the run's engine task if this node runs it (a cancel sent by another node)."""
