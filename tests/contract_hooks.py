@@ -32,6 +32,7 @@ from skillrun.conformance.sse import check_stream  # noqa: E402
 SMALL_TICKER_STEPS = 12
 SMALL_TICKER_DELAY_MS = 5
 APPROVAL_TIMEOUT = "20ms"
+_DURATION = re.compile(r"[0-9]+(\.[0-9]+)?(ms|s|m|h|d)?")  # demo.approval's `timeout` pattern
 
 
 @schemathesis.hook
@@ -84,7 +85,9 @@ def map_case(context: Any, case: Any) -> Any:
     _distinct_idempotency_key(case)
     body = case.body
     if _skill_of(case) == "demo.approval" and isinstance(body, dict) and isinstance(body.get("inputs"), dict):
-        body["inputs"]["timeout"] = APPROVAL_TIMEOUT
+        sent = body["inputs"].get("timeout", APPROVAL_TIMEOUT)
+        if isinstance(sent, str) and _DURATION.fullmatch(sent):  # a broken one stays: a negative case
+            body["inputs"]["timeout"] = APPROVAL_TIMEOUT
     if _skill_of(case) != "demo.ticker" or not isinstance(body, dict):
         return case
     inputs = body.get("inputs")

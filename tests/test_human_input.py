@@ -222,7 +222,8 @@ def test_kill_9_while_waiting_then_restart_and_answer_completes_once(
     server_factory: Callable[..., Server], tmp_path: Path
 ) -> None:
     """kill -9 while demo.approval waits, restart, answer -> completes; the log has
-    exactly one done, and no step that completed before the crash ran again."""
+    exactly one done, no step that completed before the crash ran again, and the step
+    waits again with the same expires_at."""
     first = server_factory()
     run_id = _start(first, "demo.approval", {"text": TEXT})
     _until_waiting(first, run_id)
@@ -232,6 +233,7 @@ def test_kill_9_while_waiting_then_restart_and_answer_completes_once(
     second = server_factory()  # same working directory, so the same SQLite database
     waits = _until_waiting(second, run_id, 2)  # the step started over and waits again
     assert waits[-1]["step_id"] == "ask"
+    assert waits[-1]["data"]["expires_at"] == waits[0]["data"]["expires_at"]  # the wait keeps its deadline
     r = _answer(second, run_id, {"step_id": "ask", "value": {"approve": True}})
     assert r.status_code == 202, r.text
     run = _run(second, run_id, wait=10)
@@ -243,3 +245,20 @@ def test_kill_9_while_waiting_then_restart_and_answer_completes_once(
     starts = [e["step_id"] for e in events if e["type"] == "step_start"]
     assert starts.count("split") == 1 and starts.count("draft") == 1  # completed before the crash: kept
     assert starts.count("ask") == 2 and starts.count("publish") == 1
+
+
+def test_a_waiting_run_holds_no_running_place(server_factory: Callable[..., Server]) -> None:
+    """SKILLRUN_MAX_RUNNING_PER_KEY=1: while demo.approval waits, the key starts another
+    run (202, not 429); once the answer makes it run again, it holds its place again."""
+    srv = server_factory(env={"SKILLRUN_MAX_RUNNING_PER_KEY": "1"}, args=["--db", ":memory:"])
+    run_id = _start(srv, "demo.approval", {"text": TEXT})
+    _until_waiting(srv, run_id)
+    other = _start(srv, "demo.ticker", {"steps": 1})
+    assert _run(srv, other, wait=10)["status"] == "completed"
+    assert _answer(srv, run_id, {"step_id": "ask", "value": {"approve": True}}).status_code == 202
+    assert _run(srv, run_id, wait=10)["status"] == "completed"
+    busy = _start(srv, "demo.ticker", {"steps": 1, "delay_ms": 2000})
+    refused = httpx.post(f"{srv.url}/v1/skills/demo.ticker/execute/async", json={"inputs": {"steps": 1}},
+                         headers=HEADERS, timeout=10)
+    assert refused.status_code == 429, refused.text  # the limit itself still holds
+    assert _run(srv, busy, wait=10)["status"] == "completed"

@@ -61,6 +61,8 @@ class StepHost(Protocol):
 
     def item_count(self, step_id: str) -> int | None: ...
 
+    def wait_expiry(self, step_id: str, index: int | None) -> str | None: ...
+
 Findings = list[dict[str, Any]]
 
 
@@ -68,6 +70,12 @@ def utc_after(seconds: float) -> str:
     """RFC 3339 UTC (milliseconds, ``Z``) ``seconds`` from now."""
     then = datetime.now(timezone.utc) + timedelta(seconds=seconds)
     return then.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def seconds_until(iso: str) -> float:
+    """Seconds from now to an RFC 3339 time (0 when it has passed)."""
+    then = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    return max(0.0, (then - datetime.now(timezone.utc)).total_seconds())
 
 
 def ms_since(start: float) -> float:
@@ -129,13 +137,16 @@ class StepLife:
         waiter = answers.open(key, schema)
         try:
             expires = None if timeout_s is None else utc_after(timeout_s)
+            earlier = self.run.wait_expiry(self.step.id, self.index)
+            if earlier is not None and timeout_s is not None:  # waited before a restart: same deadline
+                expires, timeout_s = earlier, seconds_until(earlier)
             self.waited = time.perf_counter()
             self.emit(ev.step_waiting(self.step.id, prompt, schema, f"/v1/runs/{run_id}/input", expires, self.index))
             try:
                 async with asyncio.timeout(timeout_s):
                     return await waiter.answer
             except TimeoutError:
-                raise CapabilityError(f"no answer within {timeout_s:g} s", kind="timeout") from None
+                raise CapabilityError(f"no answer came before {expires}", kind="timeout") from None
         finally:
             answers.close(key, waiter)
 
