@@ -262,3 +262,26 @@ def test_a_waiting_run_holds_no_running_place(server_factory: Callable[..., Serv
                          headers=HEADERS, timeout=10)
     assert refused.status_code == 429, refused.text  # the limit itself still holds
     assert _run(srv, busy, wait=10)["status"] == "completed"
+
+
+def test_sigterm_while_waiting_parks_the_run_and_the_next_start_resumes_it(
+    server_factory: Callable[..., Server],
+) -> None:
+    """A graceful restart (SIGTERM) does not end a waiting run as interrupted: it stays
+    `waiting` with its log open, the next start resumes it, and the answer completes it."""
+    first = server_factory(env={"SKILLRUN_SHUTDOWN_GRACE_S": "30"})
+    run_id = _start(first, "demo.approval", {"text": TEXT})
+    _until_waiting(first, run_id)
+    began = time.monotonic()
+    first.terminate(signal.SIGTERM)
+    first.proc.wait(20)
+    assert time.monotonic() - began < 10  # a waiting run does not hold the shutdown for the grace
+    second = server_factory()
+    assert len(_until_waiting(second, run_id, 2)) == 2
+    assert _answer(second, run_id, {"step_id": "ask", "value": {"approve": False}}).status_code == 202
+    run = _run(second, run_id, wait=10)
+    assert run["status"] == "completed" and run["result"]["outputs"]["decision"] == "rejected"
+    events = _events(second, run_id)
+    check_order(events)
+    assert [e["type"] for e in events].count("done") == 1
+    assert not any(e["type"] == "step_failed" for e in events)  # nothing was interrupted

@@ -326,6 +326,16 @@ class RunManager:
             await self.store.wait(run_id, cursor, left)
         log.warning("run %s: the answer to step %r was delivered, its outcome not yet stored", run_id, step_id)
 
+    def _park_waiting(self) -> None:
+        """Stop the engine tasks of the runs waiting for input without ending their logs."""
+        for run_id, task in list(self._tasks.items()):
+            writer = self._writers.get(run_id)
+            if writer is None or task.done() or not self.engine.answers.waiting(run_id):
+                continue
+            writer.parked = True  # what the stopped engine would write is dropped
+            task.cancel(INTERRUPTED)
+            log.info("run %s waits for input: parked, resumed at the next start", run_id)
+
     def cancel_here(self, run_id: str, reason: str) -> None:
         """Cancel the run's engine task if this node runs it (a cancel sent by another node)."""
         task = self._tasks.get(run_id)
@@ -494,12 +504,18 @@ class RunManager:
         return len(self._tasks)
 
     async def drain(self, grace_s: float) -> None:
-        """Stop starting runs, let running ones finish for ``grace_s``, interrupt the rest."""
+        """Stop starting runs, let running ones finish for ``grace_s``, interrupt the rest.
+
+        A run that waits for input is parked instead (at once, or when the grace ends):
+        its log stays open, ``waiting``, and the next start resumes it (its step waits
+        again), so a restart never ends a run that waits for a person."""
         self.draining = True
+        self._park_waiting()
         tasks = list(self._tasks.values())
         if not tasks:
             return
         _, pending = await asyncio.wait(tasks, timeout=grace_s)
+        self._park_waiting()
         for task in pending:
             task.cancel(INTERRUPTED)
         if pending:
