@@ -25,7 +25,7 @@ from ..observe.context import bind_run
 from .quotas import RunQuotas
 from ..engine.resume import Resume
 from ..engine.secret_inputs import has_secrets
-from ..engine.waiting import NotWaiting
+from ..engine.waiting import NotWaiting, Waiter
 from .recovery import LogFates, ms_since_iso, closing_events
 from .redaction import RunInputs
 from .store import TERMINAL, UNFINISHED, EventRecord, RunRecord, RunStore, utc_now
@@ -114,6 +114,8 @@ class RunManager:
         # With a store shared by several nodes: asks the node running a run's engine
         # task to cancel it; False if no live node runs it (see runs.nodes).
         self.remote_cancel: Callable[[str, str], Awaitable[bool]] | None = None
+        # Likewise for an answer to a step waiting for input: (run, step, index, value).
+        self.remote_answer: Callable[[str, str, int | None, Any], Awaitable[bool]] | None = None
 
     async def start(
         self,
@@ -302,6 +304,9 @@ class RunManager:
         if run.status in TERMINAL:
             raise RunFinished(run.status)
         key = (run.run_id, step_id, index)
+        if run.run_id not in self._tasks and self.remote_answer is not None:
+            await self._answer_elsewhere(run, step_id, index, value)
+            return
         waiter = self.engine.answers.get(key)
         problem = waiter.check(value)
         if problem is not None:
@@ -310,6 +315,48 @@ class RunManager:
         cursor = writer.seq if writer is not None else 0
         self.engine.answers.deliver(key, value)
         await self._until_wait_ended(run.run_id, step_id, index, cursor)
+
+    async def _answer_elsewhere(self, run: RunRecord, step_id: str, index: int | None, value: Any) -> None:
+        """An answer for a run another node runs (a shared store): checked against what
+        the log says waits, then sent to that node, then awaited in the log like here."""
+        waiting = await self._waiting_in_log(run.run_id, step_id, index)
+        if waiting is None:
+            raise NotWaiting("it is not waiting for input")
+        schema, cursor = waiting
+        problem = Waiter(schema).check(value)
+        if problem is not None:
+            raise AnswerInvalid(*problem)
+        assert self.remote_answer is not None
+        if not await self.remote_answer(run.run_id, step_id, index, value):
+            raise NotWaiting("the node running it is gone; it waits again once a survivor resumes the run")
+        await self._until_wait_ended(run.run_id, step_id, index, cursor)
+
+    async def _waiting_in_log(self, run_id: str, step_id: str, index: int | None) -> tuple[dict[str, Any], int] | None:
+        """The schema and seq of the instance's open ``step_waiting`` in the log, if one is open."""
+        found: tuple[dict[str, Any], int] | None = None
+        cursor = 0
+        while batch := await self.store.read(run_id, cursor):
+            for record in batch:
+                if record.type == ev.STEP_WAITING:
+                    payload = json.loads(record.data)
+                    data = payload.get("data") or {}
+                    if payload.get("step_id") == step_id and data.get("index") == index:
+                        found = (dict(data.get("schema") or {}), record.seq)
+                elif found is not None and (record.type == ev.SKILL_RESUMED or _ends_wait_of(record, step_id, index)):
+                    found = None
+            cursor = batch[-1].seq
+        return found
+
+    def answer_here(self, run_id: str, step_id: str, index: int | None, value: Any) -> None:
+        """Deliver an answer another node checked and sent, if the step still waits here."""
+        key = (run_id, step_id, index)
+        try:
+            waiter = self.engine.answers.get(key)
+        except NotWaiting:
+            log.info("run %s: an answer for step %r came, but it no longer waits", run_id, step_id)
+            return
+        if waiter.check(value) is None:
+            waiter.answer.set_result(value)
 
     async def _until_wait_ended(self, run_id: str, step_id: str, index: int | None, cursor: int) -> None:
         """Follow the log from ``cursor`` until the instance's wait-ending event (or the run's end) is stored."""
