@@ -113,7 +113,8 @@ def test_reject_ends_with_the_reason(server: Server) -> None:
 
 
 def test_an_answer_that_breaks_the_schema_is_422_naming_the_field(server: Server) -> None:
-    """{approve: "yes"} is 422 naming value.approve; the step still waits and takes a good answer."""
+    """{approve: "yes"} is 422 naming value.approve ({} names value, a body without
+    step_id names step_id); the step still waits and takes a good answer."""
     run_id = _start(server, "demo.approval", {"text": TEXT})
     _until_waiting(server, run_id)
     r = _answer(server, run_id, {"step_id": "ask", "value": {"approve": "yes"}})
@@ -123,6 +124,8 @@ def test_an_answer_that_breaks_the_schema_is_422_naming_the_field(server: Server
     assert _run(server, run_id)["status"] == "waiting"
     missing = _answer(server, run_id, {"step_id": "ask", "value": {}})
     assert missing.status_code == 422 and missing.json()["errors"][0]["field"] == "value"
+    no_step = _answer(server, run_id, {"value": {"approve": True}})
+    assert no_step.status_code == 422 and no_step.json()["errors"][0]["field"] == "step_id", no_step.text
     assert _answer(server, run_id, {"step_id": "ask", "value": {"approve": True}}).status_code == 202
     assert _run(server, run_id, wait=10)["status"] == "completed"
 
