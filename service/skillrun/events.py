@@ -310,10 +310,12 @@ def projection(seq: int, type: str, data: str) -> Projection:
     """The run record as a projection of its log: the first event marks a queued run
     ``running``; ``done`` makes it terminal, with ``done``'s status and result; a
     ``step_waiting`` makes it ``waiting`` until the event that ends that wait."""
+    if type in ENDS_WAIT:
+        # Most step events never waited: a substring test on the tail spares parsing them.
+        tail = data if len(data) <= _WAITED_TAIL else data[-_WAITED_TAIL:]
+        return _WAIT_ENDS if '"waited_ms"' in tail and _ends_wait(data) else _NOTHING
     if type == STEP_WAITING:
         return _WAITS
-    if type in ENDS_WAIT:
-        return _WAIT_ENDS if _ends_wait(data) else _NOTHING
     if type == SKILL_RESUMED:
         return _RESUMED
     if seq != 1 and type != DONE:
@@ -321,10 +323,14 @@ def projection(seq: int, type: str, data: str) -> Projection:
     return Projection(seq == 1, result_of_done(data) if type == DONE else None)
 
 
+# ``waited_ms`` is the last key the step writes into ``data``, which is the envelope's
+# last field; only a nested step's place (``parent_step_id``, ``path``: 64-character ids,
+# a few levels deep) comes after it. So it lies in the event's tail, whatever the size
+# of the output before it.
+_WAITED_TAIL = 16384
+
+
 def _ends_wait(data: str) -> bool:
-    # Most step events never waited: a substring test spares parsing them.
-    if '"waited_ms"' not in data:
-        return False
     body = json.loads(data).get("data")
     return isinstance(body, dict) and "waited_ms" in body
 
