@@ -80,21 +80,25 @@ class RedisServer:
 
 
 def start_cluster(binary: str, cli: str, directory: Path, masters: int = 3) -> list[RedisServer]:
-    nodes = [
-        RedisServer(binary, directory / f"node{i}", extra=["--cluster-enabled", "yes",
-                    "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "5000"]).start()
-        for i in range(masters)
-    ]
-    subprocess.run(
-        [cli, "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in nodes), "--cluster-replicas", "0",
-         "--cluster-yes"],
-        check=True, capture_output=True, timeout=60,
-    )
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        info = redis.Redis(port=nodes[0].port).cluster("info")
-        state = info.get("cluster_state") if isinstance(info, dict) else None
-        if state == "ok" or (isinstance(info, (bytes, str)) and "cluster_state:ok" in str(info)):
-            return nodes
-        time.sleep(0.1)
-    raise RuntimeError("the Redis Cluster did not become ready")
+    nodes: list[RedisServer] = []
+    try:
+        for i in range(masters):
+            nodes.append(RedisServer(binary, directory / f"node{i}", extra=[
+                "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "5000",
+            ]).start())
+        subprocess.run(
+            [cli, "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in nodes), "--cluster-replicas", "0",
+             "--cluster-yes"],
+            check=True, capture_output=True, timeout=60,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            info = redis.Redis(port=nodes[0].port).cluster("info")
+            if isinstance(info, dict) and info.get("cluster_state") == "ok":
+                return nodes
+            time.sleep(0.1)
+        raise RuntimeError("the Redis Cluster did not become ready")
+    except BaseException:
+        for node in nodes:  # never leave a half-made cluster running
+            node.stop()
+        raise

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from conftest import API_KEY, Server
+from skillrun.settings import DEFAULT_MAX_BODY_BYTES
 
 ENDPOINTS = ["/execute", "/execute/stream"]
 SUMMARIZE = "/v1/skills/text.summarize"
@@ -209,15 +210,15 @@ def _chunks(data: bytes, size: int = 16 * 1024) -> Iterator[bytes]:
         yield data[i : i + size]
 
 
-def test_default_limit_is_one_mib_with_content_length(server: Server, endpoint: str) -> None:
-    body = json.dumps({"inputs": {"text": "a" * (1024 * 1024)}}).encode()
+def test_default_limit_is_eight_mib_with_content_length(server: Server, endpoint: str) -> None:
+    body = json.dumps({"inputs": {"text": "a" * DEFAULT_MAX_BODY_BYTES}}).encode()
     r = httpx.post(server.url + SUMMARIZE + endpoint, content=body, headers={**JSON, "x-api-key": API_KEY}, timeout=10)
     assert_problem(r, 413)
 
 
 def test_chunked_body_over_limit_is_413(server: Server, endpoint: str) -> None:
     """No Content-Length to refuse up front: the body is counted as it arrives."""
-    body = json.dumps({"inputs": {"text": "a" * (1024 * 1024 + 10)}}).encode()
+    body = json.dumps({"inputs": {"text": "a" * (DEFAULT_MAX_BODY_BYTES + 10)}}).encode()
     r = httpx.post(
         server.url + SUMMARIZE + endpoint,
         content=_chunks(body),  # a generator: httpx sends Transfer-Encoding: chunked

@@ -63,8 +63,11 @@ async def test_a_node_whose_lease_expires_has_its_runs_closed_interrupted_by_a_s
     two_apps: tuple[Any, Any]
 ) -> None:
     """Node A stops renewing its lease (1 s) with two runs open and its engine frozen:
-    within lease + 5 s node B closes both logs as interrupted, every open step failed."""
+    within lease + 5 s node B closes both logs as interrupted, every open step failed
+    (here B resumes no run, SKILLRUN_MAX_RESUMES=0; tests/test_multinode.py has B
+    resume a dead node's runs)."""
     a, b = two_apps
+    b.services.runs.max_resumes = 0
     runs = [await _start(a), await _start(a)]
     await asyncio.sleep(0.3)
     for task in a.services.nodes._tasks:  # A goes silent: no renewals, no cancels heard

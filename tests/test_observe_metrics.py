@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
+import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -14,6 +17,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import API_KEY, asgi_client, free_port, require_tool, start_server
+from stores import store_db
 
 SKILLS = Path(__file__).parent / "observe_skills"
 
@@ -123,10 +127,15 @@ async def test_stream_metrics_count_open_streams_events_by_type_resumes_and_firs
 
 
 @pytest.mark.anyio
-async def test_store_metrics_time_each_group_commit_and_its_batch(app_factory: Callable[..., Any], tmp_path: Path) -> None:
-    """With the SQLite store, every group commit is timed and its batch size observed: the
-    batches add up to at least the run's create and its events."""
-    app = app_factory(db=str(tmp_path / "runs.db"))
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+async def test_store_metrics_time_each_group_commit_and_its_batch(
+    app_factory: Callable[..., Any], tmp_path: Path, request: pytest.FixtureRequest, kind: str
+) -> None:
+    """With the SQLite store every group commit, with Redis every appended batch, is timed
+    and its batch size observed: the batches add up to at least the run's events (and,
+    on SQLite, its create)."""
+    db, options = store_db(request, tmp_path, kind)
+    app = app_factory(db=db, rate_limit_storage="memory://", **options)
     async with _lifespan(app):
         async with asgi_client(app) as client:
             result = await run(client, "demo.ticker", {"steps": 3})
@@ -135,7 +144,7 @@ async def test_store_metrics_time_each_group_commit_and_its_batch(app_factory: C
     commits = value(text, "skillrun_store_append_seconds_count")
     assert commits >= 1
     assert value(text, "skillrun_store_commit_batch_size_count") == commits
-    assert value(text, "skillrun_store_commit_batch_size_sum") >= 1 + 10  # the create and 10 events
+    assert value(text, "skillrun_store_commit_batch_size_sum") >= 9  # demo.ticker of 3 steps: 9 events
 
 
 class _lifespan:
@@ -312,3 +321,85 @@ def test_prometheus_scrapes_the_server_and_its_query_api_returns_the_run_counter
         proc.wait(10)
         log.close()
         server.stop()
+
+
+_SUPERVISE = """
+import sys
+from skillrun.cli import ServeOptions, WorkerSupervisor
+from skillrun.observe import multiproc
+from skillrun.settings import Settings
+multiproc.prepare(2)  # as `skillrun serve --workers 2` does, before the workers start
+settings = Settings(api_keys=[{key!r}], db=":memory:", http_public=False, rate_limit="100000/minute")
+sys.exit(WorkerSupervisor(settings, ServeOptions("127.0.0.1", {port}, "info"), 2).run())
+"""
+
+
+def test_with_two_workers_every_scrape_counts_the_runs_of_both(tmp_path: Path) -> None:
+    """`--workers 2` (the supervisor, each worker with its own in-memory store): 20 runs, each
+    on a new connection so both workers serve some; then 10 scrapes, whichever worker answers
+    each, all count 20 finished runs and no run in progress."""
+    port = free_port()
+    log = tmp_path / "supervisor.log"
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-c", _SUPERVISE.format(key=API_KEY, port=port)],
+                                stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while log.read_text(errors="replace").count("Application startup complete") < 2:
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text(errors="replace")
+            time.sleep(0.2)
+        for _ in range(20):
+            r = httpx.post(url + "/v1/skills/text.summarize/execute", json={"inputs": {"text": "a b. c d."}},
+                           headers={"x-api-key": API_KEY, "connection": "close"})
+            assert r.status_code == 200
+        for _ in range(10):
+            text = httpx.get(url + "/metrics", headers={"connection": "close"}).text
+            assert value(text, "skillrun_runs_finished_total", skill="text.summarize", status="completed") == 20
+            assert value(text, "skillrun_runs_in_progress", skill="text.summarize") == 0
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_batched_step_durations_match_direct_observation() -> None:
+    """3,000 step durations spread over every bucket, through a run's batch, give the same bucket
+    counts and count as Histogram.observe one by one (and the same sum, to rounding)."""
+    from prometheus_client import CollectorRegistry, Histogram
+
+    from skillrun.observe.metrics import StepDurations
+
+    registry = CollectorRegistry()
+    batched = Histogram("a_seconds", "a", buckets=(0.001, 0.01, 0.1, 1, 10), registry=registry)
+    direct = Histogram("b_seconds", "b", buckets=(0.001, 0.01, 0.1, 1, 10), registry=registry)
+    batch = StepDurations(batched)
+    values = [10 ** (i % 7 - 4) for i in range(3000)] + [0.01, 1.0]  # bounds themselves land in their bucket
+    for v in values:
+        batch.observe(v)
+        direct.observe(v)
+    batch.flush()
+    a = {(s.name.replace("a_", ""), tuple(sorted(s.labels.items()))): s.value
+         for f in registry.collect() if f.name == "a_seconds" for s in f.samples if "created" not in s.name}
+    b = {(s.name.replace("b_", ""), tuple(sorted(s.labels.items()))): s.value
+         for f in registry.collect() if f.name == "b_seconds" for s in f.samples if "created" not in s.name}
+    assert set(a) == set(b)
+    for key in a:
+        assert a[key] == pytest.approx(b[key]), key
+
+
+@pytest.mark.anyio
+async def test_a_running_runs_step_durations_appear_within_seconds(app_factory: Callable[..., Any]) -> None:
+    """A 10-step ticker, 300 ms a step: 2.2 s after it starts, while it still runs, the scrape
+    already counts at least 3 completed steps (durations are added at least every second)."""
+    async with asgi_client(app_factory()) as client:
+        r = await client.post("/v1/skills/demo.ticker/execute/async", json={"inputs": {"steps": 10, "delay_ms": 300}})
+        run_id = r.json()["run_id"]
+        await asyncio.sleep(2.2)
+        text = await scrape(client)
+        assert (await client.get(f"/v1/runs/{run_id}")).json()["status"] == "running"
+    assert value(text, "skillrun_step_duration_seconds_count", skill="demo.ticker", capability="util.sleep",
+                 status="completed") >= 3

@@ -8,6 +8,7 @@ from dataclasses import replace
 import asyncio
 import json
 from pathlib import Path
+import uuid
 from typing import Any, AsyncIterator
 
 import pytest
@@ -313,3 +314,53 @@ async def test_redis_finished_runs_expire_after_the_retention_and_purge_drops_th
     assert await a.purge("2999-01-01T00:00:00.000Z") == 1
     assert [r.run_id for r in (await a.list_runs("key_a")).runs] == ["live"]
     assert await a.count_runs("key_a") == 1
+
+
+async def test_a_redis_keyspace_gets_its_schema_version_and_one_from_a_newer_release_is_refused(
+    redis_server: Any,
+) -> None:
+    """Issue 11: stored data has a schema version; Redis keeps it at ``<prefix>schema_version``.
+    A new keyspace is stamped at open; one a newer release wrote is refused, naming both
+    versions (and never the URL's password)."""
+    from skillrun.runs import SchemaTooNew
+    from skillrun.runs.redis import SCHEMA_VERSION, public_url
+    import redis.asyncio as aioredis
+
+    prefix = f"v{uuid.uuid4().hex[:8]}:"
+    store = RedisStore(redis_server.url, prefix=prefix)
+    await store.open()
+    await store.close()
+    raw = aioredis.Redis.from_url(redis_server.url)
+    try:
+        assert int(await raw.get(f"{prefix}schema_version")) == SCHEMA_VERSION
+        await raw.set(f"{prefix}schema_version", SCHEMA_VERSION + 1)
+    finally:
+        await raw.aclose()
+    newer = RedisStore(redis_server.url, prefix=prefix)
+    with pytest.raises(SchemaTooNew) as refused:
+        await newer.open()
+    message = str(refused.value)
+    assert f"schema version {SCHEMA_VERSION + 1}" in message and f"up to {SCHEMA_VERSION}" in message
+    assert prefix in message
+    assert public_url("rediss://user:hunter2@cache:6380/1") == "rediss://cache:6380/1"
+
+
+def test_serve_on_a_redis_keyspace_from_a_newer_release_exits_with_one_line(
+    redis_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`skillrun serve --db redis://…` on a keyspace stamped with a newer version refuses
+    to start: a non-zero exit and one line naming both versions, no traceback."""
+    import redis as syncredis
+
+    from skillrun.runs.redis import SCHEMA_VERSION
+    from test_sqlite_ownership import serve_expecting_exit
+
+    prefix = f"v{uuid.uuid4().hex[:8]}:"
+    raw = syncredis.Redis.from_url(redis_server.url)
+    raw.set(f"{prefix}schema_version", SCHEMA_VERSION + 5)
+    raw.close()
+    monkeypatch.setenv("SKILLRUN_REDIS_PREFIX", prefix)
+    done = serve_expecting_exit(tmp_path, ["--db", redis_server.url])
+    assert done.returncode == 2, done.stderr
+    assert f"has schema version {SCHEMA_VERSION + 5}, but this release of Skillrun knows versions up to" in done.stderr
+    assert "Traceback" not in done.stderr

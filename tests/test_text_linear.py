@@ -44,7 +44,14 @@ def growth(fn: Callable[[str], Any], shape: str | Callable[[int], str], n: int) 
     build = repeat(shape) if isinstance(shape, str) else shape
     small, large = build(n), build(8 * n)
     fn(small)  # warm-up
-    return best_of(lambda: fn(large)) / max(best_of(lambda: fn(small)), 1e-5)
+    # The least of three measurements: another process taking the core during one
+    # of them cannot make linear work look quadratic (quadratic work is 64x every time).
+    ratios = []
+    for _ in range(3):
+        ratios.append(best_of(lambda: fn(large)) / max(best_of(lambda: fn(small)), 1e-5))
+        if ratios[-1] < LINEAR:
+            break
+    return min(ratios)
 
 
 # Linear work grows 8x; allow 3x for noise on a loaded machine. Quadratic work grows 64x.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -132,13 +133,15 @@ def serve_process(
     from .app import create_app
     from .edge import EdgeLimits, edge_protocol
     from .observe import logs
-    from .runs import SchemaTooNew, SqliteStore, StoreInUse
+    from .runs import RedisStore, SchemaTooNew, SqliteStore, StoreInUse
 
     try:
         app = create_app(settings)
         if isinstance(app.services.store, SqliteStore):
             # Before uvicorn: a refusal is one line, not a failed lifespan's traceback.
             app.services.store.claim()
+        elif isinstance(app.services.store, RedisStore):
+            asyncio.run(_preflight(app.services.store))  # the keyspace's schema version, the same way
     except (ValueError, OSError, StoreInUse, SchemaTooNew) as exc:
         # A bad keys file or rate limit, a store another process owns or a newer
         # release wrote: the user's to fix, so say what, not a traceback.
@@ -183,10 +186,30 @@ def serve_process(
         forwarded_allow_ips=settings.forwarded_allow_ips or None,
     )
     server = DrainingServer(config, app.services.runs, settings.shutdown_grace_s)
+    _settle_the_heap()
     if announce:
         print(f"Skillrun on http://{options.host}:{options.port}  (docs: /docs, spec: /openapi.json)", flush=True)
     server.run(sockets)
     return 0
+
+
+async def _preflight(store: Any) -> None:
+    """Open the store once and close it (the server opens it again on its own loop)."""
+    await store.open()
+    await store.close()
+
+
+def _settle_the_heap() -> None:
+    """Everything built so far (the spec, its validators, the catalog, the modules) lives
+    as long as the process: out of the collector's sight (``gc.freeze``), a full
+    collection no longer walks it. Measured: with 1,000 sleeping runs, full collections
+    took 15-28 ms, the tail of every other request (bench/fairness.py)."""
+    gc.collect()
+    gc.freeze()
+    # Young collections 30x rarer than the default (700 allocations): a server's
+    # request churn then ages far fewer objects into the old generations, whose
+    # collections walk every live run.
+    gc.set_threshold(20_000, 20, 20)
 
 
 def _dev_key_notice(dev: "DevKey") -> str:

@@ -7,17 +7,30 @@ never in module globals, so two apps in one process never share state.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, MutableMapping
+from typing import TYPE_CHECKING, Any, MutableMapping, Protocol
 
 if TYPE_CHECKING:
-    from .auth import KeyRing
     from .engine import CapabilityRegistry, Engine, SkillCatalog
     from .loadreport import LoadReport
     from .observe.hub import Observability
-    from .ratelimit import RateLimiter
     from .runs.nodes import NodeCoordinator
     from .runs import RunManager, RunStore
     from .settings import Settings
+
+class Keys(Protocol):
+    """The API keys this app knows (``auth.KeyRing``): the middleware depend on this,
+    not on ``auth``, so the edge modules import one another one way only."""
+
+    def __len__(self) -> int: ...
+
+    def identify(self, key: str) -> str | None: ...
+
+
+class Limiter(Protocol):
+    """The rate limiter (``ratelimit.RateLimiter``)."""
+
+    async def hit(self, identity: str) -> tuple[bool, dict[str, str]]: ...
+
 
 _SCOPE_KEY = "skillrun.services"
 _HEADERS_KEY = "skillrun.response_headers"
@@ -30,8 +43,8 @@ class Services:
     engine: "Engine"
     store: "RunStore"
     runs: "RunManager"
-    keys: "KeyRing"
-    limiter: "RateLimiter"
+    keys: Keys
+    limiter: Limiter
     observe: "Observability"
     # What GET /v1/capabilities lists and /v1/health/ready counts (None: not reported).
     capabilities: "CapabilityRegistry | None" = None

@@ -12,6 +12,7 @@ BUNDLED_SKILLS = Path(__file__).resolve().parent / "skills"
 # Relative to the working directory of `skillrun serve`.
 DEFAULT_DB = ".skillrun/skillrun.db"
 DEFAULT_RATE_LIMIT = "600/minute"
+DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
 DEFAULT_RATE_LIMIT_ANONYMOUS = "60/minute"
 
 
@@ -80,7 +81,9 @@ class Settings:
     # None: the run store's Redis when `db` is a redis:// URL (one budget across
     # nodes), else this process's memory. See `limits_storage`.
     rate_limit_storage: str | None = None
-    max_body_bytes: int = 1024 * 1024
+    # The largest body a bundled skill's schema calls valid: a 500,000-character string
+    # whose characters are each written as an escaped surrogate pair (12 bytes of JSON).
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     # The HTTP edge (edge.py): a request's head (request line and headers) must be at
     # most this big and arrive within header_timeout_s; its body within body_timeout_s.
     max_header_bytes: int = 16 * 1024
@@ -145,7 +148,7 @@ class Settings:
     # How many times one run may be resumed after a restart before it is closed
     # as interrupted instead (a run that crashes its process must not loop).
     max_resumes: int = 3
-    # Prometheus metrics (GET /metrics); off saves their cost (see bench/bench_metrics.py).
+    # Prometheus metrics (GET /metrics); off saves their cost (see bench/metrics.py).
     metrics: bool = True
     # Serve /metrics on this port instead (on the main port it is then 404).
     metrics_port: int | None = None
@@ -171,7 +174,7 @@ class Settings:
             rate_limit=os.environ.get("SKILLRUN_RATE_LIMIT") or DEFAULT_RATE_LIMIT,
             rate_limit_anonymous=os.environ.get("SKILLRUN_RATE_LIMIT_ANONYMOUS") or DEFAULT_RATE_LIMIT_ANONYMOUS,
             rate_limit_storage=os.environ.get("SKILLRUN_RATE_LIMIT_STORAGE") or None,
-            max_body_bytes=_int("SKILLRUN_MAX_BODY_BYTES", 1024 * 1024),
+            max_body_bytes=_int("SKILLRUN_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
             max_header_bytes=_int("SKILLRUN_MAX_HEADER_BYTES", 16 * 1024),
             header_timeout_s=_float("SKILLRUN_HEADER_TIMEOUT_S", 10.0),
             body_timeout_s=_float("SKILLRUN_BODY_TIMEOUT_S", 30.0),

@@ -15,6 +15,7 @@ from typing import Any
 
 from .. import events as ev
 from ..events import Emitter
+from .stopping import StepFailure
 
 Key = tuple[str, int | None]  # (full step id, foreach index)
 
@@ -29,6 +30,18 @@ class Fate:
     goes_on: bool = False  # failed with ``on_error: continue``
     empty_foreach: bool = False  # skipped because ``foreach`` gave no items (its output is ``[]``)
     duration_ms: float = 0.0
+
+    def outcome(self, step_id: str) -> tuple[Any, str, dict[str, str] | None]:
+        """(output, status, error) as the step's life returned it then; raises the
+        ``StepFailure`` of a failure that was ending the run (``on_error: fail``)."""
+        if self.status != "failed":
+            return self.output, self.status, None
+        error = self.error or {"kind": "internal", "message": "failed"}
+        if not self.goes_on:
+            failure = StepFailure(error["kind"], error["message"])
+            failure.step_id = step_id
+            raise failure
+        return None, "failed", error
 
 
 @dataclass(slots=True)

@@ -374,22 +374,18 @@ class _Run:
 
     def _restore(self, step: Step, fate: Fate) -> None:
         """A step that ended before the seam: its recorded fate, nothing run, nothing emitted."""
-        summary: dict[str, Any] = {"id": step.id, "status": fate.status}
-        if fate.status == "skipped":
+        output, status, error = fate.outcome(step.id)
+        summary: dict[str, Any] = {"id": step.id, "status": status}
+        if status == "skipped":
             if fate.empty_foreach:
                 self.outputs[step.id] = []
             self.summaries[step.id] = summary
             return
         summary["duration_ms"] = fate.duration_ms
-        if fate.status == "failed":
-            error = fate.error or {"kind": "internal", "message": "failed"}
-            if not fate.goes_on:
-                failure = StepFailure(error["kind"], error["message"])
-                failure.step_id = step.id
-                raise failure
+        if error is not None:
             summary["error"] = error
-        elif fate.output is not None:
-            self.outputs[step.id] = fate.output
+        elif output is not None:
+            self.outputs[step.id] = output
         self.summaries[step.id] = summary
 
     def _check_fan_out(self, step: Step, items: list[Any], t0: float) -> None:
@@ -424,7 +420,7 @@ class _Run:
             started[index] = True  # from here on, _instance gives the item its fate
             fate = self._fate(step.id, index)
             if fate is not None:  # ended before the run was resumed
-                out, statuses[index], errors[index] = _restored_item(step, fate)
+                out, statuses[index], errors[index] = fate.outcome(step.id)
             else:
                 out, statuses[index], errors[index] = await self._instance(
                     step, index, {"item": items[index], "index": index}
@@ -573,14 +569,3 @@ class _Run:
                     summary["status"] = stopped
         return out
 
-
-def _restored_item(step: Step, fate: Fate) -> tuple[Any, str, dict[str, str] | None]:
-    """A ``foreach`` item that ended before the seam, as ``_instance`` would have returned it."""
-    if fate.status == "failed":
-        error = fate.error or {"kind": "internal", "message": "failed"}
-        if not fate.goes_on:
-            failure = StepFailure(error["kind"], error["message"])
-            failure.step_id = step.id
-            raise failure
-        return None, "failed", error
-    return fate.output, fate.status, None

@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from ..runs.store import EventRecord
+from .context import bind_run
 from .metrics import Metrics
 from .runevents import RunObserver
 from .tracing import Propagation, Tracing
@@ -59,6 +60,11 @@ class Observability:
         # Mark the current step for log lines and spans (JSON logs, tracing).
         self.step_context = step_context or tracing is not None
         self.propagation = Propagation(tracing)
+
+    def bind_run(self, run_id: str, trace_id: str, skill_id: str, owner: str) -> None:
+        """In the run's own task: its log lines, spans and outgoing requests carry its ids
+        (the run manager calls this; it knows nothing else of observability)."""
+        bind_run(run_id, trace_id, skill_id, owner, self.propagation.headers)
 
     def run_observer(self) -> RunObserver:
         """A new run writer's observer (per run: it keeps the run's step -> capability map)."""

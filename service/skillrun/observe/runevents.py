@@ -8,8 +8,8 @@ they count exactly what the streams show.
 
 This runs once per event on the engine's path (a 10,000-step stream appends
 20,003 events): the two commonest types (``step_start``, ``step_completed``) are
-handled inline, the rest through a table, and each run keeps its own children
-of the step histogram (no label lookups per event).
+handled inline, the rest through a table, and step durations are counted into
+buckets and added to the histogram in batches (``metrics.StepDurations``).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from .. import events as ev
 from .context import STEP, step_started
-from .metrics import UNKNOWN, Metrics
+from .metrics import UNKNOWN, Metrics, StepDurations
 
 Observer = Callable[[str, dict[str, Any]], None]
 run_log = logging.getLogger("skillrun.runs")
@@ -48,7 +48,7 @@ class RunObserver:
         # step id -> capability, from step_start, for the step's later events (a foreach's
         # items share their step's id and capability; a nested step's id is its path).
         self.uses: dict[str, str] = {}
-        self._durations: dict[tuple[str, str], Any] = {}  # (capability, status) -> histogram child
+        self._durations: dict[tuple[str, str], StepDurations] = {}  # (capability, status) -> its batch, this run's
 
     def __call__(self, type: str, payload: dict[str, Any]) -> None:
         if type == _STEP_START:
@@ -69,11 +69,17 @@ class RunObserver:
 
     def _step_ended(self, status: str, payload: dict[str, Any]) -> None:
         capability = self.uses.get(payload["step_id"], UNKNOWN)
-        child = self._durations.get((capability, status))
-        if child is None:
+        batch = self._durations.get((capability, status))
+        if batch is None:
             assert self.m is not None
-            child = self._durations[(capability, status)] = self.m.step_duration.labels(self.skill, capability, status)
-        child.observe(payload["data"]["duration_ms"] / 1000)
+            batch = self._durations[(capability, status)] = self.m.step_durations(self.skill, capability, status)
+        batch.observe(payload["data"]["duration_ms"] / 1000)
+
+    def flush(self) -> None:
+        """Every step duration this run counted so far (and others' in the same batches)
+        into the histogram: a scrape right after the run's end sees all of its steps."""
+        for batch in self._durations.values():
+            batch.flush()
 
     def _skill_start(self, payload: dict[str, Any]) -> None:
         m = self.m
@@ -120,6 +126,7 @@ class RunObserver:
         self.m.child(self.m.gate_findings, self.skill, policy).inc(_count(findings))
 
     def _skill_completed(self, payload: dict[str, Any]) -> None:
+        self.flush()
         if self.mark_steps:
             STEP.set(None)  # a step run inline marked the run's task; the run's end is no step's
 
@@ -132,6 +139,7 @@ class RunObserver:
         m = self.m
         if m is None:
             return
+        self.flush()  # a log closed without skill_completed here (recovery) too
         m.child(m.runs_finished, skill, status).inc()
         m.child(m.run_duration, skill, status).observe(float(payload.get("duration_ms") or 0) / 1000)
         if self.started:

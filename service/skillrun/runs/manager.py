@@ -21,7 +21,6 @@ from ..engine import Engine, Skill
 from ..engine.runner import CANCELLED, INTERRUPTED, LIMIT_EXCEEDED
 from .. import events as ev
 from ..events import Event
-from ..observe.context import bind_run
 from .quotas import RunQuotas
 from ..engine.resume import Resume
 from ..engine.secret_inputs import has_secrets
@@ -229,8 +228,8 @@ class RunManager:
     ) -> None:
         # No await before the engine's: a cancel always reaches the engine, which ends the log.
         # This task's log lines, spans and outgoing requests carry the run's ids.
-        bind_run(run.run_id, run.trace_id, run.skill_id, run.owner,
-                 self.observe.propagation.headers if self.observe is not None else None)
+        if self.observe is not None:
+            self.observe.bind_run(run.run_id, run.trace_id, run.skill_id, run.owner)
         writer = self._writers[run.run_id] = self._writer(run, given, resume.last_seq if resume else 0)
         started = time.perf_counter() - (resume.elapsed_s if resume else 0.0)
         try:

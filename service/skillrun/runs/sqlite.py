@@ -102,7 +102,7 @@ SCHEMA_VERSION = len(_MIGRATIONS)
 class SchemaTooNew(RuntimeError):
     """The database was written by a newer release, whose schema this one does not know."""
 
-    def __init__(self, db: Path, found: int, known: int) -> None:
+    def __init__(self, db: Path | str, found: int, known: int) -> None:
         self.db, self.found, self.known = db, found, known
         super().__init__(
             f"the run store {db} has schema version {found}, but this release of Skillrun knows "

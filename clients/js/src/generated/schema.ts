@@ -1231,7 +1231,7 @@ export interface components {
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
-        /** @description The body is larger than the server's limit (1 MiB by default). */
+        /** @description The body is larger than the server's limit (`SKILLRUN_MAX_BODY_BYTES`, 8 MiB by default). */
         PayloadTooLarge: {
             headers: {
                 [name: string]: unknown;
