@@ -120,6 +120,7 @@ class StepLife:
         self.findings: Findings = []
         self.info: dict[str, Any] = {}
         self.waited: float | None = None  # when its open wait for input began
+        self.asked = False  # it has waited for input in this process
 
     def emit(self, event: Event) -> None:
         if self.waited is not None and event.type in ev.ENDS_WAIT:
@@ -137,9 +138,10 @@ class StepLife:
         waiter = answers.open(key, schema)
         try:
             expires = None if timeout_s is None else utc_after(timeout_s)
-            earlier = self.run.wait_expiry(self.step.id, self.index)
+            earlier = self.run.wait_expiry(self.step.id, self.index) if not self.asked else None
             if earlier is not None and timeout_s is not None:  # waited before a restart: same deadline
                 expires, timeout_s = earlier, seconds_until(earlier)
+            self.asked = True  # a retry after a timeout waits afresh
             self.waited = time.perf_counter()
             self.emit(ev.step_waiting(self.step.id, prompt, schema, f"/v1/runs/{run_id}/input", expires, self.index))
             try:
