@@ -8,7 +8,9 @@
   schema cannot say: order, ids, ``event:`` == ``data.type``, one trailing ``done``.
 - ``map_case``: keeps generated ``demo.ticker`` runs small (its published limits stay
   ``steps`` 1-10000 and ``delay_ms`` 0-60000; only the values sent are folded down),
-  and ties each ``Idempotency-Key`` to its request (see ``_distinct_idempotency_key``).
+  and ties each ``Idempotency-Key`` to its request (see ``_distinct_idempotency_key``);
+  generated ``demo.approval`` runs wait for their answer ``APPROVAL_TIMEOUT`` at most
+  (nobody answers them: they end failed, kind ``timeout``, instead of waiting 7 days).
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from skillrun.conformance.sse import check_stream  # noqa: E402
 
 SMALL_TICKER_STEPS = 12
 SMALL_TICKER_DELAY_MS = 5
+APPROVAL_TIMEOUT = "20ms"
+_DURATION = re.compile(r"[0-9]+(\.[0-9]+)?(ms|s|m|h|d)?")  # demo.approval's `timeout` pattern
 
 
 @schemathesis.hook
@@ -80,6 +84,10 @@ def _distinct_idempotency_key(case: Any) -> None:
 def map_case(context: Any, case: Any) -> Any:
     _distinct_idempotency_key(case)
     body = case.body
+    if _skill_of(case) == "demo.approval" and isinstance(body, dict) and isinstance(body.get("inputs"), dict):
+        sent = body["inputs"].get("timeout", APPROVAL_TIMEOUT)
+        if isinstance(sent, str) and _DURATION.fullmatch(sent):  # a broken one stays: a negative case
+            body["inputs"]["timeout"] = APPROVAL_TIMEOUT
     if _skill_of(case) != "demo.ticker" or not isinstance(body, dict):
         return case
     inputs = body.get("inputs")

@@ -170,6 +170,7 @@ BUNDLED_INPUTS = {
     "text.summarize": {"text": "Cats purr. Dogs bark loudly. Cats sleep a lot.", "max_sentences": 1},
     "demo.showcase": {"text": "Mail ann@example.org today. It works.", "detailed": True},
     "demo.ticker": {"steps": 3, "delay_ms": 1},
+    "demo.approval": {"text": "Cats purr. Dogs bark.", "timeout": "10ms"},  # nobody answers: it times out
 }
 
 

@@ -28,10 +28,14 @@ STEP_FALLBACK = "step_fallback"
 GATE_WARNING = "gate_warning"
 SKILL_COMPLETED = "skill_completed"
 SKILL_RESUMED = "skill_resumed"
+STEP_WAITING = "step_waiting"
 DONE = "done"
 
 # The terminal events of one step instance (each instance gets exactly one).
 STEP_TERMINAL = frozenset({STEP_COMPLETED, STEP_DEGRADED, STEP_FAILED, STEP_SKIPPED})
+
+# The events that may end a step instance's wait for input (they carry ``waited_ms``).
+ENDS_WAIT = STEP_TERMINAL | {STEP_RETRYING, STEP_FALLBACK}
 
 # The channels a ``skill_start`` may name.
 CHANNELS = ("http", "http-stream", "http-async")
@@ -189,6 +193,17 @@ def step_fallback(step_id: str, error: dict[str, str], uses: str, index: int | N
     )
 
 
+def step_waiting(
+    step_id: str, prompt: str, schema: dict[str, Any], answer_url: str, expires_at: str | None,
+    index: int | None = None,
+) -> Event:
+    """The step waits for an answer (``human.input``); the run is ``waiting`` until it comes."""
+    data: dict[str, Any] = {"prompt": prompt, "schema": schema, "answer_url": answer_url}
+    if expires_at is not None:
+        data["expires_at"] = expires_at
+    return Event(STEP_WAITING, f"Step '{step_id}' waits for input: {prompt}", step_id, _with_index(data, index))
+
+
 def gate_warning(step_id: str, gate: str, stage: str, findings: list[dict[str, Any]], index: int | None = None) -> Event:
     kinds = ", ".join(f["kind"] for f in findings)
     return Event(
@@ -274,6 +289,10 @@ class Projection(NamedTuple):
 
     starts: bool  # a queued run becomes ``running`` (its first event)
     result: dict[str, Any] | None  # the run becomes terminal with this result (``done``)
+    # Open waits for input: +1 (``step_waiting``), -1 (the event that ends one, with
+    # ``waited_ms``). A run with open waits is ``waiting``, else ``running``.
+    waits: int = 0
+    resumed: bool = False  # ``skill_resumed``: no wait is open any more (each starts over)
 
     @property
     def status(self) -> str:
@@ -282,11 +301,48 @@ class Projection(NamedTuple):
 
 
 _NOTHING = Projection(False, None)
+_WAITS = Projection(False, None, 1)
+_WAIT_ENDS = Projection(False, None, -1)
+_RESUMED = Projection(False, None, 0, True)
 
 
 def projection(seq: int, type: str, data: str) -> Projection:
     """The run record as a projection of its log: the first event marks a queued run
-    ``running``; ``done`` makes it terminal, with ``done``'s status and result."""
+    ``running``; ``done`` makes it terminal, with ``done``'s status and result; a
+    ``step_waiting`` makes it ``waiting`` until the event that ends that wait."""
+    if type in ENDS_WAIT:
+        # Most step events never waited: a substring test on the tail spares parsing them.
+        tail = data if len(data) <= _WAITED_TAIL else data[-_WAITED_TAIL:]
+        return _WAIT_ENDS if '"waited_ms"' in tail and _ends_wait(data) else _NOTHING
+    if type == STEP_WAITING:
+        return _WAITS
+    if type == SKILL_RESUMED:
+        return _RESUMED
     if seq != 1 and type != DONE:
         return _NOTHING
     return Projection(seq == 1, result_of_done(data) if type == DONE else None)
+
+
+# ``waited_ms`` is the last key the step writes into ``data``, which is the envelope's
+# last field; only a nested step's place (``parent_step_id``, ``path``: 64-character ids,
+# a few levels deep) comes after it. So it lies in the event's tail, whatever the size
+# of the output before it.
+_WAITED_TAIL = 16384
+
+
+def _ends_wait(data: str) -> bool:
+    body = json.loads(data).get("data")
+    return isinstance(body, dict) and "waited_ms" in body
+
+
+def project_waits(status: str, open_waits: int, change: Projection) -> tuple[str, int]:
+    """A run's status and open waits after ``change`` (the stores' shared rule; a
+    terminal run stays as it is)."""
+    if change.resumed:
+        open_waits = 0
+    open_waits = max(0, open_waits + change.waits)
+    if status == "running" and open_waits > 0:
+        return "waiting", open_waits
+    if status == "waiting" and open_waits == 0:
+        return "running", open_waits
+    return status, open_waits

@@ -72,6 +72,12 @@ export interface Client<S extends SkillMap = AnySkills> {
     list(params?: RunListParams, options?: RequestOptions): Promise<RunList>;
     /** Ask a run to stop (it ends `cancelled`); `ConflictError` when it has already ended. */
     cancel(runId: string, options?: RequestOptions): Promise<Run>;
+    /**
+     * Answer the step waiting for input (`StepWaitingEvent`): `stepId` as the event
+     * gave it, `index` for a `foreach` item. `ValidationError` (422) when `value`
+     * breaks the event's `schema`; `ConflictError` (409) when that step does not wait.
+     */
+    input(runId: string, stepId: string, value: unknown, index?: number, options?: RequestOptions): Promise<Run>;
     /** A run's events (replayed, then live until `done`), healing like `stream`. */
     events(runId: string, options?: EventsOptions): SkillStream;
   };
@@ -147,6 +153,13 @@ export function createClient<S extends SkillMap = AnySkills>(options: ClientOpti
         core.json<RunList>({ method: 'GET', path: '/v1/runs', query: { ...params }, ...plain(options) }),
       cancel: (runId, options) =>
         core.json<Run>({ method: 'POST', path: runPath(runId, '/cancel'), ...plain(options) }),
+      input: (runId, stepId, value, index, options) =>
+        core.json<Run>({
+          method: 'POST',
+          path: runPath(runId, '/input'),
+          body: index === undefined ? { step_id: stepId, value } : { step_id: stepId, value, index },
+          ...plain(options),
+        }),
       events(runId, options) {
         return new SkillStream(core, undefined, {
           signal: options?.signal,

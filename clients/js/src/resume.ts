@@ -33,6 +33,7 @@ const KNOWN: ReadonlySet<string> = new Set(
     gate_warning: true,
     skill_completed: true,
     skill_resumed: true,
+    step_waiting: true,
     done: true,
   } satisfies Record<EventType, true>),
 );

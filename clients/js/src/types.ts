@@ -35,6 +35,8 @@ export type GateWarningEvent = Schemas['GateWarningEvent'];
 export type SkillCompletedEvent = Schemas['SkillCompletedEvent'];
 /** The run goes on from its log after a server restart: the seam between the two lives. */
 export type SkillResumedEvent = Schemas['SkillResumedEvent'];
+/** A `human.input` step waits for an answer (`data.prompt`, `data.schema`); the run is `waiting` until `runs.input` answers it. */
+export type StepWaitingEvent = Schemas['StepWaitingEvent'];
 /** The last event: the run's result (what `/execute` answers) plus `type: 'done'` and a `message`. */
 export type DoneEvent = Schemas['DoneEvent'];
 
@@ -44,7 +46,7 @@ export type ExecuteResult = Schemas['ExecuteResult'];
 export type ExecuteOptions = Schemas['ExecuteOptions'];
 /** The body of the execute endpoints. */
 export type ExecuteRequest = Schemas['ExecuteRequest'];
-/** `queued`, `running`, `completed`, `failed`, `cancelled` or `interrupted`. */
+/** `queued`, `running`, `waiting` (a step waits for input), `completed`, `failed`, `cancelled` or `interrupted`. */
 export type RunStatus = Schemas['RunStatus'];
 /** One step in a result's `steps`: its id and how it ended. */
 export type StepSummary = Schemas['StepSummary'];

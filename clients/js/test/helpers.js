@@ -172,6 +172,8 @@ export function checkOrder(events) {
       open.add(key);
     } else if (['step_completed', 'step_degraded', 'step_failed'].includes(e.type)) {
       if (!open.delete(key)) throw new Error(`${e.type} for ${key} without step_start`);
+    } else if (['step_waiting', 'step_retrying', 'step_fallback', 'gate_warning'].includes(e.type)) {
+      if (!open.has(key)) throw new Error(`${e.type} for ${key} outside its step`);
     } else if (e.type !== 'step_skipped') throw new Error(`unexpected ${e.type}`);
   }
   if (open.size) throw new Error(`steps never ended: ${[...open]}`);

@@ -40,6 +40,7 @@ from ._generated.models import (
     StepRetryingEvent,
     StepSkippedEvent,
     StepStartEvent,
+    StepWaitingEvent,
 )
 from ._retry import Backoff
 from ._streaming import AsyncStream, Stream
@@ -70,6 +71,7 @@ __all__ = [
     "GateWarningEvent",
     "SkillCompletedEvent",
     "SkillResumedEvent",
+    "StepWaitingEvent",
     "DoneEvent",
     "SSEDecoder",
     "ServerSentEvent",

@@ -9,7 +9,10 @@
 2 when ``steps`` is an integer; the schema comes from ``GET /v1/skills/{id}``); ``--input
 key:=json`` is any raw JSON value (as httpie does). Live display (rich): a spinner per
 running step, then ✓ completed, ↷ skipped, ⚠ degraded, ✗ failed, and the outputs as a
-table. ``--json`` prints each event as one line of JSON instead. Exit code: 0 when the run
+table; a step that waits for input (``step_waiting``) is asked in the terminal, one line
+per field of its answer's schema, and the answer sent (asked again if the server finds
+it does not match). ``--json`` prints each event as one line of JSON instead (and asks
+nothing: answer with ``runs.input``). Exit code: 0 when the run
 completed, 1 when it did not, 2 for usage errors and for requests the server refused, 130
 on Ctrl-C (which prints the run id and the command that follows it again), 141 when
 stdout closed early (``| head``).
@@ -23,10 +26,11 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence, TextIO, cast
+from typing import TYPE_CHECKING, Any, Callable, Sequence, TextIO, cast
 
 from ._client import Client
-from ._exceptions import SkillrunError
+from ._exceptions import ConflictError, SkillrunError, ValidationError
+from ._generated.models import StepWaitingEvent
 from ._hints import install_hint
 from ._streaming import Stream
 from ._types import RunResult, StreamEvent
@@ -169,7 +173,12 @@ def run_json(stream: Stream, out: TextIO) -> RunResult:
         return stream.result()
 
 
-def run_live(stream: Stream, title: str, console: Console) -> RunResult:
+# Asks a waiting step's question and sends the answer (``terminal_answerer``).
+Answerer = Callable[[StepWaitingEvent], None]
+
+
+def run_live(stream: Stream, title: str, console: Console, answer: Answerer | None = None) -> RunResult:
+    """The live display; with ``answer``, a step waiting for input is asked in the terminal."""
     from rich.live import Live
 
     view = LiveView(title)
@@ -177,9 +186,52 @@ def run_live(stream: Stream, title: str, console: Console) -> RunResult:
         for event in stream:
             view.apply(event)
             live.update(view.render())
+            if answer is not None and isinstance(event, StepWaitingEvent):
+                live.stop()  # the question needs the terminal
+                answer(event)
+                live.start()
         view.result = stream.result()
         live.update(view.render())
     return view.result
+
+
+def ask(event: StepWaitingEvent, read: Callable[[str], str]) -> Any:
+    """The answer to a ``step_waiting`` question, read line by line: for an object schema
+    one line per property (read as its type says; an empty line leaves an optional one
+    out), else one value. The server checks it against the schema."""
+    schema: dict[str, Any] = dict(event.data.schema_ or {})
+    properties: Any = schema.get("properties")
+    if schema.get("type") != "object" or not isinstance(properties, dict):
+        return coerce(read(f"{event.data.prompt} "), schema)
+    required = set(schema.get("required") or [])
+    value: dict[str, Any] = {}
+    for name, prop in properties.items():
+        prop = prop if isinstance(prop, dict) else {}
+        kind = prop.get("type", "any")
+        line = read(f"{name} ({kind}{', required' if name in required else ''}): ")
+        if line == "" and name not in required:
+            continue
+        value[name] = coerce(line, prop)
+    return value
+
+
+def terminal_answerer(client: Client, console: Console, read: Callable[[str], str]) -> Answerer:
+    """Asks each waiting step's question and sends the answer (asking again after a 422)."""
+
+    def answer(event: StepWaitingEvent) -> None:
+        console.print(f"[bold]{event.step_id}[/] waits for input: {event.data.prompt}")
+        while True:
+            value = ask(event, read)
+            try:
+                client.runs.input(event.run_id, event.step_id, value, index=event.data.index)
+                return
+            except ValidationError as bad:
+                console.print(f"[red]{bad}[/]; try again")
+            except ConflictError as gone:  # answered elsewhere, or it timed out meanwhile
+                console.print(f"[yellow]{gone}[/]")
+                return
+
+    return answer
 
 
 def rich_hint() -> str:
@@ -264,7 +316,14 @@ def codegen(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, console: Console | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    stdout: TextIO | None = None,
+    console: Console | None = None,
+    read: Callable[[str], str] | None = None,
+) -> int:
+    """``read`` reads an answer line (default: the terminal, when stdin is one)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     out = stdout or sys.stdout
@@ -290,7 +349,10 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, con
                 result = run_json(stream, out)
             else:
                 assert console is not None
-                result = run_live(stream, title, console)
+                if read is None and sys.stdin.isatty():
+                    read = console.input
+                answer = terminal_answerer(client, console, read) if read is not None else None
+                result = run_live(stream, title, console, answer)
     except SkillrunError as exc:
         print(f"skillrun-client: {exc}", file=sys.stderr)
         return 2

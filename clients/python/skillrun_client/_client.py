@@ -265,10 +265,27 @@ class Runs:
         call = self._client._call("POST", f"/v1/runs/{segment(run_id)}/cancel", options)
         return self._client._get(Run, call, options)
 
+    def input(
+        self, run_id: str, step_id: str, value: Any, index: int | None = None, **options: Unpack[RequestOptions]
+    ) -> Run:
+        """Answer the step waiting for input (``StepWaitingEvent``): ``step_id`` as the event
+        gave it, ``index`` for a ``foreach`` item. ValidationError (422) if ``value`` breaks
+        the event's ``schema``; ConflictError (409) if that step does not wait (any more)."""
+        call = self._client._call("POST", f"/v1/runs/{segment(run_id)}/input", options,
+                                  json=_answer(step_id, value, index))
+        return self._client._get(Run, call, options)
+
     def events(self, run_id: str, *, after: int | str | None = None, **options: Unpack[RequestOptions]) -> Stream:
         """The run's events after event ``after`` (all when None), live until ``done``."""
         call, last = self._client._events_call(run_id, after, options)
         return Stream(self._client._http, self._client._stream_state(call, options, run_id=run_id, last_event_id=last))
+
+
+def _answer(step_id: str, value: Any, index: int | None) -> dict[str, Any]:
+    body: dict[str, Any] = {"step_id": step_id, "value": value}
+    if index is not None:
+        body["index"] = index
+    return body
 
 
 class AsyncClient(_BaseClient):
@@ -379,6 +396,14 @@ class AsyncRuns:
     async def cancel(self, run_id: str, **options: Unpack[RequestOptions]) -> Run:
         """Ask the run to stop (ConflictError if it has already ended)."""
         call = self._client._call("POST", f"/v1/runs/{segment(run_id)}/cancel", options)
+        return await self._client._get(Run, call, options)
+
+    async def input(
+        self, run_id: str, step_id: str, value: Any, index: int | None = None, **options: Unpack[RequestOptions]
+    ) -> Run:
+        """Answer the step waiting for input (see :meth:`Runs.input`)."""
+        call = self._client._call("POST", f"/v1/runs/{segment(run_id)}/input", options,
+                                  json=_answer(step_id, value, index))
         return await self._client._get(Run, call, options)
 
     def events(self, run_id: str, *, after: int | str | None = None, **options: Unpack[RequestOptions]) -> AsyncStream:

@@ -1,12 +1,12 @@
 """Capabilities: the built-ins (text, PII, utilities, ``http.request``) and plugins.
 
-- ``builtin_registry()``: the built-ins only.
+- ``builtin_registry()``: the built-ins only (``human.input`` among them).
 - ``default_registry()``: the built-ins plus every installed plugin
   (entry point group ``skillrun.capabilities``, see ``plugins``).
 """
 
 from ..engine.capability import CapabilityRegistry
-from . import http, pii, text, util
+from . import http, human, pii, text, util
 from .http import HttpPolicy
 from .plugins import load_plugins
 
@@ -22,6 +22,7 @@ def builtin_registry(http_policy: HttpPolicy | None = None) -> CapabilityRegistr
             *text.CAPABILITIES,
             *pii.CAPABILITIES,
             *util.CAPABILITIES,
+            *human.CAPABILITIES,
             http.make_capability(http_policy),
         ]
     )

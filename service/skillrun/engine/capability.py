@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Iterable
+from typing import Any, Awaitable, Callable, Iterable, Protocol
 
 
 # The running run's scratch space (see ``run_state``). A context variable, not a
@@ -16,6 +16,28 @@ _RUN_STATE: ContextVar[dict[str, dict[str, Any]] | None] = ContextVar("skillrun_
 # The run a capability call belongs to (its id), and the step instance: (full step id, index).
 _RUN_KEY: ContextVar[str] = ContextVar("skillrun_run_key", default="")
 _STEP_CALL: ContextVar[tuple[str, int | None] | None] = ContextVar("skillrun_step_call", default=None)
+
+
+class InputWait(Protocol):
+    """How a capability waits for a person's answer: the step instance it runs in
+    announces ``step_waiting`` and returns the answer (``step.StepLife``)."""
+
+    async def __call__(self, prompt: str, schema: dict[str, Any], timeout_s: float | None) -> Any: ...
+
+
+# The current step instance's way to wait for input (set by the step for its calls).
+_STEP_INPUT: ContextVar[InputWait | None] = ContextVar("skillrun_step_input", default=None)
+
+
+async def wait_for_input(prompt: str, schema: dict[str, Any], timeout_s: float | None) -> Any:
+    """Wait for an answer to ``prompt`` matching ``schema`` (``human.input``): the
+    step emits ``step_waiting`` and the run is ``waiting`` until the answer comes.
+    ``CapabilityError`` (kind ``timeout``) after ``timeout_s``; kind ``internal``
+    outside a run's step, where nobody could answer."""
+    wait = _STEP_INPUT.get()
+    if wait is None:
+        raise CapabilityError("waiting for input works only in a step of a run", kind="internal")
+    return await wait(prompt, schema, timeout_s)
 
 
 def idempotency_key() -> str | None:

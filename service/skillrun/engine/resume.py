@@ -58,6 +58,8 @@ class Resume:
     pending: set[Key] = field(default_factory=set)
     items: dict[str, int] = field(default_factory=dict)  # foreach step id -> its item count
     places: dict[str, dict[str, Any]] = field(default_factory=dict)  # nested step id -> parent_step_id, path
+    # Instances that waited for input before the seam: when their wait expires (it keeps its deadline).
+    expires: dict[Key, str] = field(default_factory=dict)
 
     @property
     def restored(self) -> int:

@@ -58,6 +58,7 @@ from .stopping import (
     stop_reason,
     stopped_status,
 )
+from .waiting import Answers
 from .workers import TENANT, Inline, Offload
 
 __all__ = [
@@ -121,6 +122,7 @@ class Engine:
         self.tracer: Tracer = tracer or NO_TRACER  # spans per run and attempt (``hooks``)
         self._input_validators: dict[tuple[str, str], Any] = {}
         self.input_check = InputCheck()  # rendered capability inputs against their schemas
+        self.answers = Answers()  # steps waiting for input, by run, step and item (``waiting``)
         self._slice_start = time.perf_counter()
 
     async def yield_if_due(self) -> None:
@@ -166,7 +168,8 @@ class Engine:
         """
         started = time.perf_counter() - (resume.elapsed_s if resume else 0.0)
         one_fate = OneFate(emitter, resume) if resume is not None else None
-        run = _Run(self, skill, skill.with_defaults(inputs), one_fate or emitter, 0, resume.fates if resume else None)
+        run = _Run(self, skill, skill.with_defaults(inputs), one_fate or emitter, 0, resume.fates if resume else None,
+                   expires=resume.expires if resume else None)
         limits = [t for t in (timeout_s, skill.timeout_s) if t is not None]
         limit = min(limits) if limits else None
         if resume is None:
@@ -241,6 +244,7 @@ class _Run:
         depth: int,
         fates: dict[tuple[str, int | None], Fate] | None = None,
         prefix: str = "",
+        expires: dict[tuple[str, int | None], str] | None = None,
     ) -> None:
         self.engine = engine
         self.skill = skill
@@ -250,6 +254,7 @@ class _Run:
         # A resumed run: the fates its log recorded, by full step id ("a[2]/b") and index.
         self.fates = fates
         self.prefix = prefix  # a nested run's steps' ids in the log start with it
+        self.expires = expires  # a resumed run: when the waits before the seam expire
         self.outputs: dict[str, Any] = {}  # step id -> output (absent: skipped or failed)
         self.summaries: dict[str, dict[str, Any]] = {}
         self._started: set[str] = set()
@@ -476,6 +481,10 @@ class _Run:
         """One execution of a step: ``step_start``, then exactly one terminal event (see ``step``)."""
         return await StepLife(self, step, index, local).live(failure)
 
+    def wait_expiry(self, step_id: str, index: int | None) -> str | None:
+        """When the wait of this instance expires, if it waited before the run was resumed."""
+        return self.expires.get((self.prefix + step_id, index)) if self.expires else None
+
     def item_count(self, step_id: str) -> int | None:
         """How many items the ``foreach`` step has (its items' first events say so)."""
         return self._items.get(step_id)
@@ -516,7 +525,7 @@ class _Run:
         self.engine._check_nested_inputs(child, args)
         forward = Forward(self.emitter, step.id, step.id, index)
         sub = _Run(self.engine, child, child.with_defaults(args), forward, self.depth + 1,
-                   self.fates, f"{self.prefix}{forward.prefix}/")
+                   self.fates, f"{self.prefix}{forward.prefix}/", self.expires)
         try:
             limit = min([t for t in (step.timeout_s, child.timeout_s) if t is not None], default=None)
             async with self.engine.tracer.attempt(step.id, step.uses), Deadline(limit, f"skill {skill_id!r} took longer than {limit or 0:g} s"):

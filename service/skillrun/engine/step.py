@@ -17,15 +17,17 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from datetime import datetime, timedelta, timezone
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .. import events as ev
 from ..events import Emitter, Event
-from .capability import _STEP_CALL, Capability, CapabilityError, CapabilityRegistry
+from .capability import _RUN_KEY, _STEP_CALL, _STEP_INPUT, Capability, CapabilityError, CapabilityRegistry
 from .expressions import ExpressionError, Template
 from .model import Gate, Step
 from .stopping import StepFailure, stop_reason
+from .waiting import Answers
 
 
 
@@ -34,6 +36,7 @@ class EngineCalls(Protocol):
 
     capabilities: CapabilityRegistry
     rng: random.Random
+    answers: Answers  # where waiting steps wait for their answers
 
     async def invoke(self, cap: Capability, args: dict[str, Any]) -> Any: ...
 
@@ -58,7 +61,21 @@ class StepHost(Protocol):
 
     def item_count(self, step_id: str) -> int | None: ...
 
+    def wait_expiry(self, step_id: str, index: int | None) -> str | None: ...
+
 Findings = list[dict[str, Any]]
+
+
+def utc_after(seconds: float) -> str:
+    """RFC 3339 UTC (milliseconds, ``Z``) ``seconds`` from now."""
+    then = datetime.now(timezone.utc) + timedelta(seconds=seconds)
+    return then.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def seconds_until(iso: str) -> float:
+    """Seconds from now to an RFC 3339 time (0 when it has passed)."""
+    then = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    return max(0.0, (then - datetime.now(timezone.utc)).total_seconds())
 
 
 def ms_since(start: float) -> float:
@@ -102,9 +119,38 @@ class StepLife:
         # Degrading findings so far, and the info of the last gate (or fallback) that degraded.
         self.findings: Findings = []
         self.info: dict[str, Any] = {}
+        self.waited: float | None = None  # when its open wait for input began
+        self.asked = False  # it has waited for input in this process
 
     def emit(self, event: Event) -> None:
+        if self.waited is not None and event.type in ev.ENDS_WAIT:
+            # The event that ends a wait says how long it was (the run is ``running`` again).
+            event = event._replace(data={**(event.data or {}), "waited_ms": ms_since(self.waited)})
+            self.waited = None
         self.run.emitter.emit(*event)
+
+    async def wait_for_input(self, prompt: str, schema: dict[str, Any], timeout_s: float | None) -> Any:
+        """``step_waiting``, then the answer (see ``waiting``); ``CapabilityError``
+        (kind ``timeout``) when none came within ``timeout_s``."""
+        run_id = _RUN_KEY.get()
+        key = (run_id, self.run.prefix + self.step.id, self.index)
+        answers = self.run.engine.answers
+        waiter = answers.open(key, schema)
+        try:
+            expires = None if timeout_s is None else utc_after(timeout_s)
+            earlier = self.run.wait_expiry(self.step.id, self.index) if not self.asked else None
+            if earlier is not None and timeout_s is not None:  # waited before a restart: same deadline
+                expires, timeout_s = earlier, seconds_until(earlier)
+            self.asked = True  # a retry after a timeout waits afresh
+            self.waited = time.perf_counter()
+            self.emit(ev.step_waiting(self.step.id, prompt, schema, f"/v1/runs/{run_id}/input", expires, self.index))
+            try:
+                async with asyncio.timeout(timeout_s):
+                    return await waiter.answer
+            except TimeoutError:
+                raise CapabilityError(f"no answer came before {expires}", kind="timeout") from None
+        finally:
+            answers.close(key, waiter)
 
     async def live(self, failure: StepFailure | None = None) -> tuple[Any, str, dict[str, str] | None]:
         """Returns (output, status, error). Raises ``StepFailure`` when the step failed
@@ -112,6 +158,7 @@ class StepLife:
         ``step_failed`` with the cancellation's reason."""
         # Its capability calls know which instance they belong to (``idempotency_key``).
         call = _STEP_CALL.set((self.run.prefix + self.step.id, self.index))
+        wait = _STEP_INPUT.set(self.wait_for_input)
         try:
             return await self._phases(failure)
         except asyncio.CancelledError as exc:
@@ -119,6 +166,7 @@ class StepLife:
             self.emit(ev.step_failed(self.step.id, stop_reason(exc), ms_since(self.t0), self.index))
             raise
         finally:
+            _STEP_INPUT.reset(wait)
             _STEP_CALL.reset(call)
 
     async def _phases(self, failure: StepFailure | None) -> tuple[Any, str, dict[str, str] | None]:

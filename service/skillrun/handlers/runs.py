@@ -14,7 +14,9 @@ from connexion.exceptions import ProblemException
 from starlette.responses import Response
 
 from ..errors import TITLES, echo
+from ..engine.waiting import NotWaiting
 from ..runs import BadCursor, RunFinished, RunRecord
+from ..runs.manager import AnswerInvalid
 from ..runs.store import TERMINAL
 from ..runs.follow import last_seq_if_past
 from ._http import json_response, owner, problem, services
@@ -139,3 +141,25 @@ async def delete_run(run_id: str) -> Response:
     if not await services().runs.delete(run_id):  # purged between the two reads
         raise problem(404, f"No run '{echo(run_id)}' is visible to this key.")
     return Response(status_code=204)
+
+
+async def answer_run(run_id: str, body: dict[str, Any]) -> Response:
+    """The answer to a step waiting for input (``human.input``): 202 once recorded."""
+    run = await _own_run(run_id)
+    step_id, index = body["step_id"], body.get("index")
+    step = f"step '{echo(step_id)}'" + (f" item {index}" if index is not None else "")
+    try:
+        await services().runs.answer(run, step_id, index, body["value"])
+    except AnswerInvalid as bad:
+        raise ProblemException(
+            status=422, title=TITLES[422], detail=f"{bad.field}: {bad.message}",
+            ext={"errors": [{"field": bad.field, "message": bad.message}]},
+        ) from None
+    except RunFinished as ended:
+        raise problem(409, f"Run '{echo(run_id)}' has already ended ({ended}); {step} waits for nothing.") from None
+    except NotWaiting as why:
+        raise problem(409, f"In run '{echo(run_id)}', {step} does not wait for input: {why}.") from None
+    fresh = await services().store.get(run_id) or run
+    return json_response(
+        run_json(fresh), status=202, headers={"X-Run-Id": run.run_id, "Location": run_location(run.run_id)}
+    )

@@ -24,6 +24,7 @@ from ..events import Event
 from .quotas import RunQuotas
 from ..engine.resume import Resume
 from ..engine.secret_inputs import has_secrets
+from ..engine.waiting import NotWaiting, Waiter
 from .recovery import LogFates, ms_since_iso, closing_events
 from .redaction import RunInputs
 from .store import TERMINAL, UNFINISHED, EventRecord, RunRecord, RunStore, utc_now
@@ -46,6 +47,28 @@ class IdempotencyConflict(Exception):
 
 class RunFinished(Exception):
     """The run has already ended."""
+
+
+class AnswerInvalid(Exception):
+    """An answer breaks the waiting step's schema: ``field`` (``value``, ``value.x``) and why."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+# How long an answer's request waits for the step's terminal event to be stored
+# (its post-gates run first); past it the answer is acknowledged as delivered.
+ANSWER_RECORDED_S = 30.0
+
+
+def _ends_wait_of(record: EventRecord, step_id: str, index: int | None) -> bool:
+    if record.type not in ev.ENDS_WAIT:
+        return False
+    payload = json.loads(record.data)
+    data = payload.get("data") or {}
+    return bool(payload.get("step_id") == step_id and data.get("index") == index and "waited_ms" in data)
 
 
 def new_run_id() -> str:
@@ -89,11 +112,17 @@ class RunManager:
         self.quotas = quotas or RunQuotas()
         self.max_resumes = max_resumes
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._writers: dict[str, RunWriter] = {}  # the runs this node runs: their writers
+        self._owners: dict[str, str] = {}
+        # A waiting run counts toward stored runs, not running ones (``quotas``).
+        engine.answers.on_change = self._waiting_changed
         self._background: set[asyncio.Future[None]] = set()
         self.draining = False
         # With a store shared by several nodes: asks the node running a run's engine
         # task to cancel it; False if no live node runs it (see runs.nodes).
         self.remote_cancel: Callable[[str, str], Awaitable[bool]] | None = None
+        # Likewise for an answer to a step waiting for input: (run, step, index, value).
+        self.remote_answer: Callable[[str, str, int | None, Any], Awaitable[bool]] | None = None
 
     async def start(
         self,
@@ -158,6 +187,7 @@ class RunManager:
         """The run's engine task (its running place is taken: the task's end gives it back)."""
         task = asyncio.create_task(self._run(run, skill, timeout_s, given, resume), name=run.run_id)
         self._tasks[run.run_id] = task
+        self._owners[run.run_id] = run.owner
         task.add_done_callback(functools.partial(self._task_done, run=run))
         task.add_done_callback(lambda _t: self.quotas.ended(run.owner))
 
@@ -208,7 +238,7 @@ class RunManager:
         # This task's log lines, spans and outgoing requests carry the run's ids.
         if self.observe is not None:
             self.observe.bind_run(run.run_id, run.trace_id, run.skill_id, run.owner)
-        writer = self._writer(run, given, resume.last_seq if resume else 0)
+        writer = self._writers[run.run_id] = self._writer(run, given, resume.last_seq if resume else 0)
         started = time.perf_counter() - (resume.elapsed_s if resume else 0.0)
         try:
             outcome = await self.engine.run(
@@ -230,6 +260,8 @@ class RunManager:
 
     def _task_done(self, task: asyncio.Task[None], *, run: RunRecord) -> None:
         self._tasks.pop(run.run_id, None)
+        self._writers.pop(run.run_id, None)
+        self._owners.pop(run.run_id, None)
         if task.cancelled():
             # Cancelled before its first step ran: the engine never saw it, so close the log here.
             closer = asyncio.ensure_future(self.close_log(run.run_id, INTERRUPTED if self.draining else CANCELLED))
@@ -259,6 +291,104 @@ class RunManager:
             fresh = await self.store.get(run_id)
             raise RunFinished(fresh.status if fresh is not None and fresh.status in TERMINAL else "just now")
         return run
+
+    def _waiting_changed(self, run_id: str, waiting: bool) -> None:
+        """A run of this node began (or ended) waiting for input: it holds no running place meanwhile."""
+        owner = self._owners.get(run_id)
+        if owner is None:
+            return
+        if waiting:
+            self.quotas.ended(owner)
+        else:
+            self.quotas.started(owner)
+
+    async def answer(self, run: RunRecord, step_id: str, index: int | None, value: Any) -> None:
+        """Deliver ``value`` to the step instance of ``run`` that waits for input, and
+        return once the event that ends its wait is stored (an acknowledged answer
+        survives a restart). ``RunFinished`` if the run has ended; ``NotWaiting`` if
+        that instance does not wait (any more); ``AnswerInvalid`` if ``value`` breaks
+        the schema it announced."""
+        if run.status in TERMINAL:
+            raise RunFinished(run.status)
+        key = (run.run_id, step_id, index)
+        if run.run_id not in self._tasks and self.remote_answer is not None:
+            await self._answer_elsewhere(run, step_id, index, value)
+            return
+        waiter = self.engine.answers.get(key)
+        problem = waiter.check(value)
+        if problem is not None:
+            raise AnswerInvalid(*problem)
+        writer = self._writers.get(run.run_id)
+        cursor = writer.seq if writer is not None else 0
+        self.engine.answers.deliver(key, value)
+        await self._until_wait_ended(run.run_id, step_id, index, cursor)
+
+    async def _answer_elsewhere(self, run: RunRecord, step_id: str, index: int | None, value: Any) -> None:
+        """An answer for a run another node runs (a shared store): checked against what
+        the log says waits, then sent to that node, then awaited in the log like here."""
+        waiting = await self._waiting_in_log(run.run_id, step_id, index)
+        if waiting is None:
+            raise NotWaiting("it is not waiting for input")
+        schema, cursor = waiting
+        problem = Waiter(schema).check(value)
+        if problem is not None:
+            raise AnswerInvalid(*problem)
+        assert self.remote_answer is not None
+        if not await self.remote_answer(run.run_id, step_id, index, value):
+            raise NotWaiting("the node running it is gone; it waits again once a survivor resumes the run")
+        await self._until_wait_ended(run.run_id, step_id, index, cursor)
+
+    async def _waiting_in_log(self, run_id: str, step_id: str, index: int | None) -> tuple[dict[str, Any], int] | None:
+        """The schema and seq of the instance's open ``step_waiting`` in the log, if one is open."""
+        found: tuple[dict[str, Any], int] | None = None
+        cursor = 0
+        while batch := await self.store.read(run_id, cursor):
+            for record in batch:
+                if record.type == ev.STEP_WAITING:
+                    payload = json.loads(record.data)
+                    data = payload.get("data") or {}
+                    if payload.get("step_id") == step_id and data.get("index") == index:
+                        found = (dict(data.get("schema") or {}), record.seq)
+                elif found is not None and (record.type == ev.SKILL_RESUMED or _ends_wait_of(record, step_id, index)):
+                    found = None
+            cursor = batch[-1].seq
+        return found
+
+    def answer_here(self, run_id: str, step_id: str, index: int | None, value: Any) -> None:
+        """Deliver an answer another node checked and sent, if the step still waits here."""
+        key = (run_id, step_id, index)
+        try:
+            waiter = self.engine.answers.get(key)
+        except NotWaiting:
+            log.info("run %s: an answer for step %r came, but it no longer waits", run_id, step_id)
+            return
+        if waiter.check(value) is None:
+            waiter.answer.set_result(value)
+
+    async def _until_wait_ended(self, run_id: str, step_id: str, index: int | None, cursor: int) -> None:
+        """Follow the log from ``cursor`` until the instance's wait-ending event (or the run's end) is stored."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + ANSWER_RECORDED_S
+        while (left := deadline - loop.time()) > 0:
+            batch = await self.store.read(run_id, cursor)
+            for record in batch:
+                if record.type == ev.DONE or _ends_wait_of(record, step_id, index):
+                    return
+            if batch:
+                cursor = batch[-1].seq
+                continue
+            await self.store.wait(run_id, cursor, left)
+        log.warning("run %s: the answer to step %r was delivered, its outcome not yet stored", run_id, step_id)
+
+    def _park_waiting(self) -> None:
+        """Stop the engine tasks of the runs waiting for input without ending their logs."""
+        for run_id, task in list(self._tasks.items()):
+            writer = self._writers.get(run_id)
+            if writer is None or task.done() or not self.engine.answers.waiting(run_id):
+                continue
+            writer.parked = True  # what the stopped engine would write is dropped
+            task.cancel(INTERRUPTED)
+            log.info("run %s waits for input: parked, resumed at the next start", run_id)
 
     def cancel_here(self, run_id: str, reason: str) -> None:
         """Cancel the run's engine task if this node runs it (a cancel sent by another node)."""
@@ -428,12 +558,18 @@ class RunManager:
         return len(self._tasks)
 
     async def drain(self, grace_s: float) -> None:
-        """Stop starting runs, let running ones finish for ``grace_s``, interrupt the rest."""
+        """Stop starting runs, let running ones finish for ``grace_s``, interrupt the rest.
+
+        A run that waits for input is parked instead (at once, or when the grace ends):
+        its log stays open, ``waiting``, and the next start resumes it (its step waits
+        again), so a restart never ends a run that waits for a person."""
         self.draining = True
+        self._park_waiting()
         tasks = list(self._tasks.values())
         if not tasks:
             return
         _, pending = await asyncio.wait(tasks, timeout=grace_s)
+        self._park_waiting()
         for task in pending:
             task.cancel(INTERRUPTED)
         if pending:

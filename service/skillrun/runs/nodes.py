@@ -19,6 +19,9 @@
   published on ``P cancel``; every node subscribes, and the node running the task
   cancels it (the engine ends the log ``skill_completed`` + ``done`` cancelled).
   A run whose node is dead is closed by the canceller itself.
+- **Answers**: an answer to a step waiting for input, for a run another node runs, is
+  checked against the log's ``step_waiting`` by the node that got it, then published
+  on the same channel; the node running the run hands it to the waiting step.
 
 Nothing here is module state: a coordinator belongs to one app's services.
 """
@@ -63,6 +66,7 @@ class NodeCoordinator:
         except RedisError:
             log.exception("node %s: could not take its lease (Redis unreachable); retrying", self.node_id)
         self.runs.remote_cancel = self.cancel_elsewhere
+        self.runs.remote_answer = self.answer_elsewhere
         self._tasks = [
             asyncio.create_task(self._renew_forever(), name="skillrun-node-lease"),
             asyncio.create_task(self._take_over_forever(), name="skillrun-node-takeover"),
@@ -75,6 +79,7 @@ class NodeCoordinator:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
         self.runs.remote_cancel = None
+        self.runs.remote_answer = None
         k, c = self.store.keys, self.store.client
         try:
             # Drained: every run of this node has its log closed, so nothing is left to take over.
@@ -172,6 +177,17 @@ class NodeCoordinator:
         await c.publish(k.cancel_channel, json.dumps({"run_id": run_id, "reason": reason, "node": _text(node)}))
         return True
 
+    async def answer_elsewhere(self, run_id: str, step_id: str, index: int | None, value: Any) -> bool:
+        """Send an answer to the node running ``run_id`` (on the cancel channel); False
+        when that node is dead (a survivor resumes the run and its step waits again)."""
+        k, c = self.store.keys, self.store.client
+        node = await c.hget(k.run(run_id), "node")
+        if node is None or _text(node) == self.node_id or not await self.alive(_text(node)):
+            return False
+        answer = {"step_id": step_id, "index": index, "value": value}
+        await c.publish(k.cancel_channel, json.dumps({"run_id": run_id, "answer": answer, "node": _text(node)}))
+        return True
+
     async def _listen_forever(self) -> None:
         while True:
             try:
@@ -190,7 +206,12 @@ class NodeCoordinator:
                 if message.get("type") != "message":
                     continue
                 order = json.loads(_text(message["data"]))
-                if order.get("node") == self.node_id:
+                if order.get("node") != self.node_id:
+                    continue
+                answer = order.get("answer")
+                if isinstance(answer, dict):
+                    self.runs.answer_here(order["run_id"], answer["step_id"], answer.get("index"), answer.get("value"))
+                else:
                     self.runs.cancel_here(order["run_id"], order["reason"])
         finally:
             await pubsub.aclose()

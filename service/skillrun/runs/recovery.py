@@ -72,6 +72,7 @@ class LogFates:
         self.resumes = 0  # ``skill_resumed`` events so far
         self.digest: str | None = None  # the definition the run started with (``skill_start``)
         self.timeout_ms: float | None = None  # the run's time limit (``skill_start``)
+        self.expires: dict[Key, str] = {}  # a waiting instance's first ``expires_at``
 
     def feed(self, events: list[EventRecord]) -> None:
         """Read the next events of the log (a page at a time: a log can be long)."""
@@ -89,6 +90,9 @@ class LogFates:
             self.resumes += 1
             self.voided.update(self.open)
             self.open.clear()
+            return
+        if record.type == ev.STEP_WAITING:
+            self._waiting(record)
             return
         if record.type != ev.STEP_START and record.type not in ev.STEP_TERMINAL:
             return
@@ -123,13 +127,21 @@ class LogFates:
                 self.fates[(step_id, index)] = fate
                 self._instances[step_id].append((step_id, index))
 
+    def _waiting(self, record: EventRecord) -> None:
+        """A wait's deadline holds across restarts: the step waits again until then."""
+        payload = json.loads(record.data)
+        step_id, data = payload.get("step_id"), payload.get("data") or {}
+        if isinstance(step_id, str) and isinstance(data.get("expires_at"), str):
+            self.expires.setdefault((step_id, data.get("index")), data["expires_at"])
+
     def resume(self, elapsed_s: float) -> Resume:
         """What the engine keeps when it continues this log (see ``engine.resume``)."""
         pending: set[Key] = set(self.open) | (self.voided - self.outcomes.keys())
         for step_id, count in self.items.items():
             pending.update((step_id, i) for i in range(count) if (step_id, i) not in self.outcomes)
         return Resume(dict(self.fates), self.resumes + 1, len(self.open) + len(self.voided), elapsed_s,
-                      pending=pending, items=dict(self.items), places=dict(self.places))
+                      pending=pending, items=dict(self.items), places=dict(self.places),
+                      expires={k: v for k, v in self.expires.items() if k not in self.fates})
 
     # ------------------------------------------------------------- the missing fates
 

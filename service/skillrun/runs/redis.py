@@ -198,11 +198,12 @@ class Keys:
 # (two nodes closing one log never leave events after it). ARGV: maxlen, now, ttl, N,
 # then N events as "seq US type US data" (US = \x1f, which JSON text never holds raw:
 # one argument an event, as redis-py's packing costs per argument), then per event that
-# changes the record: seq, starts (0/1), done's status and result ('' unless done).
+# changes the record: seq, starts (0/1), done's status and result ('' unless done), and
+# the open waits' change ('' none, 'r' reset by a resume, else +1/-1; see ``events``).
 _APPEND = """
 local refused, changes = {}, {}
 local n = tonumber(ARGV[4])
-for j = 5 + n, #ARGV, 4 do
+for j = 5 + n, #ARGV, 5 do
   changes[ARGV[j]] = j
 end
 local closed = redis.call('HEXISTS', KEYS[2], 'finished_at') == 1
@@ -222,6 +223,23 @@ for i = 5, 4 + n do
     local j = changes[seq]
     if ARGV[j + 1] == '1' then
       redis.call('HSET', KEYS[2], 'status', 'running', 'started_at', ARGV[2])
+    end
+    local w = ARGV[j + 4]
+    if w ~= '' then
+      local waits = 0
+      if w ~= 'r' then
+        waits = redis.call('HINCRBY', KEYS[2], 'waits', tonumber(w))
+      end
+      if waits <= 0 then
+        redis.call('HSET', KEYS[2], 'waits', 0)
+        waits = 0
+      end
+      local st = redis.call('HGET', KEYS[2], 'status')
+      if st == 'running' and waits > 0 then
+        redis.call('HSET', KEYS[2], 'status', 'waiting')
+      elseif st == 'waiting' and waits == 0 then
+        redis.call('HSET', KEYS[2], 'status', 'running')
+      end
     end
     if ARGV[j + 2] ~= '' then
       redis.call('HSET', KEYS[2], 'status', ARGV[j + 2], 'result', ARGV[j + 3], 'finished_at', ARGV[2])
@@ -505,10 +523,11 @@ class RedisStore:
                 args += [f"{ev.seq}\x1f{ev.type}\x1f{ev.data}" for ev in events]
                 for ev in events:
                     change = projection(ev.seq, ev.type, ev.data)
-                    if change.starts or change.result is not None:
+                    if change.starts or change.result is not None or change.waits or change.resumed:
                         done = change.result is not None
+                        waits = "r" if change.resumed else str(change.waits) if change.waits else ""
                         args += [ev.seq, int(change.starts), change.status if done else "",
-                                 _dumps(change.result) if done else ""]
+                                 _dumps(change.result) if done else "", waits]
                 pipe.eval(_APPEND, 2, k.log(run_id), k.run(run_id), *args)
             results = await pipe.execute(raise_on_error=False)
         refused: set[tuple[str, int]] = set()

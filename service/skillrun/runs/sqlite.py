@@ -90,6 +90,9 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
           PRIMARY KEY (run_id, seq)
         ) WITHOUT ROWID""",
     ),
+    # 2: steps that wait for input. ``waits`` counts a run's open waits (``step_waiting``
+    # without the event that ends it): the run is ``waiting`` while it is above 0.
+    ("ALTER TABLE runs ADD COLUMN waits INTEGER NOT NULL DEFAULT 0",),
 )
 
 # The schema version this release writes.
@@ -135,6 +138,12 @@ def migrate(conn: sqlite3.Connection, db: Path, migrations: tuple[tuple[str, ...
 _RUN_COLUMNS = (
     "run_id, owner, skill_id, trace_id, channel, status, inputs, result, created_at, "
     "started_at, finished_at, idempotency_key, request_hash"
+)
+
+# The status as ``events.project_waits`` makes it from the open waits.
+_WAITING_STATUS = (
+    "UPDATE runs SET status = CASE WHEN status = 'running' AND waits > 0 THEN 'waiting' "
+    "WHEN status = 'waiting' AND waits = 0 THEN 'running' ELSE status END WHERE run_id = ?"
 )
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
@@ -405,6 +414,7 @@ class SqliteStore:
         events: list[tuple[str, int, str, str]] = []
         started: list[tuple[str, str]] = []
         finished: list[tuple[str, str | None, str, str]] = []
+        waits: list[tuple[int, int, str]] = []  # (resumed, delta, run) in log order
         conn.execute("BEGIN IMMEDIATE")
         try:
             for i, op in enumerate(ops):
@@ -414,6 +424,8 @@ class SqliteStore:
                     change = projection(ev.seq, ev.type, ev.data)
                     if change.starts:
                         started.append((now, run_id))
+                    if change.waits or change.resumed:
+                        waits.append((int(change.resumed), change.waits, run_id))
                     if change.result is not None:
                         finished.append((change.status, _dumps(change.result), now, run_id))
                 elif isinstance(op, _Create):
@@ -429,6 +441,10 @@ class SqliteStore:
             conn.executemany(
                 "UPDATE runs SET status = 'running', started_at = ? WHERE run_id = ? AND status = 'queued'", started
             )
+            for resumed, delta, run_id in waits:  # rare: a statement each, in order
+                conn.execute("UPDATE runs SET waits = MAX(0, (CASE WHEN ? THEN 0 ELSE waits END) + ?) WHERE run_id = ?",
+                             (resumed, delta, run_id))
+                conn.execute(_WAITING_STATUS, (run_id,))
             conn.executemany(
                 "UPDATE runs SET status = ?, result = ?, finished_at = ? WHERE run_id = ?", finished
             )

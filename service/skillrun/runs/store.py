@@ -23,10 +23,10 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Collection, Protocol
 
-from ..events import DONE, projection
+from ..events import DONE, project_waits, projection
 
 TERMINAL = frozenset({"completed", "failed", "cancelled", "interrupted"})
-UNFINISHED = frozenset({"queued", "running"})
+UNFINISHED = frozenset({"queued", "running", "waiting"})
 
 
 @functools.lru_cache(maxsize=4)
@@ -69,6 +69,8 @@ class RunRecord:
     # Idempotency: (owner, key) names at most one run; the hash is of the request that made it.
     idempotency_key: str | None = None
     request_hash: str | None = None
+    # Steps waiting for input now (``status`` is ``waiting`` while there are any).
+    waits: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +151,8 @@ def project(run: RunRecord, event: EventRecord, now: str) -> None:
     if change.starts and run.status == "queued":
         run.status = "running"
         run.started_at = now
+    if change.waits or change.resumed:
+        run.status, run.waits = project_waits(run.status, run.waits, change)
     if change.result is not None:
         run.status = change.status
         run.result = change.result

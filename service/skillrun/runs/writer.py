@@ -53,6 +53,9 @@ class RunWriter:
         self._on_full = on_full
         # Sees every event as it is appended (metrics, span events: ``skillrun.observe``).
         self._observer = observer
+        # Set when the run is parked at shutdown (it waits for input): nothing more is
+        # appended, so its log stays open and the next start resumes it.
+        self.parked = False
 
     def emit(
         self, type: str, message: str, step_id: str | None = None, data: dict[str, Any] | None = None
@@ -61,6 +64,8 @@ class RunWriter:
         self.append(type, envelope(event, trace_id=self.trace_id, run_id=self.run_id, timestamp=utc_now()))
 
     def append(self, type: str, payload: dict[str, Any]) -> None:
+        if self.parked:
+            return
         self.seq += 1
         # JSON text is one line: json escapes CR and LF inside strings, which
         # SSE requires (a raw line break would end the data field).

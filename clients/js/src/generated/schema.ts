@@ -297,6 +297,34 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/runs/{run_id}/input": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Answer a step that waits for input
+         * @description Answers a `human.input` step that announced `step_waiting`. `value` is
+         *     checked against the `schema` of that event (422 naming the field); the
+         *     answer is delivered to the waiting step, which completes with it as its
+         *     output, and the run goes on. 202 once the step's terminal event is in
+         *     the log, so an acknowledged answer survives a restart. A step of a
+         *     nested skill is named by its full `step_id` (`parent/child`), a
+         *     `foreach` item by `step_id` and `index`. 409 when that step instance is
+         *     not waiting (never was, was answered already, timed out, or the run ended).
+         */
+        post: operations["answer_run"];
+        delete?: never;
+        /** CORS preflight */
+        options: operations["preflight__answer_run"];
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/capabilities": {
         parameters: {
             query?: never;
@@ -468,10 +496,13 @@ export interface components {
             on_disconnect?: "continue" | "cancel";
         };
         /**
-         * @description How a run ended (or that it has not yet).
+         * @description How a run ended (or that it has not yet). `waiting`: a step waits for
+         *     input (`step_waiting`; answer it with `POST /v1/runs/{run_id}/input`);
+         *     the run is unfinished, and counts toward its key's stored runs, not its
+         *     running ones.
          * @enum {string}
          */
-        RunStatus: "queued" | "running" | "completed" | "failed" | "cancelled" | "interrupted";
+        RunStatus: "queued" | "running" | "waiting" | "completed" | "failed" | "cancelled" | "interrupted";
         /**
          * @description A step's fate in the result. `cancelled` / `interrupted`: the step was
          *     running when the run was cancelled / the server went down (the run has
@@ -529,7 +560,7 @@ export interface components {
             error?: components["schemas"]["StepError"];
         };
         /** @enum {string} */
-        EventType: "skill_start" | "step_start" | "step_completed" | "step_skipped" | "step_degraded" | "step_failed" | "skill_completed" | "done" | "step_retrying" | "step_fallback" | "gate_warning" | "skill_resumed";
+        EventType: "skill_start" | "step_start" | "step_completed" | "step_skipped" | "step_degraded" | "step_failed" | "skill_completed" | "done" | "step_retrying" | "step_fallback" | "gate_warning" | "skill_resumed" | "step_waiting";
         /** @description Fields every event but `done` carries. */
         EventEnvelope: {
             type: components["schemas"]["EventType"];
@@ -796,6 +827,38 @@ export interface components {
             type: "gate_warning";
         };
         /**
+         * @description A `human.input` step waits for an answer: the run's status is `waiting`
+         *     until it comes (`POST` the answer to `answer_url`). Comes between the
+         *     step's `step_start` and its one terminal event, which then carries
+         *     `waited_ms`. The stream stays open meanwhile (with heartbeats); a
+         *     client may also leave and come back through the runs API. After a
+         *     restart the step starts over and waits again (a new `step_waiting`).
+         */
+        StepWaitingEvent: components["schemas"]["EventEnvelope"] & {
+            /** @enum {string} */
+            type: "step_waiting";
+            step_id: components["schemas"]["StepId"];
+            data: components["schemas"]["StepPlace"] & {
+                /** @description The question for the person who answers. */
+                prompt: string;
+                /** @description The JSON Schema the answer's `value` must match (the OpenAPI 3.0 subset, like skill inputs). */
+                schema: Record<string, unknown>;
+                /**
+                 * Format: date-time
+                 * @description When the wait ends with `step_failed` (kind `timeout`) if no answer came; absent: never (the run's own deadline still applies).
+                 */
+                expires_at?: string;
+                /** @description Where to `POST` the answer: `/v1/runs/{run_id}/input`. */
+                answer_url: string;
+            };
+        } & {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "step_waiting";
+        };
+        /**
          * @description The step's id; for a step of a nested skill (`uses: skill:<id>`) the
          *     path from the top: `parent/child`, or `parent[i]/child` when the parent
          *     step ran once per `foreach` item `i`.
@@ -811,6 +874,8 @@ export interface components {
             parent_index?: number;
             /** @description For a nested skill's step, the plain step ids from the top-level step down to this one. */
             path?: string[];
+            /** @description On the event that ends a wait (the step's terminal event, or `step_retrying` / `step_fallback` after a wait that timed out): how long the step waited for input since its `step_waiting`. */
+            waited_ms?: number;
         };
         SkillCompletedEvent: components["schemas"]["EventEnvelope"] & {
             /** @enum {string} */
@@ -844,7 +909,7 @@ export interface components {
             type: "done";
         };
         /** @description One event of a run, told apart by `type`. */
-        SkillEvent: components["schemas"]["SkillStartEvent"] | components["schemas"]["StepStartEvent"] | components["schemas"]["StepCompletedEvent"] | components["schemas"]["StepSkippedEvent"] | components["schemas"]["StepDegradedEvent"] | components["schemas"]["StepFailedEvent"] | components["schemas"]["SkillCompletedEvent"] | components["schemas"]["SkillResumedEvent"] | components["schemas"]["DoneEvent"] | components["schemas"]["StepRetryingEvent"] | components["schemas"]["StepFallbackEvent"] | components["schemas"]["GateWarningEvent"];
+        SkillEvent: components["schemas"]["SkillStartEvent"] | components["schemas"]["StepStartEvent"] | components["schemas"]["StepCompletedEvent"] | components["schemas"]["StepSkippedEvent"] | components["schemas"]["StepDegradedEvent"] | components["schemas"]["StepFailedEvent"] | components["schemas"]["SkillCompletedEvent"] | components["schemas"]["SkillResumedEvent"] | components["schemas"]["DoneEvent"] | components["schemas"]["StepRetryingEvent"] | components["schemas"]["StepFallbackEvent"] | components["schemas"]["GateWarningEvent"] | components["schemas"]["StepWaitingEvent"];
         /**
          * @description One Server-Sent Events frame as a client's parser sees it. `data` is a
          *     JSON text whose schema is `SkillEvent`; `event` equals its `type`.
@@ -854,6 +919,15 @@ export interface components {
             /** @description The event's sequence number in the run (starts at 1). */
             id: string;
             data: string;
+        };
+        /** @description The answer to a step that waits for input (`step_waiting`). */
+        InputAnswer: {
+            /** @description The waiting step's `step_id` as its `step_waiting` gave it (`parent/child` for a nested skill's step). */
+            step_id: string;
+            /** @description For a `foreach` item, its `index`. */
+            index?: number;
+            /** @description The answer; it must match the `schema` of the `step_waiting` event. */
+            value: unknown;
         };
         /** @description A run without its inputs and result (as listed). */
         RunSummary: {
@@ -1117,6 +1191,18 @@ export interface components {
         };
         /** @description The run has already ended; `detail` says how. */
         RunFinished: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
+        /**
+         * @description That step instance is not waiting for input: it was answered already,
+         *     it timed out, it never waited, or the run has ended; `detail` says which.
+         */
+        NotWaiting: {
             headers: {
                 [name: string]: unknown;
             };
@@ -2090,6 +2176,92 @@ export interface operations {
         };
     };
     preflight__cancel_run: {
+        parameters: {
+            query?: never;
+            header?: {
+                /**
+                 * @description The calling page's origin (sent by browsers). A preflight from an origin
+                 *     not in `SKILLRUN_CORS_ORIGINS` (an empty or malformed one included) is
+                 *     refused: a 200 without `Access-Control-Allow-*` headers.
+                 */
+                Origin?: components["parameters"]["Origin"];
+                /**
+                 * @description Present (with `Origin`) only in a CORS preflight; the method the page
+                 *     wants. `GET`, `POST`, `DELETE` and `OPTIONS` are allowed; any other is refused
+                 *     (a 200 without `Access-Control-Allow-*` headers).
+                 */
+                "Access-Control-Request-Method"?: components["parameters"]["AccessControlRequestMethod"];
+                /**
+                 * @description The non-safelisted headers the page wants to send: lower-case names,
+                 *     comma-separated, as browsers send them (Fetch standard). Allowed:
+                 *     `x-api-key`, `x-trace-id`, `last-event-id`, `idempotency-key`,
+                 *     `content-type` and the CORS-safelisted ones; a preflight asking for any
+                 *     other is refused (a 200 without `Access-Control-Allow-*` headers).
+                 */
+                "Access-Control-Request-Headers"?: components["parameters"]["AccessControlRequestHeaders"];
+            };
+            path: {
+                /**
+                 * @description A run id. Any value: CORS preflights are answered before routing,
+                 *     whatever the path holds.
+                 * @example run_5f0c3a9b2d7e4f61a8c9b0d1
+                 */
+                run_id: components["parameters"]["PreflightRunId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: components["responses"]["CorsPreflight"];
+            204: components["responses"]["NotPreflight"];
+            400: components["responses"]["CorsRefused"];
+            404: components["responses"]["NoRoute"];
+        };
+    };
+    answer_run: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description A run id, as in `X-Run-Id`, e.g. `run_5f0c3a9b2d7e4f61a8c9b0d1`.
+                 * @example run_5f0c3a9b2d7e4f61a8c9b0d1
+                 */
+                run_id: components["parameters"]["RunId"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["InputAnswer"];
+            };
+        };
+        responses: {
+            /** @description The answer was delivered and recorded; the run goes on. */
+            202: {
+                headers: {
+                    Location: components["headers"]["RunLocation"];
+                    "X-Run-Id": components["headers"]["RunId"];
+                    "RateLimit-Limit": components["headers"]["RateLimitLimit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimitRemaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Run"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["RunNotFound"];
+            409: components["responses"]["NotWaiting"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["UnprocessableEntity"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    preflight__answer_run: {
         parameters: {
             query?: never;
             header?: {

@@ -41,13 +41,18 @@ export async function usage(): Promise<void> {
       case 'step_degraded':
         void event.data.findings[0]?.count;
         break;
+      case 'step_waiting': {
+        const prompt: string = event.data.prompt;
+        void [prompt, event.data.schema, event.data.answer_url];
+        break;
+      }
       case 'step_retrying': {
         const attempt: number = event.data.attempt;
         void attempt;
         break;
       }
       case 'done': {
-        const status: 'queued' | 'running' | 'completed' | 'failed' | 'cancelled' | 'interrupted' = event.status;
+        const status: 'queued' | 'running' | 'waiting' | 'completed' | 'failed' | 'cancelled' | 'interrupted' = event.status;
         void status;
         const doneMessage: string = event.message; // every event has a message, done too
         void doneMessage;
@@ -93,6 +98,8 @@ export async function usage(): Promise<void> {
   // @ts-expect-error not a run status
   await client.runs.list({ status: 'exploded' });
   await client.runs.cancel(run.run_id);
+  const answered: Run = await client.runs.input(run.run_id, 'ask', { approve: true });
+  void answered;
   for await (const e of client.runs.events(run.run_id, { after: 3 })) void e.type;
   const skills = await client.skills.list();
   void skills.skills[0]?.id;

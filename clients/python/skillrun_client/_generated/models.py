@@ -45,8 +45,10 @@ class ExecuteOptions(BaseModel):
 RunStatus = TypeAliasType(
     "RunStatus",
     Annotated[
-        Literal['queued', 'running', 'completed', 'failed', 'cancelled', 'interrupted'],
-        Field(description='How a run ended (or that it has not yet).'),
+        Literal['queued', 'running', 'waiting', 'completed', 'failed', 'cancelled', 'interrupted'],
+        Field(
+            description="How a run ended (or that it has not yet). `waiting`: a step waits for\ninput (`step_waiting`; answer it with `POST /v1/runs/{run_id}/input`);\nthe run is unfinished, and counts toward its key's stored runs, not its\nrunning ones.\n"
+        ),
     ],
 )
 
@@ -99,7 +101,7 @@ class ExecuteResult(BaseModel):
     error: StepError | None = None
 
 
-EventType = TypeAliasType("EventType", Literal['skill_start', 'step_start', 'step_completed', 'step_skipped', 'step_degraded', 'step_failed', 'skill_completed', 'done', 'step_retrying', 'step_fallback', 'gate_warning', 'skill_resumed'])
+EventType = TypeAliasType("EventType", Literal['skill_start', 'step_start', 'step_completed', 'step_skipped', 'step_degraded', 'step_failed', 'skill_completed', 'done', 'step_retrying', 'step_fallback', 'gate_warning', 'skill_resumed', 'step_waiting'])
 
 
 class EventEnvelope(BaseModel):
@@ -238,6 +240,13 @@ class StepPlace(BaseModel):
             description="For a nested skill's step, the plain step ids from the top-level step down to this one."
         ),
     ] = None
+    waited_ms: Annotated[
+        float | None,
+        Field(
+            description="On the event that ends a wait (the step's terminal event, or `step_retrying` / `step_fallback` after a wait that timed out): how long the step waited for input since its `step_waiting`.",
+            ge=0.0,
+        ),
+    ] = None
 
 
 class SkillCompletedData(BaseModel):
@@ -278,6 +287,33 @@ class SseFrame(BaseModel):
         ),
     ]
     data: str
+
+
+class InputAnswer(BaseModel):
+    """
+    The answer to a step that waits for input (`step_waiting`).
+    """
+
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    step_id: Annotated[
+        str,
+        Field(
+            description="The waiting step's `step_id` as its `step_waiting` gave it (`parent/child` for a nested skill's step).",
+            max_length=1024,
+            min_length=1,
+        ),
+    ]
+    index: Annotated[
+        int | None, Field(description='For a `foreach` item, its `index`.', ge=0)
+    ] = None
+    value: Annotated[
+        Any,
+        Field(
+            description='The answer; it must match the `schema` of the `step_waiting` event.'
+        ),
+    ]
 
 
 class RunSummary(BaseModel):
@@ -652,10 +688,48 @@ class GateWarningEvent(EventEnvelope):
     data: GateWarningData
 
 
+class StepWaitingData(StepPlace):
+    prompt: Annotated[
+        str, Field(description='The question for the person who answers.')
+    ]
+    schema_: Annotated[
+        dict[str, Any],
+        Field(
+            alias='schema',
+            description="The JSON Schema the answer's `value` must match (the OpenAPI 3.0 subset, like skill inputs).",
+        ),
+    ]
+    expires_at: Annotated[
+        AwareDatetime | None,
+        Field(
+            description="When the wait ends with `step_failed` (kind `timeout`) if no answer came; absent: never (the run's own deadline still applies)."
+        ),
+    ] = None
+    answer_url: Annotated[
+        str, Field(description='Where to `POST` the answer: `/v1/runs/{run_id}/input`.')
+    ]
+
+
+class StepWaitingEvent(EventEnvelope):
+    """
+    A `human.input` step waits for an answer: the run's status is `waiting`
+    until it comes (`POST` the answer to `answer_url`). Comes between the
+    step's `step_start` and its one terminal event, which then carries
+    `waited_ms`. The stream stays open meanwhile (with heartbeats); a
+    client may also leave and come back through the runs API. After a
+    restart the step starts over and waits again (a new `step_waiting`).
+
+    """
+
+    type: Literal['step_waiting']
+    step_id: StepId
+    data: StepWaitingData
+
+
 SkillEvent = TypeAliasType(
     "SkillEvent",
     Annotated[
-        SkillStartEvent | StepStartEvent | StepCompletedEvent | StepSkippedEvent | StepDegradedEvent | StepFailedEvent | SkillCompletedEvent | SkillResumedEvent | DoneEvent | StepRetryingEvent | StepFallbackEvent | GateWarningEvent,
+        SkillStartEvent | StepStartEvent | StepCompletedEvent | StepSkippedEvent | StepDegradedEvent | StepFailedEvent | SkillCompletedEvent | SkillResumedEvent | DoneEvent | StepRetryingEvent | StepFallbackEvent | GateWarningEvent | StepWaitingEvent,
         Field(
             description='One event of a run, told apart by `type`.',
             discriminator='type',
