@@ -22,7 +22,8 @@ import pytest
 
 from conftest import API_KEY, ROOT, start_server
 
-pytestmark = pytest.mark.slow
+# Thousands of requests: more than the suite's default per-test timeout on a busy 2-core machine.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
 
 HOOK = ROOT / "tests" / "outside" / "ticker_hook.py"
 

@@ -1,14 +1,18 @@
 """The one hook a user adds to run schemathesis against Skillrun (issue 13): keep the
-deliberately slow ``demo.ticker``'s generated runs short, ``steps`` x ``delay_ms`` <= 4 s.
+deliberately slow demo skills' generated runs short: ``demo.ticker``'s ``steps`` x
+``delay_ms`` <= 4 s, and ``demo.approval``'s wait for a person (7 days by default) 20 ms.
 
 Only in-range values are changed, so a case meant to be invalid stays invalid.
 """
 
+import re
 from typing import Any
 
 import schemathesis
 
 BUDGET_MS = 4000
+WAIT = "20ms"
+DURATION = re.compile(r"[0-9]+(\.[0-9]+)?(ms|s|m|h|d)?")  # demo.approval's `timeout` pattern
 
 
 def _int(value: Any) -> bool:
@@ -18,6 +22,11 @@ def _int(value: Any) -> bool:
 @schemathesis.hook
 def map_case(context: Any, case: Any) -> Any:
     inputs = case.body.get("inputs") if isinstance(case.body, dict) else None
+    if "/demo.approval/" in case.operation.path and isinstance(inputs, dict):
+        sent = inputs.get("timeout", WAIT)
+        if isinstance(sent, str) and DURATION.fullmatch(sent):
+            inputs["timeout"] = WAIT
+        return case
     if "/demo.ticker/" not in case.operation.path or not isinstance(inputs, dict):
         return case
     steps, delay = inputs.get("steps", 3), inputs.get("delay_ms", 0)

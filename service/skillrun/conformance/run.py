@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -32,9 +33,21 @@ class Options:
     close_timeout_s: float = 5.0
 
 
+WAIT_SKILL = "demo.approval"  # waits for a person (human.input): 7 days by default
+WAIT_TIMEOUT = "20ms"  # generated demo.approval runs: how long they wait for their answer
+_DURATION = re.compile(r"[0-9]+(\.[0-9]+)?(ms|s|m|h|d)?")  # demo.approval's `timeout` pattern
+
+
 def fold_ticker(case: Any) -> None:
-    """Keeps generated demo.ticker runs short (only in-range values, so invalid stays invalid)."""
+    """Keeps the deliberately slow demo skills' generated runs short: demo.ticker's
+    steps x delay_ms, demo.approval's wait for a person (only in-range values, so a
+    case meant to be invalid stays invalid)."""
     inputs = case.body.get("inputs") if isinstance(case.body, dict) else None
+    if f"/{WAIT_SKILL}/" in case.operation.path and isinstance(inputs, dict):
+        sent = inputs.get("timeout", WAIT_TIMEOUT)
+        if isinstance(sent, str) and _DURATION.fullmatch(sent):
+            inputs["timeout"] = WAIT_TIMEOUT
+        return
     if f"/{LONG_SKILL}/" not in case.operation.path or not isinstance(inputs, dict):
         return
     steps, delay = inputs.get("steps", 3), inputs.get("delay_ms", 0)
