@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -31,7 +32,11 @@ _NODE_LINE = re.compile(r"^(\s*)server\s+\d+\.\d+\.\d+\.\d+:\d+(\s[^;]*)?;\s*$",
 
 # Each case: how many nodes, and the environment they all get. Every node believes
 # X-Forwarded-For from nginx only (--forwarded-allow-ips 127.0.0.1).
-TOPOLOGIES = [pytest.param({"nodes": 1, "env": {}}, id="one-node")]
+TOPOLOGIES = [
+    pytest.param({"nodes": 1, "env": {}}, id="one-node"),
+    # Issue 11: two nodes on one Redis behind nginx's round robin.
+    pytest.param({"nodes": 2, "env": {}, "redis": True}, id="two-nodes-on-redis"),
+]
 
 
 def derive_config(sample: str, upstreams: list[str], port: int, run_dir: Path) -> str:
@@ -105,10 +110,14 @@ def proxy_factory(
     """Start this case's nodes (with extra env) and nginx in front of them."""
     topology: dict[str, Any] = request.param
     started: list[Nginx] = []
+    shared: dict[str, str] = {}
+    if topology.get("redis"):
+        shared = {"SKILLRUN_DB": request.getfixturevalue("redis_server").url,
+                  "SKILLRUN_REDIS_PREFIX": f"nginx{uuid.uuid4().hex[:8]}:"}
 
     def factory(env: dict[str, str] | None = None) -> tuple[Nginx, list[Server]]:
         nodes = [
-            server_factory(env={**topology["env"], **(env or {})}, args=["--forwarded-allow-ips", "127.0.0.1"])
+            server_factory(env={**topology["env"], **shared, **(env or {})}, args=["--forwarded-allow-ips", "127.0.0.1"])
             for _ in range(topology["nodes"])
         ]
         nginx = start_nginx(tmp_path / f"nginx-{len(started)}", [f"127.0.0.1:{n.port}" for n in nodes])
@@ -148,8 +157,9 @@ def test_a_stream_through_nginx_arrives_spaced_in_time(proxy_factory: Callable[.
 def test_resume_with_last_event_id_through_nginx(proxy_factory: Callable[..., tuple[Nginx, list[Server]]]) -> None:
     """A stream through nginx cut after 5 events, resumed through nginx with
     `Last-Event-ID: 5`: the rest of the log, from id 6, ending with one `done` completed,
-    nothing lost or repeated."""
-    nginx, _ = proxy_factory()
+    nothing lost or repeated. With two nodes, round robin: of two resumes one after the
+    other, one lands on the node that did not run the stream; both get the same rest."""
+    nginx, nodes = proxy_factory()
     text = ""
     with httpx.Client(timeout=30) as client:
         with client.stream(
@@ -162,9 +172,13 @@ def test_resume_with_last_event_id_through_nginx(proxy_factory: Callable[..., tu
                 if len(parse_sse(text)[0]) >= 5:
                     break  # the connection is closed: the view ends, the run goes on
         first = parse_sse(text)[0][:5]
-        resumed = client.get(f"{nginx.url}/v1/runs/{run_id}/events", headers={**KEY, "Last-Event-ID": "5"})
-    assert resumed.status_code == 200
-    rest = parse_sse(resumed.text)[0]
+        resumes = [client.get(f"{nginx.url}/v1/runs/{run_id}/events", headers={**KEY, "Last-Event-ID": "5"})
+                   for _ in nodes]
+    assert all(r.status_code == 200 for r in resumes)
+    rest = parse_sse(resumes[0].text)[0]
+    assert all([(f.id, f.data) for f in parse_sse(r.text)[0]] == [(f.id, f.data) for f in rest] for r in resumes)
+    if len(nodes) > 1:  # round robin: each node answered one of the resumes (its access log says so)
+        assert all("GET /v1/runs/{run_id}/events 200" in node.log() for node in nodes), [n.log()[-600:] for n in nodes]
     frames = first + rest
     assert [int(f.id or 0) for f in frames] == list(range(1, len(frames) + 1))
     events = [f.json for f in frames]
