@@ -32,24 +32,8 @@ SPEC = CLIENT.parent.parent / "openapi" / "skillrun.yaml"
 TARGET = CLIENT / "skillrun_client" / "_generated" / "models.py"
 DEFAULTS_TARGET = CLIENT / "skillrun_client" / "_generated" / "defaults.py"
 
-OPTIONS = [
-    "--input-file-type", "openapi",
-    "--output-model-type", "pydantic_v2.BaseModel",
-    "--target-python-version", "3.11",
-    # Enums as Literal aliases: `event.type == "done"` and `match` work without Enum classes.
-    "--enum-field-as-literal", "all",
-    "--use-type-alias",
-    # OAS 3.0 `nullable: true` is the only way a field may be null.
-    "--strict-nullable",
-    "--use-annotated",
-    "--use-union-operator",
-    "--use-standard-collections",
-    "--use-schema-description",
-    "--field-constraints",
-    "--disable-timestamp",
-    # The built-in formatter has no version of its own, so output depends only on the pin.
-    "--formatters", "builtin",
-]
+sys.path.insert(0, str(CLIENT))
+from skillrun_client._codegen import MODEL_OPTIONS as OPTIONS  # noqa: E402  (one list for both)
 
 HEADER = '''"""Models generated from openapi/skillrun.yaml. Do not edit: run clients/python/scripts/generate.py."""
 

@@ -27,14 +27,15 @@ from ._hints import install_hint
 
 EXECUTE_PATH = re.compile(r"^/v1/skills/([^/{}]+)/execute$")
 
-# The options scripts/generate.py uses for the client's own models, plus population by
-# field name (a skill's input named like a Python keyword gets an aliased field).
-OPTIONS = [
+# The options of the client's own models (scripts/generate.py uses this list too).
+MODEL_OPTIONS = [
     "--input-file-type", "openapi",
     "--output-model-type", "pydantic_v2.BaseModel",
     "--target-python-version", "3.11",
+    # Enums as Literal aliases: `event.type == "done"` and `match` work without Enum classes.
     "--enum-field-as-literal", "all",
     "--use-type-alias",
+    # OAS 3.0 `nullable: true` is the only way a field may be null.
     "--strict-nullable",
     "--use-annotated",
     "--use-union-operator",
@@ -42,9 +43,12 @@ OPTIONS = [
     "--use-schema-description",
     "--field-constraints",
     "--disable-timestamp",
+    # The built-in formatter has no version of its own, so output depends only on the pin.
     "--formatters", "builtin",
-    "--allow-population-by-field-name",
 ]  # fmt: skip
+# A user's skills: also population by field name (an input named like a Python keyword
+# gets an aliased field).
+OPTIONS = [*MODEL_OPTIONS, "--allow-population-by-field-name"]
 
 
 class CodegenError(Exception):
