@@ -1275,7 +1275,7 @@ export interface components {
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
-        /** @description The server is starting or shutting down, or (starting a run) already runs `SKILLRUN_MAX_RUNNING` runs, or its run store (Redis) is unreachable, and accepts no new runs; retry after `Retry-After` seconds. */
+        /** @description The server is starting or shutting down, or (starting a run) already runs `SKILLRUN_MAX_RUNNING` runs and accepts no new runs, or its run store (Redis) is unreachable (any operation on runs); retry after `Retry-After` seconds. */
         ServiceUnavailable: {
             headers: {
                 "Retry-After": components["headers"]["RetryAfter"];
@@ -1916,6 +1916,7 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             429: components["responses"]["TooManyRequests"];
+            503: components["responses"]["ServiceUnavailable"];
         };
     };
     preflight__list_runs: {
@@ -1990,6 +1991,7 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["RunNotFound"];
             429: components["responses"]["TooManyRequests"];
+            503: components["responses"]["ServiceUnavailable"];
         };
     };
     delete_run: {
@@ -2022,6 +2024,7 @@ export interface operations {
             404: components["responses"]["RunNotFound"];
             409: components["responses"]["RunNotFinished"];
             429: components["responses"]["TooManyRequests"];
+            503: components["responses"]["ServiceUnavailable"];
         };
     };
     preflight__get_run: {
@@ -2094,6 +2097,7 @@ export interface operations {
             404: components["responses"]["RunNotFound"];
             409: components["responses"]["CursorPastEnd"];
             429: components["responses"]["TooManyRequests"];
+            503: components["responses"]["ServiceUnavailable"];
         };
     };
     preflight__run_events: {
@@ -2173,6 +2177,7 @@ export interface operations {
             404: components["responses"]["RunNotFound"];
             409: components["responses"]["RunFinished"];
             429: components["responses"]["TooManyRequests"];
+            503: components["responses"]["ServiceUnavailable"];
         };
     };
     preflight__cancel_run: {
@@ -2259,6 +2264,7 @@ export interface operations {
             415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["UnprocessableEntity"];
             429: components["responses"]["TooManyRequests"];
+            503: components["responses"]["ServiceUnavailable"];
         };
     };
     preflight__answer_run: {
