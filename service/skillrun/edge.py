@@ -20,6 +20,14 @@ subclass, passed to uvicorn as ``http=``:
   its head is in, and closed.
 
 Every answer here is ``application/problem+json`` with ``Connection: close``.
+
+A connection closed while its request is still arriving (these refusals, and the
+ASGI layer's 408 and 413) closes *lingering*, as nginx's ``lingering_close`` does:
+the answer is sent, the write side shut, and what the client still sends is read
+and dropped for up to ``_LINGER_S`` or until it closes. Closing at once with
+unread bytes makes the kernel answer them with a reset, which can destroy the
+answer before the client reads it (a third of 1,000 slow clients saw a reset,
+not their 408, on a loaded machine).
 """
 
 from __future__ import annotations
@@ -35,6 +43,8 @@ from .errors import PROBLEM_JSON, TITLES, problem_body
 
 # After the ASGI layer's 408 (bodylimit.py) has had its chance, even on a busy loop.
 _BODY_BACKSTOP_S = 5.0
+# The longest a refused connection is read and dropped before it is closed anyway.
+_LINGER_S = 3.0
 # In the request's ``scope["state"]``: the loop time its head was complete, so the
 # ASGI layer's body deadline counts from there, not from when a busy loop got to it.
 HEAD_DONE_AT = "skillrun.head_done_at"
@@ -61,6 +71,29 @@ def raw_problem(status: int, detail: str, headers: dict[str, str] | None = None)
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
+class _LingeringTransport:
+    """The connection's transport as uvicorn sees it: ``close`` asks the protocol,
+    which lingers when the request is still arriving; everything else is the transport's."""
+
+    __slots__ = ("_raw", "_protocol")
+
+    def __init__(self, raw: asyncio.Transport, protocol: EdgeProtocol) -> None:
+        self._raw = raw
+        self._protocol = protocol
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._raw, name)
+
+    def write(self, data: bytes) -> None:
+        self._raw.write(data)
+
+    def is_closing(self) -> bool:
+        return self._protocol._lingering or self._raw.is_closing()
+
+    def close(self) -> None:
+        self._protocol._close()
+
+
 class EdgeProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with the limits above (``limits`` set by ``edge_protocol``)."""
 
@@ -74,11 +107,15 @@ class EdgeProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._began_here = False  # this read holds the request's first byte
         self._over_cap = False
+        self._lingering = False
+        self._raw: asyncio.Transport | None = None
 
     # -- connection ------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self._raw = transport
+        self.transport = _LingeringTransport(transport, self)  # type: ignore[assignment]
         self._over_cap = len(self.connections) > self.limits.max_connections
         self._arm(self.limits.header_timeout_s, self._head_timed_out)
 
@@ -87,6 +124,8 @@ class EdgeProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._lingering:
+            return  # refused: what still arrives is dropped
         between = not self._in_message
         super().data_received(data)
         if self.transport.is_closing():
@@ -154,6 +193,28 @@ class EdgeProtocol(HttpToolsProtocol):
         self._timer = None
         self.logger.warning("closing a connection whose request body did not arrive in time")
         self.transport.close()
+
+    def _close(self) -> None:
+        """Close, lingering if the request is still arriving (see the module's doc)."""
+        raw = self._raw
+        assert raw is not None
+        if self._lingering or raw.is_closing():
+            return
+        if not self._in_message or not raw.can_write_eof():
+            raw.close()
+            return
+        self._lingering = True
+        self._disarm()
+        raw.write_eof()
+        raw.resume_reading()  # a paused body (flow control) must drain too
+        self._timer = self.loop.call_later(_LINGER_S, raw.close)
+
+    def eof_received(self) -> bool | None:
+        # The client is done sending: a lingering close is over. Otherwise as
+        # uvicorn (None: asyncio closes the transport).
+        if self._lingering and self._raw is not None:
+            self._raw.close()
+        return None
 
     def _refuse(self, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
         self._disarm()
