@@ -34,6 +34,7 @@ const KNOWN: ReadonlySet<string> = new Set(
     skill_completed: true,
     skill_resumed: true,
     step_waiting: true,
+    step_delta: true,
     done: true,
   } satisfies Record<EventType, true>),
 );

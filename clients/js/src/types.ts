@@ -37,6 +37,8 @@ export type SkillCompletedEvent = Schemas['SkillCompletedEvent'];
 export type SkillResumedEvent = Schemas['SkillResumedEvent'];
 /** A `human.input` step waits for an answer (`data.prompt`, `data.schema`); the run is `waiting` until `runs.input` answers it. */
 export type StepWaitingEvent = Schemas['StepWaitingEvent'];
+/** Partial output of a running step (`data.delta.text`, `data.delta.progress`) in `data.sequence` order per `data.attempt`. */
+export type StepDeltaEvent = Schemas['StepDeltaEvent'];
 /** The last event: the run's result (what `/execute` answers) plus `type: 'done'` and a `message`. */
 export type DoneEvent = Schemas['DoneEvent'];
 

@@ -41,6 +41,7 @@ from ._generated.models import (
     StepSkippedEvent,
     StepStartEvent,
     StepWaitingEvent,
+    StepDeltaEvent,
 )
 from ._retry import Backoff
 from ._streaming import AsyncStream, Stream
@@ -72,6 +73,7 @@ __all__ = [
     "SkillCompletedEvent",
     "SkillResumedEvent",
     "StepWaitingEvent",
+    "StepDeltaEvent",
     "DoneEvent",
     "SSEDecoder",
     "ServerSentEvent",

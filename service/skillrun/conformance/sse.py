@@ -102,7 +102,7 @@ RULES: dict[str, str] = {
 }
 
 #: Events that come only between a step's ``step_start`` and its terminal event.
-IN_STEP_EVENTS = frozenset({"step_retrying", "step_fallback", "gate_warning", "step_waiting"})
+IN_STEP_EVENTS = frozenset({"step_retrying", "step_fallback", "gate_warning", "step_waiting", "step_delta"})
 TERMINAL_STEP_EVENTS = frozenset({"step_completed", "step_degraded", "step_failed"})
 
 

@@ -560,7 +560,7 @@ export interface components {
             error?: components["schemas"]["StepError"];
         };
         /** @enum {string} */
-        EventType: "skill_start" | "step_start" | "step_completed" | "step_skipped" | "step_degraded" | "step_failed" | "skill_completed" | "done" | "step_retrying" | "step_fallback" | "gate_warning" | "skill_resumed" | "step_waiting";
+        EventType: "skill_start" | "step_start" | "step_completed" | "step_skipped" | "step_degraded" | "step_failed" | "skill_completed" | "done" | "step_retrying" | "step_fallback" | "gate_warning" | "skill_resumed" | "step_waiting" | "step_delta";
         /** @description Fields every event but `done` carries. */
         EventEnvelope: {
             type: components["schemas"]["EventType"];
@@ -859,6 +859,58 @@ export interface components {
             type: "step_waiting";
         };
         /**
+         * @description Partial output of a running step, as it is made: text (a model's
+         *     tokens) and/or progress. Comes only between the step's `step_start`
+         *     and its one terminal event, whose output is always the whole result:
+         *     a client that ignores deltas loses nothing. Deltas that arrive within
+         *     a short window (`SKILLRUN_DELTA_WINDOW_MS`) are coalesced into one
+         *     event, so a client may assume nothing about where one delta ends and
+         *     the next begins, only that joining the `delta.text` of one attempt in
+         *     `sequence` order gives the text as it was made. If the attempt then
+         *     fails (`step_retrying`, `step_fallback`), its deltas are not part of
+         *     the step's output: join only the attempt that produced it (the last
+         *     `attempt` before the terminal event). Resuming with `Last-Event-ID`
+         *     replays deltas like every other event.
+         * @example {
+         *       "type": "step_delta",
+         *       "message": "Step 'answer' made output.",
+         *       "timestamp": "2026-12-01T09:30:00.125Z",
+         *       "step_id": "answer",
+         *       "trace_id": "7f3c9a52e1d04c1b",
+         *       "run_id": "run_01JDX3Q4",
+         *       "data": {
+         *         "attempt": 1,
+         *         "sequence": 3,
+         *         "delta": {
+         *           "text": " the answer"
+         *         }
+         *       }
+         *     }
+         */
+        StepDeltaEvent: components["schemas"]["EventEnvelope"] & {
+            /** @enum {string} */
+            type: "step_delta";
+            step_id: components["schemas"]["StepId"];
+            data: components["schemas"]["StepPlace"] & {
+                /** @description The attempt that made this output (1 is the first; a fallback is the attempt after the last failed one). */
+                attempt: number;
+                /** @description The delta's number within its attempt (1, 2, …), without gaps. */
+                sequence: number;
+                delta: {
+                    /** @description Text to append to the attempt's text so far. */
+                    text?: string;
+                    /** @description How far the step is (the latest value wins). */
+                    progress?: number;
+                };
+            };
+        } & {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "step_delta";
+        };
+        /**
          * @description The step's id; for a step of a nested skill (`uses: skill:<id>`) the
          *     path from the top: `parent/child`, or `parent[i]/child` when the parent
          *     step ran once per `foreach` item `i`.
@@ -909,7 +961,7 @@ export interface components {
             type: "done";
         };
         /** @description One event of a run, told apart by `type`. */
-        SkillEvent: components["schemas"]["SkillStartEvent"] | components["schemas"]["StepStartEvent"] | components["schemas"]["StepCompletedEvent"] | components["schemas"]["StepSkippedEvent"] | components["schemas"]["StepDegradedEvent"] | components["schemas"]["StepFailedEvent"] | components["schemas"]["SkillCompletedEvent"] | components["schemas"]["SkillResumedEvent"] | components["schemas"]["DoneEvent"] | components["schemas"]["StepRetryingEvent"] | components["schemas"]["StepFallbackEvent"] | components["schemas"]["GateWarningEvent"] | components["schemas"]["StepWaitingEvent"];
+        SkillEvent: components["schemas"]["SkillStartEvent"] | components["schemas"]["StepStartEvent"] | components["schemas"]["StepCompletedEvent"] | components["schemas"]["StepSkippedEvent"] | components["schemas"]["StepDegradedEvent"] | components["schemas"]["StepFailedEvent"] | components["schemas"]["SkillCompletedEvent"] | components["schemas"]["SkillResumedEvent"] | components["schemas"]["DoneEvent"] | components["schemas"]["StepRetryingEvent"] | components["schemas"]["StepFallbackEvent"] | components["schemas"]["GateWarningEvent"] | components["schemas"]["StepWaitingEvent"] | components["schemas"]["StepDeltaEvent"];
         /**
          * @description One Server-Sent Events frame as a client's parser sees it. `data` is a
          *     JSON text whose schema is `SkillEvent`; `event` equals its `type`.

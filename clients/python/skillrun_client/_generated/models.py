@@ -101,7 +101,7 @@ class ExecuteResult(BaseModel):
     error: StepError | None = None
 
 
-EventType = TypeAliasType("EventType", Literal['skill_start', 'step_start', 'step_completed', 'step_skipped', 'step_degraded', 'step_failed', 'skill_completed', 'done', 'step_retrying', 'step_fallback', 'gate_warning', 'skill_resumed', 'step_waiting'])
+EventType = TypeAliasType("EventType", Literal['skill_start', 'step_start', 'step_completed', 'step_skipped', 'step_degraded', 'step_failed', 'skill_completed', 'done', 'step_retrying', 'step_fallback', 'gate_warning', 'skill_resumed', 'step_waiting', 'step_delta'])
 
 
 class EventEnvelope(BaseModel):
@@ -196,6 +196,18 @@ class GateFinding(BaseModel):
 
     kind: Annotated[str, Field(examples=['email'])]
     count: Annotated[int, Field(ge=1)]
+
+
+class Delta(BaseModel):
+    text: Annotated[
+        str | None, Field(description="Text to append to the attempt's text so far.")
+    ] = None
+    progress: Annotated[
+        float | None,
+        Field(
+            description='How far the step is (the latest value wins).', ge=0.0, le=1.0
+        ),
+    ] = None
 
 
 StepId = TypeAliasType(
@@ -726,10 +738,50 @@ class StepWaitingEvent(EventEnvelope):
     data: StepWaitingData
 
 
+class StepDeltaData(StepPlace):
+    attempt: Annotated[
+        int,
+        Field(
+            description='The attempt that made this output (1 is the first; a fallback is the attempt after the last failed one).',
+            ge=1,
+        ),
+    ]
+    sequence: Annotated[
+        int,
+        Field(
+            description="The delta's number within its attempt (1, 2, …), without gaps.",
+            ge=1,
+        ),
+    ]
+    delta: Delta
+
+
+class StepDeltaEvent(EventEnvelope):
+    """
+    Partial output of a running step, as it is made: text (a model's
+    tokens) and/or progress. Comes only between the step's `step_start`
+    and its one terminal event, whose output is always the whole result:
+    a client that ignores deltas loses nothing. Deltas that arrive within
+    a short window (`SKILLRUN_DELTA_WINDOW_MS`) are coalesced into one
+    event, so a client may assume nothing about where one delta ends and
+    the next begins, only that joining the `delta.text` of one attempt in
+    `sequence` order gives the text as it was made. If the attempt then
+    fails (`step_retrying`, `step_fallback`), its deltas are not part of
+    the step's output: join only the attempt that produced it (the last
+    `attempt` before the terminal event). Resuming with `Last-Event-ID`
+    replays deltas like every other event.
+
+    """
+
+    type: Literal['step_delta']
+    step_id: StepId
+    data: StepDeltaData
+
+
 SkillEvent = TypeAliasType(
     "SkillEvent",
     Annotated[
-        SkillStartEvent | StepStartEvent | StepCompletedEvent | StepSkippedEvent | StepDegradedEvent | StepFailedEvent | SkillCompletedEvent | SkillResumedEvent | DoneEvent | StepRetryingEvent | StepFallbackEvent | GateWarningEvent | StepWaitingEvent,
+        SkillStartEvent | StepStartEvent | StepCompletedEvent | StepSkippedEvent | StepDegradedEvent | StepFailedEvent | SkillCompletedEvent | SkillResumedEvent | DoneEvent | StepRetryingEvent | StepFallbackEvent | GateWarningEvent | StepWaitingEvent | StepDeltaEvent,
         Field(
             description='One event of a run, told apart by `type`.',
             discriminator='type',
