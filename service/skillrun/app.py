@@ -20,6 +20,7 @@ from .capabilities import HttpPolicy, default_registry
 from .cors import CorsMiddleware
 from .docsguard import DocsGuardMiddleware
 from .engine import Engine, load_skills
+from .engine.deltas import DeltaPolicy
 from .engine.workers import make_offload
 from .loadreport import LoadReport
 from .operations import CachedAsyncApi, security_map
@@ -64,12 +65,14 @@ def build_services(settings: Settings, tracing: Tracing | None = None) -> Servic
     hashes = [hash_key(k) for k in settings.api_keys]
     if settings.api_keys_file is not None:
         hashes += read_hash_file(settings.api_keys_file)
-    offload = make_offload(settings.worker_procs, settings.inline_max_chars, settings.worker_memory_mb)
+    offload = make_offload(settings.worker_procs, settings.inline_max_chars, settings.worker_memory_mb,
+                           settings.delta_max_chars)
     observe = build_observability(settings, tracing)
     engine = Engine(
         registry, skills=catalog, max_parallel=settings.max_parallel, offload=offload,
         max_parallel_per_key=settings.max_parallel_per_key, max_foreach_items=settings.max_foreach_items,
         tracer=observe.engine_tracer(),
+        deltas=DeltaPolicy(settings.delta_window_ms / 1000, settings.delta_max_chars),
     )
     quotas = RunQuotas(
         settings.max_running_per_key, settings.max_running, settings.max_events_per_run,
