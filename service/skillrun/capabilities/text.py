@@ -17,7 +17,7 @@ from typing import Any
 import re2
 from selectolax.lexbor import LexborHTMLParser
 
-from ..engine.capability import CapabilityError, cpu_capability
+from ..engine.capability import CapabilityError, cpu_capability, emit_delta
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[^\s])")
 _WORD = re.compile(r"[^\W\d_][\w'-]*", re.UNICODE)
@@ -59,12 +59,31 @@ def _keywords(args: dict[str, Any]) -> dict[str, Any]:
     return {"keywords": [w for w, _ in counts.most_common(limit)]}
 
 
+# Texts with at least this many sentences report progress while they are scored
+# (``step_delta``), in at most PROGRESS_STEPS reports: shorter ones take well under
+# a millisecond, where progress would only cost events.
+PROGRESS_MIN_SENTENCES = 1000
+PROGRESS_STEPS = 10
+
+
+def _scan_words(sentences: list[str]) -> list[list[str]]:
+    """Each sentence's content words; on long texts, progress as it goes (the costly part)."""
+    if len(sentences) < PROGRESS_MIN_SENTENCES:
+        return [_content_words(s) for s in sentences]
+    every = -(-len(sentences) // PROGRESS_STEPS)
+    words: list[list[str]] = []
+    for start in range(0, len(sentences), every):
+        words.extend(_content_words(s) for s in sentences[start:start + every])
+        emit_delta(progress=round(len(words) / len(sentences), 4))
+    return words
+
+
 def _summary(args: dict[str, Any]) -> dict[str, Any]:
     sentences = args.get("sentences")
     if sentences is None:
         sentences = split_sentences(args.get("text", ""))
     k = int(args.get("max_sentences", 2))
-    words = [_content_words(s) for s in sentences]  # once per sentence
+    words = _scan_words(sentences)  # once per sentence
     freq = Counter(w for ws in words for w in ws)
     scored = []
     for pos, ws in enumerate(words):
@@ -226,7 +245,8 @@ CAPABILITIES = [
     cpu_capability(
         "text.extractive_summary",
         _summary,
-        "Pick the most representative sentences, in their original order.",
+        "Pick the most representative sentences, in their original order"
+        f" (texts of {PROGRESS_MIN_SENTENCES:,}+ sentences report progress as `step_delta` events).",
         {
             "type": "object",
             "additionalProperties": False,
