@@ -91,14 +91,18 @@ def run_state(namespace: str) -> dict[str, Any]:
 
 
 class CapabilityError(Exception):
-    """A capability failed; ``kind`` names how (it becomes the step's error kind)."""
+    """A capability failed; ``kind`` names how (it becomes the step's error kind).
 
-    def __init__(self, message: str, kind: str = "capability_error") -> None:
+    ``retry_after_s``: the failure says when trying again may work (an upstream's
+    ``Retry-After``); a step that retries waits at least that long (see ``step``)."""
+
+    def __init__(self, message: str, kind: str = "capability_error", retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.kind = kind
+        self.retry_after_s = retry_after_s
 
     def __reduce__(self) -> tuple[Any, ...]:  # keeps ``kind`` across a worker process's pipe
-        return (type(self), (str(self), self.kind))
+        return (type(self), (str(self), self.kind, self.retry_after_s))
 
 
 @dataclass(frozen=True, slots=True)

@@ -506,7 +506,7 @@ class _Run:
             except TimedOut as exc:
                 raise StepFailure(TIMEOUT, exc.message) from None
             except CapabilityError as exc:
-                raise StepFailure(exc.kind, str(exc)) from None
+                raise StepFailure(exc.kind, str(exc), exc.retry_after_s) from None
             except (StepFailure, asyncio.CancelledError):
                 raise
             except Exception as exc:  # a capability bug is the step's failure, not the run's crash

@@ -67,6 +67,10 @@ class StepHost(Protocol):
 
 Findings = list[dict[str, Any]]
 
+# The longest ``Retry-After`` a retry honours (a longer one waits this long): the
+# clients' cap too, so an upstream cannot park a step for hours.
+RETRY_AFTER_MAX_S = 60.0
+
 
 def utc_after(seconds: float) -> str:
     """RFC 3339 UTC (milliseconds, ``Z``) ``seconds`` from now."""
@@ -310,6 +314,8 @@ class StepLife:
                         failure.message = f"{failure.message} (after {attempt} attempts)"
                     raise
                 delay = step.retry.delay_ms(attempt, run.engine.rng.random())
+                if failure.retry_after_s is not None:  # the upstream said when: not sooner
+                    delay = max(delay, min(failure.retry_after_s, RETRY_AFTER_MAX_S) * 1000)
                 self.emit(ev.step_retrying(step.id, attempt, failure.as_dict(), delay, self.index))
                 await asyncio.sleep(delay / 1000)
                 attempt += 1
