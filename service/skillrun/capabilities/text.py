@@ -93,6 +93,25 @@ def _summary(args: dict[str, Any]) -> dict[str, Any]:
     return {"summary": " ".join(sentences[p] for p in best)}
 
 
+def _answer(args: dict[str, Any]) -> dict[str, Any]:
+    """The context's sentences that share the most content words with the question
+    (in their original order); its text also goes out as a delta, as a model's would."""
+    sentences = split_sentences(args.get("context", ""))
+    wanted = set(_content_words(args["question"]))
+    k = int(args.get("max_sentences", 2))
+    scored = []
+    for pos, sentence in enumerate(sentences):
+        hits = len(wanted & set(_content_words(sentence)))
+        if hits:
+            scored.append((-hits, pos))
+    best = sorted(pos for _, pos in sorted(scored)[:k])
+    text = " ".join(sentences[p] for p in best) if best else ""
+    if not text:
+        text = "No answer: the context says nothing about the question." if sentences else "No answer: no context was given."
+    emit_delta(text)
+    return {"text": text, "sentences": len(best)}
+
+
 def heading(line: str) -> str | None:
     """The title of a Markdown ATX heading line (``## Title ##``), else None.
 
@@ -241,6 +260,24 @@ CAPABILITIES = [
             "properties": {"text": _TEXT, "limit": {"type": "integer", "minimum": 1}},
         },
         {"type": "object", "additionalProperties": False, "properties": {"keywords": {"type": "array", "items": {"type": "string"}}}},
+    ),
+    cpu_capability(
+        "text.extractive_answer",
+        _answer,
+        "Answer a question from a context without a model: its sentences sharing the most content words with"
+        " the question, in their original order (a fixed sentence when none does); the text is also a `step_delta`.",
+        {
+            "type": "object",
+            "required": ["question"],
+            "additionalProperties": False,
+            "properties": {
+                "question": {"type": "string"},
+                "context": _TEXT,
+                "max_sentences": {"type": "integer", "minimum": 1, "maximum": 20},
+            },
+        },
+        {"type": "object", "additionalProperties": False,
+         "properties": {"text": {"type": "string"}, "sentences": {"type": "integer"}}},
     ),
     cpu_capability(
         "text.extractive_summary",
