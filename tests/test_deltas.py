@@ -219,3 +219,27 @@ def test_the_run_record_ignores_deltas() -> None:
     run record: not its status, not its waits."""
     data = json.dumps({"type": "step_delta", "data": {"attempt": 1, "sequence": 1, "delta": {"text": '"waited_ms"'}}})
     assert ev.projection(5, ev.STEP_DELTA, data) == ev.Projection(False, None)
+
+
+async def _chatty(args: dict[str, Any]) -> dict[str, Any]:
+    emit_delta("mail me at a@example.com", progress=1.0)
+    return {"text": "mail me at a@example.com"}
+
+
+@pytest.mark.anyio
+async def test_a_step_with_a_post_gate_sends_progress_but_no_delta_text() -> None:
+    """A step whose output the pii gate redacts emits "mail me at a@example.com" as a
+    delta: the address never reaches the log (no delta text, only its progress), and
+    the output is redacted."""
+    reg = registry_with(Capability("t.chatty", _chatty))
+    s = skill("""
+        id: t
+        version: "1"
+        steps:
+          - id: a
+            uses: t.chatty
+            gate: { uses: pii }
+    """, reg)
+    _, rec, _ = await run(engine_for(s, registry=reg), s)
+    assert [e["data"]["delta"] for e in rec.of("step_delta", "a")] == [{"progress": 1.0}]
+    assert "a@example.com" not in json.dumps(rec.events)

@@ -17,6 +17,8 @@ bounds it, and knows nothing of where the events go (it hands them to the step).
   and go out as one event (texts joined, the latest progress). So one instance writes
   at most one event per window, however fast its model is: 10,000 chunks a second
   with a 25 ms window are ~40 events. ``window_s`` 0: every delta is its own event.
+- Gates: a step with a post gate sends no delta text (only progress): its output is
+  what the gate checks, and text sent before it ran would bypass a redaction.
 - Bound: an instance's delta text, all attempts together, is at most ``max_chars``
   characters; text past it is dropped (progress still goes out). The step's output,
   in its terminal event, is whole whatever the deltas were.
@@ -56,10 +58,14 @@ class StepDeltas:
     """The deltas of one step instance (see the module's docstring)."""
 
     __slots__ = ("policy", "write", "step_id", "index", "open", "attempt", "sequence",
-                 "chars", "text", "progress", "timer", "next_at", "_loop")
+                 "chars", "text", "progress", "timer", "next_at", "_loop", "texts")
 
-    def __init__(self, policy: DeltaPolicy, write: Callable[[Event], None], step_id: str, index: int | None) -> None:
+    def __init__(self, policy: DeltaPolicy, write: Callable[[Event], None], step_id: str, index: int | None,
+                 *, texts: bool = True) -> None:
         self.policy = policy
+        # False for a step whose output a post gate checks: text sent before the gate
+        # ran would bypass it (a PII gate's redaction), so only progress goes out.
+        self.texts = texts
         self.write = write
         self.step_id = step_id
         self.index = index
@@ -96,7 +102,7 @@ class StepDeltas:
     def __call__(self, text: str | None, progress: float | None) -> None:
         if not self.open:
             return
-        text = self._bounded(text) if isinstance(text, str) else None
+        text = self._bounded(text) if isinstance(text, str) and self.texts else None
         level = _progress(progress) if progress is not None else None
         if not text and level is None:
             return

@@ -130,7 +130,8 @@ class StepLife:
         self.attempts = 0  # attempts of the capability (or nested skill) begun so far
         # Its capability's partial output (``emit_delta``), written between its
         # step_start and its terminal event.
-        self.deltas = StepDeltas(run.engine.deltas, self._write, step.id, index)
+        self.deltas = StepDeltas(run.engine.deltas, self._write, step.id, index,
+                                 texts=not any(g.stage == "post" for g in step.gates))
 
     def _write(self, event: Event) -> None:
         self.run.emitter.emit(*event)
