@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 import httpx
+import pytest
 
 from conftest import Server
 from fake_llm import FakeLLM, Reply
@@ -192,3 +193,41 @@ def test_the_api_key_is_never_in_an_event_an_error_or_the_log(
     assert error["kind"] == "upstream_status" and "SKILLRUN_LLM_API_KEY" in error["message"], error
     assert SECRET not in raw
     assert SECRET not in server.log()
+
+
+def test_token_usage_goes_into_the_llm_tokens_counter(server_factory: Callable[..., Server], tmp_path: Path) -> None:
+    """Two runs whose model reports usage (11, 7) in its last chunk: /metrics counts
+    skillrun_llm_tokens_total 22 input and 14 output tokens."""
+    with FakeLLM([Reply(["hi"], usage=(11, 7))]) as fake:
+        server = serve(server_factory, chat_skill(tmp_path), llm_env(fake))
+        stream(server, "t.chat", {})
+        stream(server, "t.chat", {})
+        metrics = httpx.get(server.url + "/metrics", headers=KEY).text
+    assert 'skillrun_llm_tokens_total{type="input"} 22.0' in metrics, metrics
+    assert 'skillrun_llm_tokens_total{type="output"} 14.0' in metrics
+
+
+@pytest.mark.anyio
+async def test_token_usage_goes_on_the_steps_attempt_span() -> None:
+    """With tracing on, the `execute_tool llm.chat` span of the call carries the model
+    and usage (11 input, 7 output tokens) the last chunk reported."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from conftest import asgi_client, make_settings
+    from skillrun.app import create_app
+    from skillrun.observe.tracing import Tracing
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    with FakeLLM([Reply(["hi"], usage=(11, 7), model="fake-model-9")]) as fake:
+        app = create_app(make_settings(llm_base_url=fake.base_url), tracing=Tracing(provider))
+        async with asgi_client(app) as client:
+            r = await client.post("/v1/skills/demo.chat/execute", json={"inputs": {"question": "q"}})
+            assert r.status_code == 200 and r.json()["outputs"] == {"answer": "hi"}, r.text
+    span = next(s for s in exporter.get_finished_spans() if s.name == "execute_tool llm.chat")
+    attributes = dict(span.attributes or {})
+    assert attributes["gen_ai.usage.input_tokens"] == 11 and attributes["gen_ai.usage.output_tokens"] == 7
+    assert attributes["gen_ai.response.model"] == "fake-model-9"
