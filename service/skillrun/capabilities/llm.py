@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable
@@ -58,10 +59,8 @@ class LlmConfig:
 
     @classmethod
     def from_env(cls) -> "LlmConfig":
-        from ..settings import Settings
-
-        settings = Settings.from_env()
-        return cls(settings.llm_base_url, settings.llm_api_key)
+        """``SKILLRUN_LLM_BASE_URL`` and ``SKILLRUN_LLM_API_KEY`` (as ``Settings`` reads them)."""
+        return cls(os.environ.get("SKILLRUN_LLM_BASE_URL") or None, os.environ.get("SKILLRUN_LLM_API_KEY") or None)
 
 
 _MESSAGE = {
