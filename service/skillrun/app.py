@@ -16,10 +16,11 @@ from starlette.exceptions import HTTPException
 from . import errors
 from .auth import KeyRing, check_keys, hash_key, read_hash_file
 from .bodylimit import BodyLimitMiddleware
-from .capabilities import HttpPolicy, default_registry
+from .capabilities import HttpPolicy, LlmConfig, default_registry
 from .cors import CorsMiddleware
 from .docsguard import DocsGuardMiddleware
 from .engine import Engine, load_skills
+from .engine.deltas import DeltaPolicy
 from .engine.workers import make_offload
 from .loadreport import LoadReport
 from .operations import CachedAsyncApi, security_map
@@ -55,7 +56,9 @@ def build_observability(settings: Settings, tracing: Tracing | None = None) -> O
 
 
 def build_services(settings: Settings, tracing: Tracing | None = None) -> Services:
-    registry = default_registry(HttpPolicy(settings.http_allow, public=settings.http_public))
+    observe = build_observability(settings, tracing)
+    llm = LlmConfig(settings.llm_base_url, settings.llm_api_key, on_usage=observe.llm_usage)
+    registry = default_registry(HttpPolicy(settings.http_allow, public=settings.http_public), llm)
     dirs = [*([BUNDLED_SKILLS] if settings.include_bundled_skills else []), *settings.skill_dirs]
     catalog, problems = load_skills(dirs, registry)
     report = LoadReport.of(dirs, catalog.all(), problems)
@@ -64,12 +67,13 @@ def build_services(settings: Settings, tracing: Tracing | None = None) -> Servic
     hashes = [hash_key(k) for k in settings.api_keys]
     if settings.api_keys_file is not None:
         hashes += read_hash_file(settings.api_keys_file)
-    offload = make_offload(settings.worker_procs, settings.inline_max_chars, settings.worker_memory_mb)
-    observe = build_observability(settings, tracing)
+    offload = make_offload(settings.worker_procs, settings.inline_max_chars, settings.worker_memory_mb,
+                           settings.delta_max_chars)
     engine = Engine(
         registry, skills=catalog, max_parallel=settings.max_parallel, offload=offload,
         max_parallel_per_key=settings.max_parallel_per_key, max_foreach_items=settings.max_foreach_items,
         tracer=observe.engine_tracer(),
+        deltas=DeltaPolicy(settings.delta_window_ms / 1000, settings.delta_max_chars),
     )
     quotas = RunQuotas(
         settings.max_running_per_key, settings.max_running, settings.max_events_per_run,

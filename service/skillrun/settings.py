@@ -42,6 +42,13 @@ def _limit(name: str, default: int) -> int:
     return value
 
 
+def _non_negative(name: str, default: float) -> float:
+    value = _float(name, default)
+    if value < 0:
+        raise ValueError(f"{name}: {value} must not be negative")
+    return value
+
+
 def _lease(name: str, default: float) -> float:
     """A node lease: long enough to renew over a slow network, short enough that a dead
     node's runs end soon (the issue's bound: at most 30 s)."""
@@ -154,6 +161,14 @@ class Settings:
     metrics_port: int | None = None
     # Log lines: "text" (a terminal) or "json" (one object per line, with run and trace ids).
     log_format: str = "text"
+    # A step's partial output (step_delta): deltas within this window are one event
+    # (0: every delta its own event), and its delta text is at most delta_max_chars.
+    delta_window_ms: float = 25.0
+    delta_max_chars: int = 1_000_000
+    # llm.chat: an OpenAI-compatible Chat Completions endpoint (None: unconfigured),
+    # and its key (never logged, never in an event or error).
+    llm_base_url: str | None = None
+    llm_api_key: str | None = field(default=None, repr=False)
 
     def limits_storage(self) -> str:
         """Where rate-limit counters live: as set, else the Redis run store's Redis, else memory."""
@@ -207,4 +222,8 @@ class Settings:
             metrics=_flag("SKILLRUN_METRICS", True),
             metrics_port=_int("SKILLRUN_METRICS_PORT", 0) or None,
             log_format=_log_format(os.environ.get("SKILLRUN_LOG_FORMAT") or "text"),
+            delta_window_ms=_non_negative("SKILLRUN_DELTA_WINDOW_MS", 25.0),
+            delta_max_chars=_limit("SKILLRUN_DELTA_MAX_CHARS", 1_000_000),
+            llm_base_url=os.environ.get("SKILLRUN_LLM_BASE_URL") or None,
+            llm_api_key=os.environ.get("SKILLRUN_LLM_API_KEY") or None,
         )

@@ -21,6 +21,8 @@ DETERMINISTIC_KINDS = frozenset(
         "http_refused",
         "http_too_many_redirects",
         "http_unsupported",
+        "unconfigured",
+        "upstream_status",
     }
 )
 

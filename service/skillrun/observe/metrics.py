@@ -127,6 +127,11 @@ class Metrics:
         self.step_retries = Counter(
             "skillrun_step_retries", "Step attempts that failed and were retried.", ["skill", "capability"], registry=r
         )
+        # By type only (input, output): a model's name comes from a skill's input, so
+        # a label of it would let a key holder grow the series without bound.
+        self.llm_tokens = Counter(
+            "skillrun_llm_tokens", "Tokens of llm.chat calls, by type (input, output).", ["type"], registry=r
+        )
         self.gate_findings = Counter(
             "skillrun_gate_findings", "Gate findings, by the policy that handled them.", ["skill", "policy"], registry=r
         )
