@@ -114,6 +114,7 @@ class RunManager:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._writers: dict[str, RunWriter] = {}  # the runs this node runs: their writers
         self._owners: dict[str, str] = {}
+        self._fenced: set[str] = set()  # runs stopped here without closing their logs (``fence``)
         # A waiting run counts toward stored runs, not running ones (``quotas``).
         engine.answers.on_change = self._waiting_changed
         self._background: set[asyncio.Future[None]] = set()
@@ -262,6 +263,9 @@ class RunManager:
         self._tasks.pop(run.run_id, None)
         self._writers.pop(run.run_id, None)
         self._owners.pop(run.run_id, None)
+        if run.run_id in self._fenced:
+            self._fenced.discard(run.run_id)
+            return  # its log belongs to whoever holds the run now: nothing is closed here
         if task.cancelled():
             # Cancelled before its first step ran: the engine never saw it, so close the log here.
             closer = asyncio.ensure_future(self.close_log(run.run_id, INTERRUPTED if self.draining else CANCELLED))
@@ -389,6 +393,30 @@ class RunManager:
             writer.parked = True  # what the stopped engine would write is dropped
             task.cancel(INTERRUPTED)
             log.info("run %s waits for input: parked, resumed at the next start", run_id)
+
+    def fence(self, run_id: str) -> None:
+        """Stop this node's engine task of ``run_id`` without writing another event: the
+        run is another node's now (it took it over while this node's lease had lapsed),
+        or may be any moment (``runs.nodes``: the lease could not be renewed in time).
+        Like a parked run, its log is left as it is, for whoever holds the run."""
+        task, writer = self._tasks.get(run_id), self._writers.get(run_id)
+        if task is None or task.done():
+            return
+        self._fenced.add(run_id)
+        if writer is not None:
+            writer.parked = True
+        task.cancel(INTERRUPTED)
+        log.warning("run %s: stopped here, its lease lapsed (another node may resume it)", run_id)
+
+    def fence_all(self) -> list[str]:
+        """``fence`` every run this node runs; their ids."""
+        fenced = [run_id for run_id, task in self._tasks.items() if not task.done()]
+        for run_id in fenced:
+            self.fence(run_id)
+        return fenced
+
+    def running_here(self, run_id: str) -> bool:
+        return run_id in self._tasks
 
     def cancel_here(self, run_id: str, reason: str) -> None:
         """Cancel the run's engine task if this node runs it (a cancel sent by another node)."""

@@ -200,13 +200,27 @@ class Keys:
 # one argument an event, as redis-py's packing costs per argument), then per event that
 # changes the record: seq, starts (0/1), done's status and result ('' unless done), and
 # the open waits' change ('' none, 'r' reset by a resume, else +1/-1; see ``events``).
+# Fencing: the last ARGV is the sending node, compared with the record's ``node`` (who
+# holds the run now): a run a survivor adopted (``adopt``) takes
+# nothing more from the node it was taken from, so a zombie's late events (a node cut
+# from Redis longer than its lease, whose engine went on) are refused whole. Returns
+# {refused seqs, 1 if fenced else 0}.
 _APPEND = """
 local refused, changes = {}, {}
 local n = tonumber(ARGV[4])
-for j = 5 + n, #ARGV, 5 do
+local sender = ARGV[#ARGV]
+for j = 5 + n, #ARGV - 1, 5 do
   changes[ARGV[j]] = j
 end
+local holder = redis.call('HGET', KEYS[2], 'node')
 local closed = redis.call('HEXISTS', KEYS[2], 'finished_at') == 1
+if holder and holder ~= sender then
+  for i = 5, 4 + n do
+    local ev = ARGV[i]
+    refused[#refused + 1] = string.sub(ev, 1, string.find(ev, '\\31', 1, true) - 1)
+  end
+  return {refused, 1}
+end
 for i = 5, 4 + n do
   local ev = ARGV[i]
   local a = string.find(ev, '\\31', 1, true)
@@ -249,7 +263,7 @@ for i = 5, 4 + n do
     end
   end
 end
-return refused
+return {refused, 0}
 """
 
 # Commands at once on one node's command pool: past it a command waits for a free
@@ -314,6 +328,9 @@ class RedisStore:
         self.url = url
         # Told each appended batch's duration (s) and event count (the metrics, as SQLite's).
         self.on_commit: Callable[[float, int], None] | None = None
+        # Told the run whose events were refused because another node holds it now
+        # (fencing, see ``_APPEND``): the run manager stops its engine task here.
+        self.on_fenced: Callable[[str], None] | None = None
         self.cluster = cluster
         self.keys = Keys(prefix)
         self.node_id = node_id or "node-" + hashlib.sha256(f"{time.time_ns()}{id(self)}".encode()).hexdigest()[:12]
@@ -326,6 +343,7 @@ class RedisStore:
         self._tails: dict[str, _Tail] = {}
         self._appended: dict[str, int] = {}  # last seq handed to append, per run written here
         self._pending: list[tuple[str, EventRecord]] = []
+        self._sending = False  # a batch is on its way (see ``flushed``)
         self._wake = asyncio.Event()
         self._closing = False
         self._writer: asyncio.Task[None] | None = None
@@ -475,6 +493,16 @@ class RedisStore:
         self._pending.append((run_id, event))
         self._wake.set()
 
+    async def flushed(self, timeout: float) -> bool:
+        """Wait until every appended event has been sent (or refused); False on timeout."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self._pending or self._sending:
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(0.02)
+        return True
+
     async def _write_loop(self) -> None:
         failures = 0
         while True:
@@ -483,6 +511,7 @@ class RedisStore:
             batch, self._pending = self._pending, []
             if batch:
                 began = time.perf_counter()
+                self._sending = True
                 try:
                     refused = await self._send(batch)
                 except OUTAGE as exc:
@@ -495,6 +524,8 @@ class RedisStore:
                     failures += 1
                     self._wake.set()
                     continue
+                finally:
+                    self._sending = False
                 if failures:
                     log.warning("run store: Redis reachable again; kept events sent")
                 failures, self.reachable = 0, True
@@ -528,6 +559,7 @@ class RedisStore:
                         waits = "r" if change.resumed else str(change.waits) if change.waits else ""
                         args += [ev.seq, int(change.starts), change.status if done else "",
                                  _dumps(change.result) if done else "", waits]
+                args.append(self.node_id)  # fencing: refused if another node holds the run now
                 pipe.eval(_APPEND, 2, k.log(run_id), k.run(run_id), *args)
             results = await pipe.execute(raise_on_error=False)
         refused: set[tuple[str, int]] = set()
@@ -538,11 +570,23 @@ class RedisStore:
                 log.error("run store: %d event(s) of run %s refused: %s", len(events), run_id, result)
                 refused.update((run_id, ev.seq) for ev in events)
                 continue
-            bounced = {int(_text(seq)) for seq in result}
+            bounced, fenced = {int(_text(seq)) for seq in result[0]}, bool(result[1])
             for ev in events:
                 if ev.seq in bounced and not await self._ours(run_id, ev):
                     refused.add((run_id, ev.seq))
+            if fenced and any((run_id, ev.seq) in refused for ev in events):
+                self._fenced(run_id)
         return refused
+
+    def _fenced(self, run_id: str) -> None:
+        """Another node holds ``run_id`` now (it took the run over while this node's
+        lease had lapsed): nothing more is sent for it, and its engine here is stopped."""
+        log.warning("run store: run %s is held by another node now; this node's events for it are refused",
+                    run_id)
+        self._appended.pop(run_id, None)
+        self._pending = [(r, ev) for r, ev in self._pending if r != run_id]
+        if self.on_fenced is not None:
+            self.on_fenced(run_id)
 
     async def _ours(self, run_id: str, ev: EventRecord) -> bool:
         """Whether a refused XADD's entry is this very event: sent before a connection
