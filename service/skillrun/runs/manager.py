@@ -71,6 +71,14 @@ def _ends_wait_of(record: EventRecord, step_id: str, index: int | None) -> bool:
     return bool(payload.get("step_id") == step_id and data.get("index") == index and "waited_ms" in data)
 
 
+def _timed_out(record: EventRecord) -> bool:
+    """Whether a wait-ending event is the wait's own timeout (``human.input``'s kind)."""
+    if record.type not in (ev.STEP_FAILED, ev.STEP_RETRYING, ev.STEP_FALLBACK):
+        return False
+    error = (json.loads(record.data).get("data") or {}).get("error") or {}
+    return bool(error.get("kind") == "timeout")
+
+
 def new_run_id() -> str:
     """``run_`` and 24 hex digits: 12 of the creation time in milliseconds, then 12
     random ones (48 bits: two runs in one millisecond still differ).
@@ -340,7 +348,11 @@ class RunManager:
         assert self.remote_answer is not None
         if not await self.remote_answer(run.run_id, step_id, index, value):
             raise NotWaiting("the node running it is gone; it waits again once a survivor resumes the run")
-        await self._until_wait_ended(run.run_id, step_id, index, cursor)
+        ended = await self._until_wait_ended(run.run_id, step_id, index, cursor)
+        if ended is not None and _timed_out(ended):
+            # Its node timed the wait out before the answer reached it (it dropped the
+            # answer): the timeout won, so the answer is refused, never acknowledged.
+            raise NotWaiting("its wait timed out before the answer reached it")
 
     async def _waiting_in_log(self, run_id: str, step_id: str, index: int | None) -> tuple[dict[str, Any], int] | None:
         """The schema and seq of the instance's open ``step_waiting`` in the log, if one is open."""
@@ -369,20 +381,24 @@ class RunManager:
         if waiter.check(value) is None:
             waiter.answer.set_result(value)
 
-    async def _until_wait_ended(self, run_id: str, step_id: str, index: int | None, cursor: int) -> None:
-        """Follow the log from ``cursor`` until the instance's wait-ending event (or the run's end) is stored."""
+    async def _until_wait_ended(
+        self, run_id: str, step_id: str, index: int | None, cursor: int
+    ) -> EventRecord | None:
+        """Follow the log from ``cursor`` until the instance's wait-ending event (or the
+        run's end) is stored; that event, or None if none came in time."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + ANSWER_RECORDED_S
         while (left := deadline - loop.time()) > 0:
             batch = await self.store.read(run_id, cursor)
             for record in batch:
                 if record.type == ev.DONE or _ends_wait_of(record, step_id, index):
-                    return
+                    return record
             if batch:
                 cursor = batch[-1].seq
                 continue
             await self.store.wait(run_id, cursor, left)
         log.warning("run %s: the answer to step %r was delivered, its outcome not yet stored", run_id, step_id)
+        return None
 
     def _park_waiting(self) -> None:
         """Stop the engine tasks of the runs waiting for input without ending their logs."""
