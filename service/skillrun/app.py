@@ -85,6 +85,7 @@ def build_services(settings: Settings, tracing: Tracing | None = None) -> Servic
     if isinstance(store, RedisStore):
         # Counts across every node sharing the store, not this process's alone.
         quotas.shared = store.count_running
+        quotas.reserve, quotas.release = store.reserve_running, store.release_running
     return Services(
         settings=settings,
         catalog=catalog,

@@ -27,7 +27,7 @@ from ..engine.secret_inputs import has_secrets
 from ..engine.waiting import NotWaiting, Waiter
 from .recovery import LogFates, ms_since_iso, closing_events
 from .redaction import RunInputs
-from .store import TERMINAL, UNFINISHED, EventRecord, RunRecord, RunStore, utc_now
+from .store import TERMINAL, UNFINISHED, EventRecord, RunRecord, RunStore, StoreUnavailable, utc_now
 from .writer import RunWriter
 
 log = logging.getLogger(__name__)
@@ -206,8 +206,8 @@ class RunManager:
         store is awaited, so concurrent starts cannot overshoot; it is given back
         unless a new run was stored (its task's end gives it back then)."""
         await self.quotas.admit_stored(run.owner, functools.partial(self.store.count_runs, run.owner))
-        await self.quotas.admit_everywhere(run.owner)
         self.quotas.admit(run.owner)
+        await self.quotas.admit_everywhere(run.owner, run.run_id)
         self.quotas.started(run.owner)
         stored: RunRecord | None = None
         try:
@@ -215,9 +215,18 @@ class RunManager:
         finally:
             if stored is None or stored.run_id != run.run_id:
                 self.quotas.ended(run.owner)
+                await self._release(run)
         if stored.run_id == run.run_id:
             self.quotas.stored(run.owner)
         return stored
+
+    async def _release(self, run: RunRecord) -> None:
+        """Give back the shared running place taken for ``run``, which was not stored."""
+        try:
+            await self.quotas.release_everywhere(run.owner, run.run_id)
+        except StoreUnavailable:
+            log.error("run %s: its running place could not be given back (store unreachable); "
+                      "it counts toward its key's running limit until removed from the active set", run.run_id)
 
     def _writer(self, run: RunRecord, given: RunInputs, last_seq: int = 0) -> RunWriter:
         """The run's writer, capped at ``max_events_per_run``: past it, the run is stopped
@@ -309,6 +318,9 @@ class RunManager:
         owner = self._owners.get(run_id)
         if owner is None:
             return
+        note = getattr(self.store, "note_waiting", None)  # a shared store counts it for every node
+        if note is not None:
+            note(run_id, owner, waiting)
         if waiting:
             self.quotas.ended(owner)
         else:

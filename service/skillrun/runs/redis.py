@@ -19,10 +19,14 @@ command ever names keys of two slots:
   within a millisecond, as SQLite's row number orders them. A list cursor
   (``ListCursor``) is resumed from its run's member when that run is still the
   caller's, else from its time alone (nothing of other keys shows through).
-- ``P{o:<owner>}:active``: the owner's unfinished runs (the running-runs quota,
-  counted across nodes).
+- ``P{o:<owner>}:active``: the owner's unfinished runs, and ``P{o:<owner>}:waiting``
+  those of them waiting for input: the running-runs quota counts active runs that do
+  not wait, across nodes. A place is taken atomically (``_RESERVE``: count and add in
+  one script) before the run is stored, so two nodes admitting at the same instant
+  cannot pass the limit.
 - ``P{all}:n`` (the run counter), ``P{all}:runs``, ``P{all}:finished`` (finished
-  runs by time, for purge), ``P{all}:active``, ``P{all}:nodes``: the few global indexes.
+  runs by time, for purge), ``P{all}:active``, ``P{all}:waiting``, ``P{all}:nodes``: the
+  few global indexes.
 - ``P{n:<node>}:runs``: the unfinished runs a node executes; ``P{n:<node>}:lease``
   its lease (see ``runs.nodes``).
 
@@ -266,6 +270,22 @@ end
 return {refused, 0}
 """
 
+# Takes a running place for a run (KEYS: an active set and its waiting set, one hash
+# tag: the owner's, or the global ones): counts the active runs that do not wait and,
+# under ARGV[2], adds ARGV[1]; returns -1 when taken, else the count that refused it.
+# A script so that the count and the add are one step on every node (no overshoot).
+_RESERVE = """
+local running = redis.call('SCARD', KEYS[1]) - redis.call('SINTERCARD', 2, KEYS[1], KEYS[2])
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then
+  return -1
+end
+if running >= tonumber(ARGV[2]) then
+  return running
+end
+redis.call('SADD', KEYS[1], ARGV[1])
+return -1
+"""
+
 # Commands at once on one node's command pool: past it a command waits for a free
 # connection (up to _POOL_WAIT_S, then the store is "unavailable"), instead of failing.
 _COMMAND_CONNECTIONS = 128
@@ -344,6 +364,9 @@ class RedisStore:
         self._appended: dict[str, int] = {}  # last seq handed to append, per run written here
         self._pending: list[tuple[str, EventRecord]] = []
         self._sending = False  # a batch is on its way (see ``flushed``)
+        # Runs that began (True) or stopped (False) waiting for input, to send in order
+        # with the writer's batches: (run_id, owner, waiting).
+        self._marks: list[tuple[str, str, bool]] = []
         self._wake = asyncio.Event()
         self._closing = False
         self._writer: asyncio.Task[None] | None = None
@@ -493,6 +516,50 @@ class RedisStore:
         self._pending.append((run_id, event))
         self._wake.set()
 
+    def note_waiting(self, run_id: str, owner: str, waiting: bool) -> None:
+        """A run began (or stopped) waiting for input: it holds no running place
+        meanwhile, on any node (sent by the writer task, never blocking the engine)."""
+        self._marks.append((run_id, owner, waiting))
+        self._wake.set()
+
+    async def _send_marks(self) -> None:
+        marks, self._marks = self._marks, []
+        k = self.keys
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for run_id, owner, waiting in marks:
+                    for key in (k.owner(owner, "waiting"), k.all("waiting")):
+                        (pipe.sadd if waiting else pipe.srem)(key, run_id)
+                await pipe.execute()
+        except OUTAGE:
+            self._marks = marks + self._marks  # kept, in order, for the next try
+            raise
+
+    @_outage_is_unavailable
+    async def reserve_running(self, run_id: str, owner: str, max_of_key: int, max_total: int) -> tuple[int, int] | None:
+        """Take a running place for ``run_id`` of ``owner`` on every node at once: None
+        when taken, else (the owner's, all) running counts that refused it. Each limit is
+        checked and taken in one script; a place taken of the owner's is given back when
+        the global one is refused."""
+        k = self.keys
+        of_key = int(await self.client.eval(_RESERVE, 2, k.owner(owner, "active"), k.owner(owner, "waiting"),
+                                            run_id, max_of_key))
+        if of_key >= 0:
+            return of_key, 0
+        total = int(await self.client.eval(_RESERVE, 2, k.all("active"), k.all("waiting"), run_id, max_total))
+        if total >= 0:
+            await self.client.srem(k.owner(owner, "active"), run_id)
+            return 0, total
+        return None
+
+    @_outage_is_unavailable
+    async def release_running(self, run_id: str, owner: str) -> None:
+        """Give back the place ``reserve_running`` took for a run that was not stored."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.srem(self.keys.owner(owner, "active"), run_id)
+            pipe.srem(self.keys.all("active"), run_id)
+            await pipe.execute()
+
     async def flushed(self, timeout: float) -> bool:
         """Wait until every appended event has been sent (or refused); False on timeout."""
         loop = asyncio.get_running_loop()
@@ -532,7 +599,16 @@ class RedisStore:
                 if self.on_commit is not None:  # the metrics: one batch, its time and size
                     self.on_commit(time.perf_counter() - began, len(batch))
                 self._publish(batch, refused)
-            if self._closing and not self._pending:
+            if self._marks:
+                try:
+                    await self._send_marks()
+                except OUTAGE:
+                    self.reachable = False
+                    await asyncio.sleep(_RETRY_S[min(failures, len(_RETRY_S) - 1)])
+                    failures += 1
+                    self._wake.set()
+                    continue
+            if self._closing and not self._pending and not self._marks:
                 return
 
     async def _send(self, batch: list[tuple[str, EventRecord]]) -> set[tuple[str, int]]:
@@ -671,8 +747,10 @@ class RedisStore:
             return  # not closed (yet): it still holds its places
         async with self.client.pipeline(transaction=False) as pipe:
             pipe.srem(k.all("active"), run_id)
+            pipe.srem(k.all("waiting"), run_id)
             if owner is not None:
                 pipe.srem(k.owner(owner, "active"), run_id)
+                pipe.srem(k.owner(owner, "waiting"), run_id)
             if node is not None:
                 pipe.srem(k.node(node, "runs"), run_id)
             if owner is not None and order is not None and finished_at is not None:
@@ -867,12 +945,16 @@ class RedisStore:
 
     @_outage_is_unavailable
     async def count_running(self, owner: str) -> tuple[int, int]:
-        """Unfinished runs of ``owner`` and of all owners, on every node (one round trip)."""
+        """Running runs of ``owner`` and of all owners, on every node (one round trip):
+        unfinished, and not waiting for input (as this node's own counts, ``quotas``)."""
+        k = self.keys
         async with self.client.pipeline(transaction=False) as pipe:
-            pipe.scard(self.keys.owner(owner, "active"))
-            pipe.scard(self.keys.all("active"))
-            of_owner, total = await pipe.execute()
-        return int(of_owner), int(total)
+            for active, waiting in ((k.owner(owner, "active"), k.owner(owner, "waiting")),
+                                    (k.all("active"), k.all("waiting"))):
+                pipe.scard(active)
+                pipe.sintercard(2, [active, waiting])
+            of_owner, of_owner_waiting, total, total_waiting = await pipe.execute()
+        return int(of_owner) - int(of_owner_waiting), int(total) - int(total_waiting)
 
     @_outage_is_unavailable
     async def purge(self, finished_before: str) -> int:
