@@ -319,7 +319,9 @@ class RunManager:
         if owner is None:
             return
         note = getattr(self.store, "note_waiting", None)  # a shared store counts it for every node
-        if note is not None:
+        writer = self._writers.get(run_id)
+        # A parked (or fenced) run still waits, whoever resumes it: the shared count keeps it so.
+        if note is not None and not (writer is not None and writer.parked and not waiting):
             note(run_id, owner, waiting)
         if waiting:
             self.quotas.ended(owner)
