@@ -55,6 +55,7 @@ from calendar import timegm
 from dataclasses import dataclass, field, replace
 from typing import Any, Awaitable, Callable, Collection, Concatenate, Coroutine, Mapping, ParamSpec, TypeVar, cast
 
+import redis as sync_redis
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ClusterDownError, RedisError, ResponseError
@@ -309,6 +310,22 @@ async def versioned(client: Client, url: str, prefix: str) -> None:
     found = int(_text(await cast(Awaitable[Any], client.get(key))) or SCHEMA_VERSION)
     if found > SCHEMA_VERSION:
         raise SchemaTooNew(f"{public_url(url)} (keys {prefix}*)", found, SCHEMA_VERSION)
+
+
+def cluster_enabled(url: str, timeout_s: float = 3.0) -> bool | None:
+    """Whether the Redis at ``url`` is a node of a Redis Cluster (``INFO cluster``:
+    ``cluster_enabled:1``); None when it cannot be asked now. Synchronous, once at
+    start: the store and the rate limiter's storage are built before any loop runs."""
+    client = sync_redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+    try:
+        info = client.info("cluster")
+    except (RedisError, OSError) as exc:
+        log.warning("run store: could not ask %s whether it is a Redis Cluster (%s); "
+                    "set SKILLRUN_REDIS_CLUSTER to say", public_url(url), exc)
+        return None
+    finally:
+        client.close()
+    return bool(int(info.get("cluster_enabled", 0)))
 
 
 def public_url(url: str) -> str:
