@@ -664,9 +664,11 @@ class RedisStore:
                 refused.update((run_id, ev.seq) for ev in events)
                 continue
             bounced, fenced = {int(_text(seq)) for seq in result[0]}, bool(result[1])
+            theirs = False  # once one is not ours, none after it can be (a log has no gaps)
             for ev in events:
-                if ev.seq in bounced and not await self._ours(run_id, ev):
+                if ev.seq in bounced and (theirs or not await self._ours(run_id, ev)):
                     refused.add((run_id, ev.seq))
+                    theirs = True
             if fenced and any((run_id, ev.seq) in refused for ev in events):
                 self._fenced(run_id)
         return refused
