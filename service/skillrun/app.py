@@ -30,6 +30,7 @@ from .observe.metrics import Metrics
 from .observe.tracing import Tracing
 from .ratelimit import RateLimiter, RateLimitMiddleware
 from .runs import RedisStore, RunManager, StoreUnavailable, open_store
+from .runs.redis import cluster_enabled, is_redis_url, public_url
 from .runs.nodes import NodeCoordinator
 from .runs.quotas import RunQuotas
 from .services import Services, ServicesMiddleware
@@ -79,9 +80,15 @@ def build_services(settings: Settings, tracing: Tracing | None = None) -> Servic
         settings.max_running_per_key, settings.max_running, settings.max_events_per_run,
         settings.max_stored_runs_per_key, stored_retry_after_s=int(_purge_every_s(settings)),
     )
+    if settings.redis_cluster is None and is_redis_url(settings.db):
+        # Not said: asked of Redis (a Cluster node answers cluster_enabled:1), so a
+        # Cluster URL works without a flag; the rate limiter's storage follows.
+        settings.redis_cluster = bool(cluster_enabled(settings.db))
+        if settings.redis_cluster:
+            log.info("run store: %s is a Redis Cluster node; using the Cluster client", public_url(settings.db))
     store = open_store(
         settings.db, redis_prefix=settings.redis_prefix, retention_s=settings.run_retention_s,
-        max_events=settings.max_events_per_run, redis_cluster=settings.redis_cluster,
+        max_events=settings.max_events_per_run, redis_cluster=bool(settings.redis_cluster),
     )
     if observe.metrics is not None and hasattr(store, "on_commit"):
         store.on_commit = observe.metrics.commit_observed
@@ -89,6 +96,7 @@ def build_services(settings: Settings, tracing: Tracing | None = None) -> Servic
     if isinstance(store, RedisStore):
         # Counts across every node sharing the store, not this process's alone.
         quotas.shared = store.count_running
+        quotas.reserve, quotas.release = store.reserve_running, store.release_running
     return Services(
         settings=settings,
         catalog=catalog,

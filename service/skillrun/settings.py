@@ -114,8 +114,9 @@ class Settings:
     db: str = ":memory:"
     # With a Redis store: every key starts with this (several deployments can share a Redis).
     redis_prefix: str = "skillrun:"
-    # With a Redis store: the URL is one node of a Redis Cluster.
-    redis_cluster: bool = False
+    # With a Redis store: the URL is one node of a Redis Cluster (True), or not (False);
+    # None (unset): asked of Redis at start (``INFO cluster``: ``cluster_enabled:1``).
+    redis_cluster: bool | None = None
     # With a Redis store: how long a node's lease lasts without renewal; a node
     # silent this long is dead and a survivor closes its runs (renewed every third of it).
     node_lease_s: float = 15.0
@@ -202,7 +203,7 @@ class Settings:
             cors_origins=_list("SKILLRUN_CORS_ORIGINS"),
             db=os.environ.get("SKILLRUN_DB") or DEFAULT_DB,
             redis_prefix=os.environ.get("SKILLRUN_REDIS_PREFIX") or "skillrun:",
-            redis_cluster=_flag("SKILLRUN_REDIS_CLUSTER"),
+            redis_cluster=_flag("SKILLRUN_REDIS_CLUSTER") if os.environ.get("SKILLRUN_REDIS_CLUSTER") else None,
             node_lease_s=_lease("SKILLRUN_NODE_LEASE_S", 15.0),
             run_retention_s=parse_duration(os.environ.get("SKILLRUN_RUN_RETENTION") or "7d", "SKILLRUN_RUN_RETENTION"),
             send_timeout_s=_float("SKILLRUN_SEND_TIMEOUT_S", 30.0),

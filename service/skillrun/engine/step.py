@@ -167,6 +167,11 @@ class StepLife:
                 async with asyncio.timeout(timeout_s):
                     return await waiter.answer
             except TimeoutError:
+                # The answer's future decides, once: an answer set in the same loop turn as
+                # the timeout (its POST was acknowledged) wins; a timeout that came first
+                # cancelled the future, so a later answer finds it closed (409).
+                if waiter.answer.done() and not waiter.answer.cancelled():
+                    return waiter.answer.result()
                 raise CapabilityError(f"no answer came before {expires}", kind="timeout") from None
         finally:
             answers.close(key, waiter)
