@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from ._types import StreamEvent
 
-StepKey = tuple[str, "int | None"]
+StepKey = tuple[str, int | None]
 """A step's ``step_id`` and, for a ``foreach`` item, its ``index``."""
 
 # Events that end the attempt running for a step: what it yielded is void.
@@ -31,6 +31,7 @@ _VOIDING = frozenset({"step_start", "step_retrying", "step_fallback"})
 # Terminal events with an output (the last attempt's text is the step's text) and without.
 _PRODUCED = frozenset({"step_completed", "step_degraded"})
 _NOTHING = frozenset({"step_failed", "step_skipped"})
+_WATCHED = _VOIDING | _PRODUCED | _NOTHING | {"step_delta"}
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ class StepTexts:
     def observe(self, event: StreamEvent) -> list[TextChunk]:
         """The chunks ``event`` means (most events: none)."""
         kind, step_id = event.type, getattr(event, "step_id", None)
-        if step_id is None or kind not in _VOIDING | _PRODUCED | _NOTHING | {"step_delta"}:
+        if step_id is None or kind not in _WATCHED:
             return []
         data = getattr(event, "data")
         key: StepKey = (step_id, getattr(data, "index", None))
