@@ -70,6 +70,7 @@ export class RunView {
   async follow(): Promise<void> {
     const key = `skillrun.run.${this.#runId}`;
     const cached = readCache(key);
+    this.#cache.push(...cached);
     for (const c of cached) this.#apply(c.id, c.event);
     this.#ticker = window.setInterval(() => this.#tick(), 500);
     const after = cached.length ? cached[cached.length - 1]?.id : undefined;
@@ -107,9 +108,6 @@ export class RunView {
   #apply(id: string, event: StreamEvent): void {
     if (this.#seen.has(id)) return; // one row per event, whatever a resume repeats
     this.#seen.add(id);
-    if (this.#cache.length === 0 || this.#cache[this.#cache.length - 1]?.id !== id) {
-      if (this.#cache.length < CACHE_LIMIT && !this.#cache.some((c) => c.id === id)) this.#cache.push({ id, event });
-    }
     const at = eventTime(event);
     this.#t0 ??= at;
     this.#row(id, event, at);

@@ -164,6 +164,22 @@ test('a reload in the middle of a 20-item demo.ticker continues with one row per
   await shot('run-ticker-after-reload');
 });
 
+test('a waiting step gets an answer form from its schema; answering completes the run', async () => {
+  await runFromForm('demo.approval', async () => {
+    await page.getByLabel('text', { exact: true }).fill('Cats purr. Dogs bark.');
+  });
+  await page.locator('[data-run-status="waiting"]').waitFor();
+  assert.equal(await state('ask'), 'waiting');
+  await page.getByLabel('approve', { exact: true }).check();
+  await page.getByLabel('comment', { exact: true }).fill('fine');
+  await shot('run-waiting');
+  await page.getByRole('button', { name: 'Send answer' }).click();
+  assert.equal(await finalStatus(), 'completed');
+  assert.equal(await state('ask'), 'completed');
+  assert.equal(await state('publish'), 'completed');
+  assert.equal(await state('reject'), 'skipped');
+});
+
 test('cancel from the page ends the run cancelled', async () => {
   await runFromForm('demo.ticker', async () => {
     await page.getByLabel('steps', { exact: true }).fill('50');
