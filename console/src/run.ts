@@ -14,6 +14,7 @@ import { jsonTree } from './json.js';
 type Ended = 'completed' | 'skipped' | 'degraded' | 'failed';
 type State = 'pending' | 'running' | 'retrying' | 'waiting' | Ended;
 const ENDED = new Set<string>(['completed', 'skipped', 'degraded', 'failed', 'cancelled', 'interrupted']);
+const ITEM_LIMIT = 500; // foreach items drawn in a node
 const CACHE_LIMIT = 3000; // events kept for a reload; past it a reload replays the log
 
 interface Cached {
@@ -45,6 +46,10 @@ export class RunView {
   #t0: number | undefined;
   #abort = new AbortController();
   #ticker: number | undefined;
+  #saveTimer: number | undefined;
+  #rows: HTMLElement[] = [];
+  #rowFrame = false;
+  readonly #itemStates = new Map<string, Map<number, string>>();
 
   constructor(client: Client, runId: string, skill: SkillDescription, graph: Graph, initialStatus: string) {
     this.#client = client;
@@ -73,6 +78,7 @@ export class RunView {
     this.#cache.push(...cached);
     for (const c of cached) this.#apply(c.id, c.event);
     this.#ticker = window.setInterval(() => this.#tick(), 500);
+    window.addEventListener('pagehide', () => this.#save(key));
     const after = cached.length ? cached[cached.length - 1]?.id : undefined;
     const stream = this.#client.runs.events(this.#runId, { signal: this.#abort.signal, ...(after !== undefined ? { after } : {}) });
     try {
@@ -95,11 +101,24 @@ export class RunView {
   }
 
   #remember(key: string, id: string, event: StreamEvent): void {
-    if (this.#cache.length >= CACHE_LIMIT) return;
+    if (this.#cache.length >= CACHE_LIMIT) {
+      if (this.#cache.length === CACHE_LIMIT) sessionStorage.removeItem(key); // too long: a reload replays the log
+      this.#cache.length = CACHE_LIMIT + 1;
+      return;
+    }
     this.#cache.push({ id, event });
+    // Written at most every 250 ms: serialising the whole list per event would grow quadratically.
+    if (this.#saveTimer !== undefined) return;
+    this.#saveTimer = window.setTimeout(() => {
+      this.#saveTimer = undefined;
+      this.#save(key);
+    }, 250);
+  }
+
+  #save(key: string): void {
+    if (this.#cache.length > CACHE_LIMIT) return;
     try {
-      if (this.#cache.length < CACHE_LIMIT) sessionStorage.setItem(key, JSON.stringify(this.#cache));
-      else sessionStorage.removeItem(key); // too long to keep: a reload replays the log
+      sessionStorage.setItem(key, JSON.stringify(this.#cache));
     } catch {
       sessionStorage.removeItem(key);
     }
@@ -120,12 +139,25 @@ export class RunView {
     const place = stepPlace(event);
     const where = step + (place?.index !== undefined ? `[${place.index}]` : '');
     const message = event.type === 'done' ? `Run ${event.status}.` : event.message;
-    this.#timeline.append(
+    this.#queueRow(
       h('li', { 'data-event-id': id, 'data-type': type, class: `t-${type}` },
         h('span', { class: 'at' }, `+${ms(at - (this.#t0 ?? at))}`), ' ',
         h('code', { class: 'type' }, type), ' ', where ? h('span', { class: 'where' }, where) : null, ' ',
         h('span', { class: 'msg' }, message)),
     );
+  }
+
+  /** Rows are added once a frame, in one batch: a fast run does not lay out per event. */
+  #queueRow(row: HTMLElement): void {
+    this.#rows.push(row);
+    if (this.#rowFrame) return;
+    this.#rowFrame = true;
+    requestAnimationFrame(() => {
+      this.#rowFrame = false;
+      const rows = this.#rows;
+      this.#rows = [];
+      this.#timeline.append(...rows);
+    });
   }
 
   #state(event: StreamEvent, at: number): void {
@@ -191,7 +223,7 @@ export class RunView {
       if (![...this.#targets.values()].some((t) => t.el.dataset['state'] === 'waiting')) this.#setStatus('running');
     }
     this.#bar(event.step_id, place, event.type, at);
-    if (place.index !== undefined && !event.step_id.includes('/')) this.#aggregate(event.step_id);
+    if (place.index !== undefined && !event.step_id.includes('/')) this.#aggregate(event.step_id, place.index, target.el.dataset['state'] ?? 'pending');
     this.#graph.relayout();
   }
 
@@ -214,8 +246,13 @@ export class RunView {
     const status = h('span', { class: 'status' }, 'pending');
     const el = h('li', { 'data-step-id': stepId, 'data-index': String(index), 'data-state': 'pending' }, h('span', { class: 'ix' }, `#${index}`), ' ', status);
     const list = top.items;
-    if (list) {
-      const later = Array.from(list.children).find((c) => Number(c.getAttribute('data-index')) > index);
+    // In order is the common case: append. Past ITEM_LIMIT items the list stops
+    // growing (the counter still counts every item): 10,000 rows in a node help nobody.
+    if (list && list.childElementCount < ITEM_LIMIT) {
+      const last = list.lastElementChild;
+      const later = last === null || Number(last.getAttribute('data-index')) < index
+        ? undefined
+        : Array.from(list.children).find((c) => Number(c.getAttribute('data-index')) > index);
       list.insertBefore(el, later ?? null);
     }
     return { el, status };
@@ -248,21 +285,27 @@ export class RunView {
     if (top?.counter) top.counter.dataset['items'] = String(count);
   }
 
-  /** A foreach node's own state: from its items' states. */
-  #aggregate(stepId: string): void {
+  /** A foreach node's own state, from its items' states (kept per index, not read from the DOM). */
+  #aggregate(stepId: string, index: number, itemState: string): void {
     const top = this.#graph.parts.get(stepId);
-    if (!top?.items || !top.counter) return;
-    const states = [...top.items.children].map((c) => (c as HTMLElement).dataset['state'] ?? 'pending');
-    const total = Number(top.counter.dataset['items'] ?? states.length);
-    const ended = states.filter((s) => ENDED.has(s)).length;
-    top.counter.textContent = `${ended}/${total} items done`;
-    let state: State = 'pending';
-    if (states.includes('waiting')) state = 'waiting';
-    else if (states.includes('retrying')) state = 'retrying';
-    else if (ended < total) state = states.length ? 'running' : 'pending';
-    else if (states.includes('failed')) state = 'failed';
-    else if (states.includes('degraded')) state = 'degraded';
-    else if (states.every((s) => s === 'skipped')) state = 'skipped';
+    if (!top?.counter) return;
+    const states = this.#itemStates.get(stepId) ?? new Map<number, string>();
+    this.#itemStates.set(stepId, states);
+    states.set(index, itemState);
+    const count = { ended: 0, waiting: 0, retrying: 0, failed: 0, degraded: 0, skipped: 0 };
+    for (const s of states.values()) {
+      if (ENDED.has(s)) count.ended++;
+      if (s in count) count[s as keyof typeof count]++;
+    }
+    const total = Number(top.counter.dataset['items'] ?? states.size);
+    top.counter.textContent = `${count.ended}/${total} items done`;
+    let state: State;
+    if (count.waiting) state = 'waiting';
+    else if (count.retrying) state = 'retrying';
+    else if (count.ended < total) state = 'running';
+    else if (count.failed) state = 'failed';
+    else if (count.degraded) state = 'degraded';
+    else if (count.skipped === states.size) state = 'skipped';
     else state = 'completed';
     top.node.dataset['state'] = state;
     top.status.textContent = state;
