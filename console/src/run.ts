@@ -14,6 +14,7 @@ import { jsonTree } from './json.js';
 type Ended = 'completed' | 'skipped' | 'degraded' | 'failed';
 type State = 'pending' | 'running' | 'retrying' | 'waiting' | Ended;
 const ENDED = new Set<string>(['completed', 'skipped', 'degraded', 'failed', 'cancelled', 'interrupted']);
+const YIELD_EVERY = 200; // events handled per task
 const ITEM_LIMIT = 500; // foreach items drawn in a node
 const CACHE_LIMIT = 3000; // events kept for a reload; past it a reload replays the log
 
@@ -81,11 +82,15 @@ export class RunView {
     window.addEventListener('pagehide', () => this.#save(key));
     const after = cached.length ? cached[cached.length - 1]?.id : undefined;
     const stream = this.#client.runs.events(this.#runId, { signal: this.#abort.signal, ...(after !== undefined ? { after } : {}) });
+    let count = 0;
     try {
       for await (const event of stream) {
         const id = stream.lastEventId ?? String(this.#seen.size + 1);
         this.#apply(id, event);
         this.#remember(key, id, event);
+        // A replay delivers thousands of buffered events at once: hand the main thread
+        // back now and then, so the page stays responsive while it catches up.
+        if (++count % YIELD_EVERY === 0) await new Promise((resolve) => setTimeout(resolve, 0));
       }
     } catch (err) {
       if (!this.#abort.signal.aborted) this.#showError(`The stream failed: ${String(err)}`);
