@@ -168,8 +168,8 @@ test('a waiting step gets an answer form from its schema; answering completes th
   await runFromForm('demo.approval', async () => {
     await page.getByLabel('text', { exact: true }).fill('Cats purr. Dogs bark.');
   });
-  await page.locator('[data-run-status="waiting"]').waitFor();
-  assert.equal(await state('ask'), 'waiting');
+  await page.locator('.canvas > [data-step-id="ask"][data-state="waiting"]').waitFor();
+  assert.equal(await page.locator('[data-run-status]').getAttribute('data-run-status'), 'waiting');
   await page.getByLabel('approve', { exact: true }).check();
   await page.getByLabel('comment', { exact: true }).fill('fine');
   await shot('run-waiting');
