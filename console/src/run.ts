@@ -69,7 +69,13 @@ export class RunView {
       this.#result,
       h('div', { class: 'run-body' }, graph.element, h('section', { class: 'side' }, h('h2', {}, 'Timeline'), this.#gantt, this.#timeline)),
     );
-    this.#setStatus(initialStatus);
+    if (ENDED.has(initialStatus)) {
+      // A finished run: its status is shown with its `done`, once the graph shows
+      // what the events say (a reader of data-run-status then sees the final nodes).
+      this.#statusEl.removeAttribute('data-run-status');
+      this.#statusEl.textContent = 'replaying…';
+      this.#cancel.hidden = true;
+    } else this.#setStatus(initialStatus);
   }
 
   /** Show what this tab saw before a reload, then follow the log after it. */
