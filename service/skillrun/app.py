@@ -18,6 +18,7 @@ from .auth import KeyRing, check_keys, hash_key, read_hash_file
 from .bodylimit import BodyLimitMiddleware
 from .capabilities import HttpPolicy, LlmConfig, default_registry
 from .cors import CorsMiddleware
+from .console import ConsoleMiddleware
 from .docsguard import DocsGuardMiddleware
 from .engine import Engine, load_skills
 from .engine.deltas import DeltaPolicy
@@ -171,6 +172,8 @@ def create_app(settings: Settings | None = None, *, tracing: Tracing | None = No
     app.add_middleware(ServicesMiddleware, MiddlewarePosition.BEFORE_EXCEPTION, services=services)
     # Inside that, still before the security check: preflights carry no key. See cors.py.
     app.add_middleware(CorsMiddleware, MiddlewarePosition.BEFORE_EXCEPTION, origins=settings.cors_origins)
+    # The web console at /ui/ (static, no key for the page; like /docs, not an operation).
+    app.add_middleware(ConsoleMiddleware, MiddlewarePosition.BEFORE_EXCEPTION)
     # Before connexion serves the spec and Swagger UI (only with SKILLRUN_PUBLIC_DOCS=0).
     app.add_middleware(DocsGuardMiddleware, MiddlewarePosition.BEFORE_EXCEPTION, public=settings.public_docs)
     # Inside the guard: the spec without the routing extensions, with a useful `servers`.

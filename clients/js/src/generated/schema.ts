@@ -1056,6 +1056,62 @@ export interface components {
             needs?: string[];
             /** @description The CEL list the step runs once per item of. */
             foreach?: string;
+            /**
+             * @description The steps this one waits for, resolved: `needs` when the file names
+             *     them, else the step before (empty for a step that waits for none).
+             *     The edges of the skill's graph.
+             */
+            after?: string[];
+            /** @description Every safety gate of the step, in the order they run (`gate` names the first). */
+            gates?: components["schemas"]["SkillStepGate"][];
+            /** @description With `foreach`: how many items run at once. */
+            max_parallel?: number;
+            retry?: components["schemas"]["SkillStepRetry"];
+            /** @description The time limit of one attempt, in seconds. */
+            timeout_s?: number;
+            /**
+             * @description What a failure does once retries are spent: `fail` ends the run,
+             *     `continue` lets it go on, `fallback` runs `fallback.uses` instead.
+             * @enum {string}
+             */
+            on_error?: "fail" | "continue" | "fallback";
+            fallback?: {
+                /** @description The capability that runs when the step fails for good. */
+                uses: string;
+            };
+            /**
+             * @description For `uses: skill:<id>`: the nested skill's id (`GET /v1/skills/{skill_id}`
+             *     describes its steps). Its events carry `step_id` `parent/child`.
+             */
+            skill?: string;
+        };
+        SkillStepGate: {
+            /** @description The gate capability. */
+            uses: string;
+            /**
+             * @description What findings do (`step_degraded`, `gate_failed`, `step_skipped`, `gate_warning`).
+             * @enum {string}
+             */
+            policy: "degrade" | "fail" | "skip" | "warn";
+            /**
+             * @description `pre` checks the rendered input, `post` the output.
+             * @enum {string}
+             */
+            stage: "pre" | "post";
+        };
+        /** @description Present when a failed attempt is tried again (`step_retrying`). */
+        SkillStepRetry: {
+            /** @description Attempts in all. */
+            max_attempts: number;
+            backoff: {
+                initial_ms: number;
+                max_ms: number;
+                multiplier: number;
+            };
+            /** @description The fraction of each delay that is random. */
+            jitter: number;
+            /** @description The error kinds retried; absent, every kind but the deterministic ones. */
+            on?: string[];
         };
         /**
          * @description A loaded skill. Skill files are YAML in the format of the JSON Schema
