@@ -1,6 +1,7 @@
 """Cost must not grow with what is stored (issue 12): the stored-runs count a start
-asks for is one row the database keeps (schema version 3), and a list filtered by
-several statuses reads a page of each, not every run of the key.
+asks for is one row the database keeps (schema version 3), a list filtered by skill
+or status reads an index range of the matching runs, and one filtered by several
+statuses a page of each, not every run of the key.
 
 A database written by the release before (schema version 2: the v1 fixture, see its
 header, brought to version 2 by that release's migrations) is migrated at open with
@@ -116,7 +117,7 @@ async def test_a_list_filtered_by_several_statuses_is_newest_first_and_paged_acr
 
 
 def test_list_and_count_queries_read_an_index_range_however_many_runs_are_stored(tmp_path: Path) -> None:
-    """EXPLAIN QUERY PLAN of the stored-runs count and of lists by key, by one status,
+    """EXPLAIN QUERY PLAN of the stored-runs count and of lists by skill, by one status,
     by several statuses (with a skill and a cursor): each is an index search, no table
     scan and no sort of the matching runs (only of each status's page, when merged)."""
     db = tmp_path / "runs.db"
@@ -134,12 +135,15 @@ def test_list_and_count_queries_read_an_index_range_however_many_runs_are_stored
         (["owner = ?", "skill_id = ?", "n < ?"], ["k", "demo.ticker", 10], ["completed", "failed"]),
         ([], [], ["queued", "running", "waiting"]),  # recovery at start: every key's unfinished runs
     ]
+    by_skill = plan(*SqliteStore._list_sql(["owner = ?", "skill_id = ?"], ["k", "demo.ticker"], None, 21))
+    assert by_skill == ["SEARCH runs USING INDEX runs_by_owner_skill (owner=? AND skill_id=?)"], by_skill
     for where, params, statuses in cases:
         sql, args = SqliteStore._list_sql(where, params, statuses, 21)
         steps = plan(sql, args)
         searches = [s for s in steps if s.startswith("SEARCH runs USING")]
         assert len(searches) == len(statuses), steps
-        assert all("status=?" in s for s in searches), steps
+        # A status (or, with a skill too, that skill's) range of the key's runs, never all of them.
+        assert all("status=?" in s or "skill_id=?" in s for s in searches), steps
         assert not [s for s in steps if s.startswith("SCAN runs")], steps
         if len(statuses) == 1:
             assert not [s for s in steps if "TEMP B-TREE" in s], steps

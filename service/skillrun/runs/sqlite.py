@@ -98,9 +98,10 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # that inserts or deletes a run: the stored-runs quota reads one row where it
     # counted the key's runs (an index scan of every one: ~50 ms at 1,000,000 runs,
     # asked again after every purge or delete that removed a run). ``runs_by_owner_status``
-    # serves a list filtered by status from the matching runs only, newest first;
-    # before, a status filter read the key's runs (or all runs of that status, every
-    # key's) until a page was found: the whole key when the status is rare.
+    # and ``runs_by_owner_skill`` serve a list filtered by status or by skill from the
+    # matching runs only, newest first; before, such a filter read the key's runs (or
+    # all runs of that status, every key's) until a page was found: the whole key when
+    # the status or skill is rare.
     (
         "CREATE TABLE run_counts (owner TEXT PRIMARY KEY, runs INTEGER NOT NULL) WITHOUT ROWID",
         "INSERT INTO run_counts (owner, runs) SELECT owner, COUNT(*) FROM runs GROUP BY owner",
@@ -112,6 +113,7 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
           UPDATE run_counts SET runs = runs - 1 WHERE owner = OLD.owner;
         END""",
         "CREATE INDEX runs_by_owner_status ON runs (owner, status, n)",
+        "CREATE INDEX runs_by_owner_skill ON runs (owner, skill_id, n)",
     ),
 )
 
