@@ -13,12 +13,15 @@ and measures:
 
   /execute   text.summarize at concurrency 16 for --seconds: req/s
   streams    --streams simultaneous demo.ticker stream starts: first-event p50/p95
+  store      the run store alone, in this process (no HTTP, far less noise): runs/s of
+             create + the template run's events + done, 16 at a time, --store-runs each round
   queries    the store queries that used to grow with the runs stored (the per-key
              stored-runs count a start asks for, a list filtered by several statuses):
              ms each, asked of the file directly
 
-and prints full/empty ratios of the medians (aim: within 10%, i.e. >= 0.90 for req/s,
-<= 1.10 for p95).
+and prints full/empty ratios of the medians and the median of each round's full/empty
+ratio (the empty round just before it: load from elsewhere drifts between rounds) (aim:
+within 10%, i.e. >= 0.90 for req/s, <= 1.10 for p95).
 The stored runs belong to the benchmark's key (so its per-key count is a real one)
 and SKILLRUN_MAX_STORED_RUNS_PER_KEY is raised above --runs for the server.
 """
@@ -26,7 +29,9 @@ and SKILLRUN_MAX_STORED_RUNS_PER_KEY is raised above --runs for the server.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
+import json
 import secrets
 import sqlite3
 import statistics
@@ -129,6 +134,45 @@ def measure(db: Path, cwd: Path, args: argparse.Namespace, max_stored: int) -> t
         stop(proc)
 
 
+def store_runs_per_s(db: Path, runs: int) -> float:
+    """Runs/s through the SQLite store alone: create, the template run's events, done; 16 at a time."""
+    sys.path.insert(0, str(HERE.parent / "service"))
+    from skillrun.runs import EventRecord, RunRecord, SqliteStore
+
+    conn = sqlite3.connect(full_db_of(db))
+    template = conn.execute("SELECT run_id, owner, skill_id, inputs FROM runs ORDER BY n LIMIT 1").fetchone()
+    events = conn.execute("SELECT seq, type, data FROM events WHERE run_id = ? ORDER BY seq", (template[0],)).fetchall()
+    conn.close()
+    old, owner, skill_id, inputs = template
+
+    async def one(store: SqliteStore, i: int) -> None:
+        run_id = f"run_{time.time_ns() // 1_000_000:012x}{secrets.token_hex(6)}"
+        await store.create(RunRecord(run_id=run_id, owner=owner, skill_id=skill_id, trace_id=secrets.token_hex(16),
+                                     channel="http", inputs=json.loads(inputs), created_at=iso(datetime.now(timezone.utc))))
+        for seq, typ, data in events:
+            store.append(run_id, EventRecord(seq, typ, data.replace(old, run_id)))
+        while not await store.wait(run_id, len(events) - 1, 5):
+            pass
+
+    async def go() -> float:
+        store = SqliteStore(db)
+        await store.open()
+        try:
+            t0 = time.perf_counter()
+            for start in range(0, runs, 16):
+                await asyncio.gather(*(one(store, i) for i in range(start, min(start + 16, runs))))
+            return runs / (time.perf_counter() - t0)
+        finally:
+            await store.close()
+
+    return asyncio.run(go())
+
+
+def full_db_of(db: Path) -> Path:
+    """The filled database beside ``db`` (the empty one has no template run of its own at first)."""
+    return db.with_name("full.db")
+
+
 def query_ms(db: Path) -> dict[str, float]:
     """Median ms of the store's queries that grew with the runs stored, on the benchmark key."""
     sys.path.insert(0, str(HERE.parent / "service"))
@@ -160,6 +204,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=5)
     ap.add_argument("--streams", type=int, default=500)
     ap.add_argument("--rounds", type=int, default=3, help="alternating measurements of each store")
+    ap.add_argument("--store-runs", type=int, default=3000, help="runs through the store alone, each round")
+    ap.add_argument("--skip-http", action="store_true", help="only the store alone and the queries")
     ap.add_argument("--dir", default=None, help="where the databases go (default: a new folder in TMPDIR)")
     args = ap.parse_args()
     tmp = Path(args.dir or Path(os.environ.get("TMPDIR", "/tmp")) / f"skillrun-stored-{os.getpid()}")
@@ -181,18 +227,31 @@ def main() -> None:
             stop(proc)
         stored = fill(full, args.runs, args.fill_seconds)
     results: dict[str, list[tuple[float, float, float]]] = {"empty": [], "full": []}
-    for _ in range(args.rounds):
+    for _ in range(0 if args.skip_http else args.rounds):
         for name, db in [("empty", empty), ("full", full)]:
             results[name].append(measure(db, tmp, args, max_stored))
             rps, p50, p95 = results[name][-1]
             print(f"  {name:5}: /execute {rps:,.0f} req/s; {args.streams} stream starts first event p50/p95 "
                   f"{p50 * 1000:.0f}/{p95 * 1000:.0f} ms", flush=True)
-    med = {name: [statistics.median(r[k] for r in rs) for k in range(3)] for name, rs in results.items()}
-    (e_rps, e_p50, e_p95), (f_rps, f_p50, f_p95) = med["empty"], med["full"]
-    print(f"with {stored:,} stored runs vs an empty store (medians of {args.rounds} alternating rounds): "
-          f"/execute {f_rps:,.0f} vs {e_rps:,.0f} req/s (ratio {f_rps / e_rps:.2f}, aim >= 0.90); "
-          f"stream-start p50 {f_p50 * 1000:.0f} vs {e_p50 * 1000:.0f} ms (ratio {f_p50 / e_p50:.2f}), "
-          f"p95 {f_p95 * 1000:.0f} vs {e_p95 * 1000:.0f} ms (ratio {f_p95 / e_p95:.2f}, aim <= 1.10)")
+    if results["empty"]:
+        med = {name: [statistics.median(r[k] for r in rs) for k in range(3)] for name, rs in results.items()}
+        (e_rps, e_p50, e_p95), (f_rps, f_p50, f_p95) = med["empty"], med["full"]
+        print(f"with {stored:,} stored runs vs an empty store (medians of {args.rounds} alternating rounds): "
+              f"/execute {f_rps:,.0f} vs {e_rps:,.0f} req/s (ratio {f_rps / e_rps:.2f}, aim >= 0.90); "
+              f"stream-start p50 {f_p50 * 1000:.0f} vs {e_p50 * 1000:.0f} ms (ratio {f_p50 / e_p50:.2f}), "
+              f"p95 {f_p95 * 1000:.0f} vs {e_p95 * 1000:.0f} ms (ratio {f_p95 / e_p95:.2f}, aim <= 1.10)")
+        pairs = list(zip(results["empty"], results["full"]))
+        print(f"  median of each round's full/empty ratio: /execute {statistics.median(f[0] / e[0] for e, f in pairs):.2f}, "
+              f"stream-start p50 {statistics.median(f[1] / e[1] for e, f in pairs):.2f}, "
+              f"p95 {statistics.median(f[2] / e[2] for e, f in pairs):.2f}")
+    store_rates: dict[str, list[float]] = {"empty": [], "full": []}
+    for _ in range(args.rounds):
+        for name, db in [("empty", empty), ("full", full)]:
+            store_rates[name].append(store_runs_per_s(db, args.store_runs))
+    e_st, f_st = statistics.median(store_rates["empty"]), statistics.median(store_rates["full"])
+    st_pairs = statistics.median(f / e for e, f in zip(store_rates["empty"], store_rates["full"]))
+    print(f"  store alone: {f_st:,.0f} vs {e_st:,.0f} runs/s (ratio {f_st / e_st:.2f}; median of each round's "
+          f"ratio {st_pairs:.2f})")
     q_empty, q_full = query_ms(empty), query_ms(full)
     for name in q_full:
         print(f"  {name}: {q_full[name]:.3f} ms full vs {q_empty[name]:.3f} ms empty")
