@@ -1,18 +1,27 @@
 """Cost must not grow with what is stored: an empty SQLite store against a full one, same run.
 
-    python bench/stored.py [--runs 1000000] [--fill-seconds 300] [--seconds 5] [--streams 500]
+    python bench/stored.py [--runs 1000000] [--fill-seconds 300] [--seconds 5] [--streams 500] [--rounds 3]
 
 Fills a SQLite run store DIRECTLY (sqlite3, not through HTTP: a million runs through
 the API would take most of an hour) with copies of a real text.summarize run (its
 row and its events, ids new, times spread over the last six days so retention
-keeps them), up to --runs or until --fill-seconds pass, whichever is first; says
-how many it stored. Then serves each store in turn (empty, full, empty, full), one
-uvicorn worker each, and measures:
+keeps them, ids made as the server makes them at that time), up to --runs or until
+--fill-seconds pass, whichever is first; says how many it stored. Then serves each
+store in turn, alternating (empty, full, empty, full, ... --rounds of each: the
+machine is shared, so load from elsewhere falls on both), one uvicorn worker each,
+and measures:
 
-  /execute   text.summarize at concurrency 16 for --seconds: req/s (best of two)
-  streams    --streams simultaneous demo.ticker stream starts: first-event p95 (best of two)
+  /execute   text.summarize at concurrency 16 for --seconds: req/s
+  streams    --streams simultaneous demo.ticker stream starts: first-event p50/p95
+  store      the run store alone, in this process (no HTTP, far less noise): runs/s of
+             create + the template run's events + done, 16 at a time, --store-runs each round
+  queries    the store queries that used to grow with the runs stored (the per-key
+             stored-runs count a start asks for, a list filtered by several statuses):
+             ms each, asked of the file directly
 
-and prints full/empty ratios (aim: within 10%, i.e. >= 0.90 for req/s, <= 1.10 for p95).
+and prints full/empty ratios of the medians and the median of each round's full/empty
+ratio (the empty round just before it: load from elsewhere drifts between rounds) (aim:
+within 10%, i.e. >= 0.90 for req/s, <= 1.10 for p95).
 The stored runs belong to the benchmark's key (so its per-key count is a real one)
 and SKILLRUN_MAX_STORED_RUNS_PER_KEY is raised above --runs for the server.
 """
@@ -20,9 +29,12 @@ and SKILLRUN_MAX_STORED_RUNS_PER_KEY is raised above --runs for the server.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
+import json
 import secrets
 import sqlite3
+import statistics
 import subprocess
 import sys
 import time
@@ -86,7 +98,9 @@ def fill(db: Path, runs: int, budget_s: float) -> int:
         for i in range(n):
             # Oldest first, as a server would have written them.
             at = iso(now - timedelta(seconds=span * (1 - (stored + i) / runs)))
-            run_id = "run_" + secrets.token_hex(12)
+            # As the run manager makes them: creation time in ms, then random (time-ordered keys).
+            ms = int((now - timedelta(seconds=span * (1 - (stored + i) / runs))).timestamp() * 1000)
+            run_id = f"run_{ms:012x}{secrets.token_hex(6)}"
             row = {**template, "run_id": run_id, "created_at": at, "started_at": at, "finished_at": at,
                    "trace_id": secrets.token_hex(16)}
             run_rows.append(tuple(row[c] for c in cols))
@@ -120,12 +134,78 @@ def measure(db: Path, cwd: Path, args: argparse.Namespace, max_stored: int) -> t
         stop(proc)
 
 
+def store_runs_per_s(db: Path, runs: int) -> float:
+    """Runs/s through the SQLite store alone: create, the template run's events, done; 16 at a time."""
+    sys.path.insert(0, str(HERE.parent / "service"))
+    from skillrun.runs import EventRecord, RunRecord, SqliteStore
+
+    conn = sqlite3.connect(full_db_of(db))
+    template = conn.execute("SELECT run_id, owner, skill_id, inputs FROM runs ORDER BY n LIMIT 1").fetchone()
+    events = conn.execute("SELECT seq, type, data FROM events WHERE run_id = ? ORDER BY seq", (template[0],)).fetchall()
+    conn.close()
+    old, owner, skill_id, inputs = template
+
+    async def one(store: SqliteStore, i: int) -> None:
+        run_id = f"run_{time.time_ns() // 1_000_000:012x}{secrets.token_hex(6)}"
+        await store.create(RunRecord(run_id=run_id, owner=owner, skill_id=skill_id, trace_id=secrets.token_hex(16),
+                                     channel="http", inputs=json.loads(inputs), created_at=iso(datetime.now(timezone.utc))))
+        for seq, typ, data in events:
+            store.append(run_id, EventRecord(seq, typ, data.replace(old, run_id)))
+        while not await store.wait(run_id, len(events) - 1, 5):
+            pass
+
+    async def go() -> float:
+        store = SqliteStore(db)
+        await store.open()
+        try:
+            t0 = time.perf_counter()
+            for start in range(0, runs, 16):
+                await asyncio.gather(*(one(store, i) for i in range(start, min(start + 16, runs))))
+            return runs / (time.perf_counter() - t0)
+        finally:
+            await store.close()
+
+    return asyncio.run(go())
+
+
+def full_db_of(db: Path) -> Path:
+    """The filled database beside ``db`` (the empty one has no template run of its own at first)."""
+    return db.with_name("full.db")
+
+
+def query_ms(db: Path) -> dict[str, float]:
+    """Median ms of the store's queries that grew with the runs stored, on the benchmark key."""
+    sys.path.insert(0, str(HERE.parent / "service"))
+    from skillrun.runs.sqlite import SqliteStore
+
+    conn = sqlite3.connect(db)
+    owner = conn.execute("SELECT owner FROM runs ORDER BY n DESC LIMIT 1").fetchone()[0]
+    unfinished = SqliteStore._list_sql(["owner = ?"], [owner], ["queued", "running", "waiting"], 21)
+    queries = {
+        "stored-runs count": ("SELECT runs FROM run_counts WHERE owner = ?", (owner,)),
+        "list ?status=queued,running,waiting": unfinished,
+    }
+    out = {}
+    for name, (sql, params) in queries.items():
+        times = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            conn.execute(sql, params).fetchall()
+            times.append((time.perf_counter() - t0) * 1000)
+        out[name] = statistics.median(times)
+    conn.close()
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=1_000_000)
     ap.add_argument("--fill-seconds", type=float, default=300)
     ap.add_argument("--seconds", type=float, default=5)
     ap.add_argument("--streams", type=int, default=500)
+    ap.add_argument("--rounds", type=int, default=3, help="alternating measurements of each store")
+    ap.add_argument("--store-runs", type=int, default=3000, help="runs through the store alone, each round")
+    ap.add_argument("--skip-http", action="store_true", help="only the store alone and the queries")
     ap.add_argument("--dir", default=None, help="where the databases go (default: a new folder in TMPDIR)")
     args = ap.parse_args()
     tmp = Path(args.dir or Path(os.environ.get("TMPDIR", "/tmp")) / f"skillrun-stored-{os.getpid()}")
@@ -147,18 +227,34 @@ def main() -> None:
             stop(proc)
         stored = fill(full, args.runs, args.fill_seconds)
     results: dict[str, list[tuple[float, float, float]]] = {"empty": [], "full": []}
-    for name, db in [("empty", empty), ("full", full), ("empty", empty), ("full", full)]:
-        results[name].append(measure(db, tmp, args, max_stored))
-        rps, p50, p95 = results[name][-1]
-        print(f"  {name:5}: /execute {rps:,.0f} req/s; {args.streams} stream starts first event p50/p95 "
-              f"{p50 * 1000:.0f}/{p95 * 1000:.0f} ms", flush=True)
-    e_rps = max(r[0] for r in results["empty"])
-    f_rps = max(r[0] for r in results["full"])
-    e_p95 = min(r[2] for r in results["empty"])
-    f_p95 = min(r[2] for r in results["full"])
-    print(f"with {stored:,} stored runs vs an empty store: /execute {f_rps:,.0f} vs {e_rps:,.0f} req/s "
-          f"(ratio {f_rps / e_rps:.2f}, aim >= 0.90); stream-start p95 {f_p95 * 1000:.0f} vs {e_p95 * 1000:.0f} ms "
-          f"(ratio {f_p95 / e_p95:.2f}, aim <= 1.10)")
+    for _ in range(0 if args.skip_http else args.rounds):
+        for name, db in [("empty", empty), ("full", full)]:
+            results[name].append(measure(db, tmp, args, max_stored))
+            rps, p50, p95 = results[name][-1]
+            print(f"  {name:5}: /execute {rps:,.0f} req/s; {args.streams} stream starts first event p50/p95 "
+                  f"{p50 * 1000:.0f}/{p95 * 1000:.0f} ms", flush=True)
+    if results["empty"]:
+        med = {name: [statistics.median(r[k] for r in rs) for k in range(3)] for name, rs in results.items()}
+        (e_rps, e_p50, e_p95), (f_rps, f_p50, f_p95) = med["empty"], med["full"]
+        print(f"with {stored:,} stored runs vs an empty store (medians of {args.rounds} alternating rounds): "
+              f"/execute {f_rps:,.0f} vs {e_rps:,.0f} req/s (ratio {f_rps / e_rps:.2f}, aim >= 0.90); "
+              f"stream-start p50 {f_p50 * 1000:.0f} vs {e_p50 * 1000:.0f} ms (ratio {f_p50 / e_p50:.2f}), "
+              f"p95 {f_p95 * 1000:.0f} vs {e_p95 * 1000:.0f} ms (ratio {f_p95 / e_p95:.2f}, aim <= 1.10)")
+        pairs = list(zip(results["empty"], results["full"]))
+        print(f"  median of each round's full/empty ratio: /execute {statistics.median(f[0] / e[0] for e, f in pairs):.2f}, "
+              f"stream-start p50 {statistics.median(f[1] / e[1] for e, f in pairs):.2f}, "
+              f"p95 {statistics.median(f[2] / e[2] for e, f in pairs):.2f}")
+    store_rates: dict[str, list[float]] = {"empty": [], "full": []}
+    for _ in range(args.rounds):
+        for name, db in [("empty", empty), ("full", full)]:
+            store_rates[name].append(store_runs_per_s(db, args.store_runs))
+    e_st, f_st = statistics.median(store_rates["empty"]), statistics.median(store_rates["full"])
+    st_pairs = statistics.median(f / e for e, f in zip(store_rates["empty"], store_rates["full"]))
+    print(f"  store alone: {f_st:,.0f} vs {e_st:,.0f} runs/s (ratio {f_st / e_st:.2f}; median of each round's "
+          f"ratio {st_pairs:.2f})")
+    q_empty, q_full = query_ms(empty), query_ms(full)
+    for name in q_full:
+        print(f"  {name}: {q_full[name]:.3f} ms full vs {q_empty[name]:.3f} ms empty")
 
 
 if __name__ == "__main__":

@@ -93,6 +93,28 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # 2: steps that wait for input. ``waits`` counts a run's open waits (``step_waiting``
     # without the event that ends it): the run is ``waiting`` while it is above 0.
     ("ALTER TABLE runs ADD COLUMN waits INTEGER NOT NULL DEFAULT 0",),
+    # 3: nothing a request does may cost more as runs are stored (bench/stored.py).
+    # ``run_counts`` holds each key's stored runs, kept by triggers in the transaction
+    # that inserts or deletes a run: the stored-runs quota reads one row where it
+    # counted the key's runs (an index scan of every one: ~50 ms at 1,000,000 runs,
+    # asked again after every purge or delete that removed a run). ``runs_by_owner_status``
+    # and ``runs_by_owner_skill`` serve a list filtered by status or by skill from the
+    # matching runs only, newest first; before, such a filter read the key's runs (or
+    # all runs of that status, every key's) until a page was found: the whole key when
+    # the status or skill is rare.
+    (
+        "CREATE TABLE run_counts (owner TEXT PRIMARY KEY, runs INTEGER NOT NULL) WITHOUT ROWID",
+        "INSERT INTO run_counts (owner, runs) SELECT owner, COUNT(*) FROM runs GROUP BY owner",
+        """CREATE TRIGGER runs_counted AFTER INSERT ON runs BEGIN
+          INSERT INTO run_counts (owner, runs) VALUES (NEW.owner, 1)
+          ON CONFLICT (owner) DO UPDATE SET runs = runs + 1;
+        END""",
+        """CREATE TRIGGER runs_uncounted AFTER DELETE ON runs BEGIN
+          UPDATE run_counts SET runs = runs - 1 WHERE owner = OLD.owner;
+        END""",
+        "CREATE INDEX runs_by_owner_status ON runs (owner, status, n)",
+        "CREATE INDEX runs_by_owner_skill ON runs (owner, skill_id, n)",
+    ),
 )
 
 # The schema version this release writes.
@@ -345,9 +367,9 @@ class SqliteStore:
         return await future
 
     async def count_runs(self, owner: str) -> int:
-        # An index range scan (runs_by_owner); the quota caches it per owner until a purge.
-        rows = await self._query("SELECT COUNT(*) FROM runs WHERE owner = ?", (owner,))
-        return int(rows[0][0])
+        # One row, kept by triggers (migration 3): the same cost however many runs are stored.
+        rows = await self._query("SELECT runs FROM run_counts WHERE owner = ?", (owner,))
+        return int(rows[0][0]) if rows else 0
 
     async def check(self) -> bool:
         """The writer is alive and the file answers a read (a disk gone bad fails here)."""
@@ -587,10 +609,6 @@ class SqliteStore:
         if owner is not None:
             where.append("owner = ?")
             params.append(owner)
-        if statuses is not None:
-            statuses = list(statuses)
-            where.append(f"status IN ({', '.join('?' * len(statuses))})")
-            params += statuses
         if skill_id is not None:
             where.append("skill_id = ?")
             params.append(skill_id)
@@ -602,11 +620,8 @@ class SqliteStore:
             else:  # that run is gone (or never was the caller's): resume by time
                 where.append("created_at < ?")
                 params.append(after.created_at)
-        sql = f"SELECT n, {_RUN_COLUMNS} FROM runs"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY n DESC LIMIT ?"
-        rows = await self._query(sql, (*params, limit + 1))
+        sql, args = self._list_sql(where, params, None if statuses is None else sorted(set(statuses)), limit + 1)
+        rows = await self._query(sql, args)
         page = rows[:limit]
         runs = []
         for row in page:
@@ -615,6 +630,37 @@ class SqliteStore:
             runs.append(replace(live.run) if live is not None and live.run is not None else run)
         last = runs[-1] if len(rows) > limit else None
         return RunPage(runs, ListCursor(last.created_at, last.run_id).encode() if last else None)
+
+    @staticmethod
+    def _list_sql(
+        where: list[str], params: list[str | int], statuses: list[str] | None, limit: int
+    ) -> tuple[str, tuple[str | int, ...]]:
+        """The newest ``limit`` runs matching ``where``, in one of ``statuses`` if given.
+
+        One status is one range of ``runs_by_owner_status`` (or ``runs_by_status``),
+        already newest first. Several are a page from each range, merged: ``status IN
+        (...)`` would read every run of those statuses to sort them (or scan the key's
+        runs for them), a cost that grows with what is stored.
+        """
+
+        def select(extra: list[str]) -> str:
+            clauses = where + extra
+            sql = f"SELECT n, {_RUN_COLUMNS} FROM runs"
+            if clauses:
+                sql += " WHERE " + " AND ".join(clauses)
+            return sql + " ORDER BY n DESC LIMIT ?"
+
+        if statuses is None:
+            return select([]), (*params, limit)
+        if not statuses:
+            return select(["0"]), (*params, limit)  # no status asked for: nothing matches
+        if len(statuses) == 1:
+            return select(["status = ?"]), (*params, statuses[0], limit)
+        parts = " UNION ALL ".join(f"SELECT * FROM ({select(['status = ?'])})" for _ in statuses)
+        args: list[str | int] = []
+        for status in statuses:
+            args += [*params, status, limit]
+        return f"{parts} ORDER BY n DESC LIMIT ?", (*args, limit)
 
     async def _cursor_n(self, after: ListCursor, owner: str | None) -> int | None:
         """The row number of the cursor's run, if it is still there and the caller's."""
