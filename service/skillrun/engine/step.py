@@ -308,7 +308,7 @@ class StepLife:
                 args = await run.render(fb.input, {**(self.local or {}), "error": failure.as_dict()})
             except ExpressionError as exc:
                 raise StepFailure("expression_error", str(exc)) from None
-            verdict = await self._post_gates(await run._call(step, cap, args))
+            verdict = await self._post_gates(await run._call(step, cap, args, fallback=True))
         except StepFailure as exc:
             return None, StepFailure(exc.kind, f"fallback {fb.uses} failed too: {exc.message}")
         self.findings.extend(verdict.findings)

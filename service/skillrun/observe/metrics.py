@@ -127,6 +127,11 @@ class Metrics:
         self.step_retries = Counter(
             "skillrun_step_retries", "Step attempts that failed and were retried.", ["skill", "capability"], registry=r
         )
+        # Apart from retries: a fallback is no attempt of the step's own capability.
+        self.step_fallbacks = Counter(
+            "skillrun_step_fallbacks", "Steps that failed and ran their on_error fallback.", ["skill", "capability"],
+            registry=r,
+        )
         self.gate_findings = Counter(
             "skillrun_gate_findings", "Gate findings, by the policy that handled them.", ["skill", "policy"], registry=r
         )

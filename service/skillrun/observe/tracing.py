@@ -4,7 +4,8 @@ Spans (names and attributes after the GenAI semantic conventions where they fit)
 ``{method} {route}`` for each HTTP request (a child of an incoming ``traceparent``),
 ``invoke_workflow {skill_id}`` for each run, a child ``execute_tool {capability}``
 per capability call of a step attempt (with step id, index, attempt, outcome and
-error type), a nested skill's steps under their parent step's span; retries,
+error type; a fallback's call is marked ``skillrun.step.fallback`` instead of
+counting as an attempt), a nested skill's steps under their parent step's span; retries,
 fallbacks and gate findings are span events. A stream's server span carries its
 time to first event (an event and an attribute) apart from its lifetime (the span).
 
@@ -225,6 +226,19 @@ class EngineTracer:
 
     @contextlib.asynccontextmanager
     async def attempt(self, step_id: str, uses: str) -> AsyncIterator[None]:
+        async with self._call_span(step_id, uses, fallback=False):
+            yield
+
+    @contextlib.asynccontextmanager
+    async def fallback(self, step_id: str, uses: str) -> AsyncIterator[None]:
+        async with self._call_span(step_id, uses, fallback=True):
+            yield
+
+    @contextlib.asynccontextmanager
+    async def _call_span(self, step_id: str, uses: str, *, fallback: bool) -> AsyncIterator[None]:
+        """``execute_tool {uses}``: an attempt counts up ``skillrun.step.attempt``; a
+        fallback's call is marked ``skillrun.step.fallback`` and counts no attempt (so a
+        step that failed twice and fell back shows attempts 1, 2 and one fallback)."""
         from opentelemetry.trace import StatusCode
 
         instance = STEP.get()
@@ -233,10 +247,13 @@ class EngineTracer:
             "gen_ai.tool.name": uses,
             "skillrun.step.id": instance.step_id if instance is not None else step_id,
         }
+        if fallback:
+            attributes["skillrun.step.fallback"] = True
         token = None
         if instance is not None:
-            instance.attempts += 1
-            attributes["skillrun.step.attempt"] = instance.attempts
+            if not fallback:
+                instance.attempts += 1
+                attributes["skillrun.step.attempt"] = instance.attempts
             if instance.index is not None:
                 attributes["skillrun.step.index"] = instance.index
             # A nested skill's steps mark their own instances; the parent's is back after.
