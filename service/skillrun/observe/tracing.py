@@ -182,24 +182,30 @@ class EngineTracer:
         self._tracing = tracing
         self._tracer = tracing.tracer
 
-    def _run_parent(self) -> Any:
-        """The run's span's parent: the current context (the request's span, which
-        started the run's task), unless the run's trace id (an ``x-trace-id`` of W3C
-        shape) differs from it: then a remote parent in that trace, so the run's spans
-        carry the trace id its events do."""
+    def _run_parent(self) -> tuple[Any, list[Any]]:
+        """The run's span's parent context and links.
+
+        The parent is the current context (the request's span, which started the run's
+        task), unless the run's trace id (an ``x-trace-id`` of W3C shape) differs from
+        it: then a remote parent in that trace, so the run's spans carry the trace id its
+        events do, and a link back to the request's span, so neither trace loses the
+        other. Any other run trace id (a caller's own correlation id such as
+        ``order-1234``) cannot be an OpenTelemetry trace id: the run stays in the
+        request's trace and carries it as ``skillrun.trace_id`` (see ``run``)."""
         from opentelemetry import trace
 
         run = RUN.get()
         current = trace.get_current_span().get_span_context()
         if run is None or not _HEX32.fullmatch(run.trace_id) or run.trace_id == _ZERO_TRACE:
-            return None
+            return None, []
         if current.is_valid and format(current.trace_id, "032x") == run.trace_id:
-            return None
+            return None, []
         remote = trace.SpanContext(
             int(run.trace_id, 16), int(secrets.token_hex(8), 16), is_remote=True,
             trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED),
         )
-        return trace.set_span_in_context(trace.NonRecordingSpan(remote))
+        links = [trace.Link(current, {"skillrun.link": "request"})] if current.is_valid else []
+        return trace.set_span_in_context(trace.NonRecordingSpan(remote)), links
 
     @contextlib.asynccontextmanager
     async def run(self, skill_id: str, channel: str) -> AsyncIterator[None]:
@@ -213,8 +219,11 @@ class EngineTracer:
         }
         if run is not None:
             attributes["skillrun.run.id"] = run.run_id
+            # The run's trace id as its events carry it: a caller's own id can be found.
+            attributes["skillrun.trace_id"] = run.trace_id
+        parent, links = self._run_parent()
         with self._tracer.start_as_current_span(
-            f"invoke_workflow {skill_id}", context=self._run_parent(), attributes=attributes,
+            f"invoke_workflow {skill_id}", context=parent, links=links, attributes=attributes,
             record_exception=False, set_status_on_exception=False,
         ) as span:
             try:
