@@ -54,11 +54,13 @@ def _order(round_: int) -> tuple[str, str]:
 # ---------------------------------------------------------------- in process
 
 
-def _tracing() -> Any:
-    """Tracing as ``Tracing.from_env`` builds it, but the exporter encodes and drops."""
+def _tracing(ratio: float = 1.0) -> Any:
+    """Tracing as ``Tracing.from_env`` builds it, but the exporter encodes and drops;
+    ``ratio``: the share of traces sampled (``parentbased_traceidratio``)."""
     from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+    from opentelemetry.sdk.trace.sampling import ParentBasedTraceIdRatio
 
     from skillrun.observe.tracing import Tracing
 
@@ -72,41 +74,58 @@ def _tracing() -> Any:
             return SpanExportResult.SUCCESS
 
     exporter = EncodingExporter()
-    provider = TracerProvider()
+    provider = TracerProvider(sampler=ParentBasedTraceIdRatio(ratio))
     provider.add_span_processor(BatchSpanProcessor(exporter))
     return Tracing(provider), exporter
+
+
+# In process: each side against "off" (no metrics, no tracing).
+IN_PROCESS = {
+    "metrics": (True, None),
+    "metrics+traces": (True, 1.0),
+    "metrics+traces@1%": (True, 0.01),
+    "traces": (False, 1.0),
+}
 
 
 async def in_process(repeat: int, steps: int) -> None:
     from skillrun.app import create_app
     from skillrun.settings import Settings
 
-    tracing, exporter = _tracing()
     settings = {"api_keys": [KEY], "rate_limit": "100000000/minute"}
-    apps = {"on": create_app(Settings(**settings, metrics=True), tracing=tracing),
-            "off": create_app(Settings(**settings, metrics=False))}
+    apps: dict[str, Any] = {"off": create_app(Settings(**settings, metrics=False))}
     assert apps["off"].services.observe.tracing is None, "unset the OTEL_* variables for the off side"
-    cpu: dict[str, dict[str, list[float]]] = {what: {"on": [], "off": []} for what in ("stream", "execute")}
+    tracings: dict[str, Any] = {}
+    for side, (metrics, ratio) in IN_PROCESS.items():
+        tracings[side] = _tracing(ratio) if ratio is not None else (None, None)
+        apps[side] = create_app(Settings(**settings, metrics=metrics), tracing=tracings[side][0])
+    sides = list(apps)
+    cpu: dict[str, dict[str, list[float]]] = {what: {side: [] for side in sides} for what in ("stream", "execute")}
     for round_ in range(repeat + 1):  # the first round warms up
-        for which in _order(round_):
-            transport = httpx.ASGITransport(app=apps[which])
+        shift = round_ % len(sides)
+        for side in sides[shift:] + sides[:shift]:
+            transport = httpx.ASGITransport(app=apps[side])
             async with httpx.AsyncClient(transport=transport, base_url="http://app", headers={"x-api-key": KEY}) as c:
                 stream_s = await _cpu(c, "/v1/skills/demo.ticker/execute/stream", {"inputs": {"steps": steps}}, 1)
                 execute_s = await _cpu(c, "/v1/skills/text.summarize/execute", BODY, 100)
-                if which == "on":
-                    # The batch processor's thread works on these spans now: count it in.
-                    t = time.process_time()
-                    tracing.provider.force_flush()
-                    stream_s += time.process_time() - t
+            tracing = tracings.get(side, (None, None))[0]
+            if tracing is not None:
+                # The batch processor's thread works on these spans now: count it in.
+                t = time.process_time()
+                tracing.provider.force_flush()
+                execute_s += time.process_time() - t
             if round_:
-                cpu["stream"][which].append(stream_s)
-                cpu["execute"][which].append(execute_s)
-    assert exporter.spans > 0
+                cpu["stream"][side].append(stream_s)
+                cpu["execute"][side].append(execute_s)
     for what, label in (("stream", f"one {steps}-step stream"), ("execute", "100 x /execute")):
-        on, off = statistics.median(cpu[what]["on"]), statistics.median(cpu[what]["off"])
-        print(f"(p) in process, {label}: CPU median on {on * 1000:.1f} ms, off {off * 1000:.1f} ms; "
-              f"ratio off/on {off / on:.3f} (aim >= 0.95)")
-    print(f"    spans encoded: {exporter.spans:,}")
+        off = statistics.median(cpu[what]["off"])
+        print(f"(p) in process, {label}: CPU median off {off * 1000:.1f} ms")
+        for side in IN_PROCESS:
+            on = statistics.median(cpu[what][side])
+            print(f"    {side:>18}: {on * 1000:8.1f} ms; ratio off/on {off / on:.3f} (aim >= 0.95)")
+    for side, (_tracing_, exporter) in tracings.items():
+        if exporter is not None:
+            print(f"    spans encoded ({side}): {exporter.spans:,}")
 
 
 async def _cpu(client: httpx.AsyncClient, path: str, body: dict[str, Any], times: int) -> float:

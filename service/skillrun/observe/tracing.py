@@ -25,7 +25,7 @@ import contextlib
 import os
 import re
 import secrets
-from typing import TYPE_CHECKING, Any, AsyncIterator, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, AsyncContextManager, AsyncIterator, Iterator, Mapping
 
 from .. import events as ev
 from .context import RUN, STEP
@@ -233,15 +233,13 @@ class EngineTracer:
                 span.set_status(StatusCode.ERROR, str(exc)[:200] or None)
                 raise
 
-    @contextlib.asynccontextmanager
-    async def attempt(self, step_id: str, uses: str) -> AsyncIterator[None]:
-        async with self._call_span(step_id, uses, fallback=False):
-            yield
+    # Both hand out ``_call_span`` itself: a wrapping context manager would cost a few
+    # microseconds more per capability call (bench/observe.py).
+    def attempt(self, step_id: str, uses: str) -> AsyncContextManager[None]:
+        return self._call_span(step_id, uses, fallback=False)
 
-    @contextlib.asynccontextmanager
-    async def fallback(self, step_id: str, uses: str) -> AsyncIterator[None]:
-        async with self._call_span(step_id, uses, fallback=True):
-            yield
+    def fallback(self, step_id: str, uses: str) -> AsyncContextManager[None]:
+        return self._call_span(step_id, uses, fallback=True)
 
     @contextlib.asynccontextmanager
     async def _call_span(self, step_id: str, uses: str, *, fallback: bool) -> AsyncIterator[None]:
