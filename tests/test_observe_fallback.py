@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -57,3 +59,30 @@ async def test_a_fallback_is_neither_an_attempt_nor_a_retry() -> None:
     assert counter(metrics, "skillrun_step_retries_total", **labels) == 2
     assert counter(metrics, "skillrun_step_fallbacks_total", **labels) == 1
     assert counter(metrics, "skillrun_step_fallbacks_total", skill="doc.pipeline", capability="util.echo") == 0
+
+
+@pytest.mark.anyio
+async def test_an_unsampled_run_makes_no_attempt_spans_and_still_completes() -> None:
+    """Sampler ratio 0 (parent-based): doc.pipeline with flaky_failures=5 completes (retries and
+    fallback included) and no span at all is exported: attempt and fallback spans of an unsampled
+    run are not made (they would be dropped, at nearly the cost of a recorded one)."""
+    from opentelemetry.sdk.trace.sampling import ParentBasedTraceIdRatio
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=ParentBasedTraceIdRatio(0.0))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    app = create_app(make_settings(), tracing=Tracing(provider))
+    async with asgi_client(app) as client:
+        r = await client.post("/v1/skills/doc.pipeline/execute",
+                              json={"inputs": {"document": DOCUMENT, "flaky_failures": 5}})
+    assert r.status_code == 200 and r.json()["status"] == "completed", r.text
+    assert list(exporter.get_finished_spans()) == []
+    # Inside an unsampled span the hook hands out the empty context, not a span of its own.
+    engine = Tracing(provider).engine_tracer()
+    with provider.get_tracer("t").start_as_current_span("unsampled run") as run:
+        assert not run.is_recording()
+        assert isinstance(engine.attempt("s", "util.echo"), contextlib.nullcontext)
+        assert isinstance(engine.fallback("s", "util.echo"), contextlib.nullcontext)
+    sampled = TracerProvider()
+    with sampled.get_tracer("t").start_as_current_span("sampled run"):
+        assert not isinstance(Tracing(sampled).engine_tracer().attempt("s", "util.echo"), contextlib.nullcontext)
