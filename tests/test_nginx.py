@@ -178,6 +178,10 @@ def test_resume_with_last_event_id_through_nginx(proxy_factory: Callable[..., tu
     rest = parse_sse(resumes[0].text)[0]
     assert all([(f.id, f.data) for f in parse_sse(r.text)[0]] == [(f.id, f.data) for f in rest] for r in resumes)
     if len(nodes) > 1:  # round robin: each node answered one of the resumes (its access log says so)
+        # A node writes the access line after the response's last byte: give a loaded one a moment.
+        deadline = time.monotonic() + 5
+        while not all("GET /v1/runs/{run_id}/events 200" in node.log() for node in nodes) and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert all("GET /v1/runs/{run_id}/events 200" in node.log() for node in nodes), [n.log()[-600:] for n in nodes]
     frames = first + rest
     assert [int(f.id or 0) for f in frames] == list(range(1, len(frames) + 1))

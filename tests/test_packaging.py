@@ -171,6 +171,11 @@ def test_installed_wheel_serves_the_contract_docs_skills_and_a_stream(
 
     docs = httpx.get(f"{wheel_server.url}/docs/", timeout=10)
     assert docs.status_code == 200 and "swagger-ui" in docs.text.lower()
+    # The web console's committed bundle is package data: served with no build step.
+    ui = httpx.get(f"{wheel_server.url}/ui/", timeout=10)
+    script = re.search(r'src="(assets/main-[^"]+[.]js)"', ui.text)
+    assert ui.status_code == 200 and script is not None
+    assert httpx.get(f"{wheel_server.url}/ui/{script[1]}", timeout=10).status_code == 200
 
     skills = httpx.get(f"{wheel_server.url}/v1/skills", headers={"x-api-key": API_KEY}, timeout=10).json()
     bundled = {p.name.removesuffix(".yaml") for p in (SERVICE / "skills").glob("*.yaml")}

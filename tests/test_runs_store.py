@@ -285,6 +285,8 @@ async def test_a_log_closed_by_another_node_refuses_the_late_writer(two_nodes: t
     await a.create(_run("r1"))
     a.append("r1", _ev(1, "skill_start"))
     await _settle(a, "r1", 1)
+    assert isinstance(b, RedisStore)
+    await b.adopt("r1")  # a takeover: B holds the run from now on (``runs.nodes``)
     b.append("r1", _ev(2, "skill_completed"))
     b.append("r1", _done(3, "interrupted"))
     await _settle(b, "r1", 3)

@@ -121,7 +121,7 @@ async def test_ready_reports_loaded_and_skipped_skill_counts(app_factory: Callab
     (tmp_path / "b.yaml").write_text("id: [unclosed\n")
     async with asgi_client(app_factory(skill_dirs=[tmp_path])) as c:
         body = (await c.get("/v1/health/ready")).json()
-    assert body["skills"] == 6 and body["skills_skipped"] == 2
+    assert body["skills"] == 7 and body["skills_skipped"] == 2
 
 
 def test_start_logs_one_line_of_what_was_loaded_from_where(
@@ -133,7 +133,7 @@ def test_start_logs_one_line_of_what_was_loaded_from_where(
         app_factory(skill_dirs=[tmp_path])
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("loaded ")]
     assert len(lines) == 1, lines
-    assert "loaded 6 skill(s): 6 from " in lines[0] and f"0 from {tmp_path}" in lines[0]
+    assert "loaded 7 skill(s): 7 from " in lines[0] and f"0 from {tmp_path}" in lines[0]
     assert "skipped 1" in lines[0] and str(tmp_path / "bad.yaml") in lines[0]
 
 

@@ -39,10 +39,13 @@ FIXTURE_RUNS = {
 }
 
 
-def old_database(path: Path, name: str = "sqlite_v0_7acb512.sql") -> Path:
+def old_database(path: Path, name: str = "sqlite_v0_7acb512.sql", replace: dict[str, str] | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
+    dump = (FIXTURES / name).read_text()
+    for old, new in (replace or {}).items():
+        dump = dump.replace(old, new)
     with sqlite3.connect(path) as conn:
-        conn.executescript((FIXTURES / name).read_text())
+        conn.executescript(dump)
     return path
 
 

@@ -5,6 +5,7 @@ new runs that wait for input are ``waiting`` in it."""
 
 from __future__ import annotations
 
+import hashlib
 import time
 from pathlib import Path
 from typing import Callable
@@ -15,6 +16,7 @@ from conftest import Server
 from skillrun.runs.sqlite import SCHEMA_VERSION
 from test_sqlite_schema import old_database, user_version
 
+ROOT = Path(__file__).resolve().parent.parent
 KEY = "key-a-0123456789"
 HEADERS = {"x-api-key": KEY}
 COMPLETED = "run_76d2779476b38c70ae8e5763"
@@ -26,7 +28,12 @@ def test_a_version_1_database_is_migrated_and_takes_waiting_runs(
 ) -> None:
     """user_version 1 -> 2 at start; the completed run stays completed; the run left
     running goes on from its log and completes; a demo.approval run is listed `waiting`."""
-    db = old_database(tmp_path / ".skillrun" / "skillrun.db", "sqlite_v1_e6ef8cc.sql")
+    # The run left running was started by demo.ticker as this release bundles it (only
+    # the schema is old): its skill_start carries today's digest, or the resume would
+    # rightly refuse a definition that changed since (ad159bfa2b866b3b at e6ef8cc).
+    ticker = (ROOT / "service" / "skillrun" / "skills" / "demo.ticker.yaml").read_text()
+    digest = hashlib.sha256(ticker.encode()).hexdigest()[:16]
+    db = old_database(tmp_path / ".skillrun" / "skillrun.db", "sqlite_v1_e6ef8cc.sql", {"ad159bfa2b866b3b": digest})
     assert user_version(db) == 1
     server = server_factory(env={"SKILLRUN_API_KEYS": KEY, "SKILLRUN_RUN_RETENTION": "36500d"})
     assert user_version(db) == SCHEMA_VERSION == 2

@@ -16,10 +16,12 @@ from starlette.exceptions import HTTPException
 from . import errors
 from .auth import KeyRing, check_keys, hash_key, read_hash_file
 from .bodylimit import BodyLimitMiddleware
-from .capabilities import HttpPolicy, default_registry
+from .capabilities import HttpPolicy, LlmConfig, default_registry
 from .cors import CorsMiddleware
+from .console import ConsoleMiddleware
 from .docsguard import DocsGuardMiddleware
 from .engine import Engine, load_skills
+from .engine.deltas import DeltaPolicy
 from .engine.workers import make_offload
 from .loadreport import LoadReport
 from .operations import CachedAsyncApi, security_map
@@ -29,6 +31,7 @@ from .observe.metrics import Metrics
 from .observe.tracing import Tracing
 from .ratelimit import RateLimiter, RateLimitMiddleware
 from .runs import RedisStore, RunManager, StoreUnavailable, open_store
+from .runs.redis import cluster_enabled, is_redis_url, public_url
 from .runs.nodes import NodeCoordinator
 from .runs.quotas import RunQuotas
 from .services import Services, ServicesMiddleware
@@ -55,7 +58,9 @@ def build_observability(settings: Settings, tracing: Tracing | None = None) -> O
 
 
 def build_services(settings: Settings, tracing: Tracing | None = None) -> Services:
-    registry = default_registry(HttpPolicy(settings.http_allow, public=settings.http_public))
+    observe = build_observability(settings, tracing)
+    llm = LlmConfig(settings.llm_base_url, settings.llm_api_key, on_usage=observe.llm_usage)
+    registry = default_registry(HttpPolicy(settings.http_allow, public=settings.http_public), llm)
     dirs = [*([BUNDLED_SKILLS] if settings.include_bundled_skills else []), *settings.skill_dirs]
     catalog, problems = load_skills(dirs, registry)
     report = LoadReport.of(dirs, catalog.all(), problems)
@@ -64,20 +69,27 @@ def build_services(settings: Settings, tracing: Tracing | None = None) -> Servic
     hashes = [hash_key(k) for k in settings.api_keys]
     if settings.api_keys_file is not None:
         hashes += read_hash_file(settings.api_keys_file)
-    offload = make_offload(settings.worker_procs, settings.inline_max_chars, settings.worker_memory_mb)
-    observe = build_observability(settings, tracing)
+    offload = make_offload(settings.worker_procs, settings.inline_max_chars, settings.worker_memory_mb,
+                           settings.delta_max_chars)
     engine = Engine(
         registry, skills=catalog, max_parallel=settings.max_parallel, offload=offload,
         max_parallel_per_key=settings.max_parallel_per_key, max_foreach_items=settings.max_foreach_items,
         tracer=observe.engine_tracer(),
+        deltas=DeltaPolicy(settings.delta_window_ms / 1000, settings.delta_max_chars),
     )
     quotas = RunQuotas(
         settings.max_running_per_key, settings.max_running, settings.max_events_per_run,
         settings.max_stored_runs_per_key, stored_retry_after_s=int(_purge_every_s(settings)),
     )
+    if settings.redis_cluster is None and is_redis_url(settings.db):
+        # Not said: asked of Redis (a Cluster node answers cluster_enabled:1), so a
+        # Cluster URL works without a flag; the rate limiter's storage follows.
+        settings.redis_cluster = bool(cluster_enabled(settings.db))
+        if settings.redis_cluster:
+            log.info("run store: %s is a Redis Cluster node; using the Cluster client", public_url(settings.db))
     store = open_store(
         settings.db, redis_prefix=settings.redis_prefix, retention_s=settings.run_retention_s,
-        max_events=settings.max_events_per_run, redis_cluster=settings.redis_cluster,
+        max_events=settings.max_events_per_run, redis_cluster=bool(settings.redis_cluster),
     )
     if observe.metrics is not None and hasattr(store, "on_commit"):
         store.on_commit = observe.metrics.commit_observed
@@ -85,6 +97,7 @@ def build_services(settings: Settings, tracing: Tracing | None = None) -> Servic
     if isinstance(store, RedisStore):
         # Counts across every node sharing the store, not this process's alone.
         quotas.shared = store.count_running
+        quotas.reserve, quotas.release = store.reserve_running, store.release_running
     return Services(
         settings=settings,
         catalog=catalog,
@@ -159,6 +172,8 @@ def create_app(settings: Settings | None = None, *, tracing: Tracing | None = No
     app.add_middleware(ServicesMiddleware, MiddlewarePosition.BEFORE_EXCEPTION, services=services)
     # Inside that, still before the security check: preflights carry no key. See cors.py.
     app.add_middleware(CorsMiddleware, MiddlewarePosition.BEFORE_EXCEPTION, origins=settings.cors_origins)
+    # The web console at /ui/ (static, no key for the page; like /docs, not an operation).
+    app.add_middleware(ConsoleMiddleware, MiddlewarePosition.BEFORE_EXCEPTION)
     # Before connexion serves the spec and Swagger UI (only with SKILLRUN_PUBLIC_DOCS=0).
     app.add_middleware(DocsGuardMiddleware, MiddlewarePosition.BEFORE_EXCEPTION, public=settings.public_docs)
     # Inside the guard: the spec without the routing extensions, with a useful `servers`.

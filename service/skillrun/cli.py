@@ -38,6 +38,9 @@ class ServeOptions:
     host: str
     port: int
     log_level: str
+    # The path a proxy mounts the app at (it strips it from requests): the served spec's
+    # `servers` url and the console's links name it.
+    root_path: str = ""
 
 
 def workers_problem(db: str, workers: int) -> str | None:
@@ -104,7 +107,7 @@ def _serve(args: argparse.Namespace) -> int:
             return 2
         settings.api_keys = [dev.key]
         print(_dev_key_notice(dev), flush=True)
-    options = ServeOptions(args.host, args.port, args.log_level)
+    options = ServeOptions(args.host, args.port, args.log_level, args.root_path.rstrip("/"))
     if args.workers == 1:
         return serve_process(settings, options, announce=True)
     _metrics_port_of_workers(settings, options)
@@ -184,6 +187,7 @@ def serve_process(
         # client behind no proxy picks its own address (and its own rate-limit budget).
         proxy_headers=bool(settings.forwarded_allow_ips),
         forwarded_allow_ips=settings.forwarded_allow_ips or None,
+        root_path=options.root_path,
     )
     server = DrainingServer(config, app.services.runs, settings.shutdown_grace_s)
     _settle_the_heap()
@@ -473,6 +477,10 @@ def parser() -> argparse.ArgumentParser:
         "SKILLRUN_WORKER_PROCS defaults to the CPU count divided by N",
     )
     serve.add_argument("--log-level", default="info")
+    serve.add_argument(
+        "--root-path", default="", metavar="PREFIX",
+        help="the path a reverse proxy serves the app under (it strips it), e.g. /skillrun",
+    )
     serve.add_argument(
         "--log-format", choices=("text", "json"), default=None,
         help="text (default: $SKILLRUN_LOG_FORMAT or text) or json: one object per line with run and trace ids",

@@ -209,12 +209,11 @@ class EdgeProtocol(HttpToolsProtocol):
         raw.resume_reading()  # a paused body (flow control) must drain too
         self._timer = self.loop.call_later(_LINGER_S, raw.close)
 
-    def eof_received(self) -> bool | None:
+    def eof_received(self) -> None:
         # The client is done sending: a lingering close is over. Otherwise as
         # uvicorn (None: asyncio closes the transport).
         if self._lingering and self._raw is not None:
             self._raw.close()
-        return None
 
     def _refuse(self, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
         self._disarm()

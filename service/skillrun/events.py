@@ -29,6 +29,7 @@ GATE_WARNING = "gate_warning"
 SKILL_COMPLETED = "skill_completed"
 SKILL_RESUMED = "skill_resumed"
 STEP_WAITING = "step_waiting"
+STEP_DELTA = "step_delta"
 DONE = "done"
 
 # The terminal events of one step instance (each instance gets exactly one).
@@ -204,6 +205,23 @@ def step_waiting(
     return Event(STEP_WAITING, f"Step '{step_id}' waits for input: {prompt}", step_id, _with_index(data, index))
 
 
+def step_delta(
+    step_id: str, attempt: int, sequence: int, text: str | None, progress: float | None, index: int | None = None
+) -> Event:
+    """Partial output of a running step (``engine.deltas`` numbers and coalesces it)."""
+    delta: dict[str, Any] = {}
+    if text:
+        delta["text"] = text
+    if progress is not None:
+        delta["progress"] = progress
+    return Event(
+        STEP_DELTA,
+        f"Step '{step_id}' made output.",
+        step_id,
+        _with_index({"attempt": attempt, "sequence": sequence, "delta": delta}, index),
+    )
+
+
 def gate_warning(step_id: str, gate: str, stage: str, findings: list[dict[str, Any]], index: int | None = None) -> Event:
     kinds = ", ".join(f["kind"] for f in findings)
     return Event(
@@ -309,7 +327,10 @@ _RESUMED = Projection(False, None, 0, True)
 def projection(seq: int, type: str, data: str) -> Projection:
     """The run record as a projection of its log: the first event marks a queued run
     ``running``; ``done`` makes it terminal, with ``done``'s status and result; a
-    ``step_waiting`` makes it ``waiting`` until the event that ends that wait."""
+    ``step_waiting`` makes it ``waiting`` until the event that ends that wait;
+    ``step_delta`` (partial output) changes nothing."""
+    if type == STEP_DELTA:  # the commonest event of a streaming step: decided first
+        return _NOTHING
     if type in ENDS_WAIT:
         # Most step events never waited: a substring test on the tail spares parsing them.
         tail = data if len(data) <= _WAITED_TAIL else data[-_WAITED_TAIL:]

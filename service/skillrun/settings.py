@@ -42,6 +42,13 @@ def _limit(name: str, default: int) -> int:
     return value
 
 
+def _non_negative(name: str, default: float) -> float:
+    value = _float(name, default)
+    if value < 0:
+        raise ValueError(f"{name}: {value} must not be negative")
+    return value
+
+
 def _lease(name: str, default: float) -> float:
     """A node lease: long enough to renew over a slow network, short enough that a dead
     node's runs end soon (the issue's bound: at most 30 s)."""
@@ -107,8 +114,9 @@ class Settings:
     db: str = ":memory:"
     # With a Redis store: every key starts with this (several deployments can share a Redis).
     redis_prefix: str = "skillrun:"
-    # With a Redis store: the URL is one node of a Redis Cluster.
-    redis_cluster: bool = False
+    # With a Redis store: the URL is one node of a Redis Cluster (True), or not (False);
+    # None (unset): asked of Redis at start (``INFO cluster``: ``cluster_enabled:1``).
+    redis_cluster: bool | None = None
     # With a Redis store: how long a node's lease lasts without renewal; a node
     # silent this long is dead and a survivor closes its runs (renewed every third of it).
     node_lease_s: float = 15.0
@@ -154,6 +162,14 @@ class Settings:
     metrics_port: int | None = None
     # Log lines: "text" (a terminal) or "json" (one object per line, with run and trace ids).
     log_format: str = "text"
+    # A step's partial output (step_delta): deltas within this window are one event
+    # (0: every delta its own event), and its delta text is at most delta_max_chars.
+    delta_window_ms: float = 25.0
+    delta_max_chars: int = 1_000_000
+    # llm.chat: an OpenAI-compatible Chat Completions endpoint (None: unconfigured),
+    # and its key (never logged, never in an event or error).
+    llm_base_url: str | None = None
+    llm_api_key: str | None = field(default=None, repr=False)
 
     def limits_storage(self) -> str:
         """Where rate-limit counters live: as set, else the Redis run store's Redis, else memory."""
@@ -187,7 +203,7 @@ class Settings:
             cors_origins=_list("SKILLRUN_CORS_ORIGINS"),
             db=os.environ.get("SKILLRUN_DB") or DEFAULT_DB,
             redis_prefix=os.environ.get("SKILLRUN_REDIS_PREFIX") or "skillrun:",
-            redis_cluster=_flag("SKILLRUN_REDIS_CLUSTER"),
+            redis_cluster=_flag("SKILLRUN_REDIS_CLUSTER") if os.environ.get("SKILLRUN_REDIS_CLUSTER") else None,
             node_lease_s=_lease("SKILLRUN_NODE_LEASE_S", 15.0),
             run_retention_s=parse_duration(os.environ.get("SKILLRUN_RUN_RETENTION") or "7d", "SKILLRUN_RUN_RETENTION"),
             send_timeout_s=_float("SKILLRUN_SEND_TIMEOUT_S", 30.0),
@@ -207,4 +223,8 @@ class Settings:
             metrics=_flag("SKILLRUN_METRICS", True),
             metrics_port=_int("SKILLRUN_METRICS_PORT", 0) or None,
             log_format=_log_format(os.environ.get("SKILLRUN_LOG_FORMAT") or "text"),
+            delta_window_ms=_non_negative("SKILLRUN_DELTA_WINDOW_MS", 25.0),
+            delta_max_chars=_limit("SKILLRUN_DELTA_MAX_CHARS", 1_000_000),
+            llm_base_url=os.environ.get("SKILLRUN_LLM_BASE_URL") or None,
+            llm_api_key=os.environ.get("SKILLRUN_LLM_API_KEY") or None,
         )

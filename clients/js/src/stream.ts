@@ -12,6 +12,7 @@ import { Core, type Opened, abortReason, link, sleep } from './core.js';
 import { APIConnectionError, APITimeoutError, SkillrunError, StreamError } from './errors.js';
 import { ResumeState } from './resume.js';
 import { SSEDecoder } from './sse.js';
+import { StepTexts, type TextChunk, type TextOptions } from './text.js';
 import type { ExecuteResult, StreamEvent } from './types.js';
 
 /** Opens one connection; `signal` aborts it. */
@@ -51,6 +52,9 @@ export class SkillStream<O = Record<string, unknown>> implements AsyncIterable<S
   #resolve!: (result: ExecuteResult) => void;
   #reject!: (err: unknown) => void;
   readonly #result: Promise<ExecuteResult>;
+  readonly #texts = new StepTexts();
+  /** The chunks the event delivered last means (`text()` yields them). */
+  #fresh: TextChunk[] = [];
 
   /**
    * @internal Use `client.stream` or `client.runs.events`. Without `open`, the
@@ -108,6 +112,36 @@ export class SkillStream<O = Record<string, unknown>> implements AsyncIterable<S
     return (await this.#result) as Omit<ExecuteResult, 'outputs'> & { outputs: O };
   }
 
+  /**
+   * The text of one step (`stepId`; `options.index`: one `foreach` item), or of
+   * all steps, as it is made: a `TextChunk` per `delta.text` until the stream ends
+   * (at `done`), resuming underneath like iteration. A chunk with `restart: true`
+   * (and no text) says the text yielded so far for its step is void: that
+   * attempt failed and a retry or fallback follows. This iterates the stream (once,
+   * like `for await`); `break` closes the connection.
+   */
+  async *text(stepId?: string, options: TextOptions = {}): AsyncGenerator<TextChunk, void, undefined> {
+    const { index } = options;
+    for await (const _event of this) {
+      for (const chunk of this.#fresh) {
+        if ((stepId === undefined || chunk.stepId === stepId) && (index === undefined || chunk.index === index)) yield chunk;
+      }
+    }
+  }
+
+  /**
+   * The step's text once it has ended: the attempt that produced its output,
+   * joined. `''`: it completed without text; `null`: it failed, was skipped, or the
+   * run ended without it (`options.index`: a `foreach` item). Resolves as soon as
+   * the step ends, whoever reads the stream; when nobody does yet, it reads the
+   * stream to its end in the background (dropping the events, like `result()`,
+   * which then resolves too). Rejects when the stream fails before the step ends.
+   */
+  finalText(stepId: string, options: TextOptions = {}): Promise<string | null> {
+    if (!this.#started) this.result().catch(() => {}); // its failure reaches the caller through the texts
+    return this.#texts.final(stepId, options.index);
+  }
+
   async *#events(): AsyncGenerator<StreamEvent, void, undefined> {
     const signal = this.#controller.signal;
     const state = this.#state;
@@ -123,6 +157,7 @@ export class SkillStream<O = Record<string, unknown>> implements AsyncIterable<S
             for await (const event of this.#read(opened)) {
               // Events already decoded from the last chunk are not delivered after an abort.
               this.#throwIfAborted();
+              this.#fresh = this.#texts.observe(event);
               yield event;
               if (state.finished) return;
             }
@@ -218,6 +253,7 @@ export class SkillStream<O = Record<string, unknown>> implements AsyncIterable<S
   }
 
   #finish(err: unknown): void {
+    this.#texts.close(this.#state.finished ? undefined : err);
     if (!this.#settled) {
       this.#settled = true;
       this.#reject(err);

@@ -45,6 +45,7 @@ from ._generated.models import (
 )
 from ._retry import Backoff
 from ._streaming import AsyncStream, Stream
+from ._text import TextChunk
 from ._types import Event, RunResult, StreamEvent, UnknownEvent
 
 __version__ = "0.1.0"
@@ -54,6 +55,7 @@ __all__ = [
     "AsyncClient",
     "Stream",
     "AsyncStream",
+    "TextChunk",
     "RequestOptions",
     "Backoff",
     "DEFAULT_BASE_URL",

@@ -9,10 +9,12 @@
 2 when ``steps`` is an integer; the schema comes from ``GET /v1/skills/{id}``); ``--input
 key:=json`` is any raw JSON value (as httpie does). Live display (rich): a spinner per
 running step, then ✓ completed, ↷ skipped, ⚠ degraded, ✗ failed, and the outputs as a
-table; a step that waits for input (``step_waiting``) is asked in the terminal, one line
+table. A running step's text (``step_delta``: a model's tokens) grows under its row, its
+progress beside it; a retry or fallback clears the text of the failed attempt. A step
+that waits for input (``step_waiting``) is asked in the terminal, one line
 per field of its answer's schema, and the answer sent (asked again if the server finds
-it does not match). ``--json`` prints each event as one line of JSON instead (and asks
-nothing: answer with ``runs.input``). Exit code: 0 when the run
+it does not match). ``--json`` prints each event as one line of JSON instead, ``step_delta``
+included (and asks nothing: answer with ``runs.input``). Exit code: 0 when the run
 completed, 1 when it did not, 2 for usage errors and for requests the server refused, 130
 on Ctrl-C (which prints the run id and the command that follows it again), 141 when
 stdout closed early (``| head``).
@@ -30,9 +32,10 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence, TextIO, cast
 
 from ._client import Client
 from ._exceptions import ConflictError, SkillrunError, ValidationError
-from ._generated.models import StepWaitingEvent
+from ._generated.models import StepDeltaEvent, StepWaitingEvent
 from ._hints import install_hint
 from ._streaming import Stream
+from ._text import StepTexts
 from ._types import RunResult, StreamEvent
 
 if TYPE_CHECKING:
@@ -99,11 +102,23 @@ def _json_type(value: Any) -> str:
     return names.get(type(value), "null")
 
 
+# The lines of a running step's text the live view shows: its tail, so the display keeps its height.
+TEXT_LINES = 4
+
+
 @dataclass
 class StepRow:
     label: str
     state: str = "running"  # or an event type from MARKS
     message: str = ""
+    text: str = ""  # the running attempt's text so far (step_delta)
+    progress: float | None = None  # the latest step_delta progress, 0..1
+
+    def status(self) -> str:
+        return "running" if self.progress is None else f"running {self.progress:.0%}"
+
+    def tail(self) -> str:
+        return "\n".join(self.text.rstrip("\n").split("\n")[-TEXT_LINES:])
 
 
 @dataclass
@@ -113,6 +128,7 @@ class LiveView:
     skill_id: str
     rows: dict[str, StepRow] = field(default_factory=dict[str, StepRow])
     result: RunResult | None = None
+    texts: StepTexts = field(default_factory=StepTexts)
 
     def apply(self, event: StreamEvent) -> None:
         data = getattr(event, "data", None)
@@ -122,10 +138,15 @@ class LiveView:
         index = getattr(data, "index", None)
         key = f"{step_id}[{index}]" if index is not None else step_id
         row = self.rows.setdefault(key, StepRow(key))
+        for chunk in self.texts.observe(event):  # a restart clears a failed attempt's text
+            row.text = "" if chunk.restart else row.text + chunk.text
+        if isinstance(event, StepDeltaEvent):
+            row.progress = event.data.delta.progress if event.data.delta.progress is not None else row.progress
+            return  # a delta's message ("made output") would hide the last real one
         if event.type in MARKS:
-            row.state = event.type
+            row.state, row.text, row.progress = event.type, "", None  # the outputs table shows the result
         elif event.type == "step_start":
-            row.state = "running"
+            row.state, row.progress = "running", None
         row.message = event.message
 
     def render(self) -> RenderableType:
@@ -140,7 +161,9 @@ class LiveView:
                 mark, style = MARKS[row.state]
                 table.add_row(Text(mark, style=style), Text(row.label, style="bold"), Text(row.message, style="dim"))
             else:
-                table.add_row(Spinner("dots"), Text(row.label, style="bold"), Text("running", style="dim"))
+                table.add_row(Spinner("dots"), Text(row.label, style="bold"), Text(row.status(), style="dim"))
+                if row.text:
+                    table.add_row("", "", Text(row.tail(), style="cyan"))
         parts: list[RenderableType] = [Text(f"{self.skill_id}", style="bold underline"), table]
         if self.result is not None:
             parts.extend(outcome(self.result))

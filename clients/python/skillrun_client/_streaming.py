@@ -33,6 +33,7 @@ from ._exceptions import APIStatusError, SkillrunError, StreamError
 from ._generated.models import DoneEvent
 from ._generated import defaults
 from ._retry import Backoff, RequestRetry, server_delay
+from ._text import StepTexts, TextChunk
 from ._transport import Call, asend, dropped, segment, send
 from ._types import EVENT_ADAPTER, RunResult, StreamEvent, UnknownEvent, unknown_fields
 
@@ -173,6 +174,8 @@ class _StreamBase:
         self._pending: deque[StreamEvent] = deque()
         self._delay = 0.0
         self._closed = False
+        self._texts = StepTexts()
+        self._fresh_text: list[TextChunk] = []  # the chunks the event delivered last means
 
     @property
     def run_id(self) -> str | None:
@@ -188,6 +191,17 @@ class _StreamBase:
     def finished(self) -> bool:
         """True once the ``done`` event has arrived."""
         return self._state.done is not None
+
+    def _deliver(self, event: StreamEvent) -> StreamEvent:
+        """Every event passes here on its way out: the step texts follow it."""
+        self._fresh_text = self._texts.observe(event)
+        return event
+
+    def _text_of(self, step_id: str | None, index: int | None) -> list[TextChunk]:
+        """The chunks of the event delivered last that ``text(step_id, index=index)`` yields."""
+        return [
+            c for c in self._fresh_text if (step_id is None or c.step_id == step_id) and (index is None or c.index == index)
+        ]
 
 
 class Stream(_StreamBase):
@@ -225,6 +239,33 @@ class Stream(_StreamBase):
             pass
         return self._state.result()
 
+    def text(self, step_id: str | None = None, *, index: int | None = None) -> Iterator[TextChunk]:
+        """The text of one step (``step_id``; ``index``: one ``foreach`` item), or of all steps, as it is made.
+
+        Yields a :class:`TextChunk` per ``delta.text`` until the stream ends (at ``done``),
+        reading (and dropping) the events in between; resumes underneath like iteration.
+        A chunk with ``restart=True`` (and no text) says the text yielded so far for its
+        step is void: that attempt failed and a retry or fallback follows. Leaving the
+        loop early closes the connection, like ``break`` in ``for event in stream``.
+        """
+        try:
+            while self._next() is not None:
+                yield from self._text_of(step_id, index)
+        finally:
+            self._disconnect()
+
+    def final_text(self, step_id: str, *, index: int | None = None) -> str | None:
+        """The step's text once it has ended: the attempt that produced its output, joined.
+
+        Reads (and drops) events until the step (``index``: its ``foreach`` item) ends;
+        the rest of the stream stays readable. ``""``: it completed without text;
+        ``None``: it failed, was skipped, or the run ended without it.
+        """
+        key = (step_id, index)
+        while not self._texts.ended(key) and self._next() is not None:
+            pass
+        return self._texts.final(key)
+
     def close(self) -> None:
         """Close the connection for good; the run itself goes on."""
         self._closed = True
@@ -235,7 +276,7 @@ class Stream(_StreamBase):
             if self._closed:
                 return None
             if self._pending:
-                return self._pending.popleft()
+                return self._deliver(self._pending.popleft())
             if self.finished:
                 self._disconnect()
                 return None
@@ -300,6 +341,22 @@ class AsyncStream(_StreamBase):
             pass
         return self._state.result()
 
+    async def text(self, step_id: str | None = None, *, index: int | None = None) -> AsyncIterator[TextChunk]:
+        """The ``async`` twin of :meth:`Stream.text` (``async for chunk in stream.text(...)``)."""
+        try:
+            while await self._next() is not None:
+                for chunk in self._text_of(step_id, index):
+                    yield chunk
+        finally:
+            await self._disconnect()
+
+    async def final_text(self, step_id: str, *, index: int | None = None) -> str | None:
+        """The ``async`` twin of :meth:`Stream.final_text`."""
+        key = (step_id, index)
+        while not self._texts.ended(key) and await self._next() is not None:
+            pass
+        return self._texts.final(key)
+
     async def close(self) -> None:
         """Close the connection for good; the run itself goes on."""
         self._closed = True
@@ -310,7 +367,7 @@ class AsyncStream(_StreamBase):
             if self._closed:
                 return None
             if self._pending:
-                return self._pending.popleft()
+                return self._deliver(self._pending.popleft())
             if self.finished:
                 await self._disconnect()
                 return None

@@ -17,7 +17,7 @@ from typing import Any
 import re2
 from selectolax.lexbor import LexborHTMLParser
 
-from ..engine.capability import CapabilityError, cpu_capability
+from ..engine.capability import CapabilityError, cpu_capability, emit_delta
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[^\s])")
 _WORD = re.compile(r"[^\W\d_][\w'-]*", re.UNICODE)
@@ -59,12 +59,31 @@ def _keywords(args: dict[str, Any]) -> dict[str, Any]:
     return {"keywords": [w for w, _ in counts.most_common(limit)]}
 
 
+# Texts with at least this many sentences report progress while they are scored
+# (``step_delta``), in at most PROGRESS_STEPS reports: shorter ones take well under
+# a millisecond, where progress would only cost events.
+PROGRESS_MIN_SENTENCES = 1000
+PROGRESS_STEPS = 10
+
+
+def _scan_words(sentences: list[str]) -> list[list[str]]:
+    """Each sentence's content words; on long texts, progress as it goes (the costly part)."""
+    if len(sentences) < PROGRESS_MIN_SENTENCES:
+        return [_content_words(s) for s in sentences]
+    every = -(-len(sentences) // PROGRESS_STEPS)
+    words: list[list[str]] = []
+    for start in range(0, len(sentences), every):
+        words.extend(_content_words(s) for s in sentences[start:start + every])
+        emit_delta(progress=round(len(words) / len(sentences), 4))
+    return words
+
+
 def _summary(args: dict[str, Any]) -> dict[str, Any]:
     sentences = args.get("sentences")
     if sentences is None:
         sentences = split_sentences(args.get("text", ""))
     k = int(args.get("max_sentences", 2))
-    words = [_content_words(s) for s in sentences]  # once per sentence
+    words = _scan_words(sentences)  # once per sentence
     freq = Counter(w for ws in words for w in ws)
     scored = []
     for pos, ws in enumerate(words):
@@ -72,6 +91,25 @@ def _summary(args: dict[str, Any]) -> dict[str, Any]:
         scored.append((score, -pos, pos))
     best = sorted(p for _, _, p in sorted(scored, reverse=True)[:k])
     return {"summary": " ".join(sentences[p] for p in best)}
+
+
+def _answer(args: dict[str, Any]) -> dict[str, Any]:
+    """The context's sentences that share the most content words with the question
+    (in their original order); its text also goes out as a delta, as a model's would."""
+    sentences = split_sentences(args.get("context", ""))
+    wanted = set(_content_words(args["question"]))
+    k = int(args.get("max_sentences", 2))
+    scored = []
+    for pos, sentence in enumerate(sentences):
+        hits = len(wanted & set(_content_words(sentence)))
+        if hits:
+            scored.append((-hits, pos))
+    best = sorted(pos for _, pos in sorted(scored)[:k])
+    text = " ".join(sentences[p] for p in best) if best else ""
+    if not text:
+        text = "No answer: the context says nothing about the question." if sentences else "No answer: no context was given."
+    emit_delta(text)
+    return {"text": text, "sentences": len(best)}
 
 
 def heading(line: str) -> str | None:
@@ -224,9 +262,28 @@ CAPABILITIES = [
         {"type": "object", "additionalProperties": False, "properties": {"keywords": {"type": "array", "items": {"type": "string"}}}},
     ),
     cpu_capability(
+        "text.extractive_answer",
+        _answer,
+        "Answer a question from a context without a model: its sentences sharing the most content words with"
+        " the question, in their original order (a fixed sentence when none does); the text is also a `step_delta`.",
+        {
+            "type": "object",
+            "required": ["question"],
+            "additionalProperties": False,
+            "properties": {
+                "question": {"type": "string"},
+                "context": _TEXT,
+                "max_sentences": {"type": "integer", "minimum": 1, "maximum": 20},
+            },
+        },
+        {"type": "object", "additionalProperties": False,
+         "properties": {"text": {"type": "string"}, "sentences": {"type": "integer"}}},
+    ),
+    cpu_capability(
         "text.extractive_summary",
         _summary,
-        "Pick the most representative sentences, in their original order.",
+        "Pick the most representative sentences, in their original order"
+        f" (texts of {PROGRESS_MIN_SENTENCES:,}+ sentences report progress as `step_delta` events).",
         {
             "type": "object",
             "additionalProperties": False,

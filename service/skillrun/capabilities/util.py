@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from ..engine.capability import Capability, CapabilityError, run_state
+from ..engine.capability import Capability, CapabilityError, emit_delta, run_state
 
 
 async def _sleep(args: dict[str, Any]) -> dict[str, Any]:
     ms = args.get("ms", 0)
     if ms > 0:  # 0 is no wait at all; the engine gives the loop its turns
         await asyncio.sleep(ms / 1000)
+    if args.get("progress") is not None:  # e.g. demo.ticker's items: how far the whole is
+        emit_delta(progress=args["progress"])
     return {"slept_ms": ms}
 
 
@@ -39,11 +41,15 @@ CAPABILITIES = [
     Capability(
         "util.sleep",
         _sleep,
-        "Wait `ms` milliseconds.",
+        "Wait `ms` milliseconds; then, with `progress`, report it as a `step_delta`.",
         {
             "type": "object",
             "additionalProperties": False,
-            "properties": {"ms": {"type": "integer", "minimum": 0, "maximum": 3_600_000}},
+            "properties": {
+                "ms": {"type": "integer", "minimum": 0, "maximum": 3_600_000},
+                "progress": {"type": ["number", "null"], "minimum": 0, "maximum": 1,
+                             "description": "Progress to report once the wait is over (null: none)."},
+            },
         },
         {"type": "object", "additionalProperties": False, "properties": {"slept_ms": {"type": "integer"}}},
         holds_slot=False,  # it only waits: a sleeping run must not keep others' calls out

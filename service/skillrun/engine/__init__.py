@@ -8,10 +8,11 @@
   CPU-bound capabilities run.
 - ``runner``: runs a skill (scheduling), emitting every step's fate into an
   ``Emitter``; ``step``: one step's life; ``pool``: the bounded pool;
-  ``stopping``: cancellation with reasons; ``forward``: nested skills' events.
+  ``stopping``: cancellation with reasons; ``forward``: nested skills' events;
+  ``deltas``: a step's partial output (``emit_delta``) as ``step_delta`` events.
 """
 
-from .capability import Capability, CapabilityError, CapabilityRegistry, GateResult, run_state
+from .capability import Capability, CapabilityError, CapabilityRegistry, GateResult, emit_delta, run_state
 from .loader import SkillCatalog, SkillLoadError, load_skill_file, load_skills
 from .model import Skill, Step
 from .runner import Emitter, Engine, RunOutcome
@@ -28,6 +29,7 @@ __all__ = [
     "SkillCatalog",
     "SkillLoadError",
     "Step",
+    "emit_delta",
     "load_skill_file",
     "load_skills",
     "run_state",

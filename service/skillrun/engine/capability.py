@@ -29,6 +29,32 @@ class InputWait(Protocol):
 _STEP_INPUT: ContextVar[InputWait | None] = ContextVar("skillrun_step_input", default=None)
 
 
+class DeltaSink(Protocol):
+    """Where a capability's partial output goes: the step instance it runs in
+    (``deltas.StepDeltas``), or, in a worker process, the channel back to it."""
+
+    def __call__(self, text: str | None, progress: float | None) -> None: ...
+
+
+# The current step instance's delta sink (set by the step for its calls, and by a
+# worker process around the task it runs).
+_STEP_DELTA: ContextVar[DeltaSink | None] = ContextVar("skillrun_step_delta", default=None)
+
+
+def emit_delta(text: str | None = None, progress: float | None = None) -> None:
+    """Report partial output of the step this call runs in: ``text`` to append to
+    its text so far, and/or ``progress`` from 0 to 1 (the latest wins).
+
+    The engine turns it into ``step_delta`` events (coalesced within a short window;
+    see ``deltas``). It never blocks and never fails the call: outside a run's step,
+    before the step has started or after it has ended, it does nothing. Works alike
+    in ``fn`` and in a ``sync_fn`` running in a worker process.
+    """
+    sink = _STEP_DELTA.get()
+    if sink is not None and (text or progress is not None):
+        sink(text or None, progress)
+
+
 async def wait_for_input(prompt: str, schema: dict[str, Any], timeout_s: float | None) -> Any:
     """Wait for an answer to ``prompt`` matching ``schema`` (``human.input``): the
     step emits ``step_waiting`` and the run is ``waiting`` until the answer comes.
@@ -65,14 +91,18 @@ def run_state(namespace: str) -> dict[str, Any]:
 
 
 class CapabilityError(Exception):
-    """A capability failed; ``kind`` names how (it becomes the step's error kind)."""
+    """A capability failed; ``kind`` names how (it becomes the step's error kind).
 
-    def __init__(self, message: str, kind: str = "capability_error") -> None:
+    ``retry_after_s``: the failure says when trying again may work (an upstream's
+    ``Retry-After``); a step that retries waits at least that long (see ``step``)."""
+
+    def __init__(self, message: str, kind: str = "capability_error", retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.kind = kind
+        self.retry_after_s = retry_after_s
 
     def __reduce__(self) -> tuple[Any, ...]:  # keeps ``kind`` across a worker process's pipe
-        return (type(self), (str(self), self.kind))
+        return (type(self), (str(self), self.kind, self.retry_after_s))
 
 
 @dataclass(frozen=True, slots=True)

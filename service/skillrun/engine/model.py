@@ -21,6 +21,8 @@ DETERMINISTIC_KINDS = frozenset(
         "http_refused",
         "http_too_many_redirects",
         "http_unsupported",
+        "unconfigured",
+        "upstream_status",
     }
 )
 
@@ -67,6 +69,18 @@ class Retry:
         if self.on is None:
             return kind not in DETERMINISTIC_KINDS
         return kind in self.on
+
+    def describe(self) -> dict[str, Any]:
+        """The spec's ``SkillStepRetry``."""
+        b = self.backoff
+        out: dict[str, Any] = {
+            "max_attempts": self.max_attempts,
+            "backoff": {"initial_ms": b.initial_ms, "max_ms": b.max_ms, "multiplier": b.multiplier},
+            "jitter": self.jitter,
+        }
+        if self.on is not None:
+            out["on"] = sorted(self.on)
+        return out
 
     def delay_ms(self, attempt: int, rand: float) -> float:
         """The wait after failed attempt ``attempt`` (1-based); ``rand`` in [0, 1)."""
@@ -116,17 +130,34 @@ class Step:
         return self.gates[0] if self.gates else None
 
     def describe(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"id": self.id, "uses": self.uses}
+        """The spec's ``SkillStep``: everything a client needs to draw the step's node."""
+        out: dict[str, Any] = {"id": self.id, "uses": self.uses, "after": list(self.needs)}
         if self.description:
             out["description"] = self.description
         if self.when is not None:
             out["when"] = self.when.source
         if self.gates:
             out["gate"] = self.gates[0].uses
+            out["gates"] = [{"uses": g.uses, "policy": g.policy, "stage": g.stage} for g in self.gates]
         if self.needs_written:
             out["needs"] = list(self.needs)
         if self.foreach is not None:
             out["foreach"] = self.foreach.expressions[0].source
+            out["max_parallel"] = self.max_parallel
+        out.update(self._describe_failure())
+        if self.skill_id is not None:
+            out["skill"] = self.skill_id
+        return out
+
+    def _describe_failure(self) -> dict[str, Any]:
+        """``retry``, ``timeout_s``, ``on_error`` and ``fallback``, where the file sets them."""
+        out: dict[str, Any] = {"on_error": self.on_error}
+        if self.retry.max_attempts > 1:
+            out["retry"] = self.retry.describe()
+        if self.timeout_s is not None:
+            out["timeout_s"] = self.timeout_s
+        if self.fallback is not None:
+            out["fallback"] = {"uses": self.fallback.uses}
         return out
 
 

@@ -37,6 +37,7 @@ from .. import events as ev
 from ..events import Emitter
 from .capability import _RUN_KEY, _RUN_STATE, Capability, CapabilityError, CapabilityRegistry
 from .expressions import Expression, ExpressionError, Template, render_elsewhere
+from .deltas import DeltaPolicy
 from .forward import Forward
 from .hooks import NO_TRACER, Tracer
 from .inputcheck import InputCheck
@@ -108,6 +109,7 @@ class Engine:
         max_parallel_per_key: int | None = None,
         max_foreach_items: int | None = None,
         tracer: Tracer | None = None,
+        deltas: DeltaPolicy | None = None,
     ) -> None:
         self.capabilities = capabilities
         self.skills = skills
@@ -122,6 +124,7 @@ class Engine:
         self.tracer: Tracer = tracer or NO_TRACER  # spans per run and attempt (``hooks``)
         self._input_validators: dict[tuple[str, str], Any] = {}
         self.input_check = InputCheck()  # rendered capability inputs against their schemas
+        self.deltas = deltas or DeltaPolicy()  # steps' partial output: coalescing window, bound
         self.answers = Answers()  # steps waiting for input, by run, step and item (``waiting``)
         self._slice_start = time.perf_counter()
 
@@ -506,7 +509,7 @@ class _Run:
             except TimedOut as exc:
                 raise StepFailure(TIMEOUT, exc.message) from None
             except CapabilityError as exc:
-                raise StepFailure(exc.kind, str(exc)) from None
+                raise StepFailure(exc.kind, str(exc), exc.retry_after_s) from None
             except (StepFailure, asyncio.CancelledError):
                 raise
             except Exception as exc:  # a capability bug is the step's failure, not the run's crash

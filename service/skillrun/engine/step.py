@@ -23,7 +23,8 @@ from typing import Any, Protocol
 
 from .. import events as ev
 from ..events import Emitter, Event
-from .capability import _RUN_KEY, _STEP_CALL, _STEP_INPUT, Capability, CapabilityError, CapabilityRegistry
+from .capability import _RUN_KEY, _STEP_CALL, _STEP_DELTA, _STEP_INPUT, Capability, CapabilityError, CapabilityRegistry
+from .deltas import DeltaPolicy, StepDeltas
 from .expressions import ExpressionError, Template
 from .model import Gate, Step
 from .stopping import StepFailure, stop_reason
@@ -37,6 +38,7 @@ class EngineCalls(Protocol):
     capabilities: CapabilityRegistry
     rng: random.Random
     answers: Answers  # where waiting steps wait for their answers
+    deltas: DeltaPolicy  # how partial output is coalesced and bounded
 
     async def invoke(self, cap: Capability, args: dict[str, Any]) -> Any: ...
 
@@ -64,6 +66,10 @@ class StepHost(Protocol):
     def wait_expiry(self, step_id: str, index: int | None) -> str | None: ...
 
 Findings = list[dict[str, Any]]
+
+# The longest ``Retry-After`` a retry honours (a longer one waits this long): the
+# clients' cap too, so an upstream cannot park a step for hours.
+RETRY_AFTER_MAX_S = 60.0
 
 
 def utc_after(seconds: float) -> str:
@@ -121,8 +127,21 @@ class StepLife:
         self.info: dict[str, Any] = {}
         self.waited: float | None = None  # when its open wait for input began
         self.asked = False  # it has waited for input in this process
+        self.attempts = 0  # attempts of the capability (or nested skill) begun so far
+        # Its capability's partial output (``emit_delta``), written between its
+        # step_start and its terminal event.
+        self.deltas = StepDeltas(run.engine.deltas, self._write, step.id, index,
+                                 texts=not any(g.stage == "post" for g in step.gates))
+
+    def _write(self, event: Event) -> None:
+        self.run.emitter.emit(*event)
 
     def emit(self, event: Event) -> None:
+        # Deltas pending go out before any other event of the step; none after its end.
+        if event.type in ev.STEP_TERMINAL:
+            self.deltas.close()
+        else:
+            self.deltas.flush()
         if self.waited is not None and event.type in ev.ENDS_WAIT:
             # The event that ends a wait says how long it was (the run is ``running`` again).
             event = event._replace(data={**(event.data or {}), "waited_ms": ms_since(self.waited)})
@@ -148,6 +167,11 @@ class StepLife:
                 async with asyncio.timeout(timeout_s):
                     return await waiter.answer
             except TimeoutError:
+                # The answer's future decides, once: an answer set in the same loop turn as
+                # the timeout (its POST was acknowledged) wins; a timeout that came first
+                # cancelled the future, so a later answer finds it closed (409).
+                if waiter.answer.done() and not waiter.answer.cancelled():
+                    return waiter.answer.result()
                 raise CapabilityError(f"no answer came before {expires}", kind="timeout") from None
         finally:
             answers.close(key, waiter)
@@ -159,6 +183,7 @@ class StepLife:
         # Its capability calls know which instance they belong to (``idempotency_key``).
         call = _STEP_CALL.set((self.run.prefix + self.step.id, self.index))
         wait = _STEP_INPUT.set(self.wait_for_input)
+        delta = _STEP_DELTA.set(self.deltas)
         try:
             return await self._phases(failure)
         except asyncio.CancelledError as exc:
@@ -166,6 +191,8 @@ class StepLife:
             self.emit(ev.step_failed(self.step.id, stop_reason(exc), ms_since(self.t0), self.index))
             raise
         finally:
+            self.deltas.drop()  # a delta still in flight (a timer, a worker) is never written
+            _STEP_DELTA.reset(delta)
             _STEP_INPUT.reset(wait)
             _STEP_CALL.reset(call)
 
@@ -205,6 +232,7 @@ class StepLife:
         if not self.started:
             self.started = True
             self.emit(ev.step_start(self.step.id, self.step.uses, self.index, items=self.items))
+            self.deltas.start()
 
     def _warn(self, stage: str, warnings: list[tuple[Gate, Findings]]) -> None:
         for gate, found in warnings:
@@ -273,6 +301,8 @@ class StepLife:
         step, run = self.step, self.run
         attempt = 1
         while True:
+            self.attempts = attempt
+            self.deltas.begin(attempt)
             try:
                 if step.skill_id is not None:
                     output = await run._nested(step, self.index, args)
@@ -290,6 +320,8 @@ class StepLife:
                         failure.message = f"{failure.message} (after {attempt} attempts)"
                     raise
                 delay = step.retry.delay_ms(attempt, run.engine.rng.random())
+                if failure.retry_after_s is not None:  # the upstream said when: not sooner
+                    delay = max(delay, min(failure.retry_after_s, RETRY_AFTER_MAX_S) * 1000)
                 self.emit(ev.step_retrying(step.id, attempt, failure.as_dict(), delay, self.index))
                 await asyncio.sleep(delay / 1000)
                 attempt += 1
@@ -300,6 +332,7 @@ class StepLife:
         if step.on_error != "fallback" or fb is None:
             return None, failure
         self.emit(ev.step_fallback(step.id, failure.as_dict(), fb.uses, self.index))
+        self.deltas.begin(self.attempts + 1)  # the attempt after the last failed one
         cap = run.engine.capabilities.get(fb.uses)
         try:
             if cap is None:

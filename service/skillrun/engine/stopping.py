@@ -27,10 +27,11 @@ _DEFAULT_MESSAGES = {
 
 
 class StepFailure(Exception):
-    def __init__(self, kind: str, message: str) -> None:
+    def __init__(self, kind: str, message: str, retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.kind = kind
         self.message = message
+        self.retry_after_s = retry_after_s  # the least wait before a retry (``Retry-After``)
         self.step_id: str | None = None  # the step that failed (set when it is emitted)
 
     def as_dict(self) -> dict[str, str]:

@@ -100,6 +100,8 @@ class Answers:
         waiter = self._open.get(key)
         if waiter is None:
             raise NotWaiting("it is not waiting for input")
+        if waiter.answer.cancelled():
+            raise NotWaiting("its wait is over (it timed out or was stopped)")
         if waiter.answer.done():
             raise NotWaiting("it was answered already")
         return waiter

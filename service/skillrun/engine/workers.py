@@ -18,6 +18,14 @@ takes the next call of the next tenant in turn (round robin), and one tenant hol
 most ``per_tenant`` workers at once, so one key's flood of large inputs leaves
 workers for everyone else's.
 
+Deltas. A ``sync_fn`` in a worker reports partial output with ``emit_delta`` as it
+would inline: the worker sends each delta as a datagram on a Unix socket the pool
+listens on (one message per ``sendto``, no shared lock, so a worker killed mid-send
+cannot wedge the others), tagged with the job's number; the pool hands it to the
+step's sink on the loop. The worker's last message for a job marks its end, and the
+pool waits for it before handing back the result, so no delta arrives after the step
+has its output (one that did would be dropped by the step anyway).
+
 Workers are forked from a forkserver that has already imported the capabilities
 (never forked from the running event loop), run at a lower CPU priority than the
 serving process, and have their address space capped.
@@ -26,15 +34,20 @@ serving process, and have their address space capped.
 from __future__ import annotations
 
 import asyncio
+import itertools
+import json
 import logging
 import multiprocessing
 import os
 import resource
+import socket
 from collections import deque
 from concurrent.futures import Future
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
+
+from .capability import _STEP_DELTA, DeltaSink
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +106,18 @@ def input_size(value: Any, limit: int) -> int:
     return total
 
 
-def _worker_init(memory_bytes: int) -> None:
-    """In each worker: yield the CPU to the serving process, and cap memory."""
+# In a worker process: its socket to the pool's delta channel, and the pool's address.
+_CHANNEL: ContextVar[tuple[socket.socket, str] | None] = ContextVar("skillrun_worker_channel", default=None)
+
+# The most characters of delta text one datagram carries (JSON escapes make a
+# character at most 6 bytes: 48 KiB, well inside a Unix socket's send buffer).
+_PIECE_CHARS = 8192
+
+
+def _worker_init(memory_bytes: int, channel: str = "") -> None:
+    """In each worker: yield the CPU to the serving process, cap memory, open the delta channel."""
+    if channel:
+        _CHANNEL.set((socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM), channel))
     try:
         os.nice(5)
     except OSError:  # pragma: no cover - not permitted here
@@ -109,6 +132,42 @@ def _ready() -> int:
     return os.getpid()
 
 
+class _WorkerSink:
+    """``emit_delta`` in a worker: each delta a datagram to the pool, text bounded per job."""
+
+    __slots__ = ("sock", "address", "job", "room")
+
+    def __init__(self, sock: socket.socket, address: str, job: int, max_chars: int) -> None:
+        self.sock, self.address, self.job, self.room = sock, address, job, max_chars
+
+    def send(self, message: list[Any]) -> None:
+        self.sock.sendto(json.dumps(message).encode(), self.address)
+
+    def __call__(self, text: str | None, progress: float | None) -> None:
+        if text and self.room > 0:
+            text = text[: self.room]
+            self.room -= len(text)
+            for start in range(0, len(text), _PIECE_CHARS):
+                last = start + _PIECE_CHARS >= len(text)
+                self.send([self.job, text[start:start + _PIECE_CHARS], progress if last else None])
+        elif progress is not None:
+            self.send([self.job, None, progress])
+
+
+def run_with_deltas(fn: SyncFn, args: dict[str, Any], job: int, max_chars: int) -> Any:
+    """In a worker: ``fn(args)`` with its deltas sent to the pool, then the job's end mark."""
+    channel = _CHANNEL.get()
+    if channel is None:  # pragma: no cover - a pool always opens the channel
+        return fn(args)
+    sink = _WorkerSink(channel[0], channel[1], job, max_chars)
+    token = _STEP_DELTA.set(sink)
+    try:
+        return fn(args)
+    finally:
+        _STEP_DELTA.reset(token)
+        sink.send([job, None, None, True])
+
+
 @dataclass(eq=False)
 class _Job:
     fn: SyncFn
@@ -116,6 +175,11 @@ class _Job:
     tenant: str
     result: asyncio.Future[Any]
     running: Future[Any] | None = field(default=None)
+    # With a delta sink: the job's number on the channel, and its end mark's arrival.
+    sink: DeltaSink | None = None
+    number: int = 0
+    ended: asyncio.Future[None] | None = None
+    died: bool = False  # its worker died (or was killed): no end mark will come
 
 
 class ProcessOffload:
@@ -128,6 +192,7 @@ class ProcessOffload:
         inline_max_chars: int = INLINE_MAX_CHARS,
         per_tenant: int | None = None,
         memory_mb: int = 1024,
+        delta_max_chars: int = 1_000_000,
     ) -> None:
         if workers < 1:
             raise ValueError("workers must be at least 1")
@@ -141,6 +206,10 @@ class ProcessOffload:
         self._turns: deque[str] = deque()  # tenants with waiting calls, in turn
         self._busy: dict[str, int] = {}  # tenant -> workers held
         self._running = 0
+        self.delta_max_chars = delta_max_chars
+        self._channel: socket.socket | None = None  # deltas from workers (see the module's docstring)
+        self._numbers = itertools.count(1)
+        self._sinks: dict[int, _Job] = {}  # jobs whose deltas are expected, by number
 
     async def start(self) -> None:
         import pebble
@@ -152,17 +221,56 @@ class ProcessOffload:
         # killed at a deadline is replaced in milliseconds.
         context.set_forkserver_preload(["skillrun.capabilities"])
         self._loop = asyncio.get_running_loop()
+        address = self._open_channel(self._loop)
         self._pool = pebble.ProcessPool(
             max_workers=self.workers,
             context=context,
             initializer=_worker_init,
-            initargs=(self.memory_mb * 1024 * 1024,),
+            initargs=(self.memory_mb * 1024 * 1024, address),
         )
         # Warm every worker before the first request pays for it.
         warm = [self._pool.schedule(_ready) for _ in range(self.workers)]
         await asyncio.gather(*(asyncio.wrap_future(f) for f in warm))
 
+    def _open_channel(self, loop: asyncio.AbstractEventLoop) -> str:
+        """Listen for workers' deltas on a Unix datagram socket (Linux's abstract namespace:
+        no file to clean up, gone with the process); its address."""
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        address = f"\0skillrun-deltas-{os.getpid()}-{os.urandom(6).hex()}"
+        sock.bind(address)
+        sock.setblocking(False)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        loop.add_reader(sock.fileno(), self._receive)
+        self._channel = sock
+        return address
+
+    def _receive(self) -> None:
+        """Hand every waiting datagram to its job's sink (on the loop)."""
+        sock = self._channel
+        while sock is not None:
+            try:
+                raw = sock.recv(1 << 17)
+            except (BlockingIOError, InterruptedError):
+                return
+            try:
+                number, text, progress, *end = json.loads(raw)
+            except (ValueError, TypeError):
+                log.warning("dropped a malformed delta message from a worker")
+                continue
+            job = self._sinks.get(number)
+            if job is None:
+                continue  # its call has ended (a deadline, a cancel): dropped
+            if end:
+                if job.ended is not None and not job.ended.done():
+                    job.ended.set_result(None)
+            elif job.sink is not None:
+                job.sink(text if isinstance(text, str) else None, progress)
+
     async def close(self) -> None:
+        channel, self._channel = self._channel, None
+        if channel is not None and self._loop is not None:
+            self._loop.remove_reader(channel.fileno())
+            channel.close()
         pool, self._pool = self._pool, None
         if pool is None:
             return
@@ -185,7 +293,16 @@ class ProcessOffload:
         if self.inline(args):
             return fn(args)
         loop = asyncio.get_running_loop()
-        job = _Job(fn, args, TENANT.get(), loop.create_future())
+        job = _Job(fn, args, TENANT.get(), loop.create_future(), sink=_STEP_DELTA.get())
+        if job.sink is not None and self._channel is not None:
+            job.number, job.ended = next(self._numbers), loop.create_future()
+            self._sinks[job.number] = job
+        try:
+            return await self._run(job)
+        finally:
+            self._sinks.pop(job.number, None)
+
+    async def _run(self, job: _Job) -> Any:
         queue = self._queues.get(job.tenant)
         if queue is None:
             queue = self._queues[job.tenant] = deque()
@@ -193,10 +310,28 @@ class ProcessOffload:
         queue.append(job)
         self._dispatch()
         try:
-            return await job.result
+            result = await job.result
         except asyncio.CancelledError:
             self._abandon(job)
             raise
+        except Exception:
+            await self._deltas_drained(job)
+            raise
+        await self._deltas_drained(job)
+        return result
+
+    @staticmethod
+    async def _deltas_drained(job: _Job) -> None:
+        """Wait for the job's end mark: its deltas were sent before it, so they have all
+        reached the sink (they travel apart from the result). A worker that died sends
+        none: wait only briefly."""
+        if job.ended is None or job.died:
+            return
+        try:
+            async with asyncio.timeout(1.0):
+                await asyncio.shield(job.ended)
+        except TimeoutError:
+            log.warning("a worker's deltas did not end within 1 s; later ones are dropped")
 
     def _abandon(self, job: _Job) -> None:
         if job.running is not None:
@@ -234,7 +369,10 @@ class ProcessOffload:
     def _submit(self, job: _Job) -> None:
         self._running += 1
         self._busy[job.tenant] = self._busy.get(job.tenant, 0) + 1
-        job.running = self._pool.schedule(job.fn, args=(job.args,))
+        if job.ended is not None:
+            job.running = self._pool.schedule(run_with_deltas, args=(job.fn, job.args, job.number, self.delta_max_chars))
+        else:
+            job.running = self._pool.schedule(job.fn, args=(job.args,))
         loop = self._loop
         assert loop is not None
         def finished(f: Future[Any]) -> None:  # on pebble's thread, or ours on a cancel
@@ -256,10 +394,17 @@ class ProcessOffload:
             if done.cancelled():
                 job.result.cancel()
             elif (exc := done.exception()) is not None:
+                job.died = _worker_died(exc)
                 job.result.set_exception(_worker_error(exc))
             else:
                 job.result.set_result(done.result())
         self._dispatch()
+
+
+def _worker_died(exc: BaseException) -> bool:
+    from pebble import ProcessExpired
+
+    return isinstance(exc, ProcessExpired)
 
 
 def _worker_error(exc: BaseException) -> BaseException:
@@ -275,8 +420,11 @@ def _worker_error(exc: BaseException) -> BaseException:
     return exc
 
 
-def make_offload(workers: int, inline_max_chars: int = INLINE_MAX_CHARS, memory_mb: int = 1024) -> Offload:
+def make_offload(
+    workers: int, inline_max_chars: int = INLINE_MAX_CHARS, memory_mb: int = 1024, delta_max_chars: int = 1_000_000
+) -> Offload:
     """``workers`` processes (0: every call inline)."""
     if workers <= 0:
         return Inline()
-    return ProcessOffload(workers, inline_max_chars=inline_max_chars, memory_mb=memory_mb)
+    return ProcessOffload(workers, inline_max_chars=inline_max_chars, memory_mb=memory_mb,
+                          delta_max_chars=delta_max_chars)

@@ -76,6 +76,18 @@ class Observability:
     def engine_tracer(self) -> Any:
         return self.tracing.engine_tracer() if self.tracing is not None else None
 
+    def llm_usage(self, model: str, input_tokens: int, output_tokens: int) -> None:
+        """An ``llm.chat`` call's tokens: on the step's attempt span (the current one in
+        the capability's task) and into ``skillrun_llm_tokens``."""
+        if self.metrics is not None:
+            self.metrics.llm_tokens.labels("input").inc(input_tokens)
+            self.metrics.llm_tokens.labels("output").inc(output_tokens)
+        if self.tracing is not None:
+            span = self.tracing.current_span()
+            span.set_attribute("gen_ai.response.model", model)
+            span.set_attribute("gen_ai.usage.input_tokens", input_tokens)
+            span.set_attribute("gen_ai.usage.output_tokens", output_tokens)
+
     def stream(self, resumed: bool) -> StreamWatch:
         return StreamWatch(self, resumed)
 

@@ -132,6 +132,11 @@ class Metrics:
             "skillrun_step_fallbacks", "Steps that failed and ran their on_error fallback.", ["skill", "capability"],
             registry=r,
         )
+        # By type only (input, output): a model's name comes from a skill's input, so
+        # a label of it would let a key holder grow the series without bound.
+        self.llm_tokens = Counter(
+            "skillrun_llm_tokens", "Tokens of llm.chat calls, by type (input, output).", ["type"], registry=r
+        )
         self.gate_findings = Counter(
             "skillrun_gate_findings", "Gate findings, by the policy that handled them.", ["skill", "policy"], registry=r
         )

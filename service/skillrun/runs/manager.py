@@ -27,7 +27,7 @@ from ..engine.secret_inputs import has_secrets
 from ..engine.waiting import NotWaiting, Waiter
 from .recovery import LogFates, ms_since_iso, closing_events
 from .redaction import RunInputs
-from .store import TERMINAL, UNFINISHED, EventRecord, RunRecord, RunStore, utc_now
+from .store import TERMINAL, UNFINISHED, EventRecord, RunRecord, RunStore, StoreUnavailable, utc_now
 from .writer import RunWriter
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,14 @@ def _ends_wait_of(record: EventRecord, step_id: str, index: int | None) -> bool:
     payload = json.loads(record.data)
     data = payload.get("data") or {}
     return bool(payload.get("step_id") == step_id and data.get("index") == index and "waited_ms" in data)
+
+
+def _timed_out(record: EventRecord) -> bool:
+    """Whether a wait-ending event is the wait's own timeout (``human.input``'s kind)."""
+    if record.type not in (ev.STEP_FAILED, ev.STEP_RETRYING, ev.STEP_FALLBACK):
+        return False
+    error = (json.loads(record.data).get("data") or {}).get("error") or {}
+    return bool(error.get("kind") == "timeout")
 
 
 def new_run_id() -> str:
@@ -114,6 +122,7 @@ class RunManager:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._writers: dict[str, RunWriter] = {}  # the runs this node runs: their writers
         self._owners: dict[str, str] = {}
+        self._fenced: set[str] = set()  # runs stopped here without closing their logs (``fence``)
         # A waiting run counts toward stored runs, not running ones (``quotas``).
         engine.answers.on_change = self._waiting_changed
         self._background: set[asyncio.Future[None]] = set()
@@ -197,8 +206,8 @@ class RunManager:
         store is awaited, so concurrent starts cannot overshoot; it is given back
         unless a new run was stored (its task's end gives it back then)."""
         await self.quotas.admit_stored(run.owner, functools.partial(self.store.count_runs, run.owner))
-        await self.quotas.admit_everywhere(run.owner)
         self.quotas.admit(run.owner)
+        await self.quotas.admit_everywhere(run.owner, run.run_id)
         self.quotas.started(run.owner)
         stored: RunRecord | None = None
         try:
@@ -206,9 +215,18 @@ class RunManager:
         finally:
             if stored is None or stored.run_id != run.run_id:
                 self.quotas.ended(run.owner)
+                await self._release(run)
         if stored.run_id == run.run_id:
             self.quotas.stored(run.owner)
         return stored
+
+    async def _release(self, run: RunRecord) -> None:
+        """Give back the shared running place taken for ``run``, which was not stored."""
+        try:
+            await self.quotas.release_everywhere(run.owner, run.run_id)
+        except StoreUnavailable:
+            log.error("run %s: its running place could not be given back (store unreachable); "
+                      "it counts toward its key's running limit until removed from the active set", run.run_id)
 
     def _writer(self, run: RunRecord, given: RunInputs, last_seq: int = 0) -> RunWriter:
         """The run's writer, capped at ``max_events_per_run``: past it, the run is stopped
@@ -262,6 +280,9 @@ class RunManager:
         self._tasks.pop(run.run_id, None)
         self._writers.pop(run.run_id, None)
         self._owners.pop(run.run_id, None)
+        if run.run_id in self._fenced:
+            self._fenced.discard(run.run_id)
+            return  # its log belongs to whoever holds the run now: nothing is closed here
         if task.cancelled():
             # Cancelled before its first step ran: the engine never saw it, so close the log here.
             closer = asyncio.ensure_future(self.close_log(run.run_id, INTERRUPTED if self.draining else CANCELLED))
@@ -297,6 +318,11 @@ class RunManager:
         owner = self._owners.get(run_id)
         if owner is None:
             return
+        note = getattr(self.store, "note_waiting", None)  # a shared store counts it for every node
+        writer = self._writers.get(run_id)
+        # A parked (or fenced) run still waits, whoever resumes it: the shared count keeps it so.
+        if note is not None and not (writer is not None and writer.parked and not waiting):
+            note(run_id, owner, waiting)
         if waiting:
             self.quotas.ended(owner)
         else:
@@ -336,7 +362,11 @@ class RunManager:
         assert self.remote_answer is not None
         if not await self.remote_answer(run.run_id, step_id, index, value):
             raise NotWaiting("the node running it is gone; it waits again once a survivor resumes the run")
-        await self._until_wait_ended(run.run_id, step_id, index, cursor)
+        ended = await self._until_wait_ended(run.run_id, step_id, index, cursor)
+        if ended is not None and _timed_out(ended):
+            # Its node timed the wait out before the answer reached it (it dropped the
+            # answer): the timeout won, so the answer is refused, never acknowledged.
+            raise NotWaiting("its wait timed out before the answer reached it")
 
     async def _waiting_in_log(self, run_id: str, step_id: str, index: int | None) -> tuple[dict[str, Any], int] | None:
         """The schema and seq of the instance's open ``step_waiting`` in the log, if one is open."""
@@ -365,20 +395,24 @@ class RunManager:
         if waiter.check(value) is None:
             waiter.answer.set_result(value)
 
-    async def _until_wait_ended(self, run_id: str, step_id: str, index: int | None, cursor: int) -> None:
-        """Follow the log from ``cursor`` until the instance's wait-ending event (or the run's end) is stored."""
+    async def _until_wait_ended(
+        self, run_id: str, step_id: str, index: int | None, cursor: int
+    ) -> EventRecord | None:
+        """Follow the log from ``cursor`` until the instance's wait-ending event (or the
+        run's end) is stored; that event, or None if none came in time."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + ANSWER_RECORDED_S
         while (left := deadline - loop.time()) > 0:
             batch = await self.store.read(run_id, cursor)
             for record in batch:
                 if record.type == ev.DONE or _ends_wait_of(record, step_id, index):
-                    return
+                    return record
             if batch:
                 cursor = batch[-1].seq
                 continue
             await self.store.wait(run_id, cursor, left)
         log.warning("run %s: the answer to step %r was delivered, its outcome not yet stored", run_id, step_id)
+        return None
 
     def _park_waiting(self) -> None:
         """Stop the engine tasks of the runs waiting for input without ending their logs."""
@@ -389,6 +423,30 @@ class RunManager:
             writer.parked = True  # what the stopped engine would write is dropped
             task.cancel(INTERRUPTED)
             log.info("run %s waits for input: parked, resumed at the next start", run_id)
+
+    def fence(self, run_id: str) -> None:
+        """Stop this node's engine task of ``run_id`` without writing another event: the
+        run is another node's now (it took it over while this node's lease had lapsed),
+        or may be any moment (``runs.nodes``: the lease could not be renewed in time).
+        Like a parked run, its log is left as it is, for whoever holds the run."""
+        task, writer = self._tasks.get(run_id), self._writers.get(run_id)
+        if task is None or task.done():
+            return
+        self._fenced.add(run_id)
+        if writer is not None:
+            writer.parked = True
+        task.cancel(INTERRUPTED)
+        log.warning("run %s: stopped here, its lease lapsed (another node may resume it)", run_id)
+
+    def fence_all(self) -> list[str]:
+        """``fence`` every run this node runs; their ids."""
+        fenced = [run_id for run_id, task in self._tasks.items() if not task.done()]
+        for run_id in fenced:
+            self.fence(run_id)
+        return fenced
+
+    def running_here(self, run_id: str) -> bool:
+        return run_id in self._tasks
 
     def cancel_here(self, run_id: str, reason: str) -> None:
         """Cancel the run's engine task if this node runs it (a cancel sent by another node)."""

@@ -15,6 +15,14 @@
   on, closes it as ``interrupted`` with the same closing events as a restart's
   recovery (``RunManager.close_log``). Either way every follower on every node
   gets the rest of the log and ``done``; the seam comes within ``lease_s`` + 5 s.
+- **Fencing**: a node that has not renewed its lease for so long that the lease may
+  lapse before its next try stops its engine tasks at once, writing nothing (a
+  survivor may resume those runs: two engines must never run one run), and every
+  append carries the sender's node, which the append script compares with the
+  run's holder (``adopt``): a late event of a node whose run was taken over is
+  refused, and that run's engine stopped there. When its renewals succeed again, the
+  node takes back the runs no survivor took (its own takeover key, ``SET NX``, so a
+  survivor and the node never both resume one) and resumes them from their logs.
 - **Cancel**: a cancel for a run whose engine task runs on another node is
   published on ``P cancel``; every node subscribes, and the node running the task
   cancels it (the engine ends the log ``skill_completed`` + ``done`` cancelled).
@@ -54,6 +62,8 @@ class NodeCoordinator:
         self.confirm_s = min(lease_s, 3.0)
         self._tasks: list[asyncio.Task[None]] = []
         self._dead_since: dict[str, float] = {}  # node -> when this node first saw it without a lease
+        self._renewed_at: float | None = None  # loop time a renewal that succeeded was sent
+        self.fenced = False  # its lease may have lapsed: its runs are stopped until it is renewed
 
     @property
     def node_id(self) -> str:
@@ -63,8 +73,9 @@ class NodeCoordinator:
         """Take the lease, listen for cancels, and start watching the other nodes."""
         try:
             await self._renew()
-        except RedisError:
+        except (RedisError, OSError, TimeoutError):
             log.exception("node %s: could not take its lease (Redis unreachable); retrying", self.node_id)
+        self.store.on_fenced = self.runs.fence
         self.runs.remote_cancel = self.cancel_elsewhere
         self.runs.remote_answer = self.answer_elsewhere
         self._tasks = [
@@ -80,6 +91,7 @@ class NodeCoordinator:
         self._tasks = []
         self.runs.remote_cancel = None
         self.runs.remote_answer = None
+        self.store.on_fenced = None
         k, c = self.store.keys, self.store.client
         try:
             # Drained: every run of this node has its log closed, so nothing is left to take over.
@@ -93,18 +105,76 @@ class NodeCoordinator:
 
     async def _renew(self) -> None:
         k, c = self.store.keys, self.store.client
-        async with c.pipeline(transaction=False) as pipe:
-            pipe.set(k.node(self.node_id, "lease"), "1", px=int(self.lease_s * 1000))
-            pipe.zadd(k.all("nodes"), {self.node_id: 0})
-            await pipe.execute()
+        sent = asyncio.get_running_loop().time()
+        # Bounded: a renewal stuck on a dead connection must not delay the fencing check.
+        async with asyncio.timeout(self.renew_s):
+            async with c.pipeline(transaction=False) as pipe:
+                pipe.set(k.node(self.node_id, "lease"), "1", px=int(self.lease_s * 1000))
+                pipe.zadd(k.all("nodes"), {self.node_id: 0})
+                await pipe.execute()
+        self._renewed_at = sent
 
     async def _renew_forever(self) -> None:
         while True:
             await asyncio.sleep(self.renew_s)
-            try:
-                await self._renew()
-            except RedisError as exc:
-                log.warning("node %s: lease not renewed (%s)", self.node_id, exc)
+            await self.renew_or_fence()
+
+    async def renew_or_fence(self) -> None:
+        """Renew the lease; if that failed for so long that the lease may lapse before
+        the next try, fence this node's runs; once renewed after a fence, take them back."""
+        try:
+            await self._renew()
+        except (RedisError, OSError, TimeoutError) as exc:
+            log.warning("node %s: lease not renewed (%s)", self.node_id, exc)
+            if not self.fenced and self._lapsing():
+                self.fenced = True
+                stopped = self.runs.fence_all()
+                log.error("node %s: lease not renewed for %.1f s (lease %g s): %d run(s) stopped here, "
+                          "a surviving node may resume them", self.node_id,
+                          asyncio.get_running_loop().time() - (self._renewed_at or 0.0), self.lease_s, len(stopped))
+            return
+        if self.fenced:
+            await self.reclaim()
+
+    def _lapsing(self) -> bool:
+        """Whether the lease may expire before the next renewal could land (one wait and
+        one bounded try from now): the last moment to stop running runs a survivor may take."""
+        if self._renewed_at is None:
+            return True
+        return asyncio.get_running_loop().time() + 2 * self.renew_s >= self._renewed_at + self.lease_s
+
+    async def reclaim(self) -> int:
+        """After a fence, resume this node's runs that no survivor took; how many.
+
+        This node's own takeover key (``SET NX``, as a survivor's) decides: while it is
+        held here, no survivor takes this node's runs, and a survivor that holds it is
+        taking them (then they are its)."""
+        k, c = self.store.keys, self.store.client
+        claim = k.node(self.node_id, "takeover")
+        if not await c.set(claim, self.node_id, nx=True, px=int(self.lease_s * 1000)):
+            log.warning("node %s: back, but a survivor is taking its runs", self.node_id)
+            self.fenced = False
+            return 0
+        resumed = 0
+        try:
+            # What was kept through the outage goes first: resumes read the log's real end.
+            await self.store.flushed(self.lease_s)
+            for raw in await c.smembers(k.node(self.node_id, "runs")):
+                run_id = _text(raw)
+                holder = await c.hget(k.run(run_id), "node")
+                run = await self.store.get(run_id)
+                if (run is None or run.status not in UNFINISHED or self.runs.running_here(run_id)
+                        or (holder is not None and _text(holder) != self.node_id)):
+                    continue
+                if await self.runs.resume(run):
+                    resumed += 1
+                elif await self.runs.close_log(run_id, INTERRUPTED):
+                    await self.runs.until_finished(run_id)
+            self.fenced = False
+        finally:
+            await c.delete(claim)
+        log.warning("node %s: lease renewed again; %d of its run(s) resumed here", self.node_id, resumed)
+        return resumed
 
     async def alive(self, node: str) -> bool:
         return bool(await self.store.client.exists(self.store.keys.node(node, "lease")))
@@ -172,7 +242,10 @@ class NodeCoordinator:
         (the caller closes the log itself)."""
         k, c = self.store.keys, self.store.client
         node = await c.hget(k.run(run_id), "node")
-        if node is None or _text(node) == self.node_id or not await self.alive(_text(node)):
+        if node is None or _text(node) == self.node_id:
+            return False
+        if not await self.alive(_text(node)):
+            await self.store.adopt(run_id)  # the caller closes its log: the run is held here (fencing)
             return False
         await c.publish(k.cancel_channel, json.dumps({"run_id": run_id, "reason": reason, "node": _text(node)}))
         return True

@@ -4,9 +4,10 @@ A run holds memory, a task and a follower or two for as long as it runs, even wh
 only waits; so running runs are counted per key (``max_running_per_key``: one key
 cannot fill the server) and in all (``max_running``: the server refuses work it could
 not serve). Counts are of this node's runs: runs execute on the node that started them.
-With a store several nodes share (Redis), ``shared`` counts unfinished runs on every
-node as well, so the limits hold across all of them (two nodes admitting the last place
-at the same instant may both get it: the limit can be passed by the number of nodes).
+With a store several nodes share (Redis), ``reserve`` takes the run's place among the
+running runs of every node as well, atomically (the store counts and takes it in one
+step), so two nodes admitting the last place at the same instant cannot both get it.
+A run waiting for input holds no running place, here or in the shared count.
 
 Stored runs are counted per key too (``max_stored_runs_per_key``): a key cannot fill
 the store faster than retention empties it. The count is asked of the store once per
@@ -51,6 +52,12 @@ class RunQuotas:
     stored_retry_after_s: int = 60
     # With a shared store: (unfinished runs of an owner, of all owners), on every node.
     shared: Callable[[str], Awaitable[tuple[int, int]]] | None = field(default=None, repr=False)
+    # With a shared store: take a running place on every node at once, (run_id, owner,
+    # max of the key, max in all) -> None when taken, else the counts that refused it;
+    # and give back a place taken for a run that was not stored (run_id, owner).
+    reserve: Callable[[str, str, int, int], Awaitable[tuple[int, int] | None]] | None = field(
+        default=None, repr=False)
+    release: Callable[[str, str], Awaitable[None]] | None = field(default=None, repr=False)
     _running: Counter[str] = field(default_factory=Counter, init=False)
     _stored: dict[str, int] = field(default_factory=dict, init=False)
     _total: int = field(default=0, init=False)
@@ -59,10 +66,20 @@ class RunQuotas:
         """Raise ``QuotaExceeded`` if ``owner`` may not start a run now."""
         self._check_running(self._running[owner], self._total)
 
-    async def admit_everywhere(self, owner: str) -> None:
-        """``admit`` against the counts of every node (with a shared store only)."""
-        if self.shared is not None:
+    async def admit_everywhere(self, owner: str, run_id: str) -> None:
+        """``admit`` against the counts of every node (with a shared store only); with
+        ``reserve``, the place of ``run_id`` is taken as well (``release_everywhere``
+        gives it back if the run is not stored)."""
+        if self.reserve is not None:
+            refused = await self.reserve(run_id, owner, self.max_running_per_key, self.max_running)
+            if refused is not None:  # the refusing count is at its limit (the other: 0, not asked)
+                self._check_running(*refused)
+        elif self.shared is not None:
             self._check_running(*await self.shared(owner))
+
+    async def release_everywhere(self, owner: str, run_id: str) -> None:
+        if self.release is not None:
+            await self.release(run_id, owner)
 
     def _check_running(self, of_key: int, total: int) -> None:
         if of_key >= self.max_running_per_key:

@@ -19,10 +19,14 @@ command ever names keys of two slots:
   within a millisecond, as SQLite's row number orders them. A list cursor
   (``ListCursor``) is resumed from its run's member when that run is still the
   caller's, else from its time alone (nothing of other keys shows through).
-- ``P{o:<owner>}:active``: the owner's unfinished runs (the running-runs quota,
-  counted across nodes).
+- ``P{o:<owner>}:active``: the owner's unfinished runs, and ``P{o:<owner>}:waiting``
+  those of them waiting for input: the running-runs quota counts active runs that do
+  not wait, across nodes. A place is taken atomically (``_RESERVE``: count and add in
+  one script) before the run is stored, so two nodes admitting at the same instant
+  cannot pass the limit.
 - ``P{all}:n`` (the run counter), ``P{all}:runs``, ``P{all}:finished`` (finished
-  runs by time, for purge), ``P{all}:active``, ``P{all}:nodes``: the few global indexes.
+  runs by time, for purge), ``P{all}:active``, ``P{all}:waiting``, ``P{all}:nodes``: the
+  few global indexes.
 - ``P{n:<node>}:runs``: the unfinished runs a node executes; ``P{n:<node>}:lease``
   its lease (see ``runs.nodes``).
 
@@ -51,6 +55,7 @@ from calendar import timegm
 from dataclasses import dataclass, field, replace
 from typing import Any, Awaitable, Callable, Collection, Concatenate, Coroutine, Mapping, ParamSpec, TypeVar, cast
 
+import redis as sync_redis
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ClusterDownError, RedisError, ResponseError
@@ -200,13 +205,27 @@ class Keys:
 # one argument an event, as redis-py's packing costs per argument), then per event that
 # changes the record: seq, starts (0/1), done's status and result ('' unless done), and
 # the open waits' change ('' none, 'r' reset by a resume, else +1/-1; see ``events``).
+# Fencing: the last ARGV is the sending node, compared with the record's ``node`` (who
+# holds the run now): a run a survivor adopted (``adopt``) takes
+# nothing more from the node it was taken from, so a zombie's late events (a node cut
+# from Redis longer than its lease, whose engine went on) are refused whole. Returns
+# {refused seqs, 1 if fenced else 0}.
 _APPEND = """
 local refused, changes = {}, {}
 local n = tonumber(ARGV[4])
-for j = 5 + n, #ARGV, 5 do
+local sender = ARGV[#ARGV]
+for j = 5 + n, #ARGV - 1, 5 do
   changes[ARGV[j]] = j
 end
+local holder = redis.call('HGET', KEYS[2], 'node')
 local closed = redis.call('HEXISTS', KEYS[2], 'finished_at') == 1
+if holder and holder ~= sender then
+  for i = 5, 4 + n do
+    local ev = ARGV[i]
+    refused[#refused + 1] = string.sub(ev, 1, string.find(ev, '\\31', 1, true) - 1)
+  end
+  return {refused, 1}
+end
 for i = 5, 4 + n do
   local ev = ARGV[i]
   local a = string.find(ev, '\\31', 1, true)
@@ -249,7 +268,23 @@ for i = 5, 4 + n do
     end
   end
 end
-return refused
+return {refused, 0}
+"""
+
+# Takes a running place for a run (KEYS: an active set and its waiting set, one hash
+# tag: the owner's, or the global ones): counts the active runs that do not wait and,
+# under ARGV[2], adds ARGV[1]; returns -1 when taken, else the count that refused it.
+# A script so that the count and the add are one step on every node (no overshoot).
+_RESERVE = """
+local running = redis.call('SCARD', KEYS[1]) - redis.call('SINTERCARD', 2, KEYS[1], KEYS[2])
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then
+  return -1
+end
+if running >= tonumber(ARGV[2]) then
+  return running
+end
+redis.call('SADD', KEYS[1], ARGV[1])
+return -1
 """
 
 # Commands at once on one node's command pool: past it a command waits for a free
@@ -275,6 +310,22 @@ async def versioned(client: Client, url: str, prefix: str) -> None:
     found = int(_text(await cast(Awaitable[Any], client.get(key))) or SCHEMA_VERSION)
     if found > SCHEMA_VERSION:
         raise SchemaTooNew(f"{public_url(url)} (keys {prefix}*)", found, SCHEMA_VERSION)
+
+
+def cluster_enabled(url: str, timeout_s: float = 3.0) -> bool | None:
+    """Whether the Redis at ``url`` is a node of a Redis Cluster (``INFO cluster``:
+    ``cluster_enabled:1``); None when it cannot be asked now. Synchronous, once at
+    start: the store and the rate limiter's storage are built before any loop runs."""
+    client = sync_redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+    try:
+        info = client.info("cluster")
+    except (RedisError, OSError) as exc:
+        log.warning("run store: could not ask %s whether it is a Redis Cluster (%s); "
+                    "set SKILLRUN_REDIS_CLUSTER to say", public_url(url), exc)
+        return None
+    finally:
+        client.close()
+    return bool(int(info.get("cluster_enabled", 0)))
 
 
 def public_url(url: str) -> str:
@@ -314,6 +365,9 @@ class RedisStore:
         self.url = url
         # Told each appended batch's duration (s) and event count (the metrics, as SQLite's).
         self.on_commit: Callable[[float, int], None] | None = None
+        # Told the run whose events were refused because another node holds it now
+        # (fencing, see ``_APPEND``): the run manager stops its engine task here.
+        self.on_fenced: Callable[[str], None] | None = None
         self.cluster = cluster
         self.keys = Keys(prefix)
         self.node_id = node_id or "node-" + hashlib.sha256(f"{time.time_ns()}{id(self)}".encode()).hexdigest()[:12]
@@ -326,6 +380,10 @@ class RedisStore:
         self._tails: dict[str, _Tail] = {}
         self._appended: dict[str, int] = {}  # last seq handed to append, per run written here
         self._pending: list[tuple[str, EventRecord]] = []
+        self._sending = False  # a batch is on its way (see ``flushed``)
+        # Runs that began (True) or stopped (False) waiting for input, to send in order
+        # with the writer's batches: (run_id, owner, waiting).
+        self._marks: list[tuple[str, str, bool]] = []
         self._wake = asyncio.Event()
         self._closing = False
         self._writer: asyncio.Task[None] | None = None
@@ -475,6 +533,60 @@ class RedisStore:
         self._pending.append((run_id, event))
         self._wake.set()
 
+    def note_waiting(self, run_id: str, owner: str, waiting: bool) -> None:
+        """A run began (or stopped) waiting for input: it holds no running place
+        meanwhile, on any node (sent by the writer task, never blocking the engine)."""
+        self._marks.append((run_id, owner, waiting))
+        self._wake.set()
+
+    async def _send_marks(self) -> None:
+        marks, self._marks = self._marks, []
+        k = self.keys
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for run_id, owner, waiting in marks:
+                    for key in (k.owner(owner, "waiting"), k.all("waiting")):
+                        (pipe.sadd if waiting else pipe.srem)(key, run_id)
+                await pipe.execute()
+        except OUTAGE:
+            self._marks = marks + self._marks  # kept, in order, for the next try
+            raise
+
+    @_outage_is_unavailable
+    async def reserve_running(self, run_id: str, owner: str, max_of_key: int, max_total: int) -> tuple[int, int] | None:
+        """Take a running place for ``run_id`` of ``owner`` on every node at once: None
+        when taken, else (the owner's, all) running counts that refused it. Each limit is
+        checked and taken in one script; a place taken of the owner's is given back when
+        the global one is refused."""
+        k = self.keys
+        of_key = int(await self.client.eval(_RESERVE, 2, k.owner(owner, "active"), k.owner(owner, "waiting"),
+                                            run_id, max_of_key))
+        if of_key >= 0:
+            return of_key, 0
+        total = int(await self.client.eval(_RESERVE, 2, k.all("active"), k.all("waiting"), run_id, max_total))
+        if total >= 0:
+            await self.client.srem(k.owner(owner, "active"), run_id)
+            return 0, total
+        return None
+
+    @_outage_is_unavailable
+    async def release_running(self, run_id: str, owner: str) -> None:
+        """Give back the place ``reserve_running`` took for a run that was not stored."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.srem(self.keys.owner(owner, "active"), run_id)
+            pipe.srem(self.keys.all("active"), run_id)
+            await pipe.execute()
+
+    async def flushed(self, timeout: float) -> bool:
+        """Wait until every appended event has been sent (or refused); False on timeout."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self._pending or self._sending:
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(0.02)
+        return True
+
     async def _write_loop(self) -> None:
         failures = 0
         while True:
@@ -483,6 +595,7 @@ class RedisStore:
             batch, self._pending = self._pending, []
             if batch:
                 began = time.perf_counter()
+                self._sending = True
                 try:
                     refused = await self._send(batch)
                 except OUTAGE as exc:
@@ -495,13 +608,24 @@ class RedisStore:
                     failures += 1
                     self._wake.set()
                     continue
+                finally:
+                    self._sending = False
                 if failures:
                     log.warning("run store: Redis reachable again; kept events sent")
                 failures, self.reachable = 0, True
                 if self.on_commit is not None:  # the metrics: one batch, its time and size
                     self.on_commit(time.perf_counter() - began, len(batch))
                 self._publish(batch, refused)
-            if self._closing and not self._pending:
+            if self._marks:
+                try:
+                    await self._send_marks()
+                except OUTAGE:
+                    self.reachable = False
+                    await asyncio.sleep(_RETRY_S[min(failures, len(_RETRY_S) - 1)])
+                    failures += 1
+                    self._wake.set()
+                    continue
+            if self._closing and not self._pending and not self._marks:
                 return
 
     async def _send(self, batch: list[tuple[str, EventRecord]]) -> set[tuple[str, int]]:
@@ -528,6 +652,7 @@ class RedisStore:
                         waits = "r" if change.resumed else str(change.waits) if change.waits else ""
                         args += [ev.seq, int(change.starts), change.status if done else "",
                                  _dumps(change.result) if done else "", waits]
+                args.append(self.node_id)  # fencing: refused if another node holds the run now
                 pipe.eval(_APPEND, 2, k.log(run_id), k.run(run_id), *args)
             results = await pipe.execute(raise_on_error=False)
         refused: set[tuple[str, int]] = set()
@@ -538,11 +663,25 @@ class RedisStore:
                 log.error("run store: %d event(s) of run %s refused: %s", len(events), run_id, result)
                 refused.update((run_id, ev.seq) for ev in events)
                 continue
-            bounced = {int(_text(seq)) for seq in result}
+            bounced, fenced = {int(_text(seq)) for seq in result[0]}, bool(result[1])
+            theirs = False  # once one is not ours, none after it can be (a log has no gaps)
             for ev in events:
-                if ev.seq in bounced and not await self._ours(run_id, ev):
+                if ev.seq in bounced and (theirs or not await self._ours(run_id, ev)):
                     refused.add((run_id, ev.seq))
+                    theirs = True
+            if fenced and any((run_id, ev.seq) in refused for ev in events):
+                self._fenced(run_id)
         return refused
+
+    def _fenced(self, run_id: str) -> None:
+        """Another node holds ``run_id`` now (it took the run over while this node's
+        lease had lapsed): nothing more is sent for it, and its engine here is stopped."""
+        log.warning("run store: run %s is held by another node now; this node's events for it are refused",
+                    run_id)
+        self._appended.pop(run_id, None)
+        self._pending = [(r, ev) for r, ev in self._pending if r != run_id]
+        if self.on_fenced is not None:
+            self.on_fenced(run_id)
 
     async def _ours(self, run_id: str, ev: EventRecord) -> bool:
         """Whether a refused XADD's entry is this very event: sent before a connection
@@ -627,8 +766,10 @@ class RedisStore:
             return  # not closed (yet): it still holds its places
         async with self.client.pipeline(transaction=False) as pipe:
             pipe.srem(k.all("active"), run_id)
+            pipe.srem(k.all("waiting"), run_id)
             if owner is not None:
                 pipe.srem(k.owner(owner, "active"), run_id)
+                pipe.srem(k.owner(owner, "waiting"), run_id)
             if node is not None:
                 pipe.srem(k.node(node, "runs"), run_id)
             if owner is not None and order is not None and finished_at is not None:
@@ -653,6 +794,12 @@ class RedisStore:
             start = after - (tail.events[0].seq - 1)
             if start < len(tail.events) or tail.closed or tail.local:
                 return tail.events[start : start + limit]
+            if start == len(tail.events) and tail.watcher is not None and not tail.watcher.done():
+                # Caught up with a tail its watcher keeps (XREAD BLOCK): what comes next
+                # reaches the tail first and wakes the follower. No XRANGE per follower
+                # and event: with 100 followers that was 100 round trips an event
+                # (bench/scale.py (b), 2 busy cores: cross-node p50 9.2-9.7 -> 6.3-6.9 ms).
+                return []
         # Older than the tail, or past what this node knows: Redis has the truth
         # (another node's XADD, a takeover's closing events, is there before any wake-up).
         entries = await cast(Awaitable[list[Any]], self.client.xrange(
@@ -823,12 +970,16 @@ class RedisStore:
 
     @_outage_is_unavailable
     async def count_running(self, owner: str) -> tuple[int, int]:
-        """Unfinished runs of ``owner`` and of all owners, on every node (one round trip)."""
+        """Running runs of ``owner`` and of all owners, on every node (one round trip):
+        unfinished, and not waiting for input (as this node's own counts, ``quotas``)."""
+        k = self.keys
         async with self.client.pipeline(transaction=False) as pipe:
-            pipe.scard(self.keys.owner(owner, "active"))
-            pipe.scard(self.keys.all("active"))
-            of_owner, total = await pipe.execute()
-        return int(of_owner), int(total)
+            for active, waiting in ((k.owner(owner, "active"), k.owner(owner, "waiting")),
+                                    (k.all("active"), k.all("waiting"))):
+                pipe.scard(active)
+                pipe.sintercard(2, [active, waiting])
+            of_owner, of_owner_waiting, total, total_waiting = await pipe.execute()
+        return int(of_owner) - int(of_owner_waiting), int(total) - int(total_waiting)
 
     @_outage_is_unavailable
     async def purge(self, finished_before: str) -> int:

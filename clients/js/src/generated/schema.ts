@@ -511,7 +511,7 @@ export interface components {
          */
         StepStatus: "completed" | "skipped" | "degraded" | "failed" | "cancelled" | "interrupted";
         StepError: {
-            /** @description What went wrong: `capability_error`, `timeout`, `expression_error`, `cancelled`, `interrupted` (the server shut down), `internal`, `gate_failed` (a gate with policy `fail` found something), `input_invalid` (a nested skill's inputs, or a capability's rendered input, that break the schema; the message names the field), `http_refused`, `http_error`, `http_status`, `http_too_large`, `http_too_many_redirects`, `http_unsupported` (`http.request`), `limit_exceeded` (the run went past a server limit: events per run, `foreach` items), or a kind a capability names. By default `retry` repeats none of `expression_error`, `gate_failed`, `input_invalid`, `internal`, `http_refused`, `http_too_many_redirects`, `http_unsupported`. */
+            /** @description What went wrong: `capability_error`, `timeout`, `expression_error`, `cancelled`, `interrupted` (the server shut down), `internal`, `gate_failed` (a gate with policy `fail` found something), `input_invalid` (a nested skill's inputs, or a capability's rendered input, that break the schema; the message names the field), `http_refused`, `http_error`, `http_status`, `http_too_large`, `http_too_many_redirects`, `http_unsupported` (`http.request`), `unconfigured`, `upstream_rate_limited`, `upstream_unavailable`, `upstream_status`, `upstream_protocol`, `upstream_error` (`llm.chat`), `limit_exceeded` (the run went past a server limit: events per run, `foreach` items), or a kind a capability names. By default `retry` repeats none of `expression_error`, `gate_failed`, `input_invalid`, `internal`, `http_refused`, `http_too_many_redirects`, `http_unsupported`, `unconfigured`, `upstream_status`. */
             kind: string;
             message: string;
         };
@@ -1056,6 +1056,62 @@ export interface components {
             needs?: string[];
             /** @description The CEL list the step runs once per item of. */
             foreach?: string;
+            /**
+             * @description The steps this one waits for, resolved: `needs` when the file names
+             *     them, else the step before (empty for a step that waits for none).
+             *     The edges of the skill's graph.
+             */
+            after?: string[];
+            /** @description Every safety gate of the step, in the order they run (`gate` names the first). */
+            gates?: components["schemas"]["SkillStepGate"][];
+            /** @description With `foreach`: how many items run at once. */
+            max_parallel?: number;
+            retry?: components["schemas"]["SkillStepRetry"];
+            /** @description The time limit of one attempt, in seconds. */
+            timeout_s?: number;
+            /**
+             * @description What a failure does once retries are spent: `fail` ends the run,
+             *     `continue` lets it go on, `fallback` runs `fallback.uses` instead.
+             * @enum {string}
+             */
+            on_error?: "fail" | "continue" | "fallback";
+            fallback?: {
+                /** @description The capability that runs when the step fails for good. */
+                uses: string;
+            };
+            /**
+             * @description For `uses: skill:<id>`: the nested skill's id (`GET /v1/skills/{skill_id}`
+             *     describes its steps). Its events carry `step_id` `parent/child`.
+             */
+            skill?: string;
+        };
+        SkillStepGate: {
+            /** @description The gate capability. */
+            uses: string;
+            /**
+             * @description What findings do (`step_degraded`, `gate_failed`, `step_skipped`, `gate_warning`).
+             * @enum {string}
+             */
+            policy: "degrade" | "fail" | "skip" | "warn";
+            /**
+             * @description `pre` checks the rendered input, `post` the output.
+             * @enum {string}
+             */
+            stage: "pre" | "post";
+        };
+        /** @description Present when a failed attempt is tried again (`step_retrying`). */
+        SkillStepRetry: {
+            /** @description Attempts in all. */
+            max_attempts: number;
+            backoff: {
+                initial_ms: number;
+                max_ms: number;
+                multiplier: number;
+            };
+            /** @description The fraction of each delay that is random. */
+            jitter: number;
+            /** @description The error kinds retried; absent, every kind but the deterministic ones. */
+            on?: string[];
         };
         /**
          * @description A loaded skill. Skill files are YAML in the format of the JSON Schema

@@ -74,6 +74,16 @@ export async function usage(): Promise<void> {
     if (event.type === 'step_exploded') break;
   }
   const result: ExecuteResult = await stream.result();
+  for await (const chunk of client.runs.events('r').text('answer', { index: 0 })) {
+    const shown: string = chunk.restart ? '' : chunk.text;
+    const where: [string, number | undefined, number] = [chunk.stepId, chunk.index, chunk.attempt];
+    void shown;
+    void where;
+  }
+  const finalText: string | null = await client.runs.events('r').finalText('answer');
+  void finalText;
+  // @ts-expect-error finalText needs the step
+  void client.runs.events('r').finalText();
   void result.outputs['summary'];
   // @ts-expect-error the result has no type field
   void result.type;

@@ -68,7 +68,7 @@ class StepError(BaseModel):
     kind: Annotated[
         str,
         Field(
-            description="What went wrong: `capability_error`, `timeout`, `expression_error`, `cancelled`, `interrupted` (the server shut down), `internal`, `gate_failed` (a gate with policy `fail` found something), `input_invalid` (a nested skill's inputs, or a capability's rendered input, that break the schema; the message names the field), `http_refused`, `http_error`, `http_status`, `http_too_large`, `http_too_many_redirects`, `http_unsupported` (`http.request`), `limit_exceeded` (the run went past a server limit: events per run, `foreach` items), or a kind a capability names. By default `retry` repeats none of `expression_error`, `gate_failed`, `input_invalid`, `internal`, `http_refused`, `http_too_many_redirects`, `http_unsupported`."
+            description="What went wrong: `capability_error`, `timeout`, `expression_error`, `cancelled`, `interrupted` (the server shut down), `internal`, `gate_failed` (a gate with policy `fail` found something), `input_invalid` (a nested skill's inputs, or a capability's rendered input, that break the schema; the message names the field), `http_refused`, `http_error`, `http_status`, `http_too_large`, `http_too_many_redirects`, `http_unsupported` (`http.request`), `unconfigured`, `upstream_rate_limited`, `upstream_unavailable`, `upstream_status`, `upstream_protocol`, `upstream_error` (`llm.chat`), `limit_exceeded` (the run went past a server limit: events per run, `foreach` items), or a kind a capability names. By default `retry` repeats none of `expression_error`, `gate_failed`, `input_invalid`, `internal`, `http_refused`, `http_too_many_redirects`, `http_unsupported`, `unconfigured`, `upstream_status`."
         ),
     ]
     message: str
@@ -415,51 +415,49 @@ class CapabilityList(BaseModel):
     capabilities: list[Capability]
 
 
-class SkillStep(BaseModel):
-    id: str
-    uses: str
-    description: str | None = None
-    when: Annotated[
-        str | None,
-        Field(description='A CEL condition; the step is skipped when it is false.'),
-    ] = None
-    gate: Annotated[
-        str | None,
-        Field(description="The safety gate capability checked on the step's output."),
-    ] = None
-    needs: Annotated[
+class Fallback(BaseModel):
+    uses: Annotated[
+        str, Field(description='The capability that runs when the step fails for good.')
+    ]
+
+
+class SkillStepGate(BaseModel):
+    uses: Annotated[str, Field(description='The gate capability.')]
+    policy: Annotated[
+        Literal['degrade', 'fail', 'skip', 'warn'],
+        Field(
+            description='What findings do (`step_degraded`, `gate_failed`, `step_skipped`, `gate_warning`).'
+        ),
+    ]
+    stage: Annotated[
+        Literal['pre', 'post'],
+        Field(description='`pre` checks the rendered input, `post` the output.'),
+    ]
+
+
+class Backoff(BaseModel):
+    initial_ms: Annotated[float, Field(ge=0.0)]
+    max_ms: Annotated[float, Field(ge=0.0)]
+    multiplier: Annotated[float, Field(ge=1.0)]
+
+
+class SkillStepRetry(BaseModel):
+    """
+    Present when a failed attempt is tried again (`step_retrying`).
+    """
+
+    max_attempts: Annotated[int, Field(description='Attempts in all.', ge=1)]
+    backoff: Backoff
+    jitter: Annotated[
+        float,
+        Field(description='The fraction of each delay that is random.', ge=0.0, le=1.0),
+    ]
+    on: Annotated[
         list[str] | None,
         Field(
-            description='The steps this one waits for, when the file names them (else it waits for the step before).'
+            description='The error kinds retried; absent, every kind but the deterministic ones.'
         ),
     ] = None
-    foreach: Annotated[
-        str | None, Field(description='The CEL list the step runs once per item of.')
-    ] = None
-
-
-class SkillDescription(BaseModel):
-    """
-    A loaded skill. Skill files are YAML in the format of the JSON Schema
-    `openapi/skill.schema.json`, served at `GET /v1/schemas/skill.json`
-    (needs, when, foreach, retry, timeout, on_error, gates, nested
-    `skill:<id>`); see docs/SKILLS.md.
-
-    """
-
-    id: str
-    version: str
-    description: str
-    inputs: Annotated[
-        dict[str, Any],
-        Field(
-            description="The JSON Schema of the skill's `inputs`. Properties marked\n`writeOnly: true` or `format: password` are secret: never stored or\nreturned (`[REDACTED]` in runs and events).\n"
-        ),
-    ]
-    outputs: Annotated[
-        dict[str, Any], Field(description="The JSON Schema of the result's `outputs`.")
-    ]
-    steps: list[SkillStep]
 
 
 class StoreHealth(BaseModel):
@@ -788,6 +786,87 @@ SkillEvent = TypeAliasType(
         ),
     ],
 )
+
+
+class SkillStep(BaseModel):
+    id: str
+    uses: str
+    description: str | None = None
+    when: Annotated[
+        str | None,
+        Field(description='A CEL condition; the step is skipped when it is false.'),
+    ] = None
+    gate: Annotated[
+        str | None,
+        Field(description="The safety gate capability checked on the step's output."),
+    ] = None
+    needs: Annotated[
+        list[str] | None,
+        Field(
+            description='The steps this one waits for, when the file names them (else it waits for the step before).'
+        ),
+    ] = None
+    foreach: Annotated[
+        str | None, Field(description='The CEL list the step runs once per item of.')
+    ] = None
+    after: Annotated[
+        list[str] | None,
+        Field(
+            description="The steps this one waits for, resolved: `needs` when the file names\nthem, else the step before (empty for a step that waits for none).\nThe edges of the skill's graph.\n"
+        ),
+    ] = None
+    gates: Annotated[
+        list[SkillStepGate] | None,
+        Field(
+            description='Every safety gate of the step, in the order they run (`gate` names the first).'
+        ),
+    ] = None
+    max_parallel: Annotated[
+        int | None,
+        Field(description='With `foreach`: how many items run at once.', ge=1),
+    ] = None
+    retry: SkillStepRetry | None = None
+    timeout_s: Annotated[
+        float | None,
+        Field(description='The time limit of one attempt, in seconds.', ge=0.0),
+    ] = None
+    on_error: Annotated[
+        Literal['fail', 'continue', 'fallback'] | None,
+        Field(
+            description='What a failure does once retries are spent: `fail` ends the run,\n`continue` lets it go on, `fallback` runs `fallback.uses` instead.\n'
+        ),
+    ] = None
+    fallback: Fallback | None = None
+    skill: Annotated[
+        str | None,
+        Field(
+            description="For `uses: skill:<id>`: the nested skill's id (`GET /v1/skills/{skill_id}`\ndescribes its steps). Its events carry `step_id` `parent/child`.\n"
+        ),
+    ] = None
+
+
+class SkillDescription(BaseModel):
+    """
+    A loaded skill. Skill files are YAML in the format of the JSON Schema
+    `openapi/skill.schema.json`, served at `GET /v1/schemas/skill.json`
+    (needs, when, foreach, retry, timeout, on_error, gates, nested
+    `skill:<id>`); see docs/SKILLS.md.
+
+    """
+
+    id: str
+    version: str
+    description: str
+    inputs: Annotated[
+        dict[str, Any],
+        Field(
+            description="The JSON Schema of the skill's `inputs`. Properties marked\n`writeOnly: true` or `format: password` are secret: never stored or\nreturned (`[REDACTED]` in runs and events).\n"
+        ),
+    ]
+    outputs: Annotated[
+        dict[str, Any], Field(description="The JSON Schema of the result's `outputs`.")
+    ]
+    steps: list[SkillStep]
 
 
 class Health(BaseModel):

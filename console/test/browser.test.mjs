@@ -1,0 +1,228 @@
+// The console in headless Chromium (Debian's package, driven by playwright-core)
+// against a real `skillrun serve` that tests/test_console_browser.py starts:
+// SKILLRUN_URL (the server, with its --root-path), SKILLRUN_KEY, and optionally
+// SKILLRUN_SCREENSHOTS (a folder for a screenshot of each state). One browser for all.
+import assert from 'node:assert/strict';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { chromium } from 'playwright-core';
+
+const URL_ = process.env.SKILLRUN_URL;
+const KEY = process.env.SKILLRUN_KEY;
+const SHOTS = process.env.SKILLRUN_SCREENSHOTS;
+const CHROMIUM = process.env.SKILLRUN_CHROMIUM ?? '/usr/bin/chromium';
+const AXE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+assert.ok(URL_ && KEY, 'SKILLRUN_URL and SKILLRUN_KEY are needed (tests/test_console_browser.py sets them)');
+
+let browser;
+let page;
+
+before(async () => {
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run'] });
+  page = await (await browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();
+  page.on('pageerror', (err) => console.error('page error:', err));
+});
+after(async () => browser?.close());
+
+async function shot(name) {
+  if (!SHOTS) return;
+  mkdirSync(SHOTS, { recursive: true });
+  await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
+}
+
+/** axe-core: no serious or critical violations on the page as it is. */
+async function accessible(name) {
+  await page.addScriptTag({ content: AXE }).catch(async () => {
+    // The page's CSP forbids inline scripts: evaluate the source instead.
+    await page.evaluate(AXE);
+  });
+  const result = await page.evaluate(async () => await window.axe.run(document, { resultTypes: ['violations'] }));
+  const bad = result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+  assert.deepEqual(bad.map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`), [], `axe on ${name}`);
+}
+
+async function signIn() {
+  await page.goto(`${URL_}/ui/`);
+  await page.getByLabel('API key').fill(KEY);
+  await page.getByLabel('API key').press('Enter');
+  await page.locator('ul.skills').waitFor();
+}
+
+async function runFromForm(skillId, fill) {
+  await page.goto(`${URL_}/ui/skills/${skillId}`);
+  await page.getByRole('button', { name: 'Run', exact: true }).waitFor();
+  await fill();
+  await page.getByRole('button', { name: 'Run', exact: true }).click();
+  await page.waitForURL(/\/ui\/runs\/run_/);
+}
+
+async function finalStatus() {
+  const el = page.locator('[data-run-status]');
+  await page.waitForFunction(() => ['completed', 'failed', 'cancelled', 'interrupted'].includes(document.querySelector('[data-run-status]')?.getAttribute('data-run-status')), null, { timeout: 30_000 });
+  return el.getAttribute('data-run-status');
+}
+
+async function runFromApi() {
+  const runId = page.url().split('/runs/')[1];
+  const r = await fetch(`${URL_}/v1/runs/${runId}`, { headers: { 'x-api-key': KEY } });
+  return r.json();
+}
+
+const state = (id) => page.locator(`.canvas > [data-step-id="${id}"]`).getAttribute('data-state');
+
+test('a wrong key is refused with a clear message; the right key signs in with Enter', async () => {
+  await page.goto(`${URL_}/ui/`);
+  await page.getByLabel('API key').fill('wrong-key-0000000000');
+  await page.getByLabel('API key').press('Enter');
+  await page.getByText('refused this API key (401)').waitFor();
+  await accessible('sign-in');
+  await shot('sign-in-refused');
+  await signIn();
+  assert.equal(await page.evaluate(() => sessionStorage.getItem('skillrun.apiKey')), KEY);
+  assert.ok(!page.url().includes(KEY));
+  await accessible('skills');
+  await shot('skills');
+});
+
+test('demo.showcase, detailed on: split degraded with its findings, keywords run, outputs shown', async () => {
+  await runFromForm('demo.showcase', async () => {
+    await accessible('skill page');
+    await shot('skill-demo.showcase');
+    await page.getByLabel('text', { exact: true }).fill('Mail ann@example.org please. Cats purr loudly. Dogs bark.');
+    await page.getByLabel('detailed', { exact: true }).check();
+  });
+  assert.equal(await finalStatus(), 'completed');
+  assert.equal(await state('split'), 'degraded');
+  assert.match(await page.locator('.canvas > [data-step-id="split"] .status').textContent(), /pii.*email/);
+  assert.equal(await state('keywords'), 'completed');
+  assert.equal(await state('summarize'), 'completed');
+  assert.equal(await state('finish'), 'skipped');
+  await page.locator('.outputs').getByText('summary').first().waitFor();
+  assert.match(await page.locator('.outputs').textContent(), /REDACTED:email/);
+  await accessible('run page');
+  await shot('run-showcase-completed');
+});
+
+test('demo.showcase, detailed off and fail on: keywords skipped with its condition, the failure shown', async () => {
+  await runFromForm('demo.showcase', async () => {
+    await page.getByLabel('text', { exact: true }).fill('Cats purr. Dogs bark.');
+    await page.getByLabel('fail', { exact: true }).check();
+  });
+  assert.equal(await finalStatus(), 'failed');
+  assert.equal(await state('keywords'), 'skipped');
+  assert.match(await page.locator('.canvas > [data-step-id="keywords"] .status').textContent(), /inputs\.detailed/);
+  assert.equal(await state('finish'), 'failed');
+  assert.match(await page.getByRole('alert').first().textContent(), /failed on request/);
+  await shot('run-showcase-failed');
+});
+
+test('doc.pipeline: the foreach of nested skills and its items finish in their group', async () => {
+  await runFromForm('doc.pipeline', async () => {
+    await page.getByLabel('document', { exact: true }).fill('# One\nCats purr. Mail a@b.co.\n\n# Two\nDogs bark.\n\n# Three\nBirds sing.');
+    await page.getByLabel('flaky_failures', { exact: true }).fill('1');
+  });
+  assert.equal(await finalStatus(), 'completed');
+  // Every node ends as the run's result says (the result is the log's projection).
+  const result = (await runFromApi()).result;
+  for (const s of result.steps) assert.equal(await state(s.id), s.status, s.id);
+  const items = page.locator('.canvas > [data-step-id="summaries"] .items > li');
+  assert.equal(await items.count(), 3);
+  for (let i = 0; i < 3; i++) {
+    const nested = page.locator(`[data-step-id="summaries[${i}]/summarize"]`);
+    assert.equal(await nested.getAttribute('data-state'), 'completed');
+  }
+  assert.match(await page.locator('.canvas > [data-step-id="summaries"] .counter').textContent(), /3\/3/);
+  assert.equal(await state('enrich'), 'completed');
+  await shot('run-doc-pipeline');
+});
+
+test('a 422 the form cannot catch (a pattern) is shown on its field', async () => {
+  await page.goto(`${URL_}/ui/skills/web.summarize`);
+  await page.getByLabel('url', { exact: true }).fill('ftp://example.org/');
+  await page.getByRole('button', { name: 'Run', exact: true }).click();
+  await page.locator('[data-field="url"] .field-error').filter({ hasText: /\S/ }).waitFor();
+  assert.equal(await page.getByLabel('url', { exact: true }).getAttribute('aria-invalid'), 'true');
+  assert.ok(page.url().endsWith('/ui/skills/web.summarize'));
+  await shot('form-422');
+});
+
+test('a reload in the middle of a 20-item demo.ticker continues with one row per event', async () => {
+  await runFromForm('demo.ticker', async () => {
+    await page.getByLabel('steps', { exact: true }).fill('20');
+    await page.getByLabel('delay_ms', { exact: true }).fill('150');
+  });
+  await page.waitForFunction(() => document.querySelectorAll('.timeline li').length >= 8);
+  await page.reload();
+  assert.equal(await finalStatus(), 'completed');
+  const ids = await page.locator('.timeline li').evaluateAll((rows) => rows.map((r) => Number(r.getAttribute('data-event-id'))));
+  // skill_start, 20 x (step_start, step_completed), skill_completed, done
+  assert.equal(ids.length, 43);
+  assert.deepEqual(ids, Array.from({ length: 43 }, (_, i) => i + 1));
+  assert.equal(await state('tick'), 'completed');
+  await shot('run-ticker-after-reload');
+});
+
+test('a waiting step gets an answer form from its schema; answering completes the run', async () => {
+  await runFromForm('demo.approval', async () => {
+    await page.getByLabel('text', { exact: true }).fill('Cats purr. Dogs bark.');
+  });
+  await page.locator('.canvas > [data-step-id="ask"][data-state="waiting"]').waitFor();
+  assert.equal(await page.locator('[data-run-status]').getAttribute('data-run-status'), 'waiting');
+  await page.getByLabel('approve', { exact: true }).check();
+  await page.getByLabel('comment', { exact: true }).fill('fine');
+  await shot('run-waiting');
+  await page.getByRole('button', { name: 'Send answer' }).click();
+  assert.equal(await finalStatus(), 'completed');
+  assert.equal(await state('ask'), 'completed');
+  assert.equal(await state('publish'), 'completed');
+  assert.equal(await state('reject'), 'skipped');
+});
+
+test('cancel from the page ends the run cancelled', async () => {
+  await runFromForm('demo.ticker', async () => {
+    await page.getByLabel('steps', { exact: true }).fill('50');
+    await page.getByLabel('delay_ms', { exact: true }).fill('200');
+  });
+  await page.waitForFunction(() => document.querySelectorAll('.timeline li').length >= 3);
+  await page.getByRole('button', { name: 'Cancel' }).click();
+  assert.equal(await finalStatus(), 'cancelled');
+  await shot('run-cancelled');
+});
+
+test('the runs list filters by status and skill and pages', async () => {
+  await page.goto(`${URL_}/ui/runs?limit=2`);
+  await page.locator('table.runs').waitFor();
+  assert.equal(await page.locator('table.runs tbody tr').count(), 2);
+  const first = await page.locator('table.runs tbody tr').evaluateAll((r) => r.map((x) => x.dataset.runId));
+  await page.getByRole('link', { name: 'Next page' }).click();
+  await page.waitForURL(/cursor=/);
+  await page.waitForFunction((old) => {
+    const row = document.querySelector('table.runs tbody tr');
+    return row && !old.includes(row.dataset.runId);
+  }, first);
+  const second = await page.locator('table.runs tbody tr').evaluateAll((r) => r.map((x) => x.dataset.runId));
+  assert.equal(second.filter((id) => first.includes(id)).length, 0);
+  await page.getByLabel('Status').selectOption('failed');
+  await page.getByLabel('Skill').selectOption('demo.showcase');
+  await page.getByRole('button', { name: 'Filter' }).click();
+  await page.waitForURL(/status=failed/);
+  await page.waitForFunction(() => [...document.querySelectorAll('table.runs tbody tr td:nth-child(3)')].every((td) => td.textContent === 'failed'));
+  const statuses = await page.locator('table.runs tbody tr td:nth-child(3)').allTextContents();
+  const skills = await page.locator('table.runs tbody tr td:nth-child(2)').allTextContents();
+  assert.deepEqual([...new Set(statuses)], ['failed']);
+  assert.deepEqual([...new Set(skills)], ['demo.showcase']);
+  await accessible('runs');
+  await shot('runs');
+});
+
+test('at 375 px wide the run page has no horizontal scroll of the page', async () => {
+  await page.setViewportSize({ width: 375, height: 800 });
+  await page.goto(`${URL_}/ui/runs`);
+  await page.locator('table.runs tbody tr a').first().click();
+  await finalStatus();
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+  assert.ok(overflow <= 1, `page scrolls sideways by ${overflow}px`);
+  await shot('run-375px');
+});
