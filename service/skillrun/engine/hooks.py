@@ -1,8 +1,8 @@
 """The engine's one observability hook: a context around each run and each capability call.
 
 The engine knows nothing of what observes it; ``skillrun.observe.tracing`` puts
-spans here (a run's span, a child span per attempt, nested skills under their
-parent step's). The default does nothing and costs one attribute read.
+spans here (a run's span, a child span per attempt and one for a fallback's call,
+nested skills under their parent step's). The default does nothing and costs one attribute read.
 """
 
 from __future__ import annotations
@@ -20,6 +20,11 @@ class Tracer(Protocol):
         """Around one capability call (or one nested skill's run) of a step attempt."""
         ...
 
+    def fallback(self, step_id: str, uses: str) -> AsyncContextManager[None]:
+        """Around the call of a step's ``on_error`` fallback: not one of its attempts
+        (it is no retry: attempts count the step's own capability calls)."""
+        ...
+
 
 class NoTracer:
     """Does nothing: the same reusable empty context every time."""
@@ -30,6 +35,9 @@ class NoTracer:
         return self._NONE
 
     def attempt(self, step_id: str, uses: str) -> AsyncContextManager[None]:
+        return self._NONE
+
+    def fallback(self, step_id: str, uses: str) -> AsyncContextManager[None]:
         return self._NONE
 
 

@@ -494,12 +494,15 @@ class _Run:
 
     # ---------------------------------------------------------------- capability calls
 
-    async def _call(self, step: Step, cap: Capability, args: dict[str, Any]) -> dict[str, Any]:
-        """One capability call within the server-wide slots and the step's time limit."""
+    async def _call(self, step: Step, cap: Capability, args: dict[str, Any], *, fallback: bool = False) -> dict[str, Any]:
+        """One capability call within the server-wide slots and the step's time limit;
+        ``fallback``: the call of the step's ``on_error`` fallback, which is no attempt."""
         problem = self.engine.input_check.problem(cap, args)
         if problem is not None:  # rendered from expressions, so unchecked at load
             raise StepFailure("input_invalid", f"{cap.name} {problem}")
-        async with self.engine.slot(cap), self.engine.tracer.attempt(step.id, cap.name):
+        tracer = self.engine.tracer
+        observed = tracer.fallback(step.id, cap.name) if fallback else tracer.attempt(step.id, cap.name)
+        async with self.engine.slot(cap), observed:
             try:
                 async with Deadline(step.timeout_s, f"step {step.id!r} took longer than {step.timeout_s or 0:g} s"):
                     output = await self.engine.invoke(cap, args)

@@ -55,7 +55,7 @@ class StepHost(Protocol):
     emitter: Emitter
     prefix: str  # a nested run's: its steps' ids in the log start with it
 
-    async def _call(self, step: Step, cap: Capability, args: dict[str, Any]) -> dict[str, Any]: ...
+    async def _call(self, step: Step, cap: Capability, args: dict[str, Any], *, fallback: bool = False) -> dict[str, Any]: ...
 
     async def _nested(self, step: Step, index: int | None, args: dict[str, Any]) -> dict[str, Any]: ...
 
@@ -341,7 +341,7 @@ class StepLife:
                 args = await run.render(fb.input, {**(self.local or {}), "error": failure.as_dict()})
             except ExpressionError as exc:
                 raise StepFailure("expression_error", str(exc)) from None
-            verdict = await self._post_gates(await run._call(step, cap, args))
+            verdict = await self._post_gates(await run._call(step, cap, args, fallback=True))
         except StepFailure as exc:
             return None, StepFailure(exc.kind, f"fallback {fb.uses} failed too: {exc.message}")
         self.findings.extend(verdict.findings)

@@ -5,6 +5,8 @@ and the stream's whole life). The route is the spec's path template of the opera
 connexion matched, which only the routing layer knows: ``RouteMarker``, placed after
 routing, writes it into the scope's ``state`` (the one part of the scope connexion's
 routing copy shares with the outer layers). Unmatched paths share ``UNMATCHED``.
+It also hands on connexion's request context, where the security check (just inside
+it) writes the key's identity: the access log names the owner, never the key.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ if TYPE_CHECKING:
     from .hub import Observability
 
 _ROUTE_KEY = "skillrun.route"
+_CONTEXT_KEY = "skillrun.context"
+_CONNEXION_CONTEXT = "connexion_context"
 _ROUTING = "connexion_routing"
 access_log = logging.getLogger(ACCESS_LOGGER)
 
@@ -57,6 +61,9 @@ class RouteMarker:
             state = scope.get("state")
             if state is not None:
                 state[_ROUTE_KEY] = routing.get("operation_id")
+                # The very dict connexion's security check fills (``ConnexionRequest``
+                # setdefaults it), so the owner is there once the key was accepted.
+                state[_CONTEXT_KEY] = scope.setdefault("extensions", {}).setdefault(_CONNEXION_CONTEXT, {})
         await self.app(scope, receive, send)
 
 
@@ -116,8 +123,19 @@ class ObserveMiddleware:
             self.observe.tracing.finish_server_span(span, method, route, status)
         if access_log.isEnabledFor(logging.INFO):
             duration_ms = round(seconds * 1000, 3)
+            owner = _owner(state)
             access_log.info(
-                "%s %s %d %.1f ms %d B", method, route, status, duration_ms, seen["bytes"],
+                "%s %s %d %.1f ms %d B%s", method, route, status, duration_ms, seen["bytes"],
+                f" {owner}" if owner else "",
                 extra={"method": method, "route": route, "status": status, "duration_ms": duration_ms,
-                       "bytes": seen["bytes"], "run_id": seen["run_id"], "trace_id": seen["trace_id"]},
+                       "bytes": seen["bytes"], "run_id": seen["run_id"], "trace_id": seen["trace_id"],
+                       "owner": owner},
             )
+
+
+def _owner(state: Mapping[str, Any]) -> str | None:
+    """The key's identity (``key_<hash prefix>``) the security check accepted, if it did;
+    never the key: ``auth.apikey_info`` only ever gives the identity as ``sub``."""
+    context = state.get(_CONTEXT_KEY)
+    user = context.get("user") if isinstance(context, dict) else None
+    return user if isinstance(user, str) else None

@@ -3,7 +3,8 @@
 ``--log-format json`` (``SKILLRUN_LOG_FORMAT=json``) writes ``timestamp``, ``level``,
 ``logger``, ``message`` and, where they apply, ``run_id``, ``trace_id``, ``span_id``,
 ``skill_id``, ``step_id``, ``owner`` (the key's identity, never the key) and the
-access log's ``method``, ``route``, ``status``, ``duration_ms``, ``bytes``. Nothing
+access log's ``method``, ``route``, ``status``, ``duration_ms``, ``bytes`` (and
+``owner`` once the key check accepted the request's key). Nothing
 a request carries is logged whole: the access log names the spec's route template,
 not the path (a path may hold a run id; the query, anything).
 """
@@ -62,7 +63,8 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
-    """The terminal's format; an access line reads ``GET /v1/runs/{run_id} 200 3.1 ms 512 B``."""
+    """The terminal's format; an access line reads ``GET /v1/runs/{run_id} 200 3.1 ms 512 B key_9f86d081884c7d65``
+    (the owner last, when the key was accepted)."""
 
     def __init__(self) -> None:
         super().__init__("%(levelname)s %(name)s: %(message)s")

@@ -127,6 +127,11 @@ class Metrics:
         self.step_retries = Counter(
             "skillrun_step_retries", "Step attempts that failed and were retried.", ["skill", "capability"], registry=r
         )
+        # Apart from retries: a fallback is no attempt of the step's own capability.
+        self.step_fallbacks = Counter(
+            "skillrun_step_fallbacks", "Steps that failed and ran their on_error fallback.", ["skill", "capability"],
+            registry=r,
+        )
         # By type only (input, output): a model's name comes from a skill's input, so
         # a label of it would let a key holder grow the series without bound.
         self.llm_tokens = Counter(

@@ -1,7 +1,7 @@
 """One run's events, as its writer appends them: metrics, log lines, the current step.
 
 Every fact the run metrics count is already an event: ``skill_start`` names the
-channel, terminal step events carry ``duration_ms``, ``step_retrying`` is a retry,
+channel, terminal step events carry ``duration_ms``, ``step_retrying`` is a retry, ``step_fallback`` a fallback (no retry),
 ``step_degraded``/``gate_warning``/a gate's ``step_skipped`` carry findings, ``done``
 the status and the run's duration. So the engine knows nothing of metrics, and
 they count exactly what the streams show.
@@ -117,6 +117,11 @@ class RunObserver:
             capability = self.uses.get(payload["step_id"], UNKNOWN)
             self.m.child(self.m.step_retries, self.skill, capability).inc()
 
+    def _fallback(self, payload: dict[str, Any]) -> None:
+        if self.m is not None:
+            capability = self.uses.get(payload["step_id"], UNKNOWN)
+            self.m.child(self.m.step_fallbacks, self.skill, capability).inc()
+
     def _warning(self, payload: dict[str, Any]) -> None:
         if self.m is not None:
             self._findings("warn", payload["data"].get("findings"))
@@ -153,6 +158,7 @@ _HANDLERS: dict[str, Callable[[RunObserver, dict[str, Any]], None]] = {
     ev.STEP_FAILED: RunObserver._failed,
     ev.STEP_SKIPPED: RunObserver._skipped,
     ev.STEP_RETRYING: RunObserver._retrying,
+    ev.STEP_FALLBACK: RunObserver._fallback,
     ev.GATE_WARNING: RunObserver._warning,
     ev.SKILL_COMPLETED: RunObserver._skill_completed,
     ev.DONE: RunObserver._done,

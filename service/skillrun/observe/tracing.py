@@ -4,7 +4,8 @@ Spans (names and attributes after the GenAI semantic conventions where they fit)
 ``{method} {route}`` for each HTTP request (a child of an incoming ``traceparent``),
 ``invoke_workflow {skill_id}`` for each run, a child ``execute_tool {capability}``
 per capability call of a step attempt (with step id, index, attempt, outcome and
-error type), a nested skill's steps under their parent step's span; retries,
+error type; a fallback's call is marked ``skillrun.step.fallback`` instead of
+counting as an attempt), a nested skill's steps under their parent step's span; retries,
 fallbacks and gate findings are span events. A stream's server span carries its
 time to first event (an event and an attribute) apart from its lifetime (the span).
 
@@ -24,7 +25,7 @@ import contextlib
 import os
 import re
 import secrets
-from typing import TYPE_CHECKING, Any, AsyncIterator, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, AsyncContextManager, AsyncIterator, Iterator, Mapping
 
 from .. import events as ev
 from .context import RUN, STEP
@@ -180,25 +181,32 @@ class EngineTracer:
     def __init__(self, tracing: Tracing) -> None:
         self._tracing = tracing
         self._tracer = tracing.tracer
+        self._trace = tracing._trace
 
-    def _run_parent(self) -> Any:
-        """The run's span's parent: the current context (the request's span, which
-        started the run's task), unless the run's trace id (an ``x-trace-id`` of W3C
-        shape) differs from it: then a remote parent in that trace, so the run's spans
-        carry the trace id its events do."""
+    def _run_parent(self) -> tuple[Any, list[Any]]:
+        """The run's span's parent context and links.
+
+        The parent is the current context (the request's span, which started the run's
+        task), unless the run's trace id (an ``x-trace-id`` of W3C shape) differs from
+        it: then a remote parent in that trace, so the run's spans carry the trace id its
+        events do, and a link back to the request's span, so neither trace loses the
+        other. Any other run trace id (a caller's own correlation id such as
+        ``order-1234``) cannot be an OpenTelemetry trace id: the run stays in the
+        request's trace and carries it as ``skillrun.trace_id`` (see ``run``)."""
         from opentelemetry import trace
 
         run = RUN.get()
         current = trace.get_current_span().get_span_context()
         if run is None or not _HEX32.fullmatch(run.trace_id) or run.trace_id == _ZERO_TRACE:
-            return None
+            return None, []
         if current.is_valid and format(current.trace_id, "032x") == run.trace_id:
-            return None
+            return None, []
         remote = trace.SpanContext(
             int(run.trace_id, 16), int(secrets.token_hex(8), 16), is_remote=True,
             trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED),
         )
-        return trace.set_span_in_context(trace.NonRecordingSpan(remote))
+        links = [trace.Link(current, {"skillrun.link": "request"})] if current.is_valid else []
+        return trace.set_span_in_context(trace.NonRecordingSpan(remote)), links
 
     @contextlib.asynccontextmanager
     async def run(self, skill_id: str, channel: str) -> AsyncIterator[None]:
@@ -212,8 +220,11 @@ class EngineTracer:
         }
         if run is not None:
             attributes["skillrun.run.id"] = run.run_id
+            # The run's trace id as its events carry it: a caller's own id can be found.
+            attributes["skillrun.trace_id"] = run.trace_id
+        parent, links = self._run_parent()
         with self._tracer.start_as_current_span(
-            f"invoke_workflow {skill_id}", context=self._run_parent(), attributes=attributes,
+            f"invoke_workflow {skill_id}", context=parent, links=links, attributes=attributes,
             record_exception=False, set_status_on_exception=False,
         ) as span:
             try:
@@ -223,8 +234,31 @@ class EngineTracer:
                 span.set_status(StatusCode.ERROR, str(exc)[:200] or None)
                 raise
 
+    # Both hand out ``_call_span`` itself: a wrapping context manager would cost a few
+    # microseconds more per capability call (bench/observe.py).
+    def attempt(self, step_id: str, uses: str) -> AsyncContextManager[None]:
+        if self._unsampled():
+            return _NOTHING
+        return self._call_span(step_id, uses, fallback=False)
+
+    def fallback(self, step_id: str, uses: str) -> AsyncContextManager[None]:
+        if self._unsampled():
+            return _NOTHING
+        return self._call_span(step_id, uses, fallback=True)
+
+    def _unsampled(self) -> bool:
+        """Inside a run whose trace is not sampled: a child span would be dropped too
+        (parent-based sampling), yet cost about as much to make as a recorded one
+        (bench/observe.py: a 10,000-step stream at 1% sampling cost twice the CPU).
+        Outgoing calls then carry the run span's unsampled ``traceparent``."""
+        span = self._trace.get_current_span()
+        return not span.is_recording() and span.get_span_context().is_valid
+
     @contextlib.asynccontextmanager
-    async def attempt(self, step_id: str, uses: str) -> AsyncIterator[None]:
+    async def _call_span(self, step_id: str, uses: str, *, fallback: bool) -> AsyncIterator[None]:
+        """``execute_tool {uses}``: an attempt counts up ``skillrun.step.attempt``; a
+        fallback's call is marked ``skillrun.step.fallback`` and counts no attempt (so a
+        step that failed twice and fell back shows attempts 1, 2 and one fallback)."""
         from opentelemetry.trace import StatusCode
 
         instance = STEP.get()
@@ -233,10 +267,13 @@ class EngineTracer:
             "gen_ai.tool.name": uses,
             "skillrun.step.id": instance.step_id if instance is not None else step_id,
         }
+        if fallback:
+            attributes["skillrun.step.fallback"] = True
         token = None
         if instance is not None:
-            instance.attempts += 1
-            attributes["skillrun.step.attempt"] = instance.attempts
+            if not fallback:
+                instance.attempts += 1
+                attributes["skillrun.step.attempt"] = instance.attempts
             if instance.index is not None:
                 attributes["skillrun.step.index"] = instance.index
             # A nested skill's steps mark their own instances; the parent's is back after.
@@ -256,6 +293,9 @@ class EngineTracer:
         finally:
             if token is not None:
                 STEP.reset(token)
+
+
+_NOTHING: AsyncContextManager[None] = contextlib.nullcontext()
 
 
 def _cancelled(exc: BaseException) -> bool:

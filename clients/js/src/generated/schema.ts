@@ -1421,8 +1421,8 @@ export interface components {
         /**
          * @description The non-safelisted headers the page wants to send: lower-case names,
          *     comma-separated, as browsers send them (Fetch standard). Allowed:
-         *     `x-api-key`, `x-trace-id`, `last-event-id`, `idempotency-key`,
-         *     `content-type` and the CORS-safelisted ones; a preflight asking for any
+         *     `x-api-key`, `x-trace-id`, `traceparent`, `tracestate`, `last-event-id`,
+         *     `idempotency-key`, `content-type` and the CORS-safelisted ones; a preflight asking for any
          *     other is refused (a 200 without `Access-Control-Allow-*` headers).
          */
         AccessControlRequestHeaders: string;
@@ -1452,8 +1452,38 @@ export interface components {
          *     absent. A valid W3C `traceparent` header sent alongside wins: the run's
          *     trace id is then its trace id (and the run's spans, with OpenTelemetry
          *     on, join that trace; `http.request` sends a `traceparent` in it).
+         *
+         *     Without a valid `traceparent`, an id of W3C shape (32 lower-case hex
+         *     digits, not all zero) is also a trace id: with OpenTelemetry on, the
+         *     run's spans join that trace (linked to the request's span), and
+         *     `http.request` sends a `traceparent` in it. Any other id (e.g.
+         *     `order-1234`) is the caller's own correlation id: the run keeps it as
+         *     its `trace_id` all the same, and with OpenTelemetry on the run's span
+         *     (a child of the request's) carries it as the attribute
+         *     `skillrun.trace_id`, so a trace can be found by it. A value that breaks
+         *     the pattern is a 400 naming `x-trace-id`.
          */
         TraceId: string;
+        /**
+         * @description W3C Trace Context (https://www.w3.org/TR/trace-context/#traceparent-header),
+         *     e.g. `00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01`. When
+         *     valid, its trace id becomes the run's `trace_id` (every event,
+         *     `x-trace-id`, the run record) and wins over an `x-trace-id` sent
+         *     alongside; with OpenTelemetry on, the request's span is a child of it
+         *     (on every operation, not only these) and the run's spans join its
+         *     trace; `http.request` sends a `traceparent` in that trace. An invalid
+         *     value (wrong shape, upper case, all-zero ids, version `ff`) is ignored,
+         *     as the W3C specification requires: never an error.
+         */
+        Traceparent: string;
+        /**
+         * @description W3C Trace Context vendor data
+         *     (https://www.w3.org/TR/trace-context/#tracestate-header). With
+         *     OpenTelemetry on and a valid `traceparent`, it is carried on with the
+         *     trace (the request's span context, and outgoing `http.request` calls
+         *     made in it); otherwise ignored. Never an error.
+         */
+        Tracestate: string;
     };
     requestBodies: {
         Execute: {
@@ -1506,8 +1536,38 @@ export interface operations {
                  *     absent. A valid W3C `traceparent` header sent alongside wins: the run's
                  *     trace id is then its trace id (and the run's spans, with OpenTelemetry
                  *     on, join that trace; `http.request` sends a `traceparent` in it).
+                 *
+                 *     Without a valid `traceparent`, an id of W3C shape (32 lower-case hex
+                 *     digits, not all zero) is also a trace id: with OpenTelemetry on, the
+                 *     run's spans join that trace (linked to the request's span), and
+                 *     `http.request` sends a `traceparent` in it. Any other id (e.g.
+                 *     `order-1234`) is the caller's own correlation id: the run keeps it as
+                 *     its `trace_id` all the same, and with OpenTelemetry on the run's span
+                 *     (a child of the request's) carries it as the attribute
+                 *     `skillrun.trace_id`, so a trace can be found by it. A value that breaks
+                 *     the pattern is a 400 naming `x-trace-id`.
                  */
                 "x-trace-id"?: components["parameters"]["TraceId"];
+                /**
+                 * @description W3C Trace Context (https://www.w3.org/TR/trace-context/#traceparent-header),
+                 *     e.g. `00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01`. When
+                 *     valid, its trace id becomes the run's `trace_id` (every event,
+                 *     `x-trace-id`, the run record) and wins over an `x-trace-id` sent
+                 *     alongside; with OpenTelemetry on, the request's span is a child of it
+                 *     (on every operation, not only these) and the run's spans join its
+                 *     trace; `http.request` sends a `traceparent` in that trace. An invalid
+                 *     value (wrong shape, upper case, all-zero ids, version `ff`) is ignored,
+                 *     as the W3C specification requires: never an error.
+                 */
+                traceparent?: components["parameters"]["Traceparent"];
+                /**
+                 * @description W3C Trace Context vendor data
+                 *     (https://www.w3.org/TR/trace-context/#tracestate-header). With
+                 *     OpenTelemetry on and a valid `traceparent`, it is carried on with the
+                 *     trace (the request's span context, and outgoing `http.request` calls
+                 *     made in it); otherwise ignored. Never an error.
+                 */
+                tracestate?: components["parameters"]["Tracestate"];
                 /**
                  * @description Makes a retry safe: a repeat with the same key and the same body from
                  *     the same API key starts nothing and answers with the earlier run (a
@@ -1575,8 +1635,8 @@ export interface operations {
                 /**
                  * @description The non-safelisted headers the page wants to send: lower-case names,
                  *     comma-separated, as browsers send them (Fetch standard). Allowed:
-                 *     `x-api-key`, `x-trace-id`, `last-event-id`, `idempotency-key`,
-                 *     `content-type` and the CORS-safelisted ones; a preflight asking for any
+                 *     `x-api-key`, `x-trace-id`, `traceparent`, `tracestate`, `last-event-id`,
+                 *     `idempotency-key`, `content-type` and the CORS-safelisted ones; a preflight asking for any
                  *     other is refused (a 200 without `Access-Control-Allow-*` headers).
                  */
                 "Access-Control-Request-Headers"?: components["parameters"]["AccessControlRequestHeaders"];
@@ -1609,8 +1669,38 @@ export interface operations {
                  *     absent. A valid W3C `traceparent` header sent alongside wins: the run's
                  *     trace id is then its trace id (and the run's spans, with OpenTelemetry
                  *     on, join that trace; `http.request` sends a `traceparent` in it).
+                 *
+                 *     Without a valid `traceparent`, an id of W3C shape (32 lower-case hex
+                 *     digits, not all zero) is also a trace id: with OpenTelemetry on, the
+                 *     run's spans join that trace (linked to the request's span), and
+                 *     `http.request` sends a `traceparent` in it. Any other id (e.g.
+                 *     `order-1234`) is the caller's own correlation id: the run keeps it as
+                 *     its `trace_id` all the same, and with OpenTelemetry on the run's span
+                 *     (a child of the request's) carries it as the attribute
+                 *     `skillrun.trace_id`, so a trace can be found by it. A value that breaks
+                 *     the pattern is a 400 naming `x-trace-id`.
                  */
                 "x-trace-id"?: components["parameters"]["TraceId"];
+                /**
+                 * @description W3C Trace Context (https://www.w3.org/TR/trace-context/#traceparent-header),
+                 *     e.g. `00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01`. When
+                 *     valid, its trace id becomes the run's `trace_id` (every event,
+                 *     `x-trace-id`, the run record) and wins over an `x-trace-id` sent
+                 *     alongside; with OpenTelemetry on, the request's span is a child of it
+                 *     (on every operation, not only these) and the run's spans join its
+                 *     trace; `http.request` sends a `traceparent` in that trace. An invalid
+                 *     value (wrong shape, upper case, all-zero ids, version `ff`) is ignored,
+                 *     as the W3C specification requires: never an error.
+                 */
+                traceparent?: components["parameters"]["Traceparent"];
+                /**
+                 * @description W3C Trace Context vendor data
+                 *     (https://www.w3.org/TR/trace-context/#tracestate-header). With
+                 *     OpenTelemetry on and a valid `traceparent`, it is carried on with the
+                 *     trace (the request's span context, and outgoing `http.request` calls
+                 *     made in it); otherwise ignored. Never an error.
+                 */
+                tracestate?: components["parameters"]["Tracestate"];
                 /**
                  * @description Makes a retry safe: a repeat with the same key and the same body from
                  *     the same API key starts nothing and answers with the earlier run (a
@@ -1664,8 +1754,8 @@ export interface operations {
                 /**
                  * @description The non-safelisted headers the page wants to send: lower-case names,
                  *     comma-separated, as browsers send them (Fetch standard). Allowed:
-                 *     `x-api-key`, `x-trace-id`, `last-event-id`, `idempotency-key`,
-                 *     `content-type` and the CORS-safelisted ones; a preflight asking for any
+                 *     `x-api-key`, `x-trace-id`, `traceparent`, `tracestate`, `last-event-id`,
+                 *     `idempotency-key`, `content-type` and the CORS-safelisted ones; a preflight asking for any
                  *     other is refused (a 200 without `Access-Control-Allow-*` headers).
                  */
                 "Access-Control-Request-Headers"?: components["parameters"]["AccessControlRequestHeaders"];
@@ -1698,8 +1788,38 @@ export interface operations {
                  *     absent. A valid W3C `traceparent` header sent alongside wins: the run's
                  *     trace id is then its trace id (and the run's spans, with OpenTelemetry
                  *     on, join that trace; `http.request` sends a `traceparent` in it).
+                 *
+                 *     Without a valid `traceparent`, an id of W3C shape (32 lower-case hex
+                 *     digits, not all zero) is also a trace id: with OpenTelemetry on, the
+                 *     run's spans join that trace (linked to the request's span), and
+                 *     `http.request` sends a `traceparent` in it. Any other id (e.g.
+                 *     `order-1234`) is the caller's own correlation id: the run keeps it as
+                 *     its `trace_id` all the same, and with OpenTelemetry on the run's span
+                 *     (a child of the request's) carries it as the attribute
+                 *     `skillrun.trace_id`, so a trace can be found by it. A value that breaks
+                 *     the pattern is a 400 naming `x-trace-id`.
                  */
                 "x-trace-id"?: components["parameters"]["TraceId"];
+                /**
+                 * @description W3C Trace Context (https://www.w3.org/TR/trace-context/#traceparent-header),
+                 *     e.g. `00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01`. When
+                 *     valid, its trace id becomes the run's `trace_id` (every event,
+                 *     `x-trace-id`, the run record) and wins over an `x-trace-id` sent
+                 *     alongside; with OpenTelemetry on, the request's span is a child of it
+                 *     (on every operation, not only these) and the run's spans join its
+                 *     trace; `http.request` sends a `traceparent` in that trace. An invalid
+                 *     value (wrong shape, upper case, all-zero ids, version `ff`) is ignored,
+                 *     as the W3C specification requires: never an error.
+                 */
+                traceparent?: components["parameters"]["Traceparent"];
+                /**
+                 * @description W3C Trace Context vendor data
+                 *     (https://www.w3.org/TR/trace-context/#tracestate-header). With
+                 *     OpenTelemetry on and a valid `traceparent`, it is carried on with the
+                 *     trace (the request's span context, and outgoing `http.request` calls
+                 *     made in it); otherwise ignored. Never an error.
+                 */
+                tracestate?: components["parameters"]["Tracestate"];
                 /**
                  * @description Makes a retry safe: a repeat with the same key and the same body from
                  *     the same API key starts nothing and answers with the earlier run (a
@@ -1768,8 +1888,8 @@ export interface operations {
                 /**
                  * @description The non-safelisted headers the page wants to send: lower-case names,
                  *     comma-separated, as browsers send them (Fetch standard). Allowed:
-                 *     `x-api-key`, `x-trace-id`, `last-event-id`, `idempotency-key`,
-                 *     `content-type` and the CORS-safelisted ones; a preflight asking for any
+                 *     `x-api-key`, `x-trace-id`, `traceparent`, `tracestate`, `last-event-id`,
+                 *     `idempotency-key`, `content-type` and the CORS-safelisted ones; a preflight asking for any
                  *     other is refused (a 200 without `Access-Control-Allow-*` headers).
                  */
                 "Access-Control-Request-Headers"?: components["parameters"]["AccessControlRequestHeaders"];
@@ -1836,8 +1956,8 @@ export interface operations {
                 /**
                  * @description The non-safelisted headers the page wants to send: lower-case names,
                  *     comma-separated, as browsers send them (Fetch standard). Allowed:
-                 *     `x-api-key`, `x-trace-id`, `last-event-id`, `idempotency-key`,
-                 *     `content-type` and the CORS-safelisted ones; a preflight asking for any
+                 *     `x-api-key`, `x-trace-id`, `traceparent`, `tracestate`, `last-event-id`,
+                 *     `idempotency-key`, `content-type` and the CORS-safelisted ones; a preflight asking for any
                  *     other is refused (a 200 without `Access-Control-Allow-*` headers).
                  */
                 "Access-Control-Request-Headers"?: components["parameters"]["AccessControlRequestHeaders"];
@@ -1930,8 +2050,8 @@ export interface operations {
                 /**
                  * @description The non-safelisted headers the page wants to send: lower-case names,
                  *     comma-separated, as browsers send them (Fetch standard). Allowed:
-                 *     `x-api-key`, `x-trace-id`, `last-event-id`, `idempotency-key`,
-                 *     `content-type` and the CORS-safelisted ones; a preflight asking for any
+                 *     `x-api-key`, `x-trace-id`, `traceparent`, `tracestate`, `last-event-id`,
+                 *     `idempotency-key`, `content-type` and the CORS-safelisted ones; a preflight asking for any
                  *     other is refused (a 200 without `Access-Control-Allow-*` headers).
                  */
                 "Access-Control-Request-Headers"?: components["parameters"]["AccessControlRequestHeaders"];
@@ -2046,8 +2166,8 @@ export interface operations {
                 /**
                  * @description The non-safelisted headers the page wants to send: lower-case names,
                  *     comma-separated, as browsers send them (Fetch standard). Allowed:
-                 *     `x-api-key`, `x-trace-id`, `last-event-id`, `idempotency-key`,
-                 *     `content-type` and the CORS-safelisted ones; a preflight asking for any
+                 *     `x-api-key`, `x-trace-id`, `traceparent`, `tracestate`, `last-event-id`,
+                 *     `idempotency-key`, `content-type` and the CORS-safelisted ones; a preflight asking for any
                  *     other is refused (a 200 without `Access-Control-Allow-*` headers).
                  */
                 "Access-Control-Request-Headers"?: components["parameters"]["AccessControlRequestHeaders"];
@@ -2154,8 +2274,8 @@ export interface operations {
                 /**
                  * @description The non-safelisted headers the page wants to send: lower-case names,
                  *     comma-separated, as browsers send them (Fetch standard). Allowed:
-                 *     `x-api-key`, `x-trace-id`, `last-event-id`, `idempotency-key`,
-                 *     `content-type` and the CORS-safelisted ones; a preflight asking for any
+                 *     `x-api-key`, `x-trace-id`, `traceparent`, `tracestate`, `last-event-id`,
+                 *     `idempotency-key`, `content-type` and the CORS-safelisted ones; a preflight asking for any
                  *     other is refused (a 200 without `Access-Control-Allow-*` headers).
                  */
                 "Access-Control-Request-Headers"?: components["parameters"]["AccessControlRequestHeaders"];
@@ -2227,8 +2347,8 @@ export interface operations {
                 /**
                  * @description The non-safelisted headers the page wants to send: lower-case names,
                  *     comma-separated, as browsers send them (Fetch standard). Allowed:
-                 *     `x-api-key`, `x-trace-id`, `last-event-id`, `idempotency-key`,
-                 *     `content-type` and the CORS-safelisted ones; a preflight asking for any
+                 *     `x-api-key`, `x-trace-id`, `traceparent`, `tracestate`, `last-event-id`,
+                 *     `idempotency-key`, `content-type` and the CORS-safelisted ones; a preflight asking for any
                  *     other is refused (a 200 without `Access-Control-Allow-*` headers).
                  */
                 "Access-Control-Request-Headers"?: components["parameters"]["AccessControlRequestHeaders"];
@@ -2307,8 +2427,8 @@ export interface operations {
                 /**
                  * @description The non-safelisted headers the page wants to send: lower-case names,
                  *     comma-separated, as browsers send them (Fetch standard). Allowed:
-                 *     `x-api-key`, `x-trace-id`, `last-event-id`, `idempotency-key`,
-                 *     `content-type` and the CORS-safelisted ones; a preflight asking for any
+                 *     `x-api-key`, `x-trace-id`, `traceparent`, `tracestate`, `last-event-id`,
+                 *     `idempotency-key`, `content-type` and the CORS-safelisted ones; a preflight asking for any
                  *     other is refused (a 200 without `Access-Control-Allow-*` headers).
                  */
                 "Access-Control-Request-Headers"?: components["parameters"]["AccessControlRequestHeaders"];
@@ -2394,8 +2514,8 @@ export interface operations {
                 /**
                  * @description The non-safelisted headers the page wants to send: lower-case names,
                  *     comma-separated, as browsers send them (Fetch standard). Allowed:
-                 *     `x-api-key`, `x-trace-id`, `last-event-id`, `idempotency-key`,
-                 *     `content-type` and the CORS-safelisted ones; a preflight asking for any
+                 *     `x-api-key`, `x-trace-id`, `traceparent`, `tracestate`, `last-event-id`,
+                 *     `idempotency-key`, `content-type` and the CORS-safelisted ones; a preflight asking for any
                  *     other is refused (a 200 without `Access-Control-Allow-*` headers).
                  */
                 "Access-Control-Request-Headers"?: components["parameters"]["AccessControlRequestHeaders"];
@@ -2462,8 +2582,8 @@ export interface operations {
                 /**
                  * @description The non-safelisted headers the page wants to send: lower-case names,
                  *     comma-separated, as browsers send them (Fetch standard). Allowed:
-                 *     `x-api-key`, `x-trace-id`, `last-event-id`, `idempotency-key`,
-                 *     `content-type` and the CORS-safelisted ones; a preflight asking for any
+                 *     `x-api-key`, `x-trace-id`, `traceparent`, `tracestate`, `last-event-id`,
+                 *     `idempotency-key`, `content-type` and the CORS-safelisted ones; a preflight asking for any
                  *     other is refused (a 200 without `Access-Control-Allow-*` headers).
                  */
                 "Access-Control-Request-Headers"?: components["parameters"]["AccessControlRequestHeaders"];
