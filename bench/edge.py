@@ -40,7 +40,7 @@ def serve(mode: str, port: int) -> None:
     import uvicorn
 
     sys.path.insert(0, str(HERE.parent / "service"))
-    from skillrun.edge import EdgeLimits, edge_protocol
+    from skillrun.http.edge import EdgeLimits, edge_protocol
 
     http: Any = {"httptools": "httptools", "h11": "h11"}.get(mode) or edge_protocol(
         EdgeLimits(max_header_bytes=16384, header_timeout_s=10, body_timeout_s=30, max_connections=12000)

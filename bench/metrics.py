@@ -62,7 +62,7 @@ def report(what: str, unit: str, rates: dict[str, list[float]]) -> None:
 
 
 async def in_process(repeat: int, steps: int) -> None:
-    from skillrun.app import create_app
+    from skillrun.http.app import create_app
     from skillrun.settings import Settings
 
     apps = {which: create_app(Settings(api_keys=[KEY], rate_limit="100000000/minute", metrics=which == "on"))

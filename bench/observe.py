@@ -61,7 +61,6 @@ def _tracing(ratio: float = 1.0) -> Any:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
     from opentelemetry.sdk.trace.sampling import ParentBasedTraceIdRatio
-
     from skillrun.observe.tracing import Tracing
 
     class EncodingExporter(SpanExporter):
@@ -89,7 +88,7 @@ IN_PROCESS = {
 
 
 async def in_process(repeat: int, steps: int) -> None:
-    from skillrun.app import create_app
+    from skillrun.http.app import create_app
     from skillrun.settings import Settings
 
     settings = {"api_keys": [KEY], "rate_limit": "100000000/minute"}

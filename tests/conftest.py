@@ -19,8 +19,7 @@ from typing import Any, AsyncIterator, Callable, Iterator
 
 import httpx
 import pytest
-
-from skillrun.app import create_app
+from skillrun.http.app import create_app
 from skillrun.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,10 +10,9 @@ from typing import Callable
 
 import httpx
 import pytest
-
 from conftest import API_KEY, Server
-from skillrun.app import create_app
-from skillrun.auth import hash_key
+from skillrun.http.app import create_app
+from skillrun.keys import hash_key
 from skillrun.settings import Settings
 
 SUMMARIZE = "/v1/skills/text.summarize"

@@ -5,16 +5,15 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import httpx
 import pytest
-
 from conftest import API_KEY, Server, free_port
-from skillrun.auth import hash_key
 from skillrun.cli import main
+from skillrun.keys import hash_key
 from skillrun.settings import BUNDLED_SKILLS
 
 GOOD = """\

@@ -18,20 +18,19 @@ from typing import Any, Callable, Iterator, Mapping
 
 import pytest
 import requests
-from hypothesis import HealthCheck, settings
 import schemathesis
+from conftest import API_KEY, ROOT, Server, make_settings
+from hypothesis import HealthCheck, settings
 from openapi_core import Config, OpenAPI
 from openapi_core.contrib.requests import RequestsOpenAPIRequest
 from schemathesis.config import SchemathesisConfig
 from schemathesis.config._auth import AuthConfig
-from starlette.testclient import TestClient
-
-from conftest import API_KEY, ROOT, Server, make_settings
-from skillrun.app import create_app
 from skillrun.engine import SkillCatalog
-from skillrun.spec import build_spec, load_base_spec
+from skillrun.http.app import create_app
+from skillrun.http.spec import build_spec, load_base_spec
 from spec_tools import event_validator
 from sse_util import check_order, parse_sse
+from starlette.testclient import TestClient
 
 
 @contextlib.contextmanager

@@ -10,9 +10,8 @@ from typing import Any, AsyncIterator, Callable
 
 import httpx
 import pytest
-
 from conftest import API_KEY, OTHER_KEY, asgi_client, make_settings
-from skillrun.app import create_app
+from skillrun.http.app import create_app
 
 pytestmark = pytest.mark.anyio
 

@@ -24,7 +24,6 @@ from typing import Any, Callable
 
 import httpx
 import pytest
-
 from conftest import ROOT, Server, start_server
 from skillrun.devkey import load_or_create
 from skillrun.settings import DEFAULT_RATE_LIMIT, DEFAULT_RATE_LIMIT_ANONYMOUS, Settings
@@ -114,7 +113,7 @@ def _client(app: Any, address: str) -> httpx.AsyncClient:
 async def test_default_rate_limit_fits_polling_once_a_second_for_two_minutes(tmp_path: Path) -> None:
     """With the defaults, a key polling a run once a second for two minutes (120 requests,
     twice what 60/minute allowed), plus a few starts, is never refused."""
-    from skillrun.app import create_app
+    from skillrun.http.app import create_app
 
     key = "poller-key-0123456789"
     app = create_app(Settings(api_keys=[key]))
@@ -133,7 +132,7 @@ async def test_default_rate_limit_fits_polling_once_a_second_for_two_minutes(tmp
 async def test_requests_without_a_valid_key_keep_their_own_lower_limit() -> None:
     """Guessing stays as slow as before: an address without a valid key gets 429 after 60
     requests a minute, while a key holder on the same address goes on."""
-    from skillrun.app import create_app
+    from skillrun.http.app import create_app
 
     key = "holder-key-0123456789"
     app = create_app(Settings(api_keys=[key]))
@@ -147,7 +146,7 @@ async def test_requests_without_a_valid_key_keep_their_own_lower_limit() -> None
 @pytest.mark.anyio
 async def test_the_anonymous_limit_is_never_above_the_keys_limit() -> None:
     """SKILLRUN_RATE_LIMIT=3/minute with the default anonymous 60/minute: guessers get 3 too."""
-    from skillrun.app import create_app
+    from skillrun.http.app import create_app
 
     app = create_app(Settings(api_keys=["k-0123456789"], rate_limit="3/minute"))
     async with _client(app, "10.9.0.3") as c:

@@ -14,9 +14,8 @@ from typing import Any
 
 import httpx
 import pytest
-
-from skillrun import validation
-from skillrun.ratewindow import MovingWindow
+from skillrun.http import validation
+from skillrun.http.middleware.ratewindow import MovingWindow
 from skillrun.runs.manager import new_run_id
 
 pytestmark = pytest.mark.anyio

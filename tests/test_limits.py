@@ -9,10 +9,9 @@ import time
 
 import httpx
 import pytest
-
 from conftest import API_KEY, Server, make_settings
 from engine_util import engine_for, run, skill
-from skillrun.app import build_services
+from skillrun.http.app import build_services
 from skillrun.runs import follow
 from sse_util import check_order, parse_sse
 

@@ -12,7 +12,6 @@ from typing import Callable
 
 import httpx
 import pytest
-
 from conftest import Server
 from fake_llm import FakeLLM, Reply
 from llm_util import KEY, assert_sequences, chat_skill, checked, deltas, joined, serve, stream, terminal
@@ -211,12 +210,11 @@ def test_token_usage_goes_into_the_llm_tokens_counter(server_factory: Callable[.
 async def test_token_usage_goes_on_the_steps_attempt_span() -> None:
     """With tracing on, the `execute_tool llm.chat` span of the call carries the model
     and usage (11 input, 7 output tokens) the last chunk reported."""
+    from conftest import asgi_client, make_settings
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
-    from conftest import asgi_client, make_settings
-    from skillrun.app import create_app
+    from skillrun.http.app import create_app
     from skillrun.observe.tracing import Tracing
 
     exporter = InMemorySpanExporter()

@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-
 from conftest import API_KEY, OTHER_KEY, Server, start_server
-from skillrun.auth import KeyRing, hash_key
+from skillrun.keys import KeyRing, hash_key
 
 WRONG_KEY = "wrong-key-5555555555555555"
 

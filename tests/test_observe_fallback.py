@@ -5,13 +5,12 @@ from __future__ import annotations
 import contextlib
 
 import pytest
+from conftest import asgi_client, make_settings
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client.parser import text_string_to_metric_families
-
-from conftest import asgi_client, make_settings
-from skillrun.app import create_app
+from skillrun.http.app import create_app
 from skillrun.observe.tracing import Tracing
 
 DOCUMENT = "# One\nThe first part is short.\n"

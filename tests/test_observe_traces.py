@@ -11,15 +11,14 @@ from typing import Any, Callable, Iterator
 
 import httpx
 import pytest
+from conftest import API_KEY, asgi_client, make_settings, start_server
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
-
-from conftest import API_KEY, asgi_client, make_settings, start_server
-from sse_util import parse_sse
-from skillrun.app import create_app
+from skillrun.http.app import create_app
 from skillrun.observe.tracing import Tracing, parse_traceparent
+from sse_util import parse_sse
 
 SKILLS = Path(__file__).parent / "observe_skills"
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"

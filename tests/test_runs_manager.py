@@ -6,9 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import make_settings
-from skillrun.app import build_services
+from skillrun.http.app import build_services
 from skillrun.runs import EventRecord, RunFinished, RunManager, RunRecord, SqliteStore, follow
 from sse_util import check_order
 

@@ -20,10 +20,9 @@ from typing import Any, Callable
 
 import httpx
 import pytest
-
 from conftest import API_KEY, Server, make_settings
 from engine_util import engine_for, run, skill
-from skillrun.app import build_services
+from skillrun.http.app import build_services
 from skillrun.runs import EventRecord, RunManager, RunRecord, SqliteStore, follow
 from spec_tools import event_validator
 from sse_util import check_order, item_keys, parse_sse

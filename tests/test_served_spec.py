@@ -17,10 +17,9 @@ from typing import Any, Callable
 
 import httpx
 import pytest
-
 from conftest import API_KEY, asgi_client
 from skillrun.capabilities import default_registry
-from skillrun.servedspec import INTERNAL_KEYS
+from skillrun.http.servedspec import INTERNAL_KEYS
 
 pytestmark = pytest.mark.anyio
 
@@ -129,7 +128,7 @@ def test_start_logs_one_line_of_what_was_loaded_from_where(
 ) -> None:
     """One start-up line says how many skills came from each directory and which files were skipped."""
     (tmp_path / "bad.yaml").write_text("id: broken.one\nsteps: nope\n")
-    with caplog.at_level(logging.INFO, logger="skillrun.app"):
+    with caplog.at_level(logging.INFO, logger="skillrun.http.app"):
         app_factory(skill_dirs=[tmp_path])
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("loaded ")]
     assert len(lines) == 1, lines

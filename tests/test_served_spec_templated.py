@@ -7,8 +7,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-
-from skillrun.spec import TEMPLATED
+from skillrun.http.spec import TEMPLATED
 
 pytestmark = pytest.mark.anyio
 

@@ -11,11 +11,10 @@ from typing import Any
 
 import httpx
 import pytest
-
 from conftest import ROOT
-from sse_util import check_order, parse_sse
+from skillrun.http.spec import load_base_spec
 from spec_tools import event_validator
-from skillrun.spec import load_base_spec
+from sse_util import check_order, parse_sse
 
 DOC = (ROOT / "docs" / "STREAMING.md").read_text(encoding="utf-8")
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```$", re.S | re.M)

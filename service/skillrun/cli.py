@@ -12,8 +12,8 @@ import socket
 import sys
 import threading
 import time
-from dataclasses import dataclass
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -133,8 +133,8 @@ def serve_process(
     """One serving process: build the app, own its store, serve until signalled."""
     import uvicorn
 
-    from .app import create_app
-    from .edge import EdgeLimits, edge_protocol
+    from .http.app import create_app
+    from .http.edge import EdgeLimits, edge_protocol
     from .observe import logs
     from .runs import RedisStore, SchemaTooNew, SqliteStore, StoreInUse
 
@@ -422,7 +422,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _keys_hash(args: argparse.Namespace) -> int:
-    from .auth import check_keys, hash_key
+    from .keys import check_keys, hash_key
 
     key = args.key if args.key is not None else sys.stdin.readline().strip()
     if not key:
@@ -438,7 +438,7 @@ def _keys_hash(args: argparse.Namespace) -> int:
 
 
 def _keys_new(_args: argparse.Namespace) -> int:
-    from .auth import generate_key, hash_key
+    from .keys import generate_key, hash_key
 
     key = generate_key()
     print(f"key:    {key}\nsha256: {hash_key(key)}")

@@ -15,7 +15,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from .auth import check_keys, generate_key
+from .keys import check_keys, generate_key
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from typing import Any, Callable, Mapping
 
 import jsonschema_rs
 
-from ..spec import load_base_spec
+from ..http.spec import load_base_spec
 
 EVENT_UNION = "SkillEvent"
 _VENDOR_RENAMES = {"x-contentMediaType": "contentMediaType", "x-contentSchema": "contentSchema"}

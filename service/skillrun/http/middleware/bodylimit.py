@@ -22,9 +22,9 @@ from typing import Any
 from connexion.exceptions import ProblemException
 from connexion.middleware.abstract import ROUTING_CONTEXT
 
-from .edge import HEAD_DONE_AT
-from .errors import TITLES, problem_response
-from .services import services_of
+from ..edge import HEAD_DONE_AT
+from ..errors import TITLES, problem_response
+from ..services import services_of
 
 
 def normalize_content_type(value: bytes) -> bytes:

@@ -13,12 +13,12 @@ from connexion import request
 from connexion.exceptions import ProblemException
 from starlette.responses import Response
 
+from ...engine.waiting import NotWaiting
+from ...runs import BadCursor, RunFinished, RunRecord
+from ...runs.follow import last_seq_if_past
+from ...runs.manager import AnswerInvalid
+from ...runs.store import TERMINAL
 from ..errors import TITLES, echo
-from ..engine.waiting import NotWaiting
-from ..runs import BadCursor, RunFinished, RunRecord
-from ..runs.manager import AnswerInvalid
-from ..runs.store import TERMINAL
-from ..runs.follow import last_seq_if_past
 from ._http import json_response, owner, problem, services
 from ._stream import EventStreamResponse, frames
 

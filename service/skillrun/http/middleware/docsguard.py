@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import problem_response
+from ..errors import problem_response
+from ..services import services_of
 from .ratelimit import client_identity
-from .services import services_of
 
 
 class DocsGuardMiddleware:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from .runs import EventRecord
+from ..runs import EventRecord
 
 PING = b": ping\n\n"
 

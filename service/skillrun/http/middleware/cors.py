@@ -24,7 +24,6 @@ from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import PlainTextResponse, Response
 
-
 ALLOW_METHODS = ("GET", "POST", "DELETE", "OPTIONS")
 ALLOW_HEADERS = (
     "x-api-key", "x-trace-id", "traceparent", "tracestate", "Last-Event-ID", "Idempotency-Key", "Content-Type",

@@ -6,8 +6,7 @@ from typing import Any
 
 from starlette.responses import Response
 
-from .. import __version__
-
+from ... import __version__
 from ._http import json_response, problem, services
 
 

@@ -1,7 +1,7 @@
 """OPTIONS on an API path that is *not* a CORS preflight.
 
 Real preflights (``Origin`` + ``Access-Control-Request-Method``) never get here:
-``skillrun.cors.CorsMiddleware`` answers them before routing and before the
+``skillrun.http.middleware.cors.CorsMiddleware`` answers them before routing and before the
 security check. Anything else that asks OPTIONS gets an empty 204.
 """
 

@@ -6,8 +6,8 @@ from typing import Any
 
 from starlette.responses import Response
 
-from ..engine.capability import Capability
-from ..engine.loader import SKILL_SCHEMA_PATH
+from ...engine.capability import Capability
+from ...engine.loader import SKILL_SCHEMA_PATH
 from ._http import json_response, problem, services
 
 

@@ -13,30 +13,30 @@ from connexion.middleware import MiddlewarePosition
 from connexion.options import SwaggerUIOptions
 from starlette.exceptions import HTTPException
 
+from ..capabilities import HttpPolicy, LlmConfig, default_registry
+from ..engine import Engine, load_skills
+from ..engine.deltas import DeltaPolicy
+from ..engine.workers import make_offload
+from ..keys import KeyRing, check_keys, hash_key, read_hash_file
+from ..observe.http import ObserveMiddleware, RouteMarker, RouteTable
+from ..observe.hub import Observability
+from ..observe.metrics import Metrics
+from ..observe.tracing import Tracing
+from ..runs import RedisStore, RunManager, StoreUnavailable, open_store
+from ..runs.nodes import NodeCoordinator
+from ..runs.quotas import RunQuotas
+from ..runs.redis import cluster_enabled, is_redis_url, public_url
+from ..settings import BUNDLED_SKILLS, Settings
 from . import errors
-from .auth import KeyRing, check_keys, hash_key, read_hash_file
-from .bodylimit import BodyLimitMiddleware
-from .capabilities import HttpPolicy, LlmConfig, default_registry
-from .cors import CorsMiddleware
-from .console import ConsoleMiddleware
-from .docsguard import DocsGuardMiddleware
-from .engine import Engine, load_skills
-from .engine.deltas import DeltaPolicy
-from .engine.workers import make_offload
 from .loadreport import LoadReport
+from .middleware.bodylimit import BodyLimitMiddleware
+from .middleware.console import ConsoleMiddleware
+from .middleware.cors import CorsMiddleware
+from .middleware.docsguard import DocsGuardMiddleware
+from .middleware.ratelimit import RateLimiter, RateLimitMiddleware
 from .operations import CachedAsyncApi, security_map
-from .observe.http import ObserveMiddleware, RouteMarker, RouteTable
-from .observe.hub import Observability
-from .observe.metrics import Metrics
-from .observe.tracing import Tracing
-from .ratelimit import RateLimiter, RateLimitMiddleware
-from .runs import RedisStore, RunManager, StoreUnavailable, open_store
-from .runs.redis import cluster_enabled, is_redis_url, public_url
-from .runs.nodes import NodeCoordinator
-from .runs.quotas import RunQuotas
-from .services import Services, ServicesMiddleware
 from .servedspec import ServedSpecMiddleware
-from .settings import BUNDLED_SKILLS, Settings
+from .services import Services, ServicesMiddleware
 from .spec import SkillrunResolver, build_spec
 from .validation import VALIDATOR_MAP
 
@@ -48,7 +48,7 @@ def _purge_every_s(settings: Settings) -> float:
 
 
 def build_observability(settings: Settings, tracing: Tracing | None = None) -> Observability:
-    from . import __version__
+    from .. import __version__
 
     return Observability(
         Metrics(__version__) if settings.metrics else None,

@@ -29,7 +29,7 @@ from jsonschema import Draft4Validator, ValidationError
 from jsonschema.exceptions import best_match
 from starlette.datastructures import Headers
 
-from .engine.secret_inputs import has_secrets, secret_at
+from ..engine.secret_inputs import has_secrets, secret_at
 from .errors import TITLES, echo
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from starlette.responses import RedirectResponse, Response
 
-STATIC_DIR = Path(__file__).resolve().parent / "console_static"
+STATIC_DIR = Path(__file__).resolve().parents[2] / "console_static"
 
 MEDIA_TYPES = {
     ".js": "text/javascript; charset=utf-8",

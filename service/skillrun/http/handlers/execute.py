@@ -14,12 +14,12 @@ from connexion import request
 from connexion.exceptions import ProblemException
 from starlette.responses import Response
 
-from ..engine import Skill
+from ...engine import Skill
+from ...events import DONE, result_of_done
+from ...observe.tracing import incoming_trace_id
+from ...runs import IdempotencyConflict, RunRecord, ShuttingDown, follow, request_hash
+from ...runs.quotas import QuotaExceeded
 from ..errors import TITLES
-from ..events import DONE, result_of_done
-from ..observe.tracing import incoming_trace_id
-from ..runs import IdempotencyConflict, RunRecord, ShuttingDown, follow, request_hash
-from ..runs.quotas import QuotaExceeded
 from ..services import Services
 from ._http import json_response, owner, problem, services
 from ._stream import EventStreamResponse, frames

@@ -10,13 +10,7 @@ import hashlib
 import hmac
 import secrets
 from pathlib import Path
-from typing import Any, Iterable
-
-from .services import services_of
-
-
-# The spec's ApiKeyAuth scheme (ASGI header names are lower-case bytes).
-API_KEY_HEADER = b"x-api-key"
+from typing import Iterable
 
 
 def check_keys(keys: Iterable[str], source: str = "SKILLRUN_API_KEYS") -> None:
@@ -66,9 +60,3 @@ class KeyRing:
             if hmac.compare_digest(digest, known):
                 found = known
         return None if found is None else "key_" + found.hex()[:16]
-
-
-def apikey_info(apikey: str, required_scopes: Any = None, request: Any = None) -> dict[str, str] | None:
-    """connexion's ``x-apikeyInfoFunc``: the key's identity as ``sub``, or None (401)."""
-    identity = services_of(request.scope).keys.identify(apikey)
-    return None if identity is None else {"sub": identity}

@@ -30,9 +30,9 @@ import yaml
 from connexion.resolver import Resolution, Resolver
 from connexion.utils import get_function_from_name
 
-from .engine import Skill, SkillCatalog
+from ..engine import Skill, SkillCatalog
 
-SPEC_PATH = Path(__file__).resolve().parent / "openapi" / "skillrun.yaml"
+SPEC_PATH = Path(__file__).resolve().parent.parent / "openapi" / "skillrun.yaml"
 TEMPLATED = ("/execute", "/execute/stream", "/execute/async")
 SKILL_KEY = "x-skillrun-skill"
 SKILL_ID_REF = "#/components/parameters/SkillId"

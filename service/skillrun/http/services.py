@@ -10,12 +10,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, MutableMapping, Protocol
 
 if TYPE_CHECKING:
-    from .engine import CapabilityRegistry, Engine, SkillCatalog
+    from ..engine import CapabilityRegistry, Engine, SkillCatalog
+    from ..observe.hub import Observability
+    from ..runs import RunManager, RunStore
+    from ..runs.nodes import NodeCoordinator
+    from ..settings import Settings
     from .loadreport import LoadReport
-    from .observe.hub import Observability
-    from .runs.nodes import NodeCoordinator
-    from .runs import RunManager, RunStore
-    from .settings import Settings
 
 class Keys(Protocol):
     """The API keys this app knows (``auth.KeyRing``): the middleware depend on this,

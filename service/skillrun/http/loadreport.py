@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from .engine import Skill
-from .engine.loader import Problem
+from ..engine import Skill
+from ..engine.loader import Problem
 
 
 @dataclass(frozen=True, slots=True)

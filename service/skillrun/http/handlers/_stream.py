@@ -16,8 +16,8 @@ from typing import Any, AsyncIterator, Callable
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from ...runs import follow
 from .. import sse
-from ..runs import follow
 from ..services import Services
 
 log = logging.getLogger(__name__)

@@ -20,14 +20,14 @@ import time
 from typing import Any
 
 import limits
+from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
 from limits.storage import storage_from_string
-from limits.aio.strategies import MovingWindowRateLimiter
 
-from .auth import API_KEY_HEADER
-from .errors import problem_response
+from ..errors import problem_response
+from ..security import API_KEY_HEADER
+from ..services import Services, add_response_headers, services_of
 from .ratewindow import MovingWindow
-from .services import Services, add_response_headers, services_of
 
 EXEMPT_PREFIXES = ("/v1/health", "/v1/schemas", "/metrics")
 
