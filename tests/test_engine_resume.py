@@ -111,3 +111,47 @@ def test_a_run_cut_at_any_event_and_resumed_ends_as_if_never_cut(dag: Any, neste
             ), (key, types)
 
     asyncio.run(go())
+
+
+TICKS = """
+id: ticks
+version: "1"
+steps:
+  - {id: tick, uses: util.sleep, foreach: "range(2)", input: {ms: 1, progress: 0.5}}
+outputs:
+  n: {value: "${size(steps.tick)}"}
+"""
+
+
+def test_a_step_run_again_after_a_resume_numbers_its_attempts_after_the_logs() -> None:
+    """Issue 15 with issue 18: a step cut by the seam after its first attempt's deltas
+    runs again; its new deltas carry attempt 2 (3 after a second seam), so a client
+    drops the cut attempt's deltas as it does after a retry. Items that ended keep theirs."""
+
+    def delta_attempts(events: list[dict[str, Any]]) -> list[tuple[Any, int]]:
+        return [(e["data"].get("index"), e["data"]["attempt"]) for e in events if e["type"] == "step_delta"]
+
+    async def go() -> None:
+        s = skill(TICKS)
+        whole = Recorder()
+        expected = await _run(s, s, whole)
+        assert delta_attempts(whole.events) == [(0, 1), (1, 1)]
+        # Cut after item 0's delta, before its step_completed: a crash inside the step.
+        log = whole.events[: next(i for i, e in enumerate(whole.events) if e["type"] == "step_delta") + 1]
+        for life in (2, 3):
+            fates = LogFates()
+            fates.feed(_records(log))
+            rec = Recorder()
+            rec.events = list(log)
+            outcome = await _run(s, s, rec, fates.resume(0.0))
+            events = rec.finish(s.id, outcome)
+            assert outcome.outputs == expected.outputs
+            after = delta_attempts(events[len(log):])
+            assert [a for i, a in after if i == 0] == [life], after
+            assert all(a == 1 for i, a in after if i == 1), after  # never cut: its first attempt
+            # The next crash: after this life's delta of item 0.
+            seam = len(log) + next(i for i, e in enumerate(events[len(log):]) if e["type"] == "step_delta"
+                                   and e["data"].get("index") == 0)
+            log = events[: seam + 1]
+
+    asyncio.run(go())

@@ -18,6 +18,8 @@ from ..events import Emitter
 from .stopping import StepFailure
 
 Key = tuple[str, int | None]  # (full step id, foreach index)
+# The events that number a step's attempts.
+_NUMBERED = frozenset({ev.STEP_DELTA, ev.STEP_RETRYING})
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +62,10 @@ class Resume:
     places: dict[str, dict[str, Any]] = field(default_factory=dict)  # nested step id -> parent_step_id, path
     # Instances that waited for input before the seam: when their wait expires (it keeps its deadline).
     expires: dict[Key, str] = field(default_factory=dict)
+    # Instances that run again: the last attempt the log gave them. Their attempts go on
+    # from there (``step_delta``, ``step_retrying``), so a client tells the deltas of the
+    # attempt cut by the seam from the new ones, as it does after a retry.
+    attempts: dict[Key, int] = field(default_factory=dict)
 
     @property
     def restored(self) -> int:
@@ -81,11 +87,14 @@ class OneFate:
         self.pending = set(resume.pending)
         self.items = resume.items
         self.places = resume.places
+        self.attempts = resume.attempts
 
     def emit(
         self, type: str, message: str, step_id: str | None = None, data: dict[str, Any] | None = None
     ) -> None:
         if step_id is None or type not in ev.STEP_TERMINAL:
+            if type in _NUMBERED and data is not None and self.attempts:
+                data = self._renumbered(step_id, data)
             self.emitter.emit(type, message, step_id, data)
             return
         index = (data or {}).get("index")
@@ -103,6 +112,13 @@ class OneFate:
             more = {k: v for k, v in data.items() if k not in ("index", "last_index", "reason", "items")}
             self.emitter.emit(*ev.step_skipped(step_id, data["reason"], first, items=data.get("items"),
                                                last_index=end, **more))
+
+    def _renumbered(self, step_id: str | None, data: dict[str, Any]) -> dict[str, Any]:
+        """An attempt of this life, numbered after the ones the log already has."""
+        before = self.attempts.get((step_id or "", data.get("index")))
+        if not before or not isinstance(data.get("attempt"), int):
+            return data
+        return {**data, "attempt": data["attempt"] + before}
 
     def close(self, reason: str) -> None:
         """``step_skipped`` for every pending instance still without a fate, inner ones first."""

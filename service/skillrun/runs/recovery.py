@@ -73,6 +73,7 @@ class LogFates:
         self.digest: str | None = None  # the definition the run started with (``skill_start``)
         self.timeout_ms: float | None = None  # the run's time limit (``skill_start``)
         self.expires: dict[Key, str] = {}  # a waiting instance's first ``expires_at``
+        self.attempts: dict[Key, int] = {}  # the last attempt each instance started
 
     def feed(self, events: list[EventRecord]) -> None:
         """Read the next events of the log (a page at a time: a log can be long)."""
@@ -94,6 +95,9 @@ class LogFates:
         if record.type == ev.STEP_WAITING:
             self._waiting(record)
             return
+        if record.type in (ev.STEP_DELTA, ev.STEP_RETRYING):
+            self._attempt(record)
+            return
         if record.type != ev.STEP_START and record.type not in ev.STEP_TERMINAL:
             return
         payload = json.loads(record.data)
@@ -111,6 +115,7 @@ class LogFates:
         if record.type == ev.STEP_START:
             self.open[key] = str(data.get("uses", ""))
             self.voided.discard(key)
+            self.attempts[key] = max(self.attempts.get(key, 0), 1)
             return
         self.open.pop(key, None)
         outcome = {"status": record.type.removeprefix("step_")}
@@ -127,6 +132,16 @@ class LogFates:
                 self.fates[(step_id, index)] = fate
                 self._instances[step_id].append((step_id, index))
 
+    def _attempt(self, record: EventRecord) -> None:
+        """A delta's attempt, or the one a retry starts next."""
+        payload = json.loads(record.data)
+        step_id, data = payload.get("step_id"), payload.get("data") or {}
+        attempt = data.get("attempt")
+        if isinstance(step_id, str) and isinstance(attempt, int):
+            key = (step_id, data.get("index"))
+            started = attempt + 1 if record.type == ev.STEP_RETRYING else attempt
+            self.attempts[key] = max(self.attempts.get(key, 0), started)
+
     def _waiting(self, record: EventRecord) -> None:
         """A wait's deadline holds across restarts: the step waits again until then."""
         payload = json.loads(record.data)
@@ -141,7 +156,8 @@ class LogFates:
             pending.update((step_id, i) for i in range(count) if (step_id, i) not in self.outcomes)
         return Resume(dict(self.fates), self.resumes + 1, len(self.open) + len(self.voided), elapsed_s,
                       pending=pending, items=dict(self.items), places=dict(self.places),
-                      expires={k: v for k, v in self.expires.items() if k not in self.fates})
+                      expires={k: v for k, v in self.expires.items() if k not in self.fates},
+                      attempts={k: v for k, v in self.attempts.items() if k not in self.fates})
 
     # ------------------------------------------------------------- the missing fates
 
