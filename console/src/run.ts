@@ -10,6 +10,9 @@ import { SchemaForm, type FieldSchema } from './form.js';
 import { type Graph, type NodeParts } from './graph.js';
 import { h, ms } from './dom.js';
 import { jsonTree } from './json.js';
+// The JS client's own text rules (what `stream.text()` yields), fed every event this view
+// applies, including those replayed from sessionStorage after a reload.
+import { StepTexts, type TextChunk } from '../../clients/js/src/text.js';
 
 type Ended = 'completed' | 'skipped' | 'degraded' | 'failed';
 type State = 'pending' | 'running' | 'retrying' | 'waiting' | Ended;
@@ -51,6 +54,7 @@ export class RunView {
   #rows: HTMLElement[] = [];
   #rowFrame = false;
   readonly #itemStates = new Map<string, Map<number, string>>();
+  readonly #texts = new StepTexts();
 
   constructor(client: Client, runId: string, skill: SkillDescription, graph: Graph, initialStatus: string) {
     this.#client = client;
@@ -141,6 +145,7 @@ export class RunView {
     const at = eventTime(event);
     this.#t0 ??= at;
     this.#row(id, event, at);
+    for (const chunk of this.#texts.observe(event)) this.#text(chunk);
     this.#state(event, at);
   }
 
@@ -214,7 +219,7 @@ export class RunView {
         this.#answerForm(event.step_id, place.index, event.data.schema as FieldSchema, target);
         break;
       case 'step_delta':
-        this.#delta(event.step_id, event.data.delta.text);
+        this.#progress(event.step_id, event.data.delta.progress);
         break;
       case 'step_completed':
         this.#end(target, 'completed', `completed in ${ms(event.data.duration_ms)}`, at);
@@ -286,7 +291,9 @@ export class RunView {
   }
 
   #end(t: Target, state: Ended, text: string, at: number): void {
-    this.#set(t, state, t.started !== undefined ? `${text}` : text);
+    // The state is the StepStatus word; that a fallback made the outcome stays said.
+    const fallback = t.el.dataset['fallback'];
+    this.#set(t, state, fallback !== undefined ? `${text} (by fallback ${fallback})` : text);
     t.started = undefined;
     void at;
   }
@@ -322,11 +329,25 @@ export class RunView {
     top.status.textContent = state;
   }
 
-  #delta(stepId: string, text: string | undefined): void {
-    const top = this.#graph.parts.get(stepId);
-    if (!top || text === undefined) return;
+  /** A step's text as the client's rules make it: a restart (a failed attempt) clears it. */
+  #text(chunk: TextChunk): void {
+    // Only a top-level step has a panel; a foreach item's or nested step's text is not drawn.
+    if (chunk.index !== undefined) return;
+    const top = this.#graph.parts.get(chunk.stepId);
+    if (!top) return;
     top.delta.hidden = false;
-    top.delta.textContent += text;
+    top.delta.dataset['attempt'] = String(chunk.attempt);
+    if (chunk.restart) top.delta.textContent = '';
+    else top.delta.append(chunk.text); // a text node per chunk: no re-serialising what is shown
+  }
+
+  /** The latest `delta.progress` of a step (or of any of its foreach items) wins. */
+  #progress(stepId: string, value: number | undefined): void {
+    const top = this.#graph.parts.get(stepId);
+    if (!top || value === undefined) return;
+    top.progress.hidden = false;
+    top.progress.value = value;
+    top.progress.textContent = `${Math.round(value * 100)}%`;
   }
 
   #answerForm(stepId: string, index: number | undefined, schema: FieldSchema, target: Target): void {

@@ -164,6 +164,64 @@ test('a reload in the middle of a 20-item demo.ticker continues with one row per
   await shot('run-ticker-after-reload');
 });
 
+test('demo.ticker with progress on fills the step\'s progress bar', async () => {
+  await runFromForm('demo.ticker', async () => {
+    await page.getByLabel('steps', { exact: true }).fill('5');
+    await page.getByLabel('delay_ms', { exact: true }).fill('100');
+    await page.getByLabel('progress', { exact: true }).check();
+  });
+  const bar = page.locator('.canvas > [data-step-id="tick"] progress');
+  await bar.and(page.locator(':not([hidden])')).waitFor();
+  assert.equal(await finalStatus(), 'completed');
+  // Each item reports (index + 1) / steps: the latest value wins, the last item's is 1.
+  assert.equal(await bar.evaluate((el) => el.value), 1);
+  assert.equal(await bar.textContent(), '100%');
+  await shot('run-ticker-progress');
+});
+
+test('demo.chat against the fake model: the answer grows in the step\'s panel, a retried attempt\'s text is cleared', async () => {
+  await runFromForm('demo.chat', async () => {
+    await page.getByLabel('question', { exact: true }).fill('What do cats do?');
+  });
+  // The run view's panel (not the skill page's, which may still be on screen).
+  const panel = page.locator('.run .canvas > [data-step-id="answer"] pre.delta');
+  // Every text the panel shows, recorded as it changes (the first attempt's chunks are 0.5 s apart).
+  await panel.evaluate((el) => {
+    window.__shown = [];
+    new MutationObserver(() => window.__shown.push(el.textContent)).observe(el, { childList: true, characterData: true, subtree: true });
+  });
+  assert.equal(await finalStatus(), 'completed');
+  const answer = (await runFromApi()).result.outputs.answer;
+  assert.equal(answer, 'Cats purr and nap all day.');
+  assert.equal(await panel.textContent(), answer);
+  assert.equal(await panel.getAttribute('data-attempt'), '2');
+  const shown = await page.evaluate(() => window.__shown);
+  assert.ok(shown.some((t) => t.startsWith('WRONG')), `the first attempt's text was shown: ${JSON.stringify(shown)}`);
+  const second = shown.slice(shown.lastIndexOf(''));
+  assert.ok(shown.includes(''), `the retry cleared the panel: ${JSON.stringify(shown)}`);
+  const growing = second.filter((t) => t !== '' && t !== answer);
+  assert.ok(growing.length >= 2, `the answer grew chunk by chunk: ${JSON.stringify(second)}`);
+  for (const t of growing) assert.ok(answer.startsWith(t), `${JSON.stringify(t)} is a prefix of the answer`);
+  await shot('run-chat-text');
+});
+
+test('demo.chat when the model keeps failing: the node shows its fallback while running and ends completed', async () => {
+  await runFromForm('demo.chat', async () => {
+    await page.getByLabel('question', { exact: true }).fill('What do cats do?');
+    await page.getByLabel('context', { exact: true }).fill('Cats purr. Dogs bark.');
+  });
+  const node = page.locator('.canvas > [data-step-id="answer"]');
+  // While the fallback runs, the state keeps the issue's word and the node says why.
+  await page.locator('.canvas > [data-step-id="answer"][data-fallback="text.extractive_answer"]').waitFor();
+  assert.equal(await finalStatus(), 'completed');
+  const step = (await runFromApi()).result.steps.find((s) => s.id === 'answer');
+  assert.equal(await node.getAttribute('data-state'), step.status);
+  assert.equal(step.status, 'completed');
+  assert.equal(await node.getAttribute('data-fallback'), 'text.extractive_answer');
+  assert.match(await node.locator('.status').textContent(), /completed in .* \(by fallback text\.extractive_answer\)/);
+  await shot('run-chat-fallback');
+});
+
 test('a waiting step gets an answer form from its schema; answering completes the run', async () => {
   await runFromForm('demo.approval', async () => {
     await page.getByLabel('text', { exact: true }).fill('Cats purr. Dogs bark.');
