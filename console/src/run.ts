@@ -1,6 +1,6 @@
 /**
  * A run's live view: the skill's graph taking each event's state, a timeline with
- * one row per event (`data-event-id`), a bar per step, the outputs as a JSON tree.
+ * one row per event (`data-event-id`; virtualised, see timeline.ts), a bar per step, the outputs as a JSON tree.
  * Events come from the JS client's `runs.events` (it resumes with Last-Event-ID
  * when the connection drops); the rows seen are kept in sessionStorage, so a reload
  * continues after the last one instead of replaying the whole log.
@@ -10,6 +10,7 @@ import { SchemaForm, type FieldSchema } from './form.js';
 import { type Graph, type NodeParts } from './graph.js';
 import { h, ms } from './dom.js';
 import { jsonTree } from './json.js';
+import { Timeline } from './timeline.js';
 // The JS client's own text rules (what `stream.text()` yields), fed every event this view
 // applies, including those replayed from sessionStorage after a reload.
 import { StepTexts, type TextChunk } from '../../clients/js/src/text.js';
@@ -39,7 +40,7 @@ export class RunView {
   readonly #runId: string;
   readonly #graph: Graph;
   readonly #statusEl: HTMLElement;
-  readonly #timeline: HTMLOListElement;
+  readonly #timeline = new Timeline();
   readonly #gantt: HTMLElement;
   readonly #result: HTMLElement;
   readonly #cancel: HTMLButtonElement;
@@ -51,8 +52,6 @@ export class RunView {
   #abort = new AbortController();
   #ticker: number | undefined;
   #saveTimer: number | undefined;
-  #rows: HTMLElement[] = [];
-  #rowFrame = false;
   readonly #itemStates = new Map<string, Map<number, string>>();
   readonly #texts = new StepTexts();
 
@@ -63,7 +62,6 @@ export class RunView {
     this.#statusEl = h('strong', { 'data-run-status': initialStatus, class: `run-status s-${initialStatus}` }, initialStatus);
     this.#cancel = h('button', { type: 'button', class: 'danger' }, 'Cancel');
     this.#cancel.addEventListener('click', () => void this.#doCancel());
-    this.#timeline = h('ol', { class: 'timeline', 'aria-label': 'Events' });
     this.#gantt = h('div', { class: 'gantt', 'aria-label': 'Step timing' });
     this.#result = h('div', { class: 'result' });
     this.element = h(
@@ -71,7 +69,7 @@ export class RunView {
       { class: 'run' },
       h('p', { class: 'run-head' }, 'Run ', h('code', {}, runId), ' of ', h('a', { href: `skills/${encodeURIComponent(skill.id)}`, 'data-link': true }, skill.id), ': ', this.#statusEl, ' ', this.#cancel),
       this.#result,
-      h('div', { class: 'run-body' }, graph.element, h('section', { class: 'side' }, h('h2', {}, 'Timeline'), this.#gantt, this.#timeline)),
+      h('div', { class: 'run-body' }, graph.element, h('section', { class: 'side' }, h('h2', {}, 'Timeline'), this.#gantt, this.#timeline.element)),
     );
     if (ENDED.has(initialStatus)) {
       // A finished run: its status is shown with its `done`, once the graph shows
@@ -155,25 +153,7 @@ export class RunView {
     const place = stepPlace(event);
     const where = step + (place?.index !== undefined ? `[${place.index}]` : '');
     const message = event.type === 'done' ? `Run ${event.status}.` : event.message;
-    this.#queueRow(
-      h('li', { 'data-event-id': id, 'data-type': type, class: `t-${type}` },
-        h('span', { class: 'at' }, `+${ms(at - (this.#t0 ?? at))}`), ' ',
-        h('code', { class: 'type' }, type), ' ', where ? h('span', { class: 'where' }, where) : null, ' ',
-        h('span', { class: 'msg' }, message)),
-    );
-  }
-
-  /** Rows are added once a frame, in one batch: a fast run does not lay out per event. */
-  #queueRow(row: HTMLElement): void {
-    this.#rows.push(row);
-    if (this.#rowFrame) return;
-    this.#rowFrame = true;
-    requestAnimationFrame(() => {
-      this.#rowFrame = false;
-      const rows = this.#rows;
-      this.#rows = [];
-      this.#timeline.append(...rows);
-    });
+    this.#timeline.push({ id, type, at: `+${ms(at - (this.#t0 ?? at))}`, where, message });
   }
 
   #state(event: StreamEvent, at: number): void {
