@@ -5,8 +5,10 @@ drives Debian's /usr/bin/chromium, as the JS client's browser test does; axe-cor
 checks each page): sign-in and its 401, demo.showcase from the form (detailed on;
 detailed off with fail on), doc.pipeline's nested foreach group, a 422 on its field,
 a reload mid demo.ticker with one row per event, a waiting step answered from its
-form, cancel, the runs list's paging and filters, 375 px. One server and one browser
-for all (CI time); screenshots go to ``SKILLRUN_SCREENSHOTS`` when set.
+form, demo.ticker's progress bar, demo.chat's text growing in its panel (against the
+tests' fake model server, whose first answer breaks off so the retry's restart clears
+the text), cancel, the runs list's paging and filters, 375 px. One server and one
+browser for all (CI time); screenshots go to ``SKILLRUN_SCREENSHOTS`` when set.
 
 The browser reaches the server through nginx under the path prefix ``/prefix`` (which
 nginx strips), the server started with ``--root-path /prefix``: every scenario also
@@ -25,9 +27,19 @@ import httpx
 import pytest
 
 from conftest import API_KEY, free_port, require_tool, start_server
+from fake_llm import FakeLLM, Reply
 from test_console import CONSOLE, require_console_toolchain
 
 PREFIX = "/prefix"
+
+
+# demo.chat's model: the first answer breaks off after its third chunk (retried), the
+# second streams the answer a chunk at a time; every later request fails (a fallback).
+CHAT_PLAN = [
+    Reply(["WRONG ", "FIRST ", "TRY"], pace_s=0.5, cut_after=3),
+    Reply(["Cats ", "purr ", "and ", "nap ", "all ", "day."], pace_s=0.3),
+    Reply(status=500, error="the model is down"),
+]
 
 
 def nginx_config(run_dir: Path, port: int, upstream: str) -> str:
@@ -81,18 +93,20 @@ def test_console_scenarios_in_headless_chromium_behind_a_path_prefix(tmp_path: P
     chromium = os.environ.get("SKILLRUN_CHROMIUM") or require_tool("chromium")
     if not (CONSOLE / "node_modules" / "playwright-core").is_dir():
         pytest.fail("console/node_modules lacks playwright-core: run `npm ci` in console/")
-    server = start_server(tmp_path, env={"SKILLRUN_DB": str(tmp_path / "runs.db")}, args=["--root-path", PREFIX])
-    proxy: subprocess.Popen[bytes] | None = None
-    try:
-        proxy, url = start_proxy(tmp_path / "nginx", f"127.0.0.1:{server.port}")
-        env = {**os.environ, "SKILLRUN_URL": url, "SKILLRUN_KEY": API_KEY, "SKILLRUN_CHROMIUM": chromium}
-        result = subprocess.run(
-            [node, "--test", "--test-reporter=spec", "test/browser.test.mjs"],
-            cwd=CONSOLE, env=env, capture_output=True, text=True, timeout=600,
-        )
-    finally:
-        if proxy is not None:
-            proxy.terminate()
-            proxy.wait(10)
-        server.stop()
+    with FakeLLM(CHAT_PLAN) as fake:
+        llm = {"SKILLRUN_LLM_BASE_URL": fake.base_url, "SKILLRUN_LLM_API_KEY": "sk-console-test-0123"}
+        server = start_server(tmp_path, env={"SKILLRUN_DB": str(tmp_path / "runs.db"), **llm}, args=["--root-path", PREFIX])
+        proxy: subprocess.Popen[bytes] | None = None
+        try:
+            proxy, url = start_proxy(tmp_path / "nginx", f"127.0.0.1:{server.port}")
+            env = {**os.environ, "SKILLRUN_URL": url, "SKILLRUN_KEY": API_KEY, "SKILLRUN_CHROMIUM": chromium}
+            result = subprocess.run(
+                [node, "--test", "--test-reporter=spec", "test/browser.test.mjs"],
+                cwd=CONSOLE, env=env, capture_output=True, text=True, timeout=600,
+            )
+        finally:
+            if proxy is not None:
+                proxy.terminate()
+                proxy.wait(10)
+            server.stop()
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]

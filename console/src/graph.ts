@@ -17,6 +17,8 @@ export interface NodeParts {
   items: HTMLOListElement | null;
   children: HTMLElement | null;
   delta: HTMLElement;
+  /** How far the step is (`step_delta`'s `delta.progress`), hidden until it says. */
+  progress: HTMLProgressElement;
   answer: HTMLElement;
 }
 
@@ -62,9 +64,10 @@ export function stepNode(step: SkillStep, prefix: string, nested: ReadonlyMap<st
     node.append(h('details', { class: 'group-body' }, h('summary', {}, `Nested skill ${inner.id}`), children));
   }
   const delta = h('pre', { class: 'delta', hidden: true, 'aria-label': `Output of ${id} so far` });
+  const progress = h('progress', { class: 'progress', max: '1', value: '0', hidden: true, 'aria-label': `Progress of ${id}` });
   const answer = h('div', { class: 'answer' });
-  node.append(delta, answer);
-  return { node, status, counter, items, children, delta, answer };
+  node.append(progress, delta, answer);
+  return { node, status, counter, items, children, delta, progress, answer };
 }
 
 /** The graph: nodes positioned by dagre inside a scrollable canvas, edges in SVG. */

@@ -1,6 +1,6 @@
 /**
  * A run's live view: the skill's graph taking each event's state, a timeline with
- * one row per event (`data-event-id`), a bar per step, the outputs as a JSON tree.
+ * one row per event (`data-event-id`; virtualised, see timeline.ts), a bar per step, the outputs as a JSON tree.
  * Events come from the JS client's `runs.events` (it resumes with Last-Event-ID
  * when the connection drops); the rows seen are kept in sessionStorage, so a reload
  * continues after the last one instead of replaying the whole log.
@@ -10,6 +10,10 @@ import { SchemaForm, type FieldSchema } from './form.js';
 import { type Graph, type NodeParts } from './graph.js';
 import { h, ms } from './dom.js';
 import { jsonTree } from './json.js';
+import { Timeline } from './timeline.js';
+// The JS client's own text rules (what `stream.text()` yields), fed every event this view
+// applies, including those replayed from sessionStorage after a reload.
+import { StepTexts, type TextChunk } from '../../clients/js/src/text.js';
 
 type Ended = 'completed' | 'skipped' | 'degraded' | 'failed';
 type State = 'pending' | 'running' | 'retrying' | 'waiting' | Ended;
@@ -36,7 +40,7 @@ export class RunView {
   readonly #runId: string;
   readonly #graph: Graph;
   readonly #statusEl: HTMLElement;
-  readonly #timeline: HTMLOListElement;
+  readonly #timeline = new Timeline();
   readonly #gantt: HTMLElement;
   readonly #result: HTMLElement;
   readonly #cancel: HTMLButtonElement;
@@ -48,9 +52,8 @@ export class RunView {
   #abort = new AbortController();
   #ticker: number | undefined;
   #saveTimer: number | undefined;
-  #rows: HTMLElement[] = [];
-  #rowFrame = false;
   readonly #itemStates = new Map<string, Map<number, string>>();
+  readonly #texts = new StepTexts();
 
   constructor(client: Client, runId: string, skill: SkillDescription, graph: Graph, initialStatus: string) {
     this.#client = client;
@@ -59,7 +62,6 @@ export class RunView {
     this.#statusEl = h('strong', { 'data-run-status': initialStatus, class: `run-status s-${initialStatus}` }, initialStatus);
     this.#cancel = h('button', { type: 'button', class: 'danger' }, 'Cancel');
     this.#cancel.addEventListener('click', () => void this.#doCancel());
-    this.#timeline = h('ol', { class: 'timeline', 'aria-label': 'Events' });
     this.#gantt = h('div', { class: 'gantt', 'aria-label': 'Step timing' });
     this.#result = h('div', { class: 'result' });
     this.element = h(
@@ -67,7 +69,7 @@ export class RunView {
       { class: 'run' },
       h('p', { class: 'run-head' }, 'Run ', h('code', {}, runId), ' of ', h('a', { href: `skills/${encodeURIComponent(skill.id)}`, 'data-link': true }, skill.id), ': ', this.#statusEl, ' ', this.#cancel),
       this.#result,
-      h('div', { class: 'run-body' }, graph.element, h('section', { class: 'side' }, h('h2', {}, 'Timeline'), this.#gantt, this.#timeline)),
+      h('div', { class: 'run-body' }, graph.element, h('section', { class: 'side' }, h('h2', {}, 'Timeline'), this.#gantt, this.#timeline.element)),
     );
     if (ENDED.has(initialStatus)) {
       // A finished run: its status is shown with its `done`, once the graph shows
@@ -141,6 +143,7 @@ export class RunView {
     const at = eventTime(event);
     this.#t0 ??= at;
     this.#row(id, event, at);
+    for (const chunk of this.#texts.observe(event)) this.#text(chunk);
     this.#state(event, at);
   }
 
@@ -150,25 +153,7 @@ export class RunView {
     const place = stepPlace(event);
     const where = step + (place?.index !== undefined ? `[${place.index}]` : '');
     const message = event.type === 'done' ? `Run ${event.status}.` : event.message;
-    this.#queueRow(
-      h('li', { 'data-event-id': id, 'data-type': type, class: `t-${type}` },
-        h('span', { class: 'at' }, `+${ms(at - (this.#t0 ?? at))}`), ' ',
-        h('code', { class: 'type' }, type), ' ', where ? h('span', { class: 'where' }, where) : null, ' ',
-        h('span', { class: 'msg' }, message)),
-    );
-  }
-
-  /** Rows are added once a frame, in one batch: a fast run does not lay out per event. */
-  #queueRow(row: HTMLElement): void {
-    this.#rows.push(row);
-    if (this.#rowFrame) return;
-    this.#rowFrame = true;
-    requestAnimationFrame(() => {
-      this.#rowFrame = false;
-      const rows = this.#rows;
-      this.#rows = [];
-      this.#timeline.append(...rows);
-    });
+    this.#timeline.push({ id, type, at: `+${ms(at - (this.#t0 ?? at))}`, where, message });
   }
 
   #state(event: StreamEvent, at: number): void {
@@ -214,7 +199,7 @@ export class RunView {
         this.#answerForm(event.step_id, place.index, event.data.schema as FieldSchema, target);
         break;
       case 'step_delta':
-        this.#delta(event.step_id, event.data.delta.text);
+        this.#progress(event.step_id, event.data.delta.progress);
         break;
       case 'step_completed':
         this.#end(target, 'completed', `completed in ${ms(event.data.duration_ms)}`, at);
@@ -286,7 +271,9 @@ export class RunView {
   }
 
   #end(t: Target, state: Ended, text: string, at: number): void {
-    this.#set(t, state, t.started !== undefined ? `${text}` : text);
+    // The state is the StepStatus word; that a fallback made the outcome stays said.
+    const fallback = t.el.dataset['fallback'];
+    this.#set(t, state, fallback !== undefined ? `${text} (by fallback ${fallback})` : text);
     t.started = undefined;
     void at;
   }
@@ -322,11 +309,25 @@ export class RunView {
     top.status.textContent = state;
   }
 
-  #delta(stepId: string, text: string | undefined): void {
-    const top = this.#graph.parts.get(stepId);
-    if (!top || text === undefined) return;
+  /** A step's text as the client's rules make it: a restart (a failed attempt) clears it. */
+  #text(chunk: TextChunk): void {
+    // Only a top-level step has a panel; a foreach item's or nested step's text is not drawn.
+    if (chunk.index !== undefined) return;
+    const top = this.#graph.parts.get(chunk.stepId);
+    if (!top) return;
     top.delta.hidden = false;
-    top.delta.textContent += text;
+    top.delta.dataset['attempt'] = String(chunk.attempt);
+    if (chunk.restart) top.delta.textContent = '';
+    else top.delta.append(chunk.text); // a text node per chunk: no re-serialising what is shown
+  }
+
+  /** The latest `delta.progress` of a step (or of any of its foreach items) wins. */
+  #progress(stepId: string, value: number | undefined): void {
+    const top = this.#graph.parts.get(stepId);
+    if (!top || value === undefined) return;
+    top.progress.hidden = false;
+    top.progress.value = value;
+    top.progress.textContent = `${Math.round(value * 100)}%`;
   }
 
   #answerForm(stepId: string, index: number | undefined, schema: FieldSchema, target: Target): void {

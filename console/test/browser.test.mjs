@@ -70,6 +70,33 @@ async function runFromApi() {
   return r.json();
 }
 
+/**
+ * The event id of every row of the (virtualised) timeline, in list order, read by
+ * scrolling it from top to bottom a viewport at a time: at each stop each rendered row
+ * gives its place in the whole list (`aria-posinset`) and its `data-event-id`. Every
+ * place from 1 to `data-rows` must have been seen, always with the same id, so a
+ * duplicated row is a place too many and a missing one a gap.
+ */
+async function timelineIds() {
+  const { stops, total } = await page.locator('.timeline-view').evaluate(async (el) => {
+    const frame = () => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
+    const seen = [];
+    for (let top = 0; ; top += el.clientHeight) {
+      el.scrollTop = top;
+      await frame();
+      seen.push([...el.querySelectorAll('li')].map((li) => [Number(li.getAttribute('aria-posinset')), li.getAttribute('data-event-id')]));
+      if (top + el.clientHeight >= el.scrollHeight) return { stops: seen, total: Number(el.querySelector('ol').getAttribute('data-rows')) };
+    }
+  });
+  const byPlace = new Map();
+  for (const [place, id] of stops.flat()) {
+    assert.equal(byPlace.get(place) ?? id, id, `row ${place} shows one event`);
+    byPlace.set(place, id);
+  }
+  assert.deepEqual([...byPlace.keys()].sort((a, b) => a - b), Array.from({ length: total }, (_, i) => i + 1));
+  return Array.from({ length: total }, (_, i) => Number(byPlace.get(i + 1)));
+}
+
 const state = (id) => page.locator(`.canvas > [data-step-id="${id}"]`).getAttribute('data-state');
 
 test('a wrong key is refused with a clear message; the right key signs in with Enter', async () => {
@@ -156,12 +183,72 @@ test('a reload in the middle of a 20-item demo.ticker continues with one row per
   await page.waitForFunction(() => document.querySelectorAll('.timeline li').length >= 8);
   await page.reload();
   assert.equal(await finalStatus(), 'completed');
-  const ids = await page.locator('.timeline li').evaluateAll((rows) => rows.map((r) => Number(r.getAttribute('data-event-id'))));
   // skill_start, 20 x (step_start, step_completed), skill_completed, done
-  assert.equal(ids.length, 43);
-  assert.deepEqual(ids, Array.from({ length: 43 }, (_, i) => i + 1));
+  await page.waitForFunction(() => document.querySelector('.timeline')?.getAttribute('data-rows') === '43');
+  // Virtualised: the list is taller than its viewport and only the rows near it are drawn.
+  const drawn = await page.locator('.timeline li').count();
+  assert.ok(drawn > 0 && drawn < 43, `${drawn} of 43 rows in the DOM`);
+  assert.deepEqual(await timelineIds(), Array.from({ length: 43 }, (_, i) => i + 1));
   assert.equal(await state('tick'), 'completed');
   await shot('run-ticker-after-reload');
+});
+
+test('demo.ticker with progress on fills the step\'s progress bar', async () => {
+  await runFromForm('demo.ticker', async () => {
+    await page.getByLabel('steps', { exact: true }).fill('5');
+    await page.getByLabel('delay_ms', { exact: true }).fill('100');
+    await page.getByLabel('progress', { exact: true }).check();
+  });
+  const bar = page.locator('.canvas > [data-step-id="tick"] progress');
+  await bar.and(page.locator(':not([hidden])')).waitFor();
+  assert.equal(await finalStatus(), 'completed');
+  // Each item reports (index + 1) / steps: the latest value wins, the last item's is 1.
+  assert.equal(await bar.evaluate((el) => el.value), 1);
+  assert.equal(await bar.textContent(), '100%');
+  await shot('run-ticker-progress');
+});
+
+test('demo.chat against the fake model: the answer grows in the step\'s panel, a retried attempt\'s text is cleared', async () => {
+  await runFromForm('demo.chat', async () => {
+    await page.getByLabel('question', { exact: true }).fill('What do cats do?');
+  });
+  // The run view's panel (not the skill page's, which may still be on screen).
+  const panel = page.locator('.run .canvas > [data-step-id="answer"] pre.delta');
+  // Every text the panel shows, recorded as it changes (the first attempt's chunks are 0.5 s apart).
+  await panel.evaluate((el) => {
+    window.__shown = [];
+    new MutationObserver(() => window.__shown.push(el.textContent)).observe(el, { childList: true, characterData: true, subtree: true });
+  });
+  assert.equal(await finalStatus(), 'completed');
+  const answer = (await runFromApi()).result.outputs.answer;
+  assert.equal(answer, 'Cats purr and nap all day.');
+  assert.equal(await panel.textContent(), answer);
+  assert.equal(await panel.getAttribute('data-attempt'), '2');
+  const shown = await page.evaluate(() => window.__shown);
+  assert.ok(shown.some((t) => t.startsWith('WRONG')), `the first attempt's text was shown: ${JSON.stringify(shown)}`);
+  const second = shown.slice(shown.lastIndexOf(''));
+  assert.ok(shown.includes(''), `the retry cleared the panel: ${JSON.stringify(shown)}`);
+  const growing = second.filter((t) => t !== '' && t !== answer);
+  assert.ok(growing.length >= 2, `the answer grew chunk by chunk: ${JSON.stringify(second)}`);
+  for (const t of growing) assert.ok(answer.startsWith(t), `${JSON.stringify(t)} is a prefix of the answer`);
+  await shot('run-chat-text');
+});
+
+test('demo.chat when the model keeps failing: the node shows its fallback while running and ends completed', async () => {
+  await runFromForm('demo.chat', async () => {
+    await page.getByLabel('question', { exact: true }).fill('What do cats do?');
+    await page.getByLabel('context', { exact: true }).fill('Cats purr. Dogs bark.');
+  });
+  const node = page.locator('.canvas > [data-step-id="answer"]');
+  // While the fallback runs, the state keeps the issue's word and the node says why.
+  await page.locator('.canvas > [data-step-id="answer"][data-fallback="text.extractive_answer"]').waitFor();
+  assert.equal(await finalStatus(), 'completed');
+  const step = (await runFromApi()).result.steps.find((s) => s.id === 'answer');
+  assert.equal(await node.getAttribute('data-state'), step.status);
+  assert.equal(step.status, 'completed');
+  assert.equal(await node.getAttribute('data-fallback'), 'text.extractive_answer');
+  assert.match(await node.locator('.status').textContent(), /completed in .* \(by fallback text\.extractive_answer\)/);
+  await shot('run-chat-fallback');
 });
 
 test('a waiting step gets an answer form from its schema; answering completes the run', async () => {
