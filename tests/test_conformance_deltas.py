@@ -14,6 +14,7 @@ import pytest
 from conftest import API_KEY, Server
 from skillrun.conformance import Options, Result, run
 from skillrun.conformance import behaviours as b
+from skillrun.conformance.run import DELTA_CUT_AFTER, TICKER_DELTA_INPUTS
 from skillrun.conformance.schemas import event_validator
 from skillrun.conformance.sse import Frame, RuleViolation, check_delta_resume, check_order
 from test_conformance import fake  # noqa: F401 - the fixture: our server behind a fault proxy
@@ -144,16 +145,17 @@ def test_the_delta_behaviour_passes_against_a_real_server(server: Server) -> Non
 
 
 def test_the_live_run_really_streams_deltas_and_cuts_in_the_middle(server: Server) -> None:
-    """The behaviour judges a run with deltas on both sides of the cut, not a run that ended first."""
+    """The behaviour's own inputs and cut (demo.ticker, 8 items of 150 ms with progress, cut after
+    the third delta) judge a run with deltas on both sides of the cut, not a run that ended first."""
     with httpx.Client(timeout=30) as client:
         validate = event_validator(client.get(server.url + "/openapi.json", headers={"x-api-key": API_KEY}).json())
-        target = b.Target(server.url, API_KEY, "demo.ticker", {"steps": 8, "delay_ms": 150, "progress": True}, validate)
+        target = b.Target(server.url, API_KEY, "demo.ticker", dict(TICKER_DELTA_INPUTS), validate)
         r = client.post(f"{server.url}/v1/skills/demo.ticker/execute/async", headers=target.headers(),
                         json={"inputs": target.inputs})
-        before = b._frames_until_delta(client, target, r.json()["run_id"], 3)
+        before = b._frames_until_delta(client, target, r.json()["run_id"], DELTA_CUT_AFTER)
         status = client.get(f"{server.url}/v1/runs/{r.json()['run_id']}", headers=target.headers()).json()["status"]
-        b.check_deltas_live(client, target, 3)
-    assert [f.event for f in before].count("step_delta") == 3 and before[-1].event == "step_delta"
+        b.check_deltas_live(client, target, DELTA_CUT_AFTER)
+    assert [f.event for f in before].count("step_delta") == DELTA_CUT_AFTER and before[-1].event == "step_delta"
     assert status == "running"  # the cut was in the middle of the run
 
 
