@@ -111,21 +111,79 @@ def _module_level_imports(package: Path) -> set[str]:
 def test_every_runtime_import_is_a_declared_dependency() -> None:
     """Each third-party module the service imports comes from a distribution it declares
     (or from one a declared distribution brings by its own extras, as connexion[uvicorn]
-    brings uvicorn); only the optional ``otel`` extra's may be missing, and only where they
-    are imported lazily (the server must start without them)."""
+    brings uvicorn); only the optional ``otel`` and ``conformance`` extras' may be missing,
+    and only where they are imported lazily (the server must start without them)."""
     by_module = packages_distributions()
     declared = _declared(ROOT / "pyproject.toml")
     brought_by_declared = {"uvicorn", "starlette"}  # connexion[uvicorn]; starlette is also declared
-    # The otel extra's modules may be imported where they are used (observe/tracing.py), never on import.
-    otel = _declared(ROOT / "pyproject.toml", "otel") | {"opentelemetry-api"}
+    # The extras' modules may be imported where they are used (observe/tracing.py, the
+    # conformance command), never on import.
+    extras = _declared(ROOT / "pyproject.toml", "otel") | {"opentelemetry-api"} | _conformance_extra()
     on_import = _module_level_imports(SERVICE)
     missing = []
     for module in sorted(_third_party_imports(SERVICE)):
         dists = {d.lower().replace("_", "-") for d in by_module.get(module, [module])}
-        allowed = declared | brought_by_declared | (set() if module in on_import else otel)
+        allowed = declared | brought_by_declared | (set() if module in on_import else extras)
         if not dists & allowed:
             missing.append(f"{module} (from {', '.join(sorted(dists))})")
     assert not missing, f"imported but not declared in pyproject.toml dependencies: {missing}"
+
+
+def _conformance_extra() -> set[str]:
+    return _declared(ROOT / "pyproject.toml", "conformance")
+
+
+def _importers(package: Path, modules: set[str]) -> dict[str, bool]:
+    """Each file (relative to the package) importing one of ``modules`` -> whether it
+    does so on import (at module level) rather than inside a function."""
+    out: dict[str, bool] = {}
+    for path in package.rglob("*.py"):
+        tree = ast.parse(path.read_text(), str(path))
+        top = set(map(id, tree.body))
+        for node in ast.walk(tree):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module
+                     else [])
+            if any(n.split(".")[0] in modules for n in names):
+                rel = str(path.relative_to(package))
+                out[rel] = out.get(rel, False) or id(node) in top
+    return out
+
+
+def _imports_conformance_on_import(path: Path) -> bool:
+    """Whether a module outside the conformance package imports it at module level."""
+    for node in ast.parse(path.read_text(), str(path)).body:
+        if isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            names = [a.name for a in node.names]
+            if "conformance" in module.split(".") or (module in ("", "skillrun") and "conformance" in names):
+                return True
+        elif isinstance(node, ast.Import) and any(a.name.startswith("skillrun.conformance") for a in node.names):
+            return True
+    return False
+
+
+def test_the_conformance_extra_is_imported_only_inside_the_command() -> None:
+    """schemathesis, hypothesis and rich are the ``conformance`` extra, not dependencies: they
+    are imported only inside functions of ``skillrun.conformance`` and of cli.py (whose
+    ``conformance`` command checks for them first), and no module outside that package
+    imports it on import, so ``skillrun serve`` never reaches them."""
+    extra = _conformance_extra()
+    assert extra == {"schemathesis", "hypothesis", "rich"}
+    assert not extra & _declared(ROOT / "pyproject.toml")  # not runtime dependencies any more
+    importers = _importers(SERVICE, extra)
+    assert importers and all(p == "cli.py" or p.startswith("conformance/") for p in importers), importers
+    assert [p for p, on_import in importers.items() if on_import] == []
+    outside = [p for p in SERVICE.rglob("*.py") if "conformance" not in p.relative_to(SERVICE).parts]
+    assert [str(p) for p in outside if _imports_conformance_on_import(p)] == []
+
+
+def test_the_test_extra_holds_the_conformance_extra() -> None:
+    """``./dev test`` (and so .ci/run) installs ``.[test]``: the suite runs the conformance
+    command, so the test extra must bring every conformance requirement."""
+    assert _conformance_extra() <= _declared(ROOT / "pyproject.toml", "test")
+    dev = (ROOT / "dev").read_text()
+    assert '-e ".[test]"' in dev and "./dev test" in (ROOT / ".ci" / "run").read_text()
 
 
 # ---------------------------------------------------------------- the service wheel
@@ -152,6 +210,19 @@ def test_installed_wheel_prints_its_version(service_bin: Path) -> None:
 
     out = _run([str(service_bin / "skillrun"), "--version"])
     assert out.strip() == f"skillrun {__version__}"
+
+
+def test_installed_wheel_without_extras_says_how_to_get_the_conformance_command(service_bin: Path) -> None:
+    """`pip install .` without extras: `skillrun conformance URL` exits 2 with a sentence naming
+    `pip install 'skillrun[conformance]'`, never a traceback (the server itself is tested below)."""
+    missing = subprocess.run([str(service_bin / "python"), "-c", "import schemathesis"], env=_clean_env(),
+                             capture_output=True, text=True, timeout=60)
+    assert missing.returncode != 0  # really installed without the extra
+    done = subprocess.run([str(service_bin / "skillrun"), "conformance", "http://127.0.0.1:9", "--key", "k"],
+                          env=_clean_env(), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "pip install 'skillrun[conformance]'" in done.stderr and "schemathesis" in done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
 
 
 def test_installed_wheel_serves_the_contract_docs_skills_and_a_stream(

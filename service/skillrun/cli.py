@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import importlib
 import logging
 import os
 import signal
@@ -520,8 +521,30 @@ def _add_conformance(sub: Any) -> None:
     c.set_defaults(func=_conformance)
 
 
+#: The ``conformance`` extra's modules (pyproject.toml): the command needs them, a
+#: server does not, so ``pip install .`` leaves them out.
+CONFORMANCE_MODULES = ("schemathesis", "hypothesis", "rich")
+CONFORMANCE_INSTALL = "pip install 'skillrun[conformance]'"
+
+
+def _missing_modules(names: Sequence[str]) -> list[str]:
+    missing = []
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    return missing
+
+
 def _conformance(args: argparse.Namespace) -> int:
-    # Imported here: `skillrun serve` never loads schemathesis.
+    # Imported here, after this check: `skillrun serve` never loads them, and an install
+    # without the extra gets a sentence saying what to install, not a traceback.
+    missing = _missing_modules(CONFORMANCE_MODULES)
+    if missing:
+        print(f"skillrun conformance: {', '.join(missing)} not installed; the command needs the conformance "
+              f"extra: {CONFORMANCE_INSTALL}", file=sys.stderr)
+        return 2
     from rich.progress import Progress, SpinnerColumn, TextColumn
 
     from .conformance import Options, exit_code, print_summary, run, write_junit

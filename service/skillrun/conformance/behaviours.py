@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import httpx
 
-from .sse import Frame, RuleViolation, check_frames, check_stream, parse
+from .sse import Frame, RuleViolation, check_delta_resume, check_frames, check_order, check_stream, parse
 
 EVENTS_PATH = "/v1/runs/{run_id}/events"
 
@@ -248,3 +248,46 @@ def check_problems(client: httpx.Client, target: Target) -> None:
         kind = r.headers.get("content-type", "")
         if not 400 <= r.status_code < 500 or not kind.startswith("application/problem+json"):
             raise RuleViolation("http.problem-json", f"{name}: {r.status_code} {kind}")
+
+
+def _frames_until_delta(client: httpx.Client, target: Target, run_id: str, deltas: int) -> list[Frame]:
+    """The run's events from the start up to and including its ``deltas``-th step_delta;
+    then the connection is closed, as a client whose network drops would."""
+    url = target.url + EVENTS_PATH.format(run_id=run_id)
+    deadline = time.monotonic() + target.stream_timeout_s
+    buffer = ""
+    with client.stream("GET", url, headers=target.headers()) as response:
+        if response.status_code != 200:
+            raise RuleViolation("resume.deltas", f"the run's events answered {response.status_code}")
+        for chunk in response.iter_text():
+            buffer += chunk
+            frames = parse(buffer).frames
+            seen = [n for n, f in enumerate(frames) if f.event == "step_delta"]
+            if len(seen) >= deltas:
+                return frames[: seen[deltas - 1] + 1]
+            if any(f.event == "done" for f in frames) or time.monotonic() > deadline:
+                break
+    raise Skip(f"the run streamed fewer than {deltas} step_delta events before it ended: nothing to cut in the middle of")
+
+
+def check_deltas_live(client: httpx.Client, target: Target, cut_after: int) -> None:
+    """A run that streams step_delta events: its log holds the order, numbering and shape
+    rules, and a viewer cut right after its ``cut_after``-th delta, resuming with
+    ``Last-Event-ID``, gets every delta once."""
+    r = client.post(f"{target.url}/v1/skills/{target.skill}/execute/async", headers=target.headers(),
+                    json={"inputs": target.inputs})
+    if r.status_code != 202:
+        raise RuleViolation("resume.deltas", f"/execute/async answered {r.status_code}: {r.text[:300]}")
+    run_id = str(r.json()["run_id"])
+    before = _frames_until_delta(client, target, run_id, cut_after)
+    after = _frames(client, target, run_id, int(before[-1].id or 0))
+    full = _frames(client, target, run_id, None)
+    events = check_frames(full)
+    for n, event in enumerate(events):
+        if target.validate is not None:
+            try:
+                target.validate(event)
+            except AssertionError as exc:
+                raise RuleViolation("sse.event-schema", f"event #{n} ({event.get('type')}): {exc}") from None
+    check_order(events)  # sse.step-lifecycle and the sse.delta-* rules
+    check_delta_resume(full, before, after)

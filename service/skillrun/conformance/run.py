@@ -20,6 +20,10 @@ LONG_SKILL = "demo.ticker"
 TICKER_INPUTS = {"steps": 6, "delay_ms": 200}
 TICKER_CANCEL_INPUTS = {"steps": 200, "delay_ms": 100}
 TICKER_BUDGET_MS = 4000  # generated demo.ticker runs: steps x delay_ms at most this
+# A run that reports progress per item (a step_delta each): cut after the third of
+# eight, while the run still goes on (~0.75 s left), then resume.
+TICKER_DELTA_INPUTS = {"steps": 8, "delay_ms": 150, "progress": True}
+DELTA_CUT_AFTER = 3
 
 
 @dataclass
@@ -65,10 +69,20 @@ def _served_skills(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _example_inputs(operation: dict[str, Any]) -> dict[str, Any]:
-    """Inputs from the operation's body schema: each property's default or example, the required ones first."""
+def _inputs_schema(operation: dict[str, Any]) -> dict[str, Any]:
     schema = operation.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema", {})
     inputs = schema.get("properties", {}).get("inputs", {})
+    return inputs if isinstance(inputs, dict) else {}
+
+
+def _input_properties(operation: dict[str, Any]) -> dict[str, Any]:
+    properties = _inputs_schema(operation).get("properties", {})
+    return properties if isinstance(properties, dict) else {}
+
+
+def _example_inputs(operation: dict[str, Any]) -> dict[str, Any]:
+    """Inputs from the operation's body schema: each property's default or example, the required ones first."""
+    inputs = _inputs_schema(operation)
     out: dict[str, Any] = {}
     for name, prop in inputs.get("properties", {}).items():
         for key in ("example", "default"):
@@ -125,6 +139,24 @@ def run(options: Options, progress: Callable[[str], None] = lambda _: None) -> l
             target = b.Target(options.url, options.key, skill, inputs, validate, options.other_key,
                               close_timeout_s=options.close_timeout_s)
             results += _behaviours(client, target, progress)
+        results += _delta_behaviour(client, options, served, validate, progress)
+    return results
+
+
+def _delta_behaviour(client: httpx.Client, options: Options, served: dict[str, dict[str, Any]],
+                     validate: Callable[[Any], None], progress: Callable[[str], None]) -> list[Result]:
+    """The step_delta rules on a live run of demo.ticker with ``progress``; skipped on a
+    deployment without it (users check their own servers, with their own skills)."""
+    name = f"{LONG_SKILL}: step_delta rules and resume in the middle"
+    if LONG_SKILL not in served:
+        return [Result("resume.deltas", name, "skipped", f"{LONG_SKILL} is not loaded")]
+    if "progress" not in _input_properties(served[LONG_SKILL]):
+        return [Result("resume.deltas", name, "skipped", f"this {LONG_SKILL} has no `progress` input")]
+    target = b.Target(options.url, options.key, LONG_SKILL, dict(TICKER_DELTA_INPUTS), validate,
+                      close_timeout_s=options.close_timeout_s)
+    progress(name)
+    results: list[Result] = []
+    _attempt(results, "resume.deltas", name, lambda: b.check_deltas_live(client, target, DELTA_CUT_AFTER))
     return results
 
 

@@ -85,7 +85,12 @@ RULES: dict[str, str] = {
     "sse.first-skill-start": "the first event is skill_start",
     "sse.step-lifecycle": "per step and foreach item: exactly one fate, step_skipped (one may stand for "
     "items index..last_index) or step_start then one terminal event; after skill_resumed the instances "
-    "running at that seam start over; retries, fallbacks and gate warnings only inside a step's life",
+    "running at that seam start over; retries, fallbacks, gate warnings, waits and deltas (step_delta) only "
+    "inside a step's life, between its step_start and its terminal event",
+    "sse.delta-sequence": "per step instance and attempt, step_delta's sequence runs 1, 2, 3, ... without gaps "
+    "or repeats",
+    "sse.delta-attempt": "within a step instance, step_delta's attempt never goes down",
+    "sse.delta-shape": "a step_delta's delta has text (a string) and/or progress (a number from 0 to 1)",
     "sse.done-last": "exactly one done, last, right after the one skill_completed",
     "sse.ids-increasing": "every frame has an integer id:, strictly increasing",
     "sse.event-is-type": "each frame's event: is its data's type",
@@ -94,6 +99,8 @@ RULES: dict[str, str] = {
     "sse.closes-after-done": "the server ends the response after done",
     "http.problem-json": "an error known before the first byte is an HTTP status with application/problem+json",
     "resume.every-cut": "resuming with Last-Event-ID at every cut point loses and repeats nothing",
+    "resume.deltas": "a stream cut in the middle of a run's step_delta events and resumed with Last-Event-ID "
+    "replays the deltas exactly: none lost, none repeated",
     "stream.incremental": "events arrive as they happen, not buffered until the end",
     "runs.second-viewer": "a second viewer of a running run sees the same events",
     "runs.cancel": "a cancelled run ends with done and status cancelled",
@@ -137,6 +144,7 @@ def check_order(events: Iterable[dict[str, Any]]) -> None:
     _require(len(evs) >= 2 and types[-2] == "skill_completed", "sse.done-last", "done does not follow skill_completed")
     _require(types.count("skill_completed") == 1, "sse.done-last", f"{types.count('skill_completed')} skill_completed")
     _check_steps(evs[1:-2])
+    check_deltas(evs)
 
 
 def _check_steps(events: list[dict[str, Any]]) -> None:
@@ -215,3 +223,87 @@ def check_stream(
     if sent_trace is not None:
         _require(traces == {sent_trace}, "sse.trace-echoed", f"sent x-trace-id: {sent_trace}, the events carry {traces}")
     return events
+
+
+@dataclass
+class _DeltaCursor:
+    """Where one step instance's deltas are: the attempt and the last sequence seen."""
+
+    attempt: int = 0
+    sequence: int = 0
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _data(event: dict[str, Any]) -> dict[str, Any]:
+    data = event.get("data")
+    return data if isinstance(data, dict) else {}
+
+
+def check_delta_shape(event: dict[str, Any]) -> None:
+    """``delta`` has text and/or progress; progress is a number within [0, 1].
+
+    The served schema says the same, but a deployment's own spec may be looser (or
+    the check may run without a validator): the rule holds whatever the spec says."""
+    data = _data(event)
+    delta, where = data.get("delta"), f"step_delta of {event.get('step_id')} #{data.get('index')}"
+    if not isinstance(delta, dict):
+        raise RuleViolation("sse.delta-shape", f"{where}: delta is {delta!r}, not an object")
+    text, progress = delta.get("text"), delta.get("progress")
+    _require(text is not None or progress is not None, "sse.delta-shape", f"{where}: delta has neither text nor progress")
+    _require(text is None or isinstance(text, str), "sse.delta-shape", f"{where}: delta.text is {text!r}, not a string")
+    _require(progress is None or (_number(progress) and 0 <= progress <= 1), "sse.delta-shape",
+             f"{where}: delta.progress is {progress!r}, not a number from 0 to 1")
+
+
+def check_deltas(events: Iterable[dict[str, Any]]) -> None:
+    """The numbering and shape of ``step_delta`` events (their place in a step's life is
+    ``sse.step-lifecycle``'s): per instance, attempts never go down, and each attempt's
+    sequence runs 1, 2, 3, ... A new ``step_start`` of an instance (after
+    ``skill_resumed``) starts its numbering over."""
+    cursors: dict[tuple[Any, Any], _DeltaCursor] = {}
+    for e in events:
+        kind, data = e.get("type"), _data(e)
+        key = (e.get("step_id"), data.get("index"))
+        if kind == "step_start":
+            cursors[key] = _DeltaCursor()
+        elif kind == "step_delta":
+            check_delta_shape(e)
+            _check_delta_number(key, cursors.setdefault(key, _DeltaCursor()), data)
+
+
+def _check_delta_number(key: tuple[Any, Any], cursor: _DeltaCursor, data: dict[str, Any]) -> None:
+    attempt, sequence = data.get("attempt"), data.get("sequence")
+    if not isinstance(attempt, int) or isinstance(attempt, bool):
+        raise RuleViolation("sse.delta-attempt", f"step_delta of {key}: attempt is {attempt!r}")
+    if not isinstance(sequence, int) or isinstance(sequence, bool):
+        raise RuleViolation("sse.delta-sequence", f"step_delta of {key}: sequence is {sequence!r}")
+    _require(attempt >= cursor.attempt, "sse.delta-attempt",
+             f"step_delta of {key}: attempt {attempt} after attempt {cursor.attempt}")
+    expected = cursor.sequence + 1 if attempt == cursor.attempt else 1
+    _require(sequence == expected, "sse.delta-sequence",
+             f"step_delta of {key}, attempt {attempt}: sequence {sequence} where {expected} was due")
+    cursor.attempt, cursor.sequence = attempt, sequence
+
+
+def check_delta_resume(full: list[Frame], before_cut: list[Frame], after_cut: list[Frame]) -> None:
+    """A stream read up to a cut (``before_cut``, ending in a step_delta's id) and the
+    stream resumed with ``Last-Event-ID`` at it (``after_cut``) are, together, the whole
+    log (``full``): every delta once, in its place."""
+    _require(bool(before_cut) and before_cut[-1].event == "step_delta", "resume.deltas",
+             "the cut is not right after a step_delta")
+    joined = [(f.id, f.data) for f in before_cut + after_cut]
+    whole = [(f.id, f.data) for f in full]
+    deltas = {(f.id, f.data) for f in full if f.event == "step_delta"}
+    lost = [i for i, d in whole if (i, d) in deltas and (i, d) not in joined]
+    repeated = sorted({i for i, d in joined if (i, d) in deltas and joined.count((i, d)) > 1}, key=str)
+    in_log = set(whole)
+    changed = [i for i, d in joined if (i, d) not in in_log]
+    _require(not lost and not repeated and not changed, "resume.deltas",
+             f"after Last-Event-ID {before_cut[-1].id}: deltas lost {lost[:10]}, repeated {repeated[:10]}, "
+             f"events not in the log {changed[:10]}")
+    _require(joined == whole, "resume.deltas",
+             f"after Last-Event-ID {before_cut[-1].id}: the resumed stream is not the rest of the log "
+             f"({len(joined)} events joined, {len(whole)} in the log)")
