@@ -31,6 +31,8 @@ from fake_llm import FakeLLM, Reply
 from test_console import CONSOLE, require_console_toolchain
 
 PREFIX = "/prefix"
+# Skills only these scenarios use (console.answers: a foreach item's and a nested step's text).
+SKILLS = Path(__file__).resolve().parent / "console_skills"
 
 
 # demo.chat's model: the first answer breaks off after its third chunk (retried), the
@@ -95,7 +97,8 @@ def test_console_scenarios_in_headless_chromium_behind_a_path_prefix(tmp_path: P
         pytest.fail("console/node_modules lacks playwright-core: run `npm ci` in console/")
     with FakeLLM(CHAT_PLAN) as fake:
         llm = {"SKILLRUN_LLM_BASE_URL": fake.base_url, "SKILLRUN_LLM_API_KEY": "sk-console-test-0123"}
-        server = start_server(tmp_path, env={"SKILLRUN_DB": str(tmp_path / "runs.db"), **llm}, args=["--root-path", PREFIX])
+        skills = {"SKILLRUN_SKILLS": str(SKILLS)}
+        server = start_server(tmp_path, env={"SKILLRUN_DB": str(tmp_path / "runs.db"), **llm, **skills}, args=["--root-path", PREFIX])
         proxy: subprocess.Popen[bytes] | None = None
         try:
             proxy, url = start_proxy(tmp_path / "nginx", f"127.0.0.1:{server.port}")

@@ -32,6 +32,10 @@ interface Target {
   el: HTMLElement;
   status: HTMLElement;
   started?: number | undefined;
+  /** Its text so far (`step_delta` text), made when the first text arrives. */
+  delta?: HTMLElement | undefined;
+  /** Its `delta.progress`, made when the first progress arrives. */
+  progress?: HTMLProgressElement | undefined;
 }
 
 export class RunView {
@@ -199,7 +203,7 @@ export class RunView {
         this.#answerForm(event.step_id, place.index, event.data.schema as FieldSchema, target);
         break;
       case 'step_delta':
-        this.#progress(event.step_id, event.data.delta.progress);
+        this.#progress(event.step_id, place, target, event.data.delta.progress);
         break;
       case 'step_completed':
         this.#end(target, 'completed', `completed in ${ms(event.data.duration_ms)}`, at);
@@ -309,25 +313,50 @@ export class RunView {
     top.status.textContent = state;
   }
 
-  /** A step's text as the client's rules make it: a restart (a failed attempt) clears it. */
+  /**
+   * A step's text as the client's rules make it: a restart (a failed attempt) clears it.
+   * Each has its own place: a top-level step its node's panel, a foreach item its row
+   * in the node's item list, a nested step its node inside the group.
+   */
   #text(chunk: TextChunk): void {
-    // Only a top-level step has a panel; a foreach item's or nested step's text is not drawn.
-    if (chunk.index !== undefined) return;
-    const top = this.#graph.parts.get(chunk.stepId);
-    if (!top) return;
-    top.delta.hidden = false;
-    top.delta.dataset['attempt'] = String(chunk.attempt);
-    if (chunk.restart) top.delta.textContent = '';
-    else top.delta.append(chunk.text); // a text node per chunk: no re-serialising what is shown
+    const panel = this.#deltaPanel(chunk.stepId, chunk.index);
+    if (!panel) return;
+    panel.hidden = false;
+    panel.dataset['attempt'] = String(chunk.attempt);
+    if (chunk.restart) panel.textContent = '';
+    else panel.append(chunk.text); // a text node per chunk: no re-serialising what is shown
+    if (chunk.index !== undefined || chunk.stepId.includes('/')) this.#graph.relayout();
   }
 
-  /** The latest `delta.progress` of a step (or of any of its foreach items) wins. */
-  #progress(stepId: string, value: number | undefined): void {
+  #deltaPanel(stepId: string, index: number | undefined): HTMLElement | undefined {
     const top = this.#graph.parts.get(stepId);
-    if (!top || value === undefined) return;
-    top.progress.hidden = false;
-    top.progress.value = value;
-    top.progress.textContent = `${Math.round(value * 100)}%`;
+    if (top && index === undefined) return top.delta;
+    const target = this.#target(stepId, index !== undefined ? { index } : {});
+    if (!target) return undefined;
+    // A nested step drawn from the skill's description already has its panel.
+    target.delta ??= target.el.querySelector<HTMLElement>(':scope > pre.delta') ?? undefined;
+    if (!target.delta) {
+      target.delta = h('pre', { class: 'delta', hidden: true, 'aria-label': `Output of ${stepId}${index !== undefined ? ` item ${index}` : ''} so far` });
+      target.el.append(target.delta);
+    }
+    return target.delta;
+  }
+
+  /**
+   * `delta.progress`: a top-level step's bar shows the latest value of the step or of
+   * any of its foreach items; an item (or nested step) also gets a bar of its own.
+   */
+  #progress(stepId: string, place: StepPlace, target: Target, value: number | undefined): void {
+    if (value === undefined) return;
+    const top = this.#graph.parts.get(stepId);
+    if (top) showProgress(top.progress, value);
+    if (place.index === undefined && !stepId.includes('/')) return;
+    target.progress ??= target.el.querySelector<HTMLProgressElement>(':scope > progress') ?? undefined;
+    if (!target.progress) {
+      target.progress = h('progress', { class: 'progress', max: '1', value: '0', 'aria-label': `Progress of ${stepId}${place.index !== undefined ? ` item ${place.index}` : ''}` });
+      target.el.append(target.progress);
+    }
+    showProgress(target.progress, value);
   }
 
   #answerForm(stepId: string, index: number | undefined, schema: FieldSchema, target: Target): void {
@@ -418,6 +447,12 @@ export class RunView {
       this.#cancel.disabled = false;
     }
   }
+}
+
+function showProgress(bar: HTMLProgressElement, value: number): void {
+  bar.hidden = false;
+  bar.value = value;
+  bar.textContent = `${Math.round(value * 100)}%`;
 }
 
 function stepPlace(event: StreamEvent): (StepPlace & { items?: number }) | undefined {

@@ -199,13 +199,45 @@ test('demo.ticker with progress on fills the step\'s progress bar', async () => 
     await page.getByLabel('delay_ms', { exact: true }).fill('100');
     await page.getByLabel('progress', { exact: true }).check();
   });
-  const bar = page.locator('.canvas > [data-step-id="tick"] progress');
+  const bar = page.locator('.canvas > [data-step-id="tick"] > progress'); // the node's own bar (each item has one too)
   await bar.and(page.locator(':not([hidden])')).waitFor();
   assert.equal(await finalStatus(), 'completed');
   // Each item reports (index + 1) / steps: the latest value wins, the last item's is 1.
   assert.equal(await bar.evaluate((el) => el.value), 1);
   assert.equal(await bar.textContent(), '100%');
   await shot('run-ticker-progress');
+});
+
+test('demo.ticker with progress on: each foreach item shows its own progress in the item list', async () => {
+  await runFromForm('demo.ticker', async () => {
+    await page.getByLabel('steps', { exact: true }).fill('4');
+    await page.getByLabel('delay_ms', { exact: true }).fill('50');
+    await page.getByLabel('progress', { exact: true }).check();
+  });
+  assert.equal(await finalStatus(), 'completed');
+  const items = page.locator('.canvas > [data-step-id="tick"] ol.items > li');
+  await page.waitForFunction(() => document.querySelectorAll('.canvas > [data-step-id="tick"] ol.items > li > progress').length === 4);
+  // Item i reports (i + 1) / steps, each in its own row.
+  const values = await items.evaluateAll((lis) => lis.map((li) => [li.getAttribute('data-index'), li.querySelector(':scope > progress').value]));
+  assert.deepEqual(values, [['0', 0.25], ['1', 0.5], ['2', 0.75], ['3', 1]]);
+});
+
+test('a foreach item\'s text shows in its row and a nested step\'s text in its node inside the group', async () => {
+  await runFromForm('console.answers', async () => {});
+  assert.equal(await finalStatus(), 'completed');
+  const each = page.locator('.run .canvas > [data-step-id="each"]');
+  const itemText = (i) => each.locator(`ol.items > li[data-index="${i}"] > pre.delta`).textContent();
+  // text.extractive_answer sends its answer as a step_delta: each item its own sentence.
+  assert.equal(await itemText(0), 'Cats purr.');
+  assert.equal(await itemText(1), 'Dogs bark.');
+  assert.equal(await itemText(2), 'Birds sing.');
+  // The items' text does not go into the foreach node's own panel.
+  assert.equal(await each.locator(':scope > pre.delta').isHidden(), true);
+  const nested = page.locator('.run .canvas > [data-step-id="again"] [data-step-id="again/reply"] > pre.delta');
+  assert.equal(await nested.textContent(), (await runFromApi()).result.outputs.nested);
+  assert.equal(await nested.textContent(), 'Birds sing.');
+  assert.equal(await page.locator('.run .canvas > [data-step-id="again"] > pre.delta').isHidden(), true);
+  await shot('run-item-and-nested-text');
 });
 
 test('demo.chat against the fake model: the answer grows in the step\'s panel, a retried attempt\'s text is cleared', async () => {
