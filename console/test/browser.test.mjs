@@ -97,6 +97,24 @@ async function timelineIds() {
   return Array.from({ length: total }, (_, i) => Number(byPlace.get(i + 1)));
 }
 
+/**
+ * Press Tab until the focused element matches `selector` (at most `max` presses); every
+ * element focused on the way must show a visible focus ring (an outline of 2 px or more).
+ */
+async function tabTo(selector, max = 60) {
+  for (let i = 0; i < max; i++) {
+    await page.keyboard.press('Tab');
+    const at = await page.evaluate((sel) => {
+      const el = document.activeElement ?? document.body;
+      const cs = getComputedStyle(el);
+      return { match: el.matches(sel), ring: cs.outlineStyle !== 'none' && parseFloat(cs.outlineWidth) >= 2, what: el.outerHTML.slice(0, 100) };
+    }, selector);
+    assert.ok(at.ring || at.what.startsWith('<body'), `no visible focus on ${at.what}`);
+    if (at.match) return;
+  }
+  assert.fail(`${selector} is not reached with Tab`);
+}
+
 const state = (id) => page.locator(`.canvas > [data-step-id="${id}"]`).getAttribute('data-state');
 
 test('a wrong key is refused with a clear message; the right key signs in with Enter', async () => {
@@ -334,6 +352,56 @@ test('the runs list filters by status and skill and pages', async () => {
   assert.deepEqual([...new Set(skills)], ['demo.showcase']);
   await accessible('runs');
   await shot('runs');
+});
+
+test('keyboard only: sign in, open demo.ticker, fill its form, run it, cancel it', async () => {
+  await page.goto(`${URL_}/ui/`);
+  await page.evaluate(() => sessionStorage.clear());
+  await page.reload();
+  await page.getByLabel('API key').waitFor();
+  // The key field has the focus when the page opens: type and press Enter.
+  await page.keyboard.type(KEY);
+  await page.keyboard.press('Enter');
+  await page.locator('ul.skills').waitFor();
+  await tabTo('a[href="skills/demo.ticker"]');
+  await page.keyboard.press('Enter');
+  await page.waitForURL(/\/ui\/skills\/demo\.ticker$/);
+  await page.getByRole('button', { name: 'Run', exact: true }).waitFor();
+  await tabTo('#input-steps');
+  await page.keyboard.press('Control+A');
+  await page.keyboard.type('50');
+  await tabTo('#input-delay_ms');
+  await page.keyboard.press('Control+A');
+  await page.keyboard.type('200');
+  await tabTo('#input-progress');
+  await page.keyboard.press('Space');
+  assert.equal(await page.locator('#input-progress').isChecked(), true);
+  await tabTo('form.schema-form button[type=submit]');
+  await page.keyboard.press('Enter');
+  await page.waitForURL(/\/ui\/runs\/run_/);
+  await page.waitForFunction(() => document.querySelectorAll('.timeline li').length >= 3);
+  // The form's values went into the run: 50 items, each reporting progress.
+  assert.equal(await page.locator('.canvas > [data-step-id="tick"] .counter').evaluate((el) => el.dataset.items), '50');
+  await page.locator('.canvas > [data-step-id="tick"] > progress:not([hidden])').waitFor();
+  await tabTo('.run-head button.danger');
+  await page.keyboard.press('Space');
+  assert.equal(await finalStatus(), 'cancelled');
+});
+
+test('keyboard: the graph region and a nested skill\'s group take the focus; Enter opens the group', async () => {
+  await page.goto(`${URL_}/ui/skills/console.answers`);
+  await page.getByRole('button', { name: 'Run', exact: true }).waitFor();
+  // The graph scrolls (a wide skill overflows it): a keyboard user must be able to focus it to scroll.
+  await tabTo('.graph');
+  await tabTo('[data-step-id="again"] summary');
+  const group = page.locator('[data-step-id="again"] details');
+  assert.equal(await group.evaluate((el) => el.open), false);
+  await page.keyboard.press('Enter');
+  assert.equal(await group.evaluate((el) => el.open), true);
+  assert.equal(await page.locator('[data-step-id="again/reply"]').isVisible(), true);
+  await page.keyboard.press('Space');
+  assert.equal(await group.evaluate((el) => el.open), false, 'Space closes it again');
+  await shot('keyboard-group-open');
 });
 
 test('at 375 px wide the run page has no horizontal scroll of the page', async () => {
