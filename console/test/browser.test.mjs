@@ -211,6 +211,105 @@ test('a reload in the middle of a 20-item demo.ticker continues with one row per
   await shot('run-ticker-after-reload');
 });
 
+/**
+ * The run's event stream up to and including its `count`-th event, read from the server
+ * with the page's own request (its key, its Last-Event-ID): what the page would have
+ * received before its connection died.
+ */
+async function eventsPrefix(request, count) {
+  const abort = new AbortController();
+  const response = await fetch(request.url(), { headers: request.headers(), signal: abort.signal });
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let text = '';
+  const complete = () => text.split('\n\n').slice(0, -1).filter((b) => /^id:/m.test(b)).length;
+  while (complete() < count) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    text += decoder.decode(value, { stream: true });
+  }
+  abort.abort();
+  const blocks = [];
+  let ids = 0;
+  for (const block of text.split('\n\n')) {
+    if (ids === count) break;
+    blocks.push(block);
+    if (/^id:/m.test(block)) ids++;
+  }
+  return `${blocks.join('\n\n')}\n\n`;
+}
+
+/**
+ * Run a 20-item demo.ticker whose first event stream breaks off after 8 events (the
+ * connection dies); then every request for events fails as offline for `offlineMs`
+ * (the browser offline too when `browserOffline`), then the network is back. `retryMs`:
+ * a `retry:` field in the cut stream (the server's reconnection time, which the client's
+ * backoff starts from). Checks the view ends `completed` with one row per event.
+ */
+async function networkLoss({ offlineMs, retryMs, browserOffline }) {
+  let phase = 'first';
+  const requests = [];
+  const context = page.context();
+  await page.route('**/v1/runs/*/events*', async (route) => {
+    requests.push({ phase, lastEventId: route.request().headers()['last-event-id'] });
+    if (phase === 'first') {
+      phase = 'offline';
+      if (browserOffline) await context.setOffline(true);
+      setTimeout(() => {
+        phase = 'online';
+        if (browserOffline) void context.setOffline(false);
+      }, offlineMs);
+      const prefix = await eventsPrefix(route.request(), 8);
+      const body = retryMs !== undefined ? `retry: ${retryMs}\n\n${prefix}` : prefix;
+      return route.fulfill({ status: 200, headers: { 'content-type': 'text/event-stream', 'cache-control': 'no-store' }, body });
+    }
+    if (phase === 'offline') return route.abort('internetdisconnected');
+    return route.continue();
+  });
+  try {
+    await runFromForm('demo.ticker', async () => {
+      await page.getByLabel('steps', { exact: true }).fill('20');
+      await page.getByLabel('delay_ms', { exact: true }).fill('150');
+    });
+    assert.equal(await finalStatus(), 'completed');
+  } finally {
+    await page.unroute('**/v1/runs/*/events*');
+    await context.setOffline(false);
+  }
+  const refused = requests.filter((r) => r.phase === 'offline');
+  const back = requests.filter((r) => r.phase === 'online');
+  assert.ok(refused.length >= 1 && back.length >= 1, `the view tried while offline and resumed after: ${JSON.stringify(requests)}`);
+  assert.ok(back.every((r) => Number(r.lastEventId) >= 8), `resumed after the events it had: ${JSON.stringify(back)}`);
+  // skill_start, 20 x (step_start, step_completed), skill_completed, done
+  await page.waitForFunction(() => document.querySelector('.timeline')?.getAttribute('data-rows') === '43');
+  assert.deepEqual(await timelineIds(), Array.from({ length: 43 }, (_, i) => i + 1));
+  assert.equal(await state('tick'), 'completed');
+  assert.equal(await page.locator('.run .error-box').count(), 0, 'no error is left on the page');
+  assert.equal(await page.locator('.run .reconnecting').count(), 0, 'the reconnecting notice is gone');
+  return requests;
+}
+
+test('the network lost in the middle of a 20-item demo.ticker: the view continues with one row per event', async () => {
+  await networkLoss({ offlineMs: 2500 });
+  await shot('run-ticker-after-network-loss');
+});
+
+test('a network loss longer than the client\'s reconnects: the view waits, says so, and continues with one row per event', async () => {
+  // With `retry: 50` the client's 5 reconnects in a row are spent within about 1.5 s;
+  // the browser stays offline for 5 s, so the view itself has to follow the run again.
+  let noticed = false;
+  const watch = setInterval(() => {
+    page.locator('.run .reconnecting').count().then((n) => { noticed ||= n > 0; }, () => {});
+  }, 100);
+  try {
+    const requests = await networkLoss({ offlineMs: 5000, retryMs: 50, browserOffline: true });
+    assert.ok(requests.filter((r) => r.phase === 'offline').length >= 5, `the client spent its 5 reconnects while offline: ${JSON.stringify(requests)}`);
+  } finally {
+    clearInterval(watch);
+  }
+  assert.ok(noticed, 'the page said it was reconnecting');
+});
+
 test('demo.ticker with progress on fills the step\'s progress bar', async () => {
   await runFromForm('demo.ticker', async () => {
     await page.getByLabel('steps', { exact: true }).fill('5');
