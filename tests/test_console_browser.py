@@ -4,10 +4,15 @@ The scenarios are node:test cases in console/test/browser.test.mjs (playwright-c
 drives Debian's /usr/bin/chromium, as the JS client's browser test does; axe-core
 checks each page): sign-in and its 401, demo.showcase from the form (detailed on;
 detailed off with fail on), doc.pipeline's nested foreach group, a 422 on its field,
-a reload mid demo.ticker with one row per event, a waiting step answered from its
-form, demo.ticker's progress bar, demo.chat's text growing in its panel (against the
-tests' fake model server, whose first answer breaks off so the retry's restart clears
-the text), cancel, the runs list's paging and filters, 375 px. One server and one
+a reload mid demo.ticker with one row per event, the network lost mid demo.ticker
+(briefly, and for longer than the JS client's reconnects: page.route cuts the stream
+and refuses its resumes) with one row per event, a waiting step answered from its
+form, demo.ticker's progress bar and each item's own, demo.chat's text growing in its
+panel (against the tests' fake model server, whose first answer breaks off so the
+retry's restart clears the text), a foreach item's and a nested step's text in their
+own places (console.answers from tests/console_skills, loaded with SKILLRUN_SKILLS),
+cancel, the runs list's paging and filters, the keyboard alone (sign in, fill, run,
+cancel; a group opened), 375 px. One server and one
 browser for all (CI time); screenshots go to ``SKILLRUN_SCREENSHOTS`` when set.
 
 The browser reaches the server through nginx under the path prefix ``/prefix`` (which
@@ -31,6 +36,8 @@ from fake_llm import FakeLLM, Reply
 from test_console import CONSOLE, require_console_toolchain
 
 PREFIX = "/prefix"
+# Skills only these scenarios use (console.answers: a foreach item's and a nested step's text).
+SKILLS = Path(__file__).resolve().parent / "console_skills"
 
 
 # demo.chat's model: the first answer breaks off after its third chunk (retried), the
@@ -95,7 +102,8 @@ def test_console_scenarios_in_headless_chromium_behind_a_path_prefix(tmp_path: P
         pytest.fail("console/node_modules lacks playwright-core: run `npm ci` in console/")
     with FakeLLM(CHAT_PLAN) as fake:
         llm = {"SKILLRUN_LLM_BASE_URL": fake.base_url, "SKILLRUN_LLM_API_KEY": "sk-console-test-0123"}
-        server = start_server(tmp_path, env={"SKILLRUN_DB": str(tmp_path / "runs.db"), **llm}, args=["--root-path", PREFIX])
+        skills = {"SKILLRUN_SKILLS": str(SKILLS)}
+        server = start_server(tmp_path, env={"SKILLRUN_DB": str(tmp_path / "runs.db"), **llm, **skills}, args=["--root-path", PREFIX])
         proxy: subprocess.Popen[bytes] | None = None
         try:
             proxy, url = start_proxy(tmp_path / "nginx", f"127.0.0.1:{server.port}")

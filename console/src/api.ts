@@ -8,6 +8,8 @@ export {
   NotFoundError,
   ConflictError,
   APIError,
+  APIConnectionError,
+  StreamError,
 } from '../../clients/js/src/index.js';
 export type { Client } from '../../clients/js/src/index.js';
 

@@ -90,7 +90,8 @@ export class Graph {
       this.parts.set(step.id, parts);
       this.#canvas.append(parts.node);
     }
-    this.element = h('div', { class: 'graph', role: 'region', 'aria-label': `Graph of ${skill.id}` }, this.#canvas);
+    // Focusable: the canvas overflows a wide or tall graph, and a keyboard user scrolls it from here.
+    this.element = h('div', { class: 'graph', role: 'region', tabindex: '0', 'aria-label': `Graph of ${skill.id}` }, this.#canvas);
     this.#canvas.addEventListener('toggle', () => this.layout(), true);
   }
 

@@ -5,7 +5,7 @@
  * when the connection drops); the rows seen are kept in sessionStorage, so a reload
  * continues after the last one instead of replaying the whole log.
  */
-import type { Client, SkillDescription, StepPlace, StreamEvent } from './api.js';
+import { APIConnectionError, APIError, StreamError, type Client, type SkillDescription, type StepPlace, type StreamEvent } from './api.js';
 import { SchemaForm, type FieldSchema } from './form.js';
 import { type Graph, type NodeParts } from './graph.js';
 import { h, ms } from './dom.js';
@@ -21,6 +21,8 @@ const ENDED = new Set<string>(['completed', 'skipped', 'degraded', 'failed', 'ca
 const YIELD_EVERY = 200; // events handled per task
 const ITEM_LIMIT = 500; // foreach items drawn in a node
 const CACHE_LIMIT = 3000; // events kept for a reload; past it a reload replays the log
+const RESUME_MIN_MS = 1000; // the view's own waits before following again, once the client gave up
+const RESUME_MAX_MS = 15_000;
 
 interface Cached {
   id: string;
@@ -32,6 +34,10 @@ interface Target {
   el: HTMLElement;
   status: HTMLElement;
   started?: number | undefined;
+  /** Its text so far (`step_delta` text), made when the first text arrives. */
+  delta?: HTMLElement | undefined;
+  /** Its `delta.progress`, made when the first progress arrives. */
+  progress?: HTMLProgressElement | undefined;
 }
 
 export class RunView {
@@ -54,6 +60,9 @@ export class RunView {
   #saveTimer: number | undefined;
   readonly #itemStates = new Map<string, Map<number, string>>();
   readonly #texts = new StepTexts();
+  /** The last event's id: where following resumes. */
+  #lastId: string | undefined;
+  readonly #notice = h('p', { class: 'reconnecting', role: 'status' }, 'Connection lost: reconnecting…');
 
   constructor(client: Client, runId: string, skill: SkillDescription, graph: Graph, initialStatus: string) {
     this.#client = client;
@@ -86,26 +95,70 @@ export class RunView {
     const cached = readCache(key);
     this.#cache.push(...cached);
     for (const c of cached) this.#apply(c.id, c.event);
+    this.#lastId = cached.length ? cached[cached.length - 1]?.id : undefined;
     this.#ticker = window.setInterval(() => this.#tick(), 500);
     window.addEventListener('pagehide', () => this.#save(key));
-    const after = cached.length ? cached[cached.length - 1]?.id : undefined;
+    try {
+      // The client resumes a dropped stream itself, on a budget of reconnects in a row; a
+      // longer network loss outlasts it. The view then waits (for the browser to be back
+      // online, or a while) and follows again after the last event it has: a run's page
+      // never gives up on a run that has not ended.
+      for (let lost = 0; !(await this.#stream(key)); lost++) {
+        this.#reconnecting(true);
+        await this.#waitToResume(lost);
+      }
+    } finally {
+      this.#reconnecting(false);
+      window.clearInterval(this.#ticker);
+      this.#tick();
+    }
+  }
+
+  /** One stream of the run's events after the last one seen: true when it ended (or was closed), false when the connection was lost. */
+  async #stream(key: string): Promise<boolean> {
+    const after = this.#lastId;
     const stream = this.#client.runs.events(this.#runId, { signal: this.#abort.signal, ...(after !== undefined ? { after } : {}) });
     let count = 0;
     try {
       for await (const event of stream) {
         const id = stream.lastEventId ?? String(this.#seen.size + 1);
+        this.#reconnecting(false);
         this.#apply(id, event);
         this.#remember(key, id, event);
+        this.#lastId = id;
         // A replay delivers thousands of buffered events at once: hand the main thread
         // back now and then, so the page stays responsive while it catches up.
         if (++count % YIELD_EVERY === 0) await new Promise((resolve) => setTimeout(resolve, 0));
       }
     } catch (err) {
-      if (!this.#abort.signal.aborted) this.#showError(`The stream failed: ${String(err)}`);
-    } finally {
-      window.clearInterval(this.#ticker);
-      this.#tick();
+      if (this.#abort.signal.aborted) return true;
+      if (connectionLost(err)) return false;
+      this.#showError(`The stream failed: ${String(err)}`);
     }
+    return true;
+  }
+
+  /** Until the browser is online again (or, online, a growing while); at once when the view closes. */
+  #waitToResume(lost: number): Promise<void> {
+    const signal = this.#abort.signal;
+    return new Promise((resolve) => {
+      const done = (): void => {
+        window.clearTimeout(timer);
+        window.removeEventListener('online', done);
+        signal.removeEventListener('abort', done);
+        resolve();
+      };
+      const wait = navigator.onLine ? Math.min(RESUME_MAX_MS, RESUME_MIN_MS * 2 ** lost) : RESUME_MAX_MS;
+      const timer = window.setTimeout(done, wait);
+      window.addEventListener('online', done);
+      signal.addEventListener('abort', done);
+    });
+  }
+
+  /** Say (politely, once) that the view lost the run's stream and is trying again. */
+  #reconnecting(on: boolean): void {
+    if (on && !this.#notice.isConnected) this.#result.prepend(this.#notice);
+    else if (!on && this.#notice.isConnected) this.#notice.remove();
   }
 
   close(): void {
@@ -199,7 +252,7 @@ export class RunView {
         this.#answerForm(event.step_id, place.index, event.data.schema as FieldSchema, target);
         break;
       case 'step_delta':
-        this.#progress(event.step_id, event.data.delta.progress);
+        this.#progress(event.step_id, place, target, event.data.delta.progress);
         break;
       case 'step_completed':
         this.#end(target, 'completed', `completed in ${ms(event.data.duration_ms)}`, at);
@@ -309,25 +362,50 @@ export class RunView {
     top.status.textContent = state;
   }
 
-  /** A step's text as the client's rules make it: a restart (a failed attempt) clears it. */
+  /**
+   * A step's text as the client's rules make it: a restart (a failed attempt) clears it.
+   * Each has its own place: a top-level step its node's panel, a foreach item its row
+   * in the node's item list, a nested step its node inside the group.
+   */
   #text(chunk: TextChunk): void {
-    // Only a top-level step has a panel; a foreach item's or nested step's text is not drawn.
-    if (chunk.index !== undefined) return;
-    const top = this.#graph.parts.get(chunk.stepId);
-    if (!top) return;
-    top.delta.hidden = false;
-    top.delta.dataset['attempt'] = String(chunk.attempt);
-    if (chunk.restart) top.delta.textContent = '';
-    else top.delta.append(chunk.text); // a text node per chunk: no re-serialising what is shown
+    const panel = this.#deltaPanel(chunk.stepId, chunk.index);
+    if (!panel) return;
+    panel.hidden = false;
+    panel.dataset['attempt'] = String(chunk.attempt);
+    if (chunk.restart) panel.textContent = '';
+    else panel.append(chunk.text); // a text node per chunk: no re-serialising what is shown
+    if (chunk.index !== undefined || chunk.stepId.includes('/')) this.#graph.relayout();
   }
 
-  /** The latest `delta.progress` of a step (or of any of its foreach items) wins. */
-  #progress(stepId: string, value: number | undefined): void {
+  #deltaPanel(stepId: string, index: number | undefined): HTMLElement | undefined {
     const top = this.#graph.parts.get(stepId);
-    if (!top || value === undefined) return;
-    top.progress.hidden = false;
-    top.progress.value = value;
-    top.progress.textContent = `${Math.round(value * 100)}%`;
+    if (top && index === undefined) return top.delta;
+    const target = this.#target(stepId, index !== undefined ? { index } : {});
+    if (!target) return undefined;
+    // A nested step drawn from the skill's description already has its panel.
+    target.delta ??= target.el.querySelector<HTMLElement>(':scope > pre.delta') ?? undefined;
+    if (!target.delta) {
+      target.delta = h('pre', { class: 'delta', hidden: true, 'aria-label': `Output of ${stepId}${index !== undefined ? ` item ${index}` : ''} so far` });
+      target.el.append(target.delta);
+    }
+    return target.delta;
+  }
+
+  /**
+   * `delta.progress`: a top-level step's bar shows the latest value of the step or of
+   * any of its foreach items; an item (or nested step) also gets a bar of its own.
+   */
+  #progress(stepId: string, place: StepPlace, target: Target, value: number | undefined): void {
+    if (value === undefined) return;
+    const top = this.#graph.parts.get(stepId);
+    if (top) showProgress(top.progress, value);
+    if (place.index === undefined && !stepId.includes('/')) return;
+    target.progress ??= target.el.querySelector<HTMLProgressElement>(':scope > progress') ?? undefined;
+    if (!target.progress) {
+      target.progress = h('progress', { class: 'progress', max: '1', value: '0', 'aria-label': `Progress of ${stepId}${place.index !== undefined ? ` item ${place.index}` : ''}` });
+      target.el.append(target.progress);
+    }
+    showProgress(target.progress, value);
   }
 
   #answerForm(stepId: string, index: number | undefined, schema: FieldSchema, target: Target): void {
@@ -418,6 +496,18 @@ export class RunView {
       this.#cancel.disabled = false;
     }
   }
+}
+
+/** A failure of the network (or a server briefly unavailable), not of the run or the request. */
+function connectionLost(err: unknown): boolean {
+  const cause = err instanceof StreamError ? err.cause : err;
+  return cause instanceof APIConnectionError || (cause instanceof APIError && [429, 502, 503, 504].includes(cause.status));
+}
+
+function showProgress(bar: HTMLProgressElement, value: number): void {
+  bar.hidden = false;
+  bar.value = value;
+  bar.textContent = `${Math.round(value * 100)}%`;
 }
 
 function stepPlace(event: StreamEvent): (StepPlace & { items?: number }) | undefined {

@@ -97,6 +97,24 @@ async function timelineIds() {
   return Array.from({ length: total }, (_, i) => Number(byPlace.get(i + 1)));
 }
 
+/**
+ * Press Tab until the focused element matches `selector` (at most `max` presses); every
+ * element focused on the way must show a visible focus ring (an outline of 2 px or more).
+ */
+async function tabTo(selector, max = 60) {
+  for (let i = 0; i < max; i++) {
+    await page.keyboard.press('Tab');
+    const at = await page.evaluate((sel) => {
+      const el = document.activeElement ?? document.body;
+      const cs = getComputedStyle(el);
+      return { match: el.matches(sel), ring: cs.outlineStyle !== 'none' && parseFloat(cs.outlineWidth) >= 2, what: el.outerHTML.slice(0, 100) };
+    }, selector);
+    assert.ok(at.ring || at.what.startsWith('<body'), `no visible focus on ${at.what}`);
+    if (at.match) return;
+  }
+  assert.fail(`${selector} is not reached with Tab`);
+}
+
 const state = (id) => page.locator(`.canvas > [data-step-id="${id}"]`).getAttribute('data-state');
 
 test('a wrong key is refused with a clear message; the right key signs in with Enter', async () => {
@@ -193,19 +211,150 @@ test('a reload in the middle of a 20-item demo.ticker continues with one row per
   await shot('run-ticker-after-reload');
 });
 
+/**
+ * The run's event stream up to and including its `count`-th event, read from the server
+ * with the page's own request (its key, its Last-Event-ID): what the page would have
+ * received before its connection died.
+ */
+async function eventsPrefix(request, count) {
+  const abort = new AbortController();
+  const response = await fetch(request.url(), { headers: request.headers(), signal: abort.signal });
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let text = '';
+  const complete = () => text.split('\n\n').slice(0, -1).filter((b) => /^id:/m.test(b)).length;
+  while (complete() < count) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    text += decoder.decode(value, { stream: true });
+  }
+  abort.abort();
+  const blocks = [];
+  let ids = 0;
+  for (const block of text.split('\n\n')) {
+    if (ids === count) break;
+    blocks.push(block);
+    if (/^id:/m.test(block)) ids++;
+  }
+  return `${blocks.join('\n\n')}\n\n`;
+}
+
+/**
+ * Run a 20-item demo.ticker whose first event stream breaks off after 8 events (the
+ * connection dies); then every request for events fails as offline for `offlineMs`
+ * (the browser offline too when `browserOffline`), then the network is back. `retryMs`:
+ * a `retry:` field in the cut stream (the server's reconnection time, which the client's
+ * backoff starts from). Checks the view ends `completed` with one row per event.
+ */
+async function networkLoss({ offlineMs, retryMs, browserOffline }) {
+  let phase = 'first';
+  const requests = [];
+  const context = page.context();
+  await page.route('**/v1/runs/*/events*', async (route) => {
+    requests.push({ phase, lastEventId: route.request().headers()['last-event-id'] });
+    if (phase === 'first') {
+      phase = 'offline';
+      if (browserOffline) await context.setOffline(true);
+      setTimeout(() => {
+        phase = 'online';
+        if (browserOffline) void context.setOffline(false);
+      }, offlineMs);
+      const prefix = await eventsPrefix(route.request(), 8);
+      const body = retryMs !== undefined ? `retry: ${retryMs}\n\n${prefix}` : prefix;
+      return route.fulfill({ status: 200, headers: { 'content-type': 'text/event-stream', 'cache-control': 'no-store' }, body });
+    }
+    if (phase === 'offline') return route.abort('internetdisconnected');
+    return route.continue();
+  });
+  try {
+    await runFromForm('demo.ticker', async () => {
+      await page.getByLabel('steps', { exact: true }).fill('20');
+      await page.getByLabel('delay_ms', { exact: true }).fill('150');
+    });
+    assert.equal(await finalStatus(), 'completed');
+  } finally {
+    await page.unroute('**/v1/runs/*/events*');
+    await context.setOffline(false);
+  }
+  const refused = requests.filter((r) => r.phase === 'offline');
+  const back = requests.filter((r) => r.phase === 'online');
+  assert.ok(refused.length >= 1 && back.length >= 1, `the view tried while offline and resumed after: ${JSON.stringify(requests)}`);
+  assert.ok(back.every((r) => Number(r.lastEventId) >= 8), `resumed after the events it had: ${JSON.stringify(back)}`);
+  // skill_start, 20 x (step_start, step_completed), skill_completed, done
+  await page.waitForFunction(() => document.querySelector('.timeline')?.getAttribute('data-rows') === '43');
+  assert.deepEqual(await timelineIds(), Array.from({ length: 43 }, (_, i) => i + 1));
+  assert.equal(await state('tick'), 'completed');
+  assert.equal(await page.locator('.run .error-box').count(), 0, 'no error is left on the page');
+  assert.equal(await page.locator('.run .reconnecting').count(), 0, 'the reconnecting notice is gone');
+  return requests;
+}
+
+test('the network lost in the middle of a 20-item demo.ticker: the view continues with one row per event', async () => {
+  await networkLoss({ offlineMs: 2500 });
+  await shot('run-ticker-after-network-loss');
+});
+
+test('a network loss longer than the client\'s reconnects: the view waits, says so, and continues with one row per event', async () => {
+  // With `retry: 50` the client's 5 reconnects in a row are spent within about 1.5 s;
+  // the browser stays offline for 5 s, so the view itself has to follow the run again.
+  let noticed = false;
+  const watch = setInterval(() => {
+    page.locator('.run .reconnecting').count().then((n) => { noticed ||= n > 0; }, () => {});
+  }, 100);
+  try {
+    const requests = await networkLoss({ offlineMs: 5000, retryMs: 50, browserOffline: true });
+    assert.ok(requests.filter((r) => r.phase === 'offline').length >= 5, `the client spent its 5 reconnects while offline: ${JSON.stringify(requests)}`);
+  } finally {
+    clearInterval(watch);
+  }
+  assert.ok(noticed, 'the page said it was reconnecting');
+});
+
 test('demo.ticker with progress on fills the step\'s progress bar', async () => {
   await runFromForm('demo.ticker', async () => {
     await page.getByLabel('steps', { exact: true }).fill('5');
     await page.getByLabel('delay_ms', { exact: true }).fill('100');
     await page.getByLabel('progress', { exact: true }).check();
   });
-  const bar = page.locator('.canvas > [data-step-id="tick"] progress');
+  const bar = page.locator('.canvas > [data-step-id="tick"] > progress'); // the node's own bar (each item has one too)
   await bar.and(page.locator(':not([hidden])')).waitFor();
   assert.equal(await finalStatus(), 'completed');
   // Each item reports (index + 1) / steps: the latest value wins, the last item's is 1.
   assert.equal(await bar.evaluate((el) => el.value), 1);
   assert.equal(await bar.textContent(), '100%');
   await shot('run-ticker-progress');
+});
+
+test('demo.ticker with progress on: each foreach item shows its own progress in the item list', async () => {
+  await runFromForm('demo.ticker', async () => {
+    await page.getByLabel('steps', { exact: true }).fill('4');
+    await page.getByLabel('delay_ms', { exact: true }).fill('50');
+    await page.getByLabel('progress', { exact: true }).check();
+  });
+  assert.equal(await finalStatus(), 'completed');
+  const items = page.locator('.canvas > [data-step-id="tick"] ol.items > li');
+  await page.waitForFunction(() => document.querySelectorAll('.canvas > [data-step-id="tick"] ol.items > li > progress').length === 4);
+  // Item i reports (i + 1) / steps, each in its own row.
+  const values = await items.evaluateAll((lis) => lis.map((li) => [li.getAttribute('data-index'), li.querySelector(':scope > progress').value]));
+  assert.deepEqual(values, [['0', 0.25], ['1', 0.5], ['2', 0.75], ['3', 1]]);
+});
+
+test('a foreach item\'s text shows in its row and a nested step\'s text in its node inside the group', async () => {
+  await runFromForm('console.answers', async () => {});
+  assert.equal(await finalStatus(), 'completed');
+  const each = page.locator('.run .canvas > [data-step-id="each"]');
+  const itemText = (i) => each.locator(`ol.items > li[data-index="${i}"] > pre.delta`).textContent();
+  // text.extractive_answer sends its answer as a step_delta: each item its own sentence.
+  assert.equal(await itemText(0), 'Cats purr.');
+  assert.equal(await itemText(1), 'Dogs bark.');
+  assert.equal(await itemText(2), 'Birds sing.');
+  // The items' text does not go into the foreach node's own panel.
+  assert.equal(await each.locator(':scope > pre.delta').isHidden(), true);
+  const nested = page.locator('.run .canvas > [data-step-id="again"] [data-step-id="again/reply"] > pre.delta');
+  assert.equal(await nested.textContent(), (await runFromApi()).result.outputs.nested);
+  assert.equal(await nested.textContent(), 'Birds sing.');
+  assert.equal(await page.locator('.run .canvas > [data-step-id="again"] > pre.delta').isHidden(), true);
+  await shot('run-item-and-nested-text');
 });
 
 test('demo.chat against the fake model: the answer grows in the step\'s panel, a retried attempt\'s text is cleared', async () => {
@@ -302,6 +451,56 @@ test('the runs list filters by status and skill and pages', async () => {
   assert.deepEqual([...new Set(skills)], ['demo.showcase']);
   await accessible('runs');
   await shot('runs');
+});
+
+test('keyboard only: sign in, open demo.ticker, fill its form, run it, cancel it', async () => {
+  await page.goto(`${URL_}/ui/`);
+  await page.evaluate(() => sessionStorage.clear());
+  await page.reload();
+  await page.getByLabel('API key').waitFor();
+  // The key field has the focus when the page opens: type and press Enter.
+  await page.keyboard.type(KEY);
+  await page.keyboard.press('Enter');
+  await page.locator('ul.skills').waitFor();
+  await tabTo('a[href="skills/demo.ticker"]');
+  await page.keyboard.press('Enter');
+  await page.waitForURL(/\/ui\/skills\/demo\.ticker$/);
+  await page.getByRole('button', { name: 'Run', exact: true }).waitFor();
+  await tabTo('#input-steps');
+  await page.keyboard.press('Control+A');
+  await page.keyboard.type('50');
+  await tabTo('#input-delay_ms');
+  await page.keyboard.press('Control+A');
+  await page.keyboard.type('200');
+  await tabTo('#input-progress');
+  await page.keyboard.press('Space');
+  assert.equal(await page.locator('#input-progress').isChecked(), true);
+  await tabTo('form.schema-form button[type=submit]');
+  await page.keyboard.press('Enter');
+  await page.waitForURL(/\/ui\/runs\/run_/);
+  await page.waitForFunction(() => document.querySelectorAll('.timeline li').length >= 3);
+  // The form's values went into the run: 50 items, each reporting progress.
+  assert.equal(await page.locator('.canvas > [data-step-id="tick"] .counter').evaluate((el) => el.dataset.items), '50');
+  await page.locator('.canvas > [data-step-id="tick"] > progress:not([hidden])').waitFor();
+  await tabTo('.run-head button.danger');
+  await page.keyboard.press('Space');
+  assert.equal(await finalStatus(), 'cancelled');
+});
+
+test('keyboard: the graph region and a nested skill\'s group take the focus; Enter opens the group', async () => {
+  await page.goto(`${URL_}/ui/skills/console.answers`);
+  await page.getByRole('button', { name: 'Run', exact: true }).waitFor();
+  // The graph scrolls (a wide skill overflows it): a keyboard user must be able to focus it to scroll.
+  await tabTo('.graph');
+  await tabTo('[data-step-id="again"] summary');
+  const group = page.locator('[data-step-id="again"] details');
+  assert.equal(await group.evaluate((el) => el.open), false);
+  await page.keyboard.press('Enter');
+  assert.equal(await group.evaluate((el) => el.open), true);
+  assert.equal(await page.locator('[data-step-id="again/reply"]').isVisible(), true);
+  await page.keyboard.press('Space');
+  assert.equal(await group.evaluate((el) => el.open), false, 'Space closes it again');
+  await shot('keyboard-group-open');
 });
 
 test('at 375 px wide the run page has no horizontal scroll of the page', async () => {
