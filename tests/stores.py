@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from pathlib import Path
+from typing import Any, AsyncIterator
 
 import pytest
 
@@ -33,3 +35,21 @@ def store_for(request: pytest.FixtureRequest, tmp_path: Path) -> RunStore:
     if not db.startswith("redis://"):
         return SqliteStore(db)
     return RedisStore(db, prefix=str(options["redis_prefix"]), cluster=bool(options.get("redis_cluster")))
+
+
+@contextlib.asynccontextmanager
+async def started(*apps: Any) -> AsyncIterator[None]:
+    """In-process apps with their store open and, on Redis, their node (lease, cancel
+    listener) running, as ``serve`` starts them; drained and stopped after."""
+    for app in apps:
+        await app.services.store.open()
+        if app.services.nodes is not None:
+            await app.services.nodes.start()
+    try:
+        yield
+    finally:
+        for app in apps:
+            await app.services.runs.drain(5)
+            if app.services.nodes is not None:
+                await app.services.nodes.stop()
+            await app.services.store.close()

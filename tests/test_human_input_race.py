@@ -19,7 +19,7 @@ import pytest
 
 from skillrun.engine.waiting import NotWaiting
 from skillrun.runs import follow
-from stores import store_db
+from stores import started, store_db
 
 pytestmark = pytest.mark.anyio
 
@@ -32,14 +32,8 @@ PAST_DEADLINE_S = 0.45
 async def app(request: pytest.FixtureRequest, tmp_path: Path, app_factory: Callable[..., Any]) -> AsyncIterator[Any]:
     db, options = store_db(request, tmp_path)
     app = app_factory(db=db, skill_dirs=[SKILLS], rate_limit_storage="memory://", **options)
-    await app.services.store.open()
-    if app.services.nodes is not None:
-        await app.services.nodes.start()
-    yield app
-    await app.services.runs.drain(5)
-    if app.services.nodes is not None:
-        await app.services.nodes.stop()
-    await app.services.store.close()
+    async with started(app):
+        yield app
 
 
 @pytest.fixture(params=["redis", "redis-cluster"])
@@ -50,14 +44,8 @@ async def two_apps(
     db, options = store_db(request, tmp_path)
     apps = [app_factory(db=db, skill_dirs=[SKILLS], node_lease_s=1.0, rate_limit_storage="memory://", **options)
             for _ in range(2)]
-    for app in apps:
-        await app.services.store.open()
-        await app.services.nodes.start()
-    yield apps[0], apps[1]
-    for app in apps:
-        await app.services.runs.drain(5)
-        await app.services.nodes.stop()
-        await app.services.store.close()
+    async with started(*apps):
+        yield apps[0], apps[1]
 
 
 async def _waiting_run(app: Any) -> Any:

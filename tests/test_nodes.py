@@ -12,7 +12,7 @@ from typing import Any, AsyncIterator, Callable
 import pytest
 
 from skillrun.runs import follow
-from stores import store_db
+from stores import started, store_db
 
 pytestmark = pytest.mark.anyio
 
@@ -24,14 +24,8 @@ async def two_apps(
     """Apps A and B on one Redis (one prefix), each with its store, lease and cancel listener."""
     db, options = store_db(request, tmp_path)
     apps = [app_factory(db=db, node_lease_s=1.0, rate_limit_storage="memory://", **options) for _ in range(2)]
-    for app in apps:
-        await app.services.store.open()
-        await app.services.nodes.start()
-    yield apps[0], apps[1]
-    for app in apps:
-        await app.services.runs.drain(5)
-        await app.services.nodes.stop()
-        await app.services.store.close()
+    async with started(*apps):
+        yield apps[0], apps[1]
 
 
 async def _start(app: Any, steps: int = 500) -> str:

@@ -12,7 +12,7 @@ import pytest
 
 from skillrun.runs import RedisStore
 from skillrun.runs.quotas import QuotaExceeded
-from stores import store_db
+from stores import started, store_db
 
 pytestmark = pytest.mark.anyio
 
@@ -62,14 +62,8 @@ async def test_concurrent_admissions_on_two_nodes_never_pass_the_global_limit(
 async def app(request: pytest.FixtureRequest, tmp_path: Path, app_factory: Callable[..., Any]) -> AsyncIterator[Any]:
     db, options = store_db(request, tmp_path)
     app = app_factory(db=db, max_running_per_key=1, rate_limit_storage="memory://", **options)
-    await app.services.store.open()
-    if app.services.nodes is not None:
-        await app.services.nodes.start()
-    yield app
-    await app.services.runs.drain(5)
-    if app.services.nodes is not None:
-        await app.services.nodes.stop()
-    await app.services.store.close()
+    async with started(app):
+        yield app
 
 
 async def test_a_run_waiting_for_a_person_holds_no_running_place_of_its_key(app: Any) -> None:
