@@ -243,3 +243,16 @@ async def test_a_step_with_a_post_gate_sends_progress_but_no_delta_text() -> Non
     _, rec, _ = await run(engine_for(s, registry=reg), s)
     assert [e["data"]["delta"] for e in rec.of("step_delta", "a")] == [{"progress": 1.0}]
     assert "a@example.com" not in json.dumps(rec.events)
+
+
+@pytest.mark.anyio
+async def test_a_runs_delta_text_is_bounded_across_its_items() -> None:
+    """A `foreach` of 20 items, each emitting 10,000 characters under a per-step bound
+    of 10,000 and a per-run bound of 25,000: the run's deltas hold 25,000 characters
+    (the items cannot multiply the step's bound), and every item completes."""
+    reg = registry_with(Capability("t.flood", _flood))
+    s = skill('id: t\nversion: "1"\nsteps:\n  - id: a\n    uses: t.flood\n    foreach: "range(20)"\n', reg)
+    outcome, rec, _ = await run(engine_for(s, registry=reg, deltas=DeltaPolicy(0.0, 10_000, 25_000)), s)
+    text = "".join(e["data"]["delta"].get("text", "") for e in rec.of("step_delta"))
+    assert len(text) == 25_000 and outcome.status == "completed"
+    assert len(rec.of("step_completed")) == 20

@@ -166,6 +166,7 @@ class Settings:
     # (0: every delta its own event), and its delta text is at most delta_max_chars.
     delta_window_ms: float = 25.0
     delta_max_chars: int = 1_000_000
+    delta_max_run_chars: int = 10_000_000  # a run's delta text, all its steps and items together
     # llm.chat: an OpenAI-compatible Chat Completions endpoint (None: unconfigured),
     # and its key (never logged, never in an event or error).
     llm_base_url: str | None = None
@@ -225,6 +226,7 @@ class Settings:
             log_format=_log_format(os.environ.get("SKILLRUN_LOG_FORMAT") or "text"),
             delta_window_ms=_non_negative("SKILLRUN_DELTA_WINDOW_MS", 25.0),
             delta_max_chars=_limit("SKILLRUN_DELTA_MAX_CHARS", 1_000_000),
+            delta_max_run_chars=_limit("SKILLRUN_DELTA_MAX_RUN_CHARS", 10_000_000),
             llm_base_url=os.environ.get("SKILLRUN_LLM_BASE_URL") or None,
             llm_api_key=os.environ.get("SKILLRUN_LLM_API_KEY") or None,
         )

@@ -20,7 +20,9 @@ bounds it, and knows nothing of where the events go (it hands them to the step).
 - Gates: a step with a post gate sends no delta text (only progress): its output is
   what the gate checks, and text sent before it ran would bypass a redaction.
 - Bound: an instance's delta text, all attempts together, is at most ``max_chars``
-  characters; text past it is dropped (progress still goes out). The step's output,
+  characters, and a whole run's (every step, item and nested step) at most
+  ``max_run_chars``: a ``foreach`` of many items cannot multiply the first bound.
+  Text past either is dropped (progress still goes out). The step's output,
   in its terminal event, is whole whatever the deltas were.
 """
 
@@ -37,14 +39,28 @@ from ..events import Event
 DEFAULT_WINDOW_S = 0.025
 # The text of one instance's deltas: a long model answer (~250,000 tokens) fits.
 DEFAULT_MAX_CHARS = 1_000_000
+# The text of one run's deltas, all instances together.
+DEFAULT_MAX_RUN_CHARS = 10_000_000
 
 
 @dataclass(frozen=True, slots=True)
 class DeltaPolicy:
-    """The server's rules for deltas (``SKILLRUN_DELTA_WINDOW_MS``, ``SKILLRUN_DELTA_MAX_CHARS``)."""
+    """The server's rules for deltas (``SKILLRUN_DELTA_WINDOW_MS``, ``SKILLRUN_DELTA_MAX_CHARS``,
+    ``SKILLRUN_DELTA_MAX_RUN_CHARS``)."""
 
     window_s: float = DEFAULT_WINDOW_S
     max_chars: int = DEFAULT_MAX_CHARS
+    max_run_chars: int = DEFAULT_MAX_RUN_CHARS
+
+
+class RunDeltaBudget:
+    """What is left of one run's delta text (``DeltaPolicy.max_run_chars``), shared by
+    all its step instances, nested runs' included."""
+
+    __slots__ = ("left",)
+
+    def __init__(self, chars: int) -> None:
+        self.left = chars
 
 
 def _progress(value: object) -> float | None:
@@ -57,12 +73,13 @@ def _progress(value: object) -> float | None:
 class StepDeltas:
     """The deltas of one step instance (see the module's docstring)."""
 
-    __slots__ = ("policy", "write", "step_id", "index", "open", "attempt", "sequence",
+    __slots__ = ("policy", "budget", "write", "step_id", "index", "open", "attempt", "sequence",
                  "chars", "text", "progress", "timer", "next_at", "_loop", "texts")
 
     def __init__(self, policy: DeltaPolicy, write: Callable[[Event], None], step_id: str, index: int | None,
-                 *, texts: bool = True) -> None:
+                 *, texts: bool = True, budget: RunDeltaBudget | None = None) -> None:
         self.policy = policy
+        self.budget = budget if budget is not None else RunDeltaBudget(policy.max_run_chars)
         # False for a step whose output a post gate checks: text sent before the gate
         # ran would bypass it (a PII gate's redaction), so only progress goes out.
         self.texts = texts
@@ -124,12 +141,13 @@ class StepDeltas:
             self.timer = loop.call_at(self.next_at, self.flush)
 
     def _bounded(self, text: str) -> str | None:
-        room = self.policy.max_chars - self.chars
+        room = min(self.policy.max_chars - self.chars, self.budget.left)
         if room <= 0:
             return None
         if len(text) > room:
             text = text[:room]
         self.chars += len(text)
+        self.budget.left -= len(text)
         return text
 
     def flush(self) -> None:

@@ -37,7 +37,7 @@ from .. import events as ev
 from ..events import Emitter
 from .capability import _RUN_KEY, _RUN_STATE, Capability, CapabilityError, CapabilityRegistry
 from .expressions import Expression, ExpressionError, Template, render_elsewhere
-from .deltas import DeltaPolicy
+from .deltas import DeltaPolicy, RunDeltaBudget
 from .forward import Forward
 from .hooks import NO_TRACER, Tracer
 from .inputcheck import InputCheck
@@ -248,8 +248,11 @@ class _Run:
         fates: dict[tuple[str, int | None], Fate] | None = None,
         prefix: str = "",
         expires: dict[tuple[str, int | None], str] | None = None,
+        delta_budget: RunDeltaBudget | None = None,
     ) -> None:
         self.engine = engine
+        # The run's delta text left, shared with its nested runs (``deltas``).
+        self.delta_budget = delta_budget if delta_budget is not None else RunDeltaBudget(engine.deltas.max_run_chars)
         self.skill = skill
         self.inputs = inputs
         self.emitter = emitter
@@ -531,7 +534,7 @@ class _Run:
         self.engine._check_nested_inputs(child, args)
         forward = Forward(self.emitter, step.id, step.id, index)
         sub = _Run(self.engine, child, child.with_defaults(args), forward, self.depth + 1,
-                   self.fates, f"{self.prefix}{forward.prefix}/", self.expires)
+                   self.fates, f"{self.prefix}{forward.prefix}/", self.expires, self.delta_budget)
         try:
             limit = min([t for t in (step.timeout_s, child.timeout_s) if t is not None], default=None)
             async with self.engine.tracer.attempt(step.id, step.uses), Deadline(limit, f"skill {skill_id!r} took longer than {limit or 0:g} s"):

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from .. import events as ev
 from ..events import Emitter, Event
 from .capability import _RUN_KEY, _STEP_CALL, _STEP_DELTA, _STEP_INPUT, Capability, CapabilityError, CapabilityRegistry
-from .deltas import DeltaPolicy, StepDeltas
+from .deltas import DeltaPolicy, RunDeltaBudget, StepDeltas
 from .expressions import ExpressionError, Template
 from .model import Gate, Step
 from .stopping import StepFailure, stop_reason
@@ -54,6 +54,7 @@ class StepHost(Protocol):
     outputs: dict[str, Any]
     emitter: Emitter
     prefix: str  # a nested run's: its steps' ids in the log start with it
+    delta_budget: RunDeltaBudget  # the run's delta text left (nested runs share it)
 
     async def _call(self, step: Step, cap: Capability, args: dict[str, Any], *, fallback: bool = False) -> dict[str, Any]: ...
 
@@ -131,7 +132,7 @@ class StepLife:
         # Its capability's partial output (``emit_delta``), written between its
         # step_start and its terminal event.
         self.deltas = StepDeltas(run.engine.deltas, self._write, step.id, index,
-                                 texts=not any(g.stage == "post" for g in step.gates))
+                                 texts=not any(g.stage == "post" for g in step.gates), budget=run.delta_budget)
 
     def _write(self, event: Event) -> None:
         self.run.emitter.emit(*event)

@@ -75,7 +75,7 @@ def build_services(settings: Settings, tracing: Tracing | None = None) -> Servic
         registry, skills=catalog, max_parallel=settings.max_parallel, offload=offload,
         max_parallel_per_key=settings.max_parallel_per_key, max_foreach_items=settings.max_foreach_items,
         tracer=observe.engine_tracer(),
-        deltas=DeltaPolicy(settings.delta_window_ms / 1000, settings.delta_max_chars),
+        deltas=DeltaPolicy(settings.delta_window_ms / 1000, settings.delta_max_chars, settings.delta_max_run_chars),
     )
     quotas = RunQuotas(
         settings.max_running_per_key, settings.max_running, settings.max_events_per_run,
