@@ -28,6 +28,7 @@ from ..runs.quotas import RunQuotas
 from ..runs.redis import cluster_enabled, is_redis_url, public_url
 from ..settings import BUNDLED_SKILLS, Settings
 from . import errors
+from .fastlane import FastLaneMiddleware
 from .loadreport import LoadReport
 from .middleware.bodylimit import BodyLimitMiddleware
 from .middleware.console import ConsoleMiddleware
@@ -178,6 +179,11 @@ def create_app(settings: Settings | None = None, *, tracing: Tracing | None = No
     app.add_middleware(DocsGuardMiddleware, MiddlewarePosition.BEFORE_EXCEPTION, public=settings.public_docs)
     # Inside the guard: the spec without the routing extensions, with a useful `servers`.
     app.add_middleware(ServedSpecMiddleware, MiddlewarePosition.BEFORE_EXCEPTION, spec=spec)
+    # Inside connexion's exception handling, before its routing: the execute operations'
+    # happy path in one layer; everything else (and every error) goes on. See fastlane.py.
+    app.add_middleware(
+        FastLaneMiddleware, MiddlewarePosition.BEFORE_SWAGGER, spec=spec, validate_responses=settings.validate_responses
+    )
     # Right after routing: the matched operation, for the route label.
     app.add_middleware(RouteMarker, MiddlewarePosition.BEFORE_SECURITY)
     # Before the security check, so key guessing is limited (per address); then 401,

@@ -3,12 +3,17 @@ live; ``/execute/async`` answers at once with the run.
 
 All three start a run (or, for a repeated ``Idempotency-Key``, find the earlier
 one) and then only *follow* its event log; none talks to the engine.
+
+Each is a thin connexion handler over a ``*_for(caller, ...)`` function that takes
+what it needs of the request explicitly (``Caller``): the fast lane
+(``http/fastlane.py``) calls those directly for requests it has checked itself.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Mapping
 
 from connexion import request
 from connexion.exceptions import ProblemException
@@ -36,22 +41,39 @@ def _skill(s: Services, skill_id: str) -> Skill:
     return skill
 
 
-async def _start(skill_id: str, body: dict[str, Any], channel: str) -> tuple[Services, RunRecord, dict[str, str]]:
-    """The services, the run (new, or the earlier one of a repeated ``Idempotency-Key``)
-    and the headers every answer about it carries."""
-    s = services()
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """What a handler needs of its request: the services, the key's identity, the
+    request headers and the ASGI ``receive`` (after the body: the disconnect)."""
+
+    services: Services
+    owner: str
+    headers: Mapping[str, str]
+    receive: Callable[[], Awaitable[Any]]
+
+
+def _connexion_caller() -> Caller:
+    return Caller(services(), owner(), request.headers, request._starlette_request.receive)
+
+
+async def _start(
+    caller: Caller, skill_id: str, body: dict[str, Any], channel: str
+) -> tuple[RunRecord, dict[str, str]]:
+    """The run (new, or the earlier one of a repeated ``Idempotency-Key``) and the
+    headers every answer about it carries."""
+    s = caller.services
     skill = _skill(s, skill_id)
     options = body.get("options") or {}
     timeout_ms = options.get("timeout_ms")
-    key = request.headers.get("idempotency-key")
+    key = caller.headers.get("idempotency-key")
     try:
         run, replayed = await s.runs.start_or_replay(
             skill,
             body["inputs"],
-            owner=owner(),
+            owner=caller.owner,
             channel=channel,
             # A W3C traceparent names the trace; else x-trace-id (see observe/tracing.py).
-            trace_id=incoming_trace_id(request.headers, s.observe.tracing),
+            trace_id=incoming_trace_id(caller.headers, s.observe.tracing),
             timeout_s=timeout_ms / 1000 if timeout_ms else None,
             idempotency_key=key,
             request_hash=request_hash(skill_id, body) if key is not None else None,
@@ -69,7 +91,7 @@ async def _start(skill_id: str, body: dict[str, Any], channel: str) -> tuple[Ser
             detail=f"Idempotency-Key: {message}; use a new key for a new request.",
             ext={"errors": [{"field": "Idempotency-Key", "message": message}]},
         ) from None
-    return s, run, _run_headers(run, replayed)
+    return run, _run_headers(run, replayed)
 
 
 def _run_headers(run: RunRecord, replayed: bool) -> dict[str, str]:
@@ -83,19 +105,19 @@ def _cancels_on_disconnect(body: dict[str, Any]) -> bool:
     return (body.get("options") or {}).get("on_disconnect") == "cancel"
 
 
-async def _client_gone() -> None:
+async def _client_gone(receive: Callable[[], Awaitable[Any]]) -> None:
     """Returns when the client of this (already read) request disconnects."""
-    receive = request._starlette_request.receive
     while (await receive())["type"] != "http.disconnect":
         pass
 
 
-async def execute(skill_id: str, body: dict[str, Any]) -> Response:
-    s, run, headers = await _start(skill_id, body, "http")
+async def execute_for(caller: Caller, skill_id: str, body: dict[str, Any]) -> Response:
+    s = caller.services
+    run, headers = await _start(caller, skill_id, body, "http")
     watcher = None
     if _cancels_on_disconnect(body):
         async def cancel_when_gone() -> None:
-            await _client_gone()
+            await _client_gone(caller.receive)
             s.runs.cancel_soon(run.run_id)
 
         watcher = asyncio.create_task(cancel_when_gone())
@@ -111,8 +133,9 @@ async def execute(skill_id: str, body: dict[str, Any]) -> Response:
     return json_response(result, headers=headers)
 
 
-async def execute_stream(skill_id: str, body: dict[str, Any]) -> Response:
-    s, run, headers = await _start(skill_id, body, "http-stream")
+async def execute_stream_for(caller: Caller, skill_id: str, body: dict[str, Any]) -> Response:
+    s = caller.services
+    run, headers = await _start(caller, skill_id, body, "http-stream")
     on_abandon = (lambda: s.runs.cancel_soon(run.run_id)) if _cancels_on_disconnect(body) else None
     return EventStreamResponse(
         frames(s, run.run_id, after=0),
@@ -122,6 +145,28 @@ async def execute_stream(skill_id: str, body: dict[str, Any]) -> Response:
     )
 
 
-async def execute_async(skill_id: str, body: dict[str, Any]) -> Response:
-    _s, run, headers = await _start(skill_id, body, "http-async")
+async def execute_async_for(caller: Caller, skill_id: str, body: dict[str, Any]) -> Response:
+    run, headers = await _start(caller, skill_id, body, "http-async")
     return json_response(run_json(run), status=202, headers={**headers, "Location": run_location(run.run_id)})
+
+
+# connexion's handlers (the spec's operationIds).
+
+async def execute(skill_id: str, body: dict[str, Any]) -> Response:
+    return await execute_for(_connexion_caller(), skill_id, body)
+
+
+async def execute_stream(skill_id: str, body: dict[str, Any]) -> Response:
+    return await execute_stream_for(_connexion_caller(), skill_id, body)
+
+
+async def execute_async(skill_id: str, body: dict[str, Any]) -> Response:
+    return await execute_async_for(_connexion_caller(), skill_id, body)
+
+
+# By operation (the operationId's part before ``__``): what the fast lane calls.
+BY_OPERATION: dict[str, Callable[[Caller, str, dict[str, Any]], Awaitable[Response]]] = {
+    "execute": execute_for,
+    "execute_stream": execute_stream_for,
+    "execute_async": execute_async_for,
+}

@@ -106,24 +106,29 @@ class RateLimitMiddleware:
             await self.app(scope, receive, send)
             return
         services = services_of(scope)
-        try:
-            allowed, headers = await services.limiter.hit(client_identity(scope, services))
-        except StorageError:
-            # The shared counters (Redis) are away: refuse for now rather than serve unlimited.
-            response = problem_response(
-                503, "The rate-limit storage is unreachable; retry shortly.", headers={"Retry-After": "2"}
-            )
-            await response(scope, receive, send)
+        refusal = await draw(scope, services, client_identity(scope, services))
+        if refusal is not None:
+            await refusal(scope, receive, send)
             return
-        if not allowed:
-            services.observe.rate_limited()
-            response = problem_response(
-                429, f"Rate limit of {headers['RateLimit-Limit']} requests exceeded; retry in "
-                f"{headers['Retry-After']} s.", headers=headers
-            )
-            await response(scope, receive, send)
-            return
-        # The outermost middleware adds them to whatever answer goes out, problems included.
-        add_response_headers(scope, headers)
         await self.app(scope, receive, send)
 
+
+async def draw(scope: Any, services: Services, identity: str) -> Any:
+    """One hit on ``identity``'s budget: None when the request may go on (the
+    ``RateLimit-*`` headers are then set for its answer), else the answer to send
+    instead (429, or 503 while the shared counters are unreachable). The fast lane
+    (``http/fastlane.py``) draws through this too: one hit per request, whichever path."""
+    try:
+        allowed, headers = await services.limiter.hit(identity)
+    except StorageError:
+        # The shared counters (Redis) are away: refuse for now rather than serve unlimited.
+        return problem_response(503, "The rate-limit storage is unreachable; retry shortly.", headers={"Retry-After": "2"})
+    if not allowed:
+        services.observe.rate_limited()
+        return problem_response(
+            429, f"Rate limit of {headers['RateLimit-Limit']} requests exceeded; retry in "
+            f"{headers['Retry-After']} s.", headers=headers
+        )
+    # The outermost middleware adds them to whatever answer goes out, problems included.
+    add_response_headers(scope, headers)
+    return None

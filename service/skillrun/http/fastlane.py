@@ -1,0 +1,275 @@
+"""The fast lane: a loaded skill's execute operations, on their happy path, in one layer.
+
+Starting a run is the request users make most, and connexion spends more CPU on its
+way there than the run itself (in-process, ``/execute`` of a one-step skill took
+~1.4 ms, half of it routing through a starlette Router of every per-skill route,
+the security layer, the validation layer with a jsonschema validator per request,
+the context layer and the handler decorators). This layer, inside connexion's
+exception middleware and before its routing, answers the requests it can prove
+valid itself, with what the spec says of their operation, built once at start:
+
+- the route: ``POST`` to a per-skill path of the served spec (``x-skillrun-skill``),
+  no query string;
+- the key: ``x-api-key`` is a known key (the spec's only security scheme);
+- the body: ``application/json`` with a Content-Length within
+  ``SKILLRUN_MAX_BODY_BYTES``, all of it in by its deadline, that parses, and that its
+  operation's request schema accepts (``jsonschema_rs``; the stdlib validator for a
+  schema using a keyword whose meaning the two libraries might read differently);
+- the header parameters: each one sent passes the same check connexion's makes.
+
+Then it draws on the key's rate limit (the same function as the rate-limit
+layer: one hit per request), marks the route and the caller for the access log
+and metrics, and calls the same handler function connexion's handler calls.
+
+Every other request, and any request it has any doubt about, goes on to
+connexion untouched (a body it read is handed on as it came): every error a
+client can cause (401, 404, 413, 415, 422, 400, 408 ...) is still connexion's
+and the validation layer's answer, word for word. The handler's own problems
+(409, 429 quotas, 503) are raised inside connexion's exception middleware, so
+they are answered by the same handlers too. With ``SKILLRUN_VALIDATE_RESPONSES``
+(the tests) the answers it makes are checked against the spec as connexion checks
+its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
+
+import jsonschema_rs
+import orjson
+from connexion.exceptions import NonConformingResponseBody
+from starlette._utils import get_route_path
+from starlette.datastructures import Headers
+
+from ..observe.http import mark_route
+from .edge import HEAD_DONE_AT
+from .handlers.execute import BY_OPERATION, Caller
+from .middleware.bodylimit import normalize_content_type
+from .middleware.ratelimit import draw
+from .security import API_KEY_HEADER
+from .services import services_of
+from .spec import SKILL_KEY
+from .validation import JSONBodyValidator, ParamValidator
+
+_JSON_TYPES = frozenset({b"application/json", b"application/json; charset=utf-8"})
+# Keywords whose reading by jsonschema_rs might differ from the stdlib validator's
+# (formats, regex dialects, OpenAPI's read/write-only): a schema with one is checked
+# by the stdlib validator, as in the validation layer.
+_DELICATE = frozenset({"format", "pattern", "patternProperties", "readOnly", "writeOnly"})
+# As in validation.py: an escaped lone surrogate gets the validation layer's 422.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _keywords(schema: Any) -> set[str]:
+    found: set[str] = set()
+    stack = [schema]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            found.update(k for k in value if isinstance(k, str))
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return found
+
+
+def _resolve(spec: dict[str, Any], value: Any) -> Any:
+    """A local ``$ref`` (``#/components/...``) to what it names."""
+    while isinstance(value, dict) and isinstance(value.get("$ref"), str) and value["$ref"].startswith("#/"):
+        for part in value["$ref"][2:].split("/"):
+            spec = spec[part]
+        value = spec
+    return value
+
+
+def _inlined(spec: dict[str, Any], schema: Any, depth: int = 0) -> Any:
+    """``schema`` with its local ``$ref``s replaced by what they name (the spec's
+    schemas here are not recursive; a depth bound keeps a future one from looping)."""
+    if depth > 32:
+        raise ValueError("schema nested too deeply to inline")
+    if isinstance(schema, dict):
+        if "$ref" in schema:
+            return _inlined(spec, _resolve(spec, schema), depth + 1)
+        return {k: _inlined(spec, v, depth + 1) for k, v in schema.items()}
+    if isinstance(schema, list):
+        return [_inlined(spec, v, depth + 1) for v in schema]
+    return schema
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    operation_id: str
+    skill_id: str
+    handler: Callable[[Caller, str, dict[str, Any]], Awaitable[Any]]
+    is_valid: Callable[[Any], bool]
+    # Header name (lower-case bytes) -> the spec's parameter, checked as connexion checks it.
+    parameters: dict[bytes, dict[str, Any]]
+    # Status -> a check of a JSON answer (only with response validation on).
+    answers: dict[int, Callable[[Any], bool]]
+
+
+def _body_check(schema: Any) -> Callable[[Any], bool]:
+    if _keywords(schema) & _DELICATE:
+        stdlib = JSONBodyValidator._compiled(schema)
+        return lambda body: next(iter(stdlib.iter_errors(body)), None) is None
+    return jsonschema_rs.Draft4Validator(schema).is_valid
+
+
+def routes_of(spec: dict[str, Any], validate_responses: bool) -> dict[str, _Route]:
+    """The fast lane's table: each per-skill execute path of the served spec."""
+    table: dict[str, _Route] = {}
+    for path, item in spec.get("paths", {}).items():
+        op = item.get("post")
+        if not isinstance(op, dict) or SKILL_KEY not in op:
+            continue
+        handler = BY_OPERATION.get(op["operationId"].split("__", 1)[0])
+        content = _resolve(spec, op.get("requestBody", {})).get("content", {})
+        if handler is None or "application/json" not in content:
+            continue
+        schema = _inlined(spec, content["application/json"].get("schema", {}))
+        parameters: dict[bytes, dict[str, Any]] = {}
+        for parameter in op.get("parameters", []):
+            parameter = _resolve(spec, parameter)
+            if parameter.get("in") != "header":
+                break  # a query or path parameter: connexion's to parse; keep this route off the lane
+            parameters[parameter["name"].lower().encode("latin-1")] = _inlined(spec, parameter)
+        else:
+            answers: dict[int, Callable[[Any], bool]] = {}
+            if validate_responses:
+                for status, response in op.get("responses", {}).items():
+                    body = _resolve(spec, response).get("content", {}).get("application/json")
+                    if status.isdigit() and body and "schema" in body:
+                        answers[int(status)] = _body_check(_inlined(spec, body["schema"]))
+            table[path] = _Route(op["operationId"], op[SKILL_KEY], handler, _body_check(schema), parameters, answers)
+    return table
+
+
+async def _read(receive: Any, messages: list[dict[str, Any]], length: int) -> bytes | None:
+    """The body (its Content-Length said ``length`` bytes), keeping each message read;
+    None when what comes is not just that body."""
+    size = 0
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request":
+            return None
+        size += len(message.get("body", b""))
+        if size > length:
+            return None
+        if not message.get("more_body", False):
+            break
+    if size != length:
+        return None
+    return b"".join(m.get("body", b"") for m in messages)
+
+
+class _Replay:
+    """``receive`` that first hands on the messages already read, then the rest."""
+
+    __slots__ = ("_messages", "_receive")
+
+    def __init__(self, messages: list[dict[str, Any]], receive: Any) -> None:
+        self._messages = messages
+        self._receive = receive
+
+    async def __call__(self) -> dict[str, Any]:
+        if self._messages:
+            return self._messages.pop(0)
+        message: dict[str, Any] = await self._receive()
+        return message
+
+
+class FastLaneMiddleware:
+    def __init__(self, app: Any, spec: dict[str, Any], validate_responses: bool = False) -> None:
+        self.app = app
+        self.routes = routes_of(spec, validate_responses)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        route = None
+        if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("query_string"):
+            route = self.routes.get(get_route_path(scope))
+        if route is None:
+            await self.app(scope, receive, send)
+            return
+        services = services_of(scope)
+        admitted = self._admit(scope, route, services)
+        if admitted is None:
+            await self.app(scope, receive, send)
+            return
+        identity, length = admitted
+        # The body, within its deadline (as BodyLimitMiddleware's); past it, connexion's
+        # layers get what was read and answer the 408 themselves.
+        start = scope.get("state", {}).get(HEAD_DONE_AT) or asyncio.get_running_loop().time()
+        messages: list[dict[str, Any]] = []
+        try:
+            async with asyncio.timeout_at(start + services.settings.body_timeout_s):
+                raw = await _read(receive, messages, length)
+        except TimeoutError:
+            raw = None
+        body = None if raw is None else self._body(raw, route)
+        if body is None:
+            await self.app(scope, _Replay(messages, receive), send)
+            return
+        refusal = await draw(scope, services, identity)
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
+        mark_route(scope, route.operation_id, identity)
+        caller = Caller(services, identity, Headers(scope=scope), receive)
+        response = await route.handler(caller, route.skill_id, body)
+        if route.answers:
+            self._check_answer(route, response)
+        await response(scope, receive, send)
+
+    @staticmethod
+    def _admit(scope: Any, route: _Route, services: Any) -> tuple[str, int] | None:
+        """The key's identity and the body's length when the head is one the lane takes."""
+        identity = None
+        length = -1
+        content_type = None
+        seen: set[bytes] = set()
+        for name, value in scope["headers"]:
+            if name == API_KEY_HEADER:
+                if identity is not None:
+                    return None
+                identity = services.keys.identify(value.decode("latin-1")) or ""
+            elif name == b"content-length":
+                if length >= 0 or not value.isdigit():
+                    return None
+                length = int(value)
+            elif name == b"content-type":
+                content_type = normalize_content_type(value)
+            elif name == b"transfer-encoding":
+                return None
+            elif name in route.parameters:
+                if name in seen:
+                    return None
+                seen.add(name)
+                parameter = route.parameters[name]
+                if ParamValidator.validate_parameter("header", value.decode("latin-1"), parameter) is not None:
+                    return None
+        if not identity or content_type not in _JSON_TYPES or not 0 < length <= services.settings.max_body_bytes:
+            return None
+        return identity, length
+
+    @staticmethod
+    def _body(raw: bytes, route: _Route) -> dict[str, Any] | None:
+        if _SURROGATE_ESCAPE.search(raw):
+            return None
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return None
+        if not isinstance(body, dict) or not route.is_valid(body):
+            return None
+        return body
+
+    @staticmethod
+    def _check_answer(route: _Route, response: Any) -> None:
+        check = route.answers.get(response.status_code)
+        if check is not None and not check(json.loads(response.body)):
+            raise NonConformingResponseBody(f"{route.operation_id}: answer {response.status_code} breaks the spec")
