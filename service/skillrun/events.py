@@ -16,6 +16,8 @@ from __future__ import annotations
 import json
 from typing import Any, Iterable, NamedTuple, Protocol
 
+import orjson
+
 # The event types (``type``, and the SSE ``event:`` name).
 SKILL_START = "skill_start"
 STEP_START = "step_start"
@@ -293,7 +295,10 @@ def done(result: dict[str, Any]) -> dict[str, Any]:
 
 def result_of_done(data: str) -> dict[str, Any]:
     """The run's result (the ``/execute`` body) from a ``done`` event's JSON."""
-    result: dict[str, Any] = json.loads(data)
+    try:
+        result: dict[str, Any] = orjson.loads(data)
+    except orjson.JSONDecodeError:  # a lone surrogate, which only the stdlib reads
+        result = json.loads(data)
     result.pop("type", None)
     result.pop("message", None)
     return result

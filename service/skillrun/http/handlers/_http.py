@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
 from connexion import request
 from connexion.exceptions import ProblemException
 from starlette.responses import Response
@@ -17,8 +18,13 @@ _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=F
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     # An explicit media type: connexion cannot pick one itself when an operation
-    # also declares problem+json answers.
-    body = _dumps(data).encode("utf-8", "backslashreplace")
+    # also declares problem+json answers. orjson writes the same compact JSON in a
+    # fraction of the time; a string with a lone surrogate (which it refuses) goes
+    # through the stdlib, escaped.
+    try:
+        body = orjson.dumps(data)
+    except TypeError:
+        body = _dumps(data).encode("utf-8", "backslashreplace")
     return Response(body, status_code=status, headers=headers, media_type="application/json")
 
 
