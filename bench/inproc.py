@@ -1,0 +1,150 @@
+"""Server CPU per request, in-process: the ASGI app driven directly, no network, no client.
+
+    python bench/inproc.py [--case live|echo|execute|stream ...] [--n 2000] [--profile] [--db PATH]
+
+The app (``create_app``, SQLite store in a temp dir, its lifespan run) gets ``--n``
+requests, 16 at a time, from coroutines that call it with a complete ASGI request
+and collect what it sends. No socket, parser or load client shares the CPU, so the
+figure is the app's own cost of a request, steady enough to compare two commits
+(run it in a worktree of each) where the HTTP benchmarks' noise would hide it.
+
+  live     GET /v1/health/live: the middleware stack alone
+  echo     POST /v1/skills/demo.ticker/execute, one step: a run's fixed cost
+  execute  POST /v1/skills/text.summarize/execute (bench/stream.py's text): (c)'s request
+  stream   POST /v1/skills/demo.ticker/execute/stream, one step, read to its end
+
+Printed per case: wall and process CPU per request. ``--profile`` runs the same
+under cProfile and prints where the time goes by area (self time; cProfile
+inflates small calls, so compare areas, not totals).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import contextlib
+import cProfile
+import json
+import os
+import pstats
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from stream import TEXT  # noqa: E402
+
+KEY = "bench-key"
+CASES = {
+    "live": ("GET", "/v1/health/live", b""),
+    "echo": ("POST", "/v1/skills/demo.ticker/execute", json.dumps({"inputs": {"steps": 1}}).encode()),
+    "execute": ("POST", "/v1/skills/text.summarize/execute",
+                json.dumps({"inputs": {"text": TEXT, "max_sentences": 2}}).encode()),
+    "stream": ("POST", "/v1/skills/demo.ticker/execute/stream", json.dumps({"inputs": {"steps": 1}}).encode()),
+}
+# Self time is grouped by the first of these its file's path contains.
+AREAS = ["skillrun/http", "skillrun/engine", "skillrun/runs", "skillrun/observe", "skillrun/capabilities",
+         "skillrun/events", "skillrun/", "connexion/", "starlette/", "jsonschema", "werkzeug", "prometheus_client",
+         "asyncio/", "json/", "anyio", "opentelemetry", "dataclasses"]
+
+
+async def call(app: Any, method: str, path: str, body: bytes) -> list[dict[str, Any]]:
+    sent: list[dict[str, Any]] = []
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive() -> dict[str, Any]:
+        if messages:
+            return messages.pop()
+        await asyncio.sleep(3600)  # a client that stays until the answer ends
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    headers = [(b"host", b"bench"), (b"x-api-key", KEY.encode()), (b"content-type", b"application/json"),
+               (b"content-length", str(len(body)).encode())]
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
+             "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+             "headers": headers, "client": ("127.0.0.1", 1234), "server": ("127.0.0.1", 80)}
+    await app(scope, receive, send)
+    return sent
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: Any) -> AsyncIterator[None]:
+    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    await inbox.put({"type": "lifespan.startup"})
+    task = asyncio.create_task(app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, inbox.get, outbox.put))
+    started = await outbox.get()
+    assert started["type"] == "lifespan.startup.complete", started
+    try:
+        yield
+    finally:
+        await inbox.put({"type": "lifespan.shutdown"})
+        await outbox.get()
+        await task
+
+
+def areas(stats: pstats.Stats) -> collections.Counter[str]:
+    found: collections.Counter[str] = collections.Counter()
+    for (file, _line, fn), (_cc, _nc, tottime, _ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
+        area = next((a for a in AREAS if a in file), None)
+        found[area or (fn if file == "~" else "other: " + "/".join(Path(file).parts[-2:]))] += tottime
+    return found
+
+
+async def measure(case: str, n: int, profile: bool, db: str) -> None:
+    os.environ.update(SKILLRUN_API_KEYS=KEY, SKILLRUN_RATE_LIMIT="100000000/minute", SKILLRUN_DB=db)
+    from skillrun.http.app import create_app
+    from skillrun.settings import Settings
+
+    app = create_app(Settings.from_env())
+    method, path, body = CASES[case]
+    async with lifespan(app):
+        for _ in range(200):  # warm: compiled validators, caches, the store's first pages
+            answer = await call(app, method, path, body)
+        assert answer[0]["status"] == 200, answer[:2]
+        concurrency = 16
+
+        async def worker(count: int) -> None:
+            for _ in range(count):
+                await call(app, method, path, body)
+
+        profiler = cProfile.Profile() if profile else None
+        wall, cpu = time.perf_counter(), time.process_time()
+        if profiler is not None:
+            profiler.enable()
+        await asyncio.gather(*(worker(n // concurrency) for _ in range(concurrency)))
+        if profiler is not None:
+            profiler.disable()
+        done = n // concurrency * concurrency
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        print(f"{case:8s} {done} requests: {wall / done * 1e6:7.0f} us wall, {cpu / done * 1e6:7.0f} us CPU a request"
+              + (" (under cProfile)" if profiler else ""))
+        if profiler is not None:
+            found = areas(pstats.Stats(profiler))
+            total = sum(found.values())
+            for area, seconds in found.most_common(20):
+                print(f"    {100 * seconds / total:5.1f}%  {area}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--case", choices=sorted(CASES), action="append")
+    ap.add_argument("--n", type=int, default=2000)
+    ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--db", default=None, help="SKILLRUN_DB (default: a new SQLite file per case)")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="skillrun-inproc-") as tmp:
+        for case in args.case or ["live", "echo", "execute", "stream"]:
+            asyncio.run(measure(case, args.n, args.profile, args.db or str(Path(tmp) / f"{case}.db")))
+
+
+if __name__ == "__main__":
+    main()
