@@ -85,3 +85,56 @@ async def test_a_run_waiting_for_a_person_holds_no_running_place_of_its_key(app:
     with pytest.raises(QuotaExceeded) as refused:
         await runs.start(ticker, {"steps": 1}, owner="key_a", channel="http")
     assert refused.value.status == 429
+
+
+@pytest.fixture
+async def redis_app(request: pytest.FixtureRequest, tmp_path: Path, app_factory: Callable[..., Any]) -> AsyncIterator[Any]:
+    db, options = store_db(request, tmp_path, "redis")
+    app = app_factory(db=db, max_running_per_key=1, rate_limit_storage="memory://", **options)
+    app.services.runs.RELEASE_RETRY_S = 0.05
+    async with started(app):
+        yield app
+
+
+@pytest.mark.parametrize("landed", [False, True])
+async def test_a_place_is_given_back_when_the_store_returns(
+    redis_app: Any, monkeypatch: pytest.MonkeyPatch, landed: bool
+) -> None:
+    """Issue 11: the store fails a create and then the give-back of the place taken for
+    it (a Redis outage at that moment). The place is given back once the store answers,
+    so the key (limit 1) can start runs again; a create that had landed though its
+    answer was lost is closed as interrupted (nothing runs it, its caller got an error)."""
+    from skillrun.runs import StoreUnavailable
+
+    runs, store, catalog = redis_app.services.runs, redis_app.services.store, redis_app.services.catalog
+    real_create, real_release = store.create, store.release_running
+    created: list[str] = []
+    failures = {"release": 3}
+
+    async def failing_create(run: Any) -> Any:
+        if landed:
+            created.append((await real_create(run)).run_id)
+        raise StoreUnavailable("outage")
+
+    async def failing_release(run_id: str, owner: str) -> None:
+        if failures["release"]:
+            failures["release"] -= 1
+            raise StoreUnavailable("outage")
+        await real_release(run_id, owner)
+
+    monkeypatch.setattr(store, "create", failing_create)
+    monkeypatch.setattr(runs.quotas, "release", failing_release)  # the store's release_running
+    with pytest.raises(StoreUnavailable):
+        await runs.start(catalog.get("demo.ticker"), {"steps": 1}, owner="key_a", channel="http")
+    monkeypatch.setattr(store, "create", real_create)
+    assert await store.count_running("key_a") == (1, 1)  # the place is still taken
+    for _ in range(200):
+        if await store.count_running("key_a") == (0, 0):
+            break
+        await asyncio.sleep(0.02)
+    assert await store.count_running("key_a") == (0, 0)
+    ticker = await runs.start(catalog.get("demo.ticker"), {"steps": 1}, owner="key_a", channel="http")
+    await runs.until_finished(ticker.run_id)
+    if landed:
+        lost = await store.get(created[0])
+        assert lost is not None and lost.status == "interrupted"

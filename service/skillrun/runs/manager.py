@@ -102,6 +102,9 @@ def request_hash(skill_id: str, body: dict[str, Any]) -> str:
 
 
 class RunManager:
+    # The first wait before giving a running place back again (doubling to 5 s).
+    RELEASE_RETRY_S = 0.5
+
     def __init__(
         self,
         store: RunStore,
@@ -221,12 +224,35 @@ class RunManager:
         return stored
 
     async def _release(self, run: RunRecord) -> None:
-        """Give back the shared running place taken for ``run``, which was not stored."""
+        """Give back the shared running place taken for ``run``, which was not stored
+        (as far as its caller knows); while the store is unreachable, until it answers."""
         try:
             await self.quotas.release_everywhere(run.owner, run.run_id)
         except StoreUnavailable:
             log.error("run %s: its running place could not be given back (store unreachable); "
-                      "it counts toward its key's running limit until removed from the active set", run.run_id)
+                      "trying again until the store answers", run.run_id)
+            task = asyncio.ensure_future(self._release_later(run))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _release_later(self, run: RunRecord) -> None:
+        """``_release`` once the store is back. A create whose answer was lost may have
+        landed: that run has no engine and its caller got an error, so its log is closed
+        (``interrupted``), which gives its place back like any run's end."""
+        delay = self.RELEASE_RETRY_S
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                stored = await self.store.get(run.run_id)
+                if stored is not None and stored.status not in TERMINAL and not self.running_here(run.run_id):
+                    if await self.close_log(run.run_id, INTERRUPTED):
+                        await self.until_finished(run.run_id)
+                await self.quotas.release_everywhere(run.owner, run.run_id)
+            except StoreUnavailable:
+                delay = min(2 * delay, 5.0)
+                continue
+            log.info("run %s: its running place was given back", run.run_id)
+            return
 
     def _writer(self, run: RunRecord, given: RunInputs, last_seq: int = 0) -> RunWriter:
         """The run's writer, capped at ``max_events_per_run``: past it, the run is stopped
