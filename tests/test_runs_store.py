@@ -8,6 +8,7 @@ from dataclasses import replace
 import asyncio
 import json
 from pathlib import Path
+import time
 import uuid
 from typing import Any, AsyncIterator
 
@@ -237,6 +238,49 @@ async def test_sqlite_wal_starts_over_under_steady_writes(tmp_path: Path) -> Non
     finally:
         await s.close()
     assert not wal.exists() or wal.stat().st_size == 0  # close checkpointed everything
+
+
+async def test_sqlite_commits_never_wait_for_a_thread_behind_a_busy_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: the commit after each checkpoint (the one that started the WAL over
+    and fsynced its header) ran on a worker thread, where each statement waited for the
+    GIL behind the busy loop; a batch of creates then took seconds, and every request
+    waiting on it too. Now the checkpoint's own thread starts the WAL over with a write
+    that changes nothing, and every group commit runs on the loop: under a loop that
+    keeps busy, creates stay quick, and the WAL still starts over."""
+    path = tmp_path / "runs.db"
+    s = SqliteStore(path, checkpoint_s=0.05)
+    threaded: list[str] = []
+    real_to_thread = asyncio.to_thread
+
+    async def recording(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        threaded.append(getattr(fn, "__name__", repr(fn)))
+        return await real_to_thread(fn, *args, **kwargs)
+
+    await s.open()
+    monkeypatch.setattr(asyncio, "to_thread", recording)
+    wal = Path(str(path) + "-wal")
+    try:
+        loop = asyncio.get_running_loop()
+        slowest, restarts, n = 0.0, 0, 0
+        end = loop.time() + 1.0
+        while loop.time() < end:
+            began = time.perf_counter()
+            await asyncio.gather(*(s.create(_run(f"r{n}-{i}")) for i in range(50)))
+            slowest = max(slowest, time.perf_counter() - began)
+            n += 1
+            spin = time.perf_counter() + 0.01
+            while time.perf_counter() < spin:  # the loop busy, as under load
+                pass
+            with wal.open("rb") as f:
+                restarts = max(restarts, int.from_bytes(f.read(16)[12:16], "big"))
+        assert "_commit" not in threaded, threaded
+        assert "_checkpoint" in threaded
+        assert restarts >= 3, restarts
+        assert slowest < 0.5, slowest  # the regression: seconds, behind the busy loop
+    finally:
+        await s.close()
 
 
 @pytest.fixture(params=["redis", "redis-cluster"])

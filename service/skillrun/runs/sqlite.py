@@ -14,8 +14,9 @@ How it keeps the stream fast and memory bounded:
   no commit running meanwhile (appends keep queueing): a checkpoint that races
   the commits never catches up with the end of the WAL, so the WAL never starts
   over and grows without bound under steady load (1 GB in 8 s at full speed).
-  The commit after a checkpoint restarts the WAL and fsyncs its new header, so
-  that one commit runs on a worker thread too: no fsync ever runs on the loop.
+  The checkpoint's thread also starts the WAL over (the first write after a
+  complete checkpoint rewrites the WAL's header and fsyncs it), so every group
+  commit runs on the loop and no fsync ever does.
 - An event becomes visible to followers once its transaction has committed, so
   what a client has seen is always on disk (a resume after a crash never finds
   a different event under an id it already has). ``synchronous=NORMAL`` in WAL
@@ -308,9 +309,28 @@ class SqliteStore:
         self._writer = asyncio.create_task(self._write_loop(), name="skillrun-sqlite-writer")
 
     def _checkpoint(self, mode: str = "PASSIVE") -> None:
-        """Called by the writer task only, with no commit running (see the module docstring)."""
+        """Called by the writer task only, with no commit running (see the module docstring).
+
+        When the checkpoint copied the whole WAL, the WAL is also started over here, on
+        this worker thread, by a write that changes nothing (the schema version set to
+        itself): the first write after a complete checkpoint is the one that rewrites
+        the WAL's header and fsyncs it. Done by the next group commit instead, that
+        commit had to run on a thread too, and there every statement waited for the
+        GIL behind the busy event loop (up to 5 ms each): a commit of a few hundred
+        creates took seconds, and every request waiting on it with it."""
         assert self._conn is not None
-        self._conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchall()
+        conn = self._conn
+        busy, frames, copied = conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
+        if busy or frames <= 0 or copied != frames:
+            return  # readers still need the WAL: it goes on growing until the next one
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(f"PRAGMA user_version = {version:d}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
     async def close(self) -> None:
         if self._writer is None:
@@ -392,7 +412,6 @@ class SqliteStore:
     async def _write_loop(self) -> None:
         loop = asyncio.get_running_loop()
         dirty = False  # commits in the WAL since the last checkpoint
-        restart = False  # the next commit starts the WAL over (and fsyncs its header)
         checkpoint_at = 0.0
         while True:
             if dirty:
@@ -405,10 +424,7 @@ class SqliteStore:
                 now = utc_now()
                 began = time.perf_counter()
                 try:
-                    if restart:
-                        outcome = await asyncio.to_thread(self._commit, ops, now)
-                    else:
-                        outcome = self._commit(ops, now)
+                    outcome = self._commit(ops, now)
                 except Exception as exc:  # a broken disk must not hang every follower
                     log.exception("run store: commit of %d operation(s) failed", len(ops))
                     self._fail(ops, exc)
@@ -418,7 +434,7 @@ class SqliteStore:
                     self._publish(ops, outcome, now)
                     if not dirty:
                         checkpoint_at = loop.time() + self.checkpoint_s
-                    dirty, restart = True, False
+                    dirty = True
             if self._closing and not self._pending:
                 return
             if dirty and loop.time() >= checkpoint_at:
@@ -426,7 +442,7 @@ class SqliteStore:
                     await asyncio.to_thread(self._checkpoint)
                 except sqlite3.Error:
                     log.exception("run store: checkpoint failed (the WAL keeps the data)")
-                dirty, restart = False, True
+                dirty = False
 
     def _commit(self, ops: list[Any], now: str) -> dict[int, Any]:
         """One transaction for the whole batch; returns what creates and purges found."""
