@@ -200,3 +200,34 @@ async def test_answers_are_checked_against_the_spec(monkeypatch: pytest.MonkeyPa
     async with asgi_client(create_app(make_settings())) as client:
         response = await client.post(SUMMARIZE, json={"inputs": {"text": TEXT}})
     assert response.status_code == 500
+
+
+async def test_admission_takes_keys_in_turn_and_each_key_in_order() -> None:
+    """With every place taken, key A's burst of 5 and then key B's 2 requests wait: as
+    places come back, the keys take turns (A, B, A, B, A ...), each key in arrival
+    order; a waiter that gives up (its client left) holds no place."""
+    admission = fastlane._Admission(2)
+    held = [await admission.enter("a"), await admission.enter("a")]
+    order: list[str] = []
+
+    async def wait(name: str, key: str) -> None:
+        leave = await admission.enter(key)
+        order.append(name)
+        held.append(leave)
+
+    waiters = [asyncio.create_task(wait(f"a{i}", "a")) for i in range(5)]
+    waiters += [asyncio.create_task(wait(f"b{i}", "b")) for i in range(2)]
+    quitter = asyncio.create_task(wait("c0", "c"))
+    await asyncio.sleep(0)
+    quitter.cancel()
+    await asyncio.sleep(0)
+    for served in range(1, 8):
+        leave = held.pop(0)
+        leave()  # a place comes back: the next in turn takes it
+        leave()  # giving back twice is once
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert len(order) == served, order
+    await asyncio.gather(*waiters)
+    assert order == ["a0", "b0", "a1", "b1", "a2", "a3", "a4"]
+    assert quitter.cancelled() and "c0" not in order

@@ -34,6 +34,7 @@ its own.
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import re
 from dataclasses import dataclass
@@ -183,10 +184,77 @@ class _Replay:
         return message
 
 
+class _Admission:
+    """At most ``slots`` requests between their arrival in the lane and their run's
+    creation; the others wait, in arrival order within each key and taking turns
+    between keys, so one key's burst never stands in front of another key's request
+    (see ``FastLaneMiddleware``)."""
+
+    __slots__ = ("_free", "_queues")
+
+    def __init__(self, slots: int) -> None:
+        self._free = slots
+        # Each waiting key's queue, in the order keys take their turns (dicts keep order).
+        self._queues: dict[str, collections.deque[asyncio.Future[None]]] = {}
+
+    async def enter(self, key: str) -> Callable[[], None]:
+        """Waits for a slot; returns the function that gives it back (once)."""
+        if self._free > 0 and not self._queues:
+            self._free -= 1
+        else:
+            turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._queues.setdefault(key, collections.deque()).append(turn)
+            try:
+                await turn
+            except asyncio.CancelledError:
+                if turn.done() and not turn.cancelled():
+                    self._leave()  # given a slot as it was cancelled: pass it on
+                else:
+                    queue = self._queues.get(key)
+                    if queue is not None and turn in queue:
+                        queue.remove(turn)
+                        if not queue:
+                            del self._queues[key]
+                raise
+        left = False
+
+        def leave() -> None:
+            nonlocal left
+            if not left:
+                left = True
+                self._leave()
+
+        return leave
+
+    def _leave(self) -> None:
+        while self._queues:
+            key, queue = next(iter(self._queues.items()))
+            turn = queue.popleft()
+            del self._queues[key]
+            if queue:
+                self._queues[key] = queue  # to the back of the line of keys
+            if not turn.done():
+                turn.set_result(None)  # the slot passes straight to the next in line
+                return
+        self._free += 1
+
+
 class FastLaneMiddleware:
+    """See the module docstring.
+
+    Admission: at most ``ADMITTING`` requests are between their arrival here and their
+    run's creation; the rest wait their turn (``_Admission``: arrival order within a
+    key, keys taking turns), so a burst of one key's stream starts never stands in
+    front of another key's request. Enough at once to fill the store's group
+    commits; neither a body still arriving nor the run itself holds a place.
+    """
+
+    ADMITTING = 32
+
     def __init__(self, app: Any, spec: dict[str, Any], validate_responses: bool = False) -> None:
         self.app = app
         self.routes = routes_of(spec, validate_responses)
+        self.admission = _Admission(self.ADMITTING)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         route = None

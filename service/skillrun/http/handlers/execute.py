@@ -50,6 +50,8 @@ class Caller:
     owner: str
     headers: Mapping[str, str]
     receive: Callable[[], Awaitable[Any]]
+    # Called once the run exists (or its start failed): the fast lane's admission ends there.
+    started: Callable[[], None] | None = None
 
 
 def _connexion_caller() -> Caller:
@@ -91,6 +93,9 @@ async def _start(
             detail=f"Idempotency-Key: {message}; use a new key for a new request.",
             ext={"errors": [{"field": "Idempotency-Key", "message": message}]},
         ) from None
+    finally:
+        if caller.started is not None:
+            caller.started()
     return run, _run_headers(run, replayed)
 
 
