@@ -36,7 +36,7 @@ import jsonschema
 from .. import events as ev
 from ..events import Emitter
 from .capability import _RUN_KEY, _RUN_STATE, Capability, CapabilityError, CapabilityRegistry
-from .expressions import Expression, ExpressionError, Template, render_elsewhere
+from .expressions import NEEDS_CEL, Expression, ExpressionError, Template, render_elsewhere
 from .deltas import DeltaPolicy, RunDeltaBudget
 from .forward import Forward
 from .hooks import NO_TRACER, Tracer
@@ -561,7 +561,12 @@ class _Run:
 
     async def render(self, what: Template | Expression, local: dict[str, Any] | None = None) -> Any:
         """A template's value (or an expression's): on the loop when what it reads is
-        small, else where a deadline can stop it (see ``workers``)."""
+        small, else where a deadline can stop it (see ``workers``). What needs no CEL
+        (``quick``: paths, constants, a conditional on a path) costs at most a copy of
+        what it reads: on the loop, without measuring what it reads first."""
+        value = what.quick(self.inputs, self.outputs, local)
+        if value is not NEEDS_CEL:
+            return value
         if not isinstance(what, Template) or what.expressions:
             scope = what.activation(self.inputs, self.outputs, local)
             if not self.engine.offload.inline(scope):
