@@ -507,8 +507,11 @@ class _Run:
         observed = tracer.fallback(step.id, cap.name) if fallback else tracer.attempt(step.id, cap.name)
         async with self.engine.slot(cap), observed:
             try:
-                async with Deadline(step.timeout_s, f"step {step.id!r} took longer than {step.timeout_s or 0:g} s"):
+                if step.timeout_s is None:  # no limit: no timer, no message to format
                     output = await self.engine.invoke(cap, args)
+                else:
+                    async with Deadline(step.timeout_s, f"step {step.id!r} took longer than {step.timeout_s:g} s"):
+                        output = await self.engine.invoke(cap, args)
             except TimedOut as exc:
                 raise StepFailure(TIMEOUT, exc.message) from None
             except CapabilityError as exc:
