@@ -319,6 +319,7 @@ class Projection(NamedTuple):
 
 
 _NOTHING = Projection(False, None)
+NO_CHANGE = _NOTHING  # what most events change in their run record: nothing
 _WAITS = Projection(False, None, 1)
 _WAIT_ENDS = Projection(False, None, -1)
 _RESUMED = Projection(False, None, 0, True)

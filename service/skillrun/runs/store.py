@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Collection, Protocol
 
-from ..events import DONE, project_waits, projection
+from ..events import DONE, Projection, project_waits, projection
 
 TERMINAL = frozenset({"completed", "failed", "cancelled", "interrupted"})
 UNFINISHED = frozenset({"queued", "running", "waiting"})
@@ -147,7 +147,11 @@ class RunStore(Protocol):
 
 def project(run: RunRecord, event: EventRecord, now: str) -> None:
     """Apply an event to its run record (``events.projection``; see the module docstring)."""
-    change = projection(event.seq, event.type, event.data)
+    apply_change(run, projection(event.seq, event.type, event.data), now)
+
+
+def apply_change(run: RunRecord, change: Projection, now: str) -> None:
+    """Apply an event's ``projection`` (computed once, where the store has it) to its run record."""
     if change.starts and run.status == "queued":
         run.status = "running"
         run.started_at = now
