@@ -29,7 +29,7 @@ import random
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Callable, Coroutine, Protocol
+from typing import Any, Awaitable, Callable, Coroutine, Protocol
 
 import jsonschema
 
@@ -39,7 +39,7 @@ from .capability import _RUN_KEY, _RUN_STATE, Capability, CapabilityError, Capab
 from .expressions import NEEDS_CEL, Expression, ExpressionError, Template, render_elsewhere
 from .deltas import DeltaPolicy, RunDeltaBudget
 from .forward import Forward
-from .hooks import NO_TRACER, Tracer
+from .hooks import NO_TRACER, NOTHING, Tracer
 from .inputcheck import InputCheck
 from .model import Skill, Step
 from .pool import Pool
@@ -217,11 +217,12 @@ class Engine:
         """What a call of ``cap`` holds while it runs: a slot of the caller's share, or nothing."""
         return self.slots.hold(TENANT.get()) if cap.holds_slot else contextlib.nullcontext()
 
-    async def invoke(self, cap: Capability, args: dict[str, Any]) -> Any:
-        """Call a capability: CPU-bound ones through ``offload``, the others on the loop."""
+    def invoke(self, cap: Capability, args: dict[str, Any]) -> Awaitable[Any]:
+        """Call a capability: CPU-bound ones through ``offload``, the others on the loop
+        (their own coroutine, awaited by the caller: no coroutine around it)."""
         if cap.sync_fn is not None:
-            return await self.offload.call(cap.sync_fn, args)
-        return await cap.fn(args)
+            return self.offload.call(cap.sync_fn, args)
+        return cap.fn(args)
 
     def _check_nested_inputs(self, skill: Skill, args: dict[str, Any]) -> None:
         key = (skill.id, skill.version)
@@ -505,25 +506,31 @@ class _Run:
             raise StepFailure("input_invalid", f"{cap.name} {problem}")
         tracer = self.engine.tracer
         observed = tracer.fallback(step.id, cap.name) if fallback else tracer.attempt(step.id, cap.name)
-        async with self.engine.slot(cap), observed:
-            try:
-                if step.timeout_s is None:  # no limit: no timer, no message to format
-                    output = await self.engine.invoke(cap, args)
-                else:
-                    async with Deadline(step.timeout_s, f"step {step.id!r} took longer than {step.timeout_s:g} s"):
-                        output = await self.engine.invoke(cap, args)
-            except TimedOut as exc:
-                raise StepFailure(TIMEOUT, exc.message) from None
-            except CapabilityError as exc:
-                raise StepFailure(exc.kind, str(exc), exc.retry_after_s) from None
-            except (StepFailure, asyncio.CancelledError):
-                raise
-            except Exception as exc:  # a capability bug is the step's failure, not the run's crash
-                raise StepFailure("capability_error", f"{type(exc).__name__}: {exc}") from None
+        if observed is NOTHING and not cap.holds_slot:  # most calls: no slot, no span to enter
+            output = await self._invoke(step, cap, args)
+        else:
+            async with self.engine.slot(cap), observed:
+                output = await self._invoke(step, cap, args)
         if not isinstance(output, dict):
             raise StepFailure("capability_error", f"{cap.name} returned {type(output).__name__}, not an object")
         await self.engine.yield_if_due()
         return output
+
+    async def _invoke(self, step: Step, cap: Capability, args: dict[str, Any]) -> Any:
+        """The call itself, within the step's time limit; what it raises, as the step's failure."""
+        try:
+            if step.timeout_s is None:  # no limit: no timer, no message to format
+                return await self.engine.invoke(cap, args)
+            async with Deadline(step.timeout_s, f"step {step.id!r} took longer than {step.timeout_s:g} s"):
+                return await self.engine.invoke(cap, args)
+        except TimedOut as exc:
+            raise StepFailure(TIMEOUT, exc.message) from None
+        except CapabilityError as exc:
+            raise StepFailure(exc.kind, str(exc), exc.retry_after_s) from None
+        except (StepFailure, asyncio.CancelledError):
+            raise
+        except Exception as exc:  # a capability bug is the step's failure, not the run's crash
+            raise StepFailure("capability_error", f"{type(exc).__name__}: {exc}") from None
 
     async def _nested(self, step: Step, index: int | None, args: dict[str, Any]) -> dict[str, Any]:
         skill_id = step.skill_id

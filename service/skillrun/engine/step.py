@@ -19,7 +19,7 @@ import random
 import time
 from datetime import datetime, timedelta, timezone
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Awaitable, Protocol
 
 from .. import events as ev
 from ..events import Emitter, Event
@@ -40,7 +40,7 @@ class EngineCalls(Protocol):
     answers: Answers  # where waiting steps wait for their answers
     deltas: DeltaPolicy  # how partial output is coalesced and bounded
 
-    async def invoke(self, cap: Capability, args: dict[str, Any]) -> Any: ...
+    def invoke(self, cap: Capability, args: dict[str, Any]) -> Awaitable[Any]: ...
 
 
 class StepHost(Protocol):
