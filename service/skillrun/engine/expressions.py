@@ -71,6 +71,8 @@ class Expression:
     # is quick evaluates only its chosen branch (CEL's ternary does the same).
     constant: Any = _MISSING
     branches: "tuple[Expression, Expression, Expression] | None" = None
+    # ``quick`` as one closure made at load (None: always CEL): no dispatch per use.
+    fast: "Callable[..., Any] | None" = None
 
     @classmethod
     def compile(cls, source: str) -> "Expression":
@@ -87,49 +89,21 @@ class Expression:
         plain = _PATH.match(source) if constant is _MISSING else None
         path = tuple(p.strip() for p in plain.group(1).split(".")) if plain else None
         branches = _conditional(source) if constant is _MISSING and path is None else None
-        return cls(source, program, refs, reads_steps, needs, path, reads, input_refs, constant, branches)
+        if path is not None:
+            fast: Callable[..., Any] | None = _walker(path)
+        elif constant is not _MISSING:
+            fast = _constant_fn(constant)
+        elif branches is not None and branches[0].fast is not None:
+            fast = _chooser(branches[0].fast, branches[1].fast, branches[2].fast)
+        else:
+            fast = None
+        return cls(source, program, refs, reads_steps, needs, path, reads, input_refs, constant, branches, fast)
 
     def quick(self, inputs: Mapping[str, Any], steps: Mapping[str, Any], local: Mapping[str, Any] | None = None) -> Any:
         """The value without the CEL runtime, or ``_MISSING`` when only CEL can tell
         (then ``evaluate`` asks it). Never costlier than linear in what it reads."""
-        if self.path is not None:
-            return self._walk(inputs, steps, local)
-        if self.constant is not _MISSING:
-            return self.constant
-        if self.branches is not None:
-            test, then, other = self.branches
-            go = test.quick(inputs, steps, local)
-            if go is True:
-                return then.quick(inputs, steps, local)
-            if go is False:
-                return other.quick(inputs, steps, local)
-        return _MISSING
-
-    def _walk(self, inputs: Mapping[str, Any], steps: Mapping[str, Any], local: Mapping[str, Any] | None) -> Any:
-        """The path's value: a scalar as it is, a list or map as a copy of JSON-like values
-        (what CEL gives back, and capabilities must not share mutable objects with other
-        steps); ``_MISSING`` when CEL decides (a missing field, another type)."""
-        assert self.path is not None
-        root, *rest = self.path
-        if root == "inputs":
-            value: Any = inputs
-        elif root == "steps":
-            value = steps
-        elif local and root in local:
-            value = local[root]
-        else:
-            return _MISSING
-        for key in rest:
-            if not isinstance(value, dict) or key not in value:
-                return _MISSING
-            value = value[key]
-        if isinstance(value, _SCALARS):
-            # CEL's ints are 64 bits: it makes a larger one a double.
-            return value if type(value) is not int or _INT64_MIN <= value <= _UINT64_MAX else _MISSING
-        try:
-            return _copy(value)
-        except RecursionError:  # nested deeper than Python's stack: CEL decides
-            return _MISSING
+        fast = self.fast
+        return fast(inputs, steps, local) if fast is not None else _MISSING
 
     @property
     def raw(self) -> str:
@@ -174,6 +148,56 @@ class Expression:
             raise ExpressionError(f"{self.source!r}: no such field {exc}") from None
         except Exception as exc:  # the CEL runtime raises several types
             raise ExpressionError(f"{self.source!r}: {exc}") from None
+
+
+def _walker(path: tuple[str, ...]) -> Callable[..., Any]:
+    """``quick`` for a plain path: its value, a scalar as it is, a list or map as a copy of
+    JSON-like values (what CEL gives back, and capabilities must not share mutable objects
+    with other steps); ``_MISSING`` when CEL decides (a missing field, another type)."""
+    root, rest = path[0], path[1:]
+
+    def walk(inputs: Mapping[str, Any], steps: Mapping[str, Any], local: Mapping[str, Any] | None = None) -> Any:
+        if root == "inputs":
+            value: Any = inputs
+        elif root == "steps":
+            value = steps
+        elif local and root in local:
+            value = local[root]
+        else:
+            return _MISSING
+        for key in rest:
+            if not isinstance(value, dict) or key not in value:
+                return _MISSING
+            value = value[key]
+        if isinstance(value, _SCALARS):
+            # CEL's ints are 64 bits: it makes a larger one a double.
+            return value if type(value) is not int or _INT64_MIN <= value <= _UINT64_MAX else _MISSING
+        try:
+            return _copy(value)
+        except RecursionError:  # nested deeper than Python's stack: CEL decides
+            return _MISSING
+
+    return walk
+
+
+def _constant_fn(value: Any) -> Callable[..., Any]:
+    return lambda _i, _s, _l=None: value
+
+
+def _chooser(
+    test: Callable[..., Any], then: Callable[..., Any] | None, other: Callable[..., Any] | None
+) -> Callable[..., Any]:
+    """``quick`` for ``test ? then : other``: only the branch the test chooses (as CEL)."""
+
+    def choose(inputs: Mapping[str, Any], steps: Mapping[str, Any], local: Mapping[str, Any] | None = None) -> Any:
+        go = test(inputs, steps, local)
+        if go is True:
+            return then(inputs, steps, local) if then is not None else _MISSING
+        if go is False:
+            return other(inputs, steps, local) if other is not None else _MISSING
+        return _MISSING
+
+    return choose
 
 
 def _constant(program: Any) -> Any:
@@ -383,8 +407,14 @@ class _NotQuick(Exception):
     """An expression of a template needs the CEL runtime (``Template.quick``)."""
 
 
+def _needs_cel(_i: Any, _s: Any, _l: Any = None) -> Any:
+    raise _NotQuick
+
+
 def _quick_or_raise(expr: Expression) -> Callable[..., Any]:
-    quick = expr.quick
+    quick = expr.fast
+    if quick is None:
+        return _needs_cel
 
     def value(i: Mapping[str, Any], s: Mapping[str, Any], l: Mapping[str, Any] | None = None) -> Any:
         v = quick(i, s, l)
