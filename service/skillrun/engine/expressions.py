@@ -4,6 +4,10 @@ Conditions (``when``) and values in a step's ``input`` or a skill's ``outputs`` 
 CEL (https://cel.dev) evaluated over ``{"inputs": ..., "steps": ...}``; never Python
 ``eval``. A string that is exactly ``${expr}`` evaluates to the expression's typed
 value; ``${expr}`` inside a longer string is interpolated as text.
+
+Plain paths (``inputs.x``, ``steps.a.b``, ``item``), variable-free scalars and
+conditionals whose test is one of those skip the CEL runtime (``Expression.quick``)
+where that gives exactly CEL's result; everything else, and every error, is CEL's.
 """
 
 from __future__ import annotations
@@ -249,9 +253,11 @@ _INT64_MIN, _UINT64_MAX = -(1 << 63), (1 << 64) - 1
 
 
 def _copy(value: Any) -> Any:
-    """A copy of a JSON-like list or map (tuples become lists, as in CEL), or ``_MISSING``
+    """A copy of a JSON-like list or map (tuples become lists, as in CEL; keys keep their
+    order, where CEL gives a map back in no particular order), or ``_MISSING``
     for what only CEL converts (other types, keys other than strings, ints past 64 bits,
-    which CEL makes doubles). Strings and scalars are as ``_walk`` gives them."""
+    which CEL makes doubles). Strings are kept as they are, as the walker keeps a
+    string it lands on."""
     kind = type(value)
     if kind is dict:
         out = {}
