@@ -148,8 +148,9 @@ def test_the_cases_take_the_quick_paths() -> None:
     ticker = Expression.compile("inputs.progress ? double(index + 1) / double(inputs.steps) : null")
     assert ticker.branches is not None
     assert ticker.quick({**INPUTS, "progress": False}, STEPS, local) is None
-    assert ticker.quick({**INPUTS, "progress": True}, STEPS, local) is _MISSING  # its branch needs CEL
-    assert ticker.evaluate({**INPUTS, "progress": True}, STEPS, local) == 0.0003
+    assert ticker.quick({**INPUTS, "progress": True}, STEPS, local) == 0.0003  # arithmetic: see below
+    assert Expression.compile("inputs.flag ? size(inputs.list) : 0").quick(INPUTS, STEPS, local) is _MISSING
+    assert Expression.compile("inputs.flag ? size(inputs.list) : 0").evaluate(INPUTS, STEPS, local) == 6
     assert Expression.compile("inputs.flag ? 1 : 2 // a comment: ? 3").branches is None
     assert Expression.compile("inputs.bigs").quick(INPUTS, STEPS) is _MISSING  # CEL makes 2**64 a double
 
@@ -198,3 +199,52 @@ def test_template_quick_renders_as_render_does(value: Any) -> None:
             assert same(quick, template.render(inputs, STEPS, local))
     assert Template("${size(inputs.list)}").quick(INPUTS, STEPS) is _MISSING
     assert Template({"plain": [1]}).quick(INPUTS, STEPS) == {"plain": [1]}
+
+
+NUMBERS: dict[str, Any] = {
+    "i": 7, "j": -2, "z": 0, "big": (1 << 63) - 1, "small": -(1 << 63), "u": 1 << 63, "f": 2.5, "g": -0.0,
+    "h": 1e308, "t": True, "s": "3", "n": None, "l": [1],
+}
+
+
+def _arithmetic_sources(seed: int, count: int) -> list[str]:
+    import random
+
+    rng = random.Random(seed)
+    leaves = [*(f"inputs.{k}" for k in NUMBERS), "index", "item", "1", "0", "3", "2.0", "0.0", "1e300", "9223372036854775807"]
+
+    def tree(depth: int) -> str:
+        roll = rng.random()
+        if depth == 0 or roll < 0.3:
+            return rng.choice(leaves)
+        if roll < 0.45:
+            return f"double({tree(depth - 1)})"
+        if roll < 0.55:
+            return f"-{tree(depth - 1)}"
+        if roll < 0.65:
+            return f"({tree(depth - 1)})"
+        return f"{tree(depth - 1)} {rng.choice('+-*/')} {tree(depth - 1)}"
+
+    return [tree(4) for _ in range(count)]
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_arithmetic_gives_what_cel_gives(seed: int) -> None:
+    """``+ - * /``, unary minus and ``double()`` over ints and doubles: CEL's value or
+    CEL's error (overflow, division by zero, mixed types) for random expressions."""
+    quick = 0
+    for source in _arithmetic_sources(seed, 150):
+        expr = Expression.compile(source)
+        for local in ({"index": 3, "item": 2.5}, {"index": 0, "item": -1}):
+            want = cel_result(source, NUMBERS, {}, local)
+            got = ours(expr, NUMBERS, {}, local)
+            assert same(got, want), (source, local, got, want)
+            quick += expr.quick(NUMBERS, {}, local) is not _MISSING
+    assert quick > 50  # most of them were computed without CEL
+
+
+def test_arithmetic_is_quick_for_the_ticker() -> None:
+    ticker = Expression.compile("inputs.progress ? double(index + 1) / double(inputs.steps) : null")
+    assert ticker.quick({"progress": True, "steps": 4}, {}, {"index": 2, "item": 2}) == 0.75
+    assert Expression.compile("1 / 0").quick({}, {}) is _MISSING  # the error is CEL's, at run time
+    assert Expression.compile("inputs.a % 2").fast is None  # C's remainder, not Python's

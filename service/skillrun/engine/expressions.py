@@ -12,6 +12,7 @@ where that gives exactly CEL's result; everything else, and every error, is CEL'
 
 from __future__ import annotations
 
+import ast
 import re
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
@@ -100,7 +101,7 @@ class Expression:
         elif branches is not None and branches[0].fast is not None:
             fast = _chooser(branches[0].fast, branches[1].fast, branches[2].fast)
         else:
-            fast = None
+            fast = _arithmetic(source)
         return cls(source, program, refs, reads_steps, needs, path, reads, input_refs, constant, branches, fast)
 
     def quick(self, inputs: Mapping[str, Any], steps: Mapping[str, Any], local: Mapping[str, Any] | None = None) -> Any:
@@ -202,6 +203,110 @@ def _chooser(
         return _MISSING
 
     return choose
+
+
+_INT64_MAX = (1 << 63) - 1
+_ARITHMETIC = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}
+_CEL_WORDS = frozenset({"true", "false", "null", "in"})
+
+
+def _arithmetic(source: str) -> Callable[..., Any] | None:
+    """``quick`` for arithmetic over paths and numbers (``double(index + 1) / double(inputs.steps)``):
+    ``+ - * /``, unary ``-``, ``double()``, parentheses, which CEL and Python parse alike.
+    Only what CEL computes without an error is computed here: ints and doubles never
+    mixed, ints within 64 bits (no overflow, no division by zero, truncating), doubles
+    by IEEE (a division by zero is left to CEL); anything else is ``_MISSING``."""
+    if not any(c in source for c in "+-*/(") or "**" in source or "//" in source:
+        return None
+    try:
+        node = ast.parse(source.strip(), mode="eval").body
+    except (SyntaxError, ValueError):
+        return None
+    return _arith_node(node)
+
+
+def _arith_node(node: ast.AST) -> Callable[..., Any] | None:
+    if isinstance(node, ast.Constant):
+        value = node.value
+        if type(value) is float or type(value) is int and -_INT64_MAX <= value <= _INT64_MAX:
+            return _constant_fn(value)
+        return None
+    if isinstance(node, (ast.Name, ast.Attribute)):
+        path: list[str] = []
+        while isinstance(node, ast.Attribute):
+            path.append(node.attr)
+            node = node.value
+        if not isinstance(node, ast.Name) or node.id in _CEL_WORDS:
+            return None
+        return _walker((node.id, *reversed(path)))
+    if isinstance(node, ast.Call):
+        if not (isinstance(node.func, ast.Name) and node.func.id == "double" and len(node.args) == 1
+                and not node.keywords):
+            return None
+        inner = _arith_node(node.args[0])
+        return None if inner is None else _to_double(inner)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        inner = _arith_node(node.operand)
+        return None if inner is None else _negate(inner)
+    if isinstance(node, ast.BinOp) and type(node.op) in _ARITHMETIC:
+        left, right = _arith_node(node.left), _arith_node(node.right)
+        if left is None or right is None:
+            return None
+        return _binary(_ARITHMETIC[type(node.op)], left, right)
+    return None
+
+
+def _int64(value: Any) -> bool:
+    return type(value) is int and _INT64_MIN <= value <= _INT64_MAX
+
+
+def _to_double(inner: Callable[..., Any]) -> Callable[..., Any]:
+    def double(i: Any, s: Any, l: Any = None) -> Any:
+        v = inner(i, s, l)
+        if type(v) is float:
+            return v
+        return float(v) if _int64(v) else _MISSING
+
+    return double
+
+
+def _negate(inner: Callable[..., Any]) -> Callable[..., Any]:
+    def negate(i: Any, s: Any, l: Any = None) -> Any:
+        v = inner(i, s, l)
+        if type(v) is float:
+            return -v
+        return -v if _int64(v) and _int64(-v) else _MISSING
+
+    return negate
+
+
+def _binary(op: str, left: Callable[..., Any], right: Callable[..., Any]) -> Callable[..., Any]:
+    def compute(i: Any, s: Any, l: Any = None) -> Any:
+        a, b = left(i, s, l), right(i, s, l)
+        if type(a) is float and type(b) is float:
+            if op == "+":
+                return a + b
+            if op == "-":
+                return a - b
+            if op == "*":
+                return a * b
+            return a / b if b != 0.0 else _MISSING
+        if not (_int64(a) and _int64(b)):
+            return _MISSING
+        if op == "+":
+            r = a + b
+        elif op == "-":
+            r = a - b
+        elif op == "*":
+            r = a * b
+        elif b == 0:
+            return _MISSING
+        else:  # CEL truncates toward zero
+            r = abs(a) // abs(b)
+            r = r if (a < 0) == (b < 0) else -r
+        return r if _int64(r) else _MISSING
+
+    return compute
 
 
 def _constant(program: Any) -> Any:
