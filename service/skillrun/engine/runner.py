@@ -128,6 +128,10 @@ class Engine:
         self.answers = Answers()  # steps waiting for input, by run, step and item (``waiting``)
         self._slice_start = time.perf_counter()
 
+    def turn_due(self) -> bool:
+        """``SLICE_S`` of steps that never waited have passed: ``yield_if_due`` would yield."""
+        return time.perf_counter() - self._slice_start >= SLICE_S
+
     async def yield_if_due(self) -> None:
         """Give the event loop a turn after ``SLICE_S`` of steps that never waited.
 
@@ -478,15 +482,16 @@ class _Run:
 
     # ---------------------------------------------------------------- one instance
 
-    async def _instance(
+    def _instance(
         self,
         step: Step,
         index: int | None,
         local: dict[str, Any] | None,
         failure: StepFailure | None = None,
-    ) -> tuple[Any, str, dict[str, str] | None]:
-        """One execution of a step: ``step_start``, then exactly one terminal event (see ``step``)."""
-        return await StepLife(self, step, index, local).live(failure)
+    ) -> Coroutine[Any, Any, tuple[Any, str, dict[str, str] | None]]:
+        """One execution of a step: ``step_start``, then exactly one terminal event (see
+        ``step``). The instance's own coroutine, for the caller to await (no coroutine around it)."""
+        return StepLife(self, step, index, local).live(failure)
 
     def wait_expiry(self, step_id: str, index: int | None) -> str | None:
         """When the wait of this instance expires, if it waited before the run was resumed."""
@@ -513,7 +518,8 @@ class _Run:
                 output = await self._invoke(step, cap, args)
         if not isinstance(output, dict):
             raise StepFailure("capability_error", f"{cap.name} returned {type(output).__name__}, not an object")
-        await self.engine.yield_if_due()
+        if self.engine.turn_due():  # checked first: no coroutine per call when it is not
+            await self.engine.yield_if_due()
         return output
 
     async def _invoke(self, step: Step, cap: Capability, args: dict[str, Any]) -> Any:
