@@ -250,14 +250,23 @@ def index_ranges(indices: Iterable[int]) -> list[tuple[int, int]]:
 
 def envelope(event: Event, *, trace_id: str, run_id: str, timestamp: str) -> dict[str, Any]:
     """The event as the log stores it and a stream sends it (``EventEnvelope`` fields)."""
+    return enveloped(*event, trace_id, run_id, timestamp)
+
+
+def enveloped(
+    type: str, message: str, step_id: str | None, data: dict[str, Any] | None, trace_id: str, run_id: str,
+    timestamp: str,
+) -> dict[str, Any]:
+    """``envelope`` from the event's fields, as an ``Emitter`` is handed them (every
+    event of every run comes through here: no ``Event`` made only to be taken apart)."""
     return {
-        "type": event.type,
-        "message": event.message,
+        "type": type,
+        "message": message,
         "timestamp": timestamp,
-        "step_id": event.step_id,
+        "step_id": step_id,
         "trace_id": trace_id,
         "run_id": run_id,
-        "data": event.data,
+        "data": data,
     }
 
 
@@ -324,6 +333,7 @@ class Projection(NamedTuple):
 
 
 _NOTHING = Projection(False, None)
+NO_CHANGE = _NOTHING  # what most events change in their run record: nothing
 _WAITS = Projection(False, None, 1)
 _WAIT_ENDS = Projection(False, None, -1)
 _RESUMED = Projection(False, None, 0, True)

@@ -4,10 +4,15 @@ Conditions (``when``) and values in a step's ``input`` or a skill's ``outputs`` 
 CEL (https://cel.dev) evaluated over ``{"inputs": ..., "steps": ...}``; never Python
 ``eval``. A string that is exactly ``${expr}`` evaluates to the expression's typed
 value; ``${expr}`` inside a longer string is interpolated as text.
+
+Plain paths (``inputs.x``, ``steps.a.b``, ``item``), variable-free scalars and
+conditionals whose test is one of those skip the CEL runtime (``Expression.quick``)
+where that gives exactly CEL's result; everything else, and every error, is CEL's.
 """
 
 from __future__ import annotations
 
+import ast
 import re
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
@@ -21,10 +26,15 @@ _STEPS_ANY = re.compile(r"\bsteps\b")
 _INPUT_REF = re.compile(r"\binputs\s*(?:\.\s*([A-Za-z_]\w*)|\[\s*[\"']([^\"']+)[\"']\s*\])")
 _INPUTS_ANY = re.compile(r"\binputs\b")
 # A plain member path (``inputs.delay_ms``, ``item``): evaluated without the CEL runtime
-# when it lands on a scalar, which is what most step inputs are (~0.3 µs instead of ~15).
+# (~0.3 µs instead of ~15), see ``Expression.quick``.
 _PATH = re.compile(r"^\s*([A-Za-z_]\w*(?:\s*\.\s*[A-Za-z_]\w*)*)\s*$")
 _SCALARS = (str, int, float, bool, type(None))
 _MISSING = object()
+# What ``quick`` gives when only the CEL runtime can tell the value.
+NEEDS_CEL: Any = _MISSING
+# What a conditional's parts are split by (``_conditional``); sources with comments,
+# escapes, triple quotes or CEL's optional syntax (``a.?b``, ``[?``) are left whole to CEL.
+_NOT_SPLIT = re.compile(r"//|\\|\"\"\"|\'\'\'|[.\[{(,]\s*\?")
 
 
 def _range(n: int) -> list[int]:
@@ -61,6 +71,13 @@ class Expression:
     # expression must not copy a 500 KB document once per item (quadratic).
     reads: frozenset[str] = frozenset()
     input_refs: frozenset[str] | None = None
+    # Evaluated without CEL where that gives CEL's result (``quick``): a value with no
+    # variables, computed once (a scalar: nothing to share); a conditional whose test
+    # is quick evaluates only its chosen branch (CEL's ternary does the same).
+    constant: Any = _MISSING
+    branches: "tuple[Expression, Expression, Expression] | None" = None
+    # ``quick`` as one closure made at load (None: always CEL): no dispatch per use.
+    fast: "Callable[..., Any] | None" = None
 
     @classmethod
     def compile(cls, source: str) -> "Expression":
@@ -73,27 +90,25 @@ class Expression:
         refs = _member_refs(source, _STEP_REF, _STEPS_ANY) if reads_steps else frozenset()
         input_refs = _member_refs(source, _INPUT_REF, _INPUTS_ANY) if "inputs" in reads else frozenset()
         needs = any(f in FUNCTIONS for f in program.functions())
-        plain = _PATH.match(source)
+        constant = _constant(program) if not reads and not needs else _MISSING
+        plain = _PATH.match(source) if constant is _MISSING else None
         path = tuple(p.strip() for p in plain.group(1).split(".")) if plain else None
-        return cls(source, program, refs, reads_steps, needs, path, reads, input_refs)
-
-    def _walk(self, inputs: Mapping[str, Any], steps: Mapping[str, Any], local: Mapping[str, Any] | None) -> Any:
-        """The path's value if it is a scalar, else ``_MISSING`` (CEL decides, and copies)."""
-        assert self.path is not None
-        root, *rest = self.path
-        if root == "inputs":
-            value: Any = inputs
-        elif root == "steps":
-            value = steps
-        elif local and root in local:
-            value = local[root]
+        branches = _conditional(source) if constant is _MISSING and path is None else None
+        if path is not None:
+            fast: Callable[..., Any] | None = _walker(path)
+        elif constant is not _MISSING:
+            fast = _constant_fn(constant)
+        elif branches is not None and branches[0].fast is not None:
+            fast = _chooser(branches[0].fast, branches[1].fast, branches[2].fast)
         else:
-            return _MISSING
-        for key in rest:
-            if not isinstance(value, dict) or key not in value:
-                return _MISSING
-            value = value[key]
-        return value if isinstance(value, _SCALARS) else _MISSING
+            fast = _arithmetic(source)
+        return cls(source, program, refs, reads_steps, needs, path, reads, input_refs, constant, branches, fast)
+
+    def quick(self, inputs: Mapping[str, Any], steps: Mapping[str, Any], local: Mapping[str, Any] | None = None) -> Any:
+        """The value without the CEL runtime, or ``_MISSING`` when only CEL can tell
+        (then ``evaluate`` asks it). Never costlier than linear in what it reads."""
+        fast = self.fast
+        return fast(inputs, steps, local) if fast is not None else _MISSING
 
     @property
     def raw(self) -> str:
@@ -116,10 +131,19 @@ class Expression:
         steps: Mapping[str, Any],
         local: Mapping[str, Any] | None = None,
     ) -> Any:
-        if self.path is not None:
-            value = self._walk(inputs, steps, local)
-            if value is not _MISSING:
-                return value
+        value = self.quick(inputs, steps, local)
+        if value is not _MISSING:
+            return value
+        if self.branches is not None:
+            # The test decides which branch CEL would evaluate: evaluate only that one. Its
+            # error is reported by the whole expression (below), as CEL would word it.
+            test, then, other = self.branches
+            go = test.quick(inputs, steps, local)
+            if go is True or go is False:
+                try:
+                    return (then if go else other).evaluate(inputs, steps, local)
+                except ExpressionError:
+                    pass
         scope = activation(self.reads, self.input_refs, self.step_refs, inputs, steps, local)
         try:
             if self.needs_functions:
@@ -129,6 +153,242 @@ class Expression:
             raise ExpressionError(f"{self.source!r}: no such field {exc}") from None
         except Exception as exc:  # the CEL runtime raises several types
             raise ExpressionError(f"{self.source!r}: {exc}") from None
+
+
+def _walker(path: tuple[str, ...]) -> Callable[..., Any]:
+    """``quick`` for a plain path: its value, a scalar as it is, a list or map as a copy of
+    JSON-like values (what CEL gives back, and capabilities must not share mutable objects
+    with other steps); ``_MISSING`` when CEL decides (a missing field, another type)."""
+    root, rest = path[0], path[1:]
+
+    def walk(inputs: Mapping[str, Any], steps: Mapping[str, Any], local: Mapping[str, Any] | None = None) -> Any:
+        if root == "inputs":
+            value: Any = inputs
+        elif root == "steps":
+            value = steps
+        elif local and root in local:
+            value = local[root]
+        else:
+            return _MISSING
+        for key in rest:
+            if not isinstance(value, dict) or key not in value:
+                return _MISSING
+            value = value[key]
+        if isinstance(value, _SCALARS):
+            # CEL's ints are 64 bits: it makes a larger one a double.
+            return value if type(value) is not int or _INT64_MIN <= value <= _UINT64_MAX else _MISSING
+        try:
+            return _copy(value)
+        except RecursionError:  # nested deeper than Python's stack: CEL decides
+            return _MISSING
+
+    return walk
+
+
+def _constant_fn(value: Any) -> Callable[..., Any]:
+    return lambda _i, _s, _l=None: value
+
+
+def _chooser(
+    test: Callable[..., Any], then: Callable[..., Any] | None, other: Callable[..., Any] | None
+) -> Callable[..., Any]:
+    """``quick`` for ``test ? then : other``: only the branch the test chooses (as CEL)."""
+
+    def choose(inputs: Mapping[str, Any], steps: Mapping[str, Any], local: Mapping[str, Any] | None = None) -> Any:
+        go = test(inputs, steps, local)
+        if go is True:
+            return then(inputs, steps, local) if then is not None else _MISSING
+        if go is False:
+            return other(inputs, steps, local) if other is not None else _MISSING
+        return _MISSING
+
+    return choose
+
+
+_INT64_MAX = (1 << 63) - 1
+_ARITHMETIC = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}
+_CEL_WORDS = frozenset({"true", "false", "null", "in"})
+
+
+def _arithmetic(source: str) -> Callable[..., Any] | None:
+    """``quick`` for arithmetic over paths and numbers (``double(index + 1) / double(inputs.steps)``):
+    ``+ - * /``, unary ``-``, ``double()``, parentheses, which CEL and Python parse alike.
+    Only what CEL computes without an error is computed here: ints and doubles never
+    mixed, ints within 64 bits (no overflow, no division by zero, truncating), doubles
+    by IEEE (a division by zero is left to CEL); anything else is ``_MISSING``."""
+    if not any(c in source for c in "+-*/(") or "**" in source or "//" in source:
+        return None
+    try:
+        node = ast.parse(source.strip(), mode="eval").body
+    except (SyntaxError, ValueError):
+        return None
+    return _arith_node(node)
+
+
+def _arith_node(node: ast.AST) -> Callable[..., Any] | None:
+    if isinstance(node, ast.Constant):
+        value = node.value
+        if type(value) is float or type(value) is int and -_INT64_MAX <= value <= _INT64_MAX:
+            return _constant_fn(value)
+        return None
+    if isinstance(node, (ast.Name, ast.Attribute)):
+        path: list[str] = []
+        while isinstance(node, ast.Attribute):
+            path.append(node.attr)
+            node = node.value
+        if not isinstance(node, ast.Name) or node.id in _CEL_WORDS:
+            return None
+        return _walker((node.id, *reversed(path)))
+    if isinstance(node, ast.Call):
+        if not (isinstance(node.func, ast.Name) and node.func.id == "double" and len(node.args) == 1
+                and not node.keywords):
+            return None
+        inner = _arith_node(node.args[0])
+        return None if inner is None else _to_double(inner)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        inner = _arith_node(node.operand)
+        return None if inner is None else _negate(inner)
+    if isinstance(node, ast.BinOp) and type(node.op) in _ARITHMETIC:
+        left, right = _arith_node(node.left), _arith_node(node.right)
+        if left is None or right is None:
+            return None
+        return _binary(_ARITHMETIC[type(node.op)], left, right)
+    return None
+
+
+def _int64(value: Any) -> bool:
+    return type(value) is int and _INT64_MIN <= value <= _INT64_MAX
+
+
+def _to_double(inner: Callable[..., Any]) -> Callable[..., Any]:
+    def double(i: Any, s: Any, l: Any = None) -> Any:
+        v = inner(i, s, l)
+        if type(v) is float:
+            return v
+        return float(v) if _int64(v) else _MISSING
+
+    return double
+
+
+def _negate(inner: Callable[..., Any]) -> Callable[..., Any]:
+    def negate(i: Any, s: Any, l: Any = None) -> Any:
+        v = inner(i, s, l)
+        if type(v) is float:
+            return -v
+        return -v if _int64(v) and _int64(-v) else _MISSING
+
+    return negate
+
+
+def _binary(op: str, left: Callable[..., Any], right: Callable[..., Any]) -> Callable[..., Any]:
+    def compute(i: Any, s: Any, l: Any = None) -> Any:
+        a, b = left(i, s, l), right(i, s, l)
+        if type(a) is float and type(b) is float:
+            if op == "+":
+                return a + b
+            if op == "-":
+                return a - b
+            if op == "*":
+                return a * b
+            return a / b if b != 0.0 else _MISSING
+        if not (_int64(a) and _int64(b)):
+            return _MISSING
+        if op == "+":
+            r = a + b
+        elif op == "-":
+            r = a - b
+        elif op == "*":
+            r = a * b
+        elif b == 0:
+            return _MISSING
+        else:  # CEL truncates toward zero
+            r = abs(a) // abs(b)
+            r = r if (a < 0) == (b < 0) else -r
+        return r if _int64(r) else _MISSING
+
+    return compute
+
+
+def _constant(program: Any) -> Any:
+    """A variable-free expression's value, if it is a scalar and evaluates (else ``_MISSING``:
+    an error is raised at run time, as before; a list or map would be shared by every use)."""
+    try:
+        value = program.execute({})
+    except Exception:  # the CEL runtime raises several types
+        return _MISSING
+    return value if type(value) in (str, int, float, bool, bytes, type(None)) else _MISSING
+
+
+def _conditional(source: str) -> "tuple[Expression, Expression, Expression] | None":
+    """``test ? then : other`` split into its parts, each compiled alone, when the split
+    is certain: ``?`` and ``:`` outside brackets and strings, the first ``?`` and the
+    first ``:`` after it (CEL's grammar: test and ``then`` hold no conditional of their
+    own unbracketed; ``other`` may). None otherwise, and for sources whose lexing the
+    scan below does not follow (``_NOT_SPLIT``)."""
+    if "?" not in source or _NOT_SPLIT.search(source):
+        return None
+    depth, quote, ask, colon = 0, "", -1, -1
+    for i, ch in enumerate(source):
+        if quote:
+            if ch == quote:
+                quote = ""
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif depth == 0 and colon < 0:
+            if ch == "?":
+                if ask >= 0:
+                    return None
+                ask = i
+            elif ch == ":" and ask >= 0:
+                colon = i
+    if ask < 0 or colon < 0 or quote:
+        return None
+    try:
+        return (Expression.compile(source[:ask].strip()), Expression.compile(source[ask + 1:colon].strip()),
+                Expression.compile(source[colon + 1:].strip()))
+    except ExpressionError:
+        return None
+
+
+_INT64_MIN, _UINT64_MAX = -(1 << 63), (1 << 64) - 1
+
+
+def _copy(value: Any) -> Any:
+    """A copy of a JSON-like list or map (tuples become lists, as in CEL; keys keep their
+    order, where CEL gives a map back in no particular order), or ``_MISSING``
+    for what only CEL converts (other types, keys other than strings, ints past 64 bits,
+    which CEL makes doubles). Strings are kept as they are, as the walker keeps a
+    string it lands on."""
+    kind = type(value)
+    if kind is dict:
+        out = {}
+        for k, v in value.items():
+            if type(k) is not str:
+                return _MISSING
+            v = v if type(v) in _IMMUTABLE else _copy(v)
+            if v is _MISSING:
+                return _MISSING
+            out[k] = v
+        return out
+    if kind is list or kind is tuple:
+        items = []
+        for v in value:
+            v = v if type(v) in _IMMUTABLE else _copy(v)
+            if v is _MISSING:
+                return _MISSING
+            items.append(v)
+        return items
+    if kind is int:
+        return value if _INT64_MIN <= value <= _UINT64_MAX else _MISSING
+    return _MISSING
+
+
+# Kept as they are inside a copied list or map (an int is range-checked by ``_copy``).
+_IMMUTABLE = frozenset({str, float, bool, bytes, type(None)})
 
 
 def activation(
@@ -162,11 +422,11 @@ def _member_refs(source: str, ref: re.Pattern[str], any_use: re.Pattern[str]) ->
 class Template:
     """A JSON-like value whose strings may hold ``${...}`` expressions."""
 
-    __slots__ = ("_render", "expressions", "raw", "_reads")
+    __slots__ = ("_render", "_quick", "expressions", "raw", "_reads")
 
     def __init__(self, value: Any) -> None:
         self.expressions: list[Expression] = []
-        self._render = self._build(value)
+        self._render, self._quick = self._build(value)
         self.raw = value
         exprs = self.expressions
         self._reads = (
@@ -189,6 +449,16 @@ class Template:
     ) -> Any:
         return self._render(inputs, steps, local)
 
+    def quick(
+        self, inputs: Mapping[str, Any], steps: Mapping[str, Any], local: Mapping[str, Any] | None = None
+    ) -> Any:
+        """The rendered value if every expression in it is ``Expression.quick``, else
+        ``_MISSING`` (``render`` then goes through CEL)."""
+        try:
+            return self._quick(inputs, steps, local)
+        except _NotQuick:
+            return _MISSING
+
     @property
     def step_refs(self) -> set[str] | None:
         refs: set[str] = set()
@@ -198,16 +468,18 @@ class Template:
             refs |= e.step_refs
         return refs
 
-    def _build(self, value: Any) -> Callable[..., Any]:
+    def _build(self, value: Any) -> tuple[Callable[..., Any], Callable[..., Any]]:
+        """Two renderers of ``value``: through ``Expression.evaluate``, and through
+        ``Expression.quick`` (which raises ``_NotQuick`` where CEL is needed)."""
         if isinstance(value, str):
             whole = _WHOLE.match(value)
             if whole and "${" not in whole.group(1):
                 expr = Expression.compile(whole.group(1).strip())
                 self.expressions.append(expr)
-                return expr.evaluate
+                return expr.evaluate, _quick_or_raise(expr)
             parts = _PART.split(value)
             if len(parts) == 1:
-                return lambda _i, _s, _l=None: value
+                return _const(value)
             pieces: list[Any] = []
             for n, part in enumerate(parts):
                 if n % 2:
@@ -216,21 +488,52 @@ class Template:
                     pieces.append(expr)
                 elif part:
                     pieces.append(part)
-            return lambda i, s, l=None: "".join(
-                p if isinstance(p, str) else _as_text(p.evaluate(i, s, l)) for p in pieces
+            quick = [p if isinstance(p, str) else _quick_or_raise(p) for p in pieces]
+            return (
+                lambda i, s, l=None: "".join(p if isinstance(p, str) else _as_text(p.evaluate(i, s, l)) for p in pieces),
+                lambda i, s, l=None: "".join(p if isinstance(p, str) else _as_text(p(i, s, l)) for p in quick),
             )
         before = len(self.expressions)
         if isinstance(value, dict):
-            items = [(k, self._build(v)) for k, v in value.items()]
+            items = [(k, *self._build(v)) for k, v in value.items()]
             if len(self.expressions) == before:
-                return lambda _i, _s, _l=None: value
-            return lambda i, s, l=None: {k: f(i, s, l) for k, f in items}
+                return _const(value)
+            return (lambda i, s, l=None: {k: f(i, s, l) for k, f, _ in items},
+                    lambda i, s, l=None: {k: q(i, s, l) for k, _, q in items})
         if isinstance(value, list):
             fns = [self._build(v) for v in value]
             if len(self.expressions) == before:
-                return lambda _i, _s, _l=None: value
-            return lambda i, s, l=None: [f(i, s, l) for f in fns]
-        return lambda _i, _s, _l=None: value
+                return _const(value)
+            return (lambda i, s, l=None: [f(i, s, l) for f, _ in fns],
+                    lambda i, s, l=None: [q(i, s, l) for _, q in fns])
+        return _const(value)
+
+
+def _const(value: Any) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    fn = lambda _i, _s, _l=None: value  # noqa: E731
+    return fn, fn
+
+
+class _NotQuick(Exception):
+    """An expression of a template needs the CEL runtime (``Template.quick``)."""
+
+
+def _needs_cel(_i: Any, _s: Any, _l: Any = None) -> Any:
+    raise _NotQuick
+
+
+def _quick_or_raise(expr: Expression) -> Callable[..., Any]:
+    quick = expr.fast
+    if quick is None:
+        return _needs_cel
+
+    def value(i: Mapping[str, Any], s: Mapping[str, Any], l: Mapping[str, Any] | None = None) -> Any:
+        v = quick(i, s, l)
+        if v is _MISSING:
+            raise _NotQuick
+        return v
+
+    return value
 
 
 _WORKER_TEMPLATES: dict[str, Template] = {}

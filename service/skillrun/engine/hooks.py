@@ -26,10 +26,15 @@ class Tracer(Protocol):
         ...
 
 
+# The empty context a tracer hands out when it records nothing: the engine enters no
+# context at all for it (a call then costs no context manager).
+NOTHING: AsyncContextManager[None] = contextlib.nullcontext()
+
+
 class NoTracer:
     """Does nothing: the same reusable empty context every time."""
 
-    _NONE: AsyncContextManager[None] = contextlib.nullcontext()
+    _NONE: AsyncContextManager[None] = NOTHING
 
     def run(self, skill_id: str, channel: str) -> AsyncContextManager[None]:
         return self._NONE

@@ -29,17 +29,17 @@ import random
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Callable, Coroutine, Protocol
+from typing import Any, Awaitable, Callable, Coroutine, Protocol
 
 import jsonschema
 
 from .. import events as ev
 from ..events import Emitter
 from .capability import _RUN_KEY, _RUN_STATE, Capability, CapabilityError, CapabilityRegistry
-from .expressions import Expression, ExpressionError, Template, render_elsewhere
+from .expressions import NEEDS_CEL, Expression, ExpressionError, Template, render_elsewhere
 from .deltas import DeltaPolicy, RunDeltaBudget
 from .forward import Forward
-from .hooks import NO_TRACER, Tracer
+from .hooks import NO_TRACER, NOTHING, Tracer
 from .inputcheck import InputCheck
 from .model import Skill, Step
 from .pool import Pool
@@ -127,6 +127,10 @@ class Engine:
         self.deltas = deltas or DeltaPolicy()  # steps' partial output: coalescing window, bound
         self.answers = Answers()  # steps waiting for input, by run, step and item (``waiting``)
         self._slice_start = time.perf_counter()
+
+    def turn_due(self) -> bool:
+        """``SLICE_S`` of steps that never waited have passed: ``yield_if_due`` would yield."""
+        return time.perf_counter() - self._slice_start >= SLICE_S
 
     async def yield_if_due(self) -> None:
         """Give the event loop a turn after ``SLICE_S`` of steps that never waited.
@@ -217,11 +221,12 @@ class Engine:
         """What a call of ``cap`` holds while it runs: a slot of the caller's share, or nothing."""
         return self.slots.hold(TENANT.get()) if cap.holds_slot else contextlib.nullcontext()
 
-    async def invoke(self, cap: Capability, args: dict[str, Any]) -> Any:
-        """Call a capability: CPU-bound ones through ``offload``, the others on the loop."""
+    def invoke(self, cap: Capability, args: dict[str, Any]) -> Awaitable[Any]:
+        """Call a capability: CPU-bound ones through ``offload``, the others on the loop
+        (their own coroutine, awaited by the caller: no coroutine around it)."""
         if cap.sync_fn is not None:
-            return await self.offload.call(cap.sync_fn, args)
-        return await cap.fn(args)
+            return self.offload.call(cap.sync_fn, args)
+        return cap.fn(args)
 
     def _check_nested_inputs(self, skill: Skill, args: dict[str, Any]) -> None:
         key = (skill.id, skill.version)
@@ -477,15 +482,16 @@ class _Run:
 
     # ---------------------------------------------------------------- one instance
 
-    async def _instance(
+    def _instance(
         self,
         step: Step,
         index: int | None,
         local: dict[str, Any] | None,
         failure: StepFailure | None = None,
-    ) -> tuple[Any, str, dict[str, str] | None]:
-        """One execution of a step: ``step_start``, then exactly one terminal event (see ``step``)."""
-        return await StepLife(self, step, index, local).live(failure)
+    ) -> Coroutine[Any, Any, tuple[Any, str, dict[str, str] | None]]:
+        """One execution of a step: ``step_start``, then exactly one terminal event (see
+        ``step``). The instance's own coroutine, for the caller to await (no coroutine around it)."""
+        return StepLife(self, step, index, local).live(failure)
 
     def wait_expiry(self, step_id: str, index: int | None) -> str | None:
         """When the wait of this instance expires, if it waited before the run was resumed."""
@@ -505,22 +511,32 @@ class _Run:
             raise StepFailure("input_invalid", f"{cap.name} {problem}")
         tracer = self.engine.tracer
         observed = tracer.fallback(step.id, cap.name) if fallback else tracer.attempt(step.id, cap.name)
-        async with self.engine.slot(cap), observed:
-            try:
-                async with Deadline(step.timeout_s, f"step {step.id!r} took longer than {step.timeout_s or 0:g} s"):
-                    output = await self.engine.invoke(cap, args)
-            except TimedOut as exc:
-                raise StepFailure(TIMEOUT, exc.message) from None
-            except CapabilityError as exc:
-                raise StepFailure(exc.kind, str(exc), exc.retry_after_s) from None
-            except (StepFailure, asyncio.CancelledError):
-                raise
-            except Exception as exc:  # a capability bug is the step's failure, not the run's crash
-                raise StepFailure("capability_error", f"{type(exc).__name__}: {exc}") from None
+        if observed is NOTHING and not cap.holds_slot:  # most calls: no slot, no span to enter
+            output = await self._invoke(step, cap, args)
+        else:
+            async with self.engine.slot(cap), observed:
+                output = await self._invoke(step, cap, args)
         if not isinstance(output, dict):
             raise StepFailure("capability_error", f"{cap.name} returned {type(output).__name__}, not an object")
-        await self.engine.yield_if_due()
+        if self.engine.turn_due():  # checked first: no coroutine per call when it is not
+            await self.engine.yield_if_due()
         return output
+
+    async def _invoke(self, step: Step, cap: Capability, args: dict[str, Any]) -> Any:
+        """The call itself, within the step's time limit; what it raises, as the step's failure."""
+        try:
+            if step.timeout_s is None:  # no limit: no timer, no message to format
+                return await self.engine.invoke(cap, args)
+            async with Deadline(step.timeout_s, f"step {step.id!r} took longer than {step.timeout_s:g} s"):
+                return await self.engine.invoke(cap, args)
+        except TimedOut as exc:
+            raise StepFailure(TIMEOUT, exc.message) from None
+        except CapabilityError as exc:
+            raise StepFailure(exc.kind, str(exc), exc.retry_after_s) from None
+        except (StepFailure, asyncio.CancelledError):
+            raise
+        except Exception as exc:  # a capability bug is the step's failure, not the run's crash
+            raise StepFailure("capability_error", f"{type(exc).__name__}: {exc}") from None
 
     async def _nested(self, step: Step, index: int | None, args: dict[str, Any]) -> dict[str, Any]:
         skill_id = step.skill_id
@@ -561,7 +577,12 @@ class _Run:
 
     async def render(self, what: Template | Expression, local: dict[str, Any] | None = None) -> Any:
         """A template's value (or an expression's): on the loop when what it reads is
-        small, else where a deadline can stop it (see ``workers``)."""
+        small, else where a deadline can stop it (see ``workers``). What needs no CEL
+        (``quick``: paths, constants, a conditional on a path) costs at most a copy of
+        what it reads: on the loop, without measuring what it reads first."""
+        value = what.quick(self.inputs, self.outputs, local)
+        if value is not NEEDS_CEL:
+            return value
         if not isinstance(what, Template) or what.expressions:
             scope = what.activation(self.inputs, self.outputs, local)
             if not self.engine.offload.inline(scope):

@@ -19,7 +19,7 @@ import random
 import time
 from datetime import datetime, timedelta, timezone
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Awaitable, Protocol
 
 from .. import events as ev
 from ..events import Emitter, Event
@@ -40,7 +40,7 @@ class EngineCalls(Protocol):
     answers: Answers  # where waiting steps wait for their answers
     deltas: DeltaPolicy  # how partial output is coalesced and bounded
 
-    async def invoke(self, cap: Capability, args: dict[str, Any]) -> Any: ...
+    def invoke(self, cap: Capability, args: dict[str, Any]) -> Awaitable[Any]: ...
 
 
 class StepHost(Protocol):
@@ -203,20 +203,25 @@ class StepLife:
         warnings: list[tuple[Gate, Findings]] = []
         if failure is None:
             try:
-                verdict = await self.gates("pre", await self.run.render(step.input, self.local))
+                rendered = await self.run.render(step.input, self.local)
+                # Most steps have no gates: no verdict to build (this is every step's path).
+                verdict = await self.gates("pre", rendered) if step.gates else None
             except ExpressionError as exc:
                 failure = StepFailure("expression_error", str(exc))
             except StepFailure as exc:
                 failure = exc
             else:
-                if verdict.skip is not None:
+                if verdict is None:
+                    args = rendered
+                elif verdict.skip is not None:
                     gate, found = verdict.skip
                     kinds = ", ".join(f["kind"] for f in found)
                     self.emit(ev.step_skipped(step.id, f"gate {gate.uses} found {kinds}", self.index,
                                               item=False, gate=gate.uses, findings=found, items=self.items))
                     return None, "skipped", None
-                args, warnings, failure = verdict.value, verdict.warnings, verdict.failure
-                self._degraded_by(verdict)
+                else:
+                    args, warnings, failure = verdict.value, verdict.warnings, verdict.failure
+                    self._degraded_by(verdict)
         self._start()
         self._warn("pre", warnings)
         output: Any = None
@@ -248,7 +253,7 @@ class StepLife:
 
     async def gates(self, stage: str, value: dict[str, Any]) -> Verdict:
         """Run the step's gates of ``stage`` over ``value``, in the order written."""
-        if not self.step.gates:  # most steps: no allocations on the hot path
+        if not self.step.gates:  # (the hot path does not call this for steps without gates)
             return Verdict(value, _NONE, _NONE, _NO_INFO)
         verdict = Verdict(value)
         for gate in self.step.gates:
@@ -312,6 +317,8 @@ class StepLife:
                     if cap is None:
                         raise StepFailure("internal", f"capability {step.uses!r} is not registered")
                     output = await run._call(step, cap, args)
+                if not step.gates:
+                    return output
                 verdict = await self._post_gates(output)
                 self._degraded_by(verdict)
                 return verdict.value

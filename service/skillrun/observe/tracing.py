@@ -28,6 +28,7 @@ import secrets
 from typing import TYPE_CHECKING, Any, AsyncContextManager, AsyncIterator, Iterator, Mapping
 
 from .. import events as ev
+from ..engine.hooks import NOTHING
 from .context import RUN, STEP
 
 if TYPE_CHECKING:
@@ -295,7 +296,7 @@ class EngineTracer:
                 STEP.reset(token)
 
 
-_NOTHING: AsyncContextManager[None] = contextlib.nullcontext()
+_NOTHING: AsyncContextManager[None] = NOTHING  # the engine enters no context for it
 
 
 def _cancelled(exc: BaseException) -> bool:

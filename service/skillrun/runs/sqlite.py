@@ -42,9 +42,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Collection
 
-from ..events import DONE, projection
+from ..events import DONE, NO_CHANGE, projection
 from .filelock import FileLock
-from .store import TERMINAL, EventRecord, ListCursor, RunPage, RunRecord, project, utc_now, wait_changed
+from .store import TERMINAL, EventRecord, ListCursor, RunPage, RunRecord, apply_change, utc_now, wait_changed
 
 log = logging.getLogger(__name__)
 
@@ -445,7 +445,8 @@ class SqliteStore:
                 dirty = False
 
     def _commit(self, ops: list[Any], now: str) -> dict[int, Any]:
-        """One transaction for the whole batch; returns what creates and purges found."""
+        """One transaction for the whole batch; returns what creates and purges found,
+        and the run record's change for each event that changes it (by the op's index)."""
         assert self._conn is not None
         conn = self._conn
         outcome: dict[int, Any] = {}
@@ -460,6 +461,8 @@ class SqliteStore:
                     run_id, ev = op
                     events.append((run_id, ev.seq, ev.type, ev.data))
                     change = projection(ev.seq, ev.type, ev.data)
+                    if change is not NO_CHANGE:
+                        outcome[i] = change  # for ``_publish``: computed once
                     if change.starts:
                         started.append((now, run_id))
                     if change.waits or change.resumed:
@@ -536,8 +539,9 @@ class SqliteStore:
                 if len(live.tail) > 2 * self.tail_events:
                     del live.tail[: len(live.tail) - self.tail_events]
                 live.last = ev.seq
-                if live.run is not None:
-                    project(live.run, ev, now)
+                change = outcome.get(i)
+                if live.run is not None and change is not None:
+                    apply_change(live.run, change, now)
                 if ev.type == DONE:
                     live.closed = True
                     # Late followers still find the tail for a while, then the database.

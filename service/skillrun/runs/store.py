@@ -17,36 +17,47 @@ are ``<seq>-0``.
 from __future__ import annotations
 
 import asyncio
-import functools
 import re
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Collection, Protocol
+from typing import Any, Callable, Collection, NamedTuple, Protocol
 
-from ..events import DONE, project_waits, projection
+from ..events import DONE, Projection, project_waits, projection
 
 TERMINAL = frozenset({"completed", "failed", "cancelled", "interrupted"})
 UNFINISHED = frozenset({"queued", "running", "waiting"})
 
 
-@functools.lru_cache(maxsize=4)
 def _utc_second(second: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+
+
+# The last millisecond and its text (one tuple: threads read and replace it whole).
+_last_ms: tuple[int, str] = (-1, "")
 
 
 def utc_now() -> str:
     """RFC 3339 UTC with milliseconds, ending in ``Z`` (sorts as text).
 
-    Every event has one, so the second's text is cached: ~0.4 µs, not ~3.
+    Every event has one, and a run's events come microseconds apart: the text is
+    kept for its millisecond (~0.2 µs, not ~1.2).
     """
-    now = time.time()
-    second = int(now)
-    return f"{_utc_second(second)}.{int((now - second) * 1000):03d}Z"
+    global _last_ms
+    ms = int(time.time() * 1000)
+    last = _last_ms
+    if last[0] == ms:
+        return last[1]
+    second, milli = divmod(ms, 1000)
+    text = f"{_utc_second(second)}.{milli:03d}Z"
+    _last_ms = (ms, text)
+    return text
 
 
-@dataclass(frozen=True, slots=True)
-class EventRecord:
-    """One event of a run's log: its sequence number (from 1), type and JSON text."""
+class EventRecord(NamedTuple):
+    """One event of a run's log: its sequence number (from 1), type and JSON text.
+
+    A named tuple: made for every event, it costs ~0.2 µs where a frozen dataclass
+    cost ~1."""
 
     seq: int
     type: str
@@ -147,7 +158,11 @@ class RunStore(Protocol):
 
 def project(run: RunRecord, event: EventRecord, now: str) -> None:
     """Apply an event to its run record (``events.projection``; see the module docstring)."""
-    change = projection(event.seq, event.type, event.data)
+    apply_change(run, projection(event.seq, event.type, event.data), now)
+
+
+def apply_change(run: RunRecord, change: Projection, now: str) -> None:
+    """Apply an event's ``projection`` (computed once, where the store has it) to its run record."""
     if change.starts and run.status == "queued":
         run.status = "running"
         run.started_at = now

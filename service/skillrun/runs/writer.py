@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 import orjson
 
-from ..events import DONE, SKILL_COMPLETED, Event, envelope
+from ..events import DONE, SKILL_COMPLETED, enveloped
 from .store import EventRecord, RunStore, utc_now
 
 _json_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
@@ -60,8 +60,7 @@ class RunWriter:
     def emit(
         self, type: str, message: str, step_id: str | None = None, data: dict[str, Any] | None = None
     ) -> None:
-        event = Event(type, message, step_id, data)
-        self.append(type, envelope(event, trace_id=self.trace_id, run_id=self.run_id, timestamp=utc_now()))
+        self.append(type, enveloped(type, message, step_id, data, self.trace_id, self.run_id, utc_now()))
 
     def append(self, type: str, payload: dict[str, Any]) -> None:
         if self.parked:
