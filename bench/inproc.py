@@ -99,7 +99,7 @@ def areas(stats: pstats.Stats) -> collections.Counter[str]:
     return found
 
 
-async def measure(case: str, n: int, profile: bool, db: str) -> None:
+async def measure(case: str, n: int, profile: bool, db: str, top: int = 0, sort: str = "tottime") -> None:
     os.environ.update(SKILLRUN_API_KEYS=KEY, SKILLRUN_RATE_LIMIT="100000000/minute", SKILLRUN_DB=db)
     from skillrun.http.app import create_app
     from skillrun.settings import Settings
@@ -132,6 +132,8 @@ async def measure(case: str, n: int, profile: bool, db: str) -> None:
             total = sum(found.values())
             for area, seconds in found.most_common(20):
                 print(f"    {100 * seconds / total:5.1f}%  {area}")
+            if top:
+                pstats.Stats(profiler).sort_stats(sort).print_stats(top)
 
 
 def main() -> None:
@@ -139,11 +141,14 @@ def main() -> None:
     ap.add_argument("--case", choices=sorted(CASES), action="append")
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--top", type=int, default=0, help="with --profile: also the N costliest functions")
+    ap.add_argument("--sort", default="tottime", help="with --top: pstats' order (tottime, cumulative)")
     ap.add_argument("--db", default=None, help="SKILLRUN_DB (default: a new SQLite file per case)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="skillrun-inproc-") as tmp:
         for case in args.case or ["live", "echo", "execute", "stream"]:
-            asyncio.run(measure(case, args.n, args.profile, args.db or str(Path(tmp) / f"{case}.db")))
+            asyncio.run(measure(case, args.n, args.profile, args.db or str(Path(tmp) / f"{case}.db"),
+                                args.top, args.sort))
 
 
 if __name__ == "__main__":
