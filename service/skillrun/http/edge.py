@@ -205,9 +205,10 @@ class EdgeProtocol(HttpToolsProtocol):
             self._refuse(503, "The server has too many open connections; retry shortly.", {"Retry-After": "1"})
             return
         self.scope["state"][HEAD_DONE_AT] = self.loop.time()
+        before = self.cycle
         super().on_headers_complete()
-        if self.cycle is not None and not self.cycle.message_event.is_set():  # nothing waits on it yet
-            self.cycle.message_event = _SlimEvent()  # type: ignore[assignment]
+        if self.cycle is not before and self.cycle is not None:  # a new request: nothing waits on its event yet
+            self.cycle.message_event = _SlimEvent(self.cycle.message_event.is_set())  # type: ignore[assignment]
 
     def on_body(self, body: bytes) -> None:
         if not self.transport.is_closing():  # refused (431/503): no request to feed

@@ -50,6 +50,7 @@ class EventStreamResponse(StreamingResponse):
 
     async def stream_response(self, send: Send) -> None:
         await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        self.raw_headers = []  # sent: not kept for as long as the stream is open (~1 KB)
         async for chunk in self.body_iterator:
             try:
                 async with asyncio.timeout(self.send_timeout_s):
