@@ -100,8 +100,9 @@ class EventStreamResponse(StreamingResponse):
         except asyncio.CancelledError:
             if not stopped or task.uncancel() > 0:
                 raise  # not (only) ours: the request itself is being cancelled
-            if not listener.cancelled() and listener.exception() is not None:
-                raise listener.exception() from None
+            error = None if listener.cancelled() else listener.exception()
+            if error is not None:
+                raise error from None
         finally:
             sending = False
             listener.remove_done_callback(stop)
