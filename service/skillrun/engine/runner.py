@@ -27,7 +27,6 @@ import asyncio
 import contextlib
 import random
 import time
-from collections import deque
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Coroutine, Protocol
 
@@ -281,7 +280,9 @@ class _Run:
         for s in steps:
             for need in s.needs:
                 dependants.setdefault(need, []).append(s)
-        ready = deque(s for s in steps if not s.needs)
+        # A list, not a deque: this frame lives as long as the run, and an empty deque
+        # is 760 bytes (10,000 sleeping runs: 7 MB); few steps are ever ready at once.
+        ready = [s for s in steps if not s.needs]
         pool: Pool[Step] = Pool(self.skill.max_parallel)
         order = {s.id: n for n, s in enumerate(steps)}
 
@@ -296,12 +297,12 @@ class _Run:
             while ready or pool.running:
                 if not pool.running and len(ready) == 1:
                     # The only step that can run now: no task needed.
-                    step = ready.popleft()
+                    step = ready.pop(0)
                     await self._step(step)
                     release(step)
                     continue
                 while ready and pool.has_room():
-                    step = ready.popleft()
+                    step = ready.pop(0)
                     pool.start(step, self._step(step), f"step:{step.id}")
                 for step in await pool.finished(lambda s: order[s.id]):
                     release(step)

@@ -200,8 +200,8 @@ class RunManager:
         task = asyncio.create_task(self._run(run, skill, timeout_s, given, resume), name=run.run_id)
         self._tasks[run.run_id] = task
         self._owners[run.run_id] = run.owner
+        # One callback, not two: each holds a copy of the context while the run lives.
         task.add_done_callback(functools.partial(self._task_done, run=run))
-        task.add_done_callback(lambda _t: self.quotas.ended(run.owner))
 
     async def _create_admitted(self, run: RunRecord) -> RunRecord:
         """Store ``run`` if its owner and the server are under their running limits
@@ -303,6 +303,12 @@ class RunManager:
         writer.append(ev.DONE, ev.done(result))
 
     def _task_done(self, task: asyncio.Task[None], *, run: RunRecord) -> None:
+        try:
+            self._ended(task, run)
+        finally:
+            self.quotas.ended(run.owner)  # its running place, whatever happened above
+
+    def _ended(self, task: asyncio.Task[None], run: RunRecord) -> None:
         self._tasks.pop(run.run_id, None)
         self._writers.pop(run.run_id, None)
         self._owners.pop(run.run_id, None)

@@ -22,7 +22,7 @@ How it keeps the stream fast and memory bounded:
   a different event under an id it already has). ``synchronous=NORMAL`` in WAL
   mode survives a killed process; only a power cut can lose the last commits.
 - Each run written by this process keeps a bounded tail of its committed events
-  in memory, and an ``asyncio.Event`` swapped on every commit that touches it:
+  in memory, and a change notification (``store.Changed``) every commit that touches it fires:
   live followers read from the tail and are woken by notification. A follower
   further behind than the tail reads from the database, a page at a time, so
   memory per stream is one page, not a queue of everything it has not read.
@@ -44,7 +44,7 @@ from typing import Any, Callable, Collection
 
 from ..events import DONE, NO_CHANGE, projection
 from .filelock import FileLock
-from .store import TERMINAL, EventRecord, ListCursor, RunPage, RunRecord, apply_change, utc_now, wait_changed
+from .store import TERMINAL, Changed, EventRecord, ListCursor, RunPage, RunRecord, apply_change, utc_now, wait_changed
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +201,7 @@ class _Live:
     last: int = 0  # last committed seq
     closed: bool = False  # ``done`` committed
     tail: list[EventRecord] = field(default_factory=list)
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    changed: Changed = field(default_factory=Changed)
 
 
 @dataclass(slots=True)
@@ -560,8 +560,7 @@ class SqliteStore:
             elif not op.future.done():
                 op.future.set_result(outcome[i])
         for live in touched.values():
-            live.changed.set()
-            live.changed = asyncio.Event()
+            live.changed.notify()
 
     def _fail(self, ops: list[Any], exc: Exception) -> None:
         for op in ops:
@@ -571,7 +570,7 @@ class SqliteStore:
     def _forget(self, run_id: str, live: _Live) -> None:
         if self._live.get(run_id) is live:
             del self._live[run_id]
-            live.changed.set()  # nobody should be waiting; never strand one who is
+            live.changed.notify()  # nobody should be waiting; never strand one who is
 
     # -- reads ---------------------------------------------------------------
 

@@ -1,0 +1,134 @@
+"""What keeps an idle stream small (bench/stream.py (d)) behaves as what it replaced:
+a store's change notification (``store.Changed``) as an ``asyncio.Event`` swapped per
+change, the edge's slim event as ``asyncio.Event``, and the SSE response's disconnect
+listener as starlette's task group (a disconnect ends the body quietly, an error from
+``receive`` ends it with that error, a cancel from outside goes on)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, AsyncIterator
+
+import pytest
+
+from skillrun.http.edge import _SlimEvent
+from skillrun.http.handlers._stream import EventStreamResponse
+from skillrun.runs.store import Changed, wait_changed
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_changed_wakes_every_waiter_once_and_forgets_those_that_left() -> None:
+    changed = Changed()
+    assert not await wait_changed(changed, 0.01)  # nothing changed: the timeout
+    assert changed._waiters == []  # the one that timed out left the list
+    waiters = [asyncio.ensure_future(wait_changed(changed, 5)) for _ in range(3)]
+    await asyncio.sleep(0)
+    changed.notify()
+    assert await asyncio.gather(*waiters) == [True, True, True]
+    assert changed._waiters is None
+    # A change before the wait is not seen by it: it waits for the next one.
+    assert not await wait_changed(changed, 0.01)
+
+
+async def test_slim_event_is_an_asyncio_event() -> None:
+    event = _SlimEvent()
+    assert not event.is_set()
+    waiter = asyncio.ensure_future(event.wait())
+    await asyncio.sleep(0)
+    event.set()
+    event.clear()  # the waiter was woken by the set: it still returns
+    assert await waiter is True
+    event.set()
+    assert await event.wait() is True  # set: at once
+    event.clear()
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.01):
+            await event.wait()
+    assert event._waiters == []
+    assert _SlimEvent(True).is_set()
+
+
+SCOPE = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}}
+
+
+def _response(chunks: AsyncIterator[bytes], abandoned: list[bool]) -> EventStreamResponse:
+    return EventStreamResponse(chunks, headers={}, send_timeout_s=5, on_abandon=lambda: abandoned.append(True))
+
+
+async def _forever() -> AsyncIterator[bytes]:
+    while True:
+        yield b": ping\n\n"
+        await asyncio.sleep(0.01)
+
+
+async def test_a_disconnect_ends_the_body_quietly_and_the_stream_is_abandoned() -> None:
+    gone = asyncio.Event()
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        await gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    abandoned: list[bool] = []
+    call = asyncio.ensure_future(_response(_forever(), abandoned)(SCOPE, receive, send))
+    await asyncio.sleep(0.05)
+    gone.set()
+    await asyncio.wait_for(call, 2)  # ends without an error
+    assert sent[0]["type"] == "http.response.start" and len(sent) > 2
+    assert abandoned == [True]
+    assert not asyncio.current_task().cancelling()  # type: ignore[union-attr]
+
+
+async def test_a_whole_body_is_not_abandoned() -> None:
+    async def two() -> AsyncIterator[bytes]:
+        yield b"a"
+        yield b"b"
+
+    async def receive() -> dict[str, Any]:
+        await asyncio.sleep(10)
+        return {"type": "http.disconnect"}
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    abandoned: list[bool] = []
+    await asyncio.wait_for(_response(two(), abandoned)(SCOPE, receive, send), 2)
+    assert [m.get("body") for m in sent[1:]] == [b"a", b"b", b""]
+    assert abandoned == []
+
+
+async def test_an_error_from_receive_ends_the_body_with_it() -> None:
+    async def receive() -> dict[str, Any]:
+        await asyncio.sleep(0.02)
+        raise RuntimeError("receive broke")
+
+    async def send(message: dict[str, Any]) -> None:
+        pass
+
+    abandoned: list[bool] = []
+    with pytest.raises(RuntimeError, match="receive broke"):
+        await asyncio.wait_for(_response(_forever(), abandoned)(SCOPE, receive, send), 2)
+    assert abandoned == [True]
+
+
+async def test_a_cancel_from_outside_goes_on() -> None:
+    async def receive() -> dict[str, Any]:
+        await asyncio.sleep(10)
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        pass
+
+    abandoned: list[bool] = []
+    call = asyncio.ensure_future(_response(_forever(), abandoned)(SCOPE, receive, send))
+    await asyncio.sleep(0.03)
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    assert abandoned == [True]
