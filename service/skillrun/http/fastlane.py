@@ -252,17 +252,19 @@ class FastLaneMiddleware:
     ADMITTING = 32
 
     def __init__(self, app: Any, spec: dict[str, Any], validate_responses: bool = False) -> None:
-        self.app = app
+        self.app: Callable[[Any, Any, Any], Awaitable[None]] = app
         self.routes = routes_of(spec, validate_responses)
         self.admission = _Admission(self.ADMITTING)
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+    def __call__(self, scope: Any, receive: Any, send: Any) -> Awaitable[None]:
         route = None
         if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("query_string"):
             route = self.routes.get(get_route_path(scope))
         if route is None:
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)  # no frame of its own (services.py, "Pass-through")
+        return self._lane(scope, receive, send, route)
+
+    async def _lane(self, scope: Any, receive: Any, send: Any, route: _Route) -> None:
         services = services_of(scope)
         admitted = self._admit(scope, route, services)
         if admitted is None:

@@ -2,6 +2,12 @@
 
 They live on the app instance (``ServicesMiddleware`` puts them in the ASGI scope),
 never in module globals, so two apps in one process never share state.
+
+Pass-through: a middleware that only hands most requests on (the console, the docs
+guard, the served spec, the fast lane) does so from a plain ``__call__`` that
+returns the inner app's awaitable, not from a coroutine of its own: an open stream
+holds every frame of the chain it came through for its whole life (~0.5 KB each;
+10,000 idle streams in bench/stream.py (d)).
 """
 
 from __future__ import annotations

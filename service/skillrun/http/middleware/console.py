@@ -11,7 +11,7 @@ immutable; the page itself is never cached, so a new release is picked up at onc
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from starlette.responses import RedirectResponse, Response
 
@@ -40,18 +40,17 @@ class ConsoleMiddleware:
     PREFIX = "/ui"
 
     def __init__(self, app: Any, directory: Path = STATIC_DIR) -> None:
-        self.app = app
+        self.app: Callable[[Any, Any, Any], Awaitable[None]] = app
         self.directory = directory
         self._index = (directory / "index.html").read_text("utf-8") if (directory / "index.html").is_file() else None
         # Asset name -> bytes, read once: the files are part of the release.
         self._assets = {p.name: p.read_bytes() for p in (directory / "assets").glob("*") if p.is_file()}
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+    def __call__(self, scope: Any, receive: Any, send: Any) -> Awaitable[None]:
         path = self._route_path(scope) if scope["type"] == "http" else None
         if path is None or not (path == self.PREFIX or path.startswith(self.PREFIX + "/")):
-            await self.app(scope, receive, send)
-            return
-        await self._answer(scope, path)(scope, receive, send)
+            return self.app(scope, receive, send)  # no frame of its own (services.py, "Pass-through")
+        return self._answer(scope, path)(scope, receive, send)
 
     @staticmethod
     def _route_path(scope: Any) -> str:

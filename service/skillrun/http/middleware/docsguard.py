@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from ..errors import problem_response
 from ..services import services_of
@@ -20,13 +20,15 @@ class DocsGuardMiddleware:
     PATHS = ("/openapi.json", "/openapi.yaml", "/docs")
 
     def __init__(self, app: Any, public: bool) -> None:
-        self.app = app
+        self.app: Callable[[Any, Any, Any], Awaitable[None]] = app
         self.public = public
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+    def __call__(self, scope: Any, receive: Any, send: Any) -> Awaitable[None]:
         if self.public or scope["type"] != "http" or not scope["path"].startswith(self.PATHS):
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)  # no frame of its own (services.py, "Pass-through")
+        return self._guard(scope, receive, send)
+
+    async def _guard(self, scope: Any, receive: Any, send: Any) -> None:
         services = services_of(scope)
         identity = client_identity(scope, services)
         if not identity.startswith("addr:"):
