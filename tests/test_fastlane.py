@@ -231,3 +231,28 @@ async def test_admission_takes_keys_in_turn_and_each_key_in_order() -> None:
     await asyncio.gather(*waiters)
     assert order == ["a0", "b0", "a1", "b1", "a2", "a3", "a4"]
     assert quitter.cancelled() and "c0" not in order
+
+
+def test_an_operation_the_lane_cannot_take_is_left_to_connexion() -> None:
+    """A skill input schema nested deeper than any limit of the lane's, or a $ref cycle,
+    never stops the server: that operation is simply served by connexion."""
+    deep: dict[str, Any] = {"type": "string"}
+    for _ in range(40):  # 80 levels of dicts: past a nesting bound the lane once had
+        deep = {"type": "object", "properties": {"a": deep}}
+    spec = {
+        "components": {"schemas": {"Loop": {"$ref": "#/components/schemas/Loop"}}},
+        "paths": {
+            "/v1/skills/deep/execute": {"post": {
+                "operationId": "execute__deep", fastlane.SKILL_KEY: "deep",
+                "requestBody": {"content": {"application/json": {"schema": {
+                    "type": "object", "properties": {"inputs": deep}}}}},
+            }},
+            "/v1/skills/loop/execute": {"post": {
+                "operationId": "execute__loop", fastlane.SKILL_KEY: "loop",
+                "requestBody": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Loop"}}}},
+            }},
+        },
+    }
+    table = fastlane.routes_of(spec, validate_responses=False)
+    assert "/v1/skills/loop/execute" not in table
+    assert table["/v1/skills/deep/execute"].is_valid({"inputs": {"a": {"a": {}}}})  # deep but fine

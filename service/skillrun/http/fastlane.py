@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+import logging
 import re
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
@@ -55,6 +56,8 @@ from .security import API_KEY_HEADER
 from .services import services_of
 from .spec import SKILL_KEY
 from .validation import JSONBodyValidator, ParamValidator
+
+log = logging.getLogger(__name__)
 
 _JSON_TYPES = frozenset({b"application/json", b"application/json; charset=utf-8"})
 # Keywords whose reading by jsonschema_rs might differ from the stdlib validator's
@@ -79,25 +82,29 @@ def _keywords(schema: Any) -> set[str]:
 
 
 def _resolve(spec: dict[str, Any], value: Any) -> Any:
-    """A local ``$ref`` (``#/components/...``) to what it names."""
-    while isinstance(value, dict) and isinstance(value.get("$ref"), str) and value["$ref"].startswith("#/"):
+    """A local ``$ref`` (``#/components/...``) to what it names (a chain of them too;
+    a cycle raises ``ValueError``)."""
+    for _ in range(64):
+        if not (isinstance(value, dict) and isinstance(value.get("$ref"), str) and value["$ref"].startswith("#/")):
+            return value
+        node: Any = spec
         for part in value["$ref"][2:].split("/"):
-            spec = spec[part]
-        value = spec
-    return value
+            node = node[part]
+        value = node
+    raise ValueError("a $ref cycle")
 
 
-def _inlined(spec: dict[str, Any], schema: Any, depth: int = 0) -> Any:
+def _inlined(spec: dict[str, Any], schema: Any, refs: int = 0) -> Any:
     """``schema`` with its local ``$ref``s replaced by what they name (the spec's
-    schemas here are not recursive; a depth bound keeps a future one from looping)."""
-    if depth > 32:
-        raise ValueError("schema nested too deeply to inline")
+    schemas are not recursive; a bound on ``$ref``s followed keeps one from looping)."""
     if isinstance(schema, dict):
         if "$ref" in schema:
-            return _inlined(spec, _resolve(spec, schema), depth + 1)
-        return {k: _inlined(spec, v, depth + 1) for k, v in schema.items()}
+            if refs >= 64:
+                raise ValueError("a $ref cycle, or $refs nested too deeply to inline")
+            return _inlined(spec, _resolve(spec, schema), refs + 1)
+        return {k: _inlined(spec, v, refs) for k, v in schema.items()}
     if isinstance(schema, list):
-        return [_inlined(spec, v, depth + 1) for v in schema]
+        return [_inlined(spec, v, refs) for v in schema]
     return schema
 
 
@@ -121,32 +128,43 @@ def _body_check(schema: Any) -> Callable[[Any], bool]:
 
 
 def routes_of(spec: dict[str, Any], validate_responses: bool) -> dict[str, _Route]:
-    """The fast lane's table: each per-skill execute path of the served spec."""
+    """The fast lane's table: each per-skill execute path of the served spec. An
+    operation the lane cannot take (a schema it cannot compile, a query parameter)
+    is left to connexion, never a reason not to start."""
     table: dict[str, _Route] = {}
     for path, item in spec.get("paths", {}).items():
         op = item.get("post")
         if not isinstance(op, dict) or SKILL_KEY not in op:
             continue
-        handler = BY_OPERATION.get(op["operationId"].split("__", 1)[0])
-        content = _resolve(spec, op.get("requestBody", {})).get("content", {})
-        if handler is None or "application/json" not in content:
+        try:
+            route = _route_of(spec, op, validate_responses)
+        except (ValueError, TypeError, KeyError, RecursionError) as exc:  # jsonschema_rs raises ValueError
+            log.info("%s: served without the fast lane (%s)", op["operationId"], exc)
             continue
-        schema = _inlined(spec, content["application/json"].get("schema", {}))
-        parameters: dict[bytes, dict[str, Any]] = {}
-        for parameter in op.get("parameters", []):
-            parameter = _resolve(spec, parameter)
-            if parameter.get("in") != "header":
-                break  # a query or path parameter: connexion's to parse; keep this route off the lane
-            parameters[parameter["name"].lower().encode("latin-1")] = _inlined(spec, parameter)
-        else:
-            answers: dict[int, Callable[[Any], bool]] = {}
-            if validate_responses:
-                for status, response in op.get("responses", {}).items():
-                    body = _resolve(spec, response).get("content", {}).get("application/json")
-                    if status.isdigit() and body and "schema" in body:
-                        answers[int(status)] = _body_check(_inlined(spec, body["schema"]))
-            table[path] = _Route(op["operationId"], op[SKILL_KEY], handler, _body_check(schema), parameters, answers)
+        if route is not None:
+            table[path] = route
     return table
+
+
+def _route_of(spec: dict[str, Any], op: dict[str, Any], validate_responses: bool) -> _Route | None:
+    handler = BY_OPERATION.get(op["operationId"].split("__", 1)[0])
+    content = _resolve(spec, op.get("requestBody", {})).get("content", {})
+    if handler is None or "application/json" not in content:
+        return None
+    schema = _inlined(spec, content["application/json"].get("schema", {}))
+    parameters: dict[bytes, dict[str, Any]] = {}
+    for parameter in op.get("parameters", []):
+        parameter = _resolve(spec, parameter)
+        if parameter.get("in") != "header":
+            return None  # a query or path parameter: connexion's to parse
+        parameters[parameter["name"].lower().encode("latin-1")] = _inlined(spec, parameter)
+    answers: dict[int, Callable[[Any], bool]] = {}
+    if validate_responses:
+        for status, response in op.get("responses", {}).items():
+            body = _resolve(spec, response).get("content", {}).get("application/json")
+            if status.isdigit() and body and "schema" in body:
+                answers[int(status)] = _body_check(_inlined(spec, body["schema"]))
+    return _Route(op["operationId"], op[SKILL_KEY], handler, _body_check(schema), parameters, answers)
 
 
 async def _read(receive: Any, messages: list[dict[str, Any]], length: int) -> bytes | None:
