@@ -11,9 +11,9 @@ from typing import Any, AsyncIterator
 
 import pytest
 
-from skillrun.http.edge import _SlimEvent
 from skillrun.http.handlers._stream import EventStreamResponse
 from skillrun.runs.store import Changed, wait_changed
+from skillrun.slimevent import SlimEvent
 
 pytestmark = pytest.mark.anyio
 
@@ -32,7 +32,7 @@ async def test_changed_wakes_every_waiter_once_and_forgets_those_that_left() -> 
 
 
 async def test_slim_event_is_an_asyncio_event() -> None:
-    event = _SlimEvent()
+    event = SlimEvent()
     assert not event.is_set()
     waiter = asyncio.ensure_future(event.wait())
     await asyncio.sleep(0)
@@ -46,7 +46,7 @@ async def test_slim_event_is_an_asyncio_event() -> None:
         async with asyncio.timeout(0.01):
             await event.wait()
     assert event._waiters == []
-    assert _SlimEvent(True).is_set()
+    assert SlimEvent(True).is_set()
 
 
 SCOPE = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}}

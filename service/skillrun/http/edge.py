@@ -39,6 +39,7 @@ from typing import Any, ClassVar
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from ..slimevent import SlimEvent
 from .errors import PROBLEM_JSON, TITLES, problem_body
 
 # After the ASGI layer's 408 (bodylimit.py) has had its chance, even on a busy loop.
@@ -94,47 +95,6 @@ class _LingeringTransport:
         self._protocol._close()
 
 
-class _SlimEvent:
-    """``asyncio.Event``'s behaviour for uvicorn's two per-connection events (its
-    request's message event, its flow control's writable event) in ~100 bytes, not
-    ~1 KB (an ``Event``'s waiters deque allocates 64 slots): every open stream holds
-    both (bench/stream.py (d): 10,000 idle streams)."""
-
-    __slots__ = ("_value", "_waiters")
-
-    def __init__(self, value: bool = False) -> None:
-        self._value = value
-        self._waiters: list[asyncio.Future[bool]] | None = None
-
-    def is_set(self) -> bool:
-        return self._value
-
-    def set(self) -> None:
-        if not self._value:
-            self._value = True
-            waiters, self._waiters = self._waiters, None
-            for fut in waiters or ():
-                if not fut.done():
-                    fut.set_result(True)
-
-    def clear(self) -> None:
-        self._value = False
-
-    async def wait(self) -> bool:
-        if self._value:
-            return True
-        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        if self._waiters is None:
-            self._waiters = [fut]
-        else:
-            self._waiters.append(fut)
-        try:
-            return await fut
-        finally:
-            if fut.cancelled() and self._waiters is not None and fut in self._waiters:
-                self._waiters.remove(fut)
-
-
 class EdgeProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with the limits above (``limits`` set by ``edge_protocol``)."""
 
@@ -159,7 +119,7 @@ class EdgeProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self.flow._is_writable_event = _SlimEvent(self.flow._is_writable_event.is_set())  # type: ignore[assignment]
+        self.flow._is_writable_event = SlimEvent(self.flow._is_writable_event.is_set())  # type: ignore[assignment]
         self._raw = transport
         self.transport = _LingeringTransport(transport, self)  # type: ignore[assignment]
         self._over_cap = len(self.connections) > self.limits.max_connections
@@ -208,7 +168,7 @@ class EdgeProtocol(HttpToolsProtocol):
         before = self.cycle
         super().on_headers_complete()
         if self.cycle is not before and self.cycle is not None:  # a new request: nothing waits on its event yet
-            self.cycle.message_event = _SlimEvent(self.cycle.message_event.is_set())  # type: ignore[assignment]
+            self.cycle.message_event = SlimEvent(self.cycle.message_event.is_set())  # type: ignore[assignment]
 
     def on_body(self, body: bytes) -> None:
         if not self.transport.is_closing():  # refused (431/503): no request to feed

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Collection, NamedTuple, Protocol
 
 from ..events import DONE, Projection, project_waits, projection
+from ..slimevent import SlimEvent
 
 TERMINAL = frozenset({"completed", "failed", "cancelled", "interrupted"})
 UNFINISHED = frozenset({"queued", "running", "waiting"})
@@ -174,41 +175,10 @@ def apply_change(run: RunRecord, change: Projection, now: str) -> None:
         run.finished_at = now
 
 
-class Changed:
-    """A log's change notification: ``notify`` wakes everyone waiting in ``wait`` now.
-
-    What an ``asyncio.Event`` swapped for a fresh one on every change did, at a
-    fraction of its memory: an ``Event`` is ~1 KB (its waiters' deque allocates a
-    block of 64 slots), held by every live run, and made anew at every commit;
-    this is one object per run and a list only while someone waits (10,000 idle
-    streams, each on its own run, hold 10,000 of these: bench/stream.py (d)).
-    """
-
-    __slots__ = ("_waiters",)
-
-    def __init__(self) -> None:
-        self._waiters: list[asyncio.Future[None]] | None = None
-
-    def notify(self) -> None:
-        waiters, self._waiters = self._waiters, None
-        for fut in waiters or ():
-            if not fut.done():
-                fut.set_result(None)
-
-    async def wait(self) -> None:
-        """Returns at the next ``notify`` (a change before the call is not seen)."""
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if self._waiters is None:
-            self._waiters = [fut]
-        else:
-            self._waiters.append(fut)
-        try:
-            await fut
-        finally:
-            if not fut.done() or fut.cancelled():  # left before a notify took it off the list
-                waiters = self._waiters
-                if waiters is not None and fut in waiters:
-                    waiters.remove(fut)
+# A log's change notification: ``notify`` wakes everyone waiting in ``wait`` now (a
+# change before the wait is not seen by it). What an ``asyncio.Event`` swapped for a
+# fresh one on every change did, in a fraction of its memory: every live run holds one.
+Changed = SlimEvent
 
 
 async def wait_changed(changed: asyncio.Event | Changed, timeout: float | None) -> bool:
