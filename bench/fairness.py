@@ -8,6 +8,12 @@ One ``skillrun serve`` process with default limits. Key B's ``text.summarize``
 test: 256, then 1,000 runs; before, ``util.sleep`` held a capability slot and B's 11 ms
 ``/execute`` took 25.8 s). Prints p50/p99 under load divided by idle, same run;
 the aim is a ratio <= 2.
+
+Then the burst: key A opens 1,000 ``demo.ticker`` streams at once (the lean client of
+bench/_loadclient.py, its own process) while key B sends its ``/execute`` one after
+another until A's streams have all started; prints B's p50 and worst against idle, and
+A's time to first event. The fast lane's admission takes keys in turn, so B does not
+wait behind A's whole burst.
 """
 
 from __future__ import annotations
@@ -95,6 +101,27 @@ def running(url: str, run_ids: list[str]) -> int:
         return sum(client.get(f"/v1/runs/{rid}").json()["status"] == "running" for rid in run_ids)
 
 
+def burst(url: str, streams: int) -> dict[str, Any]:
+    """Key B's /execute latencies while key A's ``streams`` stream starts arrive at once."""
+    host, port = url.removeprefix("http://").split(":")
+    body = '{"inputs": {"steps": 10, "delay_ms": 100}}'
+    a = subprocess.Popen([sys.executable, str(Path(__file__).parent / "_loadclient.py"), "stream", host, port,
+                          "/v1/skills/demo.ticker/execute/stream", body, str(streams),
+                          '{"x-api-key": "%s"}' % KEY_A], stdout=subprocess.PIPE, text=True)
+    time.sleep(0.3)  # the client process starting up
+    out: list[float] = []
+    with httpx.Client(base_url=url, headers={"x-api-key": KEY_B}, timeout=120) as client:
+        t0 = time.perf_counter()
+        while a.poll() is None and time.perf_counter() - t0 < 1.5:
+            began = time.perf_counter()
+            r = client.post("/v1/skills/text.summarize/execute", json={"inputs": {"text": TEXT}})
+            out.append(time.perf_counter() - began)
+            assert r.status_code == 200, r.text
+    result = __import__("json").loads(a.communicate(timeout=300)[0])
+    assert result["errors"] == 0, result["error_samples"]
+    return {"b": out, "a_ttfe": result["ttfe"]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="256 runs, 20 samples")
@@ -130,6 +157,21 @@ def main() -> None:
         print(f"{r['runs']:>6} {r['still_running']:>8} {r['idle_p50_ms']:>8.1f}ms {r['load_p50_ms']:>8.1f}ms {r50:>6.2f}"
               f" {r['idle_p99_ms']:>8.1f}ms {r['load_p99_ms']:>8.1f}ms {r99:>6.2f}")
     print(f"worst p50 ratio {worst:.2f} (aim <= 2)")
+
+    streams = 250 if args.quick else 1_000
+    with tempfile.TemporaryDirectory() as tmp:
+        proc, url = start_server(Path(tmp))
+        try:
+            idle = latencies(url, samples)
+            got = burst(url, streams)
+        finally:
+            proc.kill()
+            proc.wait()
+    b, ttfe = got["b"], got["a_ttfe"]
+    print(f"burst: key A opens {streams} streams at once; key B's /execute during it ({len(b)} samples): "
+          f"p50 {pct(b, 50) * 1000:.0f} ms, worst {max(b) * 1000:.0f} ms; idle p50 {pct(idle, 50) * 1000:.1f} ms "
+          f"(worst / idle p50: {max(b) / pct(idle, 50):.0f}x); A's first event p50/p95 "
+          f"{pct(ttfe, 50) * 1000:.0f}/{pct(ttfe, 95) * 1000:.0f} ms")
 
 
 if __name__ == "__main__":

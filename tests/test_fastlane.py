@@ -233,6 +233,42 @@ async def test_admission_takes_keys_in_turn_and_each_key_in_order() -> None:
     assert quitter.cancelled() and "c0" not in order
 
 
+async def test_the_lane_starts_runs_in_turn(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lane request waits for an admission place before its body is checked and its
+    run created, and gives the place back exactly once, whether it started a run, was
+    refused by the rate limit, or was handed to connexion with a body the lane refused."""
+    lanes: list[fastlane.FastLaneMiddleware] = []
+    real_init = fastlane.FastLaneMiddleware.__init__
+
+    def init(self: fastlane.FastLaneMiddleware, *args: Any, **kwargs: Any) -> None:
+        real_init(self, *args, **kwargs)
+        lanes.append(self)
+
+    monkeypatch.setattr(fastlane.FastLaneMiddleware, "__init__", init)
+    monkeypatch.setattr(fastlane.FastLaneMiddleware, "ADMITTING", 0)  # every place taken
+    # Four requests a minute: two lists, a start, a bad body; the fifth is refused.
+    async with asgi_client(create_app(make_settings(rate_limit="4/minute"))) as client:
+        assert (await client.get("/v1/runs")).json()["runs"] == []  # (connexion builds its stack lazily)
+        (lane,) = lanes
+        queued = asyncio.create_task(
+            client.post("/v1/skills/demo.ticker/execute/async", json={"inputs": {"steps": 1}}))
+        for _ in range(500):
+            if lane.admission._queues:
+                break
+            await asyncio.sleep(0.01)
+        assert lane.admission._queues and not queued.done()
+        listed = await client.get("/v1/runs")  # not a start: never waits for a place
+        assert listed.status_code == 200 and listed.json()["runs"] == []
+        lane.admission._leave()  # a place comes back: the waiting start takes it
+        started = await asyncio.wait_for(queued, 10)
+        assert started.status_code == 202
+        assert lane.admission._free == 1 and not lane.admission._queues  # given back once
+        bad = await client.post("/v1/skills/demo.ticker/execute/async", json={"inputs": {"steps": 0}})
+        assert bad.status_code == 422 and lane.admission._free == 1
+        limited = await client.post("/v1/skills/demo.ticker/execute/async", json={"inputs": {"steps": 1}})
+        assert limited.status_code == 429 and lane.admission._free == 1
+
+
 def test_an_operation_the_lane_cannot_take_is_left_to_connexion() -> None:
     """A skill input schema nested deeper than any limit of the lane's, or a $ref cycle,
     never stops the server: that operation is simply served by connexion."""
