@@ -101,6 +101,7 @@ def areas(stats: pstats.Stats) -> collections.Counter[str]:
 
 async def measure(case: str, n: int, profile: bool, db: str, top: int = 0, sort: str = "tottime") -> None:
     os.environ.update(SKILLRUN_API_KEYS=KEY, SKILLRUN_RATE_LIMIT="100000000/minute", SKILLRUN_DB=db)
+    from skillrun.cli import _settle_the_heap
     from skillrun.http.app import create_app
     from skillrun.settings import Settings
 
@@ -110,6 +111,7 @@ async def measure(case: str, n: int, profile: bool, db: str, top: int = 0, sort:
         for _ in range(200):  # warm: compiled validators, caches, the store's first pages
             answer = await call(app, method, path, body)
         assert answer[0]["status"] == 200, answer[:2]
+        _settle_the_heap()  # as `skillrun serve` does before serving (its GC settings)
         concurrency = 16
 
         async def worker(count: int) -> None:
