@@ -244,10 +244,10 @@ def _arith_node(node: ast.AST) -> Callable[..., Any] | None:
                 and len(node.args) == 1 and not node.keywords):
             return None
         if node.func.id != "double":
-            path = _path_of(node.args[0])
-            if path is None:
+            of = _path_of(node.args[0])
+            if of is None:
                 return None
-            return _sizer(path) if node.func.id == "size" else _ranger(path)
+            return _sizer(of) if node.func.id == "size" else _ranger(of)
         inner = _arith_node(node.args[0])
         return None if inner is None else _to_double(inner)
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
