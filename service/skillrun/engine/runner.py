@@ -468,6 +468,7 @@ class _Run:
                            errors: list[dict[str, str] | None], started: list[bool]) -> None:
         """``_foreach``'s items of a ``plain`` step, one after the other: what ``one`` does
         for each, in one loop (``StepLife.plain``: the slim path)."""
+        count = len(items)
         for index, item in enumerate(items):
             started[index] = True
             fate = self._fate(step.id, index) if self.fates else None
@@ -475,7 +476,7 @@ class _Run:
                 out, statuses[index], errors[index] = fate.outcome(step.id)
             else:
                 out, statuses[index], errors[index] = await StepLife(
-                    self, step, index, {"item": item, "index": index}).plain()
+                    self, step, index, {"item": item, "index": index}, items=count, lazy=True).plain()
             results[index] = out
 
     def _skip_items(self, step: Step, started: list[bool], reason: str) -> None:
