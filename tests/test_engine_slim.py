@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from skillrun.engine import Capability, Engine, RunOutcome, Skill
+from skillrun.engine.capability import _STEP_DELTA, emit_delta
 from skillrun.engine.runner import CANCELLED, INTERRUPTED
 from skillrun.engine.step import plain
 
@@ -39,7 +40,21 @@ async def _stop_at(args: dict[str, Any]) -> dict[str, Any]:
     return {"item": args["item"]}
 
 
-REGISTRY = registry_with(Capability("test.stop_at", _stop_at))
+_SINKS: list[Any] = []
+
+
+async def _chatty(args: dict[str, Any]) -> dict[str, Any]:
+    """Reports two deltas, and calls the delta sink of the item before it (ended: dropped)."""
+    if _SINKS:
+        _SINKS[-1]("late", 0.5)
+    emit_delta(text=f"a{args['item']}")
+    await asyncio.sleep(0.03)  # past the coalescing window: the second is its own event
+    emit_delta(text="b", progress=1.0)
+    _SINKS.append(_STEP_DELTA.get())
+    return {"item": args["item"]}
+
+
+REGISTRY = registry_with(Capability("test.stop_at", _stop_at), Capability("test.chatty", _chatty))
 
 
 async def _both(s: Skill, inputs: dict[str, Any] | None = None, *, nested: tuple[Skill, ...] = (),
@@ -90,6 +105,26 @@ async def test_the_ticker_takes_the_slim_path_and_gives_the_general_paths_events
     # With progress, each item's delta comes between its step_start and its terminal event.
     events, _ = await _both(ticker, {"steps": 20, "progress": True})
     assert _items(events, "step_delta") == list(range(20))
+
+
+async def test_deltas_and_a_late_sink_give_the_same_events() -> None:
+    """A plain item makes its deltas' state at its first delta; a sink called after its
+    item ended writes nothing, on either path."""
+    s = skill(
+        """
+        id: chatty
+        version: "1"
+        steps:
+          - {id: each, uses: test.chatty, foreach: range(3), input: {item: "${item}"}}
+        """,
+        REGISTRY,
+    )
+    _SINKS.clear()
+    events, _ = await _both(s)
+    deltas = [(e["data"]["index"], e["data"]["sequence"], e["data"]["delta"]) for e in events
+              if e["type"] == "step_delta"]
+    assert deltas == [(i, n, d) for i in range(3)
+                      for n, d in ((1, {"text": f"a{i}"}), (2, {"text": "b", "progress": 1.0}))]
 
 
 @pytest.mark.parametrize("on_error", ["fail", "continue"])
