@@ -12,6 +12,8 @@ figure is the app's own cost of a request, steady enough to compare two commits
   echo     POST /v1/skills/demo.ticker/execute, one step: a run's fixed cost
   execute  POST /v1/skills/text.summarize/execute (bench/stream.py's text): (c)'s request
   stream   POST /v1/skills/demo.ticker/execute/stream, one step, read to its end
+  long     the same with 10,000 steps (bench/stream.py (a): 20,003 events), one at a
+           time, 10 warm-ups; also printed per event (``--n`` counts streams: try 5)
 
 Printed per case: wall and process CPU per request. ``--profile`` runs the same
 under cProfile and prints where the time goes by area (self time; cProfile
@@ -46,7 +48,13 @@ CASES = {
     "execute": ("POST", "/v1/skills/text.summarize/execute",
                 json.dumps({"inputs": {"text": TEXT, "max_sentences": 2}}).encode()),
     "stream": ("POST", "/v1/skills/demo.ticker/execute/stream", json.dumps({"inputs": {"steps": 1}}).encode()),
+    "long": ("POST", "/v1/skills/demo.ticker/execute/stream", json.dumps({"inputs": {"steps": 10_000}}).encode()),
 }
+# Events a request of the case sends (to print the cost per event), and its own
+# concurrency and warm-up (one long stream at a time, as bench/stream.py (a) does).
+EVENTS = {"long": 20_003}
+CONCURRENCY = {"long": 1}
+WARM = {"long": 10}
 # Self time is grouped by the first of these its file's path contains.
 AREAS = ["skillrun/http", "skillrun/engine", "skillrun/runs", "skillrun/observe", "skillrun/capabilities",
          "skillrun/events", "skillrun/", "connexion/", "starlette/", "jsonschema", "werkzeug", "prometheus_client",
@@ -108,11 +116,14 @@ async def measure(case: str, n: int, profile: bool, db: str, top: int = 0, sort:
     app = create_app(Settings.from_env())
     method, path, body = CASES[case]
     async with lifespan(app):
-        for _ in range(200):  # warm: compiled validators, caches, the store's first pages
+        for _ in range(WARM.get(case, 200)):  # warm: compiled validators, caches, the store's first pages
             answer = await call(app, method, path, body)
         assert answer[0]["status"] == 200, answer[:2]
+        if case in EVENTS:
+            sent = b"".join(m.get("body", b"") for m in answer)
+            assert sent.count(b"\nevent: ") + sent.startswith(b"event: ") == EVENTS[case], "events sent"
         _settle_the_heap()  # as `skillrun serve` does before serving (its GC settings)
-        concurrency = 16
+        concurrency = CONCURRENCY.get(case, 16)
 
         async def worker(count: int) -> None:
             for _ in range(count):
@@ -129,6 +140,10 @@ async def measure(case: str, n: int, profile: bool, db: str, top: int = 0, sort:
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         print(f"{case:8s} {done} requests: {wall / done * 1e6:7.0f} us wall, {cpu / done * 1e6:7.0f} us CPU a request"
               + (" (under cProfile)" if profiler else ""))
+        if case in EVENTS:
+            per = done * EVENTS[case]
+            print(f"{'':8s} {EVENTS[case]} events a request: {wall / per * 1e6:7.2f} us wall, "
+                  f"{cpu / per * 1e6:7.2f} us CPU an event, {per / wall:,.0f} events/s")
         if profiler is not None:
             found = areas(pstats.Stats(profiler))
             total = sum(found.values())

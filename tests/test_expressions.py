@@ -81,6 +81,13 @@ OTHER = [
     "inputs.flag ? 1 : 2 // a comment: ? 3",
     "index",
     "  inputs . doc . a  ",
+    # size() and range() of a path: quick for a list or map (an int), CEL's for the rest.
+    "size(inputs.list)", "size(inputs.doc)", "size(inputs.empty)", "size(inputs.name)", "size(inputs.bytes)",
+    "size(inputs.steps)", "size(inputs.missing)", "size(inputs.bigs)", "size(inputs.intkeys)",
+    "size(inputs.nested_t)", "size(steps.tick)", "size(steps.split.meta)", "size(item)", "size(error)",
+    "size(inputs.list) + 1", "double(size(steps.tick)) / 2.0",
+    "range(inputs.one)", "range(index)", "range(item)", "range(inputs.ratio)", "range(inputs.flag)",
+    "range(inputs.big)", "range(inputs.missing)", "range(inputs.steps)", "range(inputs.one) + [1]",
 ]
 EXPRESSIONS = (
     PATHS + CONSTANTS + OTHER + [f"{t} ? {a} : {b}" for t, a, b in itertools.product(TESTS, BRANCHES[:6], BRANCHES)]
@@ -149,8 +156,12 @@ def test_the_cases_take_the_quick_paths() -> None:
     assert ticker.branches is not None
     assert ticker.quick({**INPUTS, "progress": False}, STEPS, local) is None
     assert ticker.quick({**INPUTS, "progress": True}, STEPS, local) == 0.0003  # arithmetic: see below
-    assert Expression.compile("inputs.flag ? size(inputs.list) : 0").quick(INPUTS, STEPS, local) is _MISSING
-    assert Expression.compile("inputs.flag ? size(inputs.list) : 0").evaluate(INPUTS, STEPS, local) == 6
+    assert Expression.compile("inputs.flag ? size(inputs.name) : 0").quick(INPUTS, STEPS, local) is _MISSING
+    assert Expression.compile("inputs.flag ? size(inputs.name) : 0").evaluate(INPUTS, STEPS, local) == 3
+    assert Expression.compile("inputs.flag ? size(inputs.list) : 0").quick(INPUTS, STEPS, local) == 6
+    assert Expression.compile("size(steps.tick)").quick(INPUTS, STEPS, local) == 2
+    assert Expression.compile("range(inputs.one)").quick(INPUTS, STEPS, local) == [0]
+    assert Expression.compile("size(inputs.intkeys)").quick(INPUTS, STEPS, local) is _MISSING  # CEL decides
     assert Expression.compile("inputs.flag ? 1 : 2 // a comment: ? 3").branches is None
     assert Expression.compile("inputs.bigs").quick(INPUTS, STEPS) is _MISSING  # CEL makes 2**64 a double
 
@@ -197,7 +208,8 @@ def test_template_quick_renders_as_render_does(value: Any) -> None:
             if quick is _MISSING:
                 continue
             assert same(quick, template.render(inputs, STEPS, local))
-    assert Template("${size(inputs.list)}").quick(INPUTS, STEPS) is _MISSING
+    assert Template("${size(inputs.name)}").quick(INPUTS, STEPS) is _MISSING
+    assert Template("${size(inputs.list)}").quick(INPUTS, STEPS) == 6
     assert Template({"plain": [1]}).quick(INPUTS, STEPS) == {"plain": [1]}
 
 

@@ -240,9 +240,14 @@ def _arith_node(node: ast.AST) -> Callable[..., Any] | None:
             return None
         return _walker((node.id, *reversed(path)))
     if isinstance(node, ast.Call):
-        if not (isinstance(node.func, ast.Name) and node.func.id == "double" and len(node.args) == 1
-                and not node.keywords):
+        if not (isinstance(node.func, ast.Name) and node.func.id in ("double", "size", "range")
+                and len(node.args) == 1 and not node.keywords):
             return None
+        if node.func.id != "double":
+            of = _path_of(node.args[0])
+            if of is None:
+                return None
+            return _sizer(of) if node.func.id == "size" else _ranger(of)
         inner = _arith_node(node.args[0])
         return None if inner is None else _to_double(inner)
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
@@ -254,6 +259,80 @@ def _arith_node(node: ast.AST) -> Callable[..., Any] | None:
             return None
         return _binary(_ARITHMETIC[type(node.op)], left, right)
     return None
+
+
+def _path_of(node: ast.AST) -> tuple[str, ...] | None:
+    """``a.b.c`` as ``("a", "b", "c")``; None for anything else."""
+    path: list[str] = []
+    while isinstance(node, ast.Attribute):
+        path.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name) or node.id in _CEL_WORDS:
+        return None
+    return (node.id, *reversed(path))
+
+
+def _reach(path: tuple[str, ...], inputs: Mapping[str, Any], steps: Mapping[str, Any],
+           local: Mapping[str, Any] | None) -> Any:
+    """The value at ``path`` as it is (no copy), or ``_MISSING`` where CEL decides."""
+    root = path[0]
+    if root == "inputs":
+        value: Any = inputs
+    elif root == "steps":
+        value = steps
+    elif local and root in local:
+        value = local[root]
+    else:
+        return _MISSING
+    for key in path[1:]:
+        if not isinstance(value, dict) or key not in value:
+            return _MISSING
+        value = value[key]
+    return value
+
+
+def _cel_data(value: Any) -> bool:
+    """Whether CEL takes ``value`` as ``_copy`` would (JSON-like lists and maps, string
+    keys, ints within 64 bits), without copying it."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        kind = type(v)
+        if kind is dict:
+            for k, x in v.items():
+                if type(k) is not str:
+                    return False
+                if type(x) not in _IMMUTABLE:
+                    stack.append(x)
+        elif kind is list or kind is tuple:
+            stack.extend(x for x in v if type(x) not in _IMMUTABLE)
+        elif kind is not int or not _INT64_MIN <= v <= _UINT64_MAX:
+            return False
+    return True
+
+
+def _sizer(path: tuple[str, ...]) -> Callable[..., Any]:
+    """``quick`` for ``size(path)`` of a list or map: its length (``size(steps.tick)`` of a
+    10,000-item foreach: ~1 ms, where handing the list to CEL took ~55). Strings, bytes
+    and the rest are CEL's (it counts code points, and decides what it cannot take)."""
+
+    def size(i: Any, s: Any, l: Any = None) -> Any:
+        v = _reach(path, i, s, l)
+        if type(v) not in (list, dict) or not _cel_data(v):
+            return _MISSING
+        return len(v)
+
+    return size
+
+
+def _ranger(path: tuple[str, ...]) -> Callable[..., Any]:
+    """``quick`` for ``range(path)`` (``FUNCTIONS``): the list, for an int it takes; else CEL's."""
+
+    def ranged(i: Any, s: Any, l: Any = None) -> Any:
+        v = _reach(path, i, s, l)
+        return list(range(v)) if type(v) is int and 0 <= v <= 1_000_000 else _MISSING
+
+    return ranged
 
 
 def _int64(value: Any) -> bool:

@@ -10,7 +10,10 @@ engine's server-wide slots (``Engine(max_parallel=...)``), within its key's shar
 (``max_parallel_per_key``, see ``slots``). Only capability calls that work
 (``Capability.holds_slot``) hold a slot, never a step that waits for others (a
 nested skill, a foreach), so the limits cannot deadlock. A step that is the only thing able to run is awaited
-inline rather than as a task: a long chain then costs no task per step.
+inline rather than as a task: a long chain then costs no task per step. The items
+of a ``foreach`` whose step has none of the phases that need per-item machinery
+(gates, retries, a time limit, a fallback, a nested skill: ``step.plain``) run one
+after the other in one loop, each through ``StepLife.plain`` (the slim path).
 
 Stopping (``stopping``): every stop is a cancellation whose message says why.
 Each open step instance (``step``) emits ``step_failed`` with that reason; each
@@ -44,7 +47,7 @@ from .model import Skill, Step
 from .pool import Pool
 from .resume import Fate, OneFate, Resume
 from .slots import CapabilitySlots
-from .step import StepLife, ms_since
+from .step import StepLife, ms_since, plain
 from .stopping import (
     CANCELLED,
     INTERRUPTED,
@@ -125,6 +128,9 @@ class Engine:
         self.input_check = InputCheck()  # rendered capability inputs against their schemas
         self.deltas = deltas or DeltaPolicy()  # steps' partial output: coalescing window, bound
         self.answers = Answers()  # steps waiting for input, by run, step and item (``waiting``)
+        # Items of a plain step take the slim path (``step.plain``); False: the general
+        # one, which gives the same events (the tests compare the two).
+        self.slim = True
         self._slice_start = time.perf_counter()
 
     def turn_due(self) -> bool:
@@ -440,7 +446,9 @@ class _Run:
             results[index] = out
 
         try:
-            if step.max_parallel == 1:
+            if step.max_parallel == 1 and self.engine.slim and plain(step):
+                await self._plain_items(step, items, results, statuses, errors, started)
+            elif step.max_parallel == 1:
                 for index in range(len(items)):  # inline: the common, cheapest case
                     await one(index)
             else:
@@ -455,6 +463,21 @@ class _Run:
         if error is not None:
             return results, "failed", error
         return results, "degraded" if "degraded" in statuses else "completed", None
+
+    async def _plain_items(self, step: Step, items: list[Any], results: list[Any], statuses: list[str],
+                           errors: list[dict[str, str] | None], started: list[bool]) -> None:
+        """``_foreach``'s items of a ``plain`` step, one after the other: what ``one`` does
+        for each, in one loop (``StepLife.plain``: the slim path)."""
+        count = len(items)
+        for index, item in enumerate(items):
+            started[index] = True
+            fate = self._fate(step.id, index) if self.fates else None
+            if fate is not None:  # ended before the run was resumed
+                out, statuses[index], errors[index] = fate.outcome(step.id)
+            else:
+                out, statuses[index], errors[index] = await StepLife(
+                    self, step, index, {"item": item, "index": index}, items=count, lazy=True).plain()
+            results[index] = out
 
     def _skip_items(self, step: Step, started: list[bool], reason: str) -> None:
         """Items that never started (the step ended first) get their fate too: one

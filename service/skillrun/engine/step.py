@@ -25,7 +25,7 @@ from .. import events as ev
 from ..events import Emitter, Event
 from .capability import _RUN_KEY, _STEP_CALL, _STEP_DELTA, _STEP_INPUT, Capability, CapabilityError, CapabilityRegistry
 from .deltas import DeltaPolicy, RunDeltaBudget, StepDeltas
-from .expressions import ExpressionError, Template
+from .expressions import NEEDS_CEL, ExpressionError, Template
 from .model import Gate, Step
 from .stopping import StepFailure, stop_reason
 from .waiting import Answers
@@ -111,18 +111,33 @@ _NONE: list[Any] = []
 _NO_INFO: dict[str, Any] = {}
 
 
-class StepLife:
-    """One instance of ``step`` in ``run``; ``live`` runs its phases."""
+def plain(step: Step) -> bool:
+    """Whether an instance of ``step`` has only the phases every step has: no gates, one
+    attempt (no ``retry``), no time limit, no ``fallback``, no nested skill. Its items
+    then take ``StepLife.plain``, the slim path: the same events as ``live``, without
+    the phases it has none of (a 10,000-item ``foreach`` pays for them 10,000 times)."""
+    return (not step.gates and step.retry.max_attempts == 1 and step.timeout_s is None
+            and step.on_error != "fallback" and step.skill_id is None)
 
-    def __init__(self, run: StepHost, step: Step, index: int | None, local: dict[str, Any] | None) -> None:
+
+class StepLife:
+    """One instance of ``step`` in ``run``; ``live`` runs its phases (``plain``: those
+    of a plain step)."""
+
+    __slots__ = ("run", "step", "index", "local", "items", "t0", "started", "findings", "info", "waited",
+                 "asked", "attempts", "deltas", "ended")
+
+    def __init__(self, run: StepHost, step: Step, index: int | None, local: dict[str, Any] | None,
+                 *, items: int | None = None, lazy: bool = False) -> None:
         self.run = run
         self.step = step
         self.index = index
         self.local = local
         # A foreach item's first event says how many items the step has (for recovery).
-        self.items = run.item_count(step.id) if index is not None else None
+        self.items = items if items is not None or index is None else run.item_count(step.id)
         self.t0 = time.perf_counter()
         self.started = False
+        self.ended = False  # its terminal event is written, or it has stopped: no delta after
         # Degrading findings so far, and the info of the last gate (or fallback) that degraded.
         self.findings: Findings = []
         self.info: dict[str, Any] = {}
@@ -130,19 +145,41 @@ class StepLife:
         self.asked = False  # it has waited for input in this process
         self.attempts = 0  # attempts of the capability (or nested skill) begun so far
         # Its capability's partial output (``emit_delta``), written between its
-        # step_start and its terminal event.
-        self.deltas = StepDeltas(run.engine.deltas, self._write, step.id, index,
-                                 texts=not any(g.stage == "post" for g in step.gates), budget=run.delta_budget)
+        # step_start and its terminal event. ``lazy`` (``plain``): made by the first
+        # delta (``__call__``); most items never report one.
+        self.deltas: StepDeltas | None = None if lazy else self._new_deltas()
+
+    def _new_deltas(self) -> StepDeltas:
+        step, run = self.step, self.run
+        return StepDeltas(run.engine.deltas, self._write, step.id, self.index,
+                          texts=not step.gates or not any(g.stage == "post" for g in step.gates),
+                          budget=run.delta_budget)
+
+    def __call__(self, text: str | None, progress: float | None) -> None:
+        """The delta sink of a ``plain`` instance (``capability.DeltaSink``): its
+        ``StepDeltas``, made at the first delta, which it would have dropped before
+        ``step_start`` and after the instance ended as this drops it."""
+        deltas = self.deltas
+        if deltas is None:
+            if not self.started or self.ended:
+                return
+            deltas = self.deltas = self._new_deltas()
+            deltas.start()
+            deltas.begin(self.attempts or 1)
+        deltas(text, progress)
 
     def _write(self, event: Event) -> None:
         self.run.emitter.emit(*event)
 
     def emit(self, event: Event) -> None:
         # Deltas pending go out before any other event of the step; none after its end.
+        deltas = self.deltas
         if event.type in ev.STEP_TERMINAL:
-            self.deltas.close()
-        else:
-            self.deltas.flush()
+            self.ended = True
+            if deltas is not None:
+                deltas.close()
+        elif deltas is not None:
+            deltas.flush()
         if self.waited is not None and event.type in ev.ENDS_WAIT:
             # The event that ends a wait says how long it was (the run is ``running`` again).
             event = event._replace(data={**(event.data or {}), "waited_ms": ms_since(self.waited)})
@@ -182,9 +219,11 @@ class StepLife:
         and its ``on_error`` is ``fail``; re-raises ``CancelledError`` after emitting
         ``step_failed`` with the cancellation's reason."""
         # Its capability calls know which instance they belong to (``idempotency_key``).
+        deltas = self.deltas
+        assert deltas is not None  # made at once for ``live`` (only ``plain`` makes it lazily)
         call = _STEP_CALL.set((self.run.prefix + self.step.id, self.index))
         wait = _STEP_INPUT.set(self.wait_for_input)
-        delta = _STEP_DELTA.set(self.deltas)
+        delta = _STEP_DELTA.set(deltas)
         try:
             return await self._phases(failure)
         except asyncio.CancelledError as exc:
@@ -192,7 +231,53 @@ class StepLife:
             self.emit(ev.step_failed(self.step.id, stop_reason(exc), ms_since(self.t0), self.index))
             raise
         finally:
-            self.deltas.drop()  # a delta still in flight (a timer, a worker) is never written
+            self.ended = True
+            deltas.drop()  # a delta still in flight (a timer, a worker) is never written
+            _STEP_DELTA.reset(delta)
+            _STEP_INPUT.reset(wait)
+            _STEP_CALL.reset(call)
+
+    async def plain(self) -> tuple[Any, str, dict[str, str] | None]:
+        """``live`` for an instance of a ``plain`` step: render, ``step_start``, one call,
+        the terminal event. What ``_phases`` does for such a step, in the same order,
+        without the branches it never takes (tests/test_engine_slim.py holds the two
+        paths' events equal, failures and stops included)."""
+        step, run = self.step, self.run
+        call = _STEP_CALL.set((run.prefix + step.id, self.index))
+        wait = _STEP_INPUT.set(self.wait_for_input)
+        delta = _STEP_DELTA.set(self if self.deltas is None else self.deltas)
+        try:
+            failure: StepFailure | None = None
+            output: Any = None
+            try:
+                args = step.input.quick(run.inputs, run.outputs, self.local)
+                if args is NEEDS_CEL:
+                    args = await run.render(step.input, self.local)
+            except ExpressionError as exc:
+                failure = StepFailure("expression_error", str(exc))
+            except StepFailure as exc:
+                failure = exc
+            self._start()
+            if failure is None:
+                self.attempts = 1
+                if self.deltas is not None:
+                    self.deltas.begin(1)
+                cap = run.engine.capabilities.get(step.uses)
+                try:
+                    if cap is None:
+                        raise StepFailure("internal", f"capability {step.uses!r} is not registered")
+                    output = await run._call(step, cap, args)
+                except StepFailure as exc:
+                    failure = exc
+            return self._outcome(output, failure)
+        except asyncio.CancelledError as exc:
+            self._start()
+            self.emit(ev.step_failed(self.step.id, stop_reason(exc), ms_since(self.t0), self.index))
+            raise
+        finally:
+            self.ended = True
+            if self.deltas is not None:
+                self.deltas.drop()
             _STEP_DELTA.reset(delta)
             _STEP_INPUT.reset(wait)
             _STEP_CALL.reset(call)
@@ -238,7 +323,8 @@ class StepLife:
         if not self.started:
             self.started = True
             self.emit(ev.step_start(self.step.id, self.step.uses, self.index, items=self.items))
-            self.deltas.start()
+            if self.deltas is not None:
+                self.deltas.start()
 
     def _warn(self, stage: str, warnings: list[tuple[Gate, Findings]]) -> None:
         for gate, found in warnings:
@@ -308,6 +394,7 @@ class StepLife:
         attempt = 1
         while True:
             self.attempts = attempt
+            assert self.deltas is not None  # ``live`` makes it at once
             self.deltas.begin(attempt)
             try:
                 if step.skill_id is not None:
@@ -340,6 +427,7 @@ class StepLife:
         if step.on_error != "fallback" or fb is None:
             return None, failure
         self.emit(ev.step_fallback(step.id, failure.as_dict(), fb.uses, self.index))
+        assert self.deltas is not None  # ``live`` makes it at once
         self.deltas.begin(self.attempts + 1)  # the attempt after the last failed one
         cap = run.engine.capabilities.get(fb.uses)
         try:

@@ -373,8 +373,15 @@ class SqliteStore:
             live = self._live[run_id] = _Live(None, event.seq - 1, event.seq - 1)
         if event.seq != live.appended + 1:
             raise ValueError(f"run {run_id}: event {event.seq} out of order")
+        if self._writer is None or self._closing:
+            raise RuntimeError("the run store is closed")
         live.appended = event.seq
-        self._enqueue((run_id, event))
+        # ``_enqueue`` inline (every event comes here): the writer is woken by the first
+        # op of a batch; while ops are pending, it has been woken and not yet taken them.
+        pending = self._pending
+        if not pending:
+            self._wake.set()
+        pending.append((run_id, event))
 
     async def purge(self, finished_before: str) -> int:
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
@@ -461,8 +468,9 @@ class SqliteStore:
                     run_id, ev = op
                     events.append((run_id, ev.seq, ev.type, ev.data))
                     change = projection(ev.seq, ev.type, ev.data)
-                    if change is not NO_CHANGE:
-                        outcome[i] = change  # for ``_publish``: computed once
+                    if change is NO_CHANGE:  # most events: nothing more to do here
+                        continue
+                    outcome[i] = change  # for ``_publish``: computed once
                     if change.starts:
                         started.append((now, run_id))
                     if change.waits or change.resumed:

@@ -1,0 +1,250 @@
+"""The slim path for the items of a plain ``foreach`` step (``step.plain``, ``StepLife.plain``)
+gives exactly the events and outcome of the general path (``StepLife.live``), for runs
+that complete, fail, continue past a failure, stop mid-foreach or stream deltas."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from skillrun.engine import Capability, Engine, RunOutcome, Skill
+from skillrun.engine.capability import _STEP_DELTA, emit_delta
+from skillrun.engine.runner import CANCELLED, INTERRUPTED
+from skillrun.engine.step import plain
+
+from engine_util import engine_for, registry_with, run, skill
+
+pytestmark = pytest.mark.anyio
+
+# Times differ from one run to the next; everything else must not.
+_TIMES = {"timestamp", "duration_ms", "waited_ms"}
+
+
+def _timeless(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _timeless(v) for k, v in value.items() if k not in _TIMES}
+    if isinstance(value, list):
+        return [_timeless(v) for v in value]
+    return value
+
+
+async def _stop_at(args: dict[str, Any]) -> dict[str, Any]:
+    """Stops the run's task (with ``args["reason"]``) at item ``args["at"]``, from inside it."""
+    if args["item"] == args["at"]:
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel(args["reason"])
+        await asyncio.sleep(0)
+    return {"item": args["item"]}
+
+
+_SINKS: list[Any] = []
+
+
+async def _chatty(args: dict[str, Any]) -> dict[str, Any]:
+    """Reports two deltas, and calls the delta sink of the item before it (ended: dropped)."""
+    if _SINKS:
+        _SINKS[-1]("late", 0.5)
+    emit_delta(text=f"a{args['item']}")
+    await asyncio.sleep(0.03)  # past the coalescing window: the second is its own event
+    emit_delta(text="b", progress=1.0)
+    _SINKS.append(_STEP_DELTA.get())
+    return {"item": args["item"]}
+
+
+REGISTRY = registry_with(Capability("test.stop_at", _stop_at), Capability("test.chatty", _chatty))
+
+
+async def _both(s: Skill, inputs: dict[str, Any] | None = None, *, nested: tuple[Skill, ...] = (),
+                **kwargs: Any) -> tuple[list[dict[str, Any]], RunOutcome]:
+    """The run's events and outcome on the slim path, checked equal to the general path's."""
+    results = []
+    for slim in (True, False):
+        engine = engine_for(s, *nested, registry=REGISTRY, **kwargs)
+        engine.slim = slim
+        outcome, _rec, events = await run(engine, s, inputs)
+        results.append((_timeless(events), outcome))
+    (slim_events, slim_outcome), (general_events, general_outcome) = results
+    assert slim_events == general_events
+    assert slim_outcome.status == general_outcome.status
+    assert slim_outcome.outputs == general_outcome.outputs
+    assert slim_outcome.error == general_outcome.error
+    assert _timeless(slim_outcome.steps) == _timeless(general_outcome.steps)
+    return slim_events, slim_outcome
+
+
+def _items(events: list[dict[str, Any]], type: str) -> list[int]:
+    return [e["data"]["index"] for e in events if e["type"] == type and "index" in (e["data"] or {})]
+
+
+async def test_the_ticker_takes_the_slim_path_and_gives_the_general_paths_events() -> None:
+    ticker = skill(
+        """
+        id: ticker
+        version: "1"
+        inputs: {type: object, properties: {steps: {type: integer}, progress: {type: boolean}}}
+        outputs:
+          ticks: {value: "${size(steps.tick)}"}
+        steps:
+          - id: tick
+            uses: util.sleep
+            foreach: range(inputs.steps)
+            input:
+              ms: 0
+              progress: "${inputs.progress ? double(index + 1) / double(inputs.steps) : null}"
+        """
+    )
+    assert plain(ticker.steps[0])
+    events, outcome = await _both(ticker, {"steps": 50, "progress": False})
+    assert outcome.outputs == {"ticks": 50}
+    assert [e["type"] for e in events] == ["skill_start", *["step_start", "step_completed"] * 50,
+                                           "skill_completed", "done"]
+    assert all(e["data"]["items"] == 50 for e in events if e["type"] == "step_start")
+    # With progress, each item's delta comes between its step_start and its terminal event.
+    events, _ = await _both(ticker, {"steps": 20, "progress": True})
+    assert _items(events, "step_delta") == list(range(20))
+
+
+async def test_deltas_and_a_late_sink_give_the_same_events() -> None:
+    """A plain item makes its deltas' state at its first delta; a sink called after its
+    item ended writes nothing, on either path."""
+    s = skill(
+        """
+        id: chatty
+        version: "1"
+        steps:
+          - {id: each, uses: test.chatty, foreach: range(3), input: {item: "${item}"}}
+        """,
+        REGISTRY,
+    )
+    _SINKS.clear()
+    events, _ = await _both(s)
+    deltas = [(e["data"]["index"], e["data"]["sequence"], e["data"]["delta"]) for e in events
+              if e["type"] == "step_delta"]
+    assert deltas == [(i, n, d) for i in range(3)
+                      for n, d in ((1, {"text": f"a{i}"}), (2, {"text": "b", "progress": 1.0}))]
+
+
+@pytest.mark.parametrize("on_error", ["fail", "continue"])
+async def test_a_failing_item_gives_the_same_events(on_error: str) -> None:
+    s = skill(
+        f"""
+        id: failing
+        version: "1"
+        steps:
+          - id: each
+            uses: util.flaky
+            on_error: {on_error}
+            foreach: range(8)
+            input: {{key: "${{string(item)}}", fail_times: "${{item == 3 ? 1 : 0}}", value: "${{item}}"}}
+          - {{id: after, uses: util.echo, input: {{n: 1}}}}
+        """,
+        REGISTRY,
+    )
+    assert plain(s.steps[0])
+    events, outcome = await _both(s)
+    assert _items(events, "step_failed") == [3]
+    if on_error == "fail":
+        assert outcome.status == "failed"
+        skipped = [e for e in events if e["type"] == "step_skipped"]
+        assert [(e["step_id"], e["data"].get("index"), e["data"].get("last_index")) for e in skipped] == [
+            ("each", 4, 7), ("after", None, None)]
+    else:
+        assert outcome.status == "completed"
+        assert _items(events, "step_completed") == [0, 1, 2, 4, 5, 6, 7]
+
+
+async def test_an_item_whose_input_breaks_its_capabilitys_schema_or_its_expression() -> None:
+    s = skill(
+        """
+        id: bad
+        version: "1"
+        steps:
+          - id: each
+            uses: util.sleep
+            on_error: continue
+            foreach: "[1, -1, 'x', 2]"
+            input: {ms: "${item}"}
+          - id: paths
+            uses: util.echo
+            on_error: continue
+            foreach: "[{'x': 1}, 2]"
+            input: {v: "${item.x}"}
+        """,
+        REGISTRY,
+    )
+    events, outcome = await _both(s)
+    kinds = [(e["step_id"], e["data"]["index"], e["data"]["error"]["kind"]) for e in events if e["type"] == "step_failed"]
+    assert kinds == [("each", 1, "input_invalid"), ("each", 2, "input_invalid"), ("paths", 1, "expression_error")]
+    assert outcome.status == "completed"
+
+
+@pytest.mark.parametrize("reason", [CANCELLED, INTERRUPTED])
+async def test_a_run_stopped_mid_foreach_gives_the_same_events(reason: str) -> None:
+    s = skill(
+        f"""
+        id: stopped
+        version: "1"
+        steps:
+          - id: each
+            uses: test.stop_at
+            foreach: range(10)
+            input: {{item: "${{item}}", at: 4, reason: {reason}}}
+          - {{id: after, uses: util.echo, input: {{n: 1}}}}
+        """,
+        REGISTRY,
+    )
+    events, outcome = await _both(s)
+    assert outcome.status == reason
+    assert _items(events, "step_completed") == [0, 1, 2, 3]
+    failed = [e for e in events if e["type"] == "step_failed"]
+    assert [(e["data"]["index"], e["data"]["error"]["kind"]) for e in failed] == [(4, reason)]
+    skipped = [(e["step_id"], e["data"].get("index"), e["data"].get("last_index"))
+               for e in events if e["type"] == "step_skipped"]
+    assert skipped == [("each", 5, 9), ("after", None, None)]
+
+
+async def test_a_nested_skills_foreach_gives_the_same_events() -> None:
+    child = skill(
+        """
+        id: child
+        version: "1"
+        inputs: {type: object, properties: {n: {type: integer}}}
+        outputs:
+          count: {value: "${size(steps.each)}"}
+        steps:
+          - {id: each, uses: util.echo, foreach: range(inputs.n), input: {v: "${item}"}}
+        """
+    )
+    parent = skill(
+        """
+        id: parent
+        version: "1"
+        steps:
+          - {id: outer, uses: "skill:child", foreach: range(2), input: {n: 3}}
+        """
+    )
+    assert not plain(parent.steps[0]) and plain(child.steps[0])
+    events, outcome = await _both(parent, nested=(child,))
+    assert outcome.status == "completed"
+    assert outcome.outputs == {} and len([e for e in events if e["type"] == "step_completed"]) == 2 + 2 * 3
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+def test_what_makes_a_step_plain(anyio_backend: str) -> None:
+    base = """
+        id: s
+        version: "1"
+        steps:
+          - id: each
+            uses: util.echo
+            foreach: range(2)
+            input: {v: 1}
+    """.rstrip(" ")
+    assert plain(skill(base).steps[0])
+    for extra in ("retry: {max_attempts: 2}", "timeout: 1s", "gate: pii",
+                  "on_error: {fallback: {uses: util.echo, input: {}}}"):
+        assert not plain(skill(base + f"            {extra}\n").steps[0]), extra
+    assert plain(skill(base + "            on_error: continue\n").steps[0])
