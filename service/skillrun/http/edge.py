@@ -41,6 +41,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from ..slimevent import SlimEvent
 from .errors import PROBLEM_JSON, TITLES, problem_body
+from .handoff import HandingOff
 
 # After the ASGI layer's 408 (bodylimit.py) has had its chance, even on a busy loop.
 _BODY_BACKSTOP_S = 5.0
@@ -95,10 +96,20 @@ class _LingeringTransport:
         self._protocol._close()
 
 
+class _Pipeline(list[Any]):
+    """What uvicorn uses of the deque it queues pipelined requests in."""
+
+    __slots__ = ()
+
+    def appendleft(self, item: Any) -> None:
+        self.insert(0, item)
+
+
 class EdgeProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with the limits above (``limits`` set by ``edge_protocol``)."""
 
     limits: ClassVar[EdgeLimits]
+    _handing_off: ClassVar[HandingOff | None] = None
     # Slots: uvicorn's protocol sets 28 attributes; past 30, an instance's dict no longer
     # shares its keys with the others' and costs ~1.5 KB more per connection.
     __slots__ = ("_timer", "_head_open", "_in_message", "_head_bytes", "_began_here", "_over_cap",
@@ -106,6 +117,9 @@ class EdgeProtocol(HttpToolsProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # uvicorn's queue of pipelined requests: an empty deque is ~760 bytes, kept as
+        # long as the connection is open; a list does the same for the few ever queued.
+        self.pipeline = _Pipeline()  # type: ignore[assignment]
         self._timer: asyncio.TimerHandle | None = None
         self._head_open = False  # between a request's first byte and its headers' end
         self._in_message = False  # between its first byte and its body's end
@@ -169,6 +183,14 @@ class EdgeProtocol(HttpToolsProtocol):
         super().on_headers_complete()
         if self.cycle is not before and self.cycle is not None:  # a new request: nothing waits on its event yet
             self.cycle.message_event = SlimEvent(self.cycle.message_event.is_set())  # type: ignore[assignment]
+
+    def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+        # Each request through ``handoff.serve``: a stream's body runs after the
+        # middleware layers have returned (``handoff.py``). One wrapper per app.
+        wrapped = EdgeProtocol._handing_off
+        if wrapped is None or wrapped.app is not app:
+            wrapped = EdgeProtocol._handing_off = HandingOff(app)
+        super()._start_asgi_task(cycle, wrapped)  # type: ignore[arg-type]
 
     def on_body(self, body: bytes) -> None:
         if not self.transport.is_closing():  # refused (431/503): no request to feed
