@@ -49,6 +49,19 @@ async def test_slim_event_is_an_asyncio_event() -> None:
     assert SlimEvent(True).is_set()
 
 
+async def test_a_slim_event_waiter_is_resolved_by_set_and_forgotten_when_not_wanted() -> None:
+    event = SlimEvent()
+    fut = event.waiter()
+    assert not fut.done()
+    event.set()
+    assert fut.done() and fut.result() is True
+    assert event.waiter().done()  # set: done at once
+    event.clear()
+    unwanted = event.waiter()
+    event.forget(unwanted)
+    assert unwanted.cancelled() and event._waiters == []
+
+
 SCOPE = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}}
 
 

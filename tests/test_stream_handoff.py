@@ -2,7 +2,8 @@
 the app served in-process by uvicorn with the edge protocol (what ``skillrun serve`` runs):
 while it is open no middleware layer's coroutine is alive; its access log line, duration
 and bytes are still taken at its end; ``on_disconnect: cancel`` still cancels its run;
-a stream that ends by itself still gets its ``done``."""
+a stream that ends by itself still gets its ``done``; a client's disconnect is seen
+without a task listening for it."""
 
 from __future__ import annotations
 
@@ -87,6 +88,8 @@ async def test_an_open_stream_holds_no_middleware_frame_and_is_logged_at_its_end
     # Handed to the edge: the layers' frames are gone (before: one each per stream).
     assert {layer: _alive(layer) for layer in layers} == before
     assert _alive("serve") == 5 and _alive("EventStreamResponse._handed_body") == 5
+    # The edge calls back when a client goes: no task waits on ``receive`` per stream.
+    assert _alive("EventStreamResponse._stream_until_disconnect.<locals>.until_disconnect") == 0
     # Nothing logged while open: the access line comes at the stream's end.
     assert not [r for r in caplog.records if r.name == ACCESS_LOGGER and getattr(r, "route", "").endswith("/stream")]
     await asyncio.sleep(0.5)  # the streams' durations outgrow the time to their heads

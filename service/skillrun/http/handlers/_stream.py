@@ -19,6 +19,7 @@ from starlette.types import Receive, Scope, Send
 
 from ...runs import follow
 from .. import sse
+from ..edge import when_gone
 from ..handoff import handoff_of
 from ..services import Services
 
@@ -112,10 +113,31 @@ class EventStreamResponse(StreamingResponse):
         cancels it. The task group (two tasks, two cancel scopes, their sets, an anyio
         Event with its asyncio Event) cost ~4 KB per open stream, held as long as it
         is open (bench/stream.py (d): 10,000 idle streams). As there: a disconnect ends the body
-        quietly, and an error from ``receive`` ends it with that error."""
+        quietly, and an error from ``receive`` ends it with that error.
+
+        Through the edge, with the request's body all read, not even that task: the
+        edge calls back when the client is gone (``edge.when_gone``)."""
         task = asyncio.current_task()
         assert task is not None
         sending, stopped = True, False
+
+        def gone() -> None:
+            nonlocal stopped
+            if sending:
+                stopped = True
+                task.cancel()
+
+        unwatch = when_gone(receive, gone)
+        if unwatch is not None:
+            try:
+                await stream(send)
+            except asyncio.CancelledError:
+                if not stopped or task.uncancel() > 0:
+                    raise  # not (only) ours: the request itself is being cancelled
+            finally:
+                sending = False
+                unwatch()
+            return
 
         async def until_disconnect() -> None:
             while (await receive())["type"] != "http.disconnect":
