@@ -49,6 +49,19 @@ async def test_slim_event_is_an_asyncio_event() -> None:
     assert SlimEvent(True).is_set()
 
 
+async def test_a_slim_event_waiter_is_resolved_by_set_and_forgotten_when_not_wanted() -> None:
+    event = SlimEvent()
+    fut = event.waiter()
+    assert not fut.done()
+    event.set()
+    assert fut.done() and fut.result() is True
+    assert event.waiter().done()  # set: done at once
+    event.clear()
+    unwanted = event.waiter()
+    event.forget(unwanted)
+    assert unwanted.cancelled() and event._waiters == []
+
+
 SCOPE = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}}
 
 
@@ -132,3 +145,52 @@ async def test_a_cancel_from_outside_goes_on() -> None:
     with pytest.raises(asyncio.CancelledError):
         await call
     assert abandoned == [True]
+
+
+def _coroutines_of(task: asyncio.Task[Any]) -> list[str]:
+    """The qualnames of the coroutines a task's await chain holds, outermost first."""
+    names: list[str] = []
+    coro: Any = task.get_coro()
+    while coro is not None:
+        names.append(getattr(coro, "__qualname__", type(coro).__name__))
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return names
+
+
+@pytest.mark.parametrize("max_parallel", [1, 2])
+async def test_a_waiting_foreach_item_holds_no_coroutine_around_its_instance_or_its_call(max_parallel: int) -> None:
+    """A run whose step waits (demo.ticker's 60 s ticks: bench/stream.py (d)) holds its
+    frames as long as it waits: an inline foreach item has no ``one`` coroutine around
+    its instance, and a call without slot, span or time limit no ``_invoke`` around the
+    capability. Items in a pool still have theirs (their tasks run ``one``); outcomes
+    and failures are the same either way."""
+    from engine_util import engine_for, run, skill
+
+    s = skill(f"""
+        id: t.tick
+        version: "1"
+        inputs: {{type: object, properties: {{ms: {{type: integer}}}}}}
+        steps:
+          - id: tick
+            uses: util.sleep
+            foreach: range(2)
+            max_parallel: {max_parallel}
+            input: {{ms: "${{inputs.ms}}"}}
+    """)
+    engine = engine_for(s)
+    task = asyncio.ensure_future(run(engine, s, {"ms": 60_000}))
+    await asyncio.sleep(0.05)
+    if max_parallel == 1:
+        chain = _coroutines_of(task)
+        assert "_Run._foreach" in chain and "StepLife.live" in chain, chain
+        assert "_Run._foreach.<locals>.one" not in chain and "_Run._item.<locals>.one" not in chain
+        assert "_Run._invoke" not in chain and chain.index("_sleep") == chain.index("_Run._call") + 1, chain
+    else:
+        items = [t for t in asyncio.all_tasks() if t.get_name().startswith("step:tick[")]
+        assert len(items) == 2 and all(_coroutines_of(t)[0] == "_Run._item.<locals>.one" for t in items)
+    task.cancel()
+    outcome, _rec, _events = await task  # the engine ends a cancelled run with its fates
+    assert outcome.status == "cancelled"
+    outcome, _rec, events = await run(engine, s, {"ms": 1})
+    assert outcome.status == "completed"
+    assert [e["data"]["index"] for e in events if e["type"] == "step_completed"] == [0, 1]

@@ -38,6 +38,23 @@ class SlimEvent:
             if not fut.done():
                 fut.set_result(True)
 
+    def waiter(self) -> asyncio.Future[bool]:
+        """A future that ``set``/``notify`` resolves, for a callback instead of a task
+        awaiting ``wait`` (done at once if set); ``forget`` it if it is not wanted any more."""
+        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        if self._value:
+            fut.set_result(True)
+        elif self._waiters is None:
+            self._waiters = [fut]
+        else:
+            self._waiters.append(fut)
+        return fut
+
+    def forget(self, fut: asyncio.Future[bool]) -> None:
+        fut.cancel()
+        if self._waiters is not None and fut in self._waiters:
+            self._waiters.remove(fut)
+
     async def wait(self) -> bool:
         if self._value:
             return True

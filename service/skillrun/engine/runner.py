@@ -245,6 +245,18 @@ class Engine:
             raise StepFailure("input_invalid", f"skill {skill.id!r} inputs: {where}: {err.message}")
 
 
+def _failure_of(exc: Exception) -> StepFailure | None:
+    """What a capability call raised, as the step's failure (None: a ``StepFailure``
+    already, raised as it is)."""
+    if isinstance(exc, StepFailure):
+        return None
+    if isinstance(exc, TimedOut):
+        return StepFailure(TIMEOUT, exc.message)
+    if isinstance(exc, CapabilityError):
+        return StepFailure(exc.kind, str(exc), exc.retry_after_s)
+    return StepFailure("capability_error", f"{type(exc).__name__}: {exc}")  # a bug: the step's failure, not the run's crash
+
+
 class _Run:
     """One run of one skill (the top level or a nested one)."""
 
@@ -433,6 +445,41 @@ class _Run:
         statuses: list[str] = [""] * len(items)
         errors: list[dict[str, str] | None] = [None] * len(items)
         started = [False] * len(items)
+        try:
+            if step.max_parallel == 1 and self.engine.slim and plain(step):
+                await self._plain_items(step, items, results, statuses, errors, started)
+            elif step.max_parallel == 1:
+                # Inline, the common, cheapest case: each item's instance awaited here,
+                # with no coroutine (nor closure and cells) around it; a run whose item
+                # waits holds this frame as long as it waits (bench/stream.py (d)).
+                for index in range(len(items)):
+                    started[index] = True  # from here on, _instance gives the item its fate
+                    fate = self._fate(step.id, index)
+                    if fate is not None:  # ended before the run was resumed
+                        out, statuses[index], errors[index] = fate.outcome(step.id)
+                    else:
+                        out, statuses[index], errors[index] = await self._instance(
+                            step, index, {"item": items[index], "index": index}
+                        )
+                    results[index] = out
+            else:
+                await self._pool(step, self._item(step, items, results, statuses, errors, started), len(items))
+        except StepFailure:
+            self._skip_items(step, started, f"not run: another item of step {step.id!r} failed")
+            raise
+        except asyncio.CancelledError as exc:
+            self._skip_items(step, started, f"not run: {stop_reason(exc)['message']}")
+            raise
+        error = next((e for e in errors if e is not None), None)
+        if error is not None:
+            return results, "failed", error
+        return results, "degraded" if "degraded" in statuses else "completed", None
+
+    def _item(
+        self, step: Step, items: list[Any], results: list[Any], statuses: list[str],
+        errors: list[dict[str, str] | None], started: list[bool],
+    ) -> Callable[[int], Coroutine[Any, Any, None]]:
+        """One item of a ``foreach`` run in a pool (as the inline loop in ``_foreach`` runs it)."""
 
         async def one(index: int) -> None:
             started[index] = True  # from here on, _instance gives the item its fate
@@ -445,29 +492,12 @@ class _Run:
                 )
             results[index] = out
 
-        try:
-            if step.max_parallel == 1 and self.engine.slim and plain(step):
-                await self._plain_items(step, items, results, statuses, errors, started)
-            elif step.max_parallel == 1:
-                for index in range(len(items)):  # inline: the common, cheapest case
-                    await one(index)
-            else:
-                await self._pool(step, one, len(items))
-        except StepFailure:
-            self._skip_items(step, started, f"not run: another item of step {step.id!r} failed")
-            raise
-        except asyncio.CancelledError as exc:
-            self._skip_items(step, started, f"not run: {stop_reason(exc)['message']}")
-            raise
-        error = next((e for e in errors if e is not None), None)
-        if error is not None:
-            return results, "failed", error
-        return results, "degraded" if "degraded" in statuses else "completed", None
+        return one
 
     async def _plain_items(self, step: Step, items: list[Any], results: list[Any], statuses: list[str],
                            errors: list[dict[str, str] | None], started: list[bool]) -> None:
-        """``_foreach``'s items of a ``plain`` step, one after the other: what ``one`` does
-        for each, in one loop (``StepLife.plain``: the slim path)."""
+        """``_foreach``'s items of a ``plain`` step, one after the other: what the inline
+        loop there does for each, with ``StepLife.plain`` (the slim path)."""
         count = len(items)
         for index, item in enumerate(items):
             started[index] = True
@@ -535,7 +565,17 @@ class _Run:
             raise StepFailure("input_invalid", f"{cap.name} {problem}")
         tracer = self.engine.tracer
         observed = tracer.fallback(step.id, cap.name) if fallback else tracer.attempt(step.id, cap.name)
-        if observed is NOTHING and not cap.holds_slot:  # most calls: no slot, no span to enter
+        if observed is NOTHING and not cap.holds_slot and step.timeout_s is None:
+            # Most calls: no slot, no span, no time limit: the call itself, without
+            # ``_invoke``'s coroutine around it (a waiting call holds every frame above it).
+            try:
+                output = await self.engine.invoke(cap, args)
+            except Exception as exc:
+                failure = _failure_of(exc)
+                if failure is None:
+                    raise
+                raise failure from None
+        elif observed is NOTHING and not cap.holds_slot:
             output = await self._invoke(step, cap, args)
         else:
             async with self.engine.slot(cap), observed:
@@ -553,14 +593,11 @@ class _Run:
                 return await self.engine.invoke(cap, args)
             async with Deadline(step.timeout_s, f"step {step.id!r} took longer than {step.timeout_s:g} s"):
                 return await self.engine.invoke(cap, args)
-        except TimedOut as exc:
-            raise StepFailure(TIMEOUT, exc.message) from None
-        except CapabilityError as exc:
-            raise StepFailure(exc.kind, str(exc), exc.retry_after_s) from None
-        except (StepFailure, asyncio.CancelledError):
-            raise
-        except Exception as exc:  # a capability bug is the step's failure, not the run's crash
-            raise StepFailure("capability_error", f"{type(exc).__name__}: {exc}") from None
+        except Exception as exc:
+            failure = _failure_of(exc)
+            if failure is None:
+                raise
+            raise failure from None
 
     async def _nested(self, step: Step, index: int | None, args: dict[str, Any]) -> dict[str, Any]:
         skill_id = step.skill_id

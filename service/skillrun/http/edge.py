@@ -35,12 +35,13 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from ..slimevent import SlimEvent
 from .errors import PROBLEM_JSON, TITLES, problem_body
+from .handoff import HandingOff
 
 # After the ASGI layer's 408 (bodylimit.py) has had its chance, even on a busy loop.
 _BODY_BACKSTOP_S = 5.0
@@ -95,10 +96,20 @@ class _LingeringTransport:
         self._protocol._close()
 
 
+class _Pipeline(list[Any]):
+    """What uvicorn uses of the deque it queues pipelined requests in."""
+
+    __slots__ = ()
+
+    def appendleft(self, item: Any) -> None:
+        self.insert(0, item)
+
+
 class EdgeProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with the limits above (``limits`` set by ``edge_protocol``)."""
 
     limits: ClassVar[EdgeLimits]
+    _handing_off: ClassVar[HandingOff | None] = None
     # Slots: uvicorn's protocol sets 28 attributes; past 30, an instance's dict no longer
     # shares its keys with the others' and costs ~1.5 KB more per connection.
     __slots__ = ("_timer", "_head_open", "_in_message", "_head_bytes", "_began_here", "_over_cap",
@@ -106,6 +117,9 @@ class EdgeProtocol(HttpToolsProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # uvicorn's queue of pipelined requests: an empty deque is ~760 bytes, kept as
+        # long as the connection is open; a list does the same for the few ever queued.
+        self.pipeline = _Pipeline()  # type: ignore[assignment]
         self._timer: asyncio.TimerHandle | None = None
         self._head_open = False  # between a request's first byte and its headers' end
         self._in_message = False  # between its first byte and its body's end
@@ -170,6 +184,14 @@ class EdgeProtocol(HttpToolsProtocol):
         if self.cycle is not before and self.cycle is not None:  # a new request: nothing waits on its event yet
             self.cycle.message_event = SlimEvent(self.cycle.message_event.is_set())  # type: ignore[assignment]
 
+    def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+        # Each request through ``handoff.serve``: a stream's body runs after the
+        # middleware layers have returned (``handoff.py``). One wrapper per app.
+        wrapped = EdgeProtocol._handing_off
+        if wrapped is None or wrapped.app is not app:
+            wrapped = EdgeProtocol._handing_off = HandingOff(app)
+        super()._start_asgi_task(cycle, wrapped)
+
     def on_body(self, body: bytes) -> None:
         if not self.transport.is_closing():  # refused (431/503): no request to feed
             super().on_body(body)
@@ -230,6 +252,57 @@ class EdgeProtocol(HttpToolsProtocol):
         if not self.transport.is_closing():
             self.transport.write(raw_problem(status, detail, headers))
             self.transport.close()
+
+
+class _GoneWatch:
+    """``when_gone``'s: what a task looping on ``receive`` until ``http.disconnect`` did,
+    as a callback on the request's message event."""
+
+    __slots__ = ("_cycle", "_gone", "_fut")
+
+    def __init__(self, cycle: RequestResponseCycle, gone: Callable[[], Any]) -> None:
+        self._cycle = cycle
+        self._gone = gone
+        self._fut: asyncio.Future[bool] | None = None
+        self._arm()
+
+    def _arm(self) -> None:
+        self._cycle.flow.resume_reading()  # as ``receive`` does: a closed socket is seen
+        self._fut = self._cycle.message_event.waiter()  # type: ignore[attr-defined]
+        self._fut.add_done_callback(self._woken)
+
+    def _woken(self, fut: asyncio.Future[bool]) -> None:
+        if fut.cancelled() or fut is not self._fut:
+            return
+        cycle = self._cycle
+        cycle.message_event.clear()
+        if cycle.disconnected or cycle.response_complete:
+            self._fut = None
+            self._gone()
+        else:
+            self._arm()
+
+    def stop(self) -> None:
+        fut, self._fut = self._fut, None
+        if fut is not None:
+            self._cycle.message_event.forget(fut)  # type: ignore[attr-defined]
+
+
+def when_gone(receive: Any, gone: Callable[[], Any]) -> Callable[[], None] | None:
+    """For uvicorn's own ``receive`` of a request whose body is all read (through this
+    edge: its message event a ``SlimEvent``): calls ``gone()`` (from the loop) once the
+    client disconnects, without a task awaiting ``receive`` (a task, its coroutines and
+    its context: ~1.5 KB an idle stream); returns what stops watching. None for any
+    other ``receive``: the caller listens with a task."""
+    cycle = getattr(receive, "__self__", None)
+    if (
+        not isinstance(cycle, RequestResponseCycle)
+        or getattr(receive, "__func__", None) is not RequestResponseCycle.receive
+        or not isinstance(cycle.message_event, SlimEvent)
+        or cycle.more_body or cycle.body or cycle.waiting_for_100_continue
+    ):
+        return None
+    return _GoneWatch(cycle, gone).stop
 
 
 def edge_protocol(limits: EdgeLimits) -> type[EdgeProtocol]:

@@ -5,16 +5,20 @@ and the stream's whole life). The route is the spec's path template of the opera
 connexion matched, which only the routing layer knows: ``RouteMarker``, placed after
 routing, writes it into the scope's ``state`` (the one part of the scope connexion's
 routing copy shares with the outer layers). Unmatched paths share ``UNMATCHED``.
+A stream's body may outlive this layer's frame (``http/handoff.py``): its duration,
+access log line and metrics are then taken at the body's end, as before.
 It also hands on connexion's request context, where the security check (just inside
 it) writes the key's identity: the access log names the owner, never the key.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from typing import TYPE_CHECKING, Any, Mapping
 
+from ..http.handoff import handed_off, handoff_of
 from .logs import ACCESS_LOGGER
 from .metrics import UNMATCHED
 
@@ -113,8 +117,18 @@ class ObserveMiddleware:
             try:
                 await self.app(scope, receive, observed_send)
             finally:
-                self._done(scope, state, method, started, seen, None)
+                handoff = handed_off(scope)
+                if handoff is not None:
+                    # A stream's body goes on after this frame is gone (``http/handoff.py``):
+                    # its duration and bytes are known at its end.
+                    handoff.at_end(functools.partial(self._done, scope, state, method, started, seen, None))
+                else:
+                    self._done(scope, state, method, started, seen, None)
             return
+        # The span is entered in this frame and must end in it: no handoff.
+        handoff = handoff_of(scope)
+        if handoff is not None:
+            handoff.forbid()
         with tracing.server_span(method, _headers(scope), scope["path"]) as span:
             try:
                 await self.app(scope, receive, observed_send)

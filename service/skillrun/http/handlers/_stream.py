@@ -10,14 +10,17 @@ before ``done`` (for ``options.on_disconnect: cancel``).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from typing import Any, AsyncIterator, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from ...runs import follow
 from .. import sse
+from ..edge import when_gone
+from ..handoff import handoff_of
 from ..services import Services
 
 log = logging.getLogger(__name__)
@@ -49,8 +52,14 @@ class EventStreamResponse(StreamingResponse):
         self.complete = False
 
     async def stream_response(self, send: Send) -> None:
+        await self._start(send)
+        await self._body(send)
+
+    async def _start(self, send: Send) -> None:
         await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
         self.raw_headers = []  # sent: not kept for as long as the stream is open (~1 KB)
+
+    async def _body(self, send: Send) -> None:
         async for chunk in self.body_iterator:
             try:
                 async with asyncio.timeout(self.send_timeout_s):
@@ -63,25 +72,72 @@ class EventStreamResponse(StreamingResponse):
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            if scope.get("asgi", {}).get("spec_version", "2.0") in ("2.0", "2.1", "2.2", "2.3"):
-                await self._stream_until_disconnect(receive, send)
-            else:  # a server that raises OSError from ``send`` once the client is gone
+        if scope.get("asgi", {}).get("spec_version", "2.0") not in ("2.0", "2.1", "2.2", "2.3"):
+            # A server that raises OSError from ``send`` once the client is gone.
+            try:
                 await super().__call__(scope, receive, send)
-        finally:
-            if not self.complete and self.on_abandon is not None:
-                self.on_abandon()
+            finally:
+                self._ended()
+            return
+        handoff = handoff_of(scope)
+        if handoff is None:
+            try:
+                await self._stream_until_disconnect(receive, send, self.stream_response)
+            finally:
+                self._ended()
+            return
+        # The edge's: the head through the layers (their errors answered as before),
+        # then the body after they have returned (``http/handoff.py``).
+        try:
+            await self._start(send)
+        except BaseException:
+            self._ended()
+            raise
+        handoff.take(functools.partial(self._handed_body, receive, send), self._ended)
 
-    async def _stream_until_disconnect(self, receive: Receive, send: Send) -> None:
+    async def _handed_body(self, receive: Receive, send: Send) -> None:
+        try:
+            await self._stream_until_disconnect(receive, send, self._body)
+        finally:
+            self._ended()
+
+    def _ended(self) -> None:
+        if not self.complete and self.on_abandon is not None:
+            self.on_abandon()
+
+    async def _stream_until_disconnect(
+        self, receive: Receive, send: Send, stream: Callable[[Send], Awaitable[None]]
+    ) -> None:
         """``StreamingResponse.__call__`` without its anyio task group: the body is sent
         in this task, and one task waits for the client's ``http.disconnect`` and then
         cancels it. The task group (two tasks, two cancel scopes, their sets, an anyio
         Event with its asyncio Event) cost ~4 KB per open stream, held as long as it
         is open (bench/stream.py (d): 10,000 idle streams). As there: a disconnect ends the body
-        quietly, and an error from ``receive`` ends it with that error."""
+        quietly, and an error from ``receive`` ends it with that error.
+
+        Through the edge, with the request's body all read, not even that task: the
+        edge calls back when the client is gone (``edge.when_gone``)."""
         task = asyncio.current_task()
         assert task is not None
         sending, stopped = True, False
+
+        def gone() -> None:
+            nonlocal stopped
+            if sending:
+                stopped = True
+                task.cancel()
+
+        unwatch = when_gone(receive, gone)
+        if unwatch is not None:
+            try:
+                await stream(send)
+            except asyncio.CancelledError:
+                if not stopped or task.uncancel() > 0:
+                    raise  # not (only) ours: the request itself is being cancelled
+            finally:
+                sending = False
+                unwatch()
+            return
 
         async def until_disconnect() -> None:
             while (await receive())["type"] != "http.disconnect":
@@ -96,7 +152,7 @@ class EventStreamResponse(StreamingResponse):
         listener = asyncio.create_task(until_disconnect())
         listener.add_done_callback(stop)
         try:
-            await self.stream_response(send)
+            await stream(send)
         except asyncio.CancelledError:
             if not stopped or task.uncancel() > 0:
                 raise  # not (only) ours: the request itself is being cancelled
