@@ -157,13 +157,16 @@ def _coroutines_of(task: asyncio.Task[Any]) -> list[str]:
     return names
 
 
-@pytest.mark.parametrize("max_parallel", [1, 2])
-async def test_a_waiting_foreach_item_holds_no_coroutine_around_its_instance_or_its_call(max_parallel: int) -> None:
+@pytest.mark.parametrize(("max_parallel", "slim"), [(1, True), (1, False), (2, True)])
+async def test_a_waiting_foreach_item_holds_no_coroutine_around_its_instance_or_its_call(
+    max_parallel: int, slim: bool
+) -> None:
     """A run whose step waits (demo.ticker's 60 s ticks: bench/stream.py (d)) holds its
     frames as long as it waits: an inline foreach item has no ``one`` coroutine around
-    its instance, and a call without slot, span or time limit no ``_invoke`` around the
-    capability. Items in a pool still have theirs (their tasks run ``one``); outcomes
-    and failures are the same either way."""
+    its instance, on the slim path (``StepLife.plain``) as on the general one
+    (``StepLife.live``), and a call without slot, span or time limit no ``_invoke``
+    around the capability. Items in a pool still have theirs (their tasks run ``one``);
+    outcomes and failures are the same either way."""
     from engine_util import engine_for, run, skill
 
     s = skill(f"""
@@ -178,11 +181,12 @@ async def test_a_waiting_foreach_item_holds_no_coroutine_around_its_instance_or_
             input: {{ms: "${{inputs.ms}}"}}
     """)
     engine = engine_for(s)
+    engine.slim = slim
     task = asyncio.ensure_future(run(engine, s, {"ms": 60_000}))
     await asyncio.sleep(0.05)
     if max_parallel == 1:
         chain = _coroutines_of(task)
-        assert "_Run._foreach" in chain and "StepLife.live" in chain, chain
+        assert "_Run._foreach" in chain and ("StepLife.plain" if slim else "StepLife.live") in chain, chain
         assert "_Run._foreach.<locals>.one" not in chain and "_Run._item.<locals>.one" not in chain
         assert "_Run._invoke" not in chain and chain.index("_sleep") == chain.index("_Run._call") + 1, chain
     else:
