@@ -541,8 +541,13 @@ class _Run:
             raise StepFailure("input_invalid", f"{cap.name} {problem}")
         tracer = self.engine.tracer
         observed = tracer.fallback(step.id, cap.name) if fallback else tracer.attempt(step.id, cap.name)
-        if observed is NOTHING and not cap.holds_slot:  # most calls: no slot, no span to enter
+        if observed is NOTHING and not cap.holds_slot:  # a waiting call: no slot, no span to enter
             output = await self._invoke(step, cap, args)
+        elif observed is NOTHING and self.engine.slots.take_now(tenant := TENANT.get()):
+            try:  # most calls: their slots are free (taken without waiting), no span
+                output = await self._invoke(step, cap, args)
+            finally:
+                self.engine.slots.give_back(tenant)
         else:
             async with self.engine.slot(cap), observed:
                 output = await self._invoke(step, cap, args)
