@@ -63,10 +63,11 @@ class RunWriter:
     def emit(
         self, type: str, message: str, step_id: str | None = None, data: dict[str, Any] | None = None
     ) -> None:
-        """``append`` of the event's envelope (``events.enveloped``): both written out
-        here, as every event of every run comes this way (a 10,000-step stream: 20,003
-        times), and a call, a ``try`` or a named tuple's ``__new__`` less is a tenth of a
-        microsecond each (tests/test_runs_writer.py holds the two ways equal)."""
+        """``append`` of the event's envelope (``events.enveloped``), both written out
+        here: every event of every run comes this way (a 10,000-step stream: 20,003
+        times), and each call it spares (``enveloped``, ``append``, ``_dumps``, the
+        named tuple's ``__new__``) is ~0.1 µs (tests/test_runs_writer.py holds the two
+        ways equal)."""
         if self.parked:
             return
         payload = {"type": type, "message": message, "timestamp": utc_now(), "step_id": step_id,
