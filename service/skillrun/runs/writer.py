@@ -67,7 +67,8 @@ class RunWriter:
         here: every event of every run comes this way (a 10,000-step stream: 20,003
         times), and each call it spares (``enveloped``, ``append``, ``_dumps``, the
         named tuple's ``__new__``) is ~0.1 µs (tests/test_runs_writer.py holds the two
-        ways equal)."""
+        ways equal). A writer that changes what ``append`` appends overrides this too
+        (``redaction.ScrubbingWriter``; tests/test_runs_writer.py checks that it does)."""
         if self.parked:
             return
         payload = {"type": type, "message": message, "timestamp": utc_now(), "step_id": step_id,
