@@ -196,6 +196,43 @@ async def test_one_key_holds_at_most_its_share_of_the_capability_slots() -> None
     assert engine.slots.held_by("A") == 0 and not engine.slots._keys  # no state left for idle keys
 
 
+async def test_slots_taken_at_once_are_holds_slots_and_never_pass_a_waiting_call() -> None:
+    """``take_now`` takes both slots only when ``hold`` would get them without waiting;
+    with a call queued for them it takes nothing (no call jumps the queue)."""
+    from skillrun.engine.slots import CapabilitySlots
+
+    slots = CapabilitySlots(2, 1)
+    assert slots.take_now("A") and slots.held_by("A") == 1
+    assert not slots.take_now("A")  # A's share is used up
+    entered = asyncio.Event()
+
+    async def hold_b(slots: CapabilitySlots = slots) -> None:
+        async with slots.hold("B"):
+            entered.set()
+            await asyncio.sleep(0.05)
+
+    held = asyncio.create_task(hold_b())
+    await entered.wait()
+    assert not slots.take_now("C")  # both server-wide slots are in use
+    queued = asyncio.create_task(hold_b())  # B waits for its own share
+    await asyncio.sleep(0)
+    slots.give_back("A")  # a server-wide slot is free again, but B's share is not
+    assert slots.take_now("C")
+    slots.give_back("C")
+    await asyncio.wait_for(asyncio.gather(held, queued), 5)
+    assert slots.held_by("A") == slots.held_by("B") == 0 and not slots._keys
+    assert slots._all._value == 2
+
+    one = CapabilitySlots(1, 1)
+    assert one.take_now("A")
+    waiting = asyncio.create_task(hold_b(one))  # B waits for the server-wide slot
+    await asyncio.sleep(0)
+    one.give_back("A")  # the slot is B's (woken, not yet running): C does not take it
+    assert not one.take_now("C")
+    await asyncio.wait_for(waiting, 5)
+    assert not one._keys and one._all._value == 1
+
+
 # ---------------------------------------------------------------- admission (real server)
 
 

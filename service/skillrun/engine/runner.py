@@ -10,10 +10,12 @@ engine's server-wide slots (``Engine(max_parallel=...)``), within its key's shar
 (``max_parallel_per_key``, see ``slots``). Only capability calls that work
 (``Capability.holds_slot``) hold a slot, never a step that waits for others (a
 nested skill, a foreach), so the limits cannot deadlock. A step that is the only thing able to run is awaited
-inline rather than as a task: a long chain then costs no task per step. The items
-of a ``foreach`` whose step has none of the phases that need per-item machinery
-(gates, retries, a time limit, a fallback, a nested skill: ``step.plain``) run one
-after the other in one loop, each through ``StepLife.plain`` (the slim path).
+inline rather than as a task: a long chain then costs no task per step. A step
+that has none of the phases that need per-instance machinery (gates, retries, a
+time limit, a fallback, a nested skill: ``step.plain``) runs through
+``StepLife.plain`` (the slim path): once, or, for a ``foreach``, its items one after
+the other in one loop. Its ``when`` is no such phase: the scheduler decides it
+before either path runs.
 
 Stopping (``stopping``): every stop is a cancellation whose message says why.
 Each open step instance (``step``) emits ``step_failed`` with that reason; each
@@ -128,8 +130,9 @@ class Engine:
         self.input_check = InputCheck()  # rendered capability inputs against their schemas
         self.deltas = deltas or DeltaPolicy()  # steps' partial output: coalescing window, bound
         self.answers = Answers()  # steps waiting for input, by run, step and item (``waiting``)
-        # Items of a plain step take the slim path (``step.plain``); False: the general
-        # one, which gives the same events (the tests compare the two).
+        # Instances of a plain step (run once or per item) take the slim path
+        # (``step.plain``); False: the general one, which gives the same events (the
+        # tests compare the two).
         self.slim = True
         self._slice_start = time.perf_counter()
 
@@ -378,7 +381,10 @@ class _Run:
                 self.summaries[step.id] = {"id": step.id, "status": "skipped"}
                 return
         if step.foreach is None:
-            output, status, error = await self._instance(step, None, None)
+            if self.engine.slim and plain(step):
+                output, status, error = await StepLife(self, step, None, None, lazy=True).plain()
+            else:
+                output, status, error = await self._instance(step, None, None)
             self._record(step, output, status, t0, error)
             return
         try:
@@ -566,8 +572,9 @@ class _Run:
         tracer = self.engine.tracer
         observed = tracer.fallback(step.id, cap.name) if fallback else tracer.attempt(step.id, cap.name)
         if observed is NOTHING and not cap.holds_slot and step.timeout_s is None:
-            # Most calls: no slot, no span, no time limit: the call itself, without
-            # ``_invoke``'s coroutine around it (a waiting call holds every frame above it).
+            # A call that holds no slot (a waiting one: util.sleep, human input), with no
+            # span and no time limit: the call itself, without ``_invoke``'s coroutine
+            # around it (a waiting call holds every frame above it as long as it waits).
             try:
                 output = await self.engine.invoke(cap, args)
             except Exception as exc:
@@ -575,8 +582,13 @@ class _Run:
                 if failure is None:
                     raise
                 raise failure from None
-        elif observed is NOTHING and not cap.holds_slot:
+        elif observed is NOTHING and not cap.holds_slot:  # the same with a time limit
             output = await self._invoke(step, cap, args)
+        elif observed is NOTHING and self.engine.slots.take_now(tenant := TENANT.get()):
+            try:  # a call whose slots are free (taken without waiting), no span
+                output = await self._invoke(step, cap, args)
+            finally:
+                self.engine.slots.give_back(tenant)
         else:
             async with self.engine.slot(cap), observed:
                 output = await self._invoke(step, cap, args)

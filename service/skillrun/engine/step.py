@@ -113,9 +113,11 @@ _NO_INFO: dict[str, Any] = {}
 
 def plain(step: Step) -> bool:
     """Whether an instance of ``step`` has only the phases every step has: no gates, one
-    attempt (no ``retry``), no time limit, no ``fallback``, no nested skill. Its items
-    then take ``StepLife.plain``, the slim path: the same events as ``live``, without
-    the phases it has none of (a 10,000-item ``foreach`` pays for them 10,000 times)."""
+    attempt (no ``retry``), no time limit, no ``fallback``, no nested skill. Its
+    instances (the step run once, or each of its items) then take ``StepLife.plain``,
+    the slim path: the same events as ``live``, without the phases it has none of (a
+    10,000-item ``foreach`` pays for them 10,000 times, a short run once per step). A
+    ``when`` does not count: the scheduler decides it before either path runs."""
     return (not step.gates and step.retry.max_attempts == 1 and step.timeout_s is None
             and step.on_error != "fallback" and step.skill_id is None)
 

@@ -7,10 +7,13 @@ from typing import Any, Callable
 
 import orjson
 
-from ..events import DONE, SKILL_COMPLETED, enveloped
+from ..events import DONE, SKILL_COMPLETED
 from .store import EventRecord, RunStore, utc_now
 
 _json_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+_orjson_dumps = orjson.dumps
+# ``EventRecord(seq, type, data)`` without its ``__new__`` (a Python function wrapping this).
+_record = tuple.__new__
 
 
 def _dumps(payload: dict[str, Any]) -> str:
@@ -60,7 +63,27 @@ class RunWriter:
     def emit(
         self, type: str, message: str, step_id: str | None = None, data: dict[str, Any] | None = None
     ) -> None:
-        self.append(type, enveloped(type, message, step_id, data, self.trace_id, self.run_id, utc_now()))
+        """``append`` of the event's envelope (``events.enveloped``), both written out
+        here: every event of every run comes this way (a 10,000-step stream: 20,003
+        times), and each call it spares (``enveloped``, ``append``, ``_dumps``, the
+        named tuple's ``__new__``) is ~0.1 µs (tests/test_runs_writer.py holds the two
+        ways equal). A writer that changes what ``append`` appends overrides this too
+        (``redaction.ScrubbingWriter``; tests/test_runs_writer.py checks that it does)."""
+        if self.parked:
+            return
+        payload = {"type": type, "message": message, "timestamp": utc_now(), "step_id": step_id,
+                   "trace_id": self.trace_id, "run_id": self.run_id, "data": data}
+        seq = self.seq = self.seq + 1
+        try:  # ``_dumps``
+            text = _orjson_dumps(payload).decode()
+        except TypeError:
+            text = _json_dumps(payload)
+        self._store.append(self.run_id, _record(EventRecord, (seq, type, text)))
+        observer = self._observer
+        if observer is not None:
+            observer(type, payload)
+        if seq == self.max_events and self._on_full is not None and type not in (SKILL_COMPLETED, DONE):
+            self._on_full()
 
     def append(self, type: str, payload: dict[str, Any]) -> None:
         if self.parked:
