@@ -9,7 +9,7 @@ test: 256, then 1,000 runs; before, ``util.sleep`` held a capability slot and B'
 ``/execute`` took 25.8 s). Prints p50/p99 under load divided by idle, same run;
 the aim is a ratio <= 2.
 
-Then the burst: key A opens 1,000 ``demo.ticker`` streams at once (the lean client of
+Then the burst, on the default store (a SQLite file): key A opens 1,000 ``demo.ticker`` streams at once (the lean client of
 bench/_loadclient.py, its own process) while key B sends its ``/execute`` one after
 another until A's streams have all started; prints B's p50 and worst against idle, and
 A's time to first event. The fast lane's admission takes keys in turn, so B does not
@@ -41,13 +41,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(tmp: Path, db: str = ":memory:") -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     env = {
         **os.environ,
         "SKILLRUN_API_KEYS": f"{KEY_A},{KEY_B}",
         "SKILLRUN_RATE_LIMIT": "1000000/minute",
-        "SKILLRUN_DB": ":memory:",
+        "SKILLRUN_DB": db,
         "SKILLRUN_HTTP_PUBLIC": "0",
     }
     log = (tmp / "server.log").open("wb")
@@ -160,7 +160,7 @@ def main() -> None:
 
     streams = 250 if args.quick else 1_000
     with tempfile.TemporaryDirectory() as tmp:
-        proc, url = start_server(Path(tmp))
+        proc, url = start_server(Path(tmp), str(Path(tmp) / "runs.db"))  # the default store
         try:
             idle = latencies(url, samples)
             got = burst(url, streams)
