@@ -266,7 +266,7 @@ class FastLaneMiddleware:
     front of another key's request, and an early start's first event does not wait
     for the whole burst's. A place is held until the run is created, so starts go in
     waves of one group commit: 128 at once keeps a burst of 1,000 stream starts'
-    time to its last first event within ~1.5x of no admission (fewer places, more
+    time to its last first event within 0.75-1.5x of no admission (fewer places, more
     waves: 32 took ~2.5x); neither a body still arriving nor the run holds a place.
     """
 
