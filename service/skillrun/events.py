@@ -257,10 +257,8 @@ def enveloped(
     type: str, message: str, step_id: str | None, data: dict[str, Any] | None, trace_id: str, run_id: str,
     timestamp: str,
 ) -> dict[str, Any]:
-    """``envelope`` from the event's fields, as an ``Emitter`` is handed them (no
-    ``Event`` made only to be taken apart). ``RunWriter.emit``, which every event of
-    every run goes through, writes this dict out itself (tests/test_runs_writer.py
-    holds the two equal): a field added here goes there too."""
+    """``envelope`` from the event's fields, as an ``Emitter`` is handed them (every
+    event of every run comes through here: no ``Event`` made only to be taken apart)."""
     return {
         "type": type,
         "message": message,

@@ -452,17 +452,22 @@ class _Run:
         errors: list[dict[str, str] | None] = [None] * len(items)
         started = [False] * len(items)
         try:
-            if step.max_parallel == 1 and self.engine.slim and plain(step):
-                await self._plain_items(step, items, results, statuses, errors, started)
-            elif step.max_parallel == 1:
+            if step.max_parallel == 1:
                 # Inline, the common, cheapest case: each item's instance awaited here,
                 # with no coroutine (nor closure and cells) around it; a run whose item
-                # waits holds this frame as long as it waits (bench/stream.py (d)).
-                for index in range(len(items)):
-                    started[index] = True  # from here on, _instance gives the item its fate
+                # waits holds this frame as long as it waits (bench/stream.py (d)). A
+                # ``plain`` step's items take the slim path (``StepLife.plain``).
+                slim = self.engine.slim and plain(step)
+                count = len(items)
+                for index in range(count):
+                    started[index] = True  # from here on, the instance gives the item its fate
                     fate = self._fate(step.id, index)
                     if fate is not None:  # ended before the run was resumed
                         out, statuses[index], errors[index] = fate.outcome(step.id)
+                    elif slim:
+                        out, statuses[index], errors[index] = await StepLife(
+                            self, step, index, {"item": items[index], "index": index}, items=count, lazy=True
+                        ).plain()
                     else:
                         out, statuses[index], errors[index] = await self._instance(
                             step, index, {"item": items[index], "index": index}
@@ -499,21 +504,6 @@ class _Run:
             results[index] = out
 
         return one
-
-    async def _plain_items(self, step: Step, items: list[Any], results: list[Any], statuses: list[str],
-                           errors: list[dict[str, str] | None], started: list[bool]) -> None:
-        """``_foreach``'s items of a ``plain`` step, one after the other: what the inline
-        loop there does for each, with ``StepLife.plain`` (the slim path)."""
-        count = len(items)
-        for index, item in enumerate(items):
-            started[index] = True
-            fate = self._fate(step.id, index) if self.fates else None
-            if fate is not None:  # ended before the run was resumed
-                out, statuses[index], errors[index] = fate.outcome(step.id)
-            else:
-                out, statuses[index], errors[index] = await StepLife(
-                    self, step, index, {"item": item, "index": index}, items=count, lazy=True).plain()
-            results[index] = out
 
     def _skip_items(self, step: Step, started: list[bool], reason: str) -> None:
         """Items that never started (the step ended first) get their fate too: one

@@ -28,8 +28,7 @@ from urllib.parse import quote, quote_plus
 
 from ..engine import Skill
 from ..engine.secret_inputs import PLACEHOLDER, Leaf, has_secrets, redact
-from ..events import enveloped
-from .store import RunStore, utc_now
+from .store import RunStore
 from .writer import RunWriter
 
 __all__ = ["PLACEHOLDER", "RunInputs", "Scrubber", "ScrubbingWriter"]
@@ -143,12 +142,6 @@ class ScrubbingWriter(RunWriter):
     def __init__(self, store: RunStore, run_id: str, trace_id: str, scrubber: Scrubber, **limits: Any) -> None:
         super().__init__(store, run_id, trace_id, **limits)
         self.scrubber = scrubber
-
-    def emit(
-        self, type: str, message: str, step_id: str | None = None, data: dict[str, Any] | None = None
-    ) -> None:
-        # Through ``append`` (``RunWriter.emit`` appends without it, for speed): scrubbed too.
-        self.append(type, enveloped(type, message, step_id, data, self.trace_id, self.run_id, utc_now()))
 
     def append(self, type: str, payload: dict[str, Any]) -> None:
         super().append(type, self.scrubber.payload(payload))

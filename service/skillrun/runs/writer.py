@@ -7,22 +7,13 @@ from typing import Any, Callable
 
 import orjson
 
-from ..events import DONE, SKILL_COMPLETED
+from ..events import DONE, SKILL_COMPLETED, enveloped
 from .store import EventRecord, RunStore, utc_now
 
 _json_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 _orjson_dumps = orjson.dumps
 # ``EventRecord(seq, type, data)`` without its ``__new__`` (a Python function wrapping this).
 _record = tuple.__new__
-
-
-def _dumps(payload: dict[str, Any]) -> str:
-    """Compact one-line JSON; orjson (~1 µs an event) unless a string holds a lone
-    surrogate, which only the stdlib encoder writes (``sse.encode`` escapes it)."""
-    try:
-        return orjson.dumps(payload).decode("utf-8")
-    except TypeError:
-        return _json_dumps(payload)
 
 
 class RunWriter:
@@ -63,18 +54,18 @@ class RunWriter:
     def emit(
         self, type: str, message: str, step_id: str | None = None, data: dict[str, Any] | None = None
     ) -> None:
-        """``append`` of the event's envelope (``events.enveloped``), both written out
-        here: every event of every run comes this way (a 10,000-step stream: 20,003
-        times), and each call it spares (``enveloped``, ``append``, ``_dumps``, the
-        named tuple's ``__new__``) is ~0.1 µs (tests/test_runs_writer.py holds the two
-        ways equal). A writer that changes what ``append`` appends overrides this too
-        (``redaction.ScrubbingWriter``; tests/test_runs_writer.py checks that it does)."""
+        self.append(type, enveloped(type, message, step_id, data, self.trace_id, self.run_id, utc_now()))
+
+    def append(self, type: str, payload: dict[str, Any]) -> None:
         if self.parked:
             return
-        payload = {"type": type, "message": message, "timestamp": utc_now(), "step_id": step_id,
-                   "trace_id": self.trace_id, "run_id": self.run_id, "data": data}
         seq = self.seq = self.seq + 1
-        try:  # ``_dumps``
+        # JSON text is one line: json escapes CR and LF inside strings, which
+        # SSE requires (a raw line break would end the data field). Compact: orjson
+        # (~1 µs an event), unless a string holds a lone surrogate, which only the
+        # stdlib encoder writes (``sse.encode`` escapes it). Every event of every run
+        # comes here: the record is made without ``EventRecord.__new__``.
+        try:
             text = _orjson_dumps(payload).decode()
         except TypeError:
             text = _json_dumps(payload)
@@ -82,18 +73,6 @@ class RunWriter:
         observer = self._observer
         if observer is not None:
             observer(type, payload)
-        if seq == self.max_events and self._on_full is not None and type not in (SKILL_COMPLETED, DONE):
-            self._on_full()
-
-    def append(self, type: str, payload: dict[str, Any]) -> None:
-        if self.parked:
-            return
-        self.seq += 1
-        # JSON text is one line: json escapes CR and LF inside strings, which
-        # SSE requires (a raw line break would end the data field).
-        self._store.append(self.run_id, EventRecord(self.seq, type, _dumps(payload)))
-        if self._observer is not None:
-            self._observer(type, payload)
         # The run's last two events come after its engine has ended: nothing left to stop.
-        if self.seq == self.max_events and self._on_full is not None and type not in (SKILL_COMPLETED, DONE):
+        if seq == self.max_events and self._on_full is not None and type not in (SKILL_COMPLETED, DONE):
             self._on_full()
