@@ -205,6 +205,35 @@ async def test_sqlite_slow_reader_behind_the_tail_reads_from_the_database(tmp_pa
         await s.close()
 
 
+async def test_sqlite_a_quiet_run_lets_its_tail_go_and_is_still_read_whole(tmp_path: Path) -> None:
+    """A run with no commit for ``tail_quiet_s`` (a step waiting for input) empties its
+    tail: a follower that comes later reads the database, and the run's next events
+    go to the tail again (and wake its followers) as before."""
+    s = SqliteStore(tmp_path / "runs.db", tail_quiet_s=0.1)
+    await s.open()
+    try:
+        await s.create(_run("r1"))
+        for seq in range(1, 4):
+            s.append("r1", _ev(seq))
+        await _settle(s, "r1", 3)
+        assert [e.seq for e in s._live["r1"].tail] == [1, 2, 3]
+        for _ in range(40):  # the writer lets it go with no other commit to wake it
+            await asyncio.sleep(0.02)
+            if not s._live["r1"].tail:
+                break
+        assert s._live["r1"].tail == []
+        assert [e.seq for e in await s.read("r1", 0)] == [1, 2, 3]  # from the database
+        assert [e.seq for e in await s.read("r1", 2)] == [3]
+        waiter = asyncio.ensure_future(s.wait("r1", 3, 5))
+        await asyncio.sleep(0)
+        s.append("r1", _ev(4))
+        assert await asyncio.wait_for(waiter, 2) is True
+        assert [e.seq for e in s._live["r1"].tail] == [4]
+        assert [e.seq for e in await s.read("r1", 0)] == [1, 2, 3, 4]
+    finally:
+        await s.close()
+
+
 async def test_sqlite_wal_starts_over_under_steady_writes(tmp_path: Path) -> None:
     """Regression: a checkpoint on its own thread raced the commits, never reached the
     end of the WAL, so the WAL never started over: under steady load it grew without

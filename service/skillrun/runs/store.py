@@ -20,7 +20,7 @@ import asyncio
 import re
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Collection, NamedTuple, Protocol
+from typing import Any, Awaitable, Callable, Collection, NamedTuple, Protocol
 
 from ..events import DONE, Projection, project_waits, projection
 from ..slimevent import SlimEvent
@@ -129,8 +129,9 @@ class RunStore(Protocol):
 
     async def read(self, run_id: str, after: int, limit: int = 1000) -> list[EventRecord]: ...
 
-    async def wait(self, run_id: str, after: int, timeout: float | None) -> bool:
-        """True once an event after ``after`` exists or the log is closed; False on timeout."""
+    def wait(self, run_id: str, after: int, timeout: float | None) -> Awaitable[bool]:
+        """True once an event after ``after`` exists or the log is closed; False on timeout.
+        (An awaitable: a store may hand back the change's own wait, no coroutine around it.)"""
 
     async def list_runs(
         self,
@@ -181,11 +182,19 @@ def apply_change(run: RunRecord, change: Projection, now: str) -> None:
 Changed = SlimEvent
 
 
+async def at_once(value: bool) -> bool:
+    """``value``, awaited without waiting (for a ``wait`` that knows its answer)."""
+    return value
+
+
 async def wait_changed(changed: asyncio.Event | Changed, timeout: float | None) -> bool:
     """Wait for a log's change notification; False when ``timeout`` passes first.
 
-    ``asyncio.timeout``, not ``wait_for``: no extra task per wait.
+    A ``Changed``'s own ``wait_for``: no timer per wait (``slimevent``). An
+    ``asyncio.Event``: ``asyncio.timeout``, not ``asyncio.wait_for``: no extra task per wait.
     """
+    if isinstance(changed, SlimEvent):
+        return await changed.wait_for(timeout)
     try:
         async with asyncio.timeout(timeout):
             await changed.wait()
