@@ -13,6 +13,7 @@ import pytest
 
 from skillrun.http.handlers._stream import EventStreamResponse
 from skillrun.runs.store import Changed, wait_changed
+import skillrun.slimevent
 from skillrun.slimevent import SlimEvent
 
 pytestmark = pytest.mark.anyio
@@ -29,6 +30,34 @@ async def test_changed_wakes_every_waiter_once_and_forgets_those_that_left() -> 
     assert changed._waiters is None
     # A change before the wait is not seen by it: it waits for the next one.
     assert not await wait_changed(changed, 0.01)
+
+
+async def test_waits_with_a_time_limit_share_the_loop_s_timers() -> None:
+    """``wait_for``'s limit is a place in a 10 ms slot, not a timer of its own: 200
+    waits ending together add a timer or two to the loop, not 200; each still ends on
+    time (False), or True at once when notified, and leaves nothing behind."""
+    changed = Changed()
+    loop = asyncio.get_running_loop()
+    timers = len(loop._scheduled)  # type: ignore[attr-defined]
+    began = loop.time()
+    waits = [asyncio.ensure_future(changed.wait_for(0.2)) for _ in range(200)]
+    await asyncio.sleep(0)
+    assert len(loop._scheduled) - timers <= 2  # type: ignore[attr-defined]
+    assert await asyncio.gather(*waits) == [False] * 200
+    assert 0.2 <= loop.time() - began < 0.4
+    assert changed._waiters == []
+    woken = [asyncio.ensure_future(changed.wait_for(5)) for _ in range(3)]
+    cancelled = asyncio.ensure_future(changed.wait_for(5))
+    await asyncio.sleep(0)
+    cancelled.cancel()
+    changed.notify()
+    assert await asyncio.gather(*woken) == [True, True, True]
+    assert cancelled.cancelled()
+    slots = skillrun.slimevent._SLOTS[loop]
+    assert not any(slots.slots.values())  # the ended waits are not held until their slot
+    assert await changed.wait_for(0) is False  # no time left and not set: at once
+    changed.set()
+    assert await changed.wait_for(0) is True  # set: at once, whatever the limit
 
 
 async def test_slim_event_is_an_asyncio_event() -> None:
@@ -65,8 +94,30 @@ async def test_a_slim_event_waiter_is_resolved_by_set_and_forgotten_when_not_wan
 SCOPE = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}}
 
 
+class _Chunks:
+    """``Frames`` of the chunks an async iterator gives."""
+
+    def __init__(self, chunks: AsyncIterator[bytes]) -> None:
+        self.chunks = chunks
+
+    def open(self) -> None:
+        pass
+
+    async def next(self) -> bytes | None:
+        try:
+            return await anext(self.chunks)
+        except StopAsyncIteration:
+            return None
+
+    def frame(self, chunk: bytes) -> bytes:
+        return chunk
+
+    def close(self) -> None:
+        pass
+
+
 def _response(chunks: AsyncIterator[bytes], abandoned: list[bool]) -> EventStreamResponse:
-    return EventStreamResponse(chunks, headers={}, send_timeout_s=5, on_abandon=lambda: abandoned.append(True))
+    return EventStreamResponse(_Chunks(chunks), headers={}, send_timeout_s=5, on_abandon=lambda: abandoned.append(True))
 
 
 async def _forever() -> AsyncIterator[bytes]:
@@ -188,7 +239,9 @@ async def test_a_waiting_foreach_item_holds_no_coroutine_around_its_instance_or_
         chain = _coroutines_of(task)
         assert "_Run._foreach" in chain and ("StepLife.plain" if slim else "StepLife.live") in chain, chain
         assert "_Run._foreach.<locals>.one" not in chain and "_Run._item.<locals>.one" not in chain
-        assert "_Run._invoke" not in chain and chain.index("_sleep") == chain.index("_Run._call") + 1, chain
+        # util.sleep hands back asyncio's sleep itself: the call awaits it, nothing between.
+        assert "_Run._invoke" not in chain and "_sleep_and_report" not in chain, chain
+        assert chain[chain.index("_Run._call") + 1] == "sleep", chain
     else:
         items = [t for t in asyncio.all_tasks() if t.get_name().startswith("step:tick[")]
         assert len(items) == 2 and all(_coroutines_of(t)[0] == "_Run._item.<locals>.one" for t in items)

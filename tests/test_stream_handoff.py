@@ -87,7 +87,7 @@ async def test_an_open_stream_holds_no_middleware_frame_and_is_logged_at_its_end
     assert all(h.startswith(b"HTTP/1.1 200 ") and b"event: skill_start" in h for h in heads)
     # Handed to the edge: the layers' frames are gone (before: one each per stream).
     assert {layer: _alive(layer) for layer in layers} == before
-    assert _alive("serve") == 5 and _alive("EventStreamResponse._handed_body") == 5
+    assert _alive("serve") == 5 and _alive("EventStreamResponse._stream_until_disconnect") == 5
     # The edge calls back when a client goes: no task waits on ``receive`` per stream.
     assert _alive("EventStreamResponse._stream_until_disconnect.<locals>.until_disconnect") == 0
     # Nothing logged while open: the access line comes at the stream's end.

@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Awaitable
 
 from ..engine.capability import Capability, CapabilityError, emit_delta, run_state
 
 
-async def _sleep(args: dict[str, Any]) -> dict[str, Any]:
+def _sleep(args: dict[str, Any]) -> Awaitable[dict[str, Any]]:
     ms = args.get("ms", 0)
+    if ms > 0 and args.get("progress") is None:
+        # asyncio's sleep itself, which returns the output: no coroutine of ours
+        # around it (a run waiting here holds every frame above it; bench/stream.py (d)).
+        return asyncio.sleep(ms / 1000, {"slept_ms": ms})
+    return _sleep_and_report(ms, args.get("progress"))
+
+
+async def _sleep_and_report(ms: int, progress: float | None) -> dict[str, Any]:
     if ms > 0:  # 0 is no wait at all; the engine gives the loop its turns
         await asyncio.sleep(ms / 1000)
-    if args.get("progress") is not None:  # e.g. demo.ticker's items: how far the whole is
-        emit_delta(progress=args["progress"])
+    if progress is not None:  # e.g. demo.ticker's items: how far the whole is
+        emit_delta(progress=progress)
     return {"slept_ms": ms}
 
 

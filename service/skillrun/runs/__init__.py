@@ -22,7 +22,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .filelock import StoreInUse
-from .follow import follow
+from .follow import Follower, follow
 from .manager import IdempotencyConflict, RunFinished, RunManager, ShuttingDown, request_hash
 from .redis import RedisStore, is_redis_url
 from .sqlite import SchemaTooNew, SqliteStore
@@ -82,6 +82,7 @@ __all__ = [
     "SqliteStore",
     "StoreInUse",
     "StoreUnavailable",
+    "Follower",
     "follow",
     "open_store",
     "request_hash",

@@ -1,6 +1,6 @@
 """The SSE answer shared by ``/execute/stream`` and ``/runs/{id}/events``: a view of a run's log.
 
-It follows the log from a cursor (heartbeats come from ``follow``'s idle
+It follows the log from a cursor (heartbeats come from ``Follower``'s idle
 batches), disconnects a client that stops reading for ``send_timeout_s`` (its
 socket buffers full, uvicorn's ``send`` waits on flow control: without a limit
 the view would hang there forever), and tells the caller when the client left
@@ -12,12 +12,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Protocol
 
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from ...runs import follow
+from ...observe.hub import StreamWatch
+from ...runs import EventRecord, Follower
 from .. import sse
 from ..edge import when_gone
 from ..handoff import handoff_of
@@ -26,27 +27,57 @@ from ..services import Services
 log = logging.getLogger(__name__)
 
 
-async def frames(s: Services, run_id: str, after: int) -> AsyncIterator[bytes]:
-    # A client that goes away cancels this generator: that ends the view, not the run.
-    watch = s.observe.stream(resumed=after > 0)  # open streams, events sent, time to first
-    try:
-        async for batch in follow(s.store, run_id, after, idle_s=s.settings.heartbeat_s):
-            if batch:
-                watch.sent(batch)
-            yield sse.encode(batch) if batch else sse.PING
-    finally:
-        watch.closed()
+class Frames(Protocol):
+    """What an ``EventStreamResponse`` sends: ``next()`` gives an item (None: the end),
+    ``frame(item)`` its bytes; ``open``/``close`` around the body."""
+
+    def open(self) -> None: ...
+    def next(self) -> Awaitable[Any]: ...
+    def frame(self, item: Any) -> bytes: ...
+    def close(self) -> None: ...
+
+
+class RunFrames(Follower):
+    """A run's log from a cursor as SSE frames: its batches (``Follower``), a ping for
+    an idle one (heartbeats come from ``Follower``'s empty batches)."""
+
+    __slots__ = ("observe", "watch")
+
+    def __init__(self, s: Services, run_id: str, after: int) -> None:
+        super().__init__(s.store, run_id, after, idle_s=s.settings.heartbeat_s)
+        self.observe = s.observe
+        self.watch: StreamWatch | None = None
+
+    def open(self) -> None:
+        # Open streams, events sent, time to the first: from the body's start.
+        self.watch = self.observe.stream(resumed=self.cursor > 0)
+
+    def frame(self, batch: list[EventRecord]) -> bytes:
+        if not batch:
+            return sse.PING
+        assert self.watch is not None
+        self.watch.sent(batch)
+        return sse.encode(batch)
+
+    def close(self) -> None:
+        if self.watch is not None:
+            self.watch.closed()
 
 
 class EventStreamResponse(StreamingResponse):
     def __init__(
         self,
-        content: AsyncIterator[bytes],
+        frames: Frames,
         headers: dict[str, str],
         send_timeout_s: float,
         on_abandon: Callable[[], Any] | None = None,
     ) -> None:
-        super().__init__(content, media_type=sse.MEDIA_TYPE, headers={**sse.HEADERS, **headers})
+        # Not ``StreamingResponse.__init__``: the body comes from ``frames``, not an iterator.
+        self.frames = frames
+        self.status_code = 200
+        self.media_type = sse.MEDIA_TYPE
+        self.background = None
+        self.init_headers({**sse.HEADERS, **headers})
         self.send_timeout_s = send_timeout_s
         self.on_abandon = on_abandon
         self.complete = False
@@ -60,16 +91,30 @@ class EventStreamResponse(StreamingResponse):
         self.raw_headers = []  # sent: not kept for as long as the stream is open (~1 KB)
 
     async def _body(self, send: Send) -> None:
-        async for chunk in self.body_iterator:
-            try:
-                async with asyncio.timeout(self.send_timeout_s):
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            except TimeoutError:
-                # Returning without ending the body makes uvicorn close the connection.
-                log.info("closing a stream whose client read nothing for %.1f s", self.send_timeout_s)
-                return
-        self.complete = True
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        # A client that goes away cancels this: that ends the view, not the run.
+        frames = self.frames
+        frames.open()
+        try:
+            while True:
+                item = await frames.next()
+                if item is None:
+                    break
+                chunk = frames.frame(item)
+                # Neither is held while the next is awaited (hours, for a run waiting
+                # for input): sent, the events' text is ~1 KB a stream for nothing.
+                del item
+                try:
+                    async with asyncio.timeout(self.send_timeout_s):
+                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                except TimeoutError:
+                    # Returning without ending the body makes uvicorn close the connection.
+                    log.info("closing a stream whose client read nothing for %.1f s", self.send_timeout_s)
+                    return
+                del chunk
+            self.complete = True
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            frames.close()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope.get("asgi", {}).get("spec_version", "2.0") not in ("2.0", "2.1", "2.2", "2.3"):
@@ -93,17 +138,15 @@ class EventStreamResponse(StreamingResponse):
         except BaseException:
             self._ended()
             raise
-        handoff.take(functools.partial(self._handed_body, receive, send), self._ended)
-
-    async def _handed_body(self, receive: Receive, send: Send) -> None:
-        try:
-            await self._stream_until_disconnect(receive, send, self._body)
-        finally:
-            self._ended()
+        # ``_ended`` at the body's end, however it ended, or if it never runs (the
+        # layers raised on their way out): not a coroutine of its own around the body.
+        handoff.take(functools.partial(self._stream_until_disconnect, receive, send, self._body))
+        handoff.at_end(self._ended)
 
     def _ended(self) -> None:
-        if not self.complete and self.on_abandon is not None:
-            self.on_abandon()
+        abandon, self.on_abandon = self.on_abandon, None  # once
+        if not self.complete and abandon is not None:
+            abandon()
 
     async def _stream_until_disconnect(
         self, receive: Receive, send: Send, stream: Callable[[Send], Awaitable[None]]

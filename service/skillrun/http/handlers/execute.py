@@ -27,7 +27,7 @@ from ...runs.quotas import QuotaExceeded
 from ..errors import TITLES
 from ..services import Services
 from ._http import json_response, owner, problem, services
-from ._stream import EventStreamResponse, frames
+from ._stream import EventStreamResponse, RunFrames
 from .runs import run_json, run_location
 
 # Set (to "true") when a repeated Idempotency-Key found the earlier run: nothing new started.
@@ -143,7 +143,7 @@ async def execute_stream_for(caller: Caller, skill_id: str, body: dict[str, Any]
     run, headers = await _start(caller, skill_id, body, "http-stream")
     on_abandon = (lambda: s.runs.cancel_soon(run.run_id)) if _cancels_on_disconnect(body) else None
     return EventStreamResponse(
-        frames(s, run.run_id, after=0),
+        RunFrames(s, run.run_id, after=0),
         headers=headers,
         send_timeout_s=s.settings.send_timeout_s,
         on_abandon=on_abandon,

@@ -20,7 +20,7 @@ from ...runs.manager import AnswerInvalid
 from ...runs.store import TERMINAL
 from ..errors import TITLES, echo
 from ._http import json_response, owner, problem, services
-from ._stream import EventStreamResponse, frames
+from ._stream import EventStreamResponse, RunFrames
 
 
 def run_location(run_id: str) -> str:
@@ -113,7 +113,7 @@ async def run_events(run_id: str, after: int | None = None) -> Response:
             ext={"errors": [{"field": field, "message": message}]},
         )
     return EventStreamResponse(
-        frames(s, run.run_id, cursor),
+        RunFrames(s, run.run_id, cursor),
         headers={"x-trace-id": run.trace_id, "X-Run-Id": run.run_id},
         send_timeout_s=s.settings.send_timeout_s,
     )
