@@ -88,6 +88,11 @@ async def test_an_open_stream_holds_no_middleware_frame_and_is_logged_at_its_end
     # Handed to the edge: the layers' frames are gone (before: one each per stream).
     assert {layer: _alive(layer) for layer in layers} == before
     assert _alive("serve") == 5 and _alive("EventStreamResponse._stream_until_disconnect") == 5
+    # The body sends with the server's own ``send``: the layers' wrappers (and what their
+    # cells hold) went with their frames.
+    wrappers = [o for o in gc.get_objects() if type(o).__name__ == "function" and o.__qualname__ in (
+        "ObserveMiddleware.__call__.<locals>.observed_send", "ServicesMiddleware.__call__.<locals>.send_with_headers")]
+    assert wrappers == []
     # The edge calls back when a client goes: no task waits on ``receive`` per stream.
     assert _alive("EventStreamResponse._stream_until_disconnect.<locals>.until_disconnect") == 0
     # Nothing logged while open: the access line comes at the stream's end.

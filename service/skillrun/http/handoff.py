@@ -9,12 +9,15 @@ So the edge (``edge.EdgeProtocol``) runs each request through ``serve``, which p
 a ``Handoff`` in the scope's ``state``. A response that can (``EventStreamResponse``)
 sends its head through the layers as before, then hands the rest of its body to
 it (``take``) and returns; the layers return too, their frames freed, and ``serve``
-awaits the body in the same task, with the same ``receive`` and ``send``: the layers'
-send and receive wrappers are closures, not frames, so every message still passes
-through them (ObserveMiddleware still counts the bytes). A layer with work to do
-at the body's end registers it (``at_end``): ``serve`` runs it after the body, as
-the layer's ``finally`` would have. A layer whose end cannot be moved (a tracing
-span, entered in its frame) forbids the handoff (``forbid``) before calling in.
+awaits the body in the same task. The body sends and receives with the server's
+own ``send`` and ``receive`` (``Handoff.send`` counts its bytes in ``sent``), not
+through the layers' wrappers: their work was the head's (a header added, a status
+noted), and the wrappers, their cells and what those hold (the request's headers,
+for one) are freed with the frames (~1 KB a stream). A layer with work to do at
+the body's end registers it (``at_end``): ``serve`` runs it after the body, as the
+layer's ``finally`` would have (ObserveMiddleware logs the bytes: its own count of
+the head's and ``sent``). A layer whose end cannot be moved (a tracing span,
+entered in its frame) forbids the handoff (``forbid``) before calling in.
 
 Without the edge (an ASGI test client, another server) there is no ``Handoff``
 and a response streams inside the chain as before.
@@ -35,13 +38,21 @@ HANDOFF = "skillrun.handoff"
 class Handoff:
     """One request's: the body handed to the edge, and what to run at its end."""
 
-    __slots__ = ("body", "dropped", "ends", "allowed")
+    __slots__ = ("body", "dropped", "ends", "allowed", "receive", "_send", "sent")
 
-    def __init__(self) -> None:
+    def __init__(self, receive: Any, send: Any) -> None:
         self.body: Callable[[], Awaitable[None]] | None = None
         self.dropped: Callable[[], Any] | None = None
         self.ends: list[Callable[[], Any]] | None = None
         self.allowed = True
+        self.receive = receive  # the server's, for the handed body
+        self._send = send
+        self.sent = 0  # body bytes sent through ``send``
+
+    async def send(self, message: Any) -> None:
+        """The server's ``send``, for the handed body, counting the bytes it sends."""
+        self.sent += len(message.get("body", b""))
+        await self._send(message)
 
     def take(self, body: Callable[[], Awaitable[None]], dropped: Callable[[], Any] | None = None) -> None:
         """The rest of the answer: ``body()`` runs once the layers have returned;
@@ -76,7 +87,7 @@ def handed_off(scope: Any) -> Handoff | None:
 
 async def serve(app: Any, scope: Any, receive: Any, send: Any) -> None:
     """``app`` for one request, then the body a response handed off, if one did."""
-    handoff = Handoff()
+    handoff = Handoff(receive, send)
     state = scope.get("state")
     if state is not None:
         state[HANDOFF] = handoff
@@ -91,7 +102,7 @@ async def serve(app: Any, scope: Any, receive: Any, send: Any) -> None:
             handoff.dropped()  # taken, but the layers raised on their way out: it never runs
         raise
     finally:
-        handoff.body = handoff.dropped = None
+        handoff.body = handoff.dropped = handoff.receive = handoff._send = None
         ends, handoff.ends = handoff.ends, None
         for fn in reversed(ends or ()):  # innermost first, as the layers' finallies ran
             fn()

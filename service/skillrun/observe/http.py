@@ -18,7 +18,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any, Mapping
 
-from ..http.handoff import handed_off, handoff_of
+from ..http.handoff import Handoff, handed_off, handoff_of
 from .logs import ACCESS_LOGGER
 from .metrics import UNMATCHED
 
@@ -121,7 +121,7 @@ class ObserveMiddleware:
                 if handoff is not None:
                     # A stream's body goes on after this frame is gone (``http/handoff.py``):
                     # its duration and bytes are known at its end.
-                    handoff.at_end(functools.partial(self._done, scope, state, method, started, seen, None))
+                    handoff.at_end(functools.partial(self._done_handed, handoff, scope, state, method, started, seen))
                 else:
                     self._done(scope, state, method, started, seen, None)
             return
@@ -134,6 +134,11 @@ class ObserveMiddleware:
                 await self.app(scope, receive, observed_send)
             finally:
                 self._done(scope, state, method, started, seen, span)
+
+    def _done_handed(self, handoff: Handoff, scope: Any, state: dict[str, Any], method: str, started: float,
+                     seen: dict[str, Any]) -> None:
+        seen["bytes"] += handoff.sent  # the body's, sent past ``observed_send``
+        self._done(scope, state, method, started, seen, None)
 
     def _done(self, scope: Any, state: dict[str, Any], method: str, started: float, seen: dict[str, Any], span: Any) -> None:
         seconds = time.perf_counter() - started

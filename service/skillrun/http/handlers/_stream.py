@@ -140,7 +140,7 @@ class EventStreamResponse(StreamingResponse):
             raise
         # ``_ended`` at the body's end, however it ended, or if it never runs (the
         # layers raised on their way out): not a coroutine of its own around the body.
-        handoff.take(functools.partial(self._stream_until_disconnect, receive, send, self._body))
+        handoff.take(functools.partial(self._stream_until_disconnect, handoff.receive, handoff.send, self._body))
         handoff.at_end(self._ended)
 
     def _ended(self) -> None:
