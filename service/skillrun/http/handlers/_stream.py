@@ -164,7 +164,7 @@ class EventStreamResponse(StreamingResponse):
         assert task is not None
         sending, stopped = True, False
 
-        def gone() -> None:
+        def gone(_listener: object = None) -> None:  # also the listener task's done callback
             nonlocal stopped
             if sending:
                 stopped = True
@@ -186,14 +186,8 @@ class EventStreamResponse(StreamingResponse):
             while (await receive())["type"] != "http.disconnect":
                 pass
 
-        def stop(_listener: asyncio.Task[None]) -> None:
-            nonlocal stopped
-            if sending:
-                stopped = True
-                task.cancel()
-
         listener = asyncio.create_task(until_disconnect())
-        listener.add_done_callback(stop)
+        listener.add_done_callback(gone)
         try:
             await stream(send)
         except asyncio.CancelledError:
@@ -204,7 +198,7 @@ class EventStreamResponse(StreamingResponse):
                 raise error from None
         finally:
             sending = False
-            listener.remove_done_callback(stop)
+            listener.remove_done_callback(gone)
             if listener.done():
                 if not listener.cancelled():
                     listener.exception()  # retrieved (raised above if it ended the body)
