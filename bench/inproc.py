@@ -14,6 +14,8 @@ figure is the app's own cost of a request, steady enough to compare two commits
   stream   POST /v1/skills/demo.ticker/execute/stream, one step, read to its end
   long     the same with 10,000 steps (bench/stream.py (a): 20,003 events), one at a
            time, 10 warm-ups; also printed per event (``--n`` counts streams: try 5)
+  follow   GET /v1/runs/{id}/events?after=2 of a finished one-step run: a reconnect's
+           replay of its last 3 events (a follow's fixed cost)
 
 Printed per case: wall and process CPU per request. ``--profile`` runs the same
 under cProfile and prints where the time goes by area (self time; cProfile
@@ -49,6 +51,7 @@ CASES = {
                 json.dumps({"inputs": {"text": TEXT, "max_sentences": 2}}).encode()),
     "stream": ("POST", "/v1/skills/demo.ticker/execute/stream", json.dumps({"inputs": {"steps": 1}}).encode()),
     "long": ("POST", "/v1/skills/demo.ticker/execute/stream", json.dumps({"inputs": {"steps": 10_000}}).encode()),
+    "follow": ("GET", "/v1/runs/{run_id}/events?after=2", b""),  # the run: made by ``measure``
 }
 # Events a request of the case sends (to print the cost per event), and its own
 # concurrency and warm-up (one long stream at a time, as bench/stream.py (a) does).
@@ -76,8 +79,9 @@ async def call(app: Any, method: str, path: str, body: bytes) -> list[dict[str, 
 
     headers = [(b"host", b"bench"), (b"x-api-key", KEY.encode()), (b"content-type", b"application/json"),
                (b"content-length", str(len(body)).encode())]
+    path, _, query = path.partition("?")
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
-             "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+             "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": query.encode(), "root_path": "",
              "headers": headers, "client": ("127.0.0.1", 1234), "server": ("127.0.0.1", 80)}
     await app(scope, receive, send)
     return sent
@@ -116,6 +120,10 @@ async def measure(case: str, n: int, profile: bool, db: str, top: int = 0, sort:
     app = create_app(Settings.from_env())
     method, path, body = CASES[case]
     async with lifespan(app):
+        if "{run_id}" in path:
+            made = await call(app, *CASES["echo"])
+            run_id = dict(made[0]["headers"])[b"x-run-id"].decode()
+            path = path.replace("{run_id}", run_id)
         for _ in range(WARM.get(case, 200)):  # warm: compiled validators, caches, the store's first pages
             answer = await call(app, method, path, body)
         assert answer[0]["status"] == 200, answer[:2]

@@ -144,6 +144,69 @@ async def test_every_answer_is_connexions(monkeypatch: pytest.MonkeyPatch) -> No
     assert {400, 401, 404, 413, 415, 422, 200, 202} <= set(statuses), statuses
 
 
+# (query, headers) of a follow of a finished 3-step run (9 events): each as connexion answers it.
+FOLLOWS: list[tuple[str, dict[str, str]]] = [
+    ("", {}),
+    ("?after=2", {}),
+    ("?after=00002", {}),
+    ("", {"Last-Event-ID": "3"}),
+    ("?after=1", {"Last-Event-ID": "5"}),  # the header wins
+    ("?after=9", {}),  # its done: an empty stream
+    ("?after=10", {}),  # 409: past the end
+    ("", {"Last-Event-ID": "99"}),  # 409, naming the header
+    ("", {"Last-Event-ID": "abc"}),  # 400: pattern
+    ("?after=-1", {}),  # 400: minimum
+    ("?after=x", {}),  # 400: not an integer
+    ("?after=1&x=2", {}),  # 400: unknown query parameter
+    ("?after=1000000000000000000", {}),  # 400: maximum
+    ("", {"x-api-key": "wrong"}),  # 401
+    ("", {"x-api-key": ""}),  # 401
+]
+
+
+async def _follows(client: Any, path: str) -> list[tuple[Any, ...]]:
+    answers = []
+    for query, headers in FOLLOWS:
+        sent = dict(headers)
+        if sent.get("x-api-key") == "":
+            client.headers.pop("x-api-key", None)
+            sent.pop("x-api-key")
+        response = await client.get(path + query, headers=sent)
+        client.headers["x-api-key"] = API_KEY
+        kind = response.headers.get("content-type", "")
+        if "event-stream" in kind:
+            shown: Any = [line for line in response.text.splitlines() if line.startswith(("id:", "event:"))]
+        else:
+            shown = _stable(response.json()) if "json" in kind else None
+        names = sorted(n for n in response.headers if n not in _VARYING)
+        answers.append((query, headers, response.status_code, kind, shown, names))
+    return answers
+
+
+async def test_a_follow_takes_the_lane_and_is_answered_as_connexion_answers_it(
+    routed: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with asgi_client(create_app(make_settings())) as client:
+        done = await client.post("/v1/skills/demo.ticker/execute", json={"inputs": {"steps": 3}})
+        path = f"/v1/runs/{done.headers['x-run-id']}/events"
+        other = await client.get("/v1/runs/run_nobodys/events")
+        bad_id = await client.get("/v1/runs/not!an!id/events")
+        with_lane = await _follows(client, path)
+        to_connexion = [p for p in routed if p.endswith("/events")]
+        _without_lane(monkeypatch)
+        without = await _follows(client, path)
+        assert (await client.get("/v1/runs/run_nobodys/events")).json() == other.json()
+        assert (await client.get("/v1/runs/not!an!id/events")).json() == bad_id.json()
+    for got, expected in zip(with_lane, without):
+        assert got == expected
+    assert [a[2] for a in with_lane] == [200] * 6 + [409, 409] + [400] * 5 + [401, 401]
+    assert with_lane[0][4][-1] == "event: done" and with_lane[1][4][0] == "id: 3" and with_lane[5][4] == []
+    assert other.status_code == 404 and bad_id.status_code == 400
+    # The valid follows, the 409s and the 404 (the handler's own answers) took the lane;
+    # the bad run id, the 5 bad parameters and the 2 bad keys went to connexion.
+    assert len(to_connexion) == 1 + 5 + 2, to_connexion
+
+
 @pytest.mark.parametrize("lane", [True, False])
 async def test_one_rate_limit_hit_per_request(lane: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     """Valid and invalid requests draw once each on one budget, whichever path serves them."""

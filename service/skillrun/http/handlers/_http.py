@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Mapping
 
 import orjson
 from connexion import request
@@ -39,3 +40,22 @@ def owner() -> str:
 
 def problem(status: int, detail: str, headers: dict[str, str] | None = None) -> ProblemException:
     return ProblemException(status=status, title=TITLES.get(status), detail=detail, headers=headers)
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """What a handler needs of its request: the services, the key's identity, the
+    request headers and the ASGI ``receive`` (after the body: the disconnect). Made
+    by connexion's handlers (``connexion_caller``) and by the fast lane, which calls
+    the same handler functions (``http/fastlane.py``)."""
+
+    services: Services
+    owner: str
+    headers: Mapping[str, str]
+    receive: Callable[[], Awaitable[Any]]
+    # Called once the run exists (or its start failed): the fast lane's admission ends there.
+    started: Callable[[], None] | None = None
+
+
+def connexion_caller() -> Caller:
+    return Caller(services(), owner(), request.headers, request._starlette_request.receive)

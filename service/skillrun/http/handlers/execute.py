@@ -12,8 +12,7 @@ what it needs of the request explicitly (``Caller``): the fast lane
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Mapping
+from typing import Any, Awaitable, Callable
 
 from connexion import request
 from connexion.exceptions import ProblemException
@@ -26,7 +25,7 @@ from ...runs import IdempotencyConflict, RunRecord, ShuttingDown, follow, reques
 from ...runs.quotas import QuotaExceeded
 from ..errors import TITLES
 from ..services import Services
-from ._http import json_response, owner, problem, services
+from ._http import Caller, connexion_caller, json_response, problem
 from ._stream import EventStreamResponse, RunFrames
 from .runs import run_json, run_location
 
@@ -41,21 +40,6 @@ def _skill(s: Services, skill_id: str) -> Skill:
     return skill
 
 
-@dataclass(frozen=True, slots=True)
-class Caller:
-    """What a handler needs of its request: the services, the key's identity, the
-    request headers and the ASGI ``receive`` (after the body: the disconnect)."""
-
-    services: Services
-    owner: str
-    headers: Mapping[str, str]
-    receive: Callable[[], Awaitable[Any]]
-    # Called once the run exists (or its start failed): the fast lane's admission ends there.
-    started: Callable[[], None] | None = None
-
-
-def _connexion_caller() -> Caller:
-    return Caller(services(), owner(), request.headers, request._starlette_request.receive)
 
 
 async def _start(
@@ -158,15 +142,15 @@ async def execute_async_for(caller: Caller, skill_id: str, body: dict[str, Any])
 # connexion's handlers (the spec's operationIds).
 
 async def execute(skill_id: str, body: dict[str, Any]) -> Response:
-    return await execute_for(_connexion_caller(), skill_id, body)
+    return await execute_for(connexion_caller(), skill_id, body)
 
 
 async def execute_stream(skill_id: str, body: dict[str, Any]) -> Response:
-    return await execute_stream_for(_connexion_caller(), skill_id, body)
+    return await execute_stream_for(connexion_caller(), skill_id, body)
 
 
 async def execute_async(skill_id: str, body: dict[str, Any]) -> Response:
-    return await execute_async_for(_connexion_caller(), skill_id, body)
+    return await execute_async_for(connexion_caller(), skill_id, body)
 
 
 # By operation (the operationId's part before ``__``): what the fast lane calls.

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from connexion import request
 from connexion.exceptions import ProblemException
 from starlette.responses import Response
 
@@ -19,7 +18,8 @@ from ...runs.follow import last_seq_if_past
 from ...runs.manager import AnswerInvalid
 from ...runs.store import TERMINAL
 from ..errors import TITLES, echo
-from ._http import json_response, owner, problem, services
+from ..services import Services
+from ._http import Caller, connexion_caller, json_response, owner, problem, services
 from ._stream import EventStreamResponse, RunFrames
 
 
@@ -47,8 +47,12 @@ def run_json(run: RunRecord, *, full: bool = True) -> dict[str, Any]:
 
 
 async def _own_run(run_id: str) -> RunRecord:
-    run = await services().store.get(run_id)
-    if run is None or run.owner != owner():
+    return await _visible(services(), owner(), run_id)
+
+
+async def _visible(s: Services, owner: str, run_id: str) -> RunRecord:
+    run = await s.store.get(run_id)
+    if run is None or run.owner != owner:
         raise problem(404, f"No run '{echo(run_id)}' is visible to this key.")
     return run
 
@@ -97,11 +101,17 @@ async def list_runs(
 
 
 async def run_events(run_id: str, after: int | None = None) -> Response:
-    s = services()
-    run = await _own_run(run_id)
+    return await run_events_for(connexion_caller(), run_id, after)
+
+
+async def run_events_for(caller: Caller, run_id: str, after: int | None) -> Response:
+    """The events of the caller's run from its cursor: connexion's handler's and the
+    fast lane's (``http/fastlane.py``), which checked the same parameters first."""
+    s = caller.services
+    run = await _visible(s, caller.owner, run_id)
     # EventSource sends Last-Event-ID on every reconnect, while the URL keeps the
     # first ?after=: the header is the newer cursor. The spec checked it is digits.
-    last_event_id = request.headers.get("last-event-id")
+    last_event_id = caller.headers.get("last-event-id")
     cursor = int(last_event_id) if last_event_id else (after or 0)
     last = await last_seq_if_past(s.store, run.run_id, cursor)
     if last is not None:
