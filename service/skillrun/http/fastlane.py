@@ -234,6 +234,37 @@ def _param_check(parameter: dict[str, Any]) -> Callable[[Any], bool]:
     return lambda value: next(iter(stdlib.iter_errors(value)), None) is None
 
 
+def _head(scope: Any, services: Any, parameters: dict[bytes, dict[str, Any]]) -> tuple[str, int, bytes | None] | None:
+    """Of a request's head: the key's identity ("" for none or an unknown key), its
+    Content-Length (-1: none) and normalized Content-Type; None for a head the lane
+    leaves to connexion (a repeated key, length or header parameter, a length that is
+    not digits, ``Transfer-Encoding``, a header parameter connexion's check refuses)."""
+    identity = None
+    length = -1
+    content_type = None
+    seen: set[bytes] = set()
+    for name, value in scope["headers"]:
+        if name == API_KEY_HEADER:
+            if identity is not None:
+                return None
+            identity = services.keys.identify(value.decode("latin-1")) or ""
+        elif name == b"content-length":
+            if length >= 0 or not value.isdigit():
+                return None
+            length = int(value)
+        elif name == b"content-type":
+            content_type = normalize_content_type(value)
+        elif name == b"transfer-encoding":
+            return None
+        elif name in parameters:
+            if name in seen:
+                return None
+            seen.add(name)
+            if ParamValidator.validate_parameter("header", value.decode("latin-1"), parameters[name]) is not None:
+                return None
+    return identity or "", length, content_type
+
+
 async def _read(receive: Any, messages: list[dict[str, Any]], length: int) -> bytes | None:
     """The body (its Content-Length said ``length`` bytes), keeping each message read;
     None when what comes is not just that body."""
@@ -388,22 +419,10 @@ class FastLaneMiddleware:
             match = _AFTER.fullmatch(query)
             if match is None or not route.after(after := int(match[1])):
                 return None
-        identity = None
-        seen: set[bytes] = set()
-        for name, value in scope["headers"]:
-            if name == API_KEY_HEADER:
-                if identity is not None:
-                    return None
-                identity = services.keys.identify(value.decode("latin-1")) or ""
-            elif name == b"transfer-encoding" or (name == b"content-length" and value != b"0"):
-                return None  # a body on a GET: connexion's to answer
-            elif name in route.parameters:
-                if name in seen:
-                    return None
-                seen.add(name)
-                if ParamValidator.validate_parameter("header", value.decode("latin-1"), route.parameters[name]) is not None:
-                    return None
-        return (identity, after) if identity else None
+        head = _head(scope, services, route.parameters)
+        if head is None or not head[0] or head[1] > 0:
+            return None  # no key, or a body on a GET: connexion's to answer
+        return head[0], after
 
     async def _lane(self, scope: Any, receive: Any, send: Any, route: _Route) -> None:
         services = services_of(scope)
@@ -451,30 +470,10 @@ class FastLaneMiddleware:
     @staticmethod
     def _admit(scope: Any, route: _Route, services: Any) -> tuple[str, int] | None:
         """The key's identity and the body's length when the head is one the lane takes."""
-        identity = None
-        length = -1
-        content_type = None
-        seen: set[bytes] = set()
-        for name, value in scope["headers"]:
-            if name == API_KEY_HEADER:
-                if identity is not None:
-                    return None
-                identity = services.keys.identify(value.decode("latin-1")) or ""
-            elif name == b"content-length":
-                if length >= 0 or not value.isdigit():
-                    return None
-                length = int(value)
-            elif name == b"content-type":
-                content_type = normalize_content_type(value)
-            elif name == b"transfer-encoding":
-                return None
-            elif name in route.parameters:
-                if name in seen:
-                    return None
-                seen.add(name)
-                parameter = route.parameters[name]
-                if ParamValidator.validate_parameter("header", value.decode("latin-1"), parameter) is not None:
-                    return None
+        head = _head(scope, services, route.parameters)
+        if head is None:
+            return None
+        identity, length, content_type = head
         if not identity or content_type not in _JSON_TYPES or not 0 < length <= services.settings.max_body_bytes:
             return None
         return identity, length
