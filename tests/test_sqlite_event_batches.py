@@ -94,6 +94,31 @@ async def test_reads_cut_batches_at_the_cursor_and_the_limit(tmp_path: Path) -> 
 
 
 @pytest.mark.anyio
+async def test_a_batch_larger_than_a_row_holds_is_cut_into_rows(tmp_path: Path) -> None:
+    """2,500 events in one commit are rows of 1,000, 1,000 and 500 (a read parses the whole
+    header of a row it cuts, so a row stays small enough for a page), read back whole."""
+    db = tmp_path / "runs.db"
+    store = SqliteStore(db)
+    await store.open()
+    try:
+        await store.create(_run("r1"))
+        events = [_ev(seq) for seq in range(1, 2501)]
+        for ev in events:
+            store.append("r1", ev)
+        assert await store.wait("r1", 2499, 5)
+        assert _batches(db, "r1") == [(1, 1000), (1001, 2000), (2001, 2500)]
+    finally:
+        await store.close()
+    reopened = SqliteStore(db)
+    await reopened.open()
+    try:
+        for after in (0, 999, 1000, 1500, 2499, 2500):
+            assert await reopened.read("r1", after) == events[after : after + 1000]
+    finally:
+        await reopened.close()
+
+
+@pytest.mark.anyio
 @pytest.mark.parametrize("fixture", ["sqlite_v0_7acb512.sql", "sqlite_v1_e6ef8cc.sql", V3])
 async def test_an_old_database_reads_the_same_events_after_its_migration(tmp_path: Path, fixture: str) -> None:
     """Every run of each fixture, read from every cursor (limits 1, 7 and 1000) through the
@@ -217,3 +242,22 @@ def test_a_version_3_database_is_migrated_and_served_and_its_left_running_run_re
     assert ids == list(range(1, len(ids) + 1)) and len(ids) > 16
     assert frames[-1].json["type"] == "done"
     assert _batches(db, V3_LEFT_RUNNING)[:16] == [(seq, seq) for seq in range(1, 17)]
+
+
+def test_a_read_the_guards_look_and_a_delete_are_index_searches(tmp_path: Path) -> None:
+    """EXPLAIN QUERY PLAN: each is a search of the (run_id, last_seq) key, never a scan."""
+    from skillrun.runs.sqlite import migrate
+
+    db = tmp_path / "runs.db"
+    conn = sqlite3.connect(db, isolation_level=None)
+    migrate(conn, db)
+    key = "sqlite_autoindex_event_batches_1"
+    for sql, args, plan in [
+        ("SELECT first_seq, records FROM event_batches WHERE run_id = ? AND last_seq > ? ORDER BY last_seq",
+         ("r", 1), f"SEARCH event_batches USING INDEX {key} (run_id=? AND last_seq>?)"),
+        ("SELECT MAX(last_seq) FROM event_batches WHERE run_id = ?", ("r",),
+         f"SEARCH event_batches USING COVERING INDEX {key} (run_id=?)"),
+        ("DELETE FROM event_batches WHERE run_id = ?", ("r",), f"SEARCH event_batches USING INDEX {key} (run_id=?)"),
+    ]:
+        assert [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql, args)] == [plan], sql
+    conn.close()
