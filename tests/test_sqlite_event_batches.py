@@ -42,7 +42,7 @@ def _ev(seq: int, type_: str = "step_start", **payload: Any) -> EventRecord:
 
 def _batches(db: Path, run_id: str) -> list[tuple[int, int]]:
     with sqlite3.connect(db) as conn:
-        return [tuple(r) for r in conn.execute(  # type: ignore[misc]
+        return [(int(first), int(last)) for first, last in conn.execute(
             "SELECT first_seq, last_seq FROM event_batches WHERE run_id = ? ORDER BY last_seq", (run_id,))]
 
 

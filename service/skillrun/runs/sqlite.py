@@ -137,8 +137,10 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # cheaper, for rows of a real run's batches. The old rows move over one event a row
     # (the same encoding, made by SQL: ``length`` counts characters, as Python's ``len``;
     # JSON text holds no NUL, which would stop it), in key order, and the old table goes:
-    # ~5 minutes for 9,000,000 events (bench/stored.py's 1,000,000 runs) on the 2-core
-    # test machine, at the first start.
+    # ~6 minutes for 9,000,000 events (bench/stored.py's 1,000,000 runs, 11.8 GiB) on the
+    # 2-core test machine, at the first start, the file growing to 19.8 GiB (the old
+    # table's pages stay in it, free, for later rows). Grouping each run's old rows into
+    # one would write fewer rows, but SQLite (3.40 here) gives ``group_concat`` no order.
     (
         """CREATE TABLE event_batches (
           run_id    TEXT NOT NULL,
