@@ -23,9 +23,9 @@ How it keeps the stream fast and memory bounded:
   their lengths, then their types and data run together). A row an event cost the
   loop ~2.5-3 µs an event, most of a busy run's commit; a row a batch costs ~0.6 µs
   an event with the text's making (2.1 against 0.6 µs for batches of 90 of a real
-  run's events, bench/inproc.py's ``long`` case: ~14.9 against ~13.5 µs of CPU an
-  event in all). A read seeks the first row whose ``last_seq`` is past
-  the cursor and cuts rows at both ends (``_split``).
+  run's events; bench/inproc.py's ``long`` case, ~90 events a batch: ~15 against
+  ~12-13.5 µs of CPU an event in all). A read seeks the first row whose ``last_seq``
+  is past the cursor and cuts rows at both ends (``_split``).
 - An event becomes visible to followers once its transaction has committed, so
   what a client has seen is always on disk (a resume after a crash never finds
   a different event under an id it already has). ``synchronous=NORMAL`` in WAL
