@@ -133,10 +133,12 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # as one text (``_records``); a read is a range of the key from the first row whose
     # ``last_seq`` is past the cursor. A rowid table, not WITHOUT ROWID as ``events`` was:
     # its rows are kilobytes (an index b-tree keeps at most ~1 KB of a row on its page and
-    # spills the rest to overflow pages it fills badly): 6% smaller and its inserts ~20%
-    # cheaper, for rows of a real run's batches. The old rows move over one event a row
-    # (the same encoding, made by SQL: ``length`` counts characters, as Python's ``len``;
-    # JSON text holds no NUL, which would stop it), in key order, and the old table goes:
+    # spills the rest to overflow pages it fills badly): bench/stored.py's 1,000,000 runs
+    # take 9.9 GiB (12.8 WITHOUT ROWID, 11.8 a row an event), and its inserts were ~20%
+    # cheaper in a micro-benchmark of a real run's batches. The old rows move over one
+    # event a row (the same encoding, made by SQL: ``length`` counts characters, as
+    # Python's ``len``; JSON text holds no NUL, which would stop it), in key order, and
+    # the old table goes:
     # ~6 minutes for 9,000,000 events (bench/stored.py's 1,000,000 runs, 11.8 GiB) on the
     # 2-core test machine, at the first start, the file growing to 19.8 GiB (the old
     # table's pages stay in it, free, for later rows). Grouping each run's old rows into
