@@ -4,8 +4,9 @@
 
 Fills a SQLite run store DIRECTLY (sqlite3, not through HTTP: a million runs through
 the API would take most of an hour) with copies of a real text.summarize run (its
-row and its events, ids new, times spread over the last six days so retention
-keeps them, ids made as the server makes them at that time), up to --runs or until
+row and its log's rows, one per commit batch as the server wrote them; ids new, times
+spread over the last six days so retention keeps them, ids made as the server makes
+them at that time), up to --runs or until
 --fill-seconds pass, whichever is first; says how many it stored. Then serves each
 store in turn, alternating (empty, full, empty, full, ... --rounds of each: the
 machine is shared, so load from elsewhere falls on both), one uvicorn worker each,
@@ -84,8 +85,11 @@ def fill(db: Path, runs: int, budget_s: float) -> int:
     conn.execute("PRAGMA synchronous = OFF")
     cols = [r[1] for r in conn.execute("PRAGMA table_info(runs)") if r[1] != "n"]
     template = dict(zip(cols, conn.execute(f"SELECT {', '.join(cols)} FROM runs LIMIT 1").fetchone()))
-    events = conn.execute("SELECT seq, type, data FROM events WHERE run_id = ? ORDER BY seq",
-                          (template["run_id"],)).fetchall()
+    # The template's log as the server stored it: a row per commit batch (schema 4), each
+    # copied with the run id replaced (as long as the old one, so the row's lengths hold).
+    batches = conn.execute("SELECT last_seq, first_seq, records FROM event_batches WHERE run_id = ? ORDER BY last_seq",
+                           (template["run_id"],)).fetchall()
+    n_events = batches[-1][0]
     old = template["run_id"]
     now = datetime.now(timezone.utc)
     span = timedelta(days=6).total_seconds()
@@ -104,15 +108,18 @@ def fill(db: Path, runs: int, budget_s: float) -> int:
             row = {**template, "run_id": run_id, "created_at": at, "started_at": at, "finished_at": at,
                    "trace_id": secrets.token_hex(16)}
             run_rows.append(tuple(row[c] for c in cols))
-            event_rows.extend((run_id, seq, typ, data.replace(old, run_id)) for seq, typ, data in events)
+            assert len(run_id) == len(old)
+            event_rows.extend((run_id, last, first, records.replace(old, run_id)) for last, first, records in batches)
         conn.execute("BEGIN")
         conn.executemany(f"INSERT INTO runs ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", run_rows)
-        conn.executemany("INSERT INTO events (run_id, seq, type, data) VALUES (?, ?, ?, ?)", event_rows)
+        conn.executemany("INSERT INTO event_batches (run_id, last_seq, first_seq, records) VALUES (?, ?, ?, ?)",
+                         event_rows)
         conn.execute("COMMIT")
         stored += n
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
-    print(f"filled {stored:,} runs ({stored * len(events):,} events, {db.stat().st_size / 2**30:.2f} GiB) "
+    print(f"filled {stored:,} runs ({stored * n_events:,} events in {stored * len(batches):,} rows, "
+          f"{db.stat().st_size / 2**30:.2f} GiB) "
           f"in {time.perf_counter() - t0:.0f} s", flush=True)
     return stored
 
@@ -138,10 +145,13 @@ def store_runs_per_s(db: Path, runs: int) -> float:
     """Runs/s through the SQLite store alone: create, the template run's events, done; 16 at a time."""
     sys.path.insert(0, str(HERE.parent / "service"))
     from skillrun.runs import EventRecord, RunRecord, SqliteStore
+    from skillrun.runs.sqlite import _split
 
     conn = sqlite3.connect(full_db_of(db))
     template = conn.execute("SELECT run_id, owner, skill_id, inputs FROM runs ORDER BY n LIMIT 1").fetchone()
-    events = conn.execute("SELECT seq, type, data FROM events WHERE run_id = ? ORDER BY seq", (template[0],)).fetchall()
+    events = [e for first, records in conn.execute(
+        "SELECT first_seq, records FROM event_batches WHERE run_id = ? ORDER BY last_seq", (template[0],))
+        for e in _split(records, first, 0, 2**63 - 1, 2**31)]
     conn.close()
     old, owner, skill_id, inputs = template
 
