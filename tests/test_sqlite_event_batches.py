@@ -122,7 +122,9 @@ async def test_a_batch_larger_than_a_row_holds_is_cut_into_rows(tmp_path: Path) 
 @pytest.mark.parametrize("fixture", ["sqlite_v0_7acb512.sql", "sqlite_v1_e6ef8cc.sql", V3])
 async def test_an_old_database_reads_the_same_events_after_its_migration(tmp_path: Path, fixture: str) -> None:
     """Every run of each fixture, read from every cursor (limits 1, 7 and 1000) through the
-    migrated store, is exactly the old table's rows; the old table is gone."""
+    migrated store, is exactly the old table's rows, read where they are: the migration
+    moves none (a large store's first start would wait for it), and a finished run's
+    delete takes its old rows too."""
     db = old_database(tmp_path / "runs.db", fixture)
     with sqlite3.connect(db) as conn:
         before: dict[str, list[EventRecord]] = {}
@@ -138,11 +140,18 @@ async def test_an_old_database_reads_the_same_events_after_its_migration(tmp_pat
             for after in range(0, len(events) + 1):
                 for limit in (1, 7, 1000):
                     assert await store.read(run_id, after, limit) == events[after : after + limit]
+        with sqlite3.connect(db) as conn:
+            assert conn.execute("SELECT COUNT(*) FROM events").fetchone()[0] == sum(map(len, before.values()))
+            assert conn.execute("SELECT COUNT(*) FROM event_batches").fetchone()[0] == 0
+        finished = [r for r in before if (await store.get(r)) is not None and (await store.get(r)).finished_at]
+        assert finished
+        assert await store.delete(finished[0])
+        assert await store.read(finished[0], 0) == []
     finally:
         await store.close()
     with sqlite3.connect(db) as conn:
-        tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert "events" not in tables and "event_batches" in tables
+        left = {r for (r,) in conn.execute("SELECT DISTINCT run_id FROM events")}
+    assert left == set(before) - {finished[0]}
 
 
 @pytest.mark.anyio
@@ -211,8 +220,8 @@ def test_a_version_3_database_is_migrated_and_served_and_its_left_running_run_re
 ) -> None:
     """The v3 fixture under `skillrun serve`: user_version 3 -> 4 at start; the 50-step
     stream's log is served whole and after a Last-Event-ID; the run the killed server
-    left running goes on from its migrated log (appends after its stored events) and
-    completes with every id once, in order."""
+    left running goes on from its log (appends after its stored events, which stay in
+    the old rows) and completes with every id once, in order."""
     # The run left running was started by demo.ticker as this release bundles it: its
     # skill_start carries today's digest, or the resume would rightly refuse a
     # definition that changed since (98b1804511c0f66e at 67206a8).
@@ -241,7 +250,10 @@ def test_a_version_3_database_is_migrated_and_served_and_its_left_running_run_re
     ids = [int(f.id or 0) for f in frames]
     assert ids == list(range(1, len(ids) + 1)) and len(ids) > 16
     assert frames[-1].json["type"] == "done"
-    assert _batches(db, V3_LEFT_RUNNING)[:16] == [(seq, seq) for seq in range(1, 17)]
+    # Its first 16 events stay in the old rows; what it wrote after the upgrade is in batches.
+    with sqlite3.connect(db) as conn:
+        old = [seq for (seq,) in conn.execute("SELECT seq FROM events WHERE run_id = ? ORDER BY seq", (V3_LEFT_RUNNING,))]
+    assert old == list(range(1, 17)) and _batches(db, V3_LEFT_RUNNING)[0][0] == 17
 
 
 def test_a_read_the_guards_look_and_a_delete_are_index_searches(tmp_path: Path) -> None:

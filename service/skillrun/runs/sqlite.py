@@ -25,7 +25,8 @@ How it keeps the stream fast and memory bounded:
   an event with the text's making (2.1 against 0.6 µs for batches of 90 of a real
   run's events; bench/inproc.py's ``long`` case, ~90 events a batch: ~15 against
   ~12-13.5 µs of CPU an event in all). A read seeks the first row whose ``last_seq``
-  is past the cursor and cuts rows at both ends (``_split``).
+  is past the cursor and cuts rows at both ends (``_split``); events stored before
+  schema 4 stay a row each in ``events``, read first (see ``_MIGRATIONS``).
 - An event becomes visible to followers once its transaction has committed, so
   what a client has seen is always on disk (a resume after a crash never finds
   a different event under an id it already has). ``synchronous=NORMAL`` in WAL
@@ -141,14 +142,13 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # its rows are kilobytes (an index b-tree keeps at most ~1 KB of a row on its page and
     # spills the rest to overflow pages it fills badly): bench/stored.py's 1,000,000 runs
     # take 9.9 GiB (12.8 WITHOUT ROWID, 11.8 a row an event), and its inserts were ~20%
-    # cheaper in a micro-benchmark of a real run's batches. The old rows move over one
-    # event a row (the same encoding, made by SQL: ``length`` counts characters, as
-    # Python's ``len``; JSON text holds no NUL, which would stop it), in key order, and
-    # the old table goes:
-    # ~6 minutes for 9,000,000 events (bench/stored.py's 1,000,000 runs, 11.8 GiB) on the
-    # 2-core test machine, at the first start, the file growing to 19.8 GiB (the old
-    # table's pages stay in it, free, for later rows). Grouping each run's old rows into
-    # one would write fewer rows, but SQLite (3.40 here) gives ``group_concat`` no order.
+    # cheaper in a micro-benchmark of a real run's batches. The old rows stay in
+    # ``events``, where reads find them first (``_old_rows``), deletes and purges remove
+    # them, and retention empties the table in its time: moving them at the first start
+    # took ~6 minutes for 9,000,000 events (bench/stored.py's 1,000,000 runs, 11.8 GiB)
+    # on the 2-core test machine, the server not ready meanwhile, and grew the file to
+    # 19.8 GiB. A run from before the upgrade that goes on after it (recovery) has its
+    # first events there and the rest here.
     (
         """CREATE TABLE event_batches (
           run_id    TEXT NOT NULL,
@@ -157,10 +157,6 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
           records   TEXT NOT NULL,
           PRIMARY KEY (run_id, last_seq)
         )""",
-        "INSERT INTO event_batches (run_id, last_seq, first_seq, records) "
-        "SELECT run_id, seq, seq, length(type) || ' ' || length(data) || char(10) || type || data "
-        "FROM events ORDER BY run_id, seq",
-        "DROP TABLE events",
     ),
 )
 
@@ -331,6 +327,10 @@ class SqliteStore:
         self._reader_conns: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._file_lock = FileLock(self.path)
+        # The ``events`` table holds rows stored before schema 4 (see ``_MIGRATIONS``): read
+        # first, deleted with their runs. Looked at when opened; a database begun at
+        # schema 4, or whose old rows retention has purged, never asks it again.
+        self._old_rows = False
         # Told each group commit's duration (s) and operation count (the metrics).
         self.on_commit: Callable[[float, int], None] | None = None
 
@@ -388,6 +388,7 @@ class SqliteStore:
             conn.execute("PRAGMA wal_autocheckpoint = 0")  # see the module docstring
             # The WAL file is reused from its start after a checkpoint; past this, shrink it.
             conn.execute("PRAGMA journal_size_limit = 67108864")
+            self._old_rows = conn.execute("SELECT 1 FROM events LIMIT 1").fetchone() is not None
             return conn
 
         self._conn = await asyncio.to_thread(setup)
@@ -579,6 +580,8 @@ class SqliteStore:
                 else:
                     gone = [r for (r,) in conn.execute("SELECT run_id FROM runs WHERE finished_at < ?", (op.before,))]
                     conn.executemany("DELETE FROM event_batches WHERE run_id = ?", [(r,) for r in gone])
+                    if self._old_rows:
+                        conn.executemany("DELETE FROM events WHERE run_id = ?", [(r,) for r in gone])
                     conn.executemany("DELETE FROM runs WHERE run_id = ?", [(r,) for r in gone])
                     outcome[i] = gone
             conn.executemany(
@@ -631,9 +634,12 @@ class SqliteStore:
         seek. A run created here needs no look: its log began in this process, and
         ``append`` keeps its seqs consecutive from 1."""
         row = conn.execute("SELECT MAX(last_seq) FROM event_batches WHERE run_id = ?", (run_id,)).fetchone()
-        if row[0] is not None and row[0] >= first:
+        stored = row[0]
+        if stored is None:  # none written since schema 4: its log may be in the old rows
+            stored = conn.execute("SELECT MAX(seq) FROM events WHERE run_id = ?", (run_id,)).fetchone()[0]
+        if stored is not None and stored >= first:
             raise sqlite3.IntegrityError(
-                f"run {run_id}: event {first} appended, but its stored log already goes to {row[0]}"
+                f"run {run_id}: event {first} appended, but its stored log already goes to {stored}"
             )
 
     def _delete_run(self, conn: sqlite3.Connection, run_id: str) -> bool:
@@ -647,6 +653,8 @@ class SqliteStore:
         if cur.rowcount != 1:
             return False
         conn.execute("DELETE FROM event_batches WHERE run_id = ?", (run_id,))
+        if self._old_rows:
+            conn.execute("DELETE FROM events WHERE run_id = ?", (run_id,))
         return True
 
     def _insert_run(self, conn: sqlite3.Connection, run: RunRecord) -> RunRecord:
@@ -752,18 +760,29 @@ class SqliteStore:
         upto = live.last if live is not None else _NO_END
 
         def run() -> list[EventRecord]:
-            # The rows from the one holding ``after + 1`` on, as many as ``limit`` needs:
-            # a row holds a whole batch, so it is cut at both ends.
+            reader = self._reader()
             out: list[EventRecord] = []
-            cur = self._reader().execute(
+            cursor = after
+            if self._old_rows:  # events stored before schema 4, a row each: they come first
+                out = [EventRecord(*r) for r in reader.execute(
+                    "SELECT seq, type, data FROM events WHERE run_id = ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
+                    (run_id, after, upto, limit),
+                )]
+                if len(out) >= limit:
+                    return out
+                if out:
+                    cursor = out[-1].seq
+            # The rows from the one holding ``cursor + 1`` on, as many as ``limit`` needs:
+            # a row holds a whole batch, so it is cut at both ends.
+            cur = reader.execute(
                 "SELECT first_seq, records FROM event_batches WHERE run_id = ? AND last_seq > ? ORDER BY last_seq",
-                (run_id, after),
+                (run_id, cursor),
             )
             try:
                 for first, records in cur:
                     if first > upto:
                         break
-                    out += _split(records, first, after, upto, limit - len(out))
+                    out += _split(records, first, cursor, upto, limit - len(out))
                     if len(out) >= limit:
                         break
             finally:
