@@ -62,8 +62,13 @@ class SlimEvent:
 
     def forget(self, fut: asyncio.Future[bool]) -> None:
         fut.cancel()
-        if self._waiters is not None and fut in self._waiters:
-            self._waiters.remove(fut)
+        self._unlist(fut)
+
+    def _unlist(self, fut: asyncio.Future[bool]) -> None:
+        """Off the list of waiters: one that left before a wake-up took it off."""
+        waiters = self._waiters
+        if waiters is not None and fut in waiters:
+            waiters.remove(fut)
 
     async def wait_for(self, timeout: float | None) -> bool:
         """``wait`` for at most ``timeout`` seconds (None: no limit): True when set or
@@ -81,27 +86,18 @@ class SlimEvent:
             return await fut
         finally:
             if fut.cancelled() or not fut.result():  # cancelled, or the time passed: still listed
-                waiters = self._waiters
-                if waiters is not None and fut in waiters:
-                    waiters.remove(fut)
+                self._unlist(fut)
             slots.discard(fut, slot)
 
     async def wait(self) -> bool:
         if self._value:
             return True
-        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        if self._waiters is None:
-            self._waiters = [fut]
-        else:
-            self._waiters.append(fut)
+        fut = self.waiter()
         try:
             return await fut
         finally:
-            # Left before a wake-up took it off the list (cancelled, timed out).
-            if not fut.done() or fut.cancelled():
-                waiters = self._waiters
-                if waiters is not None and fut in waiters:
-                    waiters.remove(fut)
+            if fut.cancelled():  # left before a wake-up took it off the list
+                self._unlist(fut)
 
 
 class _Slots:
