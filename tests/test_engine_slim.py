@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from skillrun.engine import Capability, Engine, RunOutcome, Skill
-from skillrun.engine.capability import _STEP_DELTA, emit_delta
+from skillrun.engine.capability import _STEP, emit_delta
 from skillrun.engine.runner import CANCELLED, INTERRUPTED
 from skillrun.engine.step import StepLife, plain
 
@@ -56,7 +56,7 @@ async def _chatty(args: dict[str, Any]) -> dict[str, Any]:
     emit_delta(text=f"a{args.get('item')}")
     await asyncio.sleep(0.03)  # past the coalescing window: the second is its own event
     emit_delta(text="b", progress=1.0)
-    _SINKS.append(_STEP_DELTA.get())
+    _SINKS.append(_STEP.get())
     return {"item": args.get("item")}
 
 

@@ -213,6 +213,61 @@ def test_template_quick_renders_as_render_does(value: Any) -> None:
     assert Template({"plain": [1]}).quick(INPUTS, STEPS) == {"plain": [1]}
 
 
+_BOUND_TEMPLATES = [
+    {"ms": "${inputs.steps}", "progress": "${inputs.progress ? double(index + 1) / double(inputs.steps) : null}"},
+    {"a": "${inputs.flag ? inputs.name : null}", "b": ["${index}", "n=${inputs.steps} ${item}"], "c": 1},
+    {"a": {"b": ["${inputs.name}", 2, None, "${inputs.ratio}"]}, "c": {"d": "x"}, "e": ["${inputs.one}"]},
+    "x ${inputs.doc.a.e} y ${inputs.none} z ${inputs.flag}",
+    "n=${inputs.steps} i=${index}",
+    "${inputs.list}",
+    ["${inputs.doc}", "${inputs.steps}"],
+    {"plain": [1, {"a": "b"}]},
+    "no expression",
+    7,
+    *({"v": f"${{{source}}}", "k": "${inputs.one}"} for source in EXPRESSIONS),
+]
+
+
+@pytest.mark.parametrize("value", _BOUND_TEMPLATES)
+def test_a_template_bound_to_a_runs_inputs_renders_as_quick_does(value: Any) -> None:
+    """``Template.bound`` computes what reads only the inputs once (a foreach's items then
+    share it): each item still gets the value ``quick`` gives, the same types, a new list
+    or map each time (never one shared with another item), ``_MISSING`` where CEL decides."""
+    try:
+        template = Template(value)
+    except ExpressionError:
+        pytest.skip("not CEL")
+    for inputs in (INPUTS, {**INPUTS, "progress": True}, {**INPUTS, "progress": False}):
+        bound = template.bound(inputs)
+        for local in LOCALS:
+            want = template.quick(inputs, STEPS, local)
+            got = bound(inputs, STEPS, local)
+            assert (got is _MISSING) == (want is _MISSING), (value, local, got, want)
+            if want is _MISSING:
+                continue
+            assert same(got, want), (value, local, got, want)
+            if isinstance(want, (dict, list)) and want and template.expressions:
+                assert bound(inputs, STEPS, local) is not got  # a new one each time
+
+
+def test_a_bound_template_computes_what_reads_only_the_inputs_once() -> None:
+    """The ticker's template bound to inputs without progress needs no expression per
+    item (a copy of the dict it came to), and a test it knows picks its branch now."""
+    ticker = Template({"ms": "${inputs.delay_ms}",
+                       "progress": "${inputs.progress ? double(index + 1) / double(inputs.steps) : null}"})
+    calls = []
+    inputs = {"delay_ms": 0, "progress": False, "steps": 4}
+    for e in ticker.expressions:
+        fast = e.fast
+        object.__setattr__(e, "fast", lambda *a, _f=fast: calls.append(1) or _f(*a))
+    bound = ticker.bound(inputs)
+    made = len(calls)
+    assert [bound(inputs, {}, {"index": i, "item": i}) for i in range(3)] == [{"ms": 0, "progress": None}] * 3
+    assert len(calls) == made  # nothing evaluated per item
+    with_progress = ticker.bound({**inputs, "progress": True})
+    assert with_progress(inputs, {}, {"index": 1, "item": 1}) == {"ms": 0, "progress": 0.5}
+
+
 NUMBERS: dict[str, Any] = {
     "i": 7, "j": -2, "z": 0, "big": (1 << 63) - 1, "small": -(1 << 63), "u": 1 << 63, "f": 2.5, "g": -0.0,
     "h": 1e308, "t": True, "s": "3", "n": None, "l": [1],

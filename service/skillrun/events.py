@@ -104,12 +104,17 @@ def skill_completed(skill_id: str, status: str, duration_ms: float) -> Event:
 # ---------------------------------------------------------------- one step (instance)
 
 
+# ``Event(...)`` without its ``__new__`` (a Python function wrapping this), for the two
+# events every step instance has (a foreach of 10,000 items makes 20,000).
+_event = tuple.__new__
+
+
 def step_start(step_id: str, uses: str, index: int | None = None, *, items: int | None = None) -> Event:
     """``items``: a foreach item's first event carries its step's item count (recovery reads it)."""
-    data = _with_index({"uses": uses}, index)
+    data: dict[str, Any] = {"uses": uses} if index is None else {"uses": uses, "index": index}
     if items is not None:
         data["items"] = items
-    return Event(STEP_START, f"Starting step '{step_id}'.", step_id, data)
+    return _event(Event, (STEP_START, f"Starting step '{step_id}'.", step_id, data))
 
 
 def step_completed(
@@ -118,7 +123,9 @@ def step_completed(
     data: dict[str, Any] = {"produced_output": output, "duration_ms": duration_ms}
     if fallback:
         data["fallback"] = fallback
-    return Event(STEP_COMPLETED, f"Step '{step_id}' completed.", step_id, _with_index(data, index))
+    if index is not None:
+        data["index"] = index
+    return _event(Event, (STEP_COMPLETED, f"Step '{step_id}' completed.", step_id, data))
 
 
 def step_degraded(

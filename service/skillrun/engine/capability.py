@@ -13,31 +13,34 @@ from typing import Any, Awaitable, Callable, Iterable, Protocol
 _RUN_STATE: ContextVar[dict[str, dict[str, Any]] | None] = ContextVar("skillrun_run_state", default=None)
 
 
-# The run a capability call belongs to (its id), and the step instance: (full step id, index).
+# The run a capability call belongs to (its id).
 _RUN_KEY: ContextVar[str] = ContextVar("skillrun_run_key", default="")
-_STEP_CALL: ContextVar[tuple[str, int | None] | None] = ContextVar("skillrun_step_call", default=None)
-
-
-class InputWait(Protocol):
-    """How a capability waits for a person's answer: the step instance it runs in
-    announces ``step_waiting`` and returns the answer (``step.StepLife``)."""
-
-    async def __call__(self, prompt: str, schema: dict[str, Any], timeout_s: float | None) -> Any: ...
-
-
-# The current step instance's way to wait for input (set by the step for its calls).
-_STEP_INPUT: ContextVar[InputWait | None] = ContextVar("skillrun_step_input", default=None)
 
 
 class DeltaSink(Protocol):
     """Where a capability's partial output goes: the step instance it runs in
-    (``deltas.StepDeltas``), or, in a worker process, the channel back to it."""
+    (``step.StepLife``), or, in a worker process, the channel back to it."""
 
     def __call__(self, text: str | None, progress: float | None) -> None: ...
 
 
-# The current step instance's delta sink (set by the step for its calls, and by a
-# worker process around the task it runs).
+class StepCall(DeltaSink, Protocol):
+    """The step instance a capability call runs in (``step.StepLife``): its partial
+    output's sink, how it waits for a person's answer (it announces ``step_waiting``
+    and returns the answer) and its place in the run."""
+
+    async def wait_for_input(self, prompt: str, schema: dict[str, Any], timeout_s: float | None) -> Any: ...
+
+    def place(self) -> tuple[str, int | None]:
+        """(full step id, index)."""
+        ...
+
+
+# The current step instance (set by the step around its calls): one variable, set and
+# reset once per instance (a foreach's 10,000 items pay for it 10,000 times).
+_STEP: ContextVar[StepCall | None] = ContextVar("skillrun_step", default=None)
+# In a worker process: the channel back to the step the task runs for (set by the
+# worker around the task it runs; a worker has no ``_STEP``).
 _STEP_DELTA: ContextVar[DeltaSink | None] = ContextVar("skillrun_step_delta", default=None)
 
 
@@ -50,7 +53,7 @@ def emit_delta(text: str | None = None, progress: float | None = None) -> None:
     before the step has started or after it has ended, it does nothing. Works alike
     in ``fn`` and in a ``sync_fn`` running in a worker process.
     """
-    sink = _STEP_DELTA.get()
+    sink: DeltaSink | None = _STEP.get() or _STEP_DELTA.get()
     if sink is not None and (text or progress is not None):
         sink(text or None, progress)
 
@@ -60,20 +63,20 @@ async def wait_for_input(prompt: str, schema: dict[str, Any], timeout_s: float |
     step emits ``step_waiting`` and the run is ``waiting`` until the answer comes.
     ``CapabilityError`` (kind ``timeout``) after ``timeout_s``; kind ``internal``
     outside a run's step, where nobody could answer."""
-    wait = _STEP_INPUT.get()
-    if wait is None:
+    step = _STEP.get()
+    if step is None:
         raise CapabilityError("waiting for input works only in a step of a run", kind="internal")
-    return await wait(prompt, schema, timeout_s)
+    return await step.wait_for_input(prompt, schema, timeout_s)
 
 
 def idempotency_key() -> str | None:
     """A key naming the current step instance of the current run, the same for each of
     its attempts and after the run is resumed, so a receiver can drop a repeated call
     (``http.request`` sends it as ``Idempotency-Key``). None outside a run's step."""
-    call, run_key = _STEP_CALL.get(), _RUN_KEY.get()
-    if call is None or not run_key:
+    step, run_key = _STEP.get(), _RUN_KEY.get()
+    if step is None or not run_key:
         return None
-    step_id, index = call
+    step_id, index = step.place()
     return hashlib.sha256(f"{run_key}\n{step_id}\n{'' if index is None else index}".encode()).hexdigest()[:32]
 
 

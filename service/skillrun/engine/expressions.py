@@ -15,7 +15,7 @@ from __future__ import annotations
 import ast
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import cel
 
@@ -538,6 +538,23 @@ class Template:
         except _NotQuick:
             return _MISSING
 
+    def bound(self, inputs: Mapping[str, Any]) -> Callable[..., Any]:
+        """``quick`` for one run, whose ``inputs`` no step changes: each expression that
+        reads only them and comes to a scalar is computed here, once, and a conditional
+        whose test does is its chosen branch. For a ``foreach``'s items, which render the
+        same template thousands of times: ``demo.ticker``'s ``{ms: "${inputs.delay_ms}",
+        progress: "${inputs.progress ? ... : null}"}`` costs a dict copy an item, not
+        two expressions (~0.4 µs instead of ~2). The same value as ``quick`` gives."""
+        quick = self._bind(self.raw, iter(self.expressions), [0], inputs)[0]
+
+        def bound_quick(i: Mapping[str, Any], s: Mapping[str, Any], l: Mapping[str, Any] | None = None) -> Any:
+            try:
+                return quick(i, s, l)
+            except _NotQuick:
+                return _MISSING
+
+        return bound_quick
+
     @property
     def step_refs(self) -> set[str] | None:
         refs: set[str] = set()
@@ -586,6 +603,75 @@ class Template:
             return (lambda i, s, l=None: [f(i, s, l) for f, _ in fns],
                     lambda i, s, l=None: [q(i, s, l) for _, q in fns])
         return _const(value)
+
+
+    def _bind(
+        self, value: Any, exprs: Iterator[Expression], used: list[int], inputs: Mapping[str, Any]
+    ) -> tuple[Callable[..., Any], Any]:
+        """``bound``'s renderer of ``value`` (as ``_build`` builds ``quick``, taking the
+        compiled expressions in the order ``_build`` made them; ``used`` counts them), and
+        its value when that is a scalar known now (else ``_MISSING``)."""
+        if isinstance(value, str):
+            whole = _WHOLE.match(value)
+            if whole and "${" not in whole.group(1):
+                used[0] += 1
+                return _folded(next(exprs), inputs)
+            parts = _PART.split(value)
+            if len(parts) == 1:
+                return _const(value)[1], value
+            pieces: list[Any] = []
+            for n, part in enumerate(parts):
+                if n % 2:
+                    used[0] += 1
+                    fn, known = _folded(next(exprs), inputs)
+                    pieces.append(fn if known is _MISSING else _as_text(known))
+                elif part:
+                    pieces.append(part)
+            if all(isinstance(p, str) for p in pieces):
+                text = "".join(pieces)
+                return _const(text)[1], text
+            return lambda i, s, l=None: "".join(p if isinstance(p, str) else _as_text(p(i, s, l)) for p in pieces), _MISSING
+        before = used[0]
+        if isinstance(value, dict):
+            items = [(k, *self._bind(v, exprs, used, inputs)) for k, v in value.items()]
+            if used[0] == before:
+                return _const(value)[1], _MISSING
+            if all(known is not _MISSING for _, _, known in items):
+                fixed = {k: known for k, _, known in items}
+                return lambda i, s, l=None: dict(fixed), _MISSING  # a new dict each time, as ``quick``'s
+            return lambda i, s, l=None: {k: q(i, s, l) for k, q, _ in items}, _MISSING
+        if isinstance(value, list):
+            fns = [self._bind(v, exprs, used, inputs) for v in value]
+            if used[0] == before:
+                return _const(value)[1], _MISSING
+            if all(known is not _MISSING for _, known in fns):
+                row = [known for _, known in fns]
+                return lambda i, s, l=None: list(row), _MISSING
+            return lambda i, s, l=None: [q(i, s, l) for q, _ in fns], _MISSING
+        return _const(value)[1], (value if isinstance(value, _SCALARS) else _MISSING)
+
+
+_INPUTS_ONLY = frozenset({"inputs"})
+_NO_STEPS: dict[str, Any] = {}
+
+
+def _folded(expr: Expression, inputs: Mapping[str, Any]) -> tuple[Callable[..., Any], Any]:
+    """``expr``'s ``quick`` for a run with ``inputs`` (``Template.bound``), and its value
+    when that is known now: it reads nothing but the inputs and comes to a scalar (a list
+    or map stays a copy made per use, as ``quick`` makes it). A conditional whose test
+    is known now is the branch it chooses, as ``_chooser`` would choose each time."""
+    fast = expr.fast
+    if fast is not None and expr.reads <= _INPUTS_ONLY:
+        value = fast(inputs, _NO_STEPS, None)
+        if value is not _MISSING and isinstance(value, _SCALARS):
+            return _constant_fn(value), value
+    if fast is not None and expr.branches is not None and expr.branches[0].fast is not None:
+        test, then, other = expr.branches
+        if test.reads <= _INPUTS_ONLY:
+            go = test.fast(inputs, _NO_STEPS, None)  # type: ignore[misc]
+            if go is True or go is False:
+                return _folded(then if go else other, inputs)
+    return _quick_or_raise(expr), _MISSING
 
 
 def _const(value: Any) -> tuple[Callable[..., Any], Callable[..., Any]]:

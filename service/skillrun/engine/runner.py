@@ -459,6 +459,7 @@ class _Run:
                 # ``plain`` step's items take the slim path (``StepLife.plain``).
                 slim = self.engine.slim and plain(step)
                 count = len(items)
+                quick = step.input.bound(self.inputs) if slim else None
                 for index in range(count):
                     started[index] = True  # from here on, the instance gives the item its fate
                     fate = self._fate(step.id, index)
@@ -466,7 +467,8 @@ class _Run:
                         out, statuses[index], errors[index] = fate.outcome(step.id)
                     elif slim:
                         out, statuses[index], errors[index] = await StepLife(
-                            self, step, index, {"item": items[index], "index": index}, items=count, lazy=True
+                            self, step, index, {"item": items[index], "index": index}, items=count, lazy=True,
+                            quick=quick,
                         ).plain()
                     else:
                         out, statuses[index], errors[index] = await self._instance(

@@ -19,11 +19,11 @@ import random
 import time
 from datetime import datetime, timedelta, timezone
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Protocol
+from typing import Any, Awaitable, Callable, Protocol
 
 from .. import events as ev
 from ..events import Emitter, Event
-from .capability import _RUN_KEY, _STEP_CALL, _STEP_DELTA, _STEP_INPUT, Capability, CapabilityError, CapabilityRegistry
+from .capability import _RUN_KEY, _STEP, Capability, CapabilityError, CapabilityRegistry
 from .deltas import DeltaPolicy, RunDeltaBudget, StepDeltas
 from .expressions import NEEDS_CEL, ExpressionError, Template
 from .model import Gate, Step
@@ -86,7 +86,9 @@ def seconds_until(iso: str) -> float:
 
 
 def ms_since(start: float) -> float:
-    return round((time.perf_counter() - start) * 1000, 3)
+    """Milliseconds since ``start`` (``perf_counter``), to the microsecond. Rounded in
+    integers: ``round(x, 3)`` costs ~3x as much, and a step pays it per instance."""
+    return int((time.perf_counter() - start) * 1_000_000 + 0.5) / 1000
 
 
 def gate_failure(gate: Gate, findings: Findings) -> StepFailure:
@@ -127,11 +129,14 @@ class StepLife:
     of a plain step)."""
 
     __slots__ = ("run", "step", "index", "local", "items", "t0", "started", "findings", "info", "waited",
-                 "asked", "attempts", "deltas", "ended")
+                 "asked", "attempts", "deltas", "ended", "quick")
 
     def __init__(self, run: StepHost, step: Step, index: int | None, local: dict[str, Any] | None,
-                 *, items: int | None = None, lazy: bool = False) -> None:
+                 *, items: int | None = None, lazy: bool = False, quick: Callable[..., Any] | None = None) -> None:
         self.run = run
+        # ``plain``: the step's input as ``Template.quick`` renders it, bound to the run's
+        # inputs (a foreach's items share it: ``Template.bound``); None: ``quick`` itself.
+        self.quick = quick
         self.step = step
         self.index = index
         self.local = local
@@ -157,10 +162,14 @@ class StepLife:
                           texts=not step.gates or not any(g.stage == "post" for g in step.gates),
                           budget=run.delta_budget)
 
+    def place(self) -> tuple[str, int | None]:
+        """(full step id, index): what ``capability.idempotency_key`` names."""
+        return self.run.prefix + self.step.id, self.index
+
     def __call__(self, text: str | None, progress: float | None) -> None:
-        """The delta sink of a ``plain`` instance (``capability.DeltaSink``): its
-        ``StepDeltas``, made at the first delta, which it would have dropped before
-        ``step_start`` and after the instance ended as this drops it."""
+        """The instance's delta sink (``capability.DeltaSink``): its ``StepDeltas``; a
+        ``plain`` instance makes them at the first delta, which they would have dropped
+        before ``step_start`` and after the instance ended as this drops it."""
         deltas = self.deltas
         if deltas is None:
             if not self.started or self.ended:
@@ -223,9 +232,7 @@ class StepLife:
         # Its capability calls know which instance they belong to (``idempotency_key``).
         deltas = self.deltas
         assert deltas is not None  # made at once for ``live`` (only ``plain`` makes it lazily)
-        call = _STEP_CALL.set((self.run.prefix + self.step.id, self.index))
-        wait = _STEP_INPUT.set(self.wait_for_input)
-        delta = _STEP_DELTA.set(deltas)
+        token = _STEP.set(self)
         try:
             return await self._phases(failure)
         except asyncio.CancelledError as exc:
@@ -235,9 +242,7 @@ class StepLife:
         finally:
             self.ended = True
             deltas.drop()  # a delta still in flight (a timer, a worker) is never written
-            _STEP_DELTA.reset(delta)
-            _STEP_INPUT.reset(wait)
-            _STEP_CALL.reset(call)
+            _STEP.reset(token)
 
     async def plain(self) -> tuple[Any, str, dict[str, str] | None]:
         """``live`` for an instance of a ``plain`` step: render, ``step_start``, one call,
@@ -245,25 +250,25 @@ class StepLife:
         without the branches it never takes (tests/test_engine_slim.py holds the two
         paths' events equal, failures and stops included)."""
         step, run = self.step, self.run
-        call = _STEP_CALL.set((run.prefix + step.id, self.index))
-        wait = _STEP_INPUT.set(self.wait_for_input)
-        delta = _STEP_DELTA.set(self if self.deltas is None else self.deltas)
+        token = _STEP.set(self)
         try:
             failure: StepFailure | None = None
             output: Any = None
             try:
-                args = step.input.quick(run.inputs, run.outputs, self.local)
+                quick = self.quick or step.input.quick
+                args = quick(run.inputs, run.outputs, self.local)
                 if args is NEEDS_CEL:
                     args = await run.render(step.input, self.local)
             except ExpressionError as exc:
                 failure = StepFailure("expression_error", str(exc))
             except StepFailure as exc:
                 failure = exc
-            self._start()
+            # ``_start``, straight to the emitter: a ``plain`` instance makes its deltas
+            # only once started (``__call__``), and has not waited yet.
+            self.started = True
+            run.emitter.emit(*ev.step_start(step.id, step.uses, self.index, items=self.items))
             if failure is None:
                 self.attempts = 1
-                if self.deltas is not None:
-                    self.deltas.begin(1)
                 cap = run.engine.capabilities.get(step.uses)
                 try:
                     if cap is None:
@@ -271,6 +276,12 @@ class StepLife:
                     output = await run._call(step, cap, args)
                 except StepFailure as exc:
                     failure = exc
+                if failure is None and self.deltas is None and self.waited is None:
+                    # ``_outcome`` of most: completed, with no gate nor fallback to report,
+                    # and (no deltas, no wait) nothing for ``emit`` to do first.
+                    self.ended = True
+                    run.emitter.emit(*ev.step_completed(step.id, output, ms_since(self.t0), self.index))
+                    return output, "completed", None
             return self._outcome(output, failure)
         except asyncio.CancelledError as exc:
             self._start()
@@ -280,9 +291,7 @@ class StepLife:
             self.ended = True
             if self.deltas is not None:
                 self.deltas.drop()
-            _STEP_DELTA.reset(delta)
-            _STEP_INPUT.reset(wait)
-            _STEP_CALL.reset(call)
+            _STEP.reset(token)
 
     async def _phases(self, failure: StepFailure | None) -> tuple[Any, str, dict[str, str] | None]:
         step = self.step

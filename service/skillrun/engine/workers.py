@@ -47,7 +47,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
-from .capability import _STEP_DELTA, DeltaSink
+from .capability import _STEP, _STEP_DELTA, DeltaSink
 
 log = logging.getLogger(__name__)
 
@@ -293,7 +293,7 @@ class ProcessOffload:
         if self.inline(args):
             return fn(args)
         loop = asyncio.get_running_loop()
-        job = _Job(fn, args, TENANT.get(), loop.create_future(), sink=_STEP_DELTA.get())
+        job = _Job(fn, args, TENANT.get(), loop.create_future(), sink=_STEP.get())
         if job.sink is not None and self._channel is not None:
             job.number, job.ended = next(self._numbers), loop.create_future()
             self._sinks[job.number] = job
