@@ -460,9 +460,10 @@ class _Run:
                 slim = self.engine.slim and plain(step)
                 count = len(items)
                 quick = step.input.bound(self.inputs) if slim else None
+                resumed = bool(self.fates)  # else no item has a fate yet: none to look up
                 for index in range(count):
                     started[index] = True  # from here on, the instance gives the item its fate
-                    fate = self._fate(step.id, index)
+                    fate = self._fate(step.id, index) if resumed else None
                     if fate is not None:  # ended before the run was resumed
                         out, statuses[index], errors[index] = fate.outcome(step.id)
                     elif slim:
