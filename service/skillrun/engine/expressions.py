@@ -661,16 +661,19 @@ def _folded(expr: Expression, inputs: Mapping[str, Any]) -> tuple[Callable[..., 
     or map stays a copy made per use, as ``quick`` makes it). A conditional whose test
     is known now is the branch it chooses, as ``_chooser`` would choose each time."""
     fast = expr.fast
-    if fast is not None and expr.reads <= _INPUTS_ONLY:
-        value = fast(inputs, _NO_STEPS, None)
-        if value is not _MISSING and isinstance(value, _SCALARS):
-            return _constant_fn(value), value
-    if fast is not None and expr.branches is not None and expr.branches[0].fast is not None:
-        test, then, other = expr.branches
-        if test.reads <= _INPUTS_ONLY:
-            go = test.fast(inputs, _NO_STEPS, None)  # type: ignore[misc]
-            if go is True or go is False:
-                return _folded(then if go else other, inputs)
+    try:  # (``quick`` gives ``_MISSING`` where it cannot tell; were it to raise, it is left to each use)
+        if fast is not None and expr.reads <= _INPUTS_ONLY:
+            value = fast(inputs, _NO_STEPS, None)
+            if value is not _MISSING and isinstance(value, _SCALARS):
+                return _constant_fn(value), value
+        if fast is not None and expr.branches is not None and expr.branches[0].fast is not None:
+            test, then, other = expr.branches
+            if test.reads <= _INPUTS_ONLY:
+                go = test.fast(inputs, _NO_STEPS, None)  # type: ignore[misc]
+                if go is True or go is False:
+                    return _folded(then if go else other, inputs)
+    except Exception:
+        pass
     return _quick_or_raise(expr), _MISSING
 
 
