@@ -132,7 +132,7 @@ class StepLife:
                  "asked", "attempts", "deltas", "ended", "quick")
 
     def __init__(self, run: StepHost, step: Step, index: int | None, local: dict[str, Any] | None,
-                 *, items: int | None = None, lazy: bool = False, quick: Callable[..., Any] | None = None) -> None:
+                 items: int | None = None, lazy: bool = False, quick: Callable[..., Any] | None = None) -> None:
         self.run = run
         # ``plain``: the step's input as ``Template.quick`` renders it, bound to the run's
         # inputs (a foreach's items share it: ``Template.bound``); None: ``quick`` itself.
