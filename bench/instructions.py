@@ -1,0 +1,104 @@
+"""The engine's cost per foreach item in CPU instructions: a count that the machine's load does not change.
+
+    python bench/instructions.py [--items 2000] [--skill service/skillrun/skills/demo.ticker.yaml]
+
+Timed benchmarks on this shared 2-core machine vary by up to 2x from run to run,
+which hides a change of 5-10%. Instructions do not vary: each side runs under
+valgrind's cachegrind (``apt-get install valgrind``; no test needs it) twice, with
+200 and 200 + ``--items`` items. The difference, divided by ``--items``, is the cost
+of one item without start-up or imports. To compare two commits, run this in a
+worktree of each.
+
+Measured in the same run, one process each:
+
+  engine    ``Engine.run`` of the skill (demo.ticker: one ``util.sleep`` step with
+            ``foreach``, two events an item), its events appended to a list
+  floor     a loop that does the least the same run needs: the two events of each
+            item (their dicts and messages, appended to a list) and the awaited
+            capability call, nothing else
+
+The engine gives the loop no turns here (``SLICE_S`` raised): a turn's cost depends
+on time, which valgrind slows 50x. The ratio engine / floor is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SERVICE = HERE.parent / "service"
+
+
+async def _engine(skill_path: str, n: int) -> None:
+    from skillrun.capabilities import builtin_registry
+    from skillrun.engine import Engine
+    from skillrun.engine import runner
+    from skillrun.engine.loader import parse_skill
+
+    runner.SLICE_S = 1e9  # no turns (see the module docstring)
+    registry = builtin_registry()
+    skill = parse_skill(Path(skill_path).read_text(), skill_path, registry)
+    events: list[tuple[str, str, str | None, dict | None]] = []
+
+    class Emitter:
+        def emit(self, type: str, message: str, step_id: str | None = None, data: dict | None = None) -> None:
+            events.append((type, message, step_id, data))
+
+    outcome = await Engine(registry).run(skill, {"steps": n}, Emitter(), channel="bench")
+    assert outcome.status == "completed", outcome.error
+
+
+async def _floor(_skill_path: str, n: int) -> None:
+    from skillrun.capabilities import builtin_registry
+
+    sleep = builtin_registry().get("util.sleep")
+    assert sleep is not None
+    events: list[tuple[str, str, str | None, dict | None]] = []
+    step_id, uses = "tick", "util.sleep"
+    for index in range(n):
+        events.append(("step_start", f"Starting step '{step_id}'.", step_id,
+                       {"uses": uses, "index": index, "items": n}))
+        output = await sleep.fn({"ms": 0, "progress": None})
+        events.append(("step_completed", f"Step '{step_id}' completed.", step_id,
+                       {"produced_output": output, "duration_ms": 0.001, "index": index}))
+
+
+def _instructions(side: str, skill: str, n: int) -> int:
+    env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": str(SERVICE)}
+    out = subprocess.run(
+        ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
+         sys.executable, __file__, "--run", side, "--skill", skill, "--items", str(n)],
+        env=env, capture_output=True, text=True, check=True,
+    )
+    found = re.search(r"I\s+refs:\s+([\d,]+)", out.stderr)
+    if found is None:
+        raise SystemExit(out.stderr[-2000:])
+    return int(found.group(1).replace(",", ""))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--items", type=int, default=2000)
+    ap.add_argument("--skill", default=str(SERVICE / "skillrun/skills/demo.ticker.yaml"))
+    ap.add_argument("--run", choices=["engine", "floor"], help=argparse.SUPPRESS)  # the measured process
+    args = ap.parse_args()
+    if args.run:
+        sys.path.insert(0, str(SERVICE))
+        asyncio.run({"engine": _engine, "floor": _floor}[args.run](args.skill, args.items))
+        return
+    per: dict[str, float] = {}
+    for side in ("engine", "floor"):
+        base, more = _instructions(side, args.skill, 200), _instructions(side, args.skill, 200 + args.items)
+        per[side] = (more - base) / args.items
+        print(f"{side:7s} {per[side]:9,.0f} instructions an item")
+    print(f"engine / floor: {per['engine'] / per['floor']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
