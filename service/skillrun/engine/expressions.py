@@ -604,7 +604,6 @@ class Template:
                     lambda i, s, l=None: [q(i, s, l) for _, q in fns])
         return _const(value)
 
-
     def _bind(
         self, value: Any, exprs: Iterator[Expression], used: list[int], inputs: Mapping[str, Any]
     ) -> tuple[Callable[..., Any], Any]:
