@@ -61,7 +61,7 @@ from itertools import accumulate
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Collection
 
-from ..events import DONE, NO_CHANGE, projection
+from ..events import DONE, projections
 from .filelock import FileLock
 from .store import (
     TERMINAL, Changed, EventRecord, ListCursor, RunPage, RunRecord, apply_change, at_once, utc_now, wait_changed,
@@ -589,10 +589,10 @@ class SqliteStore:
                     run_id, live, batch = op
                     seqs, types, datas = zip(*batch)
                     rows += self._batch_rows(conn, run_id, live, seqs, types, datas)
-                    found = list(map(projection, seqs, types, datas))
-                    if found.count(NO_CHANGE) == len(found):  # most batches: nothing more to do here
+                    changes = projections(seqs[0], types, datas)
+                    if not changes:  # most batches: nothing more to do here
                         continue
-                    changes = outcome[i] = [c for c in found if c != NO_CHANGE]  # for ``_publish``: computed once
+                    outcome[i] = changes  # for ``_publish``: computed once
                     for change in changes:
                         if change.starts:
                             started.append((now, run_id))
