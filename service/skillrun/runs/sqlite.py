@@ -710,7 +710,7 @@ class SqliteStore:
         for i, op in enumerate(ops):
             if type(op) is tuple:
                 run_id, live, batch = op
-                if self._live.get(run_id) is not live:
+                if run_id not in self._live or self._live[run_id] is not live:
                     continue  # deleted or purged meanwhile: nobody reads this one
                 tail = live.tail
                 tail += batch
