@@ -10,6 +10,7 @@ from typing import Any, AsyncIterator
 
 import pytest
 
+from skillrun import events as ev
 from skillrun.runs import EventRecord, RunRecord, RunStore
 from stores import STORES, store_for
 
@@ -65,3 +66,25 @@ async def test_a_resume_closes_the_waits_open_at_the_seam(store: RunStore) -> No
     assert await _status_after(store, _ev(5, "step_completed", "ask", waited_ms=1.0)) == "running"
     done = EventRecord(6, "done", json.dumps({"type": "done", "status": "completed", "skill_id": "s", "outputs": {}}))
     assert await _status_after(store, done) == "completed"
+
+
+def test_projections_of_a_batch_are_what_projection_finds_event_by_event() -> None:
+    """A store's commit takes a run's events a batch at a time (``events.projections``):
+    every slice of a log gets exactly the changes ``projection`` gives its events one by
+    one, in order, and ``[]`` when none changes anything (with or without "waited_ms"
+    in the text of an event that never waited)."""
+    done = EventRecord(10, "done", json.dumps({"type": "done", "status": "completed", "skill_id": "s", "outputs": {}}))
+    log = [
+        _ev(1, "skill_start"), _ev(2, "step_start", "x", uses="demo.tick"),
+        _ev(3, "step_completed", "x", produced_output={"t": '"waited_ms"'}), _ev(4, "step_waiting", "ask", prompt="?"),
+        _ev(5, "step_completed", "ask", waited_ms=3.0), _ev(6, "step_waiting", "ask", prompt="?"),
+        _ev(7, "skill_resumed", restored=0, rerun=1, resumes=1), _ev(8, "step_failed", "ask", waited_ms=1.0),
+        _ev(9, "step_completed", "y"), done,
+    ]
+    for i in range(len(log)):
+        for j in range(i + 1, len(log) + 1):
+            seqs, types, datas = zip(*log[i:j])
+            found = [ev.projection(*e) for e in log[i:j]]
+            assert ev.projections(seqs[0], types, datas) == [c for c in found if c != ev.NO_CHANGE], (i, j)
+    seqs, types, datas = zip(*log[1:3])
+    assert ev.projections(seqs[0], types, datas) == []

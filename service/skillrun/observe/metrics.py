@@ -43,6 +43,9 @@ _STORE_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 
 _BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
 
 
+_monotonic = time.monotonic  # ``StepDurations.observe``: every step's end
+
+
 def multiprocess() -> bool:
     return bool(os.environ.get(MULTIPROC_ENV))
 
@@ -80,7 +83,7 @@ class StepDurations:
         self.counts[bisect.bisect_left(self.bounds, seconds)] += 1  # the first bucket with le >= seconds
         self.total += seconds
         self.pending += 1
-        if self.pending >= self.FLUSH_N or time.monotonic() - self.since >= self.FLUSH_S:
+        if self.pending >= self.FLUSH_N or _monotonic() - self.since >= self.FLUSH_S:
             self.flush()
 
     def flush(self) -> None:

@@ -48,7 +48,10 @@ class RunObserver:
         # step id -> capability, from step_start, for the step's later events (a foreach's
         # items share their step's id and capability; a nested step's id is its path).
         self.uses: dict[str, str] = {}
-        self._durations: dict[tuple[str, str], StepDurations] = {}  # (capability, status) -> its batch, this run's
+        # Each batch of step durations this run counted into, by (capability, status),
+        # and by capability alone for ``completed``: every other event is one, looked up
+        # with no key tuple made and hashed.
+        self._durations: dict[tuple[str, str] | str, StepDurations] = {}
 
     def __call__(self, type: str, payload: dict[str, Any]) -> None:
         if type == _STEP_START:
@@ -58,8 +61,12 @@ class RunObserver:
             if self.m is not None:
                 self.uses[payload["step_id"]] = data["uses"]
         elif type == _STEP_COMPLETED:
-            if self.m is not None:
-                self._step_ended("completed", payload)
+            if self.m is not None:  # ``_step_ended("completed", payload)``, inline
+                capability = self.uses.get(payload["step_id"], UNKNOWN)
+                batch = self._durations.get(capability)
+                if batch is None:
+                    batch = self._durations[capability] = self.m.step_durations(self.skill, capability, "completed")
+                batch.observe(payload["data"]["duration_ms"] / 1000)
         else:
             handler = _HANDLERS.get(type)
             if handler is not None:
@@ -69,10 +76,11 @@ class RunObserver:
 
     def _step_ended(self, status: str, payload: dict[str, Any]) -> None:
         capability = self.uses.get(payload["step_id"], UNKNOWN)
-        batch = self._durations.get((capability, status))
+        key = capability if status == "completed" else (capability, status)  # see ``_durations``
+        batch = self._durations.get(key)
         if batch is None:
             assert self.m is not None
-            batch = self._durations[(capability, status)] = self.m.step_durations(self.skill, capability, status)
+            batch = self._durations[key] = self.m.step_durations(self.skill, capability, status)
         batch.observe(payload["data"]["duration_ms"] / 1000)
 
     def flush(self) -> None:

@@ -29,28 +29,40 @@ TERMINAL = frozenset({"completed", "failed", "cancelled", "interrupted"})
 UNFINISHED = frozenset({"queued", "running", "waiting"})
 
 
+# The last second and its text, and the last millisecond (from and to, in ns) and
+# its text: one tuple each, so threads read and replace one whole.
+_last_second: tuple[int, str] = (-1, "")
+_last_ms: tuple[int, int, str] = (0, 0, "")
+_time_ns = time.time_ns
+
+
 def _utc_second(second: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-
-
-# The last millisecond and its text (one tuple: threads read and replace it whole).
-_last_ms: tuple[int, str] = (-1, "")
+    global _last_second
+    last = _last_second
+    if last[0] == second:
+        return last[1]
+    text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+    _last_second = (second, text)
+    return text
 
 
 def utc_now() -> str:
     """RFC 3339 UTC with milliseconds, ending in ``Z`` (sorts as text).
 
     Every event has one, and a run's events come microseconds apart: the text is
-    kept for its millisecond (~0.2 µs, not ~1.2).
+    kept for its millisecond, found by comparing the integer clock with the
+    millisecond's bounds (~0.15 µs, not ~0.25 by ``int(time.time() * 1000)``, nor
+    ~1.2 made each time), and a new millisecond's text reuses its second's.
     """
     global _last_ms
-    ms = int(time.time() * 1000)
+    now = _time_ns()
     last = _last_ms
-    if last[0] == ms:
-        return last[1]
+    if last[0] <= now < last[1]:
+        return last[2]
+    ms = now // 1_000_000
     second, milli = divmod(ms, 1000)
     text = f"{_utc_second(second)}.{milli:03d}Z"
-    _last_ms = (ms, text)
+    _last_ms = (ms * 1_000_000, (ms + 1) * 1_000_000, text)
     return text
 
 
