@@ -52,7 +52,7 @@ def test_a_batch_text_splits_back_into_its_events_at_any_cursor_bound_and_count(
     datas = ['{"a":"x\\ny"}', "line\nbreak\n", " 12 34\n", "", "é ü 中文 😀", '{"deep":{"list":[1,2,3]}}', "\n"]
     types = ["step_start", "odd type", "", "t\nt", "step_completed", "😀", "done"]
     events = [EventRecord(40 + i, t, d) for i, (t, d) in enumerate(zip(types, datas))]
-    text = _records(events)
+    text = _records(tuple(types), tuple(datas))
     for after in range(35, 50):
         for upto in (39, 40, 42, 46, 47, 100):
             for want in (1, 2, 5, 100):

@@ -263,10 +263,7 @@ class StepLife:
                 failure = StepFailure("expression_error", str(exc))
             except StepFailure as exc:
                 failure = exc
-            # ``_start``, straight to the emitter: a ``plain`` instance makes its deltas
-            # only once started (``__call__``), and has not waited yet.
-            self.started = True
-            run.emitter.emit(*ev.step_start(step.id, step.uses, self.index, items=self.items))
+            self._start()
             if failure is None:
                 self.attempts = 1
                 cap = run.engine.capabilities.get(step.uses)
@@ -333,7 +330,9 @@ class StepLife:
     def _start(self) -> None:
         if not self.started:
             self.started = True
-            self.emit(ev.step_start(self.step.id, self.step.uses, self.index, items=self.items))
+            # Straight to the emitter: before its start an instance has no deltas pending
+            # and has not waited, so ``emit`` would have nothing to do first.
+            self.run.emitter.emit(*ev.step_start(self.step.id, self.step.uses, self.index, items=self.items))
             if self.deltas is not None:
                 self.deltas.start()
 
