@@ -301,7 +301,10 @@ class DrainingServer:
         await self.server.serve(sockets)
 
     def run(self, sockets: list[socket.socket] | None = None) -> None:
-        asyncio.run(self._serve(sockets))
+        # The loop uvicorn's own ``Server.run`` would make: uvloop when installed (``loop="auto"``,
+        # uvicorn[standard]), else asyncio's. ``asyncio.run`` alone always made asyncio's.
+        with asyncio.Runner(loop_factory=self.server.config.get_loop_factory()) as runner:
+            runner.run(self._serve(sockets))
 
 
 class WorkerSupervisor:
