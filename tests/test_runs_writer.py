@@ -1,4 +1,4 @@
-"""``RunWriter``: ``emit`` is ``append`` of ``events.enveloped``, and ``append`` writes
+"""``RunWriter``: ``emit`` is ``append`` of the event's envelope, and ``append`` writes
 its record out by hand (orjson, or the stdlib for a lone surrogate; the record without
 ``EventRecord.__new__``): both append the same records, tell the observer the same, and
 stop at the same cap."""
@@ -9,7 +9,6 @@ import json
 from typing import Any
 
 from skillrun import events as ev
-from skillrun.events import enveloped
 from skillrun.runs.store import EventRecord
 from skillrun.runs.writer import RunWriter
 
@@ -22,6 +21,12 @@ EVENTS = [
     ev.step_completed("a", {"text": "half \ud800 a pair"}, 2.0, 1),
     ev.skill_completed("s", "completed", 3.0),
 ]
+
+
+def _envelope(event: ev.Event, trace_id: str, run_id: str, timestamp: str) -> dict[str, Any]:
+    """The ``EventEnvelope`` of ``event``, field by field as the contract lists them."""
+    return {"type": event.type, "message": event.message, "timestamp": timestamp, "step_id": event.step_id,
+            "trace_id": trace_id, "run_id": run_id, "data": event.data}
 
 
 class _Store:
@@ -43,7 +48,7 @@ def _write(how: str, *, max_events: int | None = None, park_after: int | None = 
         if how == "emit":
             writer.emit(*event)
         else:
-            writer.append(event.type, enveloped(*event, "trace_1", "run_1", "T"))
+            writer.append(event.type, _envelope(event, "trace_1", "run_1", "T"))
     # The timestamp is the only field that may differ (the clock moved).
     records = [(run_id, (r.seq, r.type, {**json.loads(r.data), "timestamp": "T"}), type(r) is EventRecord)
                for run_id, r in store.records]

@@ -1,7 +1,7 @@
 """The one place an event is constructed, in the contract's vocabulary.
 
 Every event of a run's log is built here: the engine's events (as ``Event``
-tuples it hands to its ``Emitter``), the envelope that wraps them in the log,
+tuples it hands to its ``Emitter``; ``runs.writer`` wraps each in its envelope),
 the final ``done`` event, and the projection of the log onto the run record
 (which event makes a run ``running``, which makes it terminal, with what).
 The names and fields are those of ``components/schemas`` in
@@ -254,28 +254,6 @@ def index_ranges(indices: Iterable[int]) -> list[tuple[int, int]]:
 
 
 # ---------------------------------------------------------------- the log
-
-
-def envelope(event: Event, *, trace_id: str, run_id: str, timestamp: str) -> dict[str, Any]:
-    """The event as the log stores it and a stream sends it (``EventEnvelope`` fields)."""
-    return enveloped(*event, trace_id, run_id, timestamp)
-
-
-def enveloped(
-    type: str, message: str, step_id: str | None, data: dict[str, Any] | None, trace_id: str, run_id: str,
-    timestamp: str,
-) -> dict[str, Any]:
-    """``envelope`` from the event's fields, as an ``Emitter`` is handed them (every
-    event of every run comes through here: no ``Event`` made only to be taken apart)."""
-    return {
-        "type": type,
-        "message": message,
-        "timestamp": timestamp,
-        "step_id": step_id,
-        "trace_id": trace_id,
-        "run_id": run_id,
-        "data": data,
-    }
 
 
 def run_result(

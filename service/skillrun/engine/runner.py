@@ -560,17 +560,22 @@ class _Run:
     async def _call(self, step: Step, cap: Capability, args: dict[str, Any], *, fallback: bool = False) -> dict[str, Any]:
         """One capability call within the server-wide slots and the step's time limit;
         ``fallback``: the call of the step's ``on_error`` fallback, which is no attempt."""
-        problem = self.engine.input_check.problem(cap, args)
+        engine = self.engine
+        problem = engine.input_check.problem(cap, args)
         if problem is not None:  # rendered from expressions, so unchecked at load
             raise StepFailure("input_invalid", f"{cap.name} {problem}")
-        tracer = self.engine.tracer
-        observed = tracer.fallback(step.id, cap.name) if fallback else tracer.attempt(step.id, cap.name)
+        tracer = engine.tracer
+        if tracer is NO_TRACER:  # (its contexts are all ``NOTHING``: no call to ask)
+            observed = NOTHING
+        else:
+            observed = tracer.fallback(step.id, cap.name) if fallback else tracer.attempt(step.id, cap.name)
         if observed is NOTHING and not cap.holds_slot and step.timeout_s is None:
             # A call that holds no slot (a waiting one: util.sleep, human input), with no
             # span and no time limit: the call itself, without ``_invoke``'s coroutine
-            # around it (a waiting call holds every frame above it as long as it waits).
+            # around it (a waiting call holds every frame above it as long as it waits);
+            # ``engine.invoke``'s choice made here (a call fewer, every item of a foreach).
             try:
-                output = await self.engine.invoke(cap, args)
+                output = await (cap.fn(args) if cap.sync_fn is None else engine.offload.call(cap.sync_fn, args))
             except Exception as exc:
                 failure = _failure_of(exc)
                 if failure is None:
@@ -588,8 +593,10 @@ class _Run:
                 output = await self._invoke(step, cap, args)
         if not isinstance(output, dict):
             raise StepFailure("capability_error", f"{cap.name} returned {type(output).__name__}, not an object")
-        if self.engine.turn_due():  # checked first: no coroutine per call when it is not
-            await self.engine.yield_if_due()
+        # ``engine.turn_due()``, written out (every call asks): checked first, no coroutine
+        # per call when it is not.
+        if time.perf_counter() - engine._slice_start >= SLICE_S:
+            await engine.yield_if_due()
         return output
 
     async def _invoke(self, step: Step, cap: Capability, args: dict[str, Any]) -> Any:

@@ -263,7 +263,9 @@ class StepLife:
                 failure = StepFailure("expression_error", str(exc))
             except StepFailure as exc:
                 failure = exc
-            self._start()
+            # ``_start``: a ``plain`` instance has no deltas before its start (``lazy``).
+            self.started = True
+            run.emitter.emit(*ev.step_start(step.id, step.uses, self.index, items=self.items))
             if failure is None:
                 self.attempts = 1
                 cap = run.engine.capabilities.get(step.uses)

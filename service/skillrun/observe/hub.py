@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
+from operator import itemgetter
 from typing import Any
 
 from ..runs.store import EventRecord
@@ -10,6 +12,9 @@ from .context import bind_run
 from .metrics import Metrics
 from .runevents import RunObserver
 from .tracing import Propagation, Tracing
+
+
+_TYPE = itemgetter(1)  # ``EventRecord.type``
 
 
 class StreamWatch:
@@ -39,11 +44,9 @@ class StreamWatch:
                 span.set_attribute("skillrun.sse.time_to_first_event_ms", round(seconds * 1000, 3))
                 span.add_event("first_event")
         if m is not None:
-            # Counted per batch (one inc per type, not per event: a batch holds hundreds).
-            counts: dict[str, int] = {}
-            for record in batch:
-                counts[record.type] = counts.get(record.type, 0) + 1
-            for type, n in counts.items():
+            # Counted per batch (one inc per type, not per event: a batch holds hundreds),
+            # with no Python step per event.
+            for type, n in Counter(map(_TYPE, batch)).items():
                 m.child(m.sse_events_sent, type).inc(n)
 
     def closed(self) -> None:

@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 import orjson
 
-from ..events import DONE, SKILL_COMPLETED, enveloped
+from ..events import DONE, SKILL_COMPLETED
 from .store import EventRecord, RunStore, utc_now
 
 _json_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
@@ -54,7 +54,13 @@ class RunWriter:
     def emit(
         self, type: str, message: str, step_id: str | None = None, data: dict[str, Any] | None = None
     ) -> None:
-        self.append(type, enveloped(type, message, step_id, data, self.trace_id, self.run_id, utc_now()))
+        """An engine event (``Emitter.emit``), appended in its envelope: the ``EventEnvelope``
+        fields, as the log stores it and a stream sends it. Every event of every run
+        comes here: the envelope is made here, with no call between it and the event."""
+        self.append(type, {
+            "type": type, "message": message, "timestamp": utc_now(), "step_id": step_id,
+            "trace_id": self.trace_id, "run_id": self.run_id, "data": data,
+        })
 
     def append(self, type: str, payload: dict[str, Any]) -> None:
         if self.parked:
