@@ -21,7 +21,7 @@ from .. import events as ev
 from .context import STEP, step_started
 from .metrics import UNKNOWN, Metrics, StepDurations
 
-Observer = Callable[[str, dict[str, Any]], None]
+Observer = Callable[[str, "str | None", Any], None]
 run_log = logging.getLogger("skillrun.runs")
 
 _STEP_START = ev.STEP_START
@@ -47,41 +47,41 @@ class RunObserver:
         self.started = False
         # step id -> capability, from step_start, for the step's later events (a foreach's
         # items share their step's id and capability; a nested step's id is its path).
-        self.uses: dict[str, str] = {}
+        self.uses: dict[str | None, str] = {}
         # Each batch of step durations this run counted into, by (capability, status),
         # and by capability alone for ``completed``: every other event is one, looked up
         # with no key tuple made and hashed.
         self._durations: dict[tuple[str, str] | str, StepDurations] = {}
 
-    def __call__(self, type: str, payload: dict[str, Any]) -> None:
+    def __call__(self, type: str, step_id: str | None, data: Any) -> None:
+        """An appended event: its type, step id and ``data`` (``done``: its payload, no step)."""
         if type == _STEP_START:
-            data = payload["data"]
-            if self.mark_steps:
-                step_started(payload["step_id"], data.get("index"))
+            if self.mark_steps and step_id is not None:  # (a step event always names its step)
+                step_started(step_id, data.get("index"))
             if self.m is not None:
-                self.uses[payload["step_id"]] = data["uses"]
+                self.uses[step_id] = data["uses"]
         elif type == _STEP_COMPLETED:
-            if self.m is not None:  # ``_step_ended("completed", payload)``, inline
-                capability = self.uses.get(payload["step_id"], UNKNOWN)
+            if self.m is not None:  # ``_step_ended("completed", ...)``, inline
+                capability = self.uses.get(step_id, UNKNOWN)
                 batch = self._durations.get(capability)
                 if batch is None:
                     batch = self._durations[capability] = self.m.step_durations(self.skill, capability, "completed")
-                batch.observe(payload["data"]["duration_ms"] / 1000)
+                batch.observe(data["duration_ms"] / 1000)
         else:
             handler = _HANDLERS.get(type)
             if handler is not None:
-                handler(self, payload)
+                handler(self, step_id, data)
         if self.then is not None:
-            self.then(type, payload)
+            self.then(type, step_id, data)
 
-    def _step_ended(self, status: str, payload: dict[str, Any]) -> None:
-        capability = self.uses.get(payload["step_id"], UNKNOWN)
+    def _step_ended(self, status: str, step_id: str | None, data: dict[str, Any]) -> None:
+        capability = self.uses.get(step_id, UNKNOWN)
         key = capability if status == "completed" else (capability, status)  # see ``_durations``
         batch = self._durations.get(key)
         if batch is None:
             assert self.m is not None
             batch = self._durations[key] = self.m.step_durations(self.skill, capability, status)
-        batch.observe(payload["data"]["duration_ms"] / 1000)
+        batch.observe(data["duration_ms"] / 1000)
 
     def flush(self) -> None:
         """Every step duration this run counted so far (and others' in the same batches)
@@ -89,61 +89,58 @@ class RunObserver:
         for batch in self._durations.values():
             batch.flush()
 
-    def _skill_start(self, payload: dict[str, Any]) -> None:
+    def _skill_start(self, step_id: str | None, data: dict[str, Any]) -> None:
         m = self.m
         if m is None:
             return
-        data = payload["data"]
         self.skill = data["skill_id"]
         self.started = True
         m.child(m.runs_started, self.skill, data["execution_channel"]).inc()
         m.child(m.runs_in_progress, self.skill).inc()
 
-    def _degraded(self, payload: dict[str, Any]) -> None:
+    def _degraded(self, step_id: str | None, data: dict[str, Any]) -> None:
         if self.m is not None:
-            data = payload["data"]
             self._findings(data.get("policy") or "degrade", data.get("findings"))
-            self._step_ended("degraded", payload)
+            self._step_ended("degraded", step_id, data)
 
-    def _failed(self, payload: dict[str, Any]) -> None:
-        error = payload["data"].get("error") or {}
+    def _failed(self, step_id: str | None, data: dict[str, Any]) -> None:
+        error = data.get("error") or {}
         # The kind only: a message may quote a URL with credentials in its query.
         if run_log.isEnabledFor(logging.INFO):
-            run_log.info("step %s failed (%s)", payload.get("step_id"), error.get("kind"))
+            run_log.info("step %s failed (%s)", step_id, error.get("kind"))
         if self.m is not None:
             if error.get("kind") == "gate_failed":
                 self._findings("fail", None)
-            self._step_ended("failed", payload)
+            self._step_ended("failed", step_id, data)
 
-    def _skipped(self, payload: dict[str, Any]) -> None:
-        data = payload["data"]
+    def _skipped(self, step_id: str | None, data: dict[str, Any]) -> None:
         if self.m is not None and "gate" in data:
             self._findings("skip", data.get("findings"))
 
-    def _retrying(self, payload: dict[str, Any]) -> None:
+    def _retrying(self, step_id: str | None, data: dict[str, Any]) -> None:
         if self.m is not None:
-            capability = self.uses.get(payload["step_id"], UNKNOWN)
+            capability = self.uses.get(step_id, UNKNOWN)
             self.m.child(self.m.step_retries, self.skill, capability).inc()
 
-    def _fallback(self, payload: dict[str, Any]) -> None:
+    def _fallback(self, step_id: str | None, data: dict[str, Any]) -> None:
         if self.m is not None:
-            capability = self.uses.get(payload["step_id"], UNKNOWN)
+            capability = self.uses.get(step_id, UNKNOWN)
             self.m.child(self.m.step_fallbacks, self.skill, capability).inc()
 
-    def _warning(self, payload: dict[str, Any]) -> None:
+    def _warning(self, step_id: str | None, data: dict[str, Any]) -> None:
         if self.m is not None:
-            self._findings("warn", payload["data"].get("findings"))
+            self._findings("warn", data.get("findings"))
 
     def _findings(self, policy: str, findings: Any) -> None:
         assert self.m is not None
         self.m.child(self.m.gate_findings, self.skill, policy).inc(_count(findings))
 
-    def _skill_completed(self, payload: dict[str, Any]) -> None:
+    def _skill_completed(self, step_id: str | None, data: dict[str, Any]) -> None:
         self.flush()
         if self.mark_steps:
             STEP.set(None)  # a step run inline marked the run's task; the run's end is no step's
 
-    def _done(self, payload: dict[str, Any]) -> None:
+    def _done(self, step_id: str | None, payload: dict[str, Any]) -> None:
         # ``done`` names its skill: a log closed by recovery may have no skill_start here.
         skill, status = payload.get("skill_id") or self.skill, payload.get("status") or UNKNOWN
         if run_log.isEnabledFor(logging.INFO):
@@ -160,7 +157,7 @@ class RunObserver:
             self.started = False
 
 
-_HANDLERS: dict[str, Callable[[RunObserver, dict[str, Any]], None]] = {
+_HANDLERS: dict[str, Callable[[RunObserver, str | None, dict[str, Any]], None]] = {
     ev.SKILL_START: RunObserver._skill_start,
     ev.STEP_DEGRADED: RunObserver._degraded,
     ev.STEP_FAILED: RunObserver._failed,

@@ -144,15 +144,15 @@ class Tracing:
     def engine_tracer(self) -> "EngineTracer":
         return EngineTracer(self)
 
-    def span_events(self, type: str, payload: dict[str, Any]) -> None:
+    def span_events(self, type: str, step_id: str | None, data: Any) -> None:
         """A run writer's observer: retries, fallbacks and gate outcomes as events of the
         current span (the run's, or a nested skill's parent step's)."""
         if type not in _SPAN_EVENTS:
             return
-        data = payload.get("data") or {}
+        data = data or {}
         if type == ev.STEP_SKIPPED and "gate" not in data:
             return  # only a gate's skip is a gate outcome
-        attributes: dict[str, Any] = {"skillrun.step.id": payload.get("step_id") or ""}
+        attributes: dict[str, Any] = {"skillrun.step.id": step_id or ""}
         if data.get("index") is not None:
             attributes["skillrun.step.index"] = data["index"]
         if "attempt" in data:

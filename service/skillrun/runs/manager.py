@@ -272,7 +272,7 @@ class RunManager:
             observer=self._observer(),
         )
 
-    def _observer(self) -> Callable[[str, dict[str, Any]], None] | None:
+    def _observer(self) -> Callable[[str, str | None, Any], None] | None:
         return self.observe.run_observer() if self.observe is not None else None
 
     async def _run(

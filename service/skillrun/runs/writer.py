@@ -15,11 +15,31 @@ _orjson_dumps = orjson.dumps
 # ``EventRecord(seq, type, data)`` without its ``__new__`` (a Python function wrapping this).
 _record = tuple.__new__
 
+# An envelope's text around its timestamp, by (type, message, step id): up to the
+# timestamp's value, and from its end through the step id. Shared by every run: the
+# events of a step's instances share them. Messages may vary without end (a failure's
+# quotes its error), so the table starts over when full.
+_PARTS: dict[tuple[str, str, str | None], tuple[str, str]] = {}
+_PARTS_MAX = 4096
+
+
+def _envelope_parts(type: str, message: str, step_id: str | None) -> tuple[str, str] | None:
+    """``_PARTS``'s entry (None: a string orjson refuses, see ``RunWriter.emit``)."""
+    try:
+        head = _orjson_dumps({"type": type, "message": message, "timestamp": ""}).decode()
+        step = _orjson_dumps(step_id).decode()
+    except TypeError:
+        return None
+    if len(_PARTS) >= _PARTS_MAX:
+        _PARTS.clear()
+    parts = _PARTS[(type, message, step_id)] = (head[:-2], f'","step_id":{step}')
+    return parts
+
 
 class RunWriter:
     """Appends one run's events.
 
-    ``observer``: called with each appended event's type and payload.
+    ``observer``: called with each appended event's type, step id and data.
 
     ``max_events``: once the log holds that many events, ``on_full`` is called once
     (the run manager stops the run with kind ``limit_exceeded``). The events that end
@@ -37,7 +57,7 @@ class RunWriter:
         *,
         max_events: int | None = None,
         on_full: Callable[[], None] | None = None,
-        observer: Callable[[str, dict[str, Any]], None] | None = None,
+        observer: Callable[[str, str | None, Any], None] | None = None,
     ) -> None:
         self._store = store
         self.run_id = run_id
@@ -50,35 +70,58 @@ class RunWriter:
         # Set when the run is parked at shutdown (it waits for input): nothing more is
         # appended, so its log stays open and the next start resumes it.
         self.parked = False
+        # The envelope's fields after the step id, up to the data's value (``emit``).
+        self._ids = f',"trace_id":{_json_dumps(trace_id)},"run_id":{_json_dumps(run_id)},"data":'
 
     def emit(
         self, type: str, message: str, step_id: str | None = None, data: dict[str, Any] | None = None
     ) -> None:
         """An engine event (``Emitter.emit``), appended in its envelope: the ``EventEnvelope``
-        fields, as the log stores it and a stream sends it. Every event of every run
-        comes here: the envelope is made here, with no call between it and the event."""
-        self.append(type, {
-            "type": type, "message": message, "timestamp": utc_now(), "step_id": step_id,
-            "trace_id": self.trace_id, "run_id": self.run_id, "data": data,
-        })
+        fields, as the log stores it and a stream sends it.
+
+        Every event of every run comes here, so the envelope's text is made from parts:
+        the fields before the timestamp and the step id after it (``_envelope_parts``,
+        shared by every event with the same type, message and step id: a foreach's
+        items share two), the run's ids (``_ids``), and ``data``, the only part orjson
+        writes each time. No envelope dict is made, and the text is the one orjson would
+        write for it (tests/test_runs_writer.py). A string with a lone surrogate, which
+        orjson refuses, sends the whole envelope through the stdlib encoder."""
+        parts = _PARTS.get((type, message, step_id))
+        if parts is None:
+            parts = _envelope_parts(type, message, step_id)
+        try:
+            if parts is None:
+                raise TypeError
+            text = f"{parts[0]}{utc_now()}{parts[1]}{self._ids}{_orjson_dumps(data).decode()}}}"
+        except TypeError:
+            text = _json_dumps({
+                "type": type, "message": message, "timestamp": utc_now(), "step_id": step_id,
+                "trace_id": self.trace_id, "run_id": self.run_id, "data": data,
+            })
+        self._put(type, text, step_id, data)
 
     def append(self, type: str, payload: dict[str, Any]) -> None:
-        if self.parked:
-            return
-        seq = self.seq = self.seq + 1
+        """An event whose payload is not an envelope: ``done`` (the run's result). Its
+        observer sees the payload as ``data``, with no step."""
         # JSON text is one line: json escapes CR and LF inside strings, which
-        # SSE requires (a raw line break would end the data field). Compact: orjson
-        # (~1 µs an event), unless a string holds a lone surrogate, which only the
-        # stdlib encoder writes (``sse.encode`` escapes it). Every event of every run
-        # comes here: the record is made without ``EventRecord.__new__``.
+        # SSE requires (a raw line break would end the data field). Compact: orjson,
+        # unless a string holds a lone surrogate, which only the stdlib encoder writes
+        # (``sse.encode`` escapes it).
         try:
             text = _orjson_dumps(payload).decode()
         except TypeError:
             text = _json_dumps(payload)
+        self._put(type, text, None, payload)
+
+    def _put(self, type: str, text: str, step_id: str | None, data: Any) -> None:
+        if self.parked:
+            return
+        seq = self.seq = self.seq + 1
+        # The record is made without ``EventRecord.__new__`` (every event comes here).
         self._store.append(self.run_id, _record(EventRecord, (seq, type, text)))
         observer = self._observer
         if observer is not None:
-            observer(type, payload)
+            observer(type, step_id, data)
         # The run's last two events come after its engine has ended: nothing left to stop.
         if seq == self.max_events and self._on_full is not None and type not in (SKILL_COMPLETED, DONE):
             self._on_full()
