@@ -1,6 +1,6 @@
 """The engine's cost per foreach item in CPU instructions: a count that the machine's load does not change.
 
-    python bench/instructions.py [--items 2000] [--skill service/skillrun/skills/demo.ticker.yaml]
+    python bench/instructions.py [--items 2000] [--skill service/skillrun/skills/demo.ticker.yaml] [--pipeline]
 
 Timed benchmarks on this shared 2-core machine vary by up to 2x from run to run,
 which hides a change of 5-10%. Instructions do not vary: each side runs under
@@ -19,6 +19,13 @@ Measured in the same run, one process each:
 
 The engine gives the loop no turns here (``SLICE_S`` raised): a turn's cost depends
 on time, which valgrind slows 50x. The ratio engine / floor is printed.
+
+``--pipeline`` counts the whole server's work an event instead: bench/inproc.py's
+``long`` case (10,000-step ``demo.ticker`` streams, as bench/stream.py (a), through the
+ASGI app, the SQLite store's group commits, the writer, the follower and the SSE frames),
+one stream against two, the difference divided by a stream's 20,003 events. The engine's slices are
+scaled to valgrind's pace, so commits and writes take a real run's few hundred events.
+Instructions spent by the kernel (SQLite's writes, the socket) are not counted.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 SERVICE = HERE.parent / "service"
@@ -69,6 +77,64 @@ async def _floor(_skill_path: str, n: int) -> None:
                        {"produced_output": output, "duration_ms": 0.001, "index": index}))
 
 
+async def _pipeline(_skill_path: str, streams: int) -> None:
+    """The whole server in one process: ``streams`` of bench/inproc.py's ``long`` case
+    (``PIPELINE_STEPS`` steps each) through the ASGI app, SQLite store, writer, follower
+    and SSE, after two to warm up; ``--pipeline`` takes the difference of two counts."""
+    import tempfile
+
+    from inproc import call, lifespan
+
+    from skillrun.engine import runner
+
+    # The engine's slices counted, not timed: its clock (``runner.time``) advances a fixed
+    # step at each reading, so every run slices the same way whatever valgrind's pace and
+    # the machine's load (a group commit and an SSE write then take ~330 events, as in a
+    # real run), and the count is the same from run to run.
+    runner.time = _Ticks()  # type: ignore[assignment]
+    with tempfile.TemporaryDirectory(prefix="skillrun-instructions-") as tmp:
+        os.environ.update(SKILLRUN_API_KEYS="bench-key", SKILLRUN_RATE_LIMIT="100000000/minute",
+                          SKILLRUN_DB=f"{tmp}/pipeline.db", SKILLRUN_WORKER_PROCS="0")
+        from skillrun.cli import _settle_the_heap
+        from skillrun.http.app import create_app
+        from skillrun.settings import Settings
+
+        app = create_app(Settings.from_env())
+        # The WAL's checkpoint runs on a thread of its own every second of (valgrind's slow)
+        # time: not counted (it is disk work off the loop, and its count would vary).
+        app.services.store.checkpoint_s = 1e9
+        path, body = "/v1/skills/demo.ticker/execute/stream", f'{{"inputs": {{"steps": {PIPELINE_STEPS}}}}}'.encode()
+        async with lifespan(app):
+            for n in range(2 + streams):
+                sent = await call(app, "POST", path, body)
+                if n == 1:  # warm: as ``skillrun serve`` does before serving
+                    _settle_the_heap()
+            text = b"".join(m.get("body", b"") for m in sent)
+            assert text.count(b"\nevent: ") + text.startswith(b"event: ") == 2 * PIPELINE_STEPS + 3
+            print(f"SSE writes a stream: {len(sent) - 2}", file=sys.stderr)
+
+
+PIPELINE_STEPS = 10_000  # bench/stream.py (a)'s stream
+
+
+class _Ticks:
+    """``time`` for the engine's module: ``perf_counter`` advances 6 µs a reading (the
+    engine reads it once an item: a 2 ms slice is ~330 events)."""
+
+    def __init__(self) -> None:
+        import time
+
+        self._time = time
+        self.now = time.perf_counter()
+
+    def perf_counter(self) -> float:
+        self.now += 6e-6
+        return self.now
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._time, name)
+
+
 def _instructions(side: str, skill: str, n: int) -> int:
     env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": str(SERVICE)}
     out = subprocess.run(
@@ -86,11 +152,20 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--items", type=int, default=2000)
     ap.add_argument("--skill", default=str(SERVICE / "skillrun/skills/demo.ticker.yaml"))
-    ap.add_argument("--run", choices=["engine", "floor"], help=argparse.SUPPRESS)  # the measured process
+    ap.add_argument("--pipeline", action="store_true",
+                    help="the whole server's instructions an event instead (bench/inproc.py's long case)")
+    ap.add_argument("--run", choices=["engine", "floor", "pipeline"], help=argparse.SUPPRESS)  # the measured process
     args = ap.parse_args()
     if args.run:
         sys.path.insert(0, str(SERVICE))
-        asyncio.run({"engine": _engine, "floor": _floor}[args.run](args.skill, args.items))
+        sides = {"engine": _engine, "floor": _floor, "pipeline": _pipeline}
+        asyncio.run(sides[args.run](args.skill, args.items))
+        return
+    if args.pipeline:
+        events = 2 * PIPELINE_STEPS + 3
+        one, two = _instructions("pipeline", args.skill, 1), _instructions("pipeline", args.skill, 2)
+        print(f"pipeline {(two - one) / events:9,.0f} instructions an event "
+              f"(a {PIPELINE_STEPS:,}-step demo.ticker stream through the app, store and SSE)")
         return
     per: dict[str, float] = {}
     for side in ("engine", "floor"):

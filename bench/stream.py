@@ -153,7 +153,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="smaller sizes, to check the script works")
     ap.add_argument("--only", choices=["a", "b", "c", "d"], action="append", help="run only these parts")
-    ap.add_argument("--repeat", type=int, default=3)
+    # (a): each side's best of this many alternated runs (load on this shared machine only slows).
+    ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--db", default=None, help="SKILLRUN_DB for the server (default: a new SQLite file)")
     args = ap.parse_args()
     steps = 2_000 if args.quick else 10_000

@@ -24,6 +24,8 @@ EVENTS = [
     # Strings the parts must escape as orjson does: quotes, backslashes, line breaks, others.
     ev.Event("step_failed", 'Step "b\\c"\nfailed: \u2028 \x00 caf\u00e9', 'b"\\c', {"error": {"kind": "x"}}),
     ev.step_completed("\U0001f600/\u00e9", {"n": 1.5e300, "i": 2**63, "nan": float("nan")}, 0.5),
+    # A message too long to keep its parts (``_PARTS_TEXT_MAX``): made for the event alone.
+    ev.Event("step_failed", "e" * 300 + '"', "a", {"error": {"kind": "y"}}),
     ev.skill_completed("s", "completed", 3.0),
 ]
 _SURROGATE = 4  # the event whose data only the stdlib encoder writes

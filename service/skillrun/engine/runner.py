@@ -136,10 +136,6 @@ class Engine:
         self.slim = True
         self._slice_start = time.perf_counter()
 
-    def turn_due(self) -> bool:
-        """``SLICE_S`` of steps that never waited have passed: ``yield_if_due`` would yield."""
-        return time.perf_counter() - self._slice_start >= SLICE_S
-
     async def yield_if_due(self) -> None:
         """Give the event loop a turn after ``SLICE_S`` of steps that never waited.
 
@@ -593,8 +589,8 @@ class _Run:
                 output = await self._invoke(step, cap, args)
         if not isinstance(output, dict):
             raise StepFailure("capability_error", f"{cap.name} returned {type(output).__name__}, not an object")
-        # ``engine.turn_due()``, written out (every call asks): checked first, no coroutine
-        # per call when it is not.
+        # ``SLICE_S`` of steps that never waited have passed: ``yield_if_due`` would yield.
+        # Asked here first (every call asks), with no coroutine per call when it would not.
         if time.perf_counter() - engine._slice_start >= SLICE_S:
             await engine.yield_if_due()
         return output

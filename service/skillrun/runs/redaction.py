@@ -29,7 +29,7 @@ from urllib.parse import quote, quote_plus
 from ..engine import Skill
 from ..engine.secret_inputs import PLACEHOLDER, Leaf, has_secrets, redact
 from .store import RunStore
-from .writer import RunWriter
+from .writer import RunWriter, event_text
 
 __all__ = ["PLACEHOLDER", "RunInputs", "Scrubber", "ScrubbingWriter"]
 
@@ -137,11 +137,18 @@ def _all_strings(value: Any) -> bool:
 
 
 class ScrubbingWriter(RunWriter):
-    """A ``RunWriter`` that scrubs every payload before it is appended (events and ``done``)."""
+    """A ``RunWriter`` that scrubs every payload before it is appended (events and ``done``):
+    an engine event's whole envelope, not ``RunWriter.emit``'s parts."""
 
     def __init__(self, store: RunStore, run_id: str, trace_id: str, scrubber: Scrubber, **limits: Any) -> None:
         super().__init__(store, run_id, trace_id, **limits)
         self.scrubber = scrubber
+
+    def emit(
+        self, type: str, message: str, step_id: str | None = None, data: dict[str, Any] | None = None
+    ) -> None:
+        envelope = self.scrubber.payload(self._envelope(type, message, step_id, data))
+        self._put(type, event_text(envelope), envelope["step_id"], envelope["data"])
 
     def append(self, type: str, payload: dict[str, Any]) -> None:
         super().append(type, self.scrubber.payload(payload))

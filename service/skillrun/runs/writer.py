@@ -18,9 +18,10 @@ _record = tuple.__new__
 # An envelope's text around its timestamp, by (type, message, step id): up to the
 # timestamp's value, and from its end through the step id. Shared by every run: the
 # events of a step's instances share them. Messages may vary without end (a failure's
-# quotes its error), so the table starts over when full.
+# quotes its error): the table keeps short ones only, and starts over when full.
 _PARTS: dict[tuple[str, str, str | None], tuple[str, str]] = {}
 _PARTS_MAX = 4096
+_PARTS_TEXT_MAX = 256  # characters of message and step id
 
 
 def _envelope_parts(type: str, message: str, step_id: str | None) -> tuple[str, str] | None:
@@ -30,10 +31,22 @@ def _envelope_parts(type: str, message: str, step_id: str | None) -> tuple[str, 
         step = _orjson_dumps(step_id).decode()
     except TypeError:
         return None
-    if len(_PARTS) >= _PARTS_MAX:
-        _PARTS.clear()
-    parts = _PARTS[(type, message, step_id)] = (head[:-2], f'","step_id":{step}')
+    parts = (head[:-2], f'","step_id":{step}')
+    if len(message) + len(step) <= _PARTS_TEXT_MAX:
+        if len(_PARTS) >= _PARTS_MAX:
+            _PARTS.clear()
+        _PARTS[(type, message, step_id)] = parts
     return parts
+
+
+def event_text(payload: dict[str, Any]) -> str:
+    """A payload's JSON text: one line (json escapes CR and LF inside strings, which SSE
+    requires: a raw line break would end the data field), compact. orjson, unless a string
+    holds a lone surrogate, which only the stdlib encoder writes (``sse.encode`` escapes it)."""
+    try:
+        return _orjson_dumps(payload).decode()
+    except TypeError:
+        return _json_dumps(payload)
 
 
 class RunWriter:
@@ -94,24 +107,17 @@ class RunWriter:
                 raise TypeError
             text = f"{parts[0]}{utc_now()}{parts[1]}{self._ids}{_orjson_dumps(data).decode()}}}"
         except TypeError:
-            text = _json_dumps({
-                "type": type, "message": message, "timestamp": utc_now(), "step_id": step_id,
-                "trace_id": self.trace_id, "run_id": self.run_id, "data": data,
-            })
+            text = _json_dumps(self._envelope(type, message, step_id, data))
         self._put(type, text, step_id, data)
 
     def append(self, type: str, payload: dict[str, Any]) -> None:
         """An event whose payload is not an envelope: ``done`` (the run's result). Its
         observer sees the payload as ``data``, with no step."""
-        # JSON text is one line: json escapes CR and LF inside strings, which
-        # SSE requires (a raw line break would end the data field). Compact: orjson,
-        # unless a string holds a lone surrogate, which only the stdlib encoder writes
-        # (``sse.encode`` escapes it).
-        try:
-            text = _orjson_dumps(payload).decode()
-        except TypeError:
-            text = _json_dumps(payload)
-        self._put(type, text, None, payload)
+        self._put(type, event_text(payload), None, payload)
+
+    def _envelope(self, type: str, message: str, step_id: str | None, data: dict[str, Any] | None) -> dict[str, Any]:
+        return {"type": type, "message": message, "timestamp": utc_now(), "step_id": step_id,
+                "trace_id": self.trace_id, "run_id": self.run_id, "data": data}
 
     def _put(self, type: str, text: str, step_id: str | None, data: Any) -> None:
         if self.parked:
