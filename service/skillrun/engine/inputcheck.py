@@ -56,8 +56,7 @@ class InputCheck:
 
     def problem(self, cap: Capability, args: dict[str, Any]) -> str | None:
         """``"input.<field>: <what is wrong>"`` when ``args`` breaks ``cap``'s input schema."""
-        entry = self._validators.get(cap.name)  # ``_validator``'s look-up, here: every call checks
-        validator = entry[1] if entry is not None and entry[0] is cap else self._validator(cap)
+        validator = self._validator(cap)
         if validator is None:
             return None
         try:

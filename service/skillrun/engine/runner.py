@@ -561,17 +561,13 @@ class _Run:
         if problem is not None:  # rendered from expressions, so unchecked at load
             raise StepFailure("input_invalid", f"{cap.name} {problem}")
         tracer = engine.tracer
-        if tracer is NO_TRACER:  # (its contexts are all ``NOTHING``: no call to ask)
-            observed = NOTHING
-        else:
-            observed = tracer.fallback(step.id, cap.name) if fallback else tracer.attempt(step.id, cap.name)
+        observed = tracer.fallback(step.id, cap.name) if fallback else tracer.attempt(step.id, cap.name)
         if observed is NOTHING and not cap.holds_slot and step.timeout_s is None:
             # A call that holds no slot (a waiting one: util.sleep, human input), with no
             # span and no time limit: the call itself, without ``_invoke``'s coroutine
-            # around it (a waiting call holds every frame above it as long as it waits);
-            # ``engine.invoke``'s choice made here (a call fewer, every item of a foreach).
+            # around it (a waiting call holds every frame above it as long as it waits).
             try:
-                output = await (cap.fn(args) if cap.sync_fn is None else engine.offload.call(cap.sync_fn, args))
+                output = await engine.invoke(cap, args)
             except Exception as exc:
                 failure = _failure_of(exc)
                 if failure is None:

@@ -263,9 +263,7 @@ class StepLife:
                 failure = StepFailure("expression_error", str(exc))
             except StepFailure as exc:
                 failure = exc
-            # ``_start``: a ``plain`` instance has no deltas before its start (``lazy``).
-            self.started = True
-            run.emitter.emit(*ev.step_start(step.id, step.uses, self.index, items=self.items))
+            self._start()
             if failure is None:
                 self.attempts = 1
                 cap = run.engine.capabilities.get(step.uses)

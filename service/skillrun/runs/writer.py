@@ -102,12 +102,14 @@ class RunWriter:
         parts = _PARTS.get((type, message, step_id))
         if parts is None:
             parts = _envelope_parts(type, message, step_id)
-        try:
-            if parts is None:
-                raise TypeError
-            text = f"{parts[0]}{utc_now()}{parts[1]}{self._ids}{_orjson_dumps(data).decode()}}}"
-        except TypeError:
-            text = _json_dumps(self._envelope(type, message, step_id, data))
+        text: str | None = None
+        if parts is not None:
+            try:
+                text = f"{parts[0]}{utc_now()}{parts[1]}{self._ids}{_orjson_dumps(data).decode()}}}"
+            except orjson.JSONEncodeError:  # a string in data orjson refuses
+                pass
+        if text is None:
+            text = event_text(self._envelope(type, message, step_id, data))
         self._put(type, text, step_id, data)
 
     def append(self, type: str, payload: dict[str, Any]) -> None:
