@@ -64,7 +64,8 @@ AREAS = ["skillrun/http", "skillrun/engine", "skillrun/runs", "skillrun/observe"
          "asyncio/", "json/", "anyio", "opentelemetry", "dataclasses"]
 
 
-async def call(app: Any, method: str, path: str, body: bytes) -> list[dict[str, Any]]:
+async def call(app: Any, method: str, path: str, body: bytes, clock: list[float] | None = None) -> list[dict[str, Any]]:
+    """The app's answer (what it sent); ``clock``: gets the time of each send."""
     sent: list[dict[str, Any]] = []
     messages = [{"type": "http.request", "body": body, "more_body": False}]
 
@@ -76,6 +77,8 @@ async def call(app: Any, method: str, path: str, body: bytes) -> list[dict[str, 
 
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
+        if clock is not None:
+            clock.append(time.perf_counter())
 
     headers = [(b"host", b"bench"), (b"x-api-key", KEY.encode()), (b"content-type", b"application/json"),
                (b"content-length", str(len(body)).encode())]

@@ -237,9 +237,11 @@ async def test_sqlite_a_quiet_run_lets_its_tail_go_and_is_still_read_whole(tmp_p
 async def test_sqlite_wal_starts_over_under_steady_writes(tmp_path: Path) -> None:
     """Regression: a checkpoint on its own thread raced the commits, never reached the
     end of the WAL, so the WAL never started over: under steady load it grew without
-    bound (1 GB in 8 s) while the database stayed a fraction of that."""
+    bound (1 GB in 8 s) while the database stayed a fraction of that. Commits never
+    stop long enough here for the WAL to start over on its own time, so the WAL's
+    length (``restart_frames``, low here) brings the pause that does."""
     path = tmp_path / "runs.db"
-    s = SqliteStore(path, checkpoint_s=0.05)
+    s = SqliteStore(path, checkpoint_s=0.05, restart_frames=64)
     await s.open()
     wal = Path(str(path) + "-wal")
     try:
@@ -279,7 +281,7 @@ async def test_sqlite_commits_never_wait_for_a_thread_behind_a_busy_loop(
     that changes nothing, and every group commit runs on the loop: under a loop that
     keeps busy, creates stay quick, and the WAL still starts over."""
     path = tmp_path / "runs.db"
-    s = SqliteStore(path, checkpoint_s=0.05)
+    s = SqliteStore(path, checkpoint_s=0.05, restart_frames=16)
     threaded: list[str] = []
     real_to_thread = asyncio.to_thread
 
@@ -310,6 +312,79 @@ async def test_sqlite_commits_never_wait_for_a_thread_behind_a_busy_loop(
         assert slowest < 0.5, slowest  # the regression: seconds, behind the busy loop
     finally:
         await s.close()
+
+
+async def test_sqlite_commits_go_on_while_a_checkpoint_copies_the_wal(tmp_path: Path) -> None:
+    """Regression: the writer paused every commit for the whole checkpoint (30-70 ms of
+    copying and syncing a second's events here, 150+ when the disk is busy), so every
+    live stream stopped that long once a second. The copy now runs while commits go
+    on; here it is held open and events still commit. Once it ends and the store is
+    idle, the pause after it starts the WAL over."""
+    import threading
+
+    path = tmp_path / "runs.db"
+    s = SqliteStore(path, checkpoint_s=0.05)
+    copying, release = threading.Event(), threading.Event()
+    real_copy = s._copy_wal
+
+    def held_copy() -> int:
+        frames = real_copy()
+        copying.set()
+        release.wait(10)
+        return frames
+
+    s._copy_wal = held_copy  # type: ignore[method-assign]
+    await s.open()
+    wal = Path(str(path) + "-wal")
+    try:
+        await s.create(_run("r1"))
+        for seq in range(1, 101):
+            s.append("r1", _ev(seq, data="x" * 200))
+        await _settle(s, "r1", 100)
+        assert await asyncio.to_thread(copying.wait, 5)  # the copy is held open from here
+        for seq in range(101, 201):
+            s.append("r1", _ev(seq, data="x" * 200))
+            if seq % 20 == 0:
+                assert await s.wait("r1", seq - 1, 2), f"event {seq} not committed during the copy"
+        with wal.open("rb") as f:
+            before = int.from_bytes(f.read(16)[12:16], "big")  # WAL restarts so far
+        release.set()
+        for _ in range(100):
+            await asyncio.sleep(0.02)
+            with wal.open("rb") as f:
+                if int.from_bytes(f.read(16)[12:16], "big") > before:
+                    break
+        else:
+            raise AssertionError("the WAL never started over after the copy")
+        assert [e.seq for e in await s.read("r1", 195)] == [196, 197, 198, 199, 200]
+    finally:
+        release.set()
+        await s.close()
+
+
+async def test_sqlite_a_busy_store_pauses_for_a_checkpoint_only_past_restart_frames(tmp_path: Path) -> None:
+    """After a copy that commits went on during, with commits waiting: no pause (the WAL
+    goes on growing) while the WAL is shorter than ``restart_frames``; past it, the
+    pause, which starts the WAL over. Without commits during the copy, or none waiting,
+    the pause costs no one anything: always."""
+    s = SqliteStore(tmp_path / "runs.db", restart_frames=100)
+    paused: list[bool] = []
+    s._checkpoint = lambda mode="PASSIVE": paused.append(True)  # type: ignore[method-assign]
+    loop = asyncio.get_running_loop()
+
+    def copied(frames: int) -> asyncio.Future[int]:
+        done = loop.create_future()
+        done.set_result(frames)
+        return done
+
+    s._pending = [object()]  # type: ignore[list-item]  # commits waiting
+    assert await s._end_checkpoint(copied(99), committed=True) is False
+    assert paused == []
+    assert await s._end_checkpoint(copied(100), committed=True) is True
+    assert await s._end_checkpoint(copied(5), committed=False) is True
+    s._pending = []
+    assert await s._end_checkpoint(copied(5), committed=True) is True
+    assert paused == [True, True, True]
 
 
 @pytest.fixture(params=["redis", "redis-cluster"])
