@@ -178,6 +178,40 @@ def test_serve_skills_dir_adds_skills_and_skips_broken_files(
         assert c.post("/v1/skills/my.cap/execute", json={"inputs": {}}).status_code == 404
 
 
+def test_serve_hands_work_to_threads_promptly_behind_a_busy_loop(
+    monkeypatch: pytest.MonkeyPatch, skillrun: Callable[..., Result]
+) -> None:
+    """``skillrun serve`` serves with a 1 ms switch interval (``_prompt_thread_handoffs``):
+    at Python's 5 ms a thread's work waited 25-80 ms for the GIL behind a busy loop
+    (bench/checkpoint.py), and a checkpoint's pause stopped every stream that long."""
+    import gc
+    import logging
+
+    from skillrun import cli
+
+    seen: dict[str, float] = {}
+
+    def run(self: cli.DrainingServer, sockets: object = None) -> None:
+        seen["interval"] = sys.getswitchinterval()
+
+    monkeypatch.setattr(cli.DrainingServer, "run", run)
+    monkeypatch.setenv("SKILLRUN_API_KEYS", API_KEY)
+    monkeypatch.setenv("SKILLRUN_DB", ":memory:")
+    interval, thresholds = sys.getswitchinterval(), gc.get_threshold()
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level  # serve routes logging to its stderr
+    try:
+        out = skillrun("serve", "--port", str(free_port()))
+    finally:
+        sys.setswitchinterval(interval)
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    assert out.returncode == 0, out.stderr
+    assert seen == {"interval": 0.001}
+
+
 @pytest.mark.parametrize(
     "env,message",
     [

@@ -27,10 +27,12 @@ How it keeps the stream fast and memory bounded:
   its end, and the WAL grew without bound under steady load (1 GB in 8 s at
   full speed). It is skipped while commits are waiting, unless the WAL has
   grown past ``restart_frames`` (32 MiB, ~1 s of commits at full speed): a
-  quiet store pauses when idle. The pause's work is 9-24 ms here, but a worker
-  thread waits for the GIL behind a busy loop (40-65 ms): back-to-back
-  10,000-step streams stop for 70-140 ms at a pause, against 245-280 ms when
-  every commit waited out the whole checkpoint (bench/checkpoint.py).
+  quiet store pauses when idle. The pause's work is 9-37 ms here; back-to-back
+  10,000-step streams stop for 65-80 ms at a pause (70-180 ms at Python's 5 ms
+  switch interval, at which the pause's thread waited 25-80 ms for the GIL
+  behind the busy loop: ``skillrun serve`` sets 1 ms, ``cli._prompt_thread_handoffs``),
+  against 245-280 ms when every commit waited out the whole checkpoint
+  (bench/checkpoint.py).
 - A run's log is stored a row per commit batch (``event_batches``, schema 4), not a
   row per event: the run's events of one group commit as one text (``_records``:
   their lengths, then their types and data run together). A row an event cost the
