@@ -12,8 +12,8 @@ baseline: a stream's own cadence), with checkpoints (every second) at Python's
 each, how many streams stalled, and the worst's ratio to the baseline's worst.
 
 Until the copy of the WAL ran beside the commits (runs/sqlite.py), every commit
-waited out each whole checkpoint: streams stopped for 245-280 ms once a second.
-At the 5 ms switch interval the pause after the copy began 25-80 ms late: its
+waited out each whole checkpoint: streams stopped for 140-280 ms once a second.
+At the 5 ms switch interval the pause after the copy began 16-126 ms late: its
 thread waited that long for the GIL behind the busy loop.
 """
 

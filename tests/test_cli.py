@@ -182,8 +182,8 @@ def test_serve_hands_work_to_threads_promptly_behind_a_busy_loop(
     monkeypatch: pytest.MonkeyPatch, skillrun: Callable[..., Result]
 ) -> None:
     """``skillrun serve`` serves with a 1 ms switch interval (``_prompt_thread_handoffs``):
-    at Python's 5 ms a thread's work waited 25-80 ms for the GIL behind a busy loop
-    (bench/checkpoint.py), and a checkpoint's pause stopped every stream that long."""
+    at Python's 5 ms a checkpoint's pause waited 16-126 ms for the GIL behind a busy
+    loop (bench/checkpoint.py), and every live stream waited with it."""
     import gc
     import logging
 

@@ -224,16 +224,19 @@ def _settle_the_heap() -> None:
 
 
 def _prompt_thread_handoffs() -> None:
-    """Work handed to a thread (``asyncio.to_thread``: the store's reads, its WAL
-    checkpoints) starts within ~1 ms behind a busy event loop, not 25-80 ms.
+    """A GIL switch interval of 1 ms, not Python's 5: the SQLite store's checkpoint
+    pause (on a worker thread, with every commit held) began 16-126 ms after it was
+    asked for behind a busy loop, ~1 ms with this (bench/checkpoint.py), and every
+    live stream waited that long with it.
 
-    A thread waiting for the GIL asks its holder to let go only after a whole switch
-    interval (5 ms) in which the GIL never changed hands; but the loop lets it go for
-    a moment each turn (the poll, each SQLite call, every ~2 ms under load) and takes
-    it straight back, which starts the waiting thread's interval over, again and
-    again. Under 2 ms, the interval runs out between two turns (bench/checkpoint.py:
-    a checkpoint's pause began 25-80 ms after it was asked for, 1 ms with this). No
-    cost while no thread waits: the interval only matters to a waiting thread."""
+    A thread waiting for the GIL asks its holder to let go only after a whole
+    interval in which the GIL never changed hands; the busy loop lets it go for a
+    moment and takes it straight back (the poll, each SQLite call: every ~2 ms
+    under load), which can start that wait over and over. Under 2 ms, the interval
+    runs out between two turns. No cost while no thread waits (the interval only
+    matters to a waiting thread); /execute at concurrency 16 within the noise.
+    Other hand-offs measured no different: a no-op ``to_thread`` round trip during
+    a 10,000-step stream took ~6.4 ms at either interval."""
     sys.setswitchinterval(0.001)
 
 

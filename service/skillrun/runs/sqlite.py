@@ -28,10 +28,10 @@ How it keeps the stream fast and memory bounded:
   full speed). It is skipped while commits are waiting, unless the WAL has
   grown past ``restart_frames`` (32 MiB, ~1 s of commits at full speed): a
   quiet store pauses when idle. The pause's work is 9-37 ms here; back-to-back
-  10,000-step streams stop for 65-80 ms at a pause (70-180 ms at Python's 5 ms
-  switch interval, at which the pause's thread waited 25-80 ms for the GIL
+  10,000-step streams stop for 65-100 ms at a pause (72-280 ms at Python's 5 ms
+  switch interval, at which the pause's thread waited 16-126 ms for the GIL
   behind the busy loop: ``skillrun serve`` sets 1 ms, ``cli._prompt_thread_handoffs``),
-  against 245-280 ms when every commit waited out the whole checkpoint
+  against 140-280 ms when every commit waited out the whole checkpoint
   (bench/checkpoint.py).
 - A run's log is stored a row per commit batch (``event_batches``, schema 4), not a
   row per event: the run's events of one group commit as one text (``_records``:
@@ -613,7 +613,7 @@ class SqliteStore:
         full speed: ~7,000 frames), then both files synced. SQLite syncs the database
         only after a checkpoint that reached the WAL's end, which the commits meanwhile
         moved, and the pause would sync the WAL's frames committed meanwhile: synced
-        here, the pause has only what came after to sync and copy (measured: 9-24 ms
+        here, the pause has only what came after to sync and copy (measured: 9-37 ms
         of work, against 100-120 ms for the whole checkpoint, and 40-50 ms without
         these syncs). Returns the WAL's length in frames when the copy began."""
         frames = int(self._reader().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1])
