@@ -249,7 +249,9 @@ async def test_sqlite_wal_starts_over_under_steady_writes(tmp_path: Path) -> Non
         seq, peak, restarts = 0, 0, 0
         loop = asyncio.get_running_loop()
         end = loop.time() + 1.5
-        while loop.time() < end:
+        # 1.5 s, and at least 25,000 events however slow the machine (a CI run under
+        # load wrote 16,000 in 1.5 s, ~100,000 here unloaded).
+        while loop.time() < end or seq < 25_000:
             for _ in range(200):
                 seq += 1
                 s.append("r1", _ev(seq, data="x" * 200))
