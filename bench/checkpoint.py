@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -31,17 +30,13 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from inproc import KEY, call, lifespan  # noqa: E402
+from inproc import call, lifespan, make_app  # noqa: E402
 
 
 async def stalls(db: str, streams: int, steps: int) -> list[float]:
-    os.environ.update(SKILLRUN_WORKER_PROCS="0", SKILLRUN_API_KEYS=KEY, SKILLRUN_RATE_LIMIT="100000000/minute",
-                      SKILLRUN_DB=db)
     from skillrun.cli import _settle_the_heap
-    from skillrun.http.app import create_app
-    from skillrun.settings import Settings
 
-    app = create_app(Settings.from_env())
+    app = make_app(db, SKILLRUN_WORKER_PROCS="0")
     body = json.dumps({"inputs": {"steps": steps}}).encode()
     path = "/v1/skills/demo.ticker/execute/stream"
     longest: list[float] = []

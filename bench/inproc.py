@@ -114,13 +114,20 @@ def areas(stats: pstats.Stats) -> collections.Counter[str]:
     return found
 
 
-async def measure(case: str, n: int, profile: bool, db: str, top: int = 0, sort: str = "tottime") -> None:
-    os.environ.update(SKILLRUN_API_KEYS=KEY, SKILLRUN_RATE_LIMIT="100000000/minute", SKILLRUN_DB=db)
-    from skillrun.cli import _settle_the_heap
+def make_app(db: str, **env: str) -> Any:
+    """The app as the in-process benchmarks drive it: ``create_app`` from the environment,
+    with the bench's key, no rate limit to speak of, the store ``db`` and ``env``."""
+    os.environ.update(SKILLRUN_API_KEYS=KEY, SKILLRUN_RATE_LIMIT="100000000/minute", SKILLRUN_DB=db, **env)
     from skillrun.http.app import create_app
     from skillrun.settings import Settings
 
-    app = create_app(Settings.from_env())
+    return create_app(Settings.from_env())
+
+
+async def measure(case: str, n: int, profile: bool, db: str, top: int = 0, sort: str = "tottime") -> None:
+    from skillrun.cli import _settle_the_heap
+
+    app = make_app(db)
     method, path, body = CASES[case]
     async with lifespan(app):
         if "{run_id}" in path:

@@ -83,7 +83,7 @@ async def _pipeline(_skill_path: str, streams: int) -> None:
     and SSE, after two to warm up; ``--pipeline`` takes the difference of two counts."""
     import tempfile
 
-    from inproc import call, lifespan
+    from inproc import call, lifespan, make_app
 
     from skillrun.engine import runner
 
@@ -93,13 +93,9 @@ async def _pipeline(_skill_path: str, streams: int) -> None:
     # real run), and the count is the same from run to run.
     runner.time = _Ticks()  # type: ignore[assignment]
     with tempfile.TemporaryDirectory(prefix="skillrun-instructions-") as tmp:
-        os.environ.update(SKILLRUN_API_KEYS="bench-key", SKILLRUN_RATE_LIMIT="100000000/minute",
-                          SKILLRUN_DB=f"{tmp}/pipeline.db", SKILLRUN_WORKER_PROCS="0")
         from skillrun.cli import _settle_the_heap
-        from skillrun.http.app import create_app
-        from skillrun.settings import Settings
 
-        app = create_app(Settings.from_env())
+        app = make_app(f"{tmp}/pipeline.db", SKILLRUN_WORKER_PROCS="0")
         # The WAL's checkpoint runs on a thread of its own every second of (valgrind's slow)
         # time: not counted (it is disk work off the loop, and its count would vary).
         app.services.store.checkpoint_s = 1e9
