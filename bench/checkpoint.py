@@ -30,7 +30,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from inproc import call, lifespan, make_app  # noqa: E402
+from inproc import call, lifespan, make_app, run  # noqa: E402
 
 
 async def stalls(db: str, streams: int, steps: int) -> list[float]:
@@ -71,7 +71,7 @@ def main() -> None:
         kwdefaults["checkpoint_s"] = every
         sys.setswitchinterval(interval)
         with tempfile.TemporaryDirectory() as tmp:
-            results[name] = got = asyncio.run(stalls(str(Path(tmp) / "b.db"), args.streams, args.steps))
+            results[name] = got = run(stalls(str(Path(tmp) / "b.db"), args.streams, args.steps))
         kwdefaults["checkpoint_s"] = default
         print(f"{name:>38}: a stream's longest gap between sends, median {statistics.median(got):.1f} ms, "
               f"worst {max(got):.1f} ms  ({' '.join(f'{g:.0f}' for g in got)})")

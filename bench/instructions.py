@@ -113,6 +113,38 @@ async def _pipeline(_skill_path: str, streams: int) -> None:
 PIPELINE_STEPS = 10_000  # bench/stream.py (a)'s stream
 
 
+async def _starts(side: str, n: int) -> None:
+    """``n`` stream starts, 16 at a time, through the ASGI app (after 200 to warm up):
+    Skillrun's one-step ``demo.ticker`` streams read to their end (bench/inproc.py's
+    ``stream`` case), or the bare app's (bench/_bare.py) one-event streams; ``--start``
+    takes the difference of two counts."""
+    import tempfile
+
+    from inproc import call, lifespan, make_app
+
+    with tempfile.TemporaryDirectory(prefix="skillrun-instructions-") as tmp:
+        from skillrun.cli import _settle_the_heap
+
+        if side == "start":
+            app = make_app(f"{tmp}/starts.db", SKILLRUN_WORKER_PROCS="0")
+            app.services.store.checkpoint_s = 1e9  # as in ``_pipeline``: off the loop, not counted
+            path, body = "/v1/skills/demo.ticker/execute/stream", b'{"inputs": {"steps": 1}}'
+        else:
+            import _bare
+
+            app, path, body = _bare.app, "/stream", b'{"inputs": {"events": 1}}'
+
+        async def starts(count: int) -> None:
+            for _ in range(count):
+                sent = await call(app, "POST", path, body)
+                assert sent[0]["status"] == 200, sent[:2]
+
+        async with lifespan(app):
+            await asyncio.gather(*(starts(200 // 16) for _ in range(16)))
+            _settle_the_heap()
+            await asyncio.gather(*(starts(n // 16) for _ in range(16)))
+
+
 class _Ticks:
     """``time`` for the engine's module: ``perf_counter`` advances 6 µs a reading (the
     engine reads it once an item: a 2 ms slice is ~330 events)."""
@@ -150,12 +182,24 @@ def main() -> None:
     ap.add_argument("--skill", default=str(SERVICE / "skillrun/skills/demo.ticker.yaml"))
     ap.add_argument("--pipeline", action="store_true",
                     help="the whole server's instructions an event instead (bench/inproc.py's long case)")
-    ap.add_argument("--run", choices=["engine", "floor", "pipeline"], help=argparse.SUPPRESS)  # the measured process
+    ap.add_argument("--start", action="store_true",
+                    help="the whole server's instructions a stream start instead, against the bare app's")
+    ap.add_argument("--run", choices=["engine", "floor", "pipeline", "start", "bare"], help=argparse.SUPPRESS)  # the measured process
     args = ap.parse_args()
+    per: dict[str, float] = {}
     if args.run:
         sys.path.insert(0, str(SERVICE))
-        sides = {"engine": _engine, "floor": _floor, "pipeline": _pipeline}
-        asyncio.run(sides[args.run](args.skill, args.items))
+        sides = {"engine": _engine, "floor": _floor, "pipeline": _pipeline, "start": _starts, "bare": _starts}
+        from inproc import run  # the loop ``skillrun serve`` runs on
+
+        run(sides[args.run](args.run if args.run in ("start", "bare") else args.skill, args.items))
+        return
+    if args.start:
+        for side in ("start", "bare"):
+            base, more = _instructions(side, args.skill, 0), _instructions(side, args.skill, args.items)
+            per[side] = (more - base) / (args.items // 16 * 16)
+            print(f"{side:7s} {per[side]:9,.0f} instructions a stream start")
+        print(f"start / bare: {per['start'] / per['bare']:.2f}")
         return
     if args.pipeline:
         events = 2 * PIPELINE_STEPS + 3
@@ -163,7 +207,6 @@ def main() -> None:
         print(f"pipeline {(two - one) / events:9,.0f} instructions an event "
               f"(a {PIPELINE_STEPS:,}-step demo.ticker stream through the app, store and SSE)")
         return
-    per: dict[str, float] = {}
     for side in ("engine", "floor"):
         base, more = _instructions(side, args.skill, 200), _instructions(side, args.skill, 200 + args.items)
         per[side] = (more - base) / args.items
