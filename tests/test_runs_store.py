@@ -503,6 +503,22 @@ async def test_a_redis_keyspace_gets_its_schema_version_and_one_from_a_newer_rel
     assert public_url("rediss://user:hunter2@cache:6380/1") == "rediss://cache:6380/1"
 
 
+
+def test_a_run_record_copy_is_whole_and_its_own() -> None:
+    """``RunRecord.copy`` (what stores hand out) keeps every field, none at its default."""
+    from dataclasses import fields
+
+    record = RunRecord(
+        run_id="run_1", owner="o", skill_id="s", trace_id="t", channel="api", inputs={"x": 1},
+        created_at="c", status="waiting", started_at="s1", finished_at="f1", result={"r": 2},
+        idempotency_key="k", request_hash="h", waits=3,
+    )
+    assert all(getattr(record, f.name) != f.default for f in fields(RunRecord)), "set every field here"
+    copied = record.copy()
+    assert copied == record and copied is not record
+    copied.status = "completed"
+    assert record.status == "waiting"
+
 def test_serve_on_a_redis_keyspace_from_a_newer_release_exits_with_one_line(
     redis_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

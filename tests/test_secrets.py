@@ -26,7 +26,7 @@ import pytest
 from conftest import API_KEY, Server, asgi_client
 from skillrun.cli import main
 from skillrun.engine.secret_inputs import PLACEHOLDER, redact, secret_at
-from skillrun.runs.redaction import Scrubber
+from skillrun.runs.redaction import RunInputs, Scrubber
 from sse_util import check_order, parse_sse
 
 HEADERS = {"x-api-key": API_KEY}
@@ -370,6 +370,19 @@ def test_secrets_are_found_through_allof_anyof_and_array_items() -> None:
     assert out == {"a": PLACEHOLDER, "b": {"k": PLACEHOLDER, "j": "ok"}, "c": [PLACEHOLDER, PLACEHOLDER]}
     assert sorted(found) == ["s1", "s2", "s3", "s4"]
     assert secret_at(schema, ["b", "k"]) and secret_at(schema, ["c", 1]) and not secret_at(schema, ["b", "j"])
+
+
+def test_a_skill_knows_once_whether_its_inputs_hold_a_secret() -> None:
+    """``Skill.secret_inputs``, asked at every run's start, is the schema walk's answer."""
+    from skillrun.engine.model import Skill
+
+    def skill(schema: dict[str, Any]) -> Skill:
+        return Skill(id="s", version="1", description="", inputs_schema=schema, outputs=(), steps=())
+
+    nested = {"type": "object", "properties": {"a": {"type": "array", "items": {"format": "password"}}}}
+    assert skill(nested).secret_inputs is True
+    assert skill({"type": "object", "properties": {"a": {"type": "string"}}}).secret_inputs is False
+    assert RunInputs(skill(nested), {"a": ["pw-123456"]}).stored == {"a": [PLACEHOLDER]}
 
 
 def test_scrubbing_stays_linear_in_the_text_and_the_secret() -> None:

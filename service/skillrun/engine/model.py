@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .expressions import Expression, Template
+from .secret_inputs import has_secrets
 
 SKILL_PREFIX = "skill:"
 
@@ -184,6 +185,12 @@ class Skill:
     digest: str = ""
     # After a restart: ``resume`` the run from its log, or ``interrupt`` it (close it).
     on_restart: str = "resume"
+    # Its inputs schema marks some input secret (``secret_inputs``): asked at every run's
+    # start, answered once (a walk of the schema: ~20 us a run).
+    secret_inputs: bool = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "secret_inputs", has_secrets(self.inputs_schema))
 
     @property
     def outputs_schema(self) -> dict[str, Any]:

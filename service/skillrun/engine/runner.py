@@ -635,10 +635,13 @@ class _Run:
         out: dict[str, Any] = {}
         for o in self.skill.outputs:
             try:
-                async with asyncio.timeout(OUTPUTS_S):
-                    out[o.name] = await self.render(o.value)
+                value = o.value.quick(self.inputs, self.outputs, None)
+                if value is NEEDS_CEL:  # only CEL can take long: the deadline's timer for it alone
+                    async with asyncio.timeout(OUTPUTS_S):
+                        value = await self.render(o.value)
             except (ExpressionError, TimeoutError):
                 continue
+            out[o.name] = value
         return out
 
     async def render(self, what: Template | Expression, local: dict[str, Any] | None = None) -> Any:

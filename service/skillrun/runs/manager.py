@@ -23,7 +23,6 @@ from .. import events as ev
 from ..events import Event
 from .quotas import RunQuotas
 from ..engine.resume import Resume
-from ..engine.secret_inputs import has_secrets
 from ..engine.waiting import NotWaiting, Waiter
 from .recovery import LogFates, ms_since_iso, closing_events
 from .redaction import RunInputs
@@ -603,7 +602,7 @@ class RunManager:
             return f"skill {skill.id!r} is not the definition the run started with"
         if fates.resumes >= self.max_resumes:
             return f"resumed {fates.resumes} time(s) already (SKILLRUN_MAX_RESUMES)"
-        if has_secrets(skill.inputs_schema):
+        if skill.secret_inputs:
             return "its secret inputs were never stored"
         return None
 

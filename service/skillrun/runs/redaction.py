@@ -27,7 +27,7 @@ from typing import Any
 from urllib.parse import quote, quote_plus
 
 from ..engine import Skill
-from ..engine.secret_inputs import PLACEHOLDER, Leaf, has_secrets, redact
+from ..engine.secret_inputs import PLACEHOLDER, Leaf, redact
 from .store import RunStore
 from .writer import RunWriter, event_text
 
@@ -163,8 +163,7 @@ class RunInputs:
     def __init__(self, skill: Skill, inputs: dict[str, Any]) -> None:
         self.given = inputs
         found: list[Leaf] = []
-        self.stored: dict[str, Any] = redact(skill.inputs_schema, inputs, found) if has_secrets(
-            skill.inputs_schema) else inputs
+        self.stored: dict[str, Any] = redact(skill.inputs_schema, inputs, found) if skill.secret_inputs else inputs
         values = [s for s in found if s != ""]
         self.scrubber: Scrubber | None = Scrubber(values) if values else None
 

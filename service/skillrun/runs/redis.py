@@ -52,7 +52,7 @@ import json
 import logging
 import time
 from calendar import timegm
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Collection, Concatenate, Coroutine, Mapping, ParamSpec, TypeVar, cast
 
 import redis as sync_redis
@@ -511,7 +511,7 @@ class RedisStore:
             pipe.sadd(k.all("active"), run.run_id)
             pipe.sadd(k.node(self.node_id, "runs"), run.run_id)
             await pipe.execute()
-        return replace(run)
+        return run.copy()
 
     async def _idempotent(self, idem: str) -> RunRecord | None:
         run_id = await self.client.get(idem)

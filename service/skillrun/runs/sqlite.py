@@ -68,7 +68,7 @@ import os
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from itertools import accumulate
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Collection
@@ -468,10 +468,10 @@ class SqliteStore:
 
     async def create(self, run: RunRecord) -> RunRecord:
         future: asyncio.Future[RunRecord] = asyncio.get_running_loop().create_future()
-        self._enqueue(_Create(replace(run), future))
+        self._enqueue(_Create(run.copy(), future))
         stored = await future
         if stored.run_id == run.run_id:
-            self._live[run.run_id] = _Live(replace(stored))
+            self._live[run.run_id] = _Live(stored.copy())
         return stored
 
     def append(self, run_id: str, event: EventRecord) -> None:
@@ -828,7 +828,7 @@ class SqliteStore:
     async def get(self, run_id: str) -> RunRecord | None:
         live = self._live.get(run_id)
         if live is not None and live.run is not None:
-            return replace(live.run)
+            return live.run.copy()
         rows = await self._query(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,))
         return _row_to_run(rows[0]) if rows else None
 
@@ -928,7 +928,7 @@ class SqliteStore:
         for row in page:
             run = _row_to_run(row[1:])
             live = self._live.get(run.run_id)
-            runs.append(replace(live.run) if live is not None and live.run is not None else run)
+            runs.append(live.run.copy() if live is not None and live.run is not None else run)
         last = runs[-1] if len(rows) > limit else None
         return RunPage(runs, ListCursor(last.created_at, last.run_id).encode() if last else None)
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Collection, NamedTuple, Protocol
 
 from ..events import DONE, Projection, project_waits, projection
@@ -95,6 +95,13 @@ class RunRecord:
     request_hash: str | None = None
     # Steps waiting for input now (``status`` is ``waiting`` while there are any).
     waits: int = 0
+
+    def copy(self) -> RunRecord:
+        """A shallow copy (``dataclasses.replace(self)`` does the same in ~4x the time:
+        stores copy a record at every create and read)."""
+        return RunRecord(self.run_id, self.owner, self.skill_id, self.trace_id, self.channel, self.inputs,
+                         self.created_at, self.status, self.started_at, self.finished_at, self.result,
+                         self.idempotency_key, self.request_hash, self.waits)
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,19 +290,19 @@ class MemoryStore:
         if run.idempotency_key is not None:
             earlier = self._idempotent.get((run.owner, run.idempotency_key))
             if earlier is not None and earlier in self._logs:
-                return replace(self._logs[earlier].run)
+                return self._logs[earlier].run.copy()
         if run.run_id in self._logs:
             raise ValueError(f"run {run.run_id} exists")
         self._n += 1
-        self._logs[run.run_id] = _Log(replace(run), self._n)
+        self._logs[run.run_id] = _Log(run.copy(), self._n)
         if run.idempotency_key is not None:
             self._idempotent[(run.owner, run.idempotency_key)] = run.run_id
-        return replace(run)
+        return run.copy()
 
     async def get(self, run_id: str) -> RunRecord | None:
         log = self._logs.get(run_id)
         # A copy, as a durable store would give: callers cannot change the log's record.
-        return replace(log.run) if log else None
+        return log.run.copy() if log else None
 
     def append(self, run_id: str, event: EventRecord) -> None:
         log = self._logs[run_id]
@@ -346,7 +353,7 @@ class MemoryStore:
         more = len(found) > limit
         page = found[:limit]
         last = page[-1].run if more else None
-        return RunPage([replace(l.run) for l in page], ListCursor(last.created_at, last.run_id).encode() if last else None)
+        return RunPage([l.run.copy() for l in page], ListCursor(last.created_at, last.run_id).encode() if last else None)
 
     def _after(self, cursor: ListCursor | None, owner: str | None) -> Callable[[_Log], bool] | None:
         """Whether a run comes after the cursor's (older: listed on a later page)."""
