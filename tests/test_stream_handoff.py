@@ -20,7 +20,7 @@ import uvicorn
 
 from conftest import API_KEY, make_settings
 from skillrun.http.app import create_app
-from skillrun.http.edge import EdgeLimits, edge_protocol
+from skillrun.http.edge import EdgeLimits, edge_protocol, flow_of
 from skillrun.http.handoff import Handoff, serve
 from skillrun.observe.logs import ACCESS_LOGGER
 
@@ -129,6 +129,32 @@ async def test_a_handed_stream_ends_with_done_and_a_disconnect_still_cancels(ser
             break
         await asyncio.sleep(0.05)
     assert run.status == "cancelled"
+
+
+async def test_a_stream_to_a_reading_client_arms_no_send_timer(
+    served: tuple[Any, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through the edge, a send to a connection whose writing is not paused writes at once:
+    the body arms ``send_timeout_s``'s timer only when a send might wait (a client that
+    stops reading is still cut off: test_runs_durability.py)."""
+    import sys
+
+    armed: list[str] = []
+    real = asyncio.timeout
+
+    def timeout(delay: float | None) -> Any:
+        armed.append(sys._getframe(1).f_code.co_qualname)
+        return real(delay)
+
+    monkeypatch.setattr(asyncio, "timeout", timeout)
+    reader, writer = await _open(port=served[1], body={"inputs": {"steps": 20, "delay_ms": 5}})
+    whole = await _read_until(reader, b"0\r\n\r\n")
+    writer.close()
+    assert whole.count(b"event: step_completed") == 20
+    assert "EventStreamResponse._body" not in armed
+    # Without the edge's flow control, every send is timed, as before.
+    assert Handoff(None, None).would_wait()
+    assert flow_of(lambda message: None) is None
 
 
 async def test_serve_runs_the_ends_after_the_body_and_drops_a_body_the_layers_raise_over() -> None:

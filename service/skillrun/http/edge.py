@@ -189,7 +189,7 @@ class EdgeProtocol(HttpToolsProtocol):
         # middleware layers have returned (``handoff.py``). One wrapper per app.
         wrapped = EdgeProtocol._handing_off
         if wrapped is None or wrapped.app is not app:
-            wrapped = EdgeProtocol._handing_off = HandingOff(app)
+            wrapped = EdgeProtocol._handing_off = HandingOff(app, flow_of)
         super()._start_asgi_task(cycle, wrapped)
 
     def on_body(self, body: bytes) -> None:
@@ -303,6 +303,15 @@ def when_gone(receive: Any, gone: Callable[[], Any]) -> Callable[[], None] | Non
     ):
         return None
     return _GoneWatch(cycle, gone).stop
+
+
+def flow_of(send: Any) -> Any:
+    """uvicorn's flow control of the connection that its own ``send`` writes to (None for
+    any other ``send``): that ``send`` waits only while ``flow.write_paused``."""
+    cycle = getattr(send, "__self__", None)
+    if isinstance(cycle, RequestResponseCycle) and getattr(send, "__func__", None) is RequestResponseCycle.send:
+        return cycle.flow
+    return None
 
 
 def edge_protocol(limits: EdgeLimits) -> type[EdgeProtocol]:

@@ -38,9 +38,9 @@ HANDOFF = "skillrun.handoff"
 class Handoff:
     """One request's: the body handed to the edge, and what to run at its end."""
 
-    __slots__ = ("body", "dropped", "ends", "allowed", "receive", "_send", "sent")
+    __slots__ = ("body", "dropped", "ends", "allowed", "receive", "_send", "sent", "_flow")
 
-    def __init__(self, receive: Any, send: Any) -> None:
+    def __init__(self, receive: Any, send: Any, flow: Any = None) -> None:
         self.body: Callable[[], Awaitable[None]] | None = None
         self.dropped: Callable[[], Any] | None = None
         self.ends: list[Callable[[], Any]] | None = None
@@ -48,6 +48,14 @@ class Handoff:
         self.receive = receive  # the server's, for the handed body
         self._send = send
         self.sent = 0  # body bytes sent through ``send``
+        # uvicorn's flow control of the connection (None: not known): ``send`` waits
+        # only while its writing is paused (the client's buffers full).
+        self._flow = flow
+
+    def would_wait(self) -> bool:
+        """A ``send`` now might wait for the client (false: it writes at once)."""
+        flow = self._flow
+        return flow is None or flow.write_paused
 
     async def send(self, message: Any) -> None:
         """The server's ``send``, for the handed body, counting the bytes it sends."""
@@ -85,9 +93,10 @@ def handed_off(scope: Any) -> Handoff | None:
     return handoff if handoff is not None and handoff.body is not None else None
 
 
-async def serve(app: Any, scope: Any, receive: Any, send: Any) -> None:
-    """``app`` for one request, then the body a response handed off, if one did."""
-    handoff = Handoff(receive, send)
+async def serve(app: Any, scope: Any, receive: Any, send: Any, flow: Any = None) -> None:
+    """``app`` for one request, then the body a response handed off, if one did
+    (``flow``: the connection's flow control, if known: see ``Handoff.would_wait``)."""
+    handoff = Handoff(receive, send, flow)
     state = scope.get("state")
     if state is not None:
         state[HANDOFF] = handoff
@@ -104,17 +113,20 @@ async def serve(app: Any, scope: Any, receive: Any, send: Any) -> None:
     finally:
         handoff.body = handoff.dropped = handoff.receive = handoff._send = None
         ends, handoff.ends = handoff.ends, None
+        handoff._flow = None
         for fn in reversed(ends or ()):  # innermost first, as the layers' finallies ran
             fn()
 
 
 class HandingOff:
-    """``app`` run through ``serve``: what the edge passes to uvicorn's request cycle."""
+    """``app`` run through ``serve``: what the edge passes to uvicorn's request cycle
+    (``flow_of(send)``: the connection's flow control, None if unknown)."""
 
-    __slots__ = ("app",)
+    __slots__ = ("app", "flow_of")
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, flow_of: Callable[[Any], Any] | None = None) -> None:
         self.app = app
+        self.flow_of = flow_of
 
     def __call__(self, scope: Any, receive: Any, send: Any) -> Awaitable[None]:
-        return serve(self.app, scope, receive, send)
+        return serve(self.app, scope, receive, send, self.flow_of(send) if self.flow_of is not None else None)

@@ -81,6 +81,9 @@ class EventStreamResponse(StreamingResponse):
         self.send_timeout_s = send_timeout_s
         self.on_abandon = on_abandon
         self.complete = False
+        # Through the edge: whether a send now might wait for the client (None: unknown,
+        # every send under ``send_timeout_s``). Most sends write at once and need no timer.
+        self.would_wait: Callable[[], bool] | None = None
 
     async def stream_response(self, send: Send) -> None:
         await self._start(send)
@@ -93,6 +96,7 @@ class EventStreamResponse(StreamingResponse):
     async def _body(self, send: Send) -> None:
         # A client that goes away cancels this: that ends the view, not the run.
         frames = self.frames
+        would_wait = self.would_wait
         frames.open()
         try:
             while True:
@@ -103,14 +107,18 @@ class EventStreamResponse(StreamingResponse):
                 # Neither is held while the next is awaited (hours, for a run waiting
                 # for input): sent, the events' text is ~1 KB a stream for nothing.
                 del item
+                message = {"type": "http.response.body", "body": chunk, "more_body": True}
                 try:
-                    async with asyncio.timeout(self.send_timeout_s):
-                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    if would_wait is not None and not would_wait():
+                        await send(message)  # written at once (the edge's): no timer to arm
+                    else:
+                        async with asyncio.timeout(self.send_timeout_s):
+                            await send(message)
                 except TimeoutError:
                     # Returning without ending the body makes uvicorn close the connection.
                     log.info("closing a stream whose client read nothing for %.1f s", self.send_timeout_s)
                     return
-                del chunk
+                del chunk, message
             self.complete = True
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
@@ -140,6 +148,7 @@ class EventStreamResponse(StreamingResponse):
             raise
         # ``_ended`` at the body's end, however it ended, or if it never runs (the
         # layers raised on their way out): not a coroutine of its own around the body.
+        self.would_wait = handoff.would_wait
         handoff.take(functools.partial(self._stream_until_disconnect, handoff.receive, handoff.send, self._body))
         handoff.at_end(self._ended)
 
