@@ -367,16 +367,16 @@ def test_with_two_workers_every_scrape_counts_the_runs_of_both(tmp_path: Path) -
 
 
 def test_batched_step_durations_match_direct_observation() -> None:
-    """3,000 step durations spread over every bucket, through a run's batch, give the same bucket
+    """3,000 step durations spread over every bucket, through a batch, give the same bucket
     counts and count as Histogram.observe one by one (and the same sum, to rounding)."""
     from prometheus_client import CollectorRegistry, Histogram
 
-    from skillrun.observe.metrics import StepDurations
+    from skillrun.observe.metrics import Batch
 
     registry = CollectorRegistry()
     batched = Histogram("a_seconds", "a", buckets=(0.001, 0.01, 0.1, 1, 10), registry=registry)
     direct = Histogram("b_seconds", "b", buckets=(0.001, 0.01, 0.1, 1, 10), registry=registry)
-    batch = StepDurations(batched)
+    batch = Batch(batched)
     values = [10 ** (i % 7 - 4) for i in range(3000)] + [0.01, 1.0]  # bounds themselves land in their bucket
     for v in values:
         batch.observe(v)
@@ -389,6 +389,28 @@ def test_batched_step_durations_match_direct_observation() -> None:
     assert set(a) == set(b)
     for key in a:
         assert a[key] == pytest.approx(b[key]), key
+
+
+def test_updates_reach_the_metrics_in_batches_and_every_scrape_sees_them() -> None:
+    """A counter's and a gauge's updates add up in their batch (no lock, no prometheus-client
+    call each); a scrape (``exposition``) flushes them first, and so does ``FLUSH_N`` updates."""
+    from skillrun.observe.metrics import Batch, Metrics
+
+    m = Metrics("test")
+    started = m.child(m.runs_started, "demo.ticker", "api")
+    assert m.child(m.runs_started, "demo.ticker", "api") is started
+    for _ in range(3):
+        started.inc()
+    m.child(m.sse_streams_open).inc(5)
+    m.child(m.sse_streams_open).dec(2)
+    sample = m.registry.get_sample_value
+    assert sample("skillrun_runs_started_total", {"skill": "demo.ticker", "channel": "api"}) in (None, 0.0)
+    text = m.exposition(None)[0].decode()
+    assert value(text, "skillrun_runs_started_total", skill="demo.ticker", channel="api") == 3
+    assert value(text, "skillrun_sse_streams_open") == 3
+    for _ in range(Batch.FLUSH_N):
+        started.inc()
+    assert sample("skillrun_runs_started_total", {"skill": "demo.ticker", "channel": "api"}) == 3 + Batch.FLUSH_N
 
 
 @pytest.mark.anyio

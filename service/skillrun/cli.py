@@ -163,7 +163,7 @@ def serve_process(
 
         # A thread of its own, on its own port: scrapes never queue behind requests.
         # (With --workers N the supervisor serves it: ``_metrics_port_of_workers``.)
-        start_http_server(settings.metrics_port, addr=options.host, registry=observe.metrics.scrape_registry())
+        start_http_server(settings.metrics_port, addr=options.host, registry=observe.metrics.port_registry())
     config = uvicorn.Config(
         app,
         host=options.host,

@@ -137,6 +137,9 @@ def create_app(settings: Settings | None = None, *, tracing: Tracing | None = No
         purger = asyncio.create_task(
             services.runs.purge_forever(settings.run_retention_s, _purge_every_s(settings))
         )
+        metrics = services.observe.metrics
+        # Metric updates are batched on the loop (observe/metrics.py, ``Batch``).
+        flusher = asyncio.create_task(metrics.flush_forever()) if metrics is not None else None
         try:
             yield
         finally:
@@ -146,6 +149,9 @@ def create_app(settings: Settings | None = None, *, tracing: Tracing | None = No
                 await services.nodes.stop()
             await services.engine.offload.close()
             await services.store.close()
+            if flusher is not None:
+                flusher.cancel()  # its last flush: what the shutdown counted too
+                await asyncio.gather(flusher, return_exceptions=True)
             services.observe.close()
 
     app = connexion.AsyncApp(

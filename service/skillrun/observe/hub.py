@@ -28,9 +28,9 @@ class StreamWatch:
         self.first = False
         m = obs.metrics
         if m is not None:
-            m.sse_streams_open.inc()
+            m.child(m.sse_streams_open).inc()
             if resumed:
-                m.sse_resumes.inc()
+                m.child(m.sse_resumes).inc()
 
     def sent(self, batch: list[EventRecord]) -> None:
         m = self.obs.metrics
@@ -38,7 +38,7 @@ class StreamWatch:
             self.first = True
             seconds = time.perf_counter() - self.started
             if m is not None:
-                m.sse_time_to_first_event.observe(seconds)
+                m.child(m.sse_time_to_first_event).observe(seconds)
             if self.obs.tracing is not None:
                 span = self.obs.tracing.current_span()
                 span.set_attribute("skillrun.sse.time_to_first_event_ms", round(seconds * 1000, 3))
@@ -50,8 +50,9 @@ class StreamWatch:
                 m.child(m.sse_events_sent, type).inc(n)
 
     def closed(self) -> None:
-        if self.obs.metrics is not None:
-            self.obs.metrics.sse_streams_open.dec()
+        m = self.obs.metrics
+        if m is not None:
+            m.child(m.sse_streams_open).dec()
 
 
 class Observability:

@@ -21,9 +21,10 @@ worker the scrape reached.
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import os
-import time
+import threading
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -43,59 +44,84 @@ _STORE_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 
 _BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
 
 
-_monotonic = time.monotonic  # ``StepDurations.observe``: every step's end
-
-
 def multiprocess() -> bool:
     return bool(os.environ.get(MULTIPROC_ENV))
 
 
-class StepDurations:
-    """Step durations for one histogram child, bucketed here and added in batches.
+class Batch:
+    """One metric child's updates (a counter's or gauge's ``inc``/``dec``, a histogram's
+    ``observe``), added up here and handed to the child in batches (``flush``).
 
-    ``Histogram.observe`` takes a lock per bucket and sum update (~0.5 µs, a twentieth
-    of a step's whole cost in a fast stream); counting into a local list costs a bisect.
-    The batch goes in at ``FLUSH_N`` durations, once ``FLUSH_S`` has passed since the
-    last (scrapes are seconds apart: a second's delay is invisible), and when the run
-    ends. Shared by every run of the event loop's thread (one app serves from one loop;
-    a scrape from another thread only reads). The child's bucket and sum values are prometheus-client's own; if a release
-    renames them, each duration is observed as it comes.
+    prometheus-client takes a lock for every value it changes, and a histogram's
+    ``observe`` walks its buckets in Python: a stream start changed ~15 values
+    (~10% of its instructions, bench/instructions.py --start). Here an update is an
+    addition (a histogram's, a bisect). A batch goes in at ``FLUSH_N`` updates, at
+    every scrape of ``/metrics``, and every ``FLUSH_S`` (``Metrics.flush_forever``):
+    a scrape of the metrics port (its own thread) has the loop flush first (``scrape``).
+    With several workers (multiprocess mode), where another worker's scrape reads
+    this one's values, each update goes in at once (``flush_n`` 1). Updates and flushes
+    happen on the event loop's thread only (one app serves from one loop). A histogram's bucket
+    and sum values are prometheus-client's own; if a release renames them, each value
+    is observed as it comes.
     """
 
     FLUSH_N = 256
     FLUSH_S = 1.0
-    __slots__ = ("child", "bounds", "counts", "total", "pending", "since")
+    __slots__ = ("child", "bounds", "counts", "total", "pending", "flush_n")
 
-    def __init__(self, child: Any) -> None:
+    def __init__(self, child: Any, flush_n: int = FLUSH_N) -> None:
         self.child = child
+        self.flush_n = flush_n
         bounds: Any = getattr(child, "_upper_bounds", None)
         direct = bounds is not None and hasattr(child, "_buckets") and hasattr(child, "_sum")
         self.bounds: list[float] | None = [float(b) for b in bounds] if direct else None
         self.counts = [0] * len(self.bounds) if self.bounds is not None else []
-        self.total = 0.0
+        self.total: float = 0  # a counter's or gauge's change, or a histogram's sum
         self.pending = 0
-        self.since = time.monotonic()
 
-    def observe(self, seconds: float) -> None:
-        if self.bounds is None:
-            self.child.observe(seconds)
-            return
-        self.counts[bisect.bisect_left(self.bounds, seconds)] += 1  # the first bucket with le >= seconds
-        self.total += seconds
+    def inc(self, amount: float = 1) -> None:
+        self.total += amount
         self.pending += 1
-        if self.pending >= self.FLUSH_N or _monotonic() - self.since >= self.FLUSH_S:
+        if self.pending >= self.flush_n:
+            self.flush()
+
+    def dec(self, amount: float = 1) -> None:  # a gauge's
+        self.inc(-amount)
+
+    def observe(self, value: float) -> None:  # a histogram's
+        if self.bounds is None:
+            self.child.observe(value)
+            return
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1  # the first bucket with le >= value
+        self.total += value
+        self.pending += 1
+        if self.pending >= self.flush_n:
             self.flush()
 
     def flush(self) -> None:
         if not self.pending:
             return
-        buckets = self.child._buckets
-        for i, n in enumerate(self.counts):
-            if n:
-                buckets[i].inc(n)
-                self.counts[i] = 0
-        self.child._sum.inc(self.total)
-        self.total, self.pending, self.since = 0.0, 0, time.monotonic()
+        if self.bounds is not None:
+            buckets = self.child._buckets
+            for i, n in enumerate(self.counts):
+                if n:
+                    buckets[i].inc(n)
+                    self.counts[i] = 0
+            self.child._sum.inc(self.total)
+        elif self.total:
+            self.child.inc(self.total)
+        self.total, self.pending = 0, 0
+
+
+class _FlushedFirst:
+    """A collector: ``Metrics.scrape_registry``'s metrics, after the loop's flush."""
+
+    def __init__(self, metrics: "Metrics") -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Any:
+        self.metrics.flush_from_thread()
+        yield from self.metrics.scrape_registry().collect()
 
 
 class Metrics:
@@ -169,33 +195,76 @@ class Metrics:
             "http_server_request_duration_seconds", "HTTP request duration until the last byte of the answer.",
             ["method", "route", "status"], buckets=_HTTP_BUCKETS, registry=r,
         )
-        # Children by label values: ``labels()`` takes a lock and builds a tuple each time.
-        self._children: dict[tuple[Any, ...], Any] = {}
+        # Each child's ``Batch`` by label values (``labels()`` takes a lock and builds a
+        # tuple each time), for every update made on the serving path.
+        self._children: dict[tuple[Any, ...], Batch] = {}
+        self._flush_n = 1 if multiprocess() else Batch.FLUSH_N
+        self._loop: asyncio.AbstractEventLoop | None = None  # the serving loop (``flush_forever``)
         self._merged: CollectorRegistry | None = None
-        self._step_batches: dict[tuple[str, str, str], StepDurations] = {}
+        self._store_append = self.child(self.store_append)
+        self._store_commit_batch = self.child(self.store_commit_batch)
 
-    def child(self, metric: Any, *labels: str) -> Any:
+    def child(self, metric: Any, *labels: str) -> Batch:
+        """The batch of ``metric``'s child with these label values (the metric itself
+        when it has no labels); on the event loop's thread only (see ``Batch``)."""
         key = (id(metric), *labels)
         found = self._children.get(key)
         if found is None:
-            found = self._children[key] = metric.labels(*labels)
+            found = self._children[key] = Batch(metric.labels(*labels) if labels else metric, self._flush_n)
         return found
 
-    def step_durations(self, skill: str, capability: str, status: str) -> StepDurations:
-        """The batch of ``skillrun_step_duration_seconds{skill,capability,status}``."""
-        key = (skill, capability, status)
-        found = self._step_batches.get(key)
-        if found is None:
-            found = self._step_batches[key] = StepDurations(self.step_duration.labels(*key))
-        return found
+    def flush(self) -> None:
+        """Every batch's updates into the metrics (see ``Batch``)."""
+        for batch in self._children.values():
+            batch.flush()
+
+    async def flush_forever(self) -> None:
+        """``flush`` every ``Batch.FLUSH_S``: what a scrape from the metrics port's thread
+        or another worker reads (the app's lifespan runs it)."""
+        self._loop = asyncio.get_running_loop()
+        try:
+            while True:
+                await asyncio.sleep(Batch.FLUSH_S)
+                self.flush()
+        finally:
+            self.flush()
+
+    def flush_from_thread(self, timeout_s: float = 1.0) -> None:
+        """From another thread (the metrics port's): the serving loop flushes, and this
+        waits for it up to ``timeout_s`` (a stalled loop delays a scrape by that much at most)."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        done = threading.Event()
+
+        def flush() -> None:
+            try:
+                self.flush()
+            finally:
+                done.set()
+
+        try:
+            loop.call_soon_threadsafe(flush)
+        except RuntimeError:  # closed meanwhile
+            return
+        done.wait(timeout_s)
+
+    def port_registry(self) -> CollectorRegistry:
+        """What the metrics port's thread serves: ``scrape_registry``, read after the
+        serving loop has flushed every batch (``flush_from_thread``)."""
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_FlushedFirst(self))  # type: ignore[arg-type]
+        return registry
 
     def commit_observed(self, seconds: float, batch: int) -> None:
         """The run store's hook (``SqliteStore.on_commit``)."""
-        self.store_append.observe(seconds)
-        self.store_commit_batch.observe(batch)
+        self._store_append.observe(seconds)
+        self._store_commit_batch.observe(batch)
 
     def exposition(self, accept: str | None) -> tuple[bytes, str]:
-        """The scrape answer for this ``Accept``: OpenMetrics when asked for, else the text format."""
+        """The scrape answer for this ``Accept``: OpenMetrics when asked for, else the text
+        format (on the event loop's thread: every batch flushed first)."""
+        self.flush()
         encoder, content_type = choose_encoder(accept or "")
         return encoder(self.scrape_registry()), content_type
 

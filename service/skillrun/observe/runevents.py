@@ -8,8 +8,8 @@ they count exactly what the streams show.
 
 This runs once per event on the engine's path (a 10,000-step stream appends
 20,003 events): the two commonest types (``step_start``, ``step_completed``) are
-handled inline, the rest through a table, and step durations are counted into
-buckets and added to the histogram in batches (``metrics.StepDurations``).
+handled inline, the rest through a table, and every update is counted into its
+metric's batch, added to the metric in batches (``metrics.Batch``).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from .. import events as ev
 from .context import STEP, step_started
-from .metrics import UNKNOWN, Metrics, StepDurations
+from .metrics import UNKNOWN, Batch, Metrics
 
 Observer = Callable[[str, "str | None", Any], None]
 run_log = logging.getLogger("skillrun.runs")
@@ -51,7 +51,7 @@ class RunObserver:
         # Each batch of step durations this run counted into, by (capability, status),
         # and by capability alone for ``completed``: every other event is one, looked up
         # with no key tuple made and hashed.
-        self._durations: dict[tuple[str, str] | str, StepDurations] = {}
+        self._durations: dict[tuple[str, str] | str, Batch] = {}
 
     def __call__(self, type: str, step_id: str | None, data: Any) -> None:
         """An appended event: its type, step id and ``data`` (``done``: its payload, no step)."""
@@ -65,7 +65,8 @@ class RunObserver:
                 capability = self.uses.get(step_id, UNKNOWN)
                 batch = self._durations.get(capability)
                 if batch is None:
-                    batch = self._durations[capability] = self.m.step_durations(self.skill, capability, "completed")
+                    batch = self._durations[capability] = self.m.child(
+                        self.m.step_duration, self.skill, capability, "completed")
                 batch.observe(data["duration_ms"] / 1000)
         else:
             handler = _HANDLERS.get(type)
@@ -80,14 +81,8 @@ class RunObserver:
         batch = self._durations.get(key)
         if batch is None:
             assert self.m is not None
-            batch = self._durations[key] = self.m.step_durations(self.skill, capability, status)
+            batch = self._durations[key] = self.m.child(self.m.step_duration, self.skill, capability, status)
         batch.observe(data["duration_ms"] / 1000)
-
-    def flush(self) -> None:
-        """Every step duration this run counted so far (and others' in the same batches)
-        into the histogram: a scrape right after the run's end sees all of its steps."""
-        for batch in self._durations.values():
-            batch.flush()
 
     def _skill_start(self, step_id: str | None, data: dict[str, Any]) -> None:
         m = self.m
@@ -136,7 +131,6 @@ class RunObserver:
         self.m.child(self.m.gate_findings, self.skill, policy).inc(_count(findings))
 
     def _skill_completed(self, step_id: str | None, data: dict[str, Any]) -> None:
-        self.flush()
         if self.mark_steps:
             STEP.set(None)  # a step run inline marked the run's task; the run's end is no step's
 
@@ -149,7 +143,6 @@ class RunObserver:
         m = self.m
         if m is None:
             return
-        self.flush()  # a log closed without skill_completed here (recovery) too
         m.child(m.runs_finished, skill, status).inc()
         m.child(m.run_duration, skill, status).observe(float(payload.get("duration_ms") or 0) / 1000)
         if self.started:
