@@ -292,3 +292,49 @@ async def test_demo_ticker_emits_exactly_start_completed_per_step_in_order() -> 
     elapsed = time.perf_counter() - t0
     assert len(events) == 2 * 10000 + 3 and outcome.outputs == {"ticks": 10000}
     assert elapsed < 3.0, elapsed  # ~0.3 s on an idle 2-core machine, checks included
+
+
+async def test_a_step_that_waited_gives_no_extra_turn_and_quick_steps_still_take_turns(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The engine gives the loop a turn after ``SLICE_S`` of steps that never waited. A step
+    whose call itself waited longer than that (here 30 ms) already gave the loop its turns:
+    its run goes on without one more (each of 1,000 streams' ticks paid a loop iteration for
+    it). Steps that never wait still take their turns."""
+    from skillrun.engine import runner
+
+    monkeypatch.setattr(runner, "SLICE_S", 0.01)
+    s = skill(
+        """
+        id: waits
+        version: "1"
+        steps:
+          - {id: tick, uses: util.sleep, foreach: "range(5)", input: {ms: 30}}
+        """
+    )
+    eng = engine_for(s)
+    turns = 0
+    real = eng.yield_if_due
+
+    async def counted() -> None:
+        nonlocal turns
+        turns += 1
+        await real()
+
+    monkeypatch.setattr(eng, "yield_if_due", counted)
+    outcome, _, _ = await run(eng, s)
+    assert outcome.status == "completed" and turns == 0
+    monkeypatch.setattr(runner, "SLICE_S", 0.001)
+    quick = skill(  # ~5 us a step: a turn every ~200 steps
+        """
+        id: quick
+        version: "1"
+        steps:
+          - {id: tick, uses: util.echo, foreach: "range(3000)", input: {i: "${index}"}}
+        """
+    )
+    eng = engine_for(quick)
+    real = eng.yield_if_due
+    monkeypatch.setattr(eng, "yield_if_due", counted)
+    outcome, _, _ = await run(eng, quick)
+    assert outcome.status == "completed" and turns >= 3

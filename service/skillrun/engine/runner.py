@@ -562,6 +562,7 @@ class _Run:
             raise StepFailure("input_invalid", f"{cap.name} {problem}")
         tracer = engine.tracer
         observed = tracer.fallback(step.id, cap.name) if fallback else tracer.attempt(step.id, cap.name)
+        called = time.perf_counter()
         if observed is NOTHING and not cap.holds_slot and step.timeout_s is None:
             # A call that holds no slot (a waiting one: util.sleep, human input), with no
             # span and no time limit: the call itself, without ``_invoke``'s coroutine
@@ -587,8 +588,17 @@ class _Run:
             raise StepFailure("capability_error", f"{cap.name} returned {type(output).__name__}, not an object")
         # ``SLICE_S`` of steps that never waited have passed: ``yield_if_due`` would yield.
         # Asked here first (every call asks), with no coroutine per call when it would not.
-        if time.perf_counter() - engine._slice_start >= SLICE_S:
-            await engine.yield_if_due()
+        now = time.perf_counter()
+        if now - engine._slice_start >= SLICE_S:
+            if now - called >= SLICE_S:
+                # The call itself lasted a slice: it waited (a timer, I/O, a worker
+                # process; a capability on the loop does no long CPU work), so the loop
+                # had its turns meanwhile, and this run's began as it returned. A turn
+                # here would cost each step that waited a loop iteration more for
+                # nothing (each of 1,000 streams' ticks did, bench/stream.py (b)).
+                engine._slice_start = now
+            else:
+                await engine.yield_if_due()
         return output
 
     async def _invoke(self, step: Step, cap: Capability, args: dict[str, Any]) -> Any:
