@@ -44,6 +44,10 @@ class StreamWatch:
                 span.set_attribute("skillrun.sse.time_to_first_event_ms", round(seconds * 1000, 3))
                 span.add_event("first_event")
         if m is not None:
+            if len(batch) <= 2:  # a tick's events, most batches of a slow run: no Counter to make
+                for record in batch:
+                    m.child(m.sse_events_sent, record[1]).inc()
+                return
             # Counted per batch (one inc per type, not per event: a batch holds hundreds),
             # with no Python step per event.
             for type, n in Counter(map(_TYPE, batch)).items():
