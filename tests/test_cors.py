@@ -145,3 +145,37 @@ def test_stream_from_real_server_carries_cors_headers(server_factory: Callable[.
         assert "x-run-id" in r.headers["access-control-expose-headers"].lower()
         body = r.read().decode()
     assert "event: done" in body
+
+
+@pytest.mark.parametrize("answer_headers", [
+    [(b"content-type", b"application/json")],
+    [(b"vary", b"Accept-Encoding"), (b"content-type", b"text/plain"), (b"vary", b"Cookie")],
+    [(b"content-type", b"text/event-stream"), (b"vary", b"Accept")],
+    [],
+])
+async def test_an_answer_to_a_request_without_origin_gets_the_head_starlettes_cors_gives_it(
+    answer_headers: list[tuple[bytes, bytes]],
+) -> None:
+    """Without an ``Origin`` our middleware skips Starlette's header classes; the head it
+    sends is byte for byte Starlette's (``Vary: Origin`` joined with any ``Vary``)."""
+    from starlette.middleware.cors import CORSMiddleware
+
+    from skillrun.http.middleware.cors import CorsMiddleware
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": list(answer_headers)})
+        await send({"type": "http.response.body", "body": b"ok", "more_body": False})
+
+    heads = []
+    for middleware in (CorsMiddleware(app, origins=[PAGE]), CORSMiddleware(app, allow_origins=[PAGE])):
+        sent: list[dict[str, Any]] = []
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "method": "POST", "path": "/", "headers": [(b"host", b"x"), (b"x-api-key", b"k")]}
+        await middleware(scope, None, send)
+        assert sent[1] == {"type": "http.response.body", "body": b"ok", "more_body": False}
+        heads.append(sent[0])
+    assert heads[0] == heads[1]
+    assert any(name == b"vary" and value.endswith(b"Origin") for name, value in heads[0]["headers"])
