@@ -253,7 +253,7 @@ class Metrics:
         """What the metrics port's thread serves: ``scrape_registry``, read after the
         serving loop has flushed every batch (``flush_from_thread``)."""
         registry = CollectorRegistry(auto_describe=False)
-        registry.register(_FlushedFirst(self))  # type: ignore[arg-type]
+        registry.register(_FlushedFirst(self))
         return registry
 
     def commit_observed(self, seconds: float, batch: int) -> None:

@@ -57,7 +57,7 @@ def _vary_origin(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]
     values = [value.decode("latin-1") for name, value in headers if name == _VARY]
     if not values:
         return [*headers, (_VARY, b"Origin")]
-    joined = (_VARY, ", ".join([*values, "Origin"]).encode("latin-1"))
+    joined: tuple[bytes, bytes] | None = (_VARY, ", ".join([*values, "Origin"]).encode("latin-1"))
     out: list[tuple[bytes, bytes]] = []
     for name, value in headers:
         if name != _VARY:
@@ -69,11 +69,12 @@ def _vary_origin(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]
 
 
 class CorsMiddleware(CORSMiddleware):
-    def __call__(self, scope: Any, receive: Any, send: Any) -> Awaitable[None]:
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or any(name == _ORIGIN for name, _ in scope["headers"]):
-            return super().__call__(scope, receive, send)
+            await super().__call__(scope, receive, send)
+            return
         # No Origin: no CORS protocol, only ``Vary: Origin`` on the answer (module docstring).
-        return self.app(scope, receive, _VaryOrigin(send))
+        await self.app(scope, receive, _VaryOrigin(send))
 
     def __init__(self, app: Any, origins: Sequence[str]) -> None:
         super().__init__(
