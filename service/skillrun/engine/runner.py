@@ -39,7 +39,7 @@ import jsonschema
 
 from .. import events as ev
 from ..events import Emitter
-from .capability import _RUN_KEY, _RUN_STATE, Capability, CapabilityError, CapabilityRegistry
+from .capability import _RUN_KEY, _RUN_STATE, _STEP, Capability, CapabilityError, CapabilityRegistry
 from .expressions import NEEDS_CEL, Expression, ExpressionError, Template, render_elsewhere
 from .deltas import DeltaPolicy, RunDeltaBudget
 from .forward import Forward
@@ -562,7 +562,6 @@ class _Run:
             raise StepFailure("input_invalid", f"{cap.name} {problem}")
         tracer = engine.tracer
         observed = tracer.fallback(step.id, cap.name) if fallback else tracer.attempt(step.id, cap.name)
-        called = time.perf_counter()
         if observed is NOTHING and not cap.holds_slot and step.timeout_s is None:
             # A call that holds no slot (a waiting one: util.sleep, human input), with no
             # span and no time limit: the call itself, without ``_invoke``'s coroutine
@@ -590,12 +589,13 @@ class _Run:
         # Asked here first (every call asks), with no coroutine per call when it would not.
         now = time.perf_counter()
         if now - engine._slice_start >= SLICE_S:
-            if now - called >= SLICE_S:
-                # The call itself lasted a slice: it waited (a timer, I/O, a worker
-                # process; a capability on the loop does no long CPU work), so the loop
-                # had its turns meanwhile, and this run's began as it returned. A turn
-                # here would cost each step that waited a loop iteration more for
-                # nothing (each of 1,000 streams' ticks did, bench/stream.py (b)).
+            # The step's instance lasted a slice (``t0``: its start, read here only, once a
+            # slice): its call waited (a timer, I/O, a worker process; a capability on the
+            # loop does no long CPU work), so the loop had its turns meanwhile, and this
+            # run's began as it returned. A turn here would cost each step that waited a
+            # loop iteration more for nothing (each of 1,000 streams' ticks did,
+            # bench/stream.py (b)): the slice starts over instead.
+            if now - getattr(_STEP.get(), "t0", now) >= SLICE_S:
                 engine._slice_start = now
             else:
                 await engine.yield_if_due()
