@@ -56,13 +56,13 @@ class Batch:
     ``observe`` walks its buckets in Python: a stream start changed ~15 values
     (~10% of its instructions, bench/instructions.py --start). Here an update is an
     addition (a histogram's, a bisect). A batch goes in at ``FLUSH_N`` updates, at
-    every scrape of ``/metrics``, and every ``FLUSH_S`` (``Metrics.flush_forever``):
-    a scrape of the metrics port (its own thread) has the loop flush first (``scrape``).
-    With several workers (multiprocess mode), where another worker's scrape reads
-    this one's values, each update goes in at once (``flush_n`` 1). Updates and flushes
-    happen on the event loop's thread only (one app serves from one loop). A histogram's bucket
-    and sum values are prometheus-client's own; if a release renames them, each value
-    is observed as it comes.
+    every scrape of ``/metrics``, at a scrape of the metrics port (its own thread: it
+    has the loop flush first, ``port_registry``), and every ``FLUSH_S``
+    (``Metrics.flush_forever``). With several workers (multiprocess mode), where
+    another worker's scrape reads this one's values, each update goes in at once
+    (``flush_n`` 1). Updates and flushes happen on the event loop's thread only (one
+    app serves from one loop). A histogram's bucket and sum values are
+    prometheus-client's own; if a release renames them, each value is observed as it comes.
     """
 
     FLUSH_N = 256
@@ -219,8 +219,9 @@ class Metrics:
             batch.flush()
 
     async def flush_forever(self) -> None:
-        """``flush`` every ``Batch.FLUSH_S``: what a scrape from the metrics port's thread
-        or another worker reads (the app's lifespan runs it)."""
+        """``flush`` every ``Batch.FLUSH_S`` (the app's lifespan runs it): a scrape of the
+        metrics port whose flush the loop did not answer in time reads values at most
+        that old; and the last flush, as the server stops."""
         self._loop = asyncio.get_running_loop()
         try:
             while True:
