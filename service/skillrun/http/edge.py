@@ -294,10 +294,9 @@ def when_gone(receive: Any, gone: Callable[[], Any]) -> Callable[[], None] | Non
     client disconnects, without a task awaiting ``receive`` (a task, its coroutines and
     its context: ~1.5 KB an idle stream); returns what stops watching. None for any
     other ``receive``: the caller listens with a task."""
-    cycle = getattr(receive, "__self__", None)
+    cycle = _cycle_of(receive, RequestResponseCycle.receive)
     if (
-        not isinstance(cycle, RequestResponseCycle)
-        or getattr(receive, "__func__", None) is not RequestResponseCycle.receive
+        cycle is None
         or not isinstance(cycle.message_event, SlimEvent)
         or cycle.more_body or cycle.body or cycle.waiting_for_100_continue
     ):
@@ -305,13 +304,20 @@ def when_gone(receive: Any, gone: Callable[[], Any]) -> Callable[[], None] | Non
     return _GoneWatch(cycle, gone).stop
 
 
+def _cycle_of(bound: Any, method: Any) -> RequestResponseCycle | None:
+    """The request cycle whose own ``method`` ``bound`` is (uvicorn's ``receive`` or
+    ``send``), else None (a layer's wrapper, a test client's)."""
+    cycle = getattr(bound, "__self__", None)
+    if isinstance(cycle, RequestResponseCycle) and getattr(bound, "__func__", None) is method:
+        return cycle
+    return None
+
+
 def flow_of(send: Any) -> Any:
     """uvicorn's flow control of the connection that its own ``send`` writes to (None for
     any other ``send``): that ``send`` waits only while ``flow.write_paused``."""
-    cycle = getattr(send, "__self__", None)
-    if isinstance(cycle, RequestResponseCycle) and getattr(send, "__func__", None) is RequestResponseCycle.send:
-        return cycle.flow
-    return None
+    cycle = _cycle_of(send, RequestResponseCycle.send)
+    return cycle.flow if cycle is not None else None
 
 
 def edge_protocol(limits: EdgeLimits) -> type[EdgeProtocol]:
