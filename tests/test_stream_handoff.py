@@ -181,3 +181,36 @@ async def test_serve_runs_the_ends_after_the_body_and_drops_a_body_the_layers_ra
     with pytest.raises(RuntimeError):
         await serve(raising, {"state": {}}, None, None)
     assert order == ["dropped", "inner end", "outer end"]
+
+
+async def test_the_fast_lane_arms_no_body_timer_for_a_body_that_came_with_the_head(
+    served: tuple[Any, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A body all in by the time the lane reads it waits for nothing: no ``body_timeout_s``
+    timer. One still coming is read under it (one past its deadline gets a 408:
+    test_fastlane.py), and still starts its run."""
+    import sys
+
+    armed: list[str] = []
+    real = asyncio.timeout_at
+
+    def timeout_at(when: float | None) -> Any:
+        armed.append(sys._getframe(1).f_code.co_qualname)
+        return real(when)
+
+    monkeypatch.setattr(asyncio, "timeout_at", timeout_at)
+    reader, writer = await _open(served[1], {"inputs": {"steps": 1, "delay_ms": 1}})
+    assert b"event: done" in await _read_until(reader, b"0\r\n\r\n")
+    writer.close()
+    assert "FastLaneMiddleware._lane" not in armed
+
+    raw = json.dumps({"inputs": {"steps": 1, "delay_ms": 1}}).encode()
+    reader, writer = await asyncio.open_connection("127.0.0.1", served[1])
+    writer.write(f"POST {PATH} HTTP/1.1\r\nHost: x\r\nx-api-key: {API_KEY}\r\nContent-Type: application/json\r\n"
+                 f"Content-Length: {len(raw)}\r\n\r\n".encode() + raw[:5])
+    await writer.drain()
+    await asyncio.sleep(0.2)  # the head, and part of the body, read by the server
+    writer.write(raw[5:])
+    assert b"event: done" in await _read_until(reader, b"0\r\n\r\n")
+    writer.close()
+    assert armed.count("FastLaneMiddleware._lane") == 1

@@ -313,6 +313,14 @@ def _cycle_of(bound: Any, method: Any) -> RequestResponseCycle | None:
     return None
 
 
+def body_arrived(receive: Any) -> bool:
+    """For uvicorn's own ``receive``: the request's whole body has arrived (the usual
+    case, a small body in the head's packet), so reading it waits for nothing and needs
+    no deadline. False for any other ``receive``, or while the body is still coming."""
+    cycle = _cycle_of(receive, RequestResponseCycle.receive)
+    return cycle is not None and cycle.message_event.is_set() and not cycle.more_body
+
+
 def flow_of(send: Any) -> Any:
     """uvicorn's flow control of the connection that its own ``send`` writes to (None for
     any other ``send``): that ``send`` waits only while ``flow.write_paused``."""

@@ -55,7 +55,7 @@ from starlette._utils import get_route_path
 from starlette.datastructures import Headers
 
 from ..observe.http import mark_route
-from .edge import HEAD_DONE_AT
+from .edge import HEAD_DONE_AT, body_arrived
 from .handlers._http import Caller
 from .handlers.execute import BY_OPERATION
 from .handlers.runs import run_events_for
@@ -433,13 +433,16 @@ class FastLaneMiddleware:
         identity, length = admitted
         # The body, within its deadline (as BodyLimitMiddleware's); past it, connexion's
         # layers get what was read and answer the 408 themselves.
-        start = scope.get("state", {}).get(HEAD_DONE_AT) or asyncio.get_running_loop().time()
         messages: list[dict[str, Any]] = []
-        try:
-            async with asyncio.timeout_at(start + services.settings.body_timeout_s):
-                raw = await _read(receive, messages, length)
-        except TimeoutError:
-            raw = None
+        if body_arrived(receive):
+            raw = await _read(receive, messages, length)  # nothing to wait for: no timer
+        else:
+            start = scope.get("state", {}).get(HEAD_DONE_AT) or asyncio.get_running_loop().time()
+            try:
+                async with asyncio.timeout_at(start + services.settings.body_timeout_s):
+                    raw = await _read(receive, messages, length)
+            except TimeoutError:
+                raw = None
         if raw is None:
             await self.app(scope, _Replay(messages, receive), send)
             return
