@@ -214,3 +214,23 @@ async def test_the_fast_lane_arms_no_body_timer_for_a_body_that_came_with_the_he
     assert b"event: done" in await _read_until(reader, b"0\r\n\r\n")
     writer.close()
     assert armed.count("FastLaneMiddleware._lane") == 1
+
+
+@pytest.mark.parametrize("headers", [
+    {"x-trace-id": "t1", "X-Run-Id": "r1"},
+    {"x-trace-id": "t1", "X-Run-Id": "r1", "Idempotent-Replayed": "true"},
+    {},
+    {"X-Run-Id": "r1", "Cache-Control": "no-store"},  # a fixed one given: Starlette's merge
+    {"Content-Type": "text/event-stream"},
+])
+def test_a_stream_s_head_is_the_one_starlette_would_build(headers: dict[str, str]) -> None:
+    """The SSE head's fixed part is encoded once; the head is still byte for byte what
+    ``StreamingResponse.init_headers`` builds from the same headers."""
+    from starlette.responses import StreamingResponse
+
+    from skillrun.http import sse
+    from skillrun.http.handlers._stream import EventStreamResponse
+
+    ours = EventStreamResponse(None, headers=headers, send_timeout_s=1.0)  # type: ignore[arg-type]
+    theirs = StreamingResponse(iter(()), headers={**sse.HEADERS, **headers}, media_type=sse.MEDIA_TYPE)
+    assert ours.raw_headers == theirs.raw_headers

@@ -86,9 +86,10 @@ class ServicesMiddleware:
         async def send_with_headers(message: dict[str, Any]) -> None:
             extra = state.get(_HEADERS_KEY)
             if extra and message["type"] == "http.response.start":
-                have = {name.lower() for name, _ in message.get("headers", [])}
-                added = [(k.lower().encode(), v.encode()) for k, v in extra.items() if k.lower().encode() not in have]
-                message = {**message, "headers": [*message.get("headers", []), *added]}
+                headers = message.get("headers", [])
+                have = {name.lower() for name, _ in headers}
+                added = [(name, v.encode()) for k, v in extra.items() if (name := k.lower().encode()) not in have]
+                message = {**message, "headers": [*headers, *added]}
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

@@ -64,6 +64,13 @@ class RunFrames(Follower):
             self.watch.closed()
 
 
+# The SSE head's fixed part, as Starlette's ``init_headers`` encodes it (the answer's own
+# headers go between, as there): encoded once, not at every stream's start.
+_FIXED_HEAD = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in sse.HEADERS.items()]
+_CONTENT_TYPE = (b"content-type", f"{sse.MEDIA_TYPE}; charset=utf-8".encode("latin-1"))
+_FIXED_NAMES = frozenset({name.decode() for name, _ in _FIXED_HEAD} | {"content-type", "content-length"})
+
+
 class EventStreamResponse(StreamingResponse):
     def __init__(
         self,
@@ -77,7 +84,13 @@ class EventStreamResponse(StreamingResponse):
         self.status_code = 200
         self.media_type = sse.MEDIA_TYPE
         self.background = None
-        self.init_headers({**sse.HEADERS, **headers})
+        if _FIXED_NAMES.isdisjoint(map(str.lower, headers)):
+            self.raw_headers = [
+                *_FIXED_HEAD, *[(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()],
+                _CONTENT_TYPE,
+            ]
+        else:  # one of the fixed ones given: Starlette's merge
+            self.init_headers({**sse.HEADERS, **headers})
         self.send_timeout_s = send_timeout_s
         self.on_abandon = on_abandon
         self.complete = False
