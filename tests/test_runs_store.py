@@ -7,6 +7,8 @@ from dataclasses import replace
 
 import asyncio
 import json
+import subprocess
+import sys
 from pathlib import Path
 import time
 import uuid
@@ -538,3 +540,32 @@ def test_serve_on_a_redis_keyspace_from_a_newer_release_exits_with_one_line(
     assert done.returncode == 2, done.stderr
     assert f"has schema version {SCHEMA_VERSION + 5}, but this release of Skillrun knows versions up to" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def _count_elsewhere(path: Path) -> int:
+    """The runs another process sees in the database: it opens it, reads, and closes it."""
+    code = f"import sqlite3; c = sqlite3.connect({str(path)!r}); print(c.execute('SELECT COUNT(*) FROM runs').fetchone()[0]); c.close()"
+    return int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60).stdout)
+
+
+async def test_sqlite_another_process_sees_every_commit_after_a_checkpoint(tmp_path: Path) -> None:
+    """Regression: a checkpoint's copy synced the database and the WAL through file
+    descriptors of its own, opened and closed. Closing any descriptor of a file drops
+    every POSIX lock the process holds on it, SQLite's too. Another process that then
+    read the database and closed it found no other connection: it checkpointed and
+    deleted the WAL, while the store went on committing into the deleted file, unseen
+    by every other reader until the store's next checkpoint, and lost if the server
+    died before it."""
+    path = tmp_path / "runs.db"
+    s = SqliteStore(path, checkpoint_s=60)  # no checkpoint of its own during the test
+    await s.open()
+    wal = Path(str(path) + "-wal")
+    try:
+        await s.create(_run("r0"))
+        await asyncio.to_thread(s._copy_wal)  # what every checkpoint begins with
+        for n in range(1, 4):
+            await s.create(_run(f"r{n}"))
+            assert await asyncio.to_thread(_count_elsewhere, path) == n + 1
+            assert wal.exists()
+    finally:
+        await s.close()

@@ -356,6 +356,9 @@ class SqliteStore:
         self._old_rows = False
         # Told each group commit's duration (s) and operation count (the metrics).
         self.on_commit: Callable[[float, int], None] | None = None
+        # The database's and the WAL's descriptors that ``_copy_wal`` syncs, open until
+        # ``close``: see there.
+        self._sync_fds: tuple[int, int] | None = None
 
     # -- connections -------------------------------------------------------
 
@@ -462,6 +465,10 @@ class SqliteStore:
             for conn in self._reader_conns:
                 conn.close()
             self._reader_conns.clear()
+        if self._sync_fds is not None:  # every connection closed: no lock of SQLite's left to drop
+            for fd in self._sync_fds:
+                os.close(fd)
+            self._sync_fds = None
         self._file_lock.release()
 
     # -- writes: everything goes through one queue and one connection -------
@@ -615,14 +622,20 @@ class SqliteStore:
         moved, and the pause would sync the WAL's frames committed meanwhile: synced
         here, the pause has only what came after to sync and copy (measured: 9-37 ms
         of work, against 100-120 ms for the whole checkpoint, and 40-50 ms without
-        these syncs). Returns the WAL's length in frames when the copy began."""
+        these syncs). Returns the WAL's length in frames when the copy began.
+
+        The files are synced through descriptors opened once and kept until ``close``:
+        closing any descriptor of a file drops every POSIX lock this process holds on
+        it, SQLite's own. Another process that then read the database and closed it
+        found no other connection and deleted the WAL, while the writer went on
+        committing into the deleted file: unseen by other readers until the next
+        checkpoint, lost if the server died before it (the regression test:
+        ``test_sqlite_another_process_sees_every_commit_after_a_checkpoint``)."""
         frames = int(self._reader().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1])
-        for path in (self.path, Path(f"{self.path}-wal")):
-            fd = os.open(path, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+        if self._sync_fds is None:
+            self._sync_fds = (os.open(self.path, os.O_RDONLY), os.open(f"{self.path}-wal", os.O_RDONLY))
+        for fd in self._sync_fds:
+            os.fsync(fd)
         return frames
 
     def _commit(self, ops: list[Any], now: str) -> dict[int, Any]:
