@@ -157,7 +157,7 @@ def main() -> None:
     # (a): each side's best of this many alternated runs (load on this shared machine only slows).
     ap.add_argument("--repeat", type=int, default=5)
     # (b): rounds of both sides back to back; the median round's ratio is printed.
-    ap.add_argument("--rounds-b", type=int, default=3)
+    ap.add_argument("--rounds-b", type=int, default=5)
     ap.add_argument("--db", default=None, help="SKILLRUN_DB for the server (default: a new SQLite file)")
     args = ap.parse_args()
     steps = 2_000 if args.quick else 10_000
