@@ -114,6 +114,9 @@ def fill(db: Path, runs: int, budget_s: float) -> int:
         conn.executemany(f"INSERT INTO runs ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", run_rows)
         conn.executemany("INSERT INTO event_batches (run_id, last_seq, first_seq, records) VALUES (?, ?, ?, ?)",
                          event_rows)
+        # Each key's stored runs, as the store's commit counts them (schema 5).
+        conn.execute("INSERT INTO run_counts (owner, runs) VALUES (?, ?) "
+                     "ON CONFLICT (owner) DO UPDATE SET runs = runs + excluded.runs", (template["owner"], n))
         conn.execute("COMMIT")
         stored += n
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")

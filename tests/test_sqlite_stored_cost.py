@@ -5,25 +5,33 @@ statuses a page of each, not every run of the key.
 
 A database written by the release before (schema version 2: the v1 fixture, see its
 header, brought to version 2 by that release's migrations) is migrated at open with
-each key's runs counted."""
+each key's runs counted. Since schema version 5 a run's insert fires no trigger: the
+commit that stores runs counts them; the v4 fixture (see its header) is migrated and
+served, its runs counted."""
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import json
 import sqlite3
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
+
+import httpx
 
 import pytest
 
+from conftest import Server
 from skillrun.runs import EventRecord, RunRecord, RunStore, SqliteStore
 from skillrun.runs.sqlite import _MIGRATIONS, SCHEMA_VERSION, migrate
 from stores import STORES, store_for
 from test_sqlite_schema import old_database, user_version
 
 pytestmark = pytest.mark.anyio
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _run(run_id: str, owner: str = "key_a") -> RunRecord:
@@ -83,6 +91,66 @@ async def test_a_version_2_database_is_migrated_with_each_keys_stored_runs_count
         assert await store.count_runs("key_new") == 1
     finally:
         await store.close()
+
+
+async def test_the_runs_one_commit_stores_are_each_counted_without_a_trigger(tmp_path: Path) -> None:
+    """Schema 5: a run's insert fires no trigger; the commit adds its new runs to each
+    key's count (several keys, an idempotent repeat in the same commit counted once)."""
+    store = SqliteStore(tmp_path / "runs.db")
+    commits: list[int] = []
+    store.on_commit = lambda seconds, count: commits.append(count)
+    await store.open()
+    try:
+        keyed = replace(_run("k1"), idempotency_key="k", request_hash="h")
+        await asyncio.gather(
+            *(store.create(_run(f"a{i}")) for i in range(5)), *(store.create(_run(f"b{i}", "key_b")) for i in range(3)),
+            store.create(keyed), store.create(replace(keyed, run_id="k2")),
+        )
+        assert commits == [10]  # all in one commit
+        assert (await store.count_runs("key_a"), await store.count_runs("key_b")) == (6, 3)
+        with sqlite3.connect(tmp_path / "runs.db") as conn:
+            assert [n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")] == [
+                "runs_uncounted"]
+            assert dict(conn.execute("SELECT owner, COUNT(*) FROM runs GROUP BY owner").fetchall()) == {
+                "key_a": 6, "key_b": 3}
+    finally:
+        await store.close()
+
+
+V4 = "sqlite_v4_627e38e.sql"
+V4_KEY = "key-a-0123456789"
+V4_LEFT_RUNNING = "run_01a235a159ac70abe4513b5f"  # 20 ticks of 200 ms, killed with kill -9 after 1.5 s
+
+
+def test_a_version_4_database_is_migrated_and_served_with_its_runs_counted(
+    server_factory: Callable[..., Server], tmp_path: Path
+) -> None:
+    """The v4 fixture (see its header) under `skillrun serve`: user_version 4 -> 5 at
+    start, the insert trigger dropped; its key's count is its 3 runs, the run the killed
+    server left running completes, and each new run adds one."""
+    # As in the v3 test: the left running run resumes under today's demo.ticker (its
+    # skill_start's digest, 98b1804511c0f66e at 627e38e, made today's).
+    ticker = (ROOT / "service" / "skillrun" / "skills" / "demo.ticker.yaml").read_text()
+    digest = hashlib.sha256(ticker.encode()).hexdigest()[:16]
+    db = old_database(tmp_path / ".skillrun" / "skillrun.db", V4, {"98b1804511c0f66e": digest})
+    assert user_version(db) == 4
+    server = server_factory(env={"SKILLRUN_API_KEYS": V4_KEY, "SKILLRUN_RUN_RETENTION": "36500d",
+                                 "SKILLRUN_MAX_STORED_RUNS_PER_KEY": "5"})
+    assert user_version(db) == SCHEMA_VERSION >= 5
+    assert f"schema migrated from version 4 to {SCHEMA_VERSION}" in server.log()
+    headers = {"x-api-key": V4_KEY}
+    run = httpx.get(f"{server.url}/v1/runs/{V4_LEFT_RUNNING}", params={"wait": 30}, headers=headers, timeout=60).json()
+    assert run["status"] == "completed" and run["result"]["outputs"] == {"ticks": 20}
+    # 3 stored: two more fit under the limit of 5, the next is refused.
+    for status in (200, 200, 429):
+        r = httpx.post(f"{server.url}/v1/skills/demo.ticker/execute", json={"inputs": {"steps": 1}},
+                       headers=headers, timeout=30)
+        assert r.status_code == status, r.text
+    with sqlite3.connect(db) as conn:
+        assert [n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")] == [
+            "runs_uncounted"]
+        assert conn.execute("SELECT owner, runs FROM run_counts").fetchall() == conn.execute(
+            "SELECT owner, COUNT(*) FROM runs GROUP BY owner").fetchall() == [(run["owner"], 5)]
 
 
 async def test_a_list_filtered_by_several_statuses_is_newest_first_and_paged_across_them(store: RunStore) -> None:
