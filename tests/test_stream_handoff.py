@@ -234,3 +234,50 @@ def test_a_stream_s_head_is_the_one_starlette_would_build(headers: dict[str, str
     ours = EventStreamResponse(None, headers=headers, send_timeout_s=1.0)  # type: ignore[arg-type]
     theirs = StreamingResponse(iter(()), headers={**sse.HEADERS, **headers}, media_type=sse.MEDIA_TYPE)
     assert ours.raw_headers == theirs.raw_headers
+
+
+async def test_served_requests_leave_no_garbage_only_the_collector_could_free(served: tuple[Any, int]) -> None:
+    """Every object of a request (its connection, protocol, request cycle, scope, run,
+    stream) is freed when its last reference goes: none is left in a reference cycle.
+    The collector's young collections then find nothing to free, which is what lets
+    them be rare (``cli._settle_the_heap``). Regression: the edge's transport held its
+    protocol, which held it: every connection was garbage only the collector freed."""
+    port = served[1]
+
+    async def exchange(path: str, body: bytes, requests: int = 1, cut_at: bytes | None = None) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        head = (f"POST {path} HTTP/1.1\r\nHost: x\r\nx-api-key: {API_KEY}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n").encode()
+        for _ in range(requests):  # on one connection (keep-alive)
+            writer.write(head + body)
+            seen = b""
+            while not (cut_at is not None and cut_at in seen or seen.endswith(b"0\r\n\r\n") or seen.endswith(b"}")):
+                chunk = await asyncio.wait_for(reader.read(65536), 10)
+                assert chunk, seen
+                seen += chunk
+        writer.close()
+
+    async def all_kinds() -> None:
+        await asyncio.gather(
+            exchange(PATH, json.dumps({"inputs": {"steps": 2, "delay_ms": 5}}).encode()),
+            exchange("/v1/skills/demo.ticker/execute", json.dumps({"inputs": {"steps": 1}}).encode(), requests=3),
+            exchange("/v1/skills/nope/execute", b'{"inputs": {}}', requests=2),
+            exchange("/v1/skills/demo.ticker/execute", b'{"inputs": {"steps": "x"}}', requests=2),
+            exchange(PATH, json.dumps({"inputs": {"steps": 2, "delay_ms": 10_000},
+                                       "options": {"on_disconnect": "cancel"}}).encode(), cut_at=b"step_start"),
+        )
+
+    await all_kinds()  # first requests fill caches (compiled validators, ...)
+    await asyncio.sleep(0.3)
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        await all_kinds()
+        await asyncio.sleep(0.3)  # the cut stream's end
+        gc.collect()
+        ours = [o for o in gc.garbage
+                if type(o).__module__.split(".")[0] in ("skillrun", "uvicorn", "starlette", "connexion", "httptools")]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+    assert ours == [], sorted({type(o).__qualname__ for o in ours})

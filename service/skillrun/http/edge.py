@@ -81,7 +81,10 @@ class _LingeringTransport:
 
     def __init__(self, raw: asyncio.Transport, protocol: EdgeProtocol) -> None:
         self._raw = raw
-        self._protocol = protocol
+        # None once the connection is lost: the protocol holds this transport (and the
+        # request cycle, which holds it too), so a reference back would make every
+        # connection a reference cycle, garbage only the collector could free.
+        self._protocol: EdgeProtocol | None = protocol
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._raw, name)
@@ -90,10 +93,15 @@ class _LingeringTransport:
         self._raw.write(data)
 
     def is_closing(self) -> bool:
-        return self._protocol._lingering or self._raw.is_closing()
+        protocol = self._protocol
+        return (protocol is not None and protocol._lingering) or self._raw.is_closing()
 
     def close(self) -> None:
-        self._protocol._close()
+        protocol = self._protocol
+        if protocol is None:
+            self._raw.close()
+        else:
+            protocol._close()
 
 
 class _Pipeline(list[Any]):
@@ -142,6 +150,8 @@ class EdgeProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
+        if isinstance(self.transport, _LingeringTransport):
+            self.transport._protocol = None  # no cycle left: see ``_LingeringTransport``
 
     def data_received(self, data: bytes) -> None:
         if self._lingering:
