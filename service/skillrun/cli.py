@@ -214,13 +214,52 @@ def _settle_the_heap() -> None:
     """Everything built so far (the spec, its validators, the catalog, the modules) lives
     as long as the process: out of the collector's sight (``gc.freeze``), a full
     collection no longer walks it. Measured: with 1,000 sleeping runs, full collections
-    took 15-28 ms, the tail of every other request (bench/fairness.py)."""
+    took 15-28 ms, the tail of every other request (bench/fairness.py). Young
+    collections are then paced by what they find (``YoungCollections``)."""
     gc.collect()
     gc.freeze()
-    # Young collections 30x rarer than the default (700 allocations): a server's
-    # request churn then ages far fewer objects into the old generations, whose
-    # collections walk every live run.
-    gc.set_threshold(20_000, 20, 20)
+    gc.set_threshold(YoungCollections.BASE, 20, 20)
+    if not any(isinstance(cb, YoungCollections) for cb in gc.callbacks):
+        gc.callbacks.append(YoungCollections())
+
+
+class YoungCollections:
+    """Young collections as rare as the garbage they find allows.
+
+    Python collects the young generation every ``threshold`` net new tracked objects
+    (allocations less deallocations), to free reference cycles. Serving leaves none
+    (``tests/test_stream_handoff.py`` checks: every object of a request is freed when
+    its last reference goes), so a young collection only walks live objects: a burst
+    of new streams, whose objects it walks while they live, to free nothing. A burst
+    of 1,000 streams grows the heap by ~200,000 objects: 9-10 collections at 20,000,
+    50-290 ms of its 1.3-2 s of CPU (in process, bench/inproc.py), every stream's
+    first event behind them.
+
+    The threshold starts at ``BASE`` (30 times Python's 700: fewer objects aged into
+    the old generations, whose collections walk every live run) and doubles after each
+    collection that found under 1% of it as garbage, up to ``MAX``; one that found
+    more puts it back at ``BASE``. A heap that grows and shrinks back by less than
+    ``MAX`` (a burst of streams that end) is then never walked, and garbage, when some
+    code makes it, is still collected at most ``MAX`` objects late (~30-60 MB)."""
+
+    BASE = 20_000
+    MAX = 320_000
+
+    def __init__(self) -> None:
+        self.threshold = self.BASE
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase != "stop":
+            return
+        found = info["collected"] + info["uncollectable"]
+        if found * 100 < self.threshold:
+            threshold = min(2 * self.threshold, self.MAX)
+        else:
+            threshold = self.BASE
+        if threshold != self.threshold:
+            self.threshold = threshold
+            _, middle, old = gc.get_threshold()
+            gc.set_threshold(threshold, middle, old)
 
 
 def _prompt_thread_handoffs() -> None:
