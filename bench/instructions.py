@@ -34,6 +34,10 @@ by their number; and the same for the bare app's (bench/_bare.py) one-event stre
 Measured (``--items 400``): 1,744,202 instructions a Skillrun stream start before the
 work of issue 12's stop 27 (a624f77), 1,433,927 after (7a98c32); the bare app's 533,383
 (ratio 3.27, then 2.69). ``--pipeline`` over the same work: 47,502 and 47,566 an event.
+Stop 28: 1,443,707 before (cf255e5), 1,401,306 after (the SSE head encoded once, the
+run count's trigger gone); ``--pipeline`` 47,358. Its larger gain, the collector's
+pacing, shows in a burst (bench/stream.py (b)), not here: 16 streams at a time never
+grow the heap enough to bring a collection.
 """
 
 from __future__ import annotations
