@@ -12,6 +12,7 @@ import gc
 import json
 import logging
 import socket
+import sys
 from pathlib import Path
 from typing import Any, AsyncIterator
 
@@ -131,22 +132,27 @@ async def test_a_handed_stream_ends_with_done_and_a_disconnect_still_cancels(ser
     assert run.status == "cancelled"
 
 
+def _armed_by(monkeypatch: pytest.MonkeyPatch, name: str) -> list[str]:
+    """Who arms ``asyncio.<name>`` (``timeout`` or ``timeout_at``) from now on: the
+    calling functions' qualified names, in order."""
+    armed: list[str] = []
+    real = getattr(asyncio, name)
+
+    def recording(when: float | None) -> Any:
+        armed.append(sys._getframe(1).f_code.co_qualname)
+        return real(when)
+
+    monkeypatch.setattr(asyncio, name, recording)
+    return armed
+
+
 async def test_a_stream_to_a_reading_client_arms_no_send_timer(
     served: tuple[Any, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Through the edge, a send to a connection whose writing is not paused writes at once:
     the body arms ``send_timeout_s``'s timer only when a send might wait (a client that
     stops reading is still cut off: test_runs_durability.py)."""
-    import sys
-
-    armed: list[str] = []
-    real = asyncio.timeout
-
-    def timeout(delay: float | None) -> Any:
-        armed.append(sys._getframe(1).f_code.co_qualname)
-        return real(delay)
-
-    monkeypatch.setattr(asyncio, "timeout", timeout)
+    armed = _armed_by(monkeypatch, "timeout")
     reader, writer = await _open(port=served[1], body={"inputs": {"steps": 20, "delay_ms": 5}})
     whole = await _read_until(reader, b"0\r\n\r\n")
     writer.close()
@@ -189,16 +195,7 @@ async def test_the_fast_lane_arms_no_body_timer_for_a_body_that_came_with_the_he
     """A body all in by the time the lane reads it waits for nothing: no ``body_timeout_s``
     timer. One still coming is read under it (one past its deadline gets a 408:
     test_fastlane.py), and still starts its run."""
-    import sys
-
-    armed: list[str] = []
-    real = asyncio.timeout_at
-
-    def timeout_at(when: float | None) -> Any:
-        armed.append(sys._getframe(1).f_code.co_qualname)
-        return real(when)
-
-    monkeypatch.setattr(asyncio, "timeout_at", timeout_at)
+    armed = _armed_by(monkeypatch, "timeout_at")
     reader, writer = await _open(served[1], {"inputs": {"steps": 1, "delay_ms": 1}})
     assert b"event: done" in await _read_until(reader, b"0\r\n\r\n")
     writer.close()
