@@ -645,7 +645,8 @@ class SqliteStore:
         ``test_sqlite_another_process_sees_every_commit_after_a_checkpoint``)."""
         frames = int(self._reader().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1])
         if self._sync_fds is None:
-            self._sync_fds = (os.open(self.path, os.O_RDONLY), os.open(f"{self.path}-wal", os.O_RDONLY))
+            wal = os.open(f"{self.path}-wal", os.O_RDONLY)  # first: the one that could be missing
+            self._sync_fds = (os.open(self.path, os.O_RDONLY), wal)
         for fd in self._sync_fds:
             os.fsync(fd)
         return frames
