@@ -26,12 +26,12 @@ def test_young_collections_grow_rarer_while_they_find_no_garbage_and_not_when_th
     seen = []
     for _ in range(6):
         pace("start", {"generation": 0, "collected": 0, "uncollectable": 0})  # only a collection's end counts
-        pace("stop", {"generation": 0, "collected": pace.threshold // 200, "uncollectable": 0})  # 0.5%: nothing much
+        pace("stop", {"generation": 0, "collected": gc.get_threshold()[0] // 200, "uncollectable": 0})  # 0.5%
         seen.append(gc.get_threshold()[0])
     assert seen == [40_000, 80_000, 160_000, 320_000, 320_000, 320_000]
     assert gc.get_threshold()[1:] == (20, 20)  # the older generations' as they were
     pace("stop", {"generation": 1, "collected": 3_000, "uncollectable": 200})  # 1% and more: garbage is made
-    assert gc.get_threshold()[0] == pace.threshold == YoungCollections.BASE
+    assert gc.get_threshold()[0] == YoungCollections.BASE
     pace("stop", {"generation": 0, "collected": 199, "uncollectable": 0})
     assert gc.get_threshold()[0] == 40_000
 

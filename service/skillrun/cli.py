@@ -245,20 +245,13 @@ class YoungCollections:
     BASE = 20_000
     MAX = 320_000
 
-    def __init__(self) -> None:
-        self.threshold = self.BASE
-
     def __call__(self, phase: str, info: dict[str, int]) -> None:
         if phase != "stop":
             return
+        young, middle, old = gc.get_threshold()
         found = info["collected"] + info["uncollectable"]
-        if found * 100 < self.threshold:
-            threshold = min(2 * self.threshold, self.MAX)
-        else:
-            threshold = self.BASE
-        if threshold != self.threshold:
-            self.threshold = threshold
-            _, middle, old = gc.get_threshold()
+        threshold = min(2 * young, self.MAX) if found * 100 < young else self.BASE
+        if threshold != young:
             gc.set_threshold(threshold, middle, old)
 
 
