@@ -103,6 +103,10 @@ class _LingeringTransport:
         else:
             protocol._close()
 
+    def detach(self) -> None:
+        """The connection is lost: let go of the protocol (see ``__init__``)."""
+        self._protocol = None
+
 
 class _Pipeline(list[Any]):
     """What uvicorn uses of the deque it queues pipelined requests in."""
@@ -151,7 +155,7 @@ class EdgeProtocol(HttpToolsProtocol):
         self._disarm()
         super().connection_lost(exc)
         if isinstance(self.transport, _LingeringTransport):
-            self.transport._protocol = None  # no cycle left: see ``_LingeringTransport``
+            self.transport.detach()
 
     def data_received(self, data: bytes) -> None:
         if self._lingering:
